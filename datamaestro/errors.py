@@ -1,0 +1,105 @@
+"""One exception hierarchy for every failure a user can cause or meet.
+
+The CLI turns any :class:`DatamaestroError` into a one-line message (plus its
+``hint``) and a non-zero exit status; anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+
+class DatamaestroError(Exception):
+    """Base class of every error datamaestro reports to a user.
+
+    :param message: what happened, in one sentence
+    :param hint: what the user can do about it (optional)
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class UsageError(DatamaestroError):
+    """Bad input on the command line or in an API call."""
+
+    exit_code = 2
+
+
+class SettingsError(DatamaestroError):
+    """A settings file or a ``[tool.datamaestro]`` table is malformed."""
+
+    exit_code = 2
+
+
+class DatasetNotFoundError(DatamaestroError):
+    """No repository defines the requested dataset id.
+
+    :param dataset_id: the id that was asked for
+    :param suggestions: close ids, best first
+    """
+
+    exit_code = 2
+
+    def __init__(self, dataset_id: str, suggestions: list[str] | None = None):
+        self.dataset_id = dataset_id
+        self.suggestions = list(suggestions or [])
+        hint = (
+            "did you mean " + " or ".join(self.suggestions[:3]) + "?"
+            if self.suggestions
+            else "run `datamaestro search` to list the known datasets"
+        )
+        super().__init__(f"unknown dataset id {dataset_id!r}", hint=hint)
+
+
+class DefinitionError(DatamaestroError):
+    """A dataset definition is malformed (a bug in a plugin)."""
+
+
+class DownloadError(DatamaestroError):
+    """A transfer failed: HTTP error, timeout, truncated body, reset..."""
+
+
+class OfflineError(DownloadError):
+    """Offline mode is on and some data is missing from the store.
+
+    :param urls: every URL that would have been downloaded
+    """
+
+    def __init__(self, urls: list[str]):
+        self.urls = list(urls)
+        listing = "\n".join(f"  - {url}" for url in self.urls)
+        super().__init__(
+            f"offline mode: {len(self.urls)} download(s) needed\n{listing}",
+            hint="run again without --offline / DATAMAESTRO_OFFLINE, or sync from a peer store",
+        )
+
+
+class IntegrityError(DatamaestroError):
+    """Bytes do not match what was expected (size, checksum, pinned digest)."""
+
+
+class ArchiveError(DatamaestroError):
+    """An archive is malformed or tries to write outside its folder."""
+
+
+class StoreError(DatamaestroError):
+    """The store is unusable: wrong layout version, no permission, full disk."""
+
+
+class LockTimeoutError(StoreError):
+    """Waiting for another process that holds a store lock took too long."""
+
+
+class LockFileError(DatamaestroError):
+    """``datamaestro.lock`` is malformed or out of date."""
+
+    exit_code = 2

@@ -1,0 +1,245 @@
+"""Settings: user file, project table, environment and command line.
+
+Precedence, highest first: command-line option > environment variable >
+project (``[tool.datamaestro]`` in the nearest ``pyproject.toml``) > user
+settings file (``$DATAMAESTRO_CONFIG``, else ``<config dir>/settings.toml``)
+> default. Mirrors are merged across sources, the higher source's prefixes
+tried first.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import SettingsError
+
+ENV_DATA_DIR = "DATAMAESTRO_DIR"
+ENV_STORE_DIR = "DATAMAESTRO_STORE"
+ENV_CONFIG = "DATAMAESTRO_CONFIG"
+ENV_OFFLINE = "DATAMAESTRO_OFFLINE"
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings of one datamaestro session.
+
+    :param data_dir: where readable dataset paths live (``data/<repo>/...``)
+    :param store_dir: the content-addressed store (``None``: ``<data_dir>/store``)
+    :param offline: never touch the network; fail with the missing URLs
+    :param mirrors: URL prefix -> replacement prefixes, tried in order before
+        the original URL
+    :param connect_timeout: seconds to wait for a connection
+    :param read_timeout: seconds to wait between two received chunks
+    :param retries: attempts after the first one, on 5xx and connection errors
+    :param lock_timeout: seconds to wait for another process holding a store lock
+    :param keep_downloads: keep downloaded archives in the store after extraction
+    :param datafolders: name -> folder that a user provides by hand
+    """
+
+    data_dir: Path = field(default_factory=lambda: Path.home() / "datamaestro")
+    store_dir: Path | None = None
+    offline: bool = False
+    mirrors: dict[str, list[str]] = field(default_factory=dict)
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retries: int = 5
+    lock_timeout: float = 3600.0
+    keep_downloads: bool = False
+    datafolders: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def store_path(self) -> Path:
+        """The store folder, defaulting to ``<data_dir>/store``."""
+        return self.store_dir if self.store_dir is not None else self.data_dir / "store"
+
+
+# Keys accepted in a settings file or a [tool.datamaestro] table, with the
+# parser of their value. ``datasets`` belongs to the project and is read by
+# the lock; it is accepted here so that the table validates as a whole.
+def _path(value: Any, key: str, origin: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise SettingsError(f"{origin}: {key!r} must be a non-empty string (a path), got {value!r}")
+    return Path(value).expanduser()
+
+
+def _bool(value: Any, key: str, origin: str) -> bool:
+    if not isinstance(value, bool):
+        raise SettingsError(f"{origin}: {key!r} must be true or false, got {value!r}")
+    return value
+
+
+def _number(value: Any, key: str, origin: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise SettingsError(f"{origin}: {key!r} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _count(value: Any, key: str, origin: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SettingsError(f"{origin}: {key!r} must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _mirrors(value: Any, key: str, origin: str) -> dict[str, list[str]]:
+    if not isinstance(value, dict):
+        raise SettingsError(f"{origin}: [{key}] must be a table of URL prefix = [replacements]")
+    result = {}
+    for prefix, targets in value.items():
+        if isinstance(targets, str):
+            targets = [targets]
+        if not isinstance(targets, list) or not all(isinstance(t, str) and t for t in targets):
+            raise SettingsError(
+                f"{origin}: mirror {prefix!r} must be a URL prefix or a list of them, got {targets!r}"
+            )
+        result[prefix] = list(targets)
+    return result
+
+
+def _folders(value: Any, key: str, origin: str) -> dict[str, Path]:
+    if not isinstance(value, dict):
+        raise SettingsError(f"{origin}: [{key}] must be a table of name = path")
+    return {name: _path(path, f"{key}.{name}", origin) for name, path in value.items()}
+
+
+def _datasets(value: Any, key: str, origin: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SettingsError(f"{origin}: {key!r} must be a list of dataset ids")
+    return value
+
+
+PARSERS = {
+    "data": ("data_dir", _path),
+    "store": ("store_dir", _path),
+    "offline": ("offline", _bool),
+    "mirrors": ("mirrors", _mirrors),
+    "connect_timeout": ("connect_timeout", _number),
+    "read_timeout": ("read_timeout", _number),
+    "retries": ("retries", _count),
+    "lock_timeout": ("lock_timeout", _number),
+    "keep_downloads": ("keep_downloads", _bool),
+    "datafolders": ("datafolders", _folders),
+    "datasets": (None, _datasets),
+}
+
+
+def parse_table(table: dict, origin: str) -> dict[str, Any]:
+    """Validates a settings table and returns ``Settings`` field values.
+
+    :param table: the parsed TOML table
+    :param origin: where it comes from, for error messages
+    :raises SettingsError: on an unknown key or a value of the wrong type
+    """
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        if key not in PARSERS:
+            known = ", ".join(sorted(PARSERS))
+            raise SettingsError(f"{origin}: unknown setting {key!r}", hint=f"known settings: {known}")
+        field_name, parser = PARSERS[key]
+        parsed = parser(raw, key, origin)
+        if field_name is not None:
+            values[field_name] = parsed
+    return values
+
+
+def read_toml(path: Path) -> dict:
+    """Reads a TOML file, turning syntax errors into one clear message."""
+    try:
+        with path.open("rb") as fp:
+            return tomllib.load(fp)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: invalid TOML: {exc}", hint="fix the file's syntax") from None
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def user_settings_path() -> Path:
+    """The user settings file: ``$DATAMAESTRO_CONFIG``, else the platform's config dir."""
+    if env := os.environ.get(ENV_CONFIG):
+        return Path(env).expanduser()
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("datamaestro")) / "settings.toml"
+
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    """The nearest ``pyproject.toml`` from ``start`` (default: cwd) upwards."""
+    current = (start or Path.cwd()).resolve()
+    for folder in (current, *current.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def project_table(pyproject: Path | None) -> dict:
+    """The ``[tool.datamaestro]`` table of a pyproject file (empty if none)."""
+    if pyproject is None:
+        return {}
+    table = read_toml(pyproject).get("tool", {}).get("datamaestro", {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"{pyproject}: [tool.datamaestro] must be a table")
+    return table
+
+
+def _env_values() -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if env := os.environ.get(ENV_DATA_DIR):
+        values["data_dir"] = Path(env).expanduser()
+    if env := os.environ.get(ENV_STORE_DIR):
+        values["store_dir"] = Path(env).expanduser()
+    if (env := os.environ.get(ENV_OFFLINE)) is not None:
+        word = env.strip().lower()
+        if word not in TRUE_WORDS | FALSE_WORDS:
+            raise SettingsError(f"{ENV_OFFLINE}={env!r}: expected 1/0, true/false, yes/no or on/off")
+        values["offline"] = word in TRUE_WORDS
+    return values
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None,
+    *,
+    project_dir: Path | None = None,
+    use_user_file: bool = True,
+) -> tuple[Settings, Path | None]:
+    """Resolves the settings from every source, by precedence.
+
+    :param overrides: ``Settings`` field values from the command line or an
+        API call (``None`` values are ignored)
+    :param project_dir: where to look for ``pyproject.toml`` (default: cwd)
+    :param use_user_file: read the user settings file
+    :returns: the settings and the project's ``pyproject.toml`` (or None)
+    """
+    layers: list[dict[str, Any]] = []
+    if use_user_file:
+        path = user_settings_path()
+        if path.is_file():
+            layers.append(parse_table(read_toml(path), str(path)))
+    pyproject = find_pyproject(project_dir)
+    table = project_table(pyproject)
+    if table:
+        layers.append(parse_table(table, f"{pyproject} [tool.datamaestro]"))
+    layers.append(_env_values())
+    layers.append({k: v for k, v in (overrides or {}).items() if v is not None})
+
+    values: dict[str, Any] = {}
+    mirrors: dict[str, list[str]] = {}
+    folders: dict[str, Path] = {}
+    for layer in layers:
+        for prefix, targets in layer.pop("mirrors", {}).items():
+            # A higher layer's replacements come first; the lower ones stay as fallbacks
+            mirrors[prefix] = targets + [t for t in mirrors.get(prefix, []) if t not in targets]
+        folders.update(layer.pop("datafolders", {}))
+        values.update(layer)
+    names = {f.name for f in fields(Settings)}
+    unknown = set(values) - names
+    if unknown:
+        raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
+    settings = replace(Settings(), **values, mirrors=mirrors, datafolders=folders)
+    return settings, pyproject

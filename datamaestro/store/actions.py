@@ -1,0 +1,118 @@
+"""The action cache: recipe key -> output digest.
+
+A recipe is a canonical description of what a step does (a download: the
+URL and its transforms; a derivation: its class, parameters and input
+digests). Its key is the blake3 of that description. Once a step has run on
+a store, any dataset of any project that needs the same recipe finds the
+output here and never repeats the work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .digests import canonical_json, digest_bytes, is_digest
+from .objects import Layout, disk_error
+
+
+def recipe_key(description: dict) -> str:
+    """The key of a recipe: blake3 of its canonical JSON description."""
+    return digest_bytes(canonical_json(description))
+
+
+@dataclass
+class Output:
+    """What a resource produced.
+
+    :param kind: ``file`` (an object), ``tree`` (a folder) or ``value`` (no file)
+    :param digest: the object or tree digest (None for a value)
+    :param source_digest: blake3 of the bytes as downloaded, before transforms
+    :param url: the URL the bytes came from, after redirects
+    :param size: bytes downloaded
+    :param value: the JSON value of a ``value`` resource
+    """
+
+    kind: str
+    digest: str | None = None
+    source_digest: str | None = None
+    url: str | None = None
+    size: int | None = None
+    value: object = None
+
+    def to_json(self) -> dict:
+        """A JSON-able dict (None fields dropped)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Output":
+        """The inverse of :meth:`to_json`."""
+        return cls(**{k: data.get(k) for k in ("kind", "digest", "source_digest", "url", "size", "value")})
+
+
+@dataclass
+class ActionRecord:
+    """One entry of the action cache."""
+
+    key: str
+    recipe: dict
+    output: Output
+    created: float = field(default_factory=time.time)
+
+
+class ActionCache:
+    """The ``actions/`` folder."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+
+    def path_of(self, key: str) -> Path:
+        """Where the record of ``key`` is."""
+        return self.layout.fanout(self.layout.actions, key, ".json")
+
+    def get(self, key: str) -> ActionRecord | None:
+        """The record of a recipe key, or None (also when the record is unreadable)."""
+        try:
+            with open(self.path_of(key), "rb") as fp:
+                data = json.load(fp)
+            output = Output.from_json(data["output"])
+            if output.kind != "value" and not is_digest(output.digest or ""):
+                return None
+            return ActionRecord(key=key, recipe=data["recipe"], output=output, created=data.get("created", 0))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put(self, record: ActionRecord) -> None:
+        """Writes a record atomically (tmp file, then rename)."""
+        data = canonical_json(
+            {"key": record.key, "recipe": record.recipe, "output": record.output.to_json(), "created": record.created}
+        )
+        target = self.path_of(record.key)
+        tmp = self.layout.tmp_path(".action")
+        try:
+            self.layout.mkdir(target.parent)
+            with open(tmp, "wb") as fp:
+                fp.write(data)
+                fp.flush()
+                os.fsync(fp.fileno())
+            os.chmod(tmp, 0o664 if self.layout.shared else 0o644)
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise disk_error(exc, "recording an action") from None
+
+    def iter_records(self):
+        """Every readable record of the cache."""
+        if not self.layout.actions.is_dir():
+            return
+        for fan in os.scandir(self.layout.actions):
+            if not fan.is_dir():
+                continue
+            for entry in os.scandir(fan.path):
+                if entry.name.endswith(".json"):
+                    record = self.get("blake3:" + fan.name + entry.name[:-5])
+                    if record is not None:
+                        yield record

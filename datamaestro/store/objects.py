@@ -1,0 +1,290 @@
+"""File objects: immutable files named by the blake3 digest of their bytes.
+
+Every write goes to ``tmp/`` on the store's file system, is hashed while it
+is written, fsynced, made read-only and only then renamed into
+``objects/ab/cdef...``: a reader never sees a partial object and a crash
+leaves nothing but garbage in ``tmp/`` (reaped by :func:`reap_tmp`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import BinaryIO, Iterable
+
+from ..errors import StoreError
+from .digests import CHUNK_SIZE, digest_of_file, format_digest, hasher, hex_of
+
+OBJECT_MODE = 0o444
+HOST = socket.gethostname()
+# A tmp entry of another host cannot be checked for liveness: reap it only
+# when it is this old (seconds).
+STALE_FOREIGN_TMP = 24 * 3600
+
+
+def disk_error(exc: OSError, what: str) -> StoreError:
+    """Turns an OSError met while writing the store into a clear StoreError."""
+    if exc.errno == errno.ENOSPC:
+        return StoreError(f"no space left on device while {what}", hint="free some disk space (see `datamaestro store gc`) and run again")
+    if exc.errno == errno.EDQUOT:
+        return StoreError(f"disk quota exceeded while {what}", hint="free some space or raise your quota, then run again")
+    if exc.errno == errno.EFBIG:
+        return StoreError(f"file too large while {what}", hint="the file-size limit of this process (ulimit -f) is too small")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StoreError(
+            f"no permission to write the store while {what}: {exc.filename or ''}",
+            hint="ask the store's owner for write access, or point DATAMAESTRO_STORE at a store of your own",
+        )
+    return StoreError(f"cannot write the store while {what}: {exc}")
+
+
+class Layout:
+    """The folders of a store and how new entries are created in them.
+
+    :param root: the store folder
+    :param shared: a group store: folders setgid and group-writable
+    """
+
+    def __init__(self, root: Path, shared: bool = False):
+        self.root = Path(root)
+        self.shared = shared
+        self.objects = self.root / "objects"
+        self.trees = self.root / "trees"
+        self.actions = self.root / "actions"
+        self.views = self.root / "views"
+        self.roots = self.root / "roots"
+        self.tmp = self.root / "tmp"
+        self.locks = self.root / "locks"
+        self.quarantine = self.root / "quarantine"
+
+    @property
+    def dir_mode(self) -> int:
+        """Mode of new folders: setgid + group-writable in a group store."""
+        return 0o2775 if self.shared else 0o755
+
+    def mkdir(self, path: Path) -> None:
+        """Creates a folder (and parents) with the store's folder mode."""
+        if path.is_dir():
+            return
+        self.mkdir(path.parent) if path.parent != path and not path.parent.is_dir() else None
+        try:
+            os.mkdir(path, self.dir_mode)
+        except FileExistsError:
+            return
+        if self.shared:
+            # umask may have removed the group bits
+            os.chmod(path, self.dir_mode)
+
+    def fanout(self, base: Path, digest: str, suffix: str = "") -> Path:
+        """``base/ab/cdef...`` for a digest (two-level fan-out keeps folders small)."""
+        hexdigest = hex_of(digest)
+        return base / hexdigest[:2] / (hexdigest[2:] + suffix)
+
+    def tmp_path(self, hint: str = "") -> Path:
+        """A unique name in ``tmp/`` that says which host and process writes it."""
+        self.mkdir(self.tmp)
+        return self.tmp / f"{HOST}.{os.getpid()}.{uuid.uuid4().hex[:12]}{hint}"
+
+
+class ObjectWriter:
+    """Streams bytes into a new object: hashed while written, committed by rename.
+
+    Use as a context manager; leaving the block without :meth:`commit`
+    (an exception, a kill) leaves only a tmp file, removed on abort::
+
+        with store.objects.writer() as out:
+            for chunk in chunks:
+                out.write(chunk)
+            digest = out.commit()
+    """
+
+    def __init__(self, objects: "ObjectStore"):
+        self.objects = objects
+        self.tmp = objects.layout.tmp_path(".part")
+        self.size = 0
+        self._hasher = hasher()
+        self._fp: BinaryIO | None = open(self.tmp, "wb")
+        self.digest: str | None = None
+
+    def write(self, data: bytes) -> None:
+        """Appends bytes to the object."""
+        self._hasher.update(data)
+        try:
+            self._fp.write(data)
+        except OSError as exc:
+            raise disk_error(exc, "writing an object") from None
+        self.size += len(data)
+
+    def commit(self) -> str:
+        """Makes the object durable and visible; returns its digest."""
+        try:
+            self._fp.flush()
+            os.fsync(self._fp.fileno())
+            self._fp.close()
+        except OSError as exc:
+            raise disk_error(exc, "writing an object") from None
+        self._fp = None
+        self.digest = format_digest(self._hasher.hexdigest())
+        self.objects.adopt(self.tmp, self.digest)
+        return self.digest
+
+    def abort(self) -> None:
+        """Drops what was written."""
+        if self._fp is not None:
+            self._fp.close()
+            self._fp = None
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "ObjectWriter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.digest is None:
+            self.abort()
+
+
+class ObjectStore:
+    """The ``objects/`` folder: put, test and open file objects by digest."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+
+    def path_of(self, digest: str) -> Path:
+        """Where the object of ``digest`` is (whether or not it exists)."""
+        return self.layout.fanout(self.layout.objects, digest)
+
+    def has(self, digest: str) -> bool:
+        """True when the object is in the store."""
+        return self.path_of(digest).is_file()
+
+    def open(self, digest: str) -> BinaryIO:
+        """Opens an object for reading."""
+        try:
+            return open(self.path_of(digest), "rb")
+        except FileNotFoundError:
+            raise StoreError(f"object {digest} is not in the store") from None
+
+    def writer(self) -> ObjectWriter:
+        """A writer for a new object (see :class:`ObjectWriter`)."""
+        return ObjectWriter(self)
+
+    def ingest_stream(self, chunks: Iterable[bytes]) -> str:
+        """Stores the bytes of an iterable of chunks; returns their digest."""
+        with self.writer() as out:
+            for chunk in chunks:
+                out.write(chunk)
+            return out.commit()
+
+    def ingest_file(self, path: Path, *, move: bool = False) -> str:
+        """Stores a file; returns its digest.
+
+        :param move: the file may be taken (renamed into the store, no copy)
+            instead of copied; it is gone from ``path`` afterwards
+        """
+        path = Path(path)
+        if move:
+            tmp = self.layout.tmp_path(".in")
+            try:
+                os.rename(path, tmp)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise disk_error(exc, f"moving {path} into the store") from None
+            else:
+                digest = digest_of_file(tmp)
+                self.adopt(tmp, digest)
+                return digest
+        with open(path, "rb") as fp:
+            digest = self.ingest_stream(iter(lambda: fp.read(CHUNK_SIZE), b""))
+        if move:
+            path.unlink()
+        return digest
+
+    def adopt(self, tmp: Path, digest: str) -> None:
+        """Renames a complete, hashed tmp file into place as ``digest``.
+
+        If the object already exists (another writer was first) the tmp file
+        is dropped: the bytes are the same by definition.
+        """
+        target = self.path_of(digest)
+        try:
+            os.chmod(tmp, OBJECT_MODE)
+            if target.exists():
+                tmp.unlink()
+                return
+            self.layout.mkdir(target.parent)
+            os.rename(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise disk_error(exc, "adding an object") from None
+
+    def iter_digests(self) -> Iterable[str]:
+        """Every object digest in the store (order unspecified)."""
+        if not self.layout.objects.is_dir():
+            return
+        for fan in os.scandir(self.layout.objects):
+            if fan.is_dir() and len(fan.name) == 2:
+                for entry in os.scandir(fan.path):
+                    yield format_digest(fan.name + entry.name)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_tmp(layout: Layout, *, now: float | None = None) -> list[Path]:
+    """Removes tmp entries whose writer is dead; returns what was removed.
+
+    An entry of this host is stale when its process is gone; an entry of
+    another host only when it is older than a day (its process cannot be
+    checked from here).
+    """
+    removed = []
+    if not layout.tmp.is_dir():
+        return removed
+    now = now if now is not None else time.time()
+    for entry in os.scandir(layout.tmp):
+        host, _, rest = entry.name.partition(".")
+        pid_text = rest.partition(".")[0]
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            continue
+        if host == HOST and pid_text.isdigit():
+            stale = not _pid_alive(int(pid_text))
+        else:
+            stale = age > STALE_FOREIGN_TMP
+        if not stale:
+            continue
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            make_writable(path)
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def make_writable(folder: Path) -> None:
+    """Gives the owner write access to every folder below ``folder``, so it can be removed."""
+    for dirpath, dirnames, _ in os.walk(folder):
+        for name in dirnames:
+            try:
+                os.chmod(os.path.join(dirpath, name), 0o755)
+            except OSError:
+                pass
+    try:
+        os.chmod(folder, 0o755)
+    except OSError:
+        pass

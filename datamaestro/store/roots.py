@@ -1,0 +1,57 @@
+"""GC roots: files in ``roots/`` that name what must be kept.
+
+A root is registered by the data dirs that link into the store (``data``)
+and by synced lock files (``lock``). ``store gc`` keeps everything reachable
+from a live root and drops roots whose target is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .digests import canonical_json, digest_bytes, hex_of
+from .objects import Layout
+
+ROOT_KINDS = ("data", "lock")
+
+
+@dataclass(frozen=True)
+class Root:
+    """One registered root: its kind, the path it names and its note file."""
+
+    kind: str
+    path: Path
+    note: Path
+
+
+def register_root(layout: Layout, kind: str, path: Path) -> Root:
+    """Registers ``path`` (a data dir or a lock file) as a gc root; idempotent."""
+    if kind not in ROOT_KINDS:
+        raise ValueError(f"unknown root kind {kind!r}")
+    absolute = str(Path(path).absolute())
+    name = hex_of(digest_bytes(absolute.encode()))[:32]
+    note = layout.roots / kind / f"{name}.json"
+    if note.is_file():
+        return Root(kind, Path(absolute), note)
+    layout.mkdir(note.parent)
+    tmp = layout.tmp_path(".root")
+    tmp.write_bytes(canonical_json({"kind": kind, "path": absolute}))
+    os.replace(tmp, note)
+    return Root(kind, Path(absolute), note)
+
+
+def iter_roots(layout: Layout):
+    """Every registered root (live or not)."""
+    for kind in ROOT_KINDS:
+        folder = layout.roots / kind
+        if not folder.is_dir():
+            continue
+        for note in sorted(folder.glob("*.json")):
+            try:
+                data = json.loads(note.read_text())
+                yield Root(kind, Path(data["path"]), note)
+            except (OSError, ValueError, KeyError):
+                continue

@@ -1,0 +1,151 @@
+"""Folder trees: a folder is stored as its files' objects plus a tree object.
+
+The tree object is canonical JSON listing every entry (sorted path, kind,
+digest or link target); its digest names the folder. A tree is materialized
+once as ``trees/ab/cdef.../``, a read-only folder whose files are hard links
+to the objects (relative symlinks where hard links are not possible).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from ..errors import StoreError
+from .digests import canonical_json, digest_bytes
+from .objects import Layout, ObjectStore, disk_error, make_writable
+
+TREE_FORMAT = "datamaestro-tree/1"
+
+
+class TreeStore:
+    """The ``trees/`` folder: ingest folders, read and materialize trees."""
+
+    def __init__(self, layout: Layout, objects: ObjectStore):
+        self.layout = layout
+        self.objects = objects
+
+    def path_of(self, digest: str) -> Path:
+        """Where the materialized tree of ``digest`` is."""
+        return self.layout.fanout(self.layout.trees, digest)
+
+    def has(self, digest: str) -> bool:
+        """True when the tree is materialized (and so complete)."""
+        return self.path_of(digest).is_dir()
+
+    def ingest_tree(self, folder: Path, *, move: bool = False) -> str:
+        """Stores a folder; returns the digest of its tree.
+
+        :param move: files may be renamed into the store (the folder is
+            consumed); otherwise they are copied
+        :raises StoreError: on a symlink leading outside the folder or a
+            special file (device, fifo, socket)
+        """
+        folder = Path(folder)
+        entries = []
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            relative_dir = os.path.relpath(dirpath, folder)
+            if relative_dir != "." and not dirnames and not filenames:
+                entries.append({"path": relative_dir, "kind": "dir"})
+            for name in sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]):
+                full = os.path.join(dirpath, name)
+                relative = os.path.normpath(os.path.join(relative_dir, name))
+                mode = os.lstat(full).st_mode
+                if stat.S_ISLNK(mode):
+                    target = os.readlink(full)
+                    resolved = os.path.normpath(os.path.join(os.path.dirname(relative), target))
+                    if os.path.isabs(target) or resolved.startswith(".."):
+                        raise StoreError(f"{full}: symbolic link to {target} leads outside the folder")
+                    entries.append({"path": relative, "kind": "symlink", "target": target})
+                elif stat.S_ISREG(mode):
+                    digest = self.objects.ingest_file(Path(full), move=move)
+                    entries.append({"path": relative, "kind": "file", "digest": digest, "size": os.stat(self.objects.path_of(digest)).st_size})
+                else:
+                    raise StoreError(f"{full}: not a regular file, folder or link; cannot be stored")
+        entries.sort(key=lambda e: e["path"])
+        document = {"format": TREE_FORMAT, "entries": entries}
+        data = canonical_json(document)
+        digest = digest_bytes(data)
+        if not self.objects.has(digest):
+            self.objects.ingest_stream([data])
+        self.materialize(digest)
+        return digest
+
+    def read(self, digest: str) -> dict:
+        """The tree document of ``digest``."""
+        with self.objects.open(digest) as fp:
+            try:
+                document = json.load(fp)
+            except ValueError:
+                raise StoreError(f"object {digest} is not a tree") from None
+        if not isinstance(document, dict) or document.get("format") != TREE_FORMAT:
+            raise StoreError(f"object {digest} is not a tree")
+        return document
+
+    def materialize(self, digest: str) -> Path:
+        """Makes ``trees/ab/cdef.../`` exist for a stored tree; returns its path."""
+        target = self.path_of(digest)
+        if target.is_dir():
+            return target
+        document = self.read(digest)
+        work = self.layout.tmp_path(".tree")
+        try:
+            os.mkdir(work)
+            for entry in document["entries"]:
+                path = work / entry["path"]
+                if entry["kind"] == "dir":
+                    path.mkdir(parents=True, exist_ok=True)
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if entry["kind"] == "symlink":
+                    os.symlink(entry["target"], path)
+                else:
+                    self._link_object(entry["digest"], path)
+            self.layout.mkdir(target.parent)
+            try:
+                os.rename(work, target)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                # another process materialized the same tree first
+                make_writable(work)
+                shutil.rmtree(work, ignore_errors=True)
+                return target
+            _freeze(target)
+        except OSError as exc:
+            make_writable(work)
+            shutil.rmtree(work, ignore_errors=True)
+            raise disk_error(exc, f"materializing tree {digest}") from None
+        return target
+
+    def _link_object(self, digest: str, path: Path) -> None:
+        source = self.objects.path_of(digest)
+        if not source.is_file():
+            raise StoreError(f"object {digest} of a tree is missing from the store", hint="run `datamaestro store verify`")
+        try:
+            os.link(source, path)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.ENOTSUP):
+                raise
+            os.symlink(os.path.relpath(source, path.parent), path)
+
+    def iter_object_digests(self, digest: str):
+        """The digests of every file of a tree (its own digest excluded)."""
+        for entry in self.read(digest)["entries"]:
+            if entry["kind"] == "file":
+                yield entry["digest"]
+
+
+def _freeze(folder: Path) -> None:
+    """Removes write access on every folder of a materialized tree."""
+    for dirpath, dirnames, _ in os.walk(folder, topdown=False):
+        for name in dirnames:
+            full = os.path.join(dirpath, name)
+            if not os.path.islink(full):
+                os.chmod(full, 0o555)
+    os.chmod(folder, 0o555)

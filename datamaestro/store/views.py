@@ -1,0 +1,141 @@
+"""Dataset manifests, immutable views and readable paths.
+
+A manifest maps the resource names of a dataset to object or tree digests;
+it is stored as an object. Its view, ``views/<manifest hex>/``, is a folder
+of relative symlinks into ``objects/`` and ``trees/`` that never changes
+once made. A readable path (``<data dir>/data/<repo>/<id as path>``) is a
+symlink to the current view, replaced in one atomic rename, so a reader
+never sees a half-updated dataset and paths resolved earlier keep working.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from ..errors import StoreError
+from .digests import canonical_json, digest_bytes, hex_of
+from .objects import Layout, ObjectStore, disk_error, make_writable
+from .trees import TreeStore
+
+MANIFEST_FORMAT = "datamaestro-manifest/1"
+
+
+def manifest_document(entries: dict[str, tuple[str, str]]) -> dict:
+    """The manifest of ``name -> (kind, digest)`` entries (kind: file or tree)."""
+    return {
+        "format": MANIFEST_FORMAT,
+        "resources": {name: {"kind": kind, "digest": digest} for name, (kind, digest) in sorted(entries.items())},
+    }
+
+
+def manifest_digest(entries: dict[str, tuple[str, str]]) -> str:
+    """The digest a manifest will have, computed without touching the store."""
+    return digest_bytes(canonical_json(manifest_document(entries)))
+
+
+class ViewStore:
+    """The ``views/`` folder."""
+
+    def __init__(self, layout: Layout, objects: ObjectStore, trees: TreeStore):
+        self.layout = layout
+        self.objects = objects
+        self.trees = trees
+
+    def path_of(self, manifest: str) -> Path:
+        """The view folder of a manifest digest."""
+        return self.layout.views / hex_of(manifest)
+
+    def read_manifest(self, manifest: str) -> dict[str, tuple[str, str]]:
+        """The entries of a stored manifest."""
+        with self.objects.open(manifest) as fp:
+            try:
+                document = json.load(fp)
+                return {name: (e["kind"], e["digest"]) for name, e in document["resources"].items()}
+            except (ValueError, KeyError, TypeError):
+                raise StoreError(f"object {manifest} is not a dataset manifest") from None
+
+    def publish(self, entries: dict[str, tuple[str, str]]) -> tuple[str, Path]:
+        """Stores a manifest and makes its view; returns (manifest digest, view path).
+
+        Every object and tree the manifest names must be in the store.
+        """
+        data = canonical_json(manifest_document(entries))
+        digest = digest_bytes(data)
+        view = self.path_of(digest)
+        if view.is_dir():
+            return digest, view
+        if not self.objects.has(digest):
+            self.objects.ingest_stream([data])
+        work = self.layout.tmp_path(".view")
+        try:
+            os.mkdir(work)
+            for name, (kind, target_digest) in entries.items():
+                target = self.trees.materialize(target_digest) if kind == "tree" else self.objects.path_of(target_digest)
+                if kind == "file" and not target.is_file():
+                    raise StoreError(f"object {target_digest} ({name}) is missing from the store")
+                link = work / name
+                link.parent.mkdir(parents=True, exist_ok=True)
+                # relative to the final place of the view, which sits beside work in depth
+                final_parent = view / os.path.dirname(name)
+                os.symlink(os.path.relpath(target, final_parent), link)
+            self.layout.mkdir(self.layout.views)
+            try:
+                os.rename(work, view)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                shutil.rmtree(work, ignore_errors=True)
+        except OSError as exc:
+            make_writable(work)
+            shutil.rmtree(work, ignore_errors=True)
+            raise disk_error(exc, "publishing a dataset view") from None
+        return digest, view
+
+
+def link_target(readable: Path, view: Path, data_dir: Path) -> str:
+    """The symlink text from a readable path to a view.
+
+    Relative when the store lives inside the data dir (the pair can be moved
+    together), absolute otherwise (a store elsewhere, e.g. on NFS).
+    """
+    view_abs = view.absolute()
+    data_abs = data_dir.absolute()
+    if view_abs.is_relative_to(data_abs):
+        return os.path.relpath(view_abs, readable.absolute().parent)
+    return str(view.resolve())
+
+
+def point_readable_path(readable: Path, view: Path, data_dir: Path) -> None:
+    """Makes ``readable`` a symlink to ``view`` in one atomic rename.
+
+    :raises StoreError: if ``readable`` is a real folder (data of the
+        original datamaestro must be adopted first, see ``adopt_legacy``)
+    """
+    target = link_target(readable, view, data_dir)
+    if readable.is_symlink() and os.readlink(readable) == target:
+        return
+    if readable.exists() and not readable.is_symlink():
+        raise StoreError(f"{readable} is a real folder, not a link into the store")
+    readable.parent.mkdir(parents=True, exist_ok=True)
+    tmp = readable.parent / f".{readable.name}.{uuid.uuid4().hex[:8]}.link"
+    try:
+        os.symlink(target, tmp)
+        os.replace(tmp, readable)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise disk_error(exc, f"linking {readable}") from None
+
+
+def current_view(readable: Path) -> str | None:
+    """The manifest digest a readable path points at, or None."""
+    try:
+        target = os.readlink(readable)
+    except OSError:
+        return None
+    name = os.path.basename(target.rstrip("/"))
+    return "blake3:" + name if len(name) == 64 else None
