@@ -45,6 +45,21 @@ class Resource:
         self.definition: DatasetDefinition | None = None
         self.attribute: str | None = None
 
+    @classmethod
+    def apply(cls, *args, **kwargs) -> "Resource":
+        """Creates the resource (the original datamaestro's factory name).
+
+        The result works as a class attribute and as a decorator over
+        ``@dataset`` alike.
+        """
+        return cls(*args, **kwargs)
+
+    def __call__(self, target):
+        """Used as a decorator on a decorator-style definition: adds itself to it."""
+        from ..definitions import resource_decorator
+
+        return resource_decorator(self)(target)
+
     # -- binding, done by the dataset machinery
     def bind(self, attribute: str, definition: "DatasetDefinition") -> None:
         """Attaches the resource to its dataset, under a class attribute name."""

@@ -148,9 +148,9 @@ class Store:
         with store_lock(self.layout, name, timeout=timeout, what=what):
             yield
 
-    def register_root(self, kind: str, path: Path) -> Root:
-        """Registers a data dir (``data``) or a lock file (``lock``) as a gc root."""
-        return register_root(self.layout, kind, path)
+    def register_root(self, kind: str, path: Path, manifests: list[str] | None = None) -> Root:
+        """Registers a data dir (``data``) or a lock file (``lock``, with its manifests) as a gc root."""
+        return register_root(self.layout, kind, path, manifests)
 
     def roots(self) -> list[Root]:
         """Every registered gc root."""

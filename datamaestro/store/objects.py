@@ -120,6 +120,13 @@ class ObjectWriter:
             raise disk_error(exc, "writing an object") from None
         self.size += len(data)
 
+    def reset(self) -> None:
+        """Drops everything written so far (a transfer restarts from byte 0)."""
+        self._fp.seek(0)
+        self._fp.truncate()
+        self._hasher = hasher()
+        self.size = 0
+
     def commit(self) -> str:
         """Makes the object durable and visible; returns its digest."""
         try:

@@ -25,22 +25,38 @@ class Root:
     kind: str
     path: Path
     note: Path
+    manifests: tuple[str, ...] = ()
 
 
-def register_root(layout: Layout, kind: str, path: Path) -> Root:
-    """Registers ``path`` (a data dir or a lock file) as a gc root; idempotent."""
+def register_root(layout: Layout, kind: str, path: Path, manifests: list[str] | None = None) -> Root:
+    """Registers ``path`` (a data dir or a lock file) as a gc root; idempotent.
+
+    :param manifests: the dataset manifests the root keeps alive (a lock
+        file's pins; the store never parses lock files itself). A data dir
+        root needs none: its readable paths are followed at gc time.
+    """
     if kind not in ROOT_KINDS:
         raise ValueError(f"unknown root kind {kind!r}")
     absolute = str(Path(path).absolute())
     name = hex_of(digest_bytes(absolute.encode()))[:32]
     note = layout.roots / kind / f"{name}.json"
-    if note.is_file():
-        return Root(kind, Path(absolute), note)
+    manifests = sorted(set(manifests or []))
+    root = Root(kind, Path(absolute), note, tuple(manifests))
+    if note.is_file() and _read(note) == root:
+        return root
     layout.mkdir(note.parent)
     tmp = layout.tmp_path(".root")
-    tmp.write_bytes(canonical_json({"kind": kind, "path": absolute}))
+    tmp.write_bytes(canonical_json({"kind": kind, "path": absolute, "manifests": manifests}))
     os.replace(tmp, note)
-    return Root(kind, Path(absolute), note)
+    return root
+
+
+def _read(note: Path) -> Root | None:
+    try:
+        data = json.loads(note.read_text())
+        return Root(data["kind"], Path(data["path"]), note, tuple(data.get("manifests", [])))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def iter_roots(layout: Layout):
@@ -50,8 +66,6 @@ def iter_roots(layout: Layout):
         if not folder.is_dir():
             continue
         for note in sorted(folder.glob("*.json")):
-            try:
-                data = json.loads(note.read_text())
-                yield Root(kind, Path(data["path"]), note)
-            except (OSError, ValueError, KeyError):
-                continue
+            root = _read(note)
+            if root is not None:
+                yield root

@@ -1,0 +1,5 @@
+"""``python -m datamaestro``: the command line."""
+
+from .cli import main
+
+main()

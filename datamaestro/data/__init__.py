@@ -1,0 +1,160 @@
+"""Data types: the typed objects a prepared dataset hands back.
+
+Every data type is an experimaestro :class:`~experimaestro.Config`. Module
+paths, class names and ``Param`` names are part of the public contract: an
+experimaestro identifier is computed from the type id (module + class) and
+the ``Param`` values, so renaming any of them would change the identifier of
+every task that uses the data. Paths are ``Meta``: where the store put the
+bytes must not change what a task *is*.
+
+Example::
+
+    from datamaestro.data import File
+
+    readme = File.C(id="org.example.corpus@readme", path=Path("README.txt"))
+    with readme.open("r") as fp:
+        print(fp.read())
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from experimaestro import Meta, Param, Prepare
+from experimaestro.core.objects.config import ConfigMixin
+
+logger = logging.getLogger(__name__)
+
+
+class Base(Prepare):
+    """Base class of every data type.
+
+    It is an experimaestro :class:`~experimaestro.Prepare`: when a task
+    references a data config in its parameters, experimaestro calls
+    :meth:`prepare` (that is, makes the data present in the store) before the
+    task runs. Preparing is idempotent, so it costs nothing on a warm store.
+
+    :param id: the data id, ``<dataset id>@<data name>`` (for instance
+        ``com.lecun.mnist@image``) or, for nested data,
+        ``com.lecun.mnist.train@image``
+    """
+
+    id: Param[str]
+    """The unique (sub-)dataset id"""
+
+    def _data_id(self) -> str | None:
+        """Returns the id, or None for a config built without one.
+
+        A dynamically generated config (an ad-hoc subset, for instance) has
+        no registered id and therefore nothing to download.
+        """
+        try:
+            data_id = self.id
+        except (KeyError, AttributeError):
+            return None
+        return data_id or None
+
+    def download(self) -> None:
+        """Makes the data present on disk (downloads it when needed)."""
+        data_id = self._data_id()
+        if data_id is None:
+            return
+
+        from datamaestro.context import Context
+
+        Context.instance().prepare_data_id(data_id)
+
+    def prepare(self, *args, **kwargs) -> "Base":
+        """Makes the data present on disk and returns this config.
+
+        experimaestro calls it before any task that references this config;
+        it is also safe to call directly.
+        """
+        self.download()
+        return self
+
+    def dataset_information(self) -> dict[str, Any]:
+        """Returns ``{"id", "name", "description"}`` of the owning dataset.
+
+        Name and description are empty strings when no known dataset owns
+        this data (for instance an ad-hoc config).
+        """
+        data_id = self._data_id()
+        dataset = None
+        if data_id is not None:
+            from datamaestro.context import Context
+
+            dataset = Context.instance().dataset_for_data_id(data_id)
+        return {
+            "id": data_id or "",
+            "name": getattr(dataset, "name", None) or "",
+            "description": getattr(dataset, "description", None) or "",
+        }
+
+
+class Generic(Base):
+    """A placeholder data type that accepts any keyword value.
+
+    Values that are not declared parameters become plain attributes: they are
+    not part of the experimaestro identifier and do not survive
+    serialization, hence the warning. Use a proper data type instead whenever
+    one exists.
+
+    Example::
+
+        data = Generic.C(id="org.example.thing@data", url="https://...")
+        data.url
+    """
+
+    def __init__(self, **kwargs):
+        logger.warning("Generic should be avoided (its values are untyped)")
+        super().__init__()
+        for key, value in kwargs.items():
+            object.__setattr__(self, key, value)
+
+
+def _generic_config_init(self, **kwargs):
+    """Builds a :class:`Generic` config, keeping undeclared values as attributes.
+
+    The generated config class places experimaestro's own ``__init__`` (which
+    rejects unknown keywords) before :meth:`Generic.__init__`, so the
+    config side needs its own constructor to accept arbitrary values.
+    """
+    arguments = self.__xpmtype__.arguments
+    declared = {key: value for key, value in kwargs.items() if key in arguments}
+    extra = {key: value for key, value in kwargs.items() if key not in arguments}
+    logger.warning("Generic should be avoided (its values are untyped)")
+    ConfigMixin.__init__(self, **declared)
+    for key, value in extra.items():
+        object.__setattr__(self, key, value)
+
+
+Generic.C.__init__ = _generic_config_init
+
+
+class File(Base):
+    """A data file.
+
+    :param path: where the file is (a ``Meta``: it does not change the
+        identifier)
+    """
+
+    path: Meta[Path]
+    """The path of the file"""
+
+    def open(self, mode: str = "r"):
+        """Opens the file, as :meth:`pathlib.Path.open` does."""
+        return Path(self.path).open(mode)
+
+
+class Folder(Base):
+    """A data folder.
+
+    :param path: where the folder is (a ``Meta``: it does not change the
+        identifier)
+    """
+
+    path: Meta[Path]
+    """The path of the folder"""

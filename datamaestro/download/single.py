@@ -1,0 +1,196 @@
+"""Single-file downloads: :class:`FileDownloader` and :class:`ConcatDownloader`."""
+
+from __future__ import annotations
+
+import tarfile
+from typing import TYPE_CHECKING, Sequence
+from urllib.parse import urlsplit
+
+from ..errors import ArchiveError, DefinitionError
+from ..store import Output
+from . import FileResource
+
+if TYPE_CHECKING:
+    from ..pipeline import Job
+
+
+def _transforms(transforms, url: str) -> list:
+    from .transforms import by_name, infer_transforms
+
+    if transforms is None:
+        return infer_transforms(url)
+    if not isinstance(transforms, (list, tuple)):
+        transforms = [transforms]
+    return [by_name(t) if isinstance(t, str) else t for t in transforms]
+
+
+def _checkers(checker, size: int | None) -> list:
+    from .checks import SizeCheck
+
+    checkers = []
+    if checker is not None:
+        checkers.extend(checker if isinstance(checker, (list, tuple)) else [checker])
+    if size is not None:
+        checkers.append(SizeCheck(size))
+    return checkers
+
+
+class TransformingSink:
+    """A fetch sink that pushes bytes through transforms into an object writer."""
+
+    def __init__(self, writer, transforms: Sequence):
+        self.writer = writer
+        self.transforms = list(transforms)
+        self.states = [t.start() for t in self.transforms]
+
+    def write(self, data: bytes) -> None:
+        """Feeds raw bytes; writes what comes out of the last transform."""
+        for state in self.states:
+            data = state.feed(data)
+        if data:
+            self.writer.write(data)
+
+    def reset(self) -> None:
+        """Starts over: an empty object and fresh transform states."""
+        self.writer.reset()
+        self.states = [t.start() for t in self.transforms]
+
+    def finish(self) -> None:
+        """Flushes every transform (raises on a truncated compressed stream)."""
+        for index, state in enumerate(self.states):
+            data = state.finish()
+            for later in self.states[index + 1 :]:
+                data = later.feed(data)
+            if data:
+                self.writer.write(data)
+
+
+class FileDownloader(FileResource):
+    """Downloads one file, decompressing it on the fly.
+
+    The bytes are streamed once: hashed as downloaded (the source digest,
+    checked by ``checker`` and ``size``), decompressed, hashed again and
+    written into the store.
+
+    :param filename: the file's name in the dataset folder (its variable name
+        in decorator-style definitions is the name without extension)
+    :param url: where to download it from (a mirror setting may redirect it)
+    :param size: expected size in bytes of the download (checked)
+    :param transforms: transforms to apply (names such as ``"gunzip"`` or
+        transform objects); default: inferred from the URL (``.gz``,
+        ``.bz2``, ``.xz``); ``[]`` keeps the bytes as they are
+    :param checker: a checker or a list of them, e.g. ``Md5Check("...")``
+
+    Example::
+
+        TRAIN = FileDownloader("train.csv", "https://example.org/train.csv.gz")
+    """
+
+    def __init__(self, filename: str, url: str, size: int | None = None, transforms=None, checker=None, *, varname: str | None = None, transient: bool = False):
+        super().__init__(filename, varname=varname, transient=transient)
+        if not isinstance(url, str) or not urlsplit(url).scheme:
+            raise DefinitionError(f"{filename}: {url!r} is not a URL")
+        self.url = url
+        self.size = size
+        self.transforms = _transforms(transforms, url)
+        self.checkers = _checkers(checker, size)
+
+    def recipe(self) -> dict:
+        """URL, transforms and checks: what determines the bytes."""
+        from .transforms import recipe_of
+
+        return {
+            **super().recipe(),
+            "url": self.url,
+            "transforms": recipe_of(self.transforms),
+            "checks": [c.recipe() for c in self.checkers],
+        }
+
+    def urls(self) -> list[str]:
+        """The one URL downloaded."""
+        return [self.url]
+
+    def produce(self, job: "Job") -> Output:
+        """Streams the URL through the transforms into a new object."""
+        with job.store.writer() as writer:
+            sink = TransformingSink(writer, self.transforms)
+            result = job.download(self.url, sink, checkers=self.checkers)
+            sink.finish()
+            digest = writer.commit()
+        return Output("file", digest, source_digest=result.source_digest, url=result.url, size=result.size)
+
+
+filedownloader = FileDownloader.apply
+
+
+class ConcatDownloader(FileResource):
+    """Concatenates every regular file of a tar archive into one file.
+
+    Members are taken in archive order; each is decompressed according to
+    its own name (``part1.gz`` is gunzipped) unless ``transforms`` is given.
+
+    :param filename: the file's name in the dataset folder
+    :param url: the archive's URL
+    :param transforms: transforms applied to every member (default: by member name)
+    """
+
+    def __init__(self, filename: str, url: str, transforms=None, *, varname: str | None = None, transient: bool = False):
+        super().__init__(filename, varname=varname, transient=transient)
+        self.url = url
+        self.transforms = None if transforms is None else _transforms(transforms, url)
+
+    def recipe(self) -> dict:
+        """URL and member transforms."""
+        from .transforms import recipe_of
+
+        return {**super().recipe(), "url": self.url, "transforms": None if self.transforms is None else recipe_of(self.transforms)}
+
+    def urls(self) -> list[str]:
+        """The archive's URL."""
+        return [self.url]
+
+    def produce(self, job: "Job") -> Output:
+        """Downloads the archive to tmp, then streams its members into one object."""
+        from .transforms import infer_transforms
+
+        archive_path = job.tmp_path(".archive")
+        try:
+            with archive_path.open("wb") as archive_file:
+                result = job.download(self.url, FileSink(archive_file))
+            with job.store.writer() as writer:
+                try:
+                    with tarfile.open(archive_path) as archive:
+                        for member in archive:
+                            if not member.isreg():
+                                continue
+                            transforms = self.transforms if self.transforms is not None else infer_transforms(member.name)
+                            sink = TransformingSink(writer, transforms)
+                            stream = archive.extractfile(member)
+                            while chunk := stream.read(1 << 20):
+                                sink.write(chunk)
+                            sink.finish()
+                except tarfile.TarError as exc:
+                    raise ArchiveError(f"{self.url}: not a readable tar archive ({exc})") from None
+                digest = writer.commit()
+        finally:
+            archive_path.unlink(missing_ok=True)
+        return Output("file", digest, source_digest=result.source_digest, url=result.url, size=result.size)
+
+
+class FileSink:
+    """A fetch sink writing into an open file."""
+
+    def __init__(self, fp):
+        self.fp = fp
+
+    def write(self, data: bytes) -> None:
+        """Appends bytes."""
+        self.fp.write(data)
+
+    def reset(self) -> None:
+        """Truncates the file."""
+        self.fp.seek(0)
+        self.fp.truncate()
+
+
+concatdownloader = ConcatDownloader.apply

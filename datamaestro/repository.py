@@ -1,0 +1,346 @@
+"""Repositories (plugin packages) and the dataset index.
+
+A plugin declares its repository under the ``datamaestro.repositories``
+entry point (``image = datamaestro_image:Repository``); its datasets live in
+the modules of its ``config`` package. Importing every plugin module on every
+command would make ``search`` slow with thousands of datasets, so the
+registry keeps an index (JSON, in ``<data dir>/cache``) keyed by a
+fingerprint of the installed plugins (entry points, versions, and the size
+and mtime of every module of their config packages): the index is rebuilt
+only when a plugin changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from .errors import DatamaestroError, DatasetNotFoundError, DefinitionError
+
+if TYPE_CHECKING:
+    from .context import Context
+    from .definitions import DatasetDefinition
+
+ENTRY_POINT_GROUP = "datamaestro.repositories"
+INDEX_FORMAT = 1
+logger = logging.getLogger(__name__)
+
+
+class Repository:
+    """Base class of a plugin's repository.
+
+    Subclasses set ``NAMESPACE`` (the short name used in data paths and ids,
+    e.g. ``image``), ``DESCRIPTION`` and ``AUTHOR``; datasets are found in the
+    ``config`` package next to the subclass's module.
+    """
+
+    NAMESPACE: str = ""
+    DESCRIPTION: str = ""
+    AUTHOR: str = ""
+
+    def __init__(self, context: "Context", name: str | None = None):
+        self.context = context
+        self.id = (self.NAMESPACE or name or type(self).__module__.split(".")[0]).strip()
+        self.name = self.id
+
+    @property
+    def package(self) -> str:
+        """The top-level package of the plugin."""
+        return type(self).__module__.split(".")[0]
+
+    @property
+    def config_package(self) -> str:
+        """The package holding dataset definitions (``<package>.config``)."""
+        return f"{self.package}.config"
+
+    @property
+    def datapath(self) -> Path:
+        """``<data dir>/data/<namespace>``."""
+        return self.context.data_dir / "data" / self.id
+
+    @property
+    def version(self) -> str:
+        """The installed version of the plugin's distribution ('' if unknown)."""
+        return distribution_version(self.package)
+
+    def modules(self) -> list[str]:
+        """Names of every module of the config package (found without importing them)."""
+        folder = package_folder(self.package)
+        if folder is None or not (folder / "config").is_dir():
+            return []
+        names = []
+        for path in sorted((folder / "config").rglob("*.py")):
+            relative = path.relative_to(folder).with_suffix("")
+            parts = list(relative.parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            names.append(".".join([self.package, *parts]))
+        return names
+
+    def definitions(self) -> Iterator["DatasetDefinition"]:
+        """Imports every config module and yields the datasets each defines."""
+        from .definitions import DatasetDefinition
+
+        for name in self.modules():
+            try:
+                module = importlib.import_module(name)
+            except Exception as exc:  # a broken plugin module must not hide the others
+                logger.warning("cannot import %s: %s", name, exc)
+                continue
+            for attribute, value in list(vars(module).items()):
+                definition = getattr(value, "__dataset__", None)
+                if isinstance(definition, DatasetDefinition) and definition.target is value and value.__module__ == name:
+                    yield definition
+
+    def __repr__(self) -> str:
+        return f"Repository({self.id!r})"
+
+
+def package_folder(package: str) -> Path | None:
+    """The folder of a top-level package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def distribution_version(package: str) -> str:
+    """The version of the distribution that provides ``package``."""
+    from importlib.metadata import packages_distributions, version
+
+    try:
+        for distribution in packages_distributions().get(package, []):
+            return version(distribution)
+    except Exception:
+        pass
+    return ""
+
+
+@dataclass
+class IndexEntry:
+    """What search and listing need of a dataset, without importing it."""
+
+    id: str
+    repository: str
+    module: str
+    qualname: str
+    name: str = ""
+    description: str = ""
+    url: str = ""
+    tags: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
+    type: str = ""
+
+
+@dataclass
+class RepositoryEntry:
+    """What listing needs of a repository."""
+
+    id: str
+    entry_point: str
+    description: str
+    author: str
+    version: str
+    error: str = ""
+
+
+class Registry:
+    """The installed repositories and their datasets, through a cached index."""
+
+    def __init__(self, context: "Context"):
+        self.context = context
+        self._repositories: dict[str, Repository] | None = None
+        self._index: list[IndexEntry] | None = None
+        self._repository_entries: list[RepositoryEntry] | None = None
+
+    # -- entry points
+    @staticmethod
+    def entry_points():
+        """The ``datamaestro.repositories`` entry points, sorted by name."""
+        from importlib.metadata import entry_points
+
+        return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+
+    def repositories(self) -> dict[str, Repository]:
+        """Every installed repository, by namespace (imports each plugin's top package)."""
+        if self._repositories is None:
+            repositories = {}
+            for entry_point in self.entry_points():
+                try:
+                    cls = entry_point.load()
+                except Exception as exc:
+                    logger.warning("cannot load repository %s (%s): %s", entry_point.name, entry_point.value, exc)
+                    continue
+                repository = cls(self.context, entry_point.name)
+                repositories[repository.id] = repository
+            self._repositories = repositories
+        return self._repositories
+
+    def repository_for_module(self, module: str) -> Repository | None:
+        """The repository whose package holds ``module``."""
+        package = module.split(".")[0]
+        for repository in self.repositories().values():
+            if repository.package == package:
+                return repository
+        return None
+
+    # -- the index
+    @property
+    def index_path(self) -> Path:
+        """Where the index is cached."""
+        return self.context.data_dir / "cache" / "index.json"
+
+    def fingerprint(self) -> str:
+        """Changes whenever an installed plugin changes (no plugin is imported)."""
+        from .store.digests import canonical_json, digest_bytes
+
+        parts = []
+        for entry_point in self.entry_points():
+            package = entry_point.value.split(":")[0].split(".")[0]
+            folder = package_folder(package)
+            files = []
+            if folder is not None:
+                for dirpath, dirnames, filenames in os.walk(folder):
+                    dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+                    for filename in filenames:
+                        if filename.endswith((".py", ".yaml")):
+                            stat = os.stat(os.path.join(dirpath, filename))
+                            files.append([os.path.relpath(os.path.join(dirpath, filename), folder), stat.st_size, stat.st_mtime_ns])
+            files.sort()
+            distribution = entry_point.dist
+            parts.append([entry_point.name, entry_point.value, distribution.version if distribution else "", str(folder), files])
+        return digest_bytes(canonical_json([INDEX_FORMAT, parts]))
+
+    def index(self) -> list[IndexEntry]:
+        """Every dataset of every repository (cached on disk, rebuilt when plugins change)."""
+        if self._index is None:
+            fingerprint = self.fingerprint()
+            cached = self._read_index(fingerprint)
+            if cached is None:
+                cached = self._build_index()
+                self._write_index(fingerprint, cached)
+            self._repository_entries, self._index = cached
+        return self._index
+
+    def repository_entries(self) -> list[RepositoryEntry]:
+        """Every repository, as recorded in the index."""
+        self.index()
+        return self._repository_entries or []
+
+    def _read_index(self, fingerprint: str):
+        try:
+            data = json.loads(self.index_path.read_text())
+            if data.get("format") != INDEX_FORMAT or data.get("fingerprint") != fingerprint:
+                return None
+            return (
+                [RepositoryEntry(**entry) for entry in data["repositories"]],
+                [IndexEntry(**entry) for entry in data["datasets"]],
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _write_index(self, fingerprint: str, content) -> None:
+        repositories, datasets = content
+        data = {
+            "format": INDEX_FORMAT,
+            "fingerprint": fingerprint,
+            "repositories": [asdict(r) for r in repositories],
+            "datasets": [asdict(d) for d in datasets],
+        }
+        try:
+            self.index_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.index_path.with_name(f".index.{os.getpid()}.json")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, self.index_path)
+        except OSError as exc:
+            # A read-only data dir still works, only slower
+            logger.debug("cannot write the dataset index: %s", exc)
+
+    def _build_index(self):
+        repositories: list[RepositoryEntry] = []
+        datasets: list[IndexEntry] = []
+        loaded = self.repositories()
+        for entry_point in self.entry_points():
+            match = [r for r in loaded.values() if type(r).__module__.split(".")[0] == entry_point.value.split(":")[0].split(".")[0]]
+            if not match:
+                repositories.append(RepositoryEntry(entry_point.name, entry_point.value, "", "", "", error="cannot be loaded"))
+                continue
+            repository = match[0]
+            repositories.append(
+                RepositoryEntry(
+                    repository.id,
+                    entry_point.value,
+                    (repository.DESCRIPTION or "").strip(),
+                    (repository.AUTHOR or "").strip(),
+                    entry_point.dist.version if entry_point.dist else repository.version,
+                )
+            )
+            for definition in repository.definitions():
+                try:
+                    datasets.append(index_entry(definition, repository))
+                except Exception as exc:
+                    logger.warning("cannot index %s.%s: %s", definition.module, definition.qualname, exc)
+        datasets.sort(key=lambda e: e.id)
+        return repositories, datasets
+
+    # -- lookup
+    def find_entry(self, dataset_id: str) -> IndexEntry:
+        """The index entry of an id or alias; raises with suggestions when unknown."""
+        entries = self.index()
+        for entry in entries:
+            if entry.id == dataset_id:
+                return entry
+        for entry in entries:
+            if dataset_id in entry.aliases:
+                return entry
+        import difflib
+
+        ids = [entry.id for entry in entries]
+        close = difflib.get_close_matches(dataset_id, ids, n=3, cutoff=0.6)
+        close += [i for i in ids if dataset_id and dataset_id.lower() in i.lower() and i not in close][: 3 - len(close)]
+        raise DatasetNotFoundError(dataset_id, close)
+
+    def find(self, dataset_id: str) -> "DatasetDefinition":
+        """The definition of a dataset id (imports only its module)."""
+        entry = self.find_entry(dataset_id)
+        try:
+            module = importlib.import_module(entry.module)
+        except Exception as exc:
+            raise DatamaestroError(
+                f"cannot import {entry.module} (defining {entry.id}): {exc}",
+                hint="the plugin may be broken or need a dependency; run with --traceback for details",
+            ) from exc
+        target = module
+        for part in entry.qualname.split("."):
+            target = getattr(target, part, None)
+        definition = getattr(target, "__dataset__", None)
+        if definition is None:
+            raise DefinitionError(f"{entry.module}.{entry.qualname} no longer defines {entry.id}", hint="the index is stale: run again")
+        return definition
+
+
+def index_entry(definition: "DatasetDefinition", repository: Repository) -> IndexEntry:
+    """The index entry of a definition."""
+    return IndexEntry(
+        id=definition.id,
+        repository=repository.id,
+        module=definition.module,
+        qualname=definition.qualname,
+        name=definition.name,
+        description=definition.description,
+        url=definition.url or "",
+        tags=definition.tags,
+        tasks=definition.tasks,
+        aliases=[a for a in definition.aliases if a != definition.id],
+        type=definition.type_name,
+    )
