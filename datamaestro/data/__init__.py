@@ -109,10 +109,15 @@ class Generic(Base):
     """
 
     def __init__(self, **kwargs):
-        logger.warning("Generic should be avoided (its values are untyped)")
         super().__init__()
-        for key, value in kwargs.items():
-            object.__setattr__(self, key, value)
+        _set_untyped(self, kwargs)
+
+
+def _set_untyped(data: Generic, values: dict[str, Any]) -> None:
+    """Stores values as plain attributes, out of experimaestro's sight."""
+    logger.warning("Generic should be avoided (its values are untyped)")
+    for key, value in values.items():
+        object.__setattr__(data, key, value)
 
 
 def _generic_config_init(self, **kwargs):
@@ -125,10 +130,8 @@ def _generic_config_init(self, **kwargs):
     arguments = self.__xpmtype__.arguments
     declared = {key: value for key, value in kwargs.items() if key in arguments}
     extra = {key: value for key, value in kwargs.items() if key not in arguments}
-    logger.warning("Generic should be avoided (its values are untyped)")
     ConfigMixin.__init__(self, **declared)
-    for key, value in extra.items():
-        object.__setattr__(self, key, value)
+    _set_untyped(self, extra)
 
 
 Generic.C.__init__ = _generic_config_init

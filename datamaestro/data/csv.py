@@ -78,7 +78,9 @@ class Matrix(Generic):
         out of the data and returned apart (needs a names row)
     """
 
-    names_row: Param[int] = field(default=-1, ignore_default=True)
+    # A Param here (a Meta in the parent): which row holds the names changes
+    # which values are data, hence what a task computes from the file.
+    names_row: Param[int] = field(default=-1, ignore_default=True, overrides=True)
     """Index of the row of field names (-1: none)"""
 
     size_row: Param[int] = field(default=-1, ignore_default=True)
