@@ -47,3 +47,77 @@ def prepare_definition(dataset_id: str, *, context: Context | None = None) -> "P
     """Prepares a dataset and returns what the pipeline did (manifest, produced resources)."""
     ctx = _context(context)
     return ctx.prepare(ctx.dataset(dataset_id))
+
+
+def config_to_json(config) -> dict:
+    """A data config as plain JSON: every value (paths as strings), nested configs as objects.
+
+    Example: ``{"train": {"images": {"path": ".../train_images.idx", "id": ...}}, "id": "com.lecun.mnist@image"}``
+    """
+    from pathlib import Path
+
+    from experimaestro import Config
+
+    def encode(value):
+        if isinstance(value, Config):
+            return {key: encode(child) for key, child in value.__xpm__.values.items()}
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, (list, tuple)):
+            return [encode(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): encode(v) for k, v in value.items()}
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value
+        return str(value)
+
+    return encode(config)
+
+
+def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict:
+    """Everything ``info`` shows of a dataset: metadata, resources and their state."""
+    from .pipeline import Pipeline
+
+    ctx = _context(context)
+    definition = ctx.dataset(dataset_id)
+    pipeline = Pipeline(ctx)
+    resources = []
+    for resource in definition.ordered_resources():
+        resources.append(
+            {
+                "name": resource.name,
+                "class": type(resource).__name__,
+                "kind": resource.kind,
+                "transient": resource.transient,
+                "urls": resource.urls(),
+                "depends_on": [d.name for d in resource.dependencies()],
+                "state": pipeline.state(resource),
+            }
+        )
+    repository = definition.repository
+    return {
+        "id": definition.id,
+        "name": definition.name,
+        "description": definition.description,
+        "url": definition.url,
+        "repository": repository.id if repository else None,
+        "type": definition.type_name,
+        "tags": definition.tags,
+        "tasks": definition.tasks,
+        "aliases": [a for a in definition.aliases if a != definition.id],
+        "licence": definition.licence,
+        "datapath": str(definition.datapath),
+        "resources": resources,
+    }
+
+
+def search_datasets(terms: list[str], *, context: Context | None = None):
+    """Index entries matching every search term (see :mod:`datamaestro.search`)."""
+    from .search import search
+
+    return search(_context(context).registry.index(), terms)
+
+
+def list_repositories(*, context: Context | None = None):
+    """The installed repositories."""
+    return _context(context).registry.repository_entries()

@@ -20,16 +20,14 @@ immutable view and the readable path is swung onto it in one rename.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import IntegrityError, OfflineError
 from .store import ActionRecord, Output, recipe_key
-from .store.views import point_readable_path
+from .store.views import VIEW_LINK, point_readable_path
 
 if TYPE_CHECKING:
     from .context import Context
@@ -188,7 +186,7 @@ class Pipeline:
             if output.kind in ("file", "tree"):
                 entries[resource.name] = (output.kind, output.digest)
         manifest, view = self.store.views.publish(entries)
-        self._point(definition, view, legacy)
+        point_readable_path(definition.datapath, view, self.context.data_dir, list(entries))
         self.store.register_root("data", self.context.data_dir)
         return PipelineResult(definition.id, manifest, view, definition.datapath, produced, outputs)
 
@@ -221,40 +219,34 @@ class Pipeline:
             raise RuntimeError(f"input {resource.name} should have been produced first")
         return output
 
-    # -- readable paths and data of the original datamaestro
+    # -- data of the original datamaestro
     def _legacy_folder(self, definition) -> Path | None:
-        """The dataset's folder when it is a real folder laid out by the original datamaestro."""
+        """The dataset's folder when it holds data laid out by the original datamaestro."""
         path = definition.datapath
-        return path if path.is_dir() and not path.is_symlink() else None
+        if path.is_dir() and not (path / VIEW_LINK).is_symlink():
+            return path
+        return None
 
     def _adopt(self, legacy: Path | None, resource) -> Output | None:
-        """Takes a resource's file or folder from a legacy folder into the store (no download)."""
+        """Takes a resource's file or folder from a legacy folder into the store (no download).
+
+        The file is moved, not copied; the readable entry that replaces it
+        is made when the view is published.
+        """
         if legacy is None or resource.kind not in ("file", "tree"):
             return None
         path = legacy / resource.name
+        if path.is_symlink():
+            return None
         if resource.kind == "file" and path.is_file():
             logger.info("adopting %s into the store", path)
             return Output("file", self.store.ingest_file(path, move=True))
         if resource.kind == "tree" and path.is_dir():
             logger.info("adopting %s into the store", path)
-            return Output("tree", self.store.ingest_tree(path, move=True))
+            digest = self.store.ingest_tree(path, move=True)
+            shutil.rmtree(path, ignore_errors=True)
+            return Output("tree", digest)
         return None
-
-    def _point(self, definition, view: Path, legacy: Path | None) -> None:
-        datapath = definition.datapath
-        if legacy is not None:
-            # Every resource was adopted or produced: move the old folder aside,
-            # link, then drop it if nothing unknown is left in it.
-            aside = datapath.with_name(f".{datapath.name}.legacy-{uuid.uuid4().hex[:8]}")
-            os.rename(datapath, aside)
-            point_readable_path(datapath, view, self.context.data_dir)
-            leftovers = [p for p in aside.rglob("*") if p.is_file() and not p.name.startswith(".")]
-            if leftovers:
-                logger.warning("%s: kept files no resource claims in %s", definition.id, aside)
-            else:
-                shutil.rmtree(aside, ignore_errors=True)
-            return
-        point_readable_path(datapath, view, self.context.data_dir)
 
 
 def check_pin(definition, resource, output: Output, expected: Output) -> None:

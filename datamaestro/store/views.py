@@ -97,44 +97,67 @@ class ViewStore:
         return digest, view
 
 
+VIEW_LINK = ".view"
+
+
 def link_target(readable: Path, view: Path, data_dir: Path) -> str:
-    """The symlink text from a readable path to a view.
+    """The text of the ``.view`` link of a readable folder.
 
     Relative when the store lives inside the data dir (the pair can be moved
     together), absolute otherwise (a store elsewhere, e.g. on NFS).
     """
     view_abs = view.absolute()
-    data_abs = data_dir.absolute()
-    if view_abs.is_relative_to(data_abs):
-        return os.path.relpath(view_abs, readable.absolute().parent)
+    if view_abs.is_relative_to(data_dir.absolute()):
+        return os.path.relpath(view_abs, readable.absolute())
     return str(view.resolve())
 
 
-def point_readable_path(readable: Path, view: Path, data_dir: Path) -> None:
-    """Makes ``readable`` a symlink to ``view`` in one atomic rename.
+def point_readable_path(readable: Path, view: Path, data_dir: Path, names: list[str]) -> None:
+    """Makes the readable folder of a dataset show a view, switching in one rename.
 
-    :raises StoreError: if ``readable`` is a real folder (data of the
-        original datamaestro must be adopted first, see ``adopt_legacy``)
+    The folder is a real directory (dataset ids nest: ``org.example`` and
+    ``org.example.digits``) holding a ``.view`` symlink to the view, swapped
+    atomically, and one stable entry per resource, ``name -> .view/name``.
+    A reader thus always sees one complete version; paths handed out earlier
+    keep resolving. Entries of resources no longer in the view are removed.
+
+    :param names: the resource names of the view's manifest
+    :raises StoreError: when a real file stands where an entry must go
     """
     target = link_target(readable, view, data_dir)
-    if readable.is_symlink() and os.readlink(readable) == target:
-        return
-    if readable.exists() and not readable.is_symlink():
-        raise StoreError(f"{readable} is a real folder, not a link into the store")
-    readable.parent.mkdir(parents=True, exist_ok=True)
-    tmp = readable.parent / f".{readable.name}.{uuid.uuid4().hex[:8]}.link"
     try:
-        os.symlink(target, tmp)
-        os.replace(tmp, readable)
+        readable.mkdir(parents=True, exist_ok=True)
+        link = readable / VIEW_LINK
+        if not (link.is_symlink() and os.readlink(link) == target):
+            tmp = readable / f"{VIEW_LINK}.{uuid.uuid4().hex[:8]}"
+            os.symlink(target, tmp)
+            os.replace(tmp, link)
+        wanted = {name.split("/")[0] for name in names}
+        for top in sorted(wanted):
+            entry = readable / top
+            entry_target = f"{VIEW_LINK}/{top}"
+            if entry.is_symlink():
+                if os.readlink(entry) == entry_target:
+                    continue
+            elif entry.exists():
+                raise StoreError(
+                    f"{entry} is a real file or folder where the dataset's entry {top!r} must be a link",
+                    hint="move it away (it is not managed by datamaestro) and run again",
+                )
+            tmp = readable / f".{top}.{uuid.uuid4().hex[:8]}.link"
+            os.symlink(entry_target, tmp)
+            os.replace(tmp, entry)
+        for entry in readable.iterdir():
+            if entry.is_symlink() and entry.name not in wanted and os.readlink(entry).startswith(VIEW_LINK + "/"):
+                entry.unlink()
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise disk_error(exc, f"linking {readable}") from None
 
 
 def current_view(readable: Path) -> str | None:
-    """The manifest digest a readable path points at, or None."""
+    """The manifest digest a readable folder shows, or None."""
     try:
-        target = os.readlink(readable)
+        target = os.readlink(readable / VIEW_LINK)
     except OSError:
         return None
     name = os.path.basename(target.rstrip("/"))
