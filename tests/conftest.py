@@ -1,1 +1,1 @@
-pytest_plugins = ["httpserver", "dmfixtures"]
+pytest_plugins = ["httpserver", "dmfixtures", "mnistdata"]
