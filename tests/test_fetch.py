@@ -1,0 +1,298 @@
+"""The transport, against a real local HTTP server with injected faults."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import lzma
+import os
+import sys
+
+import pytest
+from blake3 import blake3
+
+from datamaestro.download.checks import Blake3Check, HashCheck, Md5Check, Sha256Check, SizeCheck
+from datamaestro.download.transforms import infer_transforms
+from datamaestro.errors import DownloadError, IntegrityError, OfflineError
+from datamaestro.fetch import BytesSink, Fetcher
+
+MIB = 1 << 20
+# Three chunks and a bit: enough to break a body after whole chunks were read
+BIG = os.urandom(3 * MIB + 12345)
+SMALL = b"".join(b"record %d\n" % i for i in range(5000))
+
+
+@pytest.fixture
+def fetcher():
+    """A fetcher with short timeouts and almost no backoff, silent."""
+    with Fetcher(connect_timeout=2, read_timeout=2, retries=2, backoff=0.01, progress=False) as fetcher:
+        yield fetcher
+
+
+def serve(server, name: str, data: bytes) -> str:
+    path = server.root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return server.url(name)
+
+
+class DecompressingSink(BytesSink):
+    """Keeps the transformed bytes, as the store's sink does."""
+
+    def __init__(self, transforms):
+        super().__init__()
+        self.transforms = transforms
+        self.reset()
+
+    def write(self, data: bytes) -> None:
+        for state in self.states:
+            data = state.feed(data)
+        super().write(data)
+
+    def reset(self) -> None:
+        super().reset()
+        self.states = [t.start() for t in self.transforms]
+
+    def finish(self) -> bytes:
+        for state in self.states:
+            super().write(state.finish())
+        return self.getvalue()
+
+
+def test_plain_download(http_server, fetcher):
+    url = serve(http_server, "data/big.bin", BIG)
+    sink = BytesSink()
+    result = fetcher.fetch(url, sink)
+    assert sink.getvalue() == BIG
+    assert (result.url, result.served_by, result.size) == (url, url, len(BIG))
+    assert result.source_digest == "blake3:" + blake3(BIG).hexdigest()
+    assert http_server.count("data/big.bin") == 1
+    _, _, headers = http_server.requests[0]
+    assert headers["User-Agent"].startswith("datamaestro/")
+    assert headers["Accept-Encoding"] == "identity"
+
+
+@pytest.mark.parametrize(
+    "name, compress",
+    [
+        ("a.txt.gz", gzip.compress),
+        ("a.txt.bz2", bz2.compress),
+        ("a.txt.xz", lzma.compress),
+        ("multi.txt.gz", lambda data: gzip.compress(data[:1000]) + gzip.compress(data[1000:])),
+    ],
+)
+def test_transforms(http_server, fetcher, name, compress):
+    raw = compress(SMALL)
+    url = serve(http_server, name, raw)
+    sink = DecompressingSink(infer_transforms(url))
+    result = fetcher.fetch(url, sink)
+    assert sink.finish() == SMALL
+    assert result.size == len(raw)
+    assert result.source_digest == "blake3:" + blake3(raw).hexdigest()
+
+
+def test_truncated_gzip_file(http_server, fetcher):
+    raw = gzip.compress(SMALL)
+    url = serve(http_server, "bad.gz", raw[: len(raw) // 2])
+    sink = DecompressingSink(infer_transforms(url))
+    fetcher.fetch(url, sink)
+    with pytest.raises(IntegrityError, match="truncated gzip"):
+        sink.finish()
+
+
+CHECKS = {
+    "size": (SizeCheck(len(SMALL)), SizeCheck(len(SMALL) + 1)),
+    "blake3": (Blake3Check(blake3(SMALL).hexdigest()), Blake3Check(blake3(b"").hexdigest())),
+    "sha256": (Sha256Check(hashlib.sha256(SMALL).hexdigest()), Sha256Check(hashlib.sha256(b"").hexdigest())),
+    "md5": (Md5Check(hashlib.md5(SMALL).hexdigest()), Md5Check(hashlib.md5(b"").hexdigest())),
+    "hashcheck": (HashCheck(hashlib.md5(SMALL).hexdigest(), hashlib.md5), HashCheck(hashlib.md5(b"").hexdigest(), hashlib.md5)),
+}
+
+
+@pytest.mark.parametrize("kind", list(CHECKS))
+def test_checkers(http_server, fetcher, kind):
+    good, bad = CHECKS[kind]
+    url = serve(http_server, "small.txt", SMALL)
+    fetcher.fetch(url, BytesSink(), checkers=[good])
+    with pytest.raises(IntegrityError) as info:
+        fetcher.fetch(url, BytesSink(), checkers=[good, bad])
+    assert url in info.value.message and "mismatch" in info.value.message
+    # An integrity error is not retried: one request per fetch
+    assert http_server.count("small.txt") == 2
+
+
+def test_404_is_not_retried(http_server, fetcher):
+    url = http_server.url("missing.gz")
+    with pytest.raises(DownloadError) as info:
+        fetcher.fetch(url, BytesSink())
+    assert url in info.value.message and "404" in info.value.message
+    assert "set a mirror in settings ([mirrors])" in info.value.hint
+    assert http_server.count("missing.gz") == 1
+
+
+def test_500_then_200(http_server, fetcher):
+    url = serve(http_server, "flaky.bin", SMALL)
+    http_server.set_fault("flaky.bin", "500-then-200")
+    sink = BytesSink()
+    fetcher.fetch(url, sink)
+    assert sink.getvalue() == SMALL
+    assert http_server.count("flaky.bin") == 2
+
+
+def test_5xx_retries_exhausted(http_server, fetcher):
+    url = serve(http_server, "down.bin", SMALL)
+    http_server.set_fault("down.bin", "503")
+    with pytest.raises(DownloadError, match="HTTP 503.*gave up after 3 attempts"):
+        fetcher.fetch(url, BytesSink())
+    assert http_server.count("down.bin") == 3
+
+
+def test_timeout(http_server):
+    url = serve(http_server, "slow.bin", SMALL)
+    http_server.set_fault("slow.bin", "slow", delay=1.0)
+    with Fetcher(read_timeout=0.2, retries=0, progress=False) as fetcher:
+        with pytest.raises(DownloadError) as info:
+            fetcher.fetch(url, BytesSink())
+    assert "timeout" in info.value.message and url in info.value.message
+    assert "read_timeout" in info.value.hint
+
+
+def test_connection_refused(fetcher):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(DownloadError, match="connection failed.*gave up after 3 attempts"):
+        fetcher.fetch(f"http://127.0.0.1:{port}/x", BytesSink())
+
+
+def test_reset_mid_body_resumes_with_range(http_server, fetcher):
+    url = serve(http_server, "big.bin", BIG)
+    http_server.set_fault("big.bin", "reset", times=1, after=MIB + MIB // 2)
+    sink = BytesSink()
+    result = fetcher.fetch(url, sink)
+    assert sink.getvalue() == BIG and result.size == len(BIG)
+    assert result.source_digest == "blake3:" + blake3(BIG).hexdigest()
+    first, second = http_server.requests_for("big.bin")
+    assert "Range" not in first[2]
+    assert second[2]["Range"] == f"bytes={MIB}-"
+
+
+def test_resume_without_range_support_skips(http_server, fetcher):
+    url = serve(http_server, "big.bin", BIG)
+    http_server.set_fault("big.bin", "no-range")
+    http_server.set_fault("big.bin", "truncate", times=1, fraction=0.5)
+    sink = BytesSink()
+    resets = []
+    sink.reset = lambda: resets.append(1)
+    fetcher.fetch(url, sink)
+    assert sink.getvalue() == BIG and not resets
+    assert http_server.count("big.bin") == 2
+    assert "Range" in http_server.requests_for("big.bin")[1][2]
+
+
+def test_truncated_retries_exhausted(http_server, fetcher):
+    url = serve(http_server, "cut.bin", SMALL)
+    http_server.set_fault("cut.bin", "truncate")
+    with pytest.raises(DownloadError, match="truncated") as info:
+        fetcher.fetch(url, BytesSink())
+    assert url in info.value.message
+    assert http_server.count("cut.bin") == 3
+
+
+def test_redirect(http_server, fetcher):
+    final = serve(http_server, "new/data.bin", SMALL)
+    http_server.set_fault("old/data.bin", "redirect", to="/new/data.bin")
+    sink = BytesSink()
+    result = fetcher.fetch(http_server.url("old/data.bin"), sink)
+    assert sink.getvalue() == SMALL
+    assert result.url == final and result.served_by == final
+
+
+def test_redirect_loop(http_server, fetcher):
+    url = http_server.url("loop")
+    http_server.set_fault("loop", "redirect-loop")
+    with pytest.raises(DownloadError, match="redirect") as info:
+        fetcher.fetch(url, BytesSink())
+    assert url in info.value.message and "loop" in info.value.message
+
+
+def test_mirrors(http_server):
+    original = "https://data.example.org/files/"
+    mirrors = {original: [http_server.url("dead/"), http_server.url("mirror/")], "https://data.example.org/": ["x"]}
+    serve(http_server, "mirror/a.bin", SMALL)
+    with Fetcher(mirrors=mirrors, retries=0, progress=False) as fetcher:
+        assert fetcher.candidates(original + "a.bin") == [http_server.url("dead/a.bin"), http_server.url("mirror/a.bin"), original + "a.bin"]
+        sink = BytesSink()
+        result = fetcher.fetch(original + "a.bin", sink)
+    assert sink.getvalue() == SMALL
+    assert result.url == original + "a.bin"
+    assert result.served_by == http_server.url("mirror/a.bin")
+    assert http_server.count("dead/a.bin") == 1
+
+
+def test_bad_mirror_then_original(http_server, fetcher):
+    url = serve(http_server, "orig/a.bin", SMALL)
+    serve(http_server, "mirror/a.bin", SMALL)
+    http_server.set_fault("mirror/a.bin", "wrong-bytes")
+    fetcher.mirrors = {http_server.url("orig/"): [http_server.url("mirror/")]}
+    sink = BytesSink()
+    result = fetcher.fetch(url, sink, checkers=[Sha256Check(hashlib.sha256(SMALL).hexdigest())])
+    assert sink.getvalue() == SMALL
+    assert result.served_by == url
+    assert http_server.count("mirror/a.bin") == 1 and http_server.count("orig/a.bin") == 1
+
+
+def test_every_source_fails(http_server, fetcher):
+    url = http_server.url("orig/none.bin")
+    fetcher.mirrors = {http_server.url("orig/"): [http_server.url("mirror/")]}
+    with pytest.raises(DownloadError) as info:
+        fetcher.fetch(url, BytesSink())
+    message = info.value.message
+    assert "any of its 2 sources" in message
+    assert http_server.url("mirror/none.bin") in message and url in message
+
+
+def test_offline(http_server):
+    url = serve(http_server, "a.bin", SMALL)
+    with pytest.raises(OfflineError) as info:
+        Fetcher(offline=True).fetch(url, BytesSink())
+    assert info.value.urls == [url]
+    assert http_server.requests == []
+
+
+def test_file_url(tmp_path, fetcher):
+    path = tmp_path / "local file.bin"
+    path.write_bytes(BIG)
+    sink = BytesSink()
+    result = fetcher.fetch(path.as_uri(), sink, checkers=[SizeCheck(len(BIG))])
+    assert sink.getvalue() == BIG and result.url == path.as_uri()
+    with pytest.raises(DownloadError, match="no such file"):
+        fetcher.fetch((tmp_path / "missing").as_uri(), BytesSink())
+
+
+def test_unsupported_scheme(fetcher):
+    with pytest.raises(DownloadError, match="unsupported URL scheme 'ftp'"):
+        fetcher.fetch("ftp://example.org/a", BytesSink())
+
+
+def test_no_requests_import_at_module_import():
+    import subprocess
+
+    code = "import sys, datamaestro.fetch; sys.exit('requests' in sys.modules or 'rich' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_progress_disabled_is_silent(http_server, fetcher, capsys):
+    fetcher.fetch(serve(http_server, "a.bin", SMALL), BytesSink())
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_progress_enabled_writes_to_stderr(http_server, capsys):
+    with Fetcher(progress=True) as fetcher:
+        fetcher.fetch(serve(http_server, "a.bin", SMALL), BytesSink(), description="the a file")
+    captured = capsys.readouterr()
+    assert "the a file" in captured.err and captured.out == ""
