@@ -11,7 +11,11 @@ if TYPE_CHECKING:
 
 
 def _context(context: Context | None) -> Context:
-    return context if context is not None else Context.instance()
+    """The context to use; a given one is made current, since configs read paths from it."""
+    if context is None:
+        return Context.instance()
+    Context.set_instance(context)
+    return context
 
 
 def get_dataset(dataset_id: str, *, context: Context | None = None):
@@ -60,7 +64,7 @@ def config_to_json(config) -> dict:
 
     def encode(value):
         if isinstance(value, Config):
-            return {key: encode(child) for key, child in value.__xpm__.values.items()}
+            return {key: encode(child) for key, child in value.__xpm__.values.items() if child is not None}
         if isinstance(value, Path):
             return str(value)
         if isinstance(value, (list, tuple)):

@@ -91,8 +91,6 @@ class DatasetDefinition:
         self.size = size
         self.name, self.description = _split_doc(target.__doc__)
         self.resources: dict[str, Resource] = {}
-        self._repository: Repository | None = None
-        self._repository_resolved = False
         self.id = self._compute_id()
 
     # -- identity
@@ -116,13 +114,14 @@ class DatasetDefinition:
 
     @property
     def repository(self) -> "Repository | None":
-        """The repository whose config package holds this definition (None outside one)."""
-        if not self._repository_resolved:
-            from .context import Context
+        """The repository whose config package holds this definition, in the current context."""
+        from .context import Context
 
-            self._repository = Context.instance().registry.repository_for_module(self.module)
-            self._repository_resolved = True
-        return self._repository
+        return self.repository_in(Context.instance())
+
+    def repository_in(self, context) -> "Repository | None":
+        """The repository of this definition in a given context (None outside one)."""
+        return context.registry.repository_for_module(self.module)
 
     @property
     def data_id(self) -> str:
@@ -132,14 +131,18 @@ class DatasetDefinition:
 
     @property
     def datapath(self) -> Path:
-        """The readable folder: ``<data dir>/data/<repository>/<id as path>``."""
-        relative = Path(*self.id.split("."))
-        repository = self.repository
-        if repository is not None:
-            return repository.datapath / relative
+        """The readable folder in the current context (see :meth:`datapath_in`)."""
         from .context import Context
 
-        return Context.instance().data_dir / "data" / "__custom__" / relative
+        return self.datapath_in(Context.instance())
+
+    def datapath_in(self, context) -> Path:
+        """The readable folder: ``<data dir>/data/<repository>/<id as path>``."""
+        relative = Path(*self.id.split("."))
+        repository = self.repository_in(context)
+        if repository is not None:
+            return context.data_dir / "data" / repository.id / relative
+        return context.data_dir / "data" / "__custom__" / relative
 
     # -- metadata
     @property

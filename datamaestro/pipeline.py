@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import IntegrityError, OfflineError
+from .errors import DatamaestroError, IntegrityError, OfflineError
 from .store import ActionRecord, Output, recipe_key
 from .store.views import VIEW_LINK, point_readable_path
 
@@ -186,9 +186,9 @@ class Pipeline:
             if output.kind in ("file", "tree"):
                 entries[resource.name] = (output.kind, output.digest)
         manifest, view = self.store.views.publish(entries)
-        point_readable_path(definition.datapath, view, self.context.data_dir, list(entries))
+        point_readable_path(definition.datapath_in(self.context), view, self.context.data_dir, list(entries))
         self.store.register_root("data", self.context.data_dir)
-        return PipelineResult(definition.id, manifest, view, definition.datapath, produced, outputs)
+        return PipelineResult(definition.id, manifest, view, definition.datapath_in(self.context), produced, outputs)
 
     def _produce(self, definition, resource, expected, legacy: Path | None) -> None:
         recipe = self.recipe_of(resource)
@@ -206,7 +206,15 @@ class Pipeline:
                     output = adopted
                 else:
                     logger.info("producing %s/%s", definition.id, resource.name)
-                    output = resource.produce(Job(self, definition, resource, expected))
+                    job = Job(self, definition, resource, expected)
+                    try:
+                        output = resource.produce(job)
+                    except DatamaestroError as error:
+                        # say which dataset and resource failed, once
+                        if not error.message.startswith(job.description):
+                            error.message = f"{job.description}: {error.message}"
+                            error.args = (error.message,)
+                        raise
                 if expected is not None:
                     check_pin(definition, resource, output, expected)
                 self.store.actions.put(ActionRecord(key=key, recipe=recipe, output=output))
@@ -222,7 +230,7 @@ class Pipeline:
     # -- data of the original datamaestro
     def _legacy_folder(self, definition) -> Path | None:
         """The dataset's folder when it holds data laid out by the original datamaestro."""
-        path = definition.datapath
+        path = definition.datapath_in(self.context)
         if path.is_dir() and not (path / VIEW_LINK).is_symlink():
             return path
         return None

@@ -1,0 +1,764 @@
+"""Store maintenance: information, verification, garbage collection, disk usage, setup.
+
+Every function takes a :class:`~datamaestro.store.Store` and returns a
+dataclass describing what it found or did; none prints. The CLI wraps them
+(``datamaestro store info|verify|gc|du|init``).
+
+Reachability, shared by :func:`gc` and :func:`disk_usage`: a data dir keeps
+alive what the symlinks below its ``data/`` folder lead to (views, and
+through their manifests the objects and trees they name); a lock file root
+keeps alive the manifests it lists while the lock file exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import json
+import os
+import shutil
+import stat
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from ..errors import StoreError
+from . import LAYOUT_VERSION, SHARED_FILE, VERSION_FILE, Store
+from .digests import digest_of_file, format_digest, hex_of, is_digest
+from .objects import make_writable
+from .roots import ROOT_KINDS, Root
+
+GC_LOCK = "gc"
+QUARANTINE_NOTE = ".json"
+
+
+# -- shared helpers
+
+
+def _fanout(base: Path) -> Iterator[tuple[str, os.DirEntry]]:
+    """``(hex name, entry)`` for every entry of a two-level fan-out folder (``base/ab/cdef...``)."""
+    if not base.is_dir():
+        return
+    for fan in os.scandir(base):
+        if len(fan.name) == 2 and fan.is_dir(follow_symlinks=False):
+            for entry in os.scandir(fan.path):
+                yield fan.name + entry.name, entry
+
+
+def _view_folders(store: Store) -> list[tuple[str, Path]]:
+    """``(manifest digest, folder)`` of every view."""
+    views = store.layout.views
+    return [(format_digest(name), views / name) for name in sorted(os.listdir(views))] if views.is_dir() else []
+
+
+def _tree_folders(store: Store) -> list[tuple[str, Path]]:
+    """``(tree digest, folder)`` of every materialized tree."""
+    return [(format_digest(hexdigest), Path(entry.path)) for hexdigest, entry in _fanout(store.layout.trees)]
+
+
+def _age(path: Path, now: float) -> float | None:
+    """Seconds since ``path`` was created or renamed into place (None when gone)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    # rename (how every entry arrives) updates ctime; mtime covers file systems that do not
+    return now - max(st.st_ctime, st.st_mtime)
+
+
+def _remove_folder(path: Path, errors: list[str]) -> bool:
+    """Removes a (possibly read-only) folder; failures go to ``errors``."""
+    failures = []
+    make_writable(path)
+    shutil.rmtree(path, onerror=lambda _f, p, exc_info: failures.append(f"{p}: {exc_info[1]}"))
+    errors.extend(failures)
+    return not failures
+
+
+@dataclass
+class _Reach:
+    """What a set of roots keeps alive: digests of views (manifests), trees and objects."""
+
+    views: set[str] = field(default_factory=set)
+    trees: set[str] = field(default_factory=set)
+    objects: set[str] = field(default_factory=set)
+
+
+class _Resolver:
+    """Turns paths into the store entries they lead to and marks what they keep alive."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        layout = store.layout
+        self.bases = {
+            "view": os.path.realpath(layout.views),
+            "tree": os.path.realpath(layout.trees),
+            "object": os.path.realpath(layout.objects),
+        }
+
+    def classify(self, path: str) -> tuple[str, str] | None:
+        """``(kind, digest)`` of the store entry a path resolves into, or None."""
+        resolved = os.path.realpath(path)
+        for kind, base in self.bases.items():
+            if not resolved.startswith(base + os.sep):
+                continue
+            parts = resolved[len(base) + 1 :].split(os.sep)
+            hexdigest = parts[0] if kind == "view" else "".join(parts[:2])
+            digest = format_digest(hexdigest)
+            return (kind, digest) if is_digest(digest) else None
+        return None
+
+    def links(self, folder: Path) -> Iterator[tuple[Path, str, str]]:
+        """``(link path, kind, digest)`` for every symlink below ``folder`` leading into the store."""
+        for dirpath, dirnames, filenames in os.walk(folder):
+            for name in sorted(dirnames + filenames):
+                full = os.path.join(dirpath, name)
+                if os.path.islink(full):
+                    target = self.classify(full)
+                    if target is not None:
+                        yield Path(full), *target
+
+    def mark(self, kind: str, digest: str, reach: _Reach) -> None:
+        """Adds an entry and everything it needs to ``reach``."""
+        if kind == "view":
+            self._mark_view(digest, reach)
+        elif kind == "tree":
+            self._mark_tree(digest, reach)
+        elif is_digest(digest or ""):
+            reach.objects.add(digest)
+
+    def _mark_view(self, manifest: str, reach: _Reach) -> None:
+        if manifest in reach.views:
+            return
+        reach.views.add(manifest)
+        reach.objects.add(manifest)
+        try:
+            entries = self.store.views.read_manifest(manifest)
+        except StoreError:
+            # the manifest is gone or damaged (quarantined by verify): the view's
+            # own links still say what it needs
+            for _, kind, digest in self.links(self.store.views.path_of(manifest)):
+                self.mark(kind, digest, reach)
+            return
+        for kind, digest in entries.values():
+            self.mark("tree" if kind == "tree" else "object", digest, reach)
+
+    def _mark_tree(self, digest: str, reach: _Reach) -> None:
+        if digest in reach.trees or not is_digest(digest or ""):
+            return
+        reach.trees.add(digest)
+        reach.objects.add(digest)
+        with contextlib.suppress(StoreError, KeyError, TypeError):
+            reach.objects.update(self.store.trees.iter_object_digests(digest))
+
+
+def _data_dirs(store: Store, given: Iterable[Path] | None) -> list[Path]:
+    """The data dirs to scan: the given ones, else the existing registered data roots."""
+    if given is not None:
+        candidates = [Path(d) for d in given]
+    else:
+        candidates = [root.path for root in store.roots() if root.kind == "data" and root.path.is_dir()]
+    unique = {}
+    for folder in candidates:
+        unique.setdefault(os.path.realpath(folder), folder)
+    return list(unique.values())
+
+
+# -- info
+
+
+@dataclass
+class StoreInfo:
+    """What a store holds.
+
+    :param location: the store folder
+    :param layout_version: the layout version recorded in the store
+    :param shared: True for a group store
+    :param group: the Unix group of a group store (None otherwise)
+    :param objects: number of file objects
+    :param object_bytes: total size of the file objects
+    :param trees: number of materialized trees
+    :param views: number of dataset views
+    :param actions: number of action-cache records
+    :param roots: number of registered gc roots, by kind (``data``, ``lock``)
+    :param tmp_entries: entries in ``tmp/`` (in-flight writes or leftovers)
+    :param quarantined: objects moved to ``quarantine/`` by :func:`verify`
+    """
+
+    location: Path
+    layout_version: str
+    shared: bool
+    group: str | None
+    objects: int
+    object_bytes: int
+    trees: int
+    views: int
+    actions: int
+    roots: dict[str, int]
+    tmp_entries: int
+    quarantined: int
+
+
+def _count(folder: Path, keep: Callable[[str], bool] = lambda name: True) -> int:
+    return sum(1 for name in os.listdir(folder) if keep(name)) if folder.is_dir() else 0
+
+
+def store_info(store: Store) -> StoreInfo:
+    """Counts what a store holds (one pass over its folders, no hashing)."""
+    layout = store.layout
+    objects = object_bytes = 0
+    for _, entry in _fanout(layout.objects):
+        with contextlib.suppress(FileNotFoundError):
+            object_bytes += entry.stat(follow_symlinks=False).st_size
+            objects += 1
+    roots = dict.fromkeys(ROOT_KINDS, 0)
+    for root in store.roots():
+        roots[root.kind] = roots.get(root.kind, 0) + 1
+    version_file = store.root / VERSION_FILE
+    return StoreInfo(
+        location=store.root,
+        layout_version=version_file.read_text().strip() if version_file.is_file() else LAYOUT_VERSION,
+        shared=store.shared,
+        group=_group_of(store) if store.shared else None,
+        objects=objects,
+        object_bytes=object_bytes,
+        trees=len(_tree_folders(store)),
+        views=len(_view_folders(store)),
+        actions=sum(1 for name, _ in _fanout(layout.actions) if name.endswith(".json")),
+        roots=roots,
+        tmp_entries=_count(layout.tmp),
+        quarantined=_count(layout.quarantine, lambda name: not name.endswith(QUARANTINE_NOTE)),
+    )
+
+
+def _group_of(store: Store) -> str:
+    """The group named in the ``SHARED`` marker, else the store folder's group."""
+    name = (store.root / SHARED_FILE).read_text().strip()
+    if name:
+        return name
+    gid = os.stat(store.root).st_gid
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+# -- verify
+
+
+@dataclass
+class CorruptObject:
+    """An object whose bytes no longer match its name.
+
+    :param digest: the object's name (what its content should hash to)
+    :param actual: what its content hashes to now
+    :param quarantined: where it was moved (a ``.json`` note sits beside it)
+    """
+
+    digest: str
+    actual: str
+    quarantined: Path
+
+
+@dataclass
+class VerifyReport:
+    """The result of :func:`verify`.
+
+    :param checked: objects rehashed
+    :param bytes: bytes rehashed
+    :param corrupt: objects whose content did not match their name (now quarantined)
+    :param trees_removed: digests of materialized trees removed because they held a corrupt object
+    :param malformed: tree or manifest objects (named by ``trees/`` or ``views/``)
+        whose hash matches but which do not parse as trees or manifests
+    :param missing: tree or manifest objects named by ``trees/`` or ``views/``
+        that are not in the store
+    :param errors: objects that could not be read (``digest: error``)
+    :param seconds: wall-clock duration
+    """
+
+    checked: int = 0
+    bytes: int = 0
+    corrupt: list[CorruptObject] = field(default_factory=list)
+    trees_removed: list[str] = field(default_factory=list)
+    malformed: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong with the store."""
+        return not (self.corrupt or self.malformed or self.missing or self.errors)
+
+
+def _unordered_map(fn, items: list, workers: int) -> Iterator:
+    """``fn`` over ``items`` on a thread pool, results as they finish.
+
+    At most a few tasks per worker are queued, so a store of millions of
+    objects does not hold millions of futures.
+    """
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = set()
+        for item in items:
+            if len(pending) >= 4 * workers:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (future.result() for future in done)
+            pending.add(pool.submit(fn, item))
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (future.result() for future in done)
+
+
+def verify(
+    store: Store,
+    *,
+    jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifyReport:
+    """Rehashes every object; quarantines those that do not match their name.
+
+    A corrupt object is moved to ``quarantine/<hex>`` with a ``<hex>.json``
+    note (expected and actual digest, size, date), never deleted. Every
+    materialized tree holding a corrupt object is removed (its files are hard
+    links to the same damaged inode) so that the next prepare rebuilds it.
+    Tree objects named by ``trees/`` and manifests named by ``views/`` must
+    also parse; one that does not but whose hash matches is reported as
+    ``malformed`` (the hash is the truth: it is not quarantined).
+
+    :param jobs: files hashed at once (default: the number of CPUs); blake3
+        also uses several threads within one large file
+    :param progress: called as ``progress(objects_done, objects_total)``
+        after each object
+    """
+    start = time.monotonic()
+    report = VerifyReport()
+    digests = list(store.objects.iter_digests())
+    total = len(digests)
+
+    def check(digest: str):
+        path = store.objects.path_of(digest)
+        try:
+            size = os.lstat(path).st_size
+            return digest, digest_of_file(path), size, None
+        except FileNotFoundError:
+            return digest, None, 0, None  # removed meanwhile (gc): nothing to check
+        except OSError as exc:
+            return digest, None, 0, exc
+
+    mismatched = []
+    done = 0
+    for digest, actual, size, error in _unordered_map(check, digests, jobs or os.cpu_count() or 1):
+        done += 1
+        if error is not None:
+            report.errors.append(f"{digest}: {error}")
+        elif actual is not None:
+            report.checked += 1
+            report.bytes += size
+            if actual != digest:
+                mismatched.append((digest, actual, size))
+        if progress is not None:
+            progress(done, total)
+
+    if mismatched:
+        # gc must not run while objects move to quarantine and trees go
+        with store.lock(GC_LOCK, what="moving corrupt objects to quarantine"):
+            for digest, actual, size in mismatched:
+                target = _quarantine(store, digest, actual, size)
+                if target is not None:
+                    report.corrupt.append(CorruptObject(digest, actual, target))
+    corrupt = {c.digest for c in report.corrupt}
+    _check_trees(store, corrupt, report)
+    _check_manifests(store, corrupt, report)
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def _quarantine(store: Store, digest: str, actual: str, size: int) -> Path | None:
+    """Moves an object to ``quarantine/`` with a note; None if it vanished meanwhile."""
+    layout = store.layout
+    layout.mkdir(layout.quarantine)
+    hexdigest = hex_of(digest)
+    target = layout.quarantine / hexdigest
+    n = 0
+    # an object quarantined earlier may have been fetched again and damaged again
+    while target.exists() or target.with_name(target.name + QUARANTINE_NOTE).exists():
+        n += 1
+        target = layout.quarantine / f"{hexdigest}.{n}"
+    source = store.objects.path_of(digest)
+    try:
+        os.rename(source, target)
+    except FileNotFoundError:
+        return None
+    note = {
+        "digest": digest,
+        "actual": actual,
+        "size": size,
+        "path": os.path.relpath(source, layout.root),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    target.with_name(target.name + QUARANTINE_NOTE).write_text(json.dumps(note, indent=2) + "\n")
+    return target
+
+
+def _report_unreadable(store: Store, digest: str, report: VerifyReport) -> None:
+    """Files a tree or manifest object that did not parse as missing or malformed."""
+    (report.malformed if store.objects.has(digest) else report.missing).append(digest)
+
+
+def _check_trees(store: Store, corrupt: set[str], report: VerifyReport) -> None:
+    """Removes materialized trees that hold a corrupt object; checks the others parse."""
+    for digest, path in _tree_folders(store):
+        if not is_digest(digest):
+            continue
+        try:
+            # a tree whose own object is corrupt cannot be trusted either
+            damaged = digest in corrupt or not corrupt.isdisjoint(store.trees.iter_object_digests(digest))
+        except (StoreError, KeyError, TypeError):
+            _report_unreadable(store, digest, report)
+            continue
+        if damaged:
+            with store.lock(GC_LOCK, what="removing damaged trees"):
+                if _remove_folder(path, report.errors):
+                    report.trees_removed.append(digest)
+
+
+def _check_manifests(store: Store, corrupt: set[str], report: VerifyReport) -> None:
+    """Checks that the manifest of every view parses."""
+    for digest, _ in _view_folders(store):
+        if not is_digest(digest) or digest in corrupt:
+            continue
+        try:
+            store.views.read_manifest(digest)
+        except StoreError:
+            _report_unreadable(store, digest, report)
+
+
+# -- gc
+
+
+@dataclass
+class GcReport:
+    """The result of :func:`gc` (with ``dry_run``: what would be deleted).
+
+    :param dry_run: nothing was deleted
+    :param roots_live: registered roots still alive
+    :param roots_dropped: roots whose data dir or lock file is gone (notes deleted)
+    :param objects_live: objects reachable from a live root
+    :param objects_deleted: digests of deleted objects
+    :param bytes_deleted: their total size
+    :param trees_deleted: digests of deleted materialized trees
+    :param views_deleted: manifest digests of deleted views
+    :param actions_deleted: action records deleted because they cannot be parsed
+    :param kept_young: unreachable entries kept because younger than the grace period
+    :param tmp_reaped: leftovers of dead writers removed from ``tmp/`` (not
+        previewed in a dry run)
+    :param errors: entries that could not be deleted (``path: error``)
+    :param seconds: wall-clock duration
+    """
+
+    dry_run: bool
+    roots_live: int = 0
+    roots_dropped: list[Root] = field(default_factory=list)
+    objects_live: int = 0
+    objects_deleted: list[str] = field(default_factory=list)
+    bytes_deleted: int = 0
+    trees_deleted: list[str] = field(default_factory=list)
+    views_deleted: list[str] = field(default_factory=list)
+    actions_deleted: list[Path] = field(default_factory=list)
+    kept_young: int = 0
+    tmp_reaped: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def gc(
+    store: Store,
+    *,
+    dry_run: bool = False,
+    grace_seconds: float = 3600,
+    now: float | None = None,
+    lock_timeout: float = 3600,
+) -> GcReport:
+    """Deletes everything no live root reaches.
+
+    Roots: data dirs (``data``: the symlinks below ``<data dir>/data/``
+    that lead into this store) and lock files (``lock``: the manifests they
+    pin, while the file exists). A root whose folder or file is gone is
+    dropped. From each live manifest, its object, its view, its file
+    objects and its trees (tree object, materialized folder, every file)
+    are kept. Unreachable objects, views and materialized trees younger than
+    ``grace_seconds`` are kept too: a prepare may be creating them. Action
+    records are all kept (they let a pipeline compute downstream recipe keys
+    without fetching transient inputs again) except unparsable ones;
+    ``quarantine/`` is never touched. Dead writers' ``tmp/`` entries are reaped.
+
+    The store lock ``gc`` is held throughout (not in a dry run).
+
+    :param dry_run: only report what would be deleted
+    :param grace_seconds: minimum age of an unreachable entry before it is deleted
+    :param now: the current time (for tests)
+    :param lock_timeout: seconds to wait for another gc or verify
+    """
+    start = time.monotonic()
+    now = time.time() if now is None else now
+    report = GcReport(dry_run=dry_run)
+    guard = contextlib.nullcontext() if dry_run else store.lock(GC_LOCK, timeout=lock_timeout, what="collecting garbage")
+    with guard:
+        reach = _live(store, report)
+        report.objects_live = len(reach.objects)
+        _sweep_folders(_view_folders(store), reach.views, report.views_deleted, now, grace_seconds, report)
+        _sweep_folders(_tree_folders(store), reach.trees, report.trees_deleted, now, grace_seconds, report)
+        _sweep_objects(store, reach, now, grace_seconds, report)
+        _sweep_actions(store, report)
+        if not dry_run:
+            report.tmp_reaped = store.reap_tmp()
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def _live(store: Store, report: GcReport) -> _Reach:
+    """Marks what the live roots reach; drops (or, dry, lists) dead roots."""
+    resolver = _Resolver(store)
+    reach = _Reach()
+    for root in store.roots():
+        alive = root.path.is_dir() if root.kind == "data" else root.path.exists()
+        if not alive:
+            report.roots_dropped.append(root)
+            if not report.dry_run:
+                root.note.unlink(missing_ok=True)
+            continue
+        report.roots_live += 1
+        if root.kind == "data":
+            for _, kind, digest in resolver.links(root.path / "data"):
+                resolver.mark(kind, digest, reach)
+        else:
+            for manifest in root.manifests:
+                resolver.mark("view", manifest, reach)
+    return reach
+
+
+def _collectable(path: Path, now: float, grace: float, report: GcReport) -> bool:
+    """True when an unreachable entry is old enough to go (counts the young ones)."""
+    age = _age(path, now)
+    if age is None:
+        return False
+    if age < grace:
+        report.kept_young += 1
+        return False
+    return True
+
+
+def _sweep_folders(folders, live: set[str], deleted: list[str], now: float, grace: float, report: GcReport) -> None:
+    """Removes the unreachable, old enough folders among ``(digest, folder)`` pairs."""
+    for digest, path in folders:
+        # a name that is no digest is nothing gc understands: leave it alone
+        if not is_digest(digest) or digest in live or not _collectable(path, now, grace, report):
+            continue
+        if report.dry_run or _remove_folder(path, report.errors):
+            deleted.append(digest)
+
+
+def _sweep_objects(store: Store, reach: _Reach, now: float, grace: float, report: GcReport) -> None:
+    for hexdigest, entry in list(_fanout(store.layout.objects)):
+        digest = format_digest(hexdigest)
+        path = Path(entry.path)
+        if not is_digest(digest) or digest in reach.objects or not _collectable(path, now, grace, report):
+            continue
+        try:
+            size = os.lstat(path).st_size
+            if not report.dry_run:
+                path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            report.errors.append(f"{path}: {exc}")
+            continue
+        report.objects_deleted.append(digest)
+        report.bytes_deleted += size
+
+
+def _sweep_actions(store: Store, report: GcReport) -> None:
+    """Deletes action records that cannot be parsed (all others are kept)."""
+    for name, entry in list(_fanout(store.layout.actions)):
+        if not name.endswith(".json"):
+            continue
+        path = Path(entry.path)
+        try:
+            path.read_bytes()
+        except OSError:
+            continue  # unreadable is not unparsable: maybe a permission problem
+        key = format_digest(name[: -len(".json")])
+        if is_digest(key) and store.actions.get(key) is not None:
+            continue
+        if not report.dry_run:
+            try:
+                path.unlink()
+            except OSError as exc:
+                report.errors.append(f"{path}: {exc}")
+                continue
+        report.actions_deleted.append(path)
+
+
+# -- disk usage
+
+
+@dataclass
+class DatasetUsage:
+    """The disk usage of one readable path.
+
+    :param data_dir: the data dir holding the readable path
+    :param path: the readable path, relative to ``<data dir>/data``
+    :param kind: what it links to: ``view`` (a dataset), ``tree`` or ``object``
+    :param digest: the manifest (for a view), tree or object digest
+    :param objects: number of distinct objects it uses (manifest and tree objects included)
+    :param bytes: their total size
+    :param unique_bytes: the part of ``bytes`` no other listed path uses
+    """
+
+    data_dir: Path
+    path: Path
+    kind: str
+    digest: str
+    objects: int
+    bytes: int
+    unique_bytes: int
+
+
+@dataclass
+class DiskUsage:
+    """The result of :func:`disk_usage`.
+
+    :param datasets: one entry per readable path, sorted by data dir and path
+    :param total_bytes: bytes used by all of them, shared objects counted once
+    :param objects: distinct objects used by all of them
+    """
+
+    datasets: list[DatasetUsage]
+    total_bytes: int
+    objects: int
+
+
+def disk_usage(store: Store, data_dirs: list[Path] | None = None) -> DiskUsage:
+    """How much of the store each readable path uses.
+
+    :param data_dirs: data dirs to scan (default: the registered data roots
+        that still exist); every symlink below ``<data dir>/data`` leading
+        into this store is a readable path
+    """
+    resolver = _Resolver(store)
+    found = []
+    for data_dir in _data_dirs(store, data_dirs):
+        data = Path(data_dir) / "data"
+        for link, kind, digest in resolver.links(data):
+            if link.name.startswith(".") and link.name.endswith(".link"):
+                continue  # a readable path being replaced (see point_readable_path)
+            reach = _Reach()
+            resolver.mark(kind, digest, reach)
+            found.append((Path(data_dir), link.relative_to(data), kind, digest, reach.objects))
+
+    users: dict[str, int] = {}
+    for *_, objects in found:
+        for digest in objects:
+            users[digest] = users.get(digest, 0) + 1
+    sizes = {digest: _size(store, digest) for digest in users}
+    datasets = [
+        DatasetUsage(
+            data_dir=data_dir,
+            path=path,
+            kind=kind,
+            digest=digest,
+            objects=len(objects),
+            bytes=sum(sizes[d] for d in objects),
+            unique_bytes=sum(sizes[d] for d in objects if users[d] == 1),
+        )
+        for data_dir, path, kind, digest, objects in found
+    ]
+    return DiskUsage(datasets=datasets, total_bytes=sum(sizes.values()), objects=len(sizes))
+
+
+def _size(store: Store, digest: str) -> int:
+    try:
+        return os.lstat(store.objects.path_of(digest)).st_size
+    except FileNotFoundError:
+        return 0
+
+
+# -- init
+
+
+def init_store(root: Path, *, group: str | None = None) -> Store:
+    """Creates a store, or upgrades an existing one in place (idempotent).
+
+    With ``group``, the store is set up for a Unix group so that its members
+    can use and extend it: the ``SHARED`` marker names the group, every
+    folder is given to the group with mode ``0o2775`` (setgid: new entries
+    inherit the group), lock files become group-writable. Objects stay
+    ``0o444`` and materialized trees read-only (``0o2555``): nobody can
+    modify them. Without ``group`` an existing group store stays shared.
+
+    :raises StoreError: on an unknown group, or an entry that cannot be
+        given to the group (owned by another user)
+    """
+    root = Path(root)
+    gid = None
+    if group is not None:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise StoreError(
+                f"unknown Unix group {group!r}",
+                hint="list groups with `getent group`; create one with `groupadd` and add the store's users to it",
+            ) from None
+    store = Store(root, create=True)
+    layout = store.layout
+    for folder in (layout.objects, layout.trees, layout.actions, layout.views, layout.roots, layout.tmp, layout.locks, layout.quarantine):
+        layout.mkdir(folder)
+    if group is None:
+        return store
+    marker = root / SHARED_FILE
+    if not marker.is_file() or marker.read_text().strip() != group:
+        tmp = root / f".{SHARED_FILE}.{os.getpid()}"
+        tmp.write_text(group + "\n")
+        os.replace(tmp, marker)
+    _share(root, gid, group)
+    return Store(root)
+
+
+def _share(root: Path, gid: int, group: str) -> None:
+    """Gives every folder and file of a store to ``gid`` with group-store modes."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        relative = Path(dirpath).relative_to(root).parts
+        # a materialized tree (trees/ab/cdef.../...) must stay read-only
+        frozen = len(relative) >= 3 and relative[0] == "trees"
+        _share_entry(Path(dirpath), gid, group, 0o2555 if frozen else 0o2775)
+        if relative[:1] == ("tmp",):
+            dirnames[:] = []  # in-flight writes belong to their writers
+            continue
+        for name in filenames:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                continue
+            if relative[:1] in (("objects",), ("trees",), ("quarantine",)):
+                mode = None  # immutable content keeps its read-only mode
+            elif relative[:1] == ("locks",) and name.endswith(".lock"):
+                mode = 0o666  # as store_lock creates them in a group store
+            else:
+                mode = stat.S_IMODE(os.lstat(path).st_mode) | 0o060
+            _share_entry(path, gid, group, mode)
+
+
+def _share_entry(path: Path, gid: int, group: str, mode: int | None) -> None:
+    """chgrp then chmod (chgrp may clear the setgid bit), only where they differ."""
+    st = os.lstat(path)
+    try:
+        if st.st_gid != gid:
+            os.chown(path, -1, gid, follow_symlinks=False)
+        if mode is not None and (st.st_gid != gid or stat.S_IMODE(st.st_mode) != mode):
+            os.chmod(path, mode)
+    except PermissionError as exc:
+        raise StoreError(
+            f"cannot give {path} to group {group}: {exc.strerror}",
+            hint="run `datamaestro store init --group` as the owner of the store's files (or as root)",
+        ) from None
