@@ -171,6 +171,8 @@ class Pipeline:
             urls = [url for r in missing for url in r.urls()]
             if urls:
                 raise OfflineError(urls)
+        # leftovers of killed writers (downloads, views): one scandir of tmp/
+        self.store.reap_tmp()
         produced = []
         for resource in to_produce:
             expected = (pins or {}).get(resource.name)

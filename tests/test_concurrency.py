@@ -1,0 +1,86 @@
+"""Real processes on one store: one download for everybody, and kill -9 at random points."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datamaestro.store import Store
+from datamaestro.store.digests import digest_of_file
+from mnistdata import MNIST_FILES
+
+PREPARE = ["datamaestro", "--quiet", "prepare", "com.lecun.mnist"]
+
+
+def start(data_dir: Path, store_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["datamaestro", "--quiet", "--data", str(data_dir), "--store", str(store_dir), "prepare", "com.lecun.mnist"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def assert_store_sound(store_dir: Path) -> None:
+    """Every object's name is the digest of its content; tmp is empty."""
+    store = Store(store_dir, create=False)
+    for digest in store.objects.iter_digests():
+        assert digest_of_file(store.path_of(digest)) == digest
+    assert list((store_dir / "tmp").iterdir()) == []
+
+
+def assert_mnist_readable(data_dir: Path, arrays) -> None:
+    from datamaestro.data.tensor import IDX
+
+    folder = data_dir / "data" / "image" / "com" / "lecun" / "mnist"
+    for name in MNIST_FILES:
+        np.testing.assert_array_equal(IDX.C(path=folder / name).data(), arrays[name])
+
+
+def test_eight_processes_download_each_file_once(mnist_server, tmp_path):
+    for relative in MNIST_FILES.values():
+        mnist_server.set_fault(relative, "slow", delay=0.3)  # make the processes overlap
+    store_dir = tmp_path / "store"
+    processes = [start(tmp_path / "data", store_dir) for _ in range(8)]
+    outputs = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        outputs.append(out)
+    assert len(set(outputs)) == 1  # all eight print the same paths
+    for relative in MNIST_FILES.values():
+        assert mnist_server.count(relative) == 1
+    assert_store_sound(store_dir)
+    assert_mnist_readable(tmp_path / "data", mnist_server.mnist)
+
+
+def test_kill_9_at_random_points_of_a_cold_prepare(mnist_server, tmp_path):
+    seed = int(os.environ.get("DATAMAESTRO_TEST_SEED", random.randrange(1 << 30)))
+    print(f"kill -9 test seed: {seed} (replay with DATAMAESTRO_TEST_SEED={seed})")
+    rng = random.Random(seed)
+    for relative in MNIST_FILES.values():
+        mnist_server.set_fault(relative, "slow", delay=0.05)
+
+    started = time.monotonic()
+    reference = start(tmp_path / "reference", tmp_path / "reference-store")
+    assert reference.wait(timeout=120) == 0
+    duration = time.monotonic() - started
+
+    for point in range(20):
+        data_dir, store_dir = tmp_path / f"data{point}", tmp_path / f"store{point}"
+        process = start(data_dir, store_dir)
+        time.sleep(rng.uniform(0.1, duration))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        # the next prepare succeeds on what the killed one left, and leaves a sound store
+        recovery = start(data_dir, store_dir)
+        out, err = recovery.communicate(timeout=120)
+        assert recovery.returncode == 0, f"seed {seed}, point {point}: {err}"
+        assert_store_sound(store_dir)
+        assert_mnist_readable(data_dir, mnist_server.mnist)
