@@ -47,10 +47,17 @@ def _escapes(path: str) -> bool:
 
 
 def remove_tree(folder: Path) -> None:
-    """Removes an extraction folder, read-only sub-folders included.
+    """Removes a work folder (or file) of the store's tmp, read-only sub-folders included.
 
     Links are never followed: a hostile archive's link must not make us
-    change permissions outside the folder.
+    change permissions outside the folder. Resources that build a folder in
+    tmp call it when they are done, whether they succeeded or not::
+
+        folder = job.tmp_path(".work")
+        try:
+            ...
+        finally:
+            remove_tree(folder)
     """
     if not os.path.lexists(folder):
         return
