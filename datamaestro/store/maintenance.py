@@ -5,9 +5,10 @@ dataclass describing what it found or did; none prints. The CLI wraps them
 (``datamaestro store info|verify|gc|du|init``).
 
 Reachability, shared by :func:`gc` and :func:`disk_usage`: a data dir keeps
-alive what the symlinks below its ``data/`` folder lead to (views, and
-through their manifests the objects and trees they name); a lock file root
-keeps alive the manifests it lists while the lock file exists.
+alive whatever the symlinks below its ``data/`` folder lead to (each
+dataset folder's ``.view`` link, hence the view, its manifest and the
+objects and trees the manifest names); a lock file root keeps alive the
+manifests it lists while the lock file exists.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from . import LAYOUT_VERSION, SHARED_FILE, VERSION_FILE, Store
 from .digests import digest_of_file, format_digest, hex_of, is_digest
 from .objects import make_writable
 from .roots import ROOT_KINDS, Root
+from .views import VIEW_LINK
 
 GC_LOCK = "gc"
 QUARANTINE_NOTE = ".json"
@@ -111,8 +113,12 @@ class _Resolver:
         return None
 
     def links(self, folder: Path) -> Iterator[tuple[Path, str, str]]:
-        """``(link path, kind, digest)`` for every symlink below ``folder`` leading into the store."""
-        for dirpath, dirnames, filenames in os.walk(folder):
+        """``(link path, kind, digest)`` for every symlink below ``folder`` leading into the store.
+
+        :raises StoreError: when a folder cannot be read: gc must not delete
+            what it could not see being used
+        """
+        for dirpath, dirnames, filenames in os.walk(folder, onerror=_unreadable_folder):
             for name in sorted(dirnames + filenames):
                 full = os.path.join(dirpath, name)
                 if os.path.islink(full):
@@ -121,12 +127,14 @@ class _Resolver:
                         yield Path(full), *target
 
     def mark(self, kind: str, digest: str, reach: _Reach) -> None:
-        """Adds an entry and everything it needs to ``reach``."""
+        """Adds an entry and everything it needs to ``reach`` (malformed digests are ignored)."""
+        if not is_digest(digest or ""):
+            return
         if kind == "view":
             self._mark_view(digest, reach)
         elif kind == "tree":
             self._mark_tree(digest, reach)
-        elif is_digest(digest or ""):
+        else:
             reach.objects.add(digest)
 
     def _mark_view(self, manifest: str, reach: _Reach) -> None:
@@ -146,12 +154,17 @@ class _Resolver:
             self.mark("tree" if kind == "tree" else "object", digest, reach)
 
     def _mark_tree(self, digest: str, reach: _Reach) -> None:
-        if digest in reach.trees or not is_digest(digest or ""):
+        if digest in reach.trees:
             return
         reach.trees.add(digest)
         reach.objects.add(digest)
         with contextlib.suppress(StoreError, KeyError, TypeError):
             reach.objects.update(self.store.trees.iter_object_digests(digest))
+
+
+def _unreadable_folder(exc: OSError) -> None:
+    if not isinstance(exc, FileNotFoundError):  # a folder that is gone links to nothing
+        raise StoreError(f"cannot read {exc.filename}: {exc.strerror}", hint="fix its permissions, then run again") from None
 
 
 def _data_dirs(store: Store, given: Iterable[Path] | None) -> list[Path]:
@@ -357,14 +370,19 @@ def verify(
             report.checked += 1
             report.bytes += size
             if actual != digest:
-                mismatched.append((digest, actual, size))
+                mismatched.append(digest)
         if progress is not None:
             progress(done, total)
 
     if mismatched:
         # gc must not run while objects move to quarantine and trees go
         with store.lock(GC_LOCK, what="moving corrupt objects to quarantine"):
-            for digest, actual, size in mismatched:
+            for digest in mismatched:
+                # hash again under the lock: gc may have deleted the object and a
+                # prepare stored a good copy since
+                _, actual, size, _ = check(digest)
+                if actual is None or actual == digest:
+                    continue
                 target = _quarantine(store, digest, actual, size)
                 if target is not None:
                     report.corrupt.append(CorruptObject(digest, actual, target))
@@ -412,12 +430,14 @@ def _check_trees(store: Store, corrupt: set[str], report: VerifyReport) -> None:
     for digest, path in _tree_folders(store):
         if not is_digest(digest):
             continue
-        try:
-            # a tree whose own object is corrupt cannot be trusted either
-            damaged = digest in corrupt or not corrupt.isdisjoint(store.trees.iter_object_digests(digest))
-        except (StoreError, KeyError, TypeError):
-            _report_unreadable(store, digest, report)
-            continue
+        # a tree whose own object is corrupt cannot be trusted either
+        damaged = digest in corrupt
+        if not damaged:
+            try:
+                damaged = not corrupt.isdisjoint(set(store.trees.iter_object_digests(digest)))
+            except (StoreError, KeyError, TypeError):
+                _report_unreadable(store, digest, report)
+                continue
         if damaged:
             with store.lock(GC_LOCK, what="removing damaged trees"):
                 if _remove_folder(path, report.errors):
@@ -606,12 +626,11 @@ def _sweep_actions(store: Store, report: GcReport) -> None:
 
 @dataclass
 class DatasetUsage:
-    """The disk usage of one readable path.
+    """The disk usage of one dataset folder (a readable path).
 
-    :param data_dir: the data dir holding the readable path
-    :param path: the readable path, relative to ``<data dir>/data``
-    :param kind: what it links to: ``view`` (a dataset), ``tree`` or ``object``
-    :param digest: the manifest (for a view), tree or object digest
+    :param data_dir: the data dir holding the dataset folder
+    :param path: the dataset folder, relative to ``<data dir>/data``
+    :param manifest: the manifest digest of the view it shows
     :param objects: number of distinct objects it uses (manifest and tree objects included)
     :param bytes: their total size
     :param unique_bytes: the part of ``bytes`` no other listed path uses
@@ -619,8 +638,7 @@ class DatasetUsage:
 
     data_dir: Path
     path: Path
-    kind: str
-    digest: str
+    manifest: str
     objects: int
     bytes: int
     unique_bytes: int
@@ -644,19 +662,21 @@ def disk_usage(store: Store, data_dirs: list[Path] | None = None) -> DiskUsage:
     """How much of the store each readable path uses.
 
     :param data_dirs: data dirs to scan (default: the registered data roots
-        that still exist); every symlink below ``<data dir>/data`` leading
-        into this store is a readable path
+        that still exist); every folder below ``<data dir>/data`` whose
+        ``.view`` link leads into this store's views is a dataset
     """
     resolver = _Resolver(store)
     found = []
     for data_dir in _data_dirs(store, data_dirs):
         data = Path(data_dir) / "data"
-        for link, kind, digest in resolver.links(data):
-            if link.name.startswith(".") and link.name.endswith(".link"):
-                continue  # a readable path being replaced (see point_readable_path)
+        for link, kind, manifest in resolver.links(data):
+            # a dataset folder shows its view through a `.view` link; resource
+            # entries and in-flight `.view.<random>` links are not datasets
+            if kind != "view" or link.name != VIEW_LINK:
+                continue
             reach = _Reach()
-            resolver.mark(kind, digest, reach)
-            found.append((Path(data_dir), link.relative_to(data), kind, digest, reach.objects))
+            resolver.mark(kind, manifest, reach)
+            found.append((Path(data_dir), link.parent.relative_to(data), manifest, reach.objects))
 
     users: dict[str, int] = {}
     for *_, objects in found:
@@ -667,13 +687,12 @@ def disk_usage(store: Store, data_dirs: list[Path] | None = None) -> DiskUsage:
         DatasetUsage(
             data_dir=data_dir,
             path=path,
-            kind=kind,
-            digest=digest,
+            manifest=manifest,
             objects=len(objects),
             bytes=sum(sizes[d] for d in objects),
             unique_bytes=sum(sizes[d] for d in objects if users[d] == 1),
         )
-        for data_dir, path, kind, digest, objects in found
+        for data_dir, path, manifest, objects in found
     ]
     return DiskUsage(datasets=datasets, total_bytes=sum(sizes.values()), objects=len(sizes))
 

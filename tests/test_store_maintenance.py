@@ -1,0 +1,314 @@
+"""Store maintenance on real stores: info, verify, gc, disk usage, group setup."""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from blake3 import blake3
+
+import datamaestro
+from datamaestro.errors import LockTimeoutError, StoreError
+from datamaestro.store import ActionRecord, Output, Store, point_readable_path, recipe_key
+from datamaestro.store.maintenance import disk_usage, gc, init_store, store_info, verify
+from datamaestro.store.objects import HOST
+
+REPO_ROOT = Path(datamaestro.__file__).resolve().parents[1]
+
+
+def blake3_of(data: bytes) -> str:
+    return "blake3:" + blake3(data).hexdigest()
+
+
+def later() -> float:
+    """A time safely after every entry created so far (file times are coarse)."""
+    return time.time() + 1
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    """An empty store outside any data dir (as on a shared disk)."""
+    return Store(tmp_path / "store")
+
+
+def add_dataset(store: Store, data_dir: Path, path: str, files: dict[str, bytes], tree: dict[str, bytes] | None = None):
+    """Publishes a dataset of file objects (and one folder) and points ``<data_dir>/data/<path>`` at it.
+
+    Returns the manifest digest.
+    """
+    entries = {name: ("file", store.ingest_stream([data])) for name, data in files.items()}
+    if tree is not None:
+        folder = data_dir.parent / f"src-{path.replace('/', '-')}"
+        for name, data in tree.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(data)
+        entries["folder"] = ("tree", store.ingest_tree(folder))
+    manifest, view = store.views.publish(entries)
+    point_readable_path(data_dir / "data" / path, view, data_dir, list(entries))
+    store.register_root("data", data_dir)
+    return manifest
+
+
+@pytest.fixture
+def two_datasets(store, tmp_path):
+    """Two data dirs with one dataset each; both use ``shared.bin``; A also has a folder."""
+    a_dir, b_dir = tmp_path / "project-a", tmp_path / "project-b"
+    a = add_dataset(store, a_dir, "org/a", {"shared.bin": b"S" * 1000, "a.bin": b"A" * 100}, tree={"t/x.txt": b"X" * 10, "y.txt": b"Y" * 20})
+    b = add_dataset(store, b_dir, "org/b", {"shared.bin": b"S" * 1000, "b.bin": b"B" * 200})
+    return {"a": (a_dir, a), "b": (b_dir, b)}
+
+
+def all_files(store: Store) -> set[Path]:
+    return {p for p in store.root.rglob("*") if not p.is_dir() and "locks" not in p.parts}
+
+
+# -- info
+
+
+def test_store_info_counts_what_the_store_holds(store, two_datasets):
+    info = store_info(store)
+    # 5 data files (shared once) + 1 tree + 2 manifests
+    assert (info.objects, info.trees, info.views) == (8, 1, 2)
+    assert info.object_bytes == sum(p.stat().st_size for p in (store.root / "objects").rglob("*") if p.is_file())
+    assert info.roots == {"data": 2, "lock": 0}
+    assert (info.location, info.layout_version, info.shared, info.group) == (store.root, "1", False, None)
+    assert (info.actions, info.tmp_entries, info.quarantined) == (0, 0, 0)
+
+
+# -- verify
+
+
+def test_verify_finds_nothing_wrong_in_a_good_store(store, two_datasets):
+    calls = []
+    report = verify(store, jobs=2, progress=lambda done, total: calls.append((done, total)))
+    assert report.ok
+    assert report.checked == 8
+    assert report.bytes == store_info(store).object_bytes
+    assert (report.corrupt, report.trees_removed) == ([], [])
+    assert calls[-1] == (8, 8) and len(calls) == 8
+
+
+def test_verify_quarantines_a_corrupt_object_and_drops_its_tree(store, two_datasets, tmp_path):
+    a_dir, manifest = two_datasets["a"]
+    tree = store.views.read_manifest(manifest)["folder"][1]
+    victim = blake3_of(b"X" * 10)
+    path = store.path_of(victim)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"bit rot!!!")
+
+    report = verify(store, jobs=1)
+    assert not report.ok
+    assert [(c.digest, c.actual) for c in report.corrupt] == [(victim, blake3_of(b"bit rot!!!"))]
+    quarantined = report.corrupt[0].quarantined
+    assert quarantined.parent == store.root / "quarantine"
+    assert quarantined.read_bytes() == b"bit rot!!!"
+    note = json.loads(quarantined.with_name(quarantined.name + ".json").read_text())
+    assert (note["digest"], note["actual"]) == (victim, blake3_of(b"bit rot!!!"))
+    assert not store.has(victim)
+    assert report.trees_removed == [tree]
+    assert not store.trees.has(tree)
+
+    # nothing else is wrong; storing the folder again repairs the dataset
+    assert verify(store).ok
+    folder = tmp_path / "again"
+    (folder / "t").mkdir(parents=True)
+    (folder / "t" / "x.txt").write_bytes(b"X" * 10)
+    (folder / "y.txt").write_bytes(b"Y" * 20)
+    assert store.ingest_tree(folder) == tree
+    assert (a_dir / "data" / "org" / "a" / "folder" / "t" / "x.txt").read_bytes() == b"X" * 10
+    assert quarantined.exists()
+
+
+def test_verify_reports_a_tree_object_that_does_not_parse(store):
+    # the hash matches, so it is not corrupt: only malformed
+    digest = store.ingest_stream([b'{"format": "datamaestro-tree/1"}'])
+    store.layout.mkdir(store.trees.path_of(digest))
+    report = verify(store)
+    assert report.malformed == [digest]
+    assert report.corrupt == []
+    assert store.has(digest)
+
+
+# -- gc
+
+
+def test_gc_removes_only_the_unique_data_of_a_deleted_dataset(store, two_datasets):
+    a_dir, a = two_datasets["a"]
+    b_dir, b = two_datasets["b"]
+    a_entries = store.views.read_manifest(a)
+    tree = a_entries["folder"][1]
+    key = recipe_key({"url": "https://example.org/a.bin"})
+    store.actions.put(ActionRecord(key=key, recipe={"url": "https://example.org/a.bin"}, output=Output("file", blake3_of(b"A" * 100))))
+    broken = store.actions.path_of(recipe_key({"broken": True}))
+    store.layout.mkdir(broken.parent)
+    broken.write_text("{ truncated")
+    store.layout.mkdir(store.layout.quarantine)
+    (store.layout.quarantine / "evidence").write_bytes(b"kept forever")
+    dead_tmp = store.layout.tmp / f"{HOST}.999999999.0123456789ab.part"
+    dead_tmp.write_bytes(b"left by a crash")
+
+    gone = {blake3_of(b"A" * 100), blake3_of(b"X" * 10), blake3_of(b"Y" * 20), tree, a}
+    gone_bytes = sum(store.path_of(digest).stat().st_size for digest in gone)
+
+    shutil.rmtree(a_dir / "data" / "org" / "a")
+    report = gc(store, grace_seconds=0, now=later())
+
+    assert set(report.objects_deleted) == gone
+    assert report.bytes_deleted == gone_bytes
+    assert report.views_deleted == [a] and report.trees_deleted == [tree]
+    assert report.actions_deleted == [broken] and not broken.exists()
+    assert report.tmp_reaped == [dead_tmp]
+    assert report.roots_dropped == [] and report.roots_live == 2
+    for digest in gone:
+        assert not store.has(digest)
+    assert not store.trees.has(tree) and not store.views.path_of(a).exists()
+    # shared and B's data stay; B still reads; the action record stays
+    assert store.has(blake3_of(b"S" * 1000)) and store.has(b)
+    assert (b_dir / "data" / "org" / "b" / "b.bin").read_bytes() == b"B" * 200
+    assert (b_dir / "data" / "org" / "b" / "shared.bin").read_bytes() == b"S" * 1000
+    assert store.actions.get(key) is not None
+    assert (store.layout.quarantine / "evidence").exists()
+    assert gc(store, grace_seconds=0, now=later()).objects_deleted == []
+
+
+def test_gc_dry_run_deletes_nothing(store, two_datasets):
+    a_dir, _ = two_datasets["a"]
+    shutil.rmtree(a_dir / "data" / "org" / "a")
+    before = all_files(store)
+    dry = gc(store, dry_run=True, grace_seconds=0, now=later())
+    assert dry.dry_run and len(dry.objects_deleted) == 5
+    assert all_files(store) == before
+    real = gc(store, grace_seconds=0, now=later())
+    assert (sorted(real.objects_deleted), real.views_deleted, real.trees_deleted) == (
+        sorted(dry.objects_deleted),
+        dry.views_deleted,
+        dry.trees_deleted,
+    )
+    assert real.bytes_deleted == dry.bytes_deleted
+
+
+def test_gc_keeps_unreachable_entries_younger_than_the_grace_period(store, two_datasets):
+    a_dir, _ = two_datasets["a"]
+    shutil.rmtree(a_dir / "data" / "org" / "a")
+    young = gc(store)
+    assert (young.objects_deleted, young.views_deleted, young.trees_deleted) == ([], [], [])
+    assert young.kept_young == 5 + 1 + 1
+    old = gc(store, now=time.time() + 2 * 3600)
+    assert len(old.objects_deleted) == 5 and old.kept_young == 0
+
+
+def test_a_lock_root_keeps_its_manifests_while_its_file_exists(store, tmp_path):
+    digest = store.ingest_stream([b"pinned"])
+    manifest, view = store.views.publish({"data.bin": ("file", digest)})
+    lock_file = tmp_path / "project" / "datamaestro.lock"
+    lock_file.parent.mkdir()
+    lock_file.write_text("# pins\n")
+    root = store.register_root("lock", lock_file, [manifest])
+
+    kept = gc(store, grace_seconds=0, now=later())
+    assert kept.objects_deleted == [] and kept.roots_live == 1
+    assert (view / "data.bin").read_bytes() == b"pinned"
+
+    lock_file.unlink()
+    dropped = gc(store, grace_seconds=0, now=later())
+    assert dropped.roots_dropped == [root]
+    assert not root.note.exists() and store.roots() == []
+    assert set(dropped.objects_deleted) == {digest, manifest}
+    assert dropped.views_deleted == [manifest]
+
+
+def test_a_data_root_whose_folder_is_gone_is_dropped(store, two_datasets):
+    b_dir, b = two_datasets["b"]
+    shutil.rmtree(b_dir)
+    report = gc(store, grace_seconds=0, now=later())
+    assert [r.path for r in report.roots_dropped] == [b_dir]
+    assert set(report.objects_deleted) == {blake3_of(b"B" * 200), b}
+    assert [r.kind for r in store.roots()] == ["data"]
+
+
+def test_gc_waits_for_another_gc(store):
+    code = (
+        "import sys, time\n"
+        "from datamaestro.store import Store\n"
+        "with Store(sys.argv[1]).lock('gc', what='collecting garbage'):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    holder = subprocess.Popen([sys.executable, "-c", code, str(store.root)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockTimeoutError, match=f"process {holder.pid} "):
+            gc(store, lock_timeout=0.2)
+        assert gc(store, dry_run=True).dry_run  # a dry run takes no lock
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+# -- disk usage
+
+
+def test_disk_usage_counts_shared_bytes_once(store, two_datasets):
+    a_dir, a = two_datasets["a"]
+    b_dir, b = two_datasets["b"]
+    usage = disk_usage(store)
+    by_path = {str(d.path): d for d in usage.datasets}
+    assert set(by_path) == {"org/a", "org/b"}
+    def size(digest: str) -> int:
+        return store.path_of(digest).stat().st_size
+
+    tree = store.views.read_manifest(a)["folder"][1]
+    a_unique = 100 + 10 + 20 + size(tree) + size(a)
+    b_unique = 200 + size(b)
+    assert (by_path["org/a"].bytes, by_path["org/a"].unique_bytes) == (1000 + a_unique, a_unique)
+    assert (by_path["org/b"].bytes, by_path["org/b"].unique_bytes) == (1000 + b_unique, b_unique)
+    assert (by_path["org/a"].manifest, by_path["org/a"].data_dir) == (a, a_dir)
+    assert usage.total_bytes == 1000 + a_unique + b_unique
+    assert usage.total_bytes == store_info(store).object_bytes
+    assert [str(d.path) for d in disk_usage(store, [b_dir]).datasets] == ["org/b"]
+
+
+# -- group stores
+
+
+def test_init_store_sets_up_a_group_store(tmp_path):
+    group = grp.getgrgid(os.getgid()).gr_name
+    gid = grp.getgrnam(group).gr_gid
+    plain = init_store(tmp_path / "store")
+    assert not plain.shared
+    digest = plain.ingest_stream([b"before"])
+    folder = tmp_path / "src" / "sub"
+    folder.mkdir(parents=True)
+    (folder / "f.txt").write_text("in a tree")
+    tree = plain.ingest_tree(tmp_path / "src")
+
+    shared = init_store(tmp_path / "store", group=group)
+    assert shared.shared
+    assert (shared.root / "SHARED").read_text().strip() == group
+    for folder in [shared.root, shared.root / "objects", shared.path_of(digest).parent, shared.root / "locks"]:
+        st = folder.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o2775 and st.st_gid == gid, folder
+    assert stat.S_IMODE(shared.path_of(digest).stat().st_mode) == 0o444
+    materialized = shared.trees.path_of(tree)
+    assert not materialized.stat().st_mode & 0o222 and not (materialized / "sub").stat().st_mode & 0o222
+    # new folders inherit the setup; a second init changes nothing
+    fresh = shared.ingest_stream([b"after"])
+    assert stat.S_IMODE(shared.path_of(fresh).parent.stat().st_mode) == 0o2775
+    again = init_store(tmp_path / "store", group=group)
+    assert again.shared and store_info(again).group == group
+    assert verify(again).ok
+
+
+def test_init_store_refuses_an_unknown_group(tmp_path):
+    with pytest.raises(StoreError, match="unknown Unix group 'no-such-group-dm'"):
+        init_store(tmp_path / "store", group="no-such-group-dm")
+    assert not (tmp_path / "store").exists()
