@@ -251,7 +251,6 @@ def test_reap_tmp_waits_a_day_for_another_host(store):
     assert reap_tmp(store.layout, now=time.time() + 2 * 24 * 3600) == [foreign]
 
 
-@pytest.mark.xfail(strict=True, reason="reap_tmp splits the tmp name at the first dot: a dotted host name is never matched")
 def test_reap_tmp_with_a_dotted_host_name(store, monkeypatch):
     monkeypatch.setattr("datamaestro.store.objects.HOST", "node1.example.org")
     entry = store.tmp_path(".part")

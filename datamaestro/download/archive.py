@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..errors import ArchiveError, DefinitionError
 from ..store import Output
-from ..store.objects import disk_error
+from ..store.objects import disk_error, remove_tree
 from . import FolderResource
-from .single import FileSink, _checkers
+from .single import _checkers, downloaded_file
 
 if TYPE_CHECKING:
     from ..pipeline import Job
@@ -44,33 +44,6 @@ def _escapes(path: str) -> bool:
     """True when a relative POSIX path, once normalized, leaves its folder."""
     normalized = posixpath.normpath(path)
     return normalized == ".." or normalized.startswith("../") or posixpath.isabs(normalized)
-
-
-def remove_tree(folder: Path) -> None:
-    """Removes a work folder (or file) of the store's tmp, read-only sub-folders included.
-
-    Links are never followed: a hostile archive's link must not make us
-    change permissions outside the folder. Resources that build a folder in
-    tmp call it when they are done, whether they succeeded or not::
-
-        folder = job.tmp_path(".work")
-        try:
-            ...
-        finally:
-            remove_tree(folder)
-    """
-    if not os.path.lexists(folder):
-        return
-    if os.path.isdir(folder) and not os.path.islink(folder):
-        os.chmod(folder, 0o700)
-        for dirpath, dirnames, _ in os.walk(folder):
-            for name in dirnames:
-                path = os.path.join(dirpath, name)
-                if not os.path.islink(path):
-                    os.chmod(path, 0o700)
-        shutil.rmtree(folder)
-    else:
-        os.unlink(folder)
 
 
 def _inside(path: str | Path, real_folder: str) -> bool:
@@ -265,24 +238,21 @@ class ArchiveDownloader(FolderResource):
     # -- production
     def produce(self, job: "Job") -> Output:
         """Downloads the archive into tmp, extracts it, checks it and stores the tree."""
-        archive_path = job.tmp_path(".archive")
         folder = job.tmp_path(".extract")
-        try:
-            with archive_path.open("wb") as archive_file:
-                result = job.download(self.url, FileSink(archive_file), checkers=self.checkers)
-            os.mkdir(folder, 0o700)
+        with downloaded_file(job, self.url, self.checkers) as (archive_path, result):
             try:
-                self._extract(archive_path, folder)
-            except OSError as exc:
-                if exc.errno in _DISK_ERRNOS:
-                    raise disk_error(exc, f"extracting {self.url}") from None
-                raise ArchiveError(f"{self.url}: cannot extract {exc.filename or ''}: {exc.strerror or exc}") from None
-            root = self._root(folder)
-            self._check_links(root, folder)
-            digest = job.store.ingest_tree(root, move=True)
-        finally:
-            archive_path.unlink(missing_ok=True)
-            remove_tree(folder)
+                os.mkdir(folder, 0o700)
+                try:
+                    self._extract(archive_path, folder)
+                except OSError as exc:
+                    if exc.errno in _DISK_ERRNOS:
+                        raise disk_error(exc, f"extracting {self.url}") from None
+                    raise ArchiveError(f"{self.url}: cannot extract {exc.filename or ''}: {exc.strerror or exc}") from None
+                root = self._root(folder)
+                self._check_links(root, folder)
+                digest = job.store.ingest_tree(root, move=True)
+            finally:
+                remove_tree(folder)
         return Output("tree", digest, source_digest=result.source_digest, url=result.url, size=result.size)
 
     def _root(self, folder: Path) -> Path:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..errors import DefinitionError
 from ..store import Output
+from ..store.objects import remove_tree
 from . import Resource
-from .archive import remove_tree
 
 if TYPE_CHECKING:
     from ..pipeline import Job

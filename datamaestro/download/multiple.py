@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Mapping
 
 from ..errors import DefinitionError
 from ..store import Output
+from ..store.objects import remove_tree
 from . import FolderResource
-from .archive import remove_tree
 from .single import FileSink, TransformingSink, _checkers, _transforms
 
 if TYPE_CHECKING:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import lzma
 import tarfile
+import zlib
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Sequence
 from urllib.parse import urlsplit
 
@@ -63,6 +66,24 @@ class TransformingSink:
                 data = later.feed(data)
             if data:
                 self.writer.write(data)
+
+
+@contextmanager
+def downloaded_file(job: "Job", url: str, checkers: Sequence = ()):
+    """Downloads ``url`` into a tmp file of the store, removed when the block ends.
+
+    For resources that need the whole file before they can read it (archives)::
+
+        with downloaded_file(job, self.url, self.checkers) as (path, result):
+            ...  # read path; result is the FetchResult (source digest, size, url)
+    """
+    path = job.tmp_path(".download")
+    try:
+        with path.open("wb") as fp:
+            result = job.download(url, FileSink(fp), checkers=checkers)
+        yield path, result
+    finally:
+        path.unlink(missing_ok=True)
 
 
 class FileDownloader(FileResource):
@@ -153,10 +174,7 @@ class ConcatDownloader(FileResource):
         """Downloads the archive to tmp, then streams its members into one object."""
         from .transforms import infer_transforms
 
-        archive_path = job.tmp_path(".archive")
-        try:
-            with archive_path.open("wb") as archive_file:
-                result = job.download(self.url, FileSink(archive_file))
+        with downloaded_file(job, self.url) as (archive_path, result):
             with job.store.writer() as writer:
                 try:
                     with tarfile.open(archive_path) as archive:
@@ -169,11 +187,12 @@ class ConcatDownloader(FileResource):
                             while chunk := stream.read(1 << 20):
                                 sink.write(chunk)
                             sink.finish()
-                except tarfile.TarError as exc:
-                    raise ArchiveError(f"{self.url}: not a readable tar archive ({exc})") from None
+                except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
+                    raise ArchiveError(
+                        f"{self.url}: not a valid tar archive ({exc})",
+                        hint="the download may be corrupt or the URL may serve something else",
+                    ) from None
                 digest = writer.commit()
-        finally:
-            archive_path.unlink(missing_ok=True)
         return Output("file", digest, source_digest=result.source_digest, url=result.url, size=result.size)
 
 

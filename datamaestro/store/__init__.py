@@ -100,7 +100,7 @@ class Store:
 
     # -- objects
     def has(self, digest: str) -> bool:
-        """True when a file object or a materialized tree of ``digest`` exists."""
+        """True when the file object ``digest`` is in the store (trees: ``store.trees.has``)."""
         return self.objects.has(digest)
 
     def path_of(self, digest: str) -> Path:

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..errors import StoreError
 from .digests import canonical_json, digest_bytes, is_digest
 from .objects import Layout, disk_error
 
@@ -82,7 +83,7 @@ class ActionCache:
             if output.kind != "value" and not is_digest(output.digest or ""):
                 return None
             return ActionRecord(key=key, recipe=data["recipe"], output=output, created=data.get("created", 0))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, StoreError):
             return None
 
     def put(self, record: ActionRecord) -> None:

@@ -261,7 +261,11 @@ def reap_tmp(layout: Layout, *, now: float | None = None) -> list[Path]:
         return removed
     now = now if now is not None else time.time()
     for entry in os.scandir(layout.tmp):
-        host, _, rest = entry.name.partition(".")
+        # host names may hold dots: test this host's prefix before splitting
+        if entry.name.startswith(HOST + "."):
+            host, rest = HOST, entry.name[len(HOST) + 1 :]
+        else:
+            host, _, rest = entry.name.partition(".")
         pid_text = rest.partition(".")[0]
         try:
             age = now - entry.stat(follow_symlinks=False).st_mtime
@@ -274,24 +278,42 @@ def reap_tmp(layout: Layout, *, now: float | None = None) -> list[Path]:
         if not stale:
             continue
         path = Path(entry.path)
-        if entry.is_dir(follow_symlinks=False):
-            make_writable(path)
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        remove_tree(path)
         removed.append(path)
     return removed
 
 
 def make_writable(folder: Path) -> None:
-    """Gives the owner write access to every folder below ``folder``, so it can be removed."""
+    """Gives the owner write access to every folder below ``folder`` (links are not followed).
+
+    A link inside a work folder may point anywhere (a hostile archive): its
+    target's permissions must never change.
+    """
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        return
+    os.chmod(folder, 0o755)
     for dirpath, dirnames, _ in os.walk(folder):
         for name in dirnames:
-            try:
-                os.chmod(os.path.join(dirpath, name), 0o755)
-            except OSError:
-                pass
-    try:
-        os.chmod(folder, 0o755)
-    except OSError:
-        pass
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                try:
+                    os.chmod(path, 0o755)
+                except OSError:
+                    pass
+
+
+def remove_tree(path: Path) -> None:
+    """Removes a file or a folder (read-only sub-folders included) without following links."""
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        try:
+            make_writable(Path(path))
+        except OSError:
+            pass
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

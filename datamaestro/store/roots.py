@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .digests import canonical_json, digest_bytes, hex_of
-from .objects import Layout
+from .objects import Layout, disk_error
 
 ROOT_KINDS = ("data", "lock")
 
@@ -44,10 +44,14 @@ def register_root(layout: Layout, kind: str, path: Path, manifests: list[str] | 
     root = Root(kind, Path(absolute), note, tuple(manifests))
     if note.is_file() and _read(note) == root:
         return root
-    layout.mkdir(note.parent)
     tmp = layout.tmp_path(".root")
-    tmp.write_bytes(canonical_json({"kind": kind, "path": absolute, "manifests": manifests}))
-    os.replace(tmp, note)
+    try:
+        layout.mkdir(note.parent)
+        tmp.write_bytes(canonical_json({"kind": kind, "path": absolute, "manifests": manifests}))
+        os.replace(tmp, note)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise disk_error(exc, "registering a gc root") from None
     return root
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import StoreError
 from .digests import canonical_json, digest_bytes
-from .objects import Layout, ObjectStore, disk_error, make_writable
+from .objects import Layout, ObjectStore, disk_error, remove_tree
 
 TREE_FORMAT = "datamaestro-tree/1"
 
@@ -59,7 +59,7 @@ class TreeStore:
                 if stat.S_ISLNK(mode):
                     target = os.readlink(full)
                     resolved = os.path.normpath(os.path.join(os.path.dirname(relative), target))
-                    if os.path.isabs(target) or resolved.startswith(".."):
+                    if os.path.isabs(target) or resolved == ".." or resolved.startswith("../"):
                         raise StoreError(f"{full}: symbolic link to {target} leads outside the folder")
                     entries.append({"path": relative, "kind": "symlink", "target": target})
                 elif stat.S_ISREG(mode):
@@ -113,13 +113,11 @@ class TreeStore:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
                 # another process materialized the same tree first
-                make_writable(work)
-                shutil.rmtree(work, ignore_errors=True)
+                remove_tree(work)
                 return target
             _freeze(target)
         except OSError as exc:
-            make_writable(work)
-            shutil.rmtree(work, ignore_errors=True)
+            remove_tree(work)
             raise disk_error(exc, f"materializing tree {digest}") from None
         return target
 

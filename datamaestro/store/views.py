@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import StoreError
 from .digests import canonical_json, digest_bytes, hex_of
-from .objects import Layout, ObjectStore, disk_error, make_writable
+from .objects import Layout, ObjectStore, disk_error, remove_tree
 from .trees import TreeStore
 
 MANIFEST_FORMAT = "datamaestro-manifest/1"
@@ -89,10 +89,9 @@ class ViewStore:
             except OSError as exc:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
-                shutil.rmtree(work, ignore_errors=True)
+                remove_tree(work)
         except OSError as exc:
-            make_writable(work)
-            shutil.rmtree(work, ignore_errors=True)
+            remove_tree(work)
             raise disk_error(exc, "publishing a dataset view") from None
         return digest, view
 
