@@ -208,11 +208,14 @@ class DatasetDefinition:
                 raise DefinitionError(f"{self.id}: resource cycle {' -> '.join(chain + [resource.name])}")
             state[key] = "visiting"
             for dependency in resource.dependencies():
+                if dependency.definition is None:
+                    # an input given inline, not as a class attribute: it belongs here too
+                    self.add_resource(dependency.name or f"input{len(self.resources)}", dependency)
                 visit(dependency, chain + [resource.name])
             state[key] = "done"
             ordered.append(resource)
 
-        for resource in self.resources.values():
+        for resource in list(self.resources.values()):
             visit(resource, [])
         return ordered
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import DatamaestroError, IntegrityError, OfflineError
+from .errors import DatamaestroError, IntegrityError, OfflineError, StoreError
 from .store import ActionRecord, Output, recipe_key
 from .store.views import VIEW_LINK, point_readable_path
 
@@ -155,7 +155,7 @@ class Pipeline:
         return order
 
     # -- running
-    def run(self, definition: "DatasetDefinition", *, pins: dict[str, Output] | None = None) -> PipelineResult:
+    def run(self, definition: "DatasetDefinition", *, pins: dict[str, Output] | None = None, _retry: bool = True) -> PipelineResult:
         """Makes a dataset present in the store and its readable path point at it.
 
         :param pins: expected outputs by resource name (from a lock file)
@@ -187,9 +187,24 @@ class Pipeline:
                 check_pin(definition, resource, output, pins[resource.name])
             if output.kind in ("file", "tree"):
                 entries[resource.name] = (output.kind, output.digest)
-        manifest, view = self.store.views.publish(entries)
-        point_readable_path(definition.datapath_in(self.context), view, self.context.data_dir, list(entries))
+        # registered first, so that a concurrent `store gc` sees the link we make
         self.store.register_root("data", self.context.data_dir)
+        try:
+            manifest, view = self.store.views.publish(entries)
+            point_readable_path(definition.datapath_in(self.context), view, self.context.data_dir, list(entries))
+            missing = not all(self.store.output_present(o) for o in outputs.values())
+        except StoreError:
+            if all(self.store.output_present(o) for o in outputs.values()):
+                raise
+            missing = True
+        if missing:
+            # `store gc` removed an unreachable output we reused between our
+            # check and our publish: produce it again (the view, once
+            # published, keeps it alive)
+            if _retry:
+                self._known.clear()
+                return self.run(definition, pins=pins, _retry=False)
+            raise StoreError(f"{definition.id}: outputs keep disappearing from the store", hint="is `store gc` running in a loop?")
         return PipelineResult(definition.id, manifest, view, definition.datapath_in(self.context), produced, outputs)
 
     def _produce(self, definition, resource, expected, legacy: Path | None) -> None:

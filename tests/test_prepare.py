@@ -189,3 +189,26 @@ def test_server_error_then_success(tmp_path, http_server):
         result = Pipeline(context).run(definition)
     assert (result.datapath / "data.bin").read_bytes() == PAYLOAD
     assert http_server.count("data.bin") == 2
+
+
+def test_gc_between_check_and_publish_is_repaired(tmp_path, http_server, monkeypatch):
+    from datamaestro.store import maintenance
+    from datamaestro.store.objects import remove_tree
+
+    (http_server.root / "data.bin").write_bytes(PAYLOAD)
+    definition = single_file_dataset(http_server.url("data.bin"))
+    with fast_context(tmp_path / "data") as context:
+        first = Pipeline(context).run(definition)
+        remove_tree(first.datapath)  # the data is now unreachable, but its action record stays
+        store = context.store
+        publish = store.views.publish
+
+        def gc_then_publish(entries):
+            maintenance.gc(store, grace_seconds=0)  # another user's gc, at the worst moment
+            monkeypatch.setattr(store.views, "publish", publish)
+            return publish(entries)
+
+        monkeypatch.setattr(store.views, "publish", gc_then_publish)
+        result = Pipeline(context).run(definition)
+    assert (result.datapath / "data.bin").read_bytes() == PAYLOAD
+    assert http_server.count("data.bin") == 2
