@@ -168,6 +168,107 @@ def version():
     echo(__version__)
 
 
+store_app = typer.Typer(help="Inspect and maintain the content-addressed store.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+def human_bytes(size: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+@store_app.command("info")
+def store_info():
+    """Location, layout version, sharing, and what the store holds."""
+    from .store.maintenance import store_info as info_of
+
+    info = info_of(state.context().store)
+    if state.json:
+        echo_json(asdict(info))
+        return
+    echo(f"location: {info.location}")
+    echo(f"layout version: {info.layout_version}")
+    echo(f"shared: {'yes, group ' + str(info.group) if info.shared else 'no'}")
+    echo(f"objects: {info.objects} ({human_bytes(info.object_bytes)})")
+    echo(f"trees: {info.trees}, views: {info.views}, actions: {info.actions}")
+    echo(f"roots: {', '.join(f'{n} {k}' for k, n in info.roots.items())}")
+    echo(f"in-flight (tmp): {info.tmp_entries}, quarantined: {info.quarantined}")
+
+
+@store_app.command("verify")
+def store_verify(jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Files hashed at once (default: cores).")):
+    """Rehash every object; quarantine (never delete) those whose content changed."""
+    from .store.maintenance import verify
+
+    report = verify(state.context().store, jobs=jobs)
+    if state.json:
+        echo_json(asdict(report))
+    else:
+        rate = report.bytes / report.seconds if report.seconds else 0
+        echo(f"checked {report.checked} objects, {human_bytes(report.bytes)} in {report.seconds:.1f}s ({human_bytes(rate)}/s)")
+        for corrupt in report.corrupt:
+            echo(f"CORRUPT {corrupt.digest}: content hashes to {corrupt.actual}; moved to {corrupt.quarantined}")
+        for digest in report.trees_removed:
+            echo(f"removed tree {digest} (it held a corrupt object; the next prepare rebuilds it)")
+        for digest in report.malformed:
+            echo(f"malformed tree or manifest object {digest}")
+        for message in report.errors:
+            echo(f"error: {message}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@store_app.command("gc")
+def store_gc(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be deleted."),
+    grace: float = typer.Option(3600, "--grace", help="Keep unreachable objects younger than this (seconds)."),
+):
+    """Delete what no root (data dir in use, registered lock file) reaches."""
+    from .store.maintenance import gc
+
+    report = gc(state.context().store, dry_run=dry_run, grace_seconds=grace)
+    if state.json:
+        echo_json(asdict(report))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    echo(
+        f"{verb} {len(report.objects_deleted)} objects ({human_bytes(report.bytes_deleted)}), "
+        f"{len(report.trees_deleted)} trees, {len(report.views_deleted)} views; kept {report.objects_live} live objects, "
+        f"{report.kept_young} younger than the grace period"
+    )
+    for root in report.roots_dropped:
+        echo(f"dropped root {root.kind} {root.path} (gone)")
+    for message in report.errors:
+        echo(f"error: {message}")
+
+
+@store_app.command("du")
+def store_du():
+    """Disk usage per dataset; bytes shared by several datasets are counted once in the total."""
+    from .store.maintenance import disk_usage
+
+    usage = disk_usage(state.context().store)
+    if state.json:
+        echo_json(asdict(usage))
+        return
+    for dataset in sorted(usage.datasets, key=lambda d: -d.bytes):
+        echo(f"{human_bytes(dataset.bytes):>10}  {human_bytes(dataset.unique_bytes):>10} unique  {dataset.data_dir}/data/{dataset.path}")
+    echo(f"{human_bytes(usage.total_bytes):>10}  total ({usage.objects} objects, shared bytes counted once)")
+
+
+@store_app.command("init")
+def store_init(group: Optional[str] = typer.Option(None, "--group", help="Unix group that shares the store.")):
+    """Create the store, or set it up for a Unix group (setgid, group-writable folders)."""
+    from .store.maintenance import init_store
+
+    store = init_store(state.context().store_dir, group=group)
+    echo(f"store at {store.root}" + (f", shared by group {group}" if group else ""))
+
+
 def main() -> None:
     """The console script: runs the app, turning DatamaestroError into one message."""
     try:

@@ -126,3 +126,39 @@ def test_offline_cli_lists_missing_urls(mnist_server, tmp_path):
     assert "offline mode: 4 download(s) needed" in result.stderr
     assert "http://127.0.0.1:9/mnist/t10k-labels-idx1-ubyte.gz" in result.stderr
     assert mnist_server.requests == []
+
+
+def test_store_commands(mnist_server, tmp_path):
+    data = str(tmp_path / "dm")
+    run("--data", data, "download", "com.lecun.mnist")
+    info = json.loads(run("--data", data, "--json", "store", "info").stdout)
+    assert info["objects"] == 5 and info["roots"]["data"] == 1  # 4 files + the manifest
+    assert run("--data", data, "store", "verify").stdout.startswith("checked 5 objects")
+    du = run("--data", data, "store", "du").stdout
+    assert "image/com/lecun/mnist" in du and "total (5 objects" in du
+    assert run("--data", data, "store", "gc", "--grace", "0").stdout.startswith("deleted 0 objects")
+
+    # corrupt one object: verify reports it, quarantines it, exits 1
+    objects = sorted((tmp_path / "dm" / "store" / "objects").rglob("*"))
+    victim = [p for p in objects if p.is_file()][0]
+    victim.chmod(0o644)
+    victim.write_bytes(b"corrupted")
+    result = run("--data", data, "store", "verify", check=False)
+    assert result.returncode == 1 and "CORRUPT" in result.stdout
+    assert not victim.exists()
+    # the next prepare repairs it by downloading again (or keeps the manifest, if that was the victim)
+    run("--data", data, "download", "com.lecun.mnist")
+    assert run("--data", data, "store", "verify").returncode == 0
+
+    # a dataset whose folder is gone is collected
+    import shutil
+
+    shutil.rmtree(tmp_path / "dm" / "data" / "image")
+    assert "deleted 5 objects" in run("--data", data, "store", "gc", "--grace", "0").stdout
+
+
+def test_store_init_bad_group(tmp_path):
+    result = run("--store", str(tmp_path / "s"), "store", "init", "--group", "no-such-group-here", check=False)
+    assert result.returncode == 1
+    assert "unknown Unix group 'no-such-group-here'" in result.stderr
+    assert not (tmp_path / "s").exists()
