@@ -119,8 +119,10 @@ class Pipeline:
         if known is not None:
             return known
         recipe = self.recipe_of(resource)
-        if recipe is None:
-            result = (None, None)
+        if recipe is None or getattr(resource, "volatile", False):
+            # volatile resources (references to other datasets) are never
+            # trusted from the cache: they run every time, cheaply when warm
+            result = (None if recipe is None else recipe_key(recipe), None)
         else:
             key = recipe_key(recipe)
             record = self.store.actions.get(key)
@@ -176,8 +178,8 @@ class Pipeline:
         produced = []
         for resource in to_produce:
             expected = (pins or {}).get(resource.name)
-            self._produce(definition, resource, expected, legacy)
-            produced.append(resource.name)
+            if self._produce(definition, resource, expected, legacy):
+                produced.append(resource.name)
         entries = {}
         outputs = {}
         for resource in targets:
@@ -207,13 +209,16 @@ class Pipeline:
             raise StoreError(f"{definition.id}: outputs keep disappearing from the store", hint="is `store gc` running in a loop?")
         return PipelineResult(definition.id, manifest, view, definition.datapath_in(self.context), produced, outputs)
 
-    def _produce(self, definition, resource, expected, legacy: Path | None) -> None:
+    def _produce(self, definition, resource, expected, legacy: Path | None) -> bool:
+        """Produces one resource under its store lock; False when another process had done it."""
         recipe = self.recipe_of(resource)
         key = recipe_key(recipe)
         settings = self.context.settings
         with self.store.lock(key, timeout=settings.lock_timeout, what=f"preparing {definition.id}/{resource.name}"):
-            record = self.store.actions.get(key)
-            if record is not None and self.store.output_present(record.output):
+            volatile = getattr(resource, "volatile", False)
+            record = None if volatile else self.store.actions.get(key)
+            did_work = record is None or not self.store.output_present(record.output)
+            if not did_work:
                 output = record.output
             else:
                 for dependency in resource.dependencies():
@@ -234,9 +239,11 @@ class Pipeline:
                         raise
                 if expected is not None:
                     check_pin(definition, resource, output, expected)
-                self.store.actions.put(ActionRecord(key=key, recipe=recipe, output=output))
+                if not volatile:
+                    self.store.actions.put(ActionRecord(key=key, recipe=recipe, output=output))
         self._known[id(resource)] = (key, output)
         self.outputs[id(resource)] = output
+        return did_work
 
     def _present_output(self, resource) -> Output:
         _, output = self.lookup(resource)

@@ -67,9 +67,16 @@ class TreeStore:
                     entries.append({"path": relative, "kind": "file", "digest": digest, "size": os.stat(self.objects.path_of(digest)).st_size})
                 else:
                     raise StoreError(f"{full}: not a regular file, folder or link; cannot be stored")
-        entries.sort(key=lambda e: e["path"])
-        document = {"format": TREE_FORMAT, "entries": entries}
-        data = canonical_json(document)
+        return self.store_entries(entries)
+
+    def store_entries(self, entries: list[dict]) -> str:
+        """Stores a tree from its entries (their objects must be in the store); returns its digest.
+
+        An entry is ``{"path", "kind": "file", "digest", "size"}``,
+        ``{"path", "kind": "symlink", "target"}`` or ``{"path", "kind": "dir"}``.
+        """
+        entries = sorted(entries, key=lambda e: e["path"])
+        data = canonical_json({"format": TREE_FORMAT, "entries": entries})
         digest = digest_bytes(data)
         if not self.objects.has(digest):
             self.objects.ingest_stream([data])

@@ -1,0 +1,68 @@
+"""reference and links: datasets built on other datasets."""
+
+from datamaestro.data import File, Folder
+from datamaestro.definitions import Dataset, dataset
+from datamaestro.download.links import links, reference
+from datamaestro.download.single import FileDownloader
+from datamaestro.pipeline import Pipeline
+
+
+def make_datasets(server):
+    (server.root / "a.txt").write_bytes(b"A")
+    (server.root / "b.txt").write_bytes(b"B")
+
+    @dataset(id="test.links.a")
+    class A(Dataset):
+        """A"""
+
+        DATA = FileDownloader("a.txt", server.url("a.txt"))
+
+        def config(self) -> File:
+            return File.C(path=self.DATA.path)
+
+    @dataset(id="test.links.b")
+    class B(Dataset):
+        """B"""
+
+        DATA = FileDownloader("b.txt", server.url("b.txt"))
+
+        def config(self) -> File:
+            return File.C(path=self.DATA.path)
+
+    @dataset(id="test.links.both")
+    class Both(Dataset):
+        """Both"""
+
+        ALL = links("all", a=A, b=B)
+        FIRST = reference("first", A)
+
+        def config(self) -> Folder:
+            assert self.FIRST.value().path.name == "a.txt"
+            return Folder.C(path=self.ALL.path)
+
+    return A, B, Both
+
+
+def test_links_gather_other_datasets(dm_context, http_server):
+    A, B, Both = make_datasets(http_server)
+    result = Pipeline(dm_context).run(Both.__dataset__)
+    folder = result.datapath / "all"
+    assert (folder / "a" / "a.txt").read_bytes() == b"A"
+    assert (folder / "b" / "b.txt").read_bytes() == b"B"
+    # the referenced datasets are prepared too, and their files are the same objects
+    assert (A.__dataset__.datapath / "a.txt").resolve().samefile((folder / "a" / "a.txt").resolve())
+    assert Both.__dataset__.config().path == folder
+    # warm: nothing downloaded again
+    count = len(http_server.requests)
+    assert sorted(Pipeline(dm_context).run(Both.__dataset__).produced) == ["all.a", "all.b", "first"]  # references only
+    assert len(http_server.requests) == count
+
+
+def test_links_follow_a_change_of_the_referenced_data(dm_context, http_server):
+    A, B, Both = make_datasets(http_server)
+    first = Pipeline(dm_context).run(Both.__dataset__)
+    (http_server.root / "a2.txt").write_bytes(b"A2")
+    A.DATA.url = http_server.url("a2.txt")  # the definition of A changes
+    second = Pipeline(dm_context).run(Both.__dataset__)
+    assert second.manifest != first.manifest
+    assert (second.datapath / "all" / "a" / "a.txt").read_bytes() == b"A2"
