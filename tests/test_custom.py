@@ -91,6 +91,23 @@ def test_file_derived_from_a_download(dm_context, text_url, http_server):
     assert CALLS["tokenize"] == 1 and http_server.count("text.txt") == 1
 
 
+def test_collected_transient_input_is_not_fetched_again(dm_context, text_url, http_server):
+    from datamaestro.store.maintenance import gc
+
+    definition = make_dataset("test.custom.collected", text_url, lambda text: Tokenize("tokens.txt", text, lower=False))
+    Pipeline(dm_context).run(definition)
+    report = gc(dm_context.store, grace_seconds=0)
+    assert len(report.objects_deleted) == 1  # the transient download, which no view holds
+    result = Pipeline(dm_context).run(definition)
+    assert result.produced == [] and http_server.count("text.txt") == 1
+    # were the derived output lost too, the transient input would be fetched again first
+    from datamaestro.store.objects import remove_tree
+
+    remove_tree(dm_context.store.path_of(result.outputs["tokens.txt"].digest))
+    assert Pipeline(dm_context).run(definition).produced == ["text.txt", "tokens.txt"]
+    assert http_server.count("text.txt") == 2
+
+
 def test_tree_derived(dm_context, text_url):
     definition = make_dataset("test.custom.lines", text_url, lambda text: derived("lines", [text], split_lines, kind="tree"))
     Pipeline(dm_context).run(definition)
