@@ -4,18 +4,16 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from datamaestro.store import Store
 from datamaestro.store.digests import digest_of_file
 from mnistdata import MNIST_FILES
 
-PREPARE = ["datamaestro", "--quiet", "prepare", "com.lecun.mnist"]
+
 
 
 def start(data_dir: Path, store_dir: Path) -> subprocess.Popen:

@@ -85,6 +85,22 @@ class Layout:
         hexdigest = hex_of(digest)
         return base / hexdigest[:2] / (hexdigest[2:] + suffix)
 
+    def install_folder(self, work: Path, target: Path) -> bool:
+        """Renames a finished work folder into place; False if another process was first.
+
+        Content-addressed folders with one name have one content, so the
+        loser simply drops its copy.
+        """
+        self.mkdir(target.parent)
+        try:
+            os.rename(work, target)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            remove_tree(work)
+            return False
+        return True
+
     def tmp_path(self, hint: str = "") -> Path:
         """A unique name in ``tmp/`` that says which host and process writes it."""
         self.mkdir(self.tmp)

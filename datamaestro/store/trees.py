@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -113,16 +112,8 @@ class TreeStore:
                     os.symlink(entry["target"], path)
                 else:
                     self._link_object(entry["digest"], path)
-            self.layout.mkdir(target.parent)
-            try:
-                os.rename(work, target)
-            except OSError as exc:
-                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
-                # another process materialized the same tree first
-                remove_tree(work)
-                return target
-            _freeze(target)
+            if self.layout.install_folder(work, target):
+                _freeze(target)
         except OSError as exc:
             remove_tree(work)
             raise disk_error(exc, f"materializing tree {digest}") from None

@@ -10,10 +10,8 @@ never sees a half-updated dataset and paths resolved earlier keep working.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import shutil
 import uuid
 from pathlib import Path
 
@@ -83,13 +81,7 @@ class ViewStore:
                 # relative to the final place of the view, which sits beside work in depth
                 final_parent = view / os.path.dirname(name)
                 os.symlink(os.path.relpath(target, final_parent), link)
-            self.layout.mkdir(self.layout.views)
-            try:
-                os.rename(work, view)
-            except OSError as exc:
-                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
-                remove_tree(work)
+            self.layout.install_folder(work, view)
         except OSError as exc:
             remove_tree(work)
             raise disk_error(exc, "publishing a dataset view") from None
