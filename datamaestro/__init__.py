@@ -19,6 +19,10 @@ _LAZY = {
     "DatamaestroError": "datamaestro.errors",
     "dataset": "datamaestro.definitions",
     "Dataset": "datamaestro.definitions",
+    # names the published plugins import from the original datamaestro
+    "metadata": "datamaestro.definitions",
+    "BaseRepository": "datamaestro.repository",
+    "Base": "datamaestro.data",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -24,10 +24,32 @@ def get_dataset(dataset_id: str, *, context: Context | None = None):
     Paths in the config are the dataset's readable paths; they exist once
     the dataset is prepared.
 
-    :param dataset_id: a dataset id or alias, e.g. ``"com.lecun.mnist"``
+    :param dataset_id: a dataset id or alias, e.g. ``"com.lecun.mnist"``;
+        a family's variant is selected with ``"id[axis=value,...]"``
     :raises DatasetNotFoundError: unknown id (with the closest ids)
     """
-    return _context(context).dataset(dataset_id).config()
+    definition, variant = find_variant(dataset_id, _context(context))
+    return definition.config(**variant)
+
+
+def find_variant(dataset_id: str, context: Context):
+    """The definition of ``id`` or ``id[axis=value,...]`` and the selected variant's values."""
+    from .variants import split_id_selector
+
+    base_id, selector = split_id_selector(dataset_id)
+    definition = context.dataset(base_id)
+    if not selector:
+        return definition, {}
+    if definition.variants is None:
+        from .errors import DatamaestroError
+
+        raise DatamaestroError(f"{base_id} has no variants, got the selector {selector}", hint=f"use {base_id}")
+    return definition, definition.variants.parse_selector(selector)
+
+
+def find_dataset(dataset_id: str, *, context: Context | None = None):
+    """The definition of a dataset id or alias (the original datamaestro's name)."""
+    return find_variant(dataset_id, _context(context))[0]
 
 
 def prepare_dataset(dataset_id: str, *, context: Context | None = None):

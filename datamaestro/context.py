@@ -166,3 +166,25 @@ class Context:
         from .pipeline import Pipeline
 
         return Pipeline(self).run(definition, **options)
+
+
+#: names the original datamaestro's ``datamaestro.context`` module exported, for the published plugins
+_COMPAT_NAMES = {
+    "DatafolderPath": "datamaestro.datafolders",
+    "ResolvablePath": "datamaestro.datafolders",
+    "Repository": "datamaestro.repository",
+    "BaseRepository": "datamaestro.repository",
+    "get_dataset": "datamaestro.api",
+    "prepare_dataset": "datamaestro.api",
+    "find_dataset": "datamaestro.api",
+}
+
+
+def __getattr__(name: str):
+    # resolved lazily: those modules import this one
+    module = _COMPAT_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

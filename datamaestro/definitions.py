@@ -30,14 +30,42 @@ package plus the lower-cased name (``<pkg>.config.com.lecun`` + ``MNIST`` ->
 from __future__ import annotations
 
 import inspect
+import re
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .download import Resource
-from .errors import DefinitionError
+from .errors import DatamaestroError, DefinitionError
 
 if TYPE_CHECKING:
     from .repository import Repository
+
+#: experimaestro names the original module re-exported (``from datamaestro.definitions import Param``)
+_EXPERIMAESTRO_NAMES = ("Config", "Meta", "Option", "Param")
+
+
+def __getattr__(name: str):
+    # lazily, so that importing definitions (search, the CLI) does not load experimaestro
+    if name in _EXPERIMAESTRO_NAMES:
+        import experimaestro
+
+        return getattr(experimaestro, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_CAMEL_BOUNDARIES = (re.compile(r"([A-Z]+)([A-Z][a-z])"), re.compile(r"([a-z0-9])([A-Z])"))
+
+
+def camel_to_dotted(name: str) -> str:
+    """``TrainTexttripleFull`` -> ``train.texttriple.full`` (how the original names class ids).
+
+    Runs of capitals stay together (``MNIST`` -> ``mnist``, ``ProcessedMNIST``
+    -> ``processed.mnist``), so that ids equal the original datamaestro's.
+    """
+    for pattern in _CAMEL_BOUNDARIES:
+        name = pattern.sub(r"\1.\2", name)
+    return name.lower()
 
 
 def _split_doc(doc: str | None) -> tuple[str, str]:
@@ -75,9 +103,16 @@ class DatasetDefinition:
         doi: str | None = None,
         timestamp: str | None = None,
         size: str | None = None,
+        variants: Any = None,
+        as_prepare: bool = False,
     ):
         self.target = target
-        self.base = base
+        self.base = _template_base(base)
+        self.template = base if self.base is not base else None
+        self.variants = _normalize_variants(variants)
+        self.as_prepare = as_prepare
+        #: hooks of the original API (``useragreement`` registers "pre-use")
+        self.hooks: dict[str, list[Callable]] = {"pre-use": [], "pre-download": []}
         self.module = target.__module__
         self.qualname = target.__qualname__
         self._explicit_id = id
@@ -91,10 +126,19 @@ class DatasetDefinition:
         self.size = size
         self.name, self.description = _split_doc(target.__doc__)
         self.resources: dict[str, Resource] = {}
+        self.agreements: list[tuple[str, str]] = []
+        self._datapath_override: Path | None = None
         self.id = self._compute_id()
 
     # -- identity
     def _compute_id(self) -> str:
+        """The id, by the original datamaestro's rules (so that ids, hence identifiers, are equal).
+
+        Module components below the ``config`` package, lower-cased, then the
+        class or function name with CamelCase split by dots (``id=None``);
+        ``id="x"`` or ``id=".x.y"`` replaces the name; ``id=""`` is the module
+        path alone; a dotted ``id`` is used as is.
+        """
         explicit = self._explicit_id
         if explicit and "." in explicit and not explicit.startswith("."):
             return explicit
@@ -105,9 +149,11 @@ class DatasetDefinition:
             base = components
         else:
             base = components[components.index("config", 1) + 1 :]
-        name = self.qualname.split(".")[-1].lower() if explicit is None else explicit.lstrip(".")
-        if name and (not base or base[-1] != name):
-            base = base + [name]
+        base = [part.lower() for part in base]
+        if explicit is None:
+            base = base + [camel_to_dotted(self.qualname.split(".")[-1])]
+        elif explicit:
+            base = base + [explicit.lstrip(".")]
         if not base:
             raise DefinitionError(f"{self.module}.{self.qualname}: cannot derive a dataset id")
         return ".".join(base)
@@ -134,6 +180,9 @@ class DatasetDefinition:
         """The readable folder in the current context (see :meth:`datapath_in`)."""
         from .context import Context
 
+        if self._datapath_override is not None:
+            # a legacy resource is running: it writes under the work folder the pipeline gave
+            return self._datapath_override
         return self.datapath_in(Context.instance())
 
     def datapath_in(self, context) -> Path:
@@ -145,38 +194,39 @@ class DatasetDefinition:
         return context.data_dir / "data" / "__custom__" / relative
 
     # -- metadata
+    def _metadata_sources(self) -> list:
+        """Objects whose tags and tasks the dataset inherits: itself, its template, its config type's classes."""
+        sources = [self.target]
+        if self.template is not None:
+            sources.append(self.template)
+        config_type = self.config_type
+        if config_type is not None:
+            sources.extend(config_type.__mro__)
+        return sources
+
     @property
     def tags(self) -> list[str]:
-        """Tags of the dataset and of its config type."""
-        config_type = self.config_type
-        return sorted(set(self._tags) | set(_tags_of(self.target)) | set(_tags_of(config_type) if config_type else ()))
+        """Tags of the dataset, of its template and of its config type (and its parents)."""
+        return sorted(set(self._tags).union(*(_tags_of(source) for source in self._metadata_sources())))
 
     @property
     def tasks(self) -> list[str]:
-        """Tasks of the dataset and of its config type."""
-        config_type = self.config_type
-        return sorted(set(self._tasks) | set(_tasks_of(self.target)) | set(_tasks_of(config_type) if config_type else ()))
+        """Tasks of the dataset, of its template and of its config type (and its parents)."""
+        return sorted(set(self._tasks).union(*(_tasks_of(source) for source in self._metadata_sources())))
 
     @property
     def config_type(self) -> type | None:
         """The type of the config the dataset returns (from ``@dataset(Base)`` or the return annotation)."""
         if self.base is not None:
             return self.base
-        if inspect.isclass(self.target):
-            annotation = inspect.signature(self.target.config).return_annotation
-            if isinstance(annotation, str):
-                annotation = self._resolve_annotation(annotation)
-            return annotation if inspect.isclass(annotation) else None
-        return None
-
-    def _resolve_annotation(self, annotation: str):
-        import sys
-
-        namespace = vars(sys.modules[self.module])
+        function = self.target.config if inspect.isclass(self.target) else self.target
         try:
-            return eval(annotation, namespace)  # a name of the definition's own module
+            annotation = typing.get_type_hints(function).get("return")
         except Exception:
-            return None
+            # an annotation naming something the module cannot resolve: unknown type
+            annotation = None
+        annotation = typing.get_origin(annotation) or annotation
+        return annotation if inspect.isclass(annotation) else None
 
     @property
     def type_name(self) -> str:
@@ -220,27 +270,99 @@ class DatasetDefinition:
         return ordered
 
     # -- configs
-    def config(self):
-        """Builds the dataset's config; downloads nothing (paths may not exist yet)."""
+    def config(self, **variant):
+        """Builds the dataset's config; downloads nothing (paths may not exist yet).
+
+        :param variant: the values of a variant family's axes (see
+            :mod:`datamaestro.variants`); missing ones take their defaults
+        """
+        data_id = self.data_id
+        if self.variants is not None:
+            variant = self.variants.resolve(**variant)
+            dataset_id, at, repository = data_id.partition("@")
+            data_id = dataset_id + self.variants.format_selector(variant) + at + repository
+        elif variant:
+            raise DatamaestroError(f"{self.id} has no variants, got {sorted(variant)}", hint="drop the [...] selector")
+        if not inspect.isclass(self.target):
+            # as the original: pre-use hooks run for function-style definitions
+            for hook in self.hooks["pre-use"]:
+                hook(self)
         if inspect.isclass(self.target):
             instance = self.target()
-            result = instance.config()
+            result = instance.config(**variant)
+        elif self.as_prepare:
+            result = self.target(self, None)
         else:
             arguments = {r.varname: r.value() for r in self.resources.values()}
             result = self.target(**arguments)
         if isinstance(result, dict):
-            if self.base is None:
+            config_type = self.config_type
+            if config_type is None:
                 raise DefinitionError(f"{self.id}: returned a dict but @dataset names no config type")
-            result = self.base.C(**result)
+            result = config_type.C(**result)
         from experimaestro import Config
 
         if not isinstance(result, Config):
             raise DefinitionError(f"{self.id}: the definition returned {type(result).__name__}, not a data config")
-        set_data_ids(result, self.data_id)
+        set_data_ids(result, data_id)
         return result
+
+    def prepare(self, download: bool = False, variant_kwargs: dict | None = None):
+        """The config (the original datamaestro's ``AbstractDataset.prepare``); ``download=True`` prepares it first."""
+        if download:
+            from .context import Context
+
+            Context.instance().prepare(self)
+        return self.config(**(variant_kwargs or {}))
+
+    _prepare = prepare
+
+    def download(self, force: bool = False) -> bool:
+        """Makes the data present (the original API; ``force`` is ignored: the store is content-addressed)."""
+        from .context import Context
+
+        Context.instance().prepare(self)
+        return True
+
+    def register_hook(self, name: str, hook: Callable) -> None:
+        """Registers a hook of the original API (``pre-use``: before the config is built)."""
+        self.hooks.setdefault(name, []).append(hook)
+
+    @property
+    def context(self):
+        """The current context (the original API's ``dataset.context``)."""
+        from .context import Context
+
+        return Context.instance()
+
+    @property
+    def configtype(self) -> type | None:
+        """The original API's name of :attr:`config_type`."""
+        return self.config_type
 
     def __repr__(self) -> str:
         return f"DatasetDefinition({self.id!r})"
+
+
+def _template_base(base):
+    """The config type of ``@dataset(base)``, where ``base`` may be a ``@metadataset`` template."""
+    template = getattr(base, "__datamaestro__", None)
+    if isinstance(template, metadataset):
+        return template.base
+    return base
+
+
+def _normalize_variants(variants):
+    """A variants instance from ``@dataset(variants=...)`` (a class is instantiated)."""
+    if variants is None:
+        return None
+    from .variants import Variants
+
+    if inspect.isclass(variants) and issubclass(variants, Variants):
+        return variants()
+    if isinstance(variants, Variants):
+        return variants
+    raise DefinitionError(f"variants must be a Variants class or instance, got {variants!r}")
 
 
 def set_data_ids(config, data_id: str) -> None:
@@ -276,6 +398,17 @@ def set_data_ids(config, data_id: str) -> None:
     visit(config, dataset_id)
 
 
+class _DataPath:
+    """``MyDataset.data_path``: the readable folder of a class-style dataset (the original's shortcut)."""
+
+    def __get__(self, obj, owner=None):
+        owner = owner if owner is not None else type(obj)
+        definition = getattr(owner, "__dataset__", None)
+        if definition is None:
+            raise AttributeError(f"{owner.__name__} has no __dataset__: is @dataset applied?")
+        return definition.datapath
+
+
 class Dataset:
     """Base class of class-style dataset definitions.
 
@@ -285,26 +418,110 @@ class Dataset:
 
     __dataset__: DatasetDefinition
 
+    #: the dataset's readable folder (``MyDataset.data_path``)
+    data_path = _DataPath()
+
     def config(self):
         """Returns the dataset's data config (an experimaestro ``Config``)."""
         raise NotImplementedError(f"{type(self).__name__} must implement config()")
 
 
-#: The original datamaestro's name for the wrapper of a definition
-AbstractDataset = DatasetDefinition
+class AbstractDataset:
+    """A dataset that builds its config itself (the original datamaestro's API).
+
+    Repositories that generate their datasets (the ir_datasets bridge of
+    ``datamaestro-text``) subclass it, set ``id`` and implement
+    :meth:`_prepare` (the config) and, when there is data to fetch outside
+    the store, :meth:`download`. datamaestro lists them through the
+    repository's ``modules()`` and prepares them by calling ``download()``.
+
+    :param repository: the repository the dataset belongs to
+    """
+
+    name: str | None = None
+    url: str | None = None
+    doi: str | None = None
+
+    def __init__(self, repository: "Repository | None" = None):
+        self.repository = repository
+        self.id: str = ""
+        self.tags: set[str] = set()
+        self.tasks: set[str] = set()
+        self.aliases: set[str] = set()
+        self.resources: dict[str, Resource] = {}
+        self.hooks: dict[str, list[Callable]] = {"pre-use": [], "pre-download": []}
+        self.timestamp = False
+        self.version = None
+
+    @property
+    def description(self) -> str:
+        """The long description ('' by default)."""
+        return ""
+
+    @property
+    def configtype(self) -> type | None:
+        """The config type, when known."""
+        return None
+
+    @property
+    def context(self):
+        """The current context."""
+        from .context import Context
+
+        return Context.instance()
+
+    @property
+    def datapath(self) -> Path:
+        """``<data dir>/data/<repository>/<id as path>``."""
+        repository = self.repository.id if self.repository is not None else "__custom__"
+        return self.context.data_dir / "data" / repository / Path(*self.id.split("."))
+
+    def _prepare(self, download: bool = False):
+        """Builds the config. Subclasses implement it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _prepare()")
+
+    def prepare(self, download: bool = False, variant_kwargs: dict | None = None):
+        """The config; ``download=True`` fetches the data first."""
+        config = self._prepare()
+        if download:
+            self.download()
+        return config
+
+    def download(self, force: bool = False) -> bool:
+        """Fetches the data, wherever it lives (default: nothing to fetch)."""
+        return True
+
+    def register_hook(self, name: str, hook: Callable) -> None:
+        """Registers a hook (``pre-use``, ``pre-download``)."""
+        self.hooks.setdefault(name, []).append(hook)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id!r})"
 
 
 def dataset(base: type | None = None, **metadata) -> Callable:
     """Declares a dataset: a :class:`Dataset` subclass or a function.
 
-    :param base: the config type a decorator-style function's dict is built into
+    :param base: the config type a decorator-style function's dict is built
+        into (default: the return annotation of ``config()`` or of the
+        function); a ``@metadataset`` template gives its type and tags
     :param id: explicit id (``"x"``: module path + ``x``; ``""``: the module path
-        alone; a dotted id: used as is)
+        alone; ``".x.y"``: module path + ``x.y``; a dotted id: used as is)
     :param url: the dataset's home page
     :param tags: free tags (``search tag:...``)
     :param tasks: tasks the dataset serves (``search task:...``)
     :param aliases: other ids that resolve to this dataset
     :param licence: licence or user-agreement text shown by ``info``
+    :param doi: the DOI of the dataset's paper
+    :param size: the size of the data (free text, shown by ``info``)
+    :param timestamp: the date of a dataset that changes over time
+    :param variants: a :class:`~datamaestro.variants.Variants` class or
+        instance: the dataset is a family, addressed as ``id[axis=value,...]``
+    :param as_prepare: the function receives ``(definition, None)`` and
+        sets its resources up itself (the original API)
+
+    One ``dataset(...)`` may decorate several definitions (a shared
+    ``TIPSTER = dataset(url=...)`` used as ``@TIPSTER`` on each).
     """
 
     def decorate(target):
@@ -316,6 +533,8 @@ def dataset(base: type | None = None, **metadata) -> Callable:
                     definition.add_resource(attribute, value)
         for resource in reversed(pending):
             definition.add_resource(resource.varname, resource)
+        for annotation in reversed(getattr(target, "__datamaestro_annotations__", [])):
+            annotation.annotate(definition)
         target.__dataset__ = definition
         return target
 
@@ -340,8 +559,14 @@ def resource_decorator(resource: Resource) -> Callable:
     return decorate
 
 
+def _as_list(values) -> list[str]:
+    if values is None:
+        return []
+    return [values] if isinstance(values, str) else list(values)
+
+
 def datatags(*tags: str) -> Callable:
-    """Adds tags to a data type or a dataset."""
+    """Adds tags to a data type, a dataset or a ``@metadataset`` template."""
 
     def decorate(target):
         target.__datamaestro_tags__ = _tags_of(target) + list(tags)
@@ -351,11 +576,21 @@ def datatags(*tags: str) -> Callable:
 
 
 def datatasks(*tasks: str) -> Callable:
-    """Adds tasks to a data type or a dataset."""
+    """Adds tasks to a data type, a dataset or a ``@metadataset`` template."""
 
     def decorate(target):
         target.__datamaestro_tasks__ = _tasks_of(target) + list(tasks)
         return target
+
+    return decorate
+
+
+def metadata(tags: str | list[str] | None = None, tasks: str | list[str] | None = None) -> Callable:
+    """Adds tags and tasks to a data type (``@metadata(tags="images", tasks="classification")``)."""
+
+    def decorate(target):
+        datatags(*_as_list(tags))(target)
+        return datatasks(*_as_list(tasks))(target)
 
     return decorate
 
@@ -378,6 +613,184 @@ def argument(name: str, type_: type, default: Any = inspect.Parameter.empty, hel
     return decorate
 
 
-def metadataset(base: type | None = None, **metadata) -> Callable:
-    """Declares a dataset that gathers other datasets (no resources of its own)."""
-    return dataset(base, **metadata)
+class metadataset:
+    """Marks a function as a template shared by several datasets (not a dataset itself).
+
+    ``@dataset(Template, id=...)`` then takes the template's config type and
+    its tags and tasks::
+
+        @datatags("text")
+        @metadataset(TrainingText)
+        def WikiText(): ...
+
+        @dataset(WikiText, id=".2.raw")
+        class Wikitext2Raw(Dataset): ...
+
+    :param base: the config type of the datasets built on the template
+    """
+
+    def __init__(self, base: type):
+        self.base = base
+
+    def __call__(self, target):
+        target.__datamaestro__ = self
+        return target
+
+
+class DatasetAnnotation:
+    """Base of annotations that decorate a dataset (``@useragreement(...)``).
+
+    Usable above or below ``@dataset``; subclasses implement :meth:`annotate`.
+    """
+
+    def __call__(self, target):
+        definition = getattr(target, "__dataset__", None)
+        if isinstance(target, (DatasetDefinition, AbstractDataset)):
+            self.annotate(target)
+        elif isinstance(definition, DatasetDefinition) and definition.target is target:
+            self.annotate(definition)
+        else:
+            # below @dataset: applied when the definition is created
+            target.__datamaestro_annotations__ = getattr(target, "__datamaestro_annotations__", []) + [self]
+        return target
+
+    def annotate(self, definition) -> None:
+        """Applies the annotation to a definition."""
+        raise NotImplementedError(f"{type(self).__name__} must implement annotate()")
+
+
+def hook(name: str) -> Callable:
+    """Turns a function ``f(definition, *args, **kwargs)`` into an annotation factory registering a hook.
+
+    Example (what ``useragreement`` is)::
+
+        @hook("pre-use")
+        def check(definition, message): ...
+
+        @check("Do you agree?")
+        @dataset(...)
+        class Data(Dataset): ...
+    """
+
+    def wrap(function: Callable) -> Callable:
+        def factory(*args, **kwargs) -> DatasetAnnotation:
+            return _HookAnnotation(name, function, args, kwargs)
+
+        factory.__doc__ = function.__doc__
+        factory.__name__ = function.__name__
+        return factory
+
+    return wrap
+
+
+class _HookAnnotation(DatasetAnnotation):
+    """The annotation :func:`hook` factories build."""
+
+    def __init__(self, name: str, function: Callable, args: tuple, kwargs: dict):
+        self.name = name
+        self.function = function
+        self.args = args
+        self.kwargs = kwargs
+
+    def annotate(self, definition) -> None:
+        """Registers the hook on the definition."""
+        definition.register_hook(self.name, self.run)
+
+    def run(self, definition) -> None:
+        """Calls the function."""
+        self.function(definition, *self.args, **self.kwargs)
+
+
+class GeneratedDefinition(DatasetDefinition):
+    """A :class:`DatasetDefinition` view of an :class:`AbstractDataset` that a repository generates.
+
+    Search, ``info``, ``get_dataset`` and ``prepare`` treat it like any
+    definition: its config is the dataset's ``prepare()``, and preparing it
+    runs one resource that calls the dataset's ``download()`` (the data
+    lives where the dataset's own code puts it, e.g. ir_datasets' cache).
+
+    :param dataset: the generated dataset
+    """
+
+    def __init__(self, dataset: AbstractDataset):
+        self.foreign = dataset
+        self.target = dataset
+        self.base = dataset.configtype if isinstance(dataset.configtype, type) else None
+        self.template = None
+        self.variants = None
+        self.as_prepare = False
+        self.hooks = dataset.hooks
+        repository = dataset.repository
+        self.module = type(repository).__module__ if repository is not None else type(dataset).__module__
+        self.qualname = ""
+        self._explicit_id = dataset.id
+        self.url = dataset.url
+        self._tags = sorted(dataset.tags)
+        self._tasks = sorted(dataset.tasks)
+        self.aliases = sorted(dataset.aliases)
+        self.licence = None
+        self.doi = dataset.doi
+        self.timestamp = None
+        self.size = None
+        self.name, self.description = _split_doc(dataset.description)
+        if dataset.name:
+            self.name = dataset.name
+        self.resources = {}
+        self.agreements = []
+        self._datapath_override = None
+        self.id = dataset.id
+        self.add_resource("download", GeneratedDownload(dataset))
+
+    def repository_in(self, context) -> "Repository | None":
+        """The repository that generated the dataset."""
+        return self.foreign.repository
+
+    def config(self, **variant):
+        """The dataset's own config (``prepare(download=False)``), with nested data ids set."""
+        if variant:
+            raise DatamaestroError(f"{self.id} has no variants, got {sorted(variant)}", hint="drop the [...] selector")
+        result = self.foreign.prepare(download=False)
+        set_data_ids(result, self.data_id)
+        return result
+
+    def __repr__(self) -> str:
+        return f"GeneratedDefinition({self.id!r})"
+
+
+class GeneratedDownload(Resource):
+    """The one resource of a generated dataset: calls its ``download()``.
+
+    It keeps nothing in the store (its kind is ``value``) and runs on every
+    prepare (``volatile``): the dataset's code knows whether its data is
+    there, and the store cannot.
+    """
+
+    kind = "value"
+    volatile = True
+
+    def __init__(self, dataset: AbstractDataset):
+        super().__init__("download")
+        self.dataset_object = dataset
+
+    def recipe(self) -> dict:
+        """The dataset's id."""
+        return {**super().recipe(), "dataset": self.dataset_object.id}
+
+    def produce(self, job) -> "Any":
+        """Runs the dataset's ``download()``."""
+        from .errors import DownloadError
+        from .store import Output
+
+        try:
+            ok = self.dataset_object.download()
+        except DatamaestroError:
+            raise
+        except Exception as exc:
+            raise DownloadError(f"{self.dataset_object.id}: {type(exc).__name__}: {exc}", hint="see the dataset's documentation; run with --traceback for details") from exc
+        if ok is False:
+            raise DownloadError(f"{self.dataset_object.id}: its download failed", hint="run with --debug for the dataset's messages")
+        return Output("value", value=None)
+
+    def value(self):
+        """Nothing: generated datasets build their config themselves."""
+        return None

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .definitions import DatasetDefinition
 
 ENTRY_POINT_GROUP = "datamaestro.repositories"
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 logger = logging.getLogger(__name__)
 
 
@@ -54,10 +54,20 @@ class Repository:
         """The top-level package of the plugin."""
         return type(self).__module__.split(".")[0]
 
+    @classmethod
+    def basemodule(cls) -> str:
+        """The module of the repository class: datasets of modules below it belong to it."""
+        return cls.__module__
+
     @property
     def config_package(self) -> str:
         """The package holding dataset definitions (``<package>.config``)."""
         return f"{self.package}.config"
+
+    @property
+    def basedir(self) -> Path | None:
+        """The folder of the plugin's top-level package (the original API)."""
+        return package_folder(self.package)
 
     @property
     def datapath(self) -> Path:
@@ -69,8 +79,13 @@ class Repository:
         """The installed version of the plugin's distribution ('' if unknown)."""
         return distribution_version(self.package)
 
-    def modules(self) -> list[str]:
-        """Names of every module of the config package (found without importing them)."""
+    def module_names(self) -> list[str]:
+        """Names of every module of the config package (found without importing them).
+
+        Empty for a repository that generates its datasets (it overrides :meth:`modules`).
+        """
+        if type(self).modules is not Repository.modules:
+            return []
         folder = package_folder(self.package)
         if folder is None or not (folder / "config").is_dir():
             return []
@@ -83,23 +98,71 @@ class Repository:
             names.append(".".join([self.package, *parts]))
         return names
 
-    def definitions(self) -> Iterator["DatasetDefinition"]:
-        """Imports every config module and yields the datasets each defines."""
-        from .definitions import DatasetDefinition
+    def modules(self) -> Iterator["ModuleDatasets"]:
+        """The datasets, grouped by module (the original API; imports every config module).
 
-        for name in self.modules():
+        A repository that generates its datasets (rather than declaring them
+        in ``config`` modules) overrides this and :meth:`search`.
+        """
+        for name in self.module_names():
             try:
                 module = importlib.import_module(name)
             except Exception as exc:  # a broken plugin module must not hide the others
                 logger.warning("cannot import %s: %s", name, exc)
                 continue
-            for attribute, value in list(vars(module).items()):
-                definition = getattr(value, "__dataset__", None)
-                if isinstance(definition, DatasetDefinition) and definition.target is value and value.__module__ == name:
-                    yield definition
+            yield ModuleDatasets(module)
+
+    def __iter__(self) -> Iterator:
+        """Every dataset of the repository."""
+        for group in self.modules():
+            yield from group
+
+    def definitions(self) -> Iterator:
+        """Every dataset: :class:`DatasetDefinition` or generated :class:`AbstractDataset` objects."""
+        return iter(self)
+
+    def search(self, name: str):
+        """The dataset with this id or alias, or None (the original API)."""
+        for definition in self:
+            if definition.id == name or name in getattr(definition, "aliases", ()):
+                return definition
+        return None
 
     def __repr__(self) -> str:
         return f"Repository({self.id!r})"
+
+
+#: The original datamaestro's name of the base class
+BaseRepository = Repository
+
+
+class ModuleDatasets:
+    """The datasets a config module defines (what :meth:`Repository.modules` yields).
+
+    :ivar module: the module
+    :ivar id: the module path below ``config``
+    """
+
+    def __init__(self, module):
+        self.module = module
+        name = module.__name__
+        self.id = name.split(".config.", 1)[1] if ".config." in name else ""
+        self.title, self.description = _module_doc(module)
+
+    def __iter__(self):
+        from .definitions import DatasetDefinition
+
+        name = self.module.__name__
+        for value in list(vars(self.module).values()):
+            definition = getattr(value, "__dataset__", None)
+            if isinstance(definition, DatasetDefinition) and definition.target is value and getattr(value, "__module__", None) == name:
+                yield definition
+
+
+def _module_doc(module) -> tuple[str, str]:
+    text = (module.__doc__ or "").strip()
+    first, _, rest = text.partition("\n")
+    return first.strip(), rest.strip()
 
 
 def package_folder(package: str) -> Path | None:
@@ -140,6 +203,8 @@ class IndexEntry:
     tasks: list[str] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
     type: str = ""
+    #: made by the repository's code (``Repository.search`` finds it), not declared in a module
+    generated: bool = False
 
 
 @dataclass
@@ -161,6 +226,7 @@ class Registry:
         self.context = context
         self._repositories: dict[str, Repository] | None = None
         self._index: list[IndexEntry] | None = None
+        self._problems: dict[str, str] = {}
         self._repository_entries: list[RepositoryEntry] | None = None
 
     # -- entry points
@@ -172,22 +238,57 @@ class Registry:
         return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
 
     def repositories(self) -> dict[str, Repository]:
-        """Every installed repository, by namespace (imports each plugin's top package)."""
+        """Every installed repository, by namespace (imports each plugin's top package).
+
+        Two repositories that declare one namespace would write into the same
+        data folders and give the same data ids: the first one (by
+        distribution name) is used, the other is reported as shadowed (a
+        warning naming both, and an error line in ``datamaestro repositories``).
+        """
         if self._repositories is None:
-            repositories = {}
+            self._problems = {}
+            loaded = []
             for entry_point in self.entry_points():
                 try:
-                    cls = entry_point.load()
+                    repository = _instantiate(entry_point.load(), self.context, entry_point.name)
                 except Exception as exc:
                     logger.warning("cannot load repository %s (%s): %s", entry_point.name, entry_point.value, exc)
+                    self._problems[entry_point.value] = f"cannot be loaded: {exc}"
                     continue
-                repository = cls(self.context, entry_point.name)
+                repository.entry_point = entry_point
+                loaded.append(repository)
+            loaded.sort(key=lambda r: (_distribution_name(r.entry_point), r.entry_point.value))
+            repositories: dict[str, Repository] = {}
+            for repository in loaded:
+                first = repositories.get(repository.id)
+                if first is not None:
+                    logger.warning(
+                        "namespace %r is declared by two installed repositories, %s and %s: using the first; "
+                        "uninstall one of them to silence this warning",
+                        repository.id,
+                        _describe(first),
+                        _describe(repository),
+                    )
+                    self._problems[repository.entry_point.value] = f"shadowed: namespace {repository.id!r} is already provided by {_describe(first)}"
+                    continue
                 repositories[repository.id] = repository
             self._repositories = repositories
         return self._repositories
 
     def repository_for_module(self, module: str) -> Repository | None:
-        """The repository whose package holds ``module``."""
+        """The repository of a module: the one whose class module is the longest prefix of it.
+
+        (``datamaestro_text.datasets.irds...`` belongs to the ``irds``
+        repository declared in ``datamaestro_text.datasets.irds``, the rest of
+        ``datamaestro_text`` to ``text``.)
+        """
+        best, length = None, -1
+        for repository in self.repositories().values():
+            base = repository.basemodule()
+            if (module == base or module.startswith(base + ".")) and len(base) > length:
+                best, length = repository, len(base)
+        if best is not None:
+            return best
         package = module.split(".")[0]
         for repository in self.repositories().values():
             if repository.package == package:
@@ -269,27 +370,30 @@ class Registry:
     def _build_index(self):
         repositories: list[RepositoryEntry] = []
         datasets: list[IndexEntry] = []
-        loaded = self.repositories()
+        loaded = {r.entry_point.value: r for r in self.repositories().values()}
         for entry_point in self.entry_points():
-            match = [r for r in loaded.values() if type(r).__module__.split(".")[0] == entry_point.value.split(":")[0].split(".")[0]]
-            if not match:
-                repositories.append(RepositoryEntry(entry_point.name, entry_point.value, "", "", "", error="cannot be loaded"))
+            repository = loaded.get(entry_point.value)
+            if repository is None:
+                error = self._problems.get(entry_point.value, "cannot be loaded")
+                repositories.append(RepositoryEntry(entry_point.name, entry_point.value, "", "", _version_of(entry_point), error=error))
                 continue
-            repository = match[0]
-            repositories.append(
-                RepositoryEntry(
-                    repository.id,
-                    entry_point.value,
-                    (repository.DESCRIPTION or "").strip(),
-                    (repository.AUTHOR or "").strip(),
-                    entry_point.dist.version if entry_point.dist else repository.version,
-                )
+            entry = RepositoryEntry(
+                repository.id,
+                entry_point.value,
+                (repository.DESCRIPTION or "").strip(),
+                (repository.AUTHOR or "").strip(),
+                _version_of(entry_point) or repository.version,
             )
-            for definition in repository.definitions():
-                try:
-                    datasets.append(index_entry(definition, repository))
-                except Exception as exc:
-                    logger.warning("cannot index %s.%s: %s", definition.module, definition.qualname, exc)
+            repositories.append(entry)
+            try:
+                for definition in repository.definitions():
+                    try:
+                        datasets.append(index_entry(definition, repository))
+                    except Exception as exc:
+                        logger.warning("cannot index %r: %s", definition, exc)
+            except Exception as exc:  # a repository that generates its datasets may fail as a whole
+                logger.warning("cannot list the datasets of repository %s: %s", repository.id, exc)
+                entry.error = f"cannot list its datasets: {exc}"
         datasets.sort(key=lambda e: e.id)
         return repositories, datasets
 
@@ -313,6 +417,8 @@ class Registry:
     def find(self, dataset_id: str) -> "DatasetDefinition":
         """The definition of a dataset id (imports only its module)."""
         entry = self.find_entry(dataset_id)
+        if entry.generated:
+            return self._find_generated(entry)
         try:
             module = importlib.import_module(entry.module)
         except Exception as exc:
@@ -328,9 +434,67 @@ class Registry:
             raise DefinitionError(f"{entry.module}.{entry.qualname} no longer defines {entry.id}", hint="the index is stale: run again")
         return definition
 
+    def _find_generated(self, entry: IndexEntry) -> "DatasetDefinition":
+        """A dataset made by its repository's code, asked to the repository."""
+        from .definitions import GeneratedDefinition
 
-def index_entry(definition: "DatasetDefinition", repository: Repository) -> IndexEntry:
-    """The index entry of a definition."""
+        repository = self.repositories().get(entry.repository)
+        found = repository.search(entry.id) if repository is not None else None
+        if found is None:
+            raise DefinitionError(f"repository {entry.repository} no longer provides {entry.id}", hint="the index is stale: run again")
+        return found if not _is_generated(found) else GeneratedDefinition(found)
+
+
+def _instantiate(cls, context: "Context", name: str) -> Repository:
+    """Creates a repository; the original API's constructors take the context only."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    if len(parameters) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in parameters.values()):
+        return cls(context, name)
+    repository = cls(context)
+    if not repository.id:
+        repository.id = repository.name = name
+    return repository
+
+
+def _distribution_name(entry_point) -> str:
+    """The distribution's normalized name (PEP 503: ``datamaestro_image`` -> ``datamaestro-image``)."""
+    import re
+
+    distribution = entry_point.dist
+    name = (distribution.metadata["Name"] or "") if distribution is not None else ""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _version_of(entry_point) -> str:
+    return entry_point.dist.version if entry_point.dist is not None else ""
+
+
+def _describe(repository: Repository) -> str:
+    """``datamaestro-image 2025.9.21 (datamaestro_image:Repository)``."""
+    entry_point = repository.entry_point
+    name = _distribution_name(entry_point) or "?"
+    return f"{name} {_version_of(entry_point)} ({entry_point.value})".replace("  ", " ")
+
+
+def _is_generated(definition) -> bool:
+    from .definitions import AbstractDataset
+
+    return isinstance(definition, AbstractDataset)
+
+
+def index_entry(definition, repository: Repository) -> IndexEntry:
+    """The index entry of a definition (declared, or generated by its repository)."""
+    if _is_generated(definition):
+        from .definitions import GeneratedDefinition
+
+        entry = index_entry(GeneratedDefinition(definition), repository)
+        entry.generated = True
+        return entry
     return IndexEntry(
         id=definition.id,
         repository=repository.id,

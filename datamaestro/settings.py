@@ -41,6 +41,7 @@ class Settings:
     :param lock_timeout: seconds to wait for another process holding a store lock
     :param keep_downloads: keep downloaded archives in the store after extraction
     :param datafolders: name -> folder that a user provides by hand
+    :param agreements: user-agreement id -> accepted (``datamaestro`` asks once)
     """
 
     data_dir: Path = field(default_factory=lambda: Path.home() / "datamaestro")
@@ -53,6 +54,7 @@ class Settings:
     lock_timeout: float = 3600.0
     keep_downloads: bool = False
     datafolders: dict[str, Path] = field(default_factory=dict)
+    agreements: dict[str, bool] = field(default_factory=dict)
 
     @property
     def store_path(self) -> Path:
@@ -108,6 +110,12 @@ def _folders(value: Any, key: str, origin: str) -> dict[str, Path]:
     return {name: _path(path, f"{key}.{name}", origin) for name, path in value.items()}
 
 
+def _agreements(value: Any, key: str, origin: str) -> dict[str, bool]:
+    if not isinstance(value, dict) or not all(isinstance(v, bool) for v in value.values()):
+        raise SettingsError(f"{origin}: [{key}] must be a table of agreement id = true or false")
+    return dict(value)
+
+
 def _datasets(value: Any, key: str, origin: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise SettingsError(f"{origin}: {key!r} must be a list of dataset ids")
@@ -125,6 +133,7 @@ PARSERS = {
     "lock_timeout": ("lock_timeout", _number),
     "keep_downloads": ("keep_downloads", _bool),
     "datafolders": ("datafolders", _folders),
+    "agreements": ("agreements", _agreements),
     "datasets": (None, _datasets),
 }
 
@@ -231,15 +240,50 @@ def load_settings(
     values: dict[str, Any] = {}
     mirrors: dict[str, list[str]] = {}
     folders: dict[str, Path] = {}
+    agreements: dict[str, bool] = {}
     for layer in layers:
         for prefix, targets in layer.pop("mirrors", {}).items():
             # A higher layer's replacements come first; the lower ones stay as fallbacks
             mirrors[prefix] = targets + [t for t in mirrors.get(prefix, []) if t not in targets]
         folders.update(layer.pop("datafolders", {}))
+        agreements.update(layer.pop("agreements", {}))
         values.update(layer)
     names = {f.name for f in fields(Settings)}
     unknown = set(values) - names
     if unknown:
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
-    settings = replace(Settings(), **values, mirrors=mirrors, datafolders=folders)
+    settings = replace(Settings(), **values, mirrors=mirrors, datafolders=folders, agreements=agreements)
     return settings, pyproject
+
+
+def set_user_setting(table: str, key: str, value: Any) -> Path:
+    """Writes ``[table] key = value`` in the user settings file (comments and order kept); returns its path.
+
+    ``value=None`` removes the key.
+
+    :raises SettingsError: the file cannot be read, parsed or written
+    """
+    import tomlkit
+
+    path = user_settings_path()
+    try:
+        document = tomlkit.parse(path.read_text()) if path.is_file() else tomlkit.document()
+    except Exception as exc:
+        raise SettingsError(f"{path}: cannot read: {exc}", hint="fix or move the file") from None
+    section = document.get(table)
+    if section is None:
+        section = tomlkit.table()
+        document[table] = section
+    if value is None:
+        section.pop(key, None)
+    else:
+        section[key] = value
+    parse_table(document.unwrap(), str(path))  # never write a file we would refuse to read
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(tomlkit.dumps(document))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot write: {exc.strerror}", hint="check the folder's permissions") from None
+    return path

@@ -44,6 +44,17 @@ class Base(Prepare):
     id: Param[str]
     """The unique (sub-)dataset id"""
 
+    def __new__(cls, *args, **kwargs):
+        # Code written for experimaestro 1 builds configs by calling the
+        # class (``AdhocRun(id=...)``); experimaestro 2 builds them with
+        # ``AdhocRun.C(...)`` and refuses arguments. Published plugins still
+        # do the former, so a call with arguments builds the config.
+        # (experimaestro creates value objects with ``cls.__new__(cls)``.)
+        if args or kwargs:
+            _warn_direct_call(cls)
+            return cls.C(*args, **kwargs)
+        return super().__new__(cls)
+
     def _data_id(self) -> str | None:
         """Returns the id, or None for a config built without one.
 
@@ -92,6 +103,16 @@ class Base(Prepare):
             "name": getattr(dataset, "name", None) or "",
             "description": getattr(dataset, "description", None) or "",
         }
+
+
+_warned_direct_calls: set[type] = set()
+
+
+def _warn_direct_call(cls: type) -> None:
+    """Logs once per class that ``X(...)`` should be ``X.C(...)``."""
+    if cls not in _warned_direct_calls:
+        _warned_direct_calls.add(cls)
+        logger.debug("%s.%s(...) builds a config: write %s.C(...)", cls.__module__, cls.__qualname__, cls.__qualname__)
 
 
 class Generic(Base):

@@ -7,6 +7,12 @@ through the :class:`~datamaestro.pipeline.Job` it is given and returns an
 :class:`~datamaestro.store.Output`). The pipeline does the rest: order,
 caching, locking, views. A custom derivation only implements ``produce``
 (or, simpler, subclasses :class:`datamaestro.download.custom.Derived`).
+
+Resources written for the original datamaestro (in published plugins) run
+too: a subclass that implements ``download(force)`` or ``_download(path)``
+instead of ``produce`` writes under a work folder the pipeline gives it as
+its dataset folder, and what it wrote is stored (see
+:mod:`datamaestro.download.legacy`).
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ class Resource:
         self.transient = transient
         self.definition: DatasetDefinition | None = None
         self.attribute: str | None = None
+        #: inputs, for subclasses written for the original API (``self._dependencies.append(r)``)
+        self._dependencies: list[Resource] = []
+        self._post = False
 
     @classmethod
     def apply(cls, *args, **kwargs) -> "Resource":
@@ -72,26 +81,81 @@ class Resource:
 
     # -- the protocol
     def dependencies(self) -> list["Resource"]:
-        """The resources whose outputs this one needs (default: none)."""
-        return []
+        """The resources whose outputs this one needs (default: those in ``_dependencies``)."""
+        return list(self._dependencies)
 
     def recipe(self) -> dict[str, Any]:
         """A JSON description of what this resource does, without its inputs.
 
         The pipeline adds the input digests and hashes the whole into the
         recipe key. Subclasses extend the dict with every parameter that
-        changes the output.
+        changes the output (for a subclass of the original API, its
+        attributes are taken).
         """
         cls = type(self)
-        return {"class": f"{cls.__module__}.{cls.__qualname__}"}
+        recipe = {"class": f"{cls.__module__}.{cls.__qualname__}"}
+        if self.is_legacy():
+            from .legacy import legacy_parameters
+
+            recipe["parameters"] = legacy_parameters(self)
+        return recipe
 
     def urls(self) -> list[str]:
         """The URLs :meth:`produce` would download (for offline reports)."""
         return []
 
     def produce(self, job: "Job") -> "Output":
-        """Does the work and returns what was stored. Subclasses implement it."""
+        """Does the work and returns what was stored. Subclasses implement it.
+
+        The default runs a subclass of the original API (``download`` /
+        ``_download``) in a work folder and stores what it wrote.
+        """
+        if self.is_legacy():
+            from .legacy import run_legacy
+
+            return run_legacy(self, job)
         raise NotImplementedError(f"{type(self).__name__} does not implement produce()")
+
+    # -- the original datamaestro's resource API, for the plugins written for it
+    @classmethod
+    def is_legacy(cls) -> bool:
+        """True for a subclass written for the original API (it implements ``download`` or ``_download``)."""
+        return cls.download is not Resource.download or hasattr(cls, "_download")
+
+    def download(self, force: bool = False) -> None:
+        """The original API's step: writes the output at :attr:`transient_path` (via ``_download``)."""
+        download = getattr(self, "_download", None)
+        if download is None:
+            raise NotImplementedError(f"{type(self).__name__} implements neither produce() nor download()")
+        download(self.transient_path)
+
+    def prepare(self):
+        """The value given to decorator-style definitions (the original API's name of :meth:`value`)."""
+        return self.path
+
+    @property
+    def transient_path(self) -> Path:
+        """Where a resource of the original API writes (inside the work folder the pipeline gives)."""
+        return self.path
+
+    @property
+    def dataset(self) -> "DatasetDefinition | None":
+        """The dataset the resource belongs to (the original API's name of :attr:`definition`)."""
+        return self.definition
+
+    @property
+    def context(self):
+        """The original API's context: settings, ``downloadURL``, ``datapath``."""
+        from .legacy import LegacyContext
+
+        return LegacyContext.current()
+
+    def has_files(self) -> bool:
+        """Whether the output is a file or a folder (not a value)."""
+        return self.kind != "value"
+
+    def postinit(self) -> None:
+        """The original API's lazy initialization hook (nothing to do here)."""
 
     # -- what definitions use
     @property
@@ -103,6 +167,8 @@ class Resource:
 
     def value(self) -> Any:
         """What a decorator-style definition receives: the path (or the value)."""
+        if self.is_legacy() and type(self).prepare is not Resource.prepare:
+            return self.prepare()
         return self.path
 
     def __repr__(self) -> str:
@@ -127,5 +193,71 @@ class ValueResource(Resource):
     kind = "value"
 
     def value(self) -> Any:
-        """The value, read from the action cache once produced."""
-        raise NotImplementedError
+        """The value (subclasses of the original API implement ``prepare()``)."""
+        if type(self).prepare is not Resource.prepare:
+            return self.prepare()
+        raise NotImplementedError(f"{type(self).__name__} must implement value()")
+
+
+class LocalResourceMixin:
+    """Marks a resource of the original API as local (nothing remote to check)."""
+
+
+class Download(Resource):
+    """The original datamaestro's older name of :class:`Resource`."""
+
+
+class FilesCopy(FolderResource):
+    """A folder made of some files of another resource's folder (no byte is copied).
+
+    Useful to keep a few files of a transient archive::
+
+        ARCHIVE = ZipDownloader("data", url, transient=True)
+        FILES = FilesCopy(ARCHIVE, {"queries.jsonl": "queries.jsonl", "test.tsv": "qrels/test.tsv"})
+
+    :param source: the folder resource to take files from
+    :param files: ``{path in the new folder: path in the source folder}``
+    :param name: the folder's name (default: the attribute's name)
+    """
+
+    def __init__(self, source: Resource, files: dict[str, str], name: str | None = None, *, transient: bool = False):
+        super().__init__(name, transient=transient)
+        if not isinstance(source, Resource):
+            raise DefinitionError(f"FilesCopy: {source!r} is not a resource")
+        self.source = source
+        self.files = dict(files)
+        self._dependencies.append(source)
+
+    def recipe(self) -> dict[str, Any]:
+        """The file mapping."""
+        return {**super().recipe(), "files": dict(sorted(self.files.items()))}
+
+    def produce(self, job: "Job") -> "Output":
+        """A tree whose entries are the source's objects, under their new paths."""
+        from ..errors import ArchiveError
+        from ..store import Output
+
+        source = job.input(self.source)
+        if source.kind != "tree":
+            raise DefinitionError(f"FilesCopy {self.name}: {self.source.name} is not a folder")
+        entries = {entry["path"]: entry for entry in job.store.trees.read(source.digest)["entries"]}
+        selected = []
+        for target, origin in sorted(self.files.items()):
+            entry = entries.get(origin.strip("/"))
+            if entry is None or entry.get("kind") != "file":
+                raise ArchiveError(
+                    f"{self.source.name} has no file {origin!r} (wanted by {self.name}/{target})",
+                    hint="check the file paths of the definition",
+                )
+            selected.append({**entry, "path": target.strip("/")})
+        return Output("tree", job.store.trees.store_entries(selected))
+
+
+def __getattr__(name: str):
+    # ``from datamaestro.download import reference`` (the original's import path),
+    # resolved lazily: links imports this module
+    if name == "reference":
+        from .links import reference
+
+        return reference
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

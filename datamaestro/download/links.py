@@ -25,6 +25,10 @@ def _definition_of(target):
         from ..context import Context
 
         return Context.instance().dataset(target)
+    from ..definitions import AbstractDataset, GeneratedDefinition
+
+    if isinstance(target, AbstractDataset):
+        return GeneratedDefinition(target)
     raise DefinitionError(f"{target!r} is not a dataset (a @dataset class or function, or a dataset id)")
 
 
@@ -36,7 +40,7 @@ class reference(Resource):
     dataset's manifest digest, so that anything derived from it changes
     when the referenced data changes.
 
-    :param name: the variable name
+    :param name: the variable name (default: the attribute's name)
     :param dataset: a ``@dataset`` class or function, or a dataset id
 
     Example::
@@ -46,14 +50,29 @@ class reference(Resource):
 
             def config(self) -> Adhoc:
                 return Adhoc.C(documents=self.COLLECTION.value().documents, ...)
+
+    The original datamaestro's forms work too: ``reference(MsMarcoPassages)``
+    and ``reference(varname="collection", reference=MsMarcoPassages)``;
+    ``self.COLLECTION.prepare()`` and ``.config()`` return the config.
     """
 
     kind = "value"
     volatile = True
 
-    def __init__(self, name: str, dataset: Any, *, varname: str | None = None):
+    def __init__(self, *args: Any, varname: str | None = None, reference: Any = None, dataset: Any = None):
+        if len(args) == 2 and isinstance(args[0], str):
+            name, target = args
+        elif len(args) == 1 and (reference is None and dataset is None):
+            name, target = None, args[0]
+        elif not args:
+            name, target = None, reference if reference is not None else dataset
+        else:
+            raise DefinitionError(f"reference{args!r}: give (name, dataset), (dataset) or reference=dataset")
+        if target is None:
+            raise DefinitionError("reference: no dataset given", hint="reference(OtherDataset) or reference(varname=..., reference=OtherDataset)")
+        name = name or varname
         super().__init__(name, varname=varname or name)
-        self.target = dataset
+        self.target = target
 
     @property
     def target_definition(self):
@@ -79,6 +98,14 @@ class reference(Resource):
     def value(self):
         """The referenced dataset's config (built, not prepared)."""
         return self.target_definition.config()
+
+    def prepare(self):
+        """The referenced dataset's config (the original API's name)."""
+        return self.value()
+
+    def config(self):
+        """The referenced dataset's config (the original API's name)."""
+        return self.value()
 
 
 class links(FolderResource):
@@ -124,3 +151,168 @@ class links(FolderResource):
                 for entry in store.trees.read(digest)["entries"]:
                     entries.append({**entry, "path": f"{prefix}/{entry['path']}"})
         return Output("tree", store.trees.store_entries(entries))
+
+
+class GlobChecker:
+    """Checks a folder's content: a combined MD5 over the files a glob pattern matches.
+
+    Each matching file's MD5 (of its gunzipped content for ``.gz`` files)
+    is computed in name order; the MD5 of their concatenated hex digests is
+    compared with ``md5``. Without ``md5`` the value is only logged, so that
+    it can be copied into the definition.
+
+    :param glob: the pattern, relative to the folder (``"FB*"``)
+    :param md5: the expected combined MD5
+    """
+
+    def __init__(self, glob: str, md5: str | None = None):
+        self.glob = glob
+        self.md5 = md5
+
+    def compute(self, path) -> str | None:
+        """The combined MD5 of the folder at ``path``, None when nothing matches."""
+        import gzip
+        import hashlib
+
+        files = sorted(p for p in path.glob(self.glob) if p.is_file())
+        if not files:
+            return None
+        combined = hashlib.md5()
+        for file in files:
+            digest = hashlib.md5()
+            opener = gzip.open if file.suffix == ".gz" else open
+            with opener(file, "rb") as fp:
+                while chunk := fp.read(1 << 20):
+                    digest.update(chunk)
+            combined.update(digest.hexdigest().encode())
+        return combined.hexdigest()
+
+    def check(self, path) -> None:
+        """Raises :class:`IntegrityError` when the folder's content is not the expected one."""
+        import logging
+
+        from ..errors import IntegrityError
+
+        digest = self.compute(path)
+        if digest is None:
+            raise IntegrityError(f"{path}: no file matches {self.glob!r}", hint="is this the right folder?")
+        if self.md5 is None:
+            logging.getLogger(__name__).info("%s: files %s have the combined md5 %s", path, self.glob, digest)
+        elif digest != self.md5:
+            raise IntegrityError(
+                f"{path}: the files {self.glob!r} have the combined md5 {digest}, expected {self.md5}",
+                hint="the folder holds other data than the definition expects",
+            )
+
+
+class linkpath(Resource):
+    """Data a user provides by hand (licensed corpora), stored from the first proposal that exists.
+
+    Each proposal is a path or a :class:`~datamaestro.datafolders.DatafolderPath`
+    (``datamaestro datafolders set ID PATH`` says where the folder is). On
+    prepare the first proposal that exists is read into the store (files
+    are copied once, then shared like any download), so the dataset does
+    not depend on the folder staying where it is.
+
+    :param name: the entry's name in the dataset folder
+    :param proposals: the candidate paths, tried in order
+    :param checker: a :class:`GlobChecker` (folders only)
+    """
+
+    def __init__(self, name: str, proposals, *, transient: bool = False, checker: GlobChecker | None = None, varname: str | None = None):
+        super().__init__(name, transient=transient, varname=varname)
+        self.proposals = list(proposals) if isinstance(proposals, (list, tuple)) else [proposals]
+        self.checker = checker
+
+    def _found(self, path) -> bool:
+        raise NotImplementedError
+
+    def _resolve(self, context):
+        """The first existing proposal, or raises with every place looked at."""
+        from ..datafolders import ResolvablePath, describe_proposal
+        from ..errors import DatamaestroError
+
+        tried, unset = [], None
+        for proposal in self.proposals:
+            try:
+                path = ResolvablePath.resolve(context, proposal)
+            except DatamaestroError as error:
+                unset = unset or error
+                continue
+            if self._found(path):
+                return path
+            tried.append(str(path))
+        if unset is not None and not tried:
+            raise unset
+        what = ", ".join(tried) or ", ".join(describe_proposal(p) for p in self.proposals)
+        raise DatamaestroError(
+            f"{self.name}: no {self.kind_label} found (looked at {what})",
+            hint=unset.hint if unset is not None else "check the path given with `datamaestro datafolders set`",
+        )
+
+    kind_label = "path"
+
+    def recipe(self) -> dict:
+        """The resolved path and a fingerprint of its files (sizes and dates), so that a change is seen."""
+        from ..context import Context
+        from ..datafolders import describe_proposal
+        from ..errors import DatamaestroError
+
+        recipe = {**super().recipe(), "proposals": [describe_proposal(p) for p in self.proposals]}
+        try:
+            path = self._resolve(Context.instance())
+        except DatamaestroError:
+            return {**recipe, "resolved": None}
+        return {**recipe, "resolved": str(path), "fingerprint": _stat_fingerprint(path)}
+
+    def produce(self, job) -> Output:
+        """Stores the folder (or file) the user provides."""
+        path = self._resolve(job.context)
+        if self.checker is not None:
+            self.checker.check(path)
+        if path.is_dir():
+            return Output("tree", job.store.ingest_tree(path))
+        return Output("file", job.store.ingest_file(path))
+
+
+class linkfolder(linkpath):
+    """A folder the user provides (see :class:`linkpath`).
+
+    Example::
+
+        DOCUMENTS = linkfolder("documents", [DatafolderPath("edu.upenn.ldc.aquaint", "APW")])
+    """
+
+    kind = "tree"
+    kind_label = "folder"
+
+    def _found(self, path) -> bool:
+        return path.is_dir()
+
+
+class linkfile(linkpath):
+    """A file the user provides (see :class:`linkpath`)."""
+
+    kind = "file"
+    kind_label = "file"
+
+    def _found(self, path) -> bool:
+        return path.is_file()
+
+
+def _stat_fingerprint(path) -> str:
+    """A digest of every file's relative path, size and modification time (cheap: no byte is read)."""
+    import os
+
+    from ..store.digests import canonical_json, digest_bytes
+
+    if path.is_file():
+        stat = path.stat()
+        return digest_bytes(canonical_json([stat.st_size, stat.st_mtime_ns]))
+    entries = []
+    for folder, folders, files in os.walk(path):
+        folders.sort()
+        for name in sorted(files):
+            stat = os.stat(os.path.join(folder, name))
+            entries.append([os.path.relpath(os.path.join(folder, name), path), stat.st_size, stat.st_mtime_ns])
+    return digest_bytes(canonical_json(entries))

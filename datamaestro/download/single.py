@@ -22,6 +22,12 @@ def _transforms(transforms, url: str) -> list:
 
     if transforms is None:
         return infer_transforms(url)
+    from ..stream import as_streaming
+
+    legacy = as_streaming(transforms)
+    if legacy is not None:
+        # transforms of the original API (datamaestro.stream), as streaming steps
+        return legacy
     if not isinstance(transforms, (list, tuple)):
         transforms = [transforms]
     return [by_name(t) if isinstance(t, str) else t for t in transforms]

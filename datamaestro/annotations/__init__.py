@@ -1,0 +1,1 @@
+"""Annotations of datasets (the original datamaestro's ``datamaestro.annotations``)."""

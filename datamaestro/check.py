@@ -1,0 +1,98 @@
+"""Checking a repository: its modules import, its ids are unique, its configs build.
+
+What ``datamaestro check`` and :class:`datamaestro.test.DatasetTests` run.
+Nothing is downloaded: a config is built (paths need not exist) and
+validated by experimaestro. A variant family is checked on its first
+variant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .context import Context
+    from .repository import Repository
+
+
+@dataclass
+class Failure:
+    """Something that failed: what, and why (the exception's type and message)."""
+
+    what: str
+    reason: str
+
+
+@dataclass
+class CheckReport:
+    """The result of checking one repository."""
+
+    repository: str
+    modules: int = 0
+    datasets: int = 0
+    configs_built: int = 0
+    seconds: float = 0.0
+    module_failures: list[Failure] = field(default_factory=list)
+    duplicate_ids: list[str] = field(default_factory=list)
+    config_failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No failure at all."""
+        return not (self.module_failures or self.duplicate_ids or self.config_failures)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+
+
+def first_variant(definition) -> dict:
+    """The values of a family's first listed variant ({} for a plain dataset)."""
+    variants = getattr(definition, "variants", None)
+    if variants is None:
+        return {}
+    return next(iter(variants.enumerate()), {})
+
+
+def check_repository(repository: "Repository", context: "Context") -> CheckReport:
+    """Imports every module of a repository and builds every dataset's config.
+
+    :param repository: the repository (from ``context.registry.repositories()``)
+    :param context: the context the configs are built in
+    """
+    from .context import Context
+    from .repository import index_entry
+
+    Context.set_instance(context)
+    report = CheckReport(repository.id)
+    start = time.monotonic()
+    for name in repository.module_names():
+        report.modules += 1
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            report.module_failures.append(Failure(name, _reason(exc)))
+    seen: dict[str, int] = {}
+    try:
+        definitions = list(repository.definitions())
+    except Exception as exc:
+        report.module_failures.append(Failure(f"{repository.id} (listing its datasets)", _reason(exc)))
+        definitions = []
+    for definition in definitions:
+        report.datasets += 1
+        try:
+            entry = index_entry(definition, repository)
+            seen[entry.id] = seen.get(entry.id, 0) + 1
+            found = context.registry.find(entry.id) if entry.generated else definition
+            config = found.config(**first_variant(found))
+            config.__xpm__.validate()
+            report.configs_built += 1
+        except Exception as exc:
+            report.config_failures.append(Failure(getattr(definition, "id", repr(definition)), _reason(exc)))
+    report.duplicate_ids = sorted(key for key, count in seen.items() if count > 1)
+    report.seconds = time.monotonic() - start
+    return report

@@ -1,0 +1,15 @@
+"""Data a user provides by hand (the original datamaestro's ``download.manual`` module).
+
+Licensed corpora are obtained by each user; ``datamaestro datafolders set
+ID PATH`` says where, and these resources read them into the store::
+
+    from datamaestro.context import DatafolderPath
+    from datamaestro.download.manual import linkfolder
+
+    DOCUMENTS = linkfolder("documents", [DatafolderPath("gov.nist.trec.tipster", "Disk1/WSJ")])
+"""
+
+from ..datafolders import DatafolderPath, ResolvablePath
+from .links import GlobChecker, linkfile, linkfolder, linkpath
+
+__all__ = ["DatafolderPath", "GlobChecker", "ResolvablePath", "linkfile", "linkfolder", "linkpath"]
