@@ -123,6 +123,8 @@ class _Retry(Exception):
 def _failure(url: str, reason: str, hint: str) -> DownloadError:
     error = DownloadError(f"cannot download {url}: {reason}", hint=hint)
     error.reason = reason
+    #: True when the source has no such file (HTTP 404/410): worth asking another source
+    error.missing = False
     return error
 
 
@@ -530,7 +532,10 @@ class Fetcher:
             hint = DENIED_HINT
         else:
             hint = "the server refused the request: check the URL, or set a mirror in settings ([mirrors])"
-        raise _failure(url, reason, hint)
+        error = _failure(url, reason, hint)
+        # the URL serves nothing (as opposed to a server that fails): a copy elsewhere may
+        error.missing = status in (404, 410)
+        raise error
 
     @staticmethod
     def _body_start(response, stream: _Stream) -> int:

@@ -14,17 +14,20 @@ import shutil
 import socket
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
-from ..errors import StoreError
-from .digests import CHUNK_SIZE, digest_of_file, format_digest, hasher, hex_of
+from ..errors import IntegrityError, StoreError
+from .digests import CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of
 
 OBJECT_MODE = 0o444
 HOST = socket.gethostname()
 # A tmp entry of another host cannot be checked for liveness: reap it only
 # when it is this old (seconds).
 STALE_FOREIGN_TMP = 24 * 3600
+# Files up to this size are imported with one read (hashed in memory)
+SMALL_FILE = 1 << 20
 
 
 def disk_error(exc: OSError, what: str) -> StoreError:
@@ -107,6 +110,38 @@ class Layout:
         return self.tmp / f"{HOST}.{os.getpid()}.{uuid.uuid4().hex[:12]}{hint}"
 
 
+@dataclass(frozen=True)
+class Staged:
+    """A checked object waiting in ``tmp/`` to be made visible (see :meth:`ObjectStore.commit_staged`)."""
+
+    tmp: Path
+    digest: str
+    size: int
+
+
+_syncfs = None
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flushes the file system holding ``path`` to disk (Linux ``syncfs``; ``sync`` elsewhere)."""
+    global _syncfs
+    if _syncfs is None:
+        try:
+            import ctypes
+
+            _syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+        except (OSError, AttributeError):
+            _syncfs = False
+    if _syncfs:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if _syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    os.sync()
+
+
 class ObjectWriter:
     """Streams bytes into a new object: hashed while written, committed by rename.
 
@@ -117,10 +152,15 @@ class ObjectWriter:
             for chunk in chunks:
                 out.write(chunk)
             digest = out.commit()
+
+    :param expect: the digest the bytes must have (bytes taken from another
+        store): :meth:`commit` and :meth:`stage` refuse anything else, and
+        nothing enters the store
     """
 
-    def __init__(self, objects: "ObjectStore"):
+    def __init__(self, objects: "ObjectStore", expect: str | None = None):
         self.objects = objects
+        self.expect = expect
         self.tmp = objects.layout.tmp_path(".part")
         self.size = 0
         self._hasher = hasher()
@@ -143,18 +183,38 @@ class ObjectWriter:
         self._hasher = hasher()
         self.size = 0
 
-    def commit(self) -> str:
-        """Makes the object durable and visible; returns its digest."""
+    def _close(self, fsync: bool) -> str:
+        """Closes the tmp file; returns the digest (checked against ``expect``)."""
         try:
             self._fp.flush()
-            os.fsync(self._fp.fileno())
+            if fsync:
+                os.fsync(self._fp.fileno())
             self._fp.close()
         except OSError as exc:
             raise disk_error(exc, "writing an object") from None
         self._fp = None
-        self.digest = format_digest(self._hasher.hexdigest())
-        self.objects.adopt(self.tmp, self.digest)
-        return self.digest
+        digest = format_digest(self._hasher.hexdigest())
+        if self.expect is not None and digest != self.expect:
+            self.tmp.unlink(missing_ok=True)
+            raise IntegrityError(f"content hashes to {digest}, not {self.expect}")
+        self.digest = digest
+        return digest
+
+    def commit(self) -> str:
+        """Makes the object durable and visible; returns its digest.
+
+        :raises IntegrityError: the bytes do not hash to ``expect`` (dropped)
+        """
+        digest = self._close(fsync=True)
+        self.objects.adopt(self.tmp, digest)
+        return digest
+
+    def stage(self) -> "Staged":
+        """Closes and checks the object without making it visible (see :meth:`ObjectStore.commit_staged`).
+
+        :raises IntegrityError: the bytes do not hash to ``expect`` (dropped)
+        """
+        return Staged(self.tmp, self._close(fsync=False), self.size)
 
     def abort(self) -> None:
         """Drops what was written."""
@@ -192,9 +252,79 @@ class ObjectStore:
         except FileNotFoundError:
             raise StoreError(f"object {digest} is not in the store") from None
 
-    def writer(self) -> ObjectWriter:
+    def writer(self, expect: str | None = None) -> ObjectWriter:
         """A writer for a new object (see :class:`ObjectWriter`)."""
-        return ObjectWriter(self)
+        return ObjectWriter(self, expect)
+
+    def stage_file(self, digest: str, source: Path, *, link: bool = False) -> Staged | None:
+        """Copies a file said to hold ``digest`` into ``tmp/`` and checks it; None if already present.
+
+        The object is not visible until :meth:`commit_staged`, which makes a
+        whole batch durable with one file-system flush (an fsync per small
+        object would cost more than the copy).
+
+        :param link: hard-link instead of copying when ``source`` is on this
+            file system and owned by this user (an object of another store:
+            immutable, so sharing its inode is safe); the bytes are hashed all the same
+        :raises IntegrityError: the content does not hash to ``digest`` (nothing is kept)
+        """
+        if self.has(digest):
+            return None
+        tmp = self.layout.tmp_path(".import")
+        try:
+            if link and self._link(source, tmp):
+                actual, size = digest_of_file(tmp), os.lstat(tmp).st_size
+            else:
+                actual, size = self._copy(source, tmp, digest)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, FileNotFoundError) and exc.filename == str(source):
+                raise
+            raise disk_error(exc, f"copying {source} into the store") from None
+        if actual != digest:
+            tmp.unlink(missing_ok=True)
+            raise IntegrityError(f"{source}: content hashes to {actual}, not {digest}")
+        return Staged(tmp, digest, size)
+
+    def _link(self, source: Path, tmp: Path) -> bool:
+        """Hard-links ``source`` at ``tmp`` when allowed; False to copy instead."""
+        st = os.stat(source)
+        if st.st_uid != os.geteuid() or st.st_dev != os.stat(self.layout.tmp).st_dev:
+            return False
+        try:
+            os.link(source, tmp)
+        except OSError:
+            return False
+        return True
+
+    @staticmethod
+    def _copy(source: Path, tmp: Path, digest: str) -> tuple[str, int]:
+        """Copies ``source`` to ``tmp`` hashing it on the way; returns (digest, size)."""
+        with open(source, "rb") as src:
+            size = os.fstat(src.fileno()).st_size
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OBJECT_MODE)
+            with open(fd, "wb") as out:
+                if size <= SMALL_FILE:
+                    # the common case of many small files: one read, one hash call
+                    data = src.read()
+                    out.write(data)
+                    return digest_bytes(data), len(data)
+                h = hasher()
+                size = 0
+                while chunk := src.read(CHUNK_SIZE):
+                    h.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                return format_digest(h.hexdigest()), size
+
+    def commit_staged(self, staged: Iterable["Staged"]) -> None:
+        """Makes staged objects durable (one flush of the file system), then visible."""
+        staged = list(staged)
+        if not staged:
+            return
+        sync_filesystem(self.layout.tmp)
+        for item in staged:
+            self.adopt(item.tmp, item.digest)
 
     def ingest_stream(self, chunks: Iterable[bytes]) -> str:
         """Stores the bytes of an iterable of chunks; returns their digest."""
