@@ -147,3 +147,48 @@ def search_datasets(terms: list[str], *, context: Context | None = None):
 def list_repositories(*, context: Context | None = None):
     """The installed repositories."""
     return _context(context).registry.repository_entries()
+
+
+# -- data folders, orphans, scaffolding, checks (implemented in datamaestro.tools)
+
+
+def config_to_xpm(config) -> list:
+    """experimaestro's serialized form of a config (``prepare --encoder xpm``)."""
+    from .tools import config_to_xpm as encode
+
+    return encode(config)
+
+
+def list_datafolders(*, context: Context | None = None) -> list[dict]:
+    """Data folders set, and those the installed datasets ask for."""
+    from .tools import list_datafolders as folders
+
+    return folders(_context(context))
+
+
+def set_datafolder(folder_id: str, path, *, context: Context | None = None):
+    """Records where a data folder is (user settings file); returns the file."""
+    from .tools import set_datafolder as record
+
+    return record(folder_id, path, _context(context))
+
+
+def find_orphans(*, context: Context | None = None, sizes: bool = False):
+    """Folders of ``<data dir>/data`` no installed dataset claims."""
+    from .tools import find_orphans as orphans
+
+    return orphans(_context(context), sizes=sizes)
+
+
+def create_definition(repository: str, dataset_id: str, *, context: Context | None = None):
+    """Writes a class-style definition to fill in; returns its path."""
+    from .tools import create_definition as create
+
+    return create(repository, dataset_id, _context(context))
+
+
+def check_repositories(namespaces: list[str], *, context: Context | None = None):
+    """Checks repositories: modules import, ids unique, configs build."""
+    from .tools import check_repositories as check
+
+    return check(namespaces, _context(context))

@@ -68,8 +68,14 @@ def global_options(
     debug: bool = typer.Option(False, "--debug", help="Debug logging."),
     traceback: bool = typer.Option(False, "--traceback", help="Show the traceback of an error."),
     as_json: bool = typer.Option(False, "--json", help="Print tables as JSON."),
+    host: Optional[str] = typer.Option(None, "--host", help="Run the command on this host (over ssh), where the data is."),
+    pythonpath: str = typer.Option("python3", "--pythonpath", help="The Python of --host that has datamaestro installed."),
 ):
     """Global options come before the command: ``datamaestro --data DIR prepare ID``."""
+    if host:
+        from .remote import run_on_host
+
+        raise typer.Exit(run_on_host(host, pythonpath, sys.argv[1:]))
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     state.overrides = {
@@ -128,12 +134,17 @@ def info(dataset_id: str = typer.Argument(..., metavar="ID")):
 
 
 @app.command()
-def prepare(dataset_id: str = typer.Argument(..., metavar="ID")):
+def prepare(
+    dataset_id: str = typer.Argument(..., metavar="ID"),
+    encoder: str = typer.Option("json", "--encoder", help="json: plain values; xpm: experimaestro's serialized form (types, identifiers)."),
+):
     """Make a dataset present and print its config as JSON (paths and id)."""
-    from .api import config_to_json, prepare_dataset
+    from .api import config_to_json, config_to_xpm, prepare_dataset
 
+    if encoder not in ("json", "xpm"):
+        raise DatamaestroError(f"unknown encoder {encoder!r}", hint="use --encoder json or --encoder xpm")
     config = prepare_dataset(dataset_id, context=state.context())
-    echo_json(config_to_json(config))
+    echo_json(config_to_xpm(config) if encoder == "xpm" else config_to_json(config))
 
 
 @app.command()
@@ -267,6 +278,97 @@ def store_init(group: Optional[str] = typer.Option(None, "--group", help="Unix g
 
     store = init_store(state.context().store_dir, group=group)
     echo(f"store at {store.root}" + (f", shared by group {group}" if group else ""))
+
+
+datafolders_app = typer.Typer(help="Folders you provide by hand (licensed data), by id.", no_args_is_help=True)
+app.add_typer(datafolders_app, name="datafolders")
+
+
+@datafolders_app.command("list")
+def datafolders_list():
+    """List the data folders set, and those the installed datasets ask for."""
+    from .api import list_datafolders
+
+    folders = list_datafolders(context=state.context())
+    if state.json:
+        echo_json(folders)
+        return
+    for folder in folders:
+        where = folder["path"] or "(not set)"
+        used = f"  used by {', '.join(folder['datasets'][:3])}{' ...' if len(folder['datasets']) > 3 else ''}" if folder["datasets"] else ""
+        echo(f"{folder['id']}\t{where}{used}")
+
+
+@datafolders_app.command("set")
+def datafolders_set(
+    folder_id: str = typer.Argument(..., metavar="ID", help="The data folder's id (datamaestro datafolders list)."),
+    path: Path = typer.Argument(..., help="Where the folder is."),
+):
+    """Say where a data folder is (written in the user settings file)."""
+    from .api import set_datafolder
+
+    settings_file = set_datafolder(folder_id, path, context=state.context())
+    if not state.quiet:
+        echo(f"{folder_id} = {path.expanduser().resolve()}  (in {settings_file})")
+
+
+@app.command()
+def agree(agreement_id: str = typer.Argument(..., metavar="ID", help="The agreement's id (shown by prepare).")):
+    """Accept a user agreement (recorded in the user settings file)."""
+    from .settings import set_user_setting
+
+    settings_file = set_user_setting("agreements", agreement_id, True)
+    if not state.quiet:
+        echo(f"accepted {agreement_id} (in {settings_file})")
+
+
+@app.command()
+def orphans(size: bool = typer.Option(False, "--size", help="Show the size of each folder.")):
+    """List folders under <data dir>/data that no installed dataset claims."""
+    from .api import find_orphans
+
+    found = find_orphans(context=state.context(), sizes=size)
+    if state.json:
+        echo_json([{"path": str(path), "bytes": nbytes} for path, nbytes in found])
+        return
+    for path, nbytes in found:
+        echo(f"{human_bytes(nbytes):>10}  {path}" if size else str(path))
+
+
+@app.command("create-dataset")
+def create_dataset(
+    repository: str = typer.Argument(..., help="The repository's namespace (datamaestro repositories)."),
+    dataset_id: str = typer.Argument(..., metavar="ID", help="The new id (org.example.corpus) or the dataset's URL."),
+):
+    """Write a class-style definition to fill in, in a repository's config package."""
+    from .api import create_definition
+
+    path = create_definition(repository, dataset_id, context=state.context())
+    echo(str(path))
+
+
+@app.command()
+def check(repositories: List[str] = typer.Argument(None, help="Namespaces to check (default: all).")):
+    """Check repositories: every module imports, ids are unique, every config builds (nothing is downloaded)."""
+    from .api import check_repositories
+
+    reports = check_repositories(repositories or [], context=state.context())
+    if state.json:
+        echo_json([{**asdict(r), "ok": r.ok} for r in reports])
+    else:
+        for report in reports:
+            echo(
+                f"{report.repository}: {report.modules} modules, {report.configs_built}/{report.datasets} configs built"
+                f" in {report.seconds:.1f}s{'' if report.ok else ' - FAILED'}"
+            )
+            for failure in report.module_failures:
+                echo(f"  module {failure.what}: {failure.reason}")
+            for duplicate in report.duplicate_ids:
+                echo(f"  id defined twice: {duplicate}")
+            for failure in report.config_failures:
+                echo(f"  config {failure.what}: {failure.reason}")
+    if not all(report.ok for report in reports):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -153,9 +153,12 @@ class ModuleDatasets:
         from .definitions import DatasetDefinition
 
         name = self.module.__name__
-        for value in list(vars(self.module).values()):
+        for attribute, value in list(vars(self.module).items()):
             definition = getattr(value, "__dataset__", None)
             if isinstance(definition, DatasetDefinition) and definition.target is value and getattr(value, "__module__", None) == name:
+                if "<locals>" in definition.qualname:
+                    # made by a factory function: found again through the module's variable
+                    definition.module_attribute = attribute
                 yield definition
 
 
@@ -401,12 +404,17 @@ class Registry:
     def find_entry(self, dataset_id: str) -> IndexEntry:
         """The index entry of an id or alias; raises with suggestions when unknown."""
         entries = self.index()
-        for entry in entries:
-            if entry.id == dataset_id:
-                return entry
-        for entry in entries:
-            if dataset_id in entry.aliases:
-                return entry
+        wanted, at, repository = dataset_id.partition("@")
+        if at:
+            # `id@repository`, the data id form: when two repositories define one id
+            entries = [entry for entry in entries if entry.repository == repository]
+        matches = [entry for entry in entries if entry.id == wanted] or [entry for entry in entries if wanted in entry.aliases]
+        if len(matches) > 1:
+            names = ", ".join(f"{wanted}@{entry.repository}" for entry in matches)
+            logger.warning("%s is defined by several repositories (%s): using the first; name one as id@repository", wanted, names)
+        if matches:
+            return matches[0]
+        dataset_id = wanted
         import difflib
 
         ids = [entry.id for entry in entries]
@@ -499,7 +507,7 @@ def index_entry(definition, repository: Repository) -> IndexEntry:
         id=definition.id,
         repository=repository.id,
         module=definition.module,
-        qualname=definition.qualname,
+        qualname=getattr(definition, "module_attribute", None) or definition.qualname,
         name=definition.name,
         description=definition.description,
         url=definition.url or "",

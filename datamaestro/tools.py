@@ -1,0 +1,198 @@
+"""The commands around datasets: data folders, orphans, scaffolding, checks, experimaestro's form.
+
+Called through :mod:`datamaestro.api` by the CLI; each function takes the
+:class:`~datamaestro.context.Context` to work in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .errors import DatamaestroError, UsageError
+
+if TYPE_CHECKING:
+    from .check import CheckReport
+    from .context import Context
+
+
+def config_to_xpm(config) -> list:
+    """experimaestro's serialized form of a config: its objects, with types and identifiers."""
+    return json.loads(config.__json__())
+
+
+# -- data folders
+
+
+def list_datafolders(context: "Context") -> list[dict]:
+    """The data folders set in the settings and those the installed datasets ask for.
+
+    Each: ``{"id", "path" (or None when not set), "datasets": [ids using it]}``.
+    Imports every plugin module (to read the definitions).
+    """
+    from .datafolders import DatafolderPath
+    from .download.links import linkpath
+
+    used: dict[str, set[str]] = {}
+    for repository in context.registry.repositories().values():
+        try:
+            definitions = list(repository.definitions())
+        except Exception:
+            continue
+        for definition in definitions:
+            for resource in getattr(definition, "resources", {}).values():
+                if isinstance(resource, linkpath):
+                    for proposal in resource.proposals:
+                        if isinstance(proposal, DatafolderPath):
+                            used.setdefault(proposal.folderid, set()).add(definition.id)
+    folders = context.settings.datafolders
+    return [
+        {"id": folder_id, "path": str(folders[folder_id]) if folder_id in folders else None, "datasets": sorted(used.get(folder_id, ()))}
+        for folder_id in sorted(set(folders) | set(used))
+    ]
+
+
+def set_datafolder(folder_id: str, path: Path, context: "Context") -> Path:
+    """Records where a data folder is, in the user settings file; returns that file.
+
+    :raises DatamaestroError: the folder does not exist
+    """
+    from .settings import set_user_setting
+
+    path = Path(path).expanduser().resolve()
+    if not path.is_dir():
+        raise DatamaestroError(f"{path} is not a folder", hint="give the folder that holds the data you obtained")
+    settings_file = set_user_setting("datafolders", folder_id, str(path))
+    context.settings.datafolders[folder_id] = path
+    return settings_file
+
+
+# -- orphans
+
+
+def find_orphans(context: "Context", sizes: bool = False) -> list[tuple[Path, int]]:
+    """Folders under ``<data dir>/data`` that no installed dataset claims (with their size in bytes when asked).
+
+    A dataset claims its folder and what is inside; folders on the way to a
+    dataset folder are not orphans themselves but their other children may be.
+    """
+    data = context.data_dir / "data"
+    claimed: set[Path] = set()
+    for entry in context.registry.index():
+        claimed.add(data / entry.repository / Path(*entry.id.split(".")))
+    ancestors = {parent for path in claimed for parent in path.parents}
+    found: list[tuple[Path, int]] = []
+
+    def visit(folder: Path, inside_dataset: bool) -> None:
+        for child in sorted(folder.iterdir()):
+            if not child.is_dir() or child.is_symlink() or child.name.startswith("."):
+                continue
+            if child in claimed or child in ancestors:
+                visit(child, child in claimed)
+            elif not inside_dataset:
+                # inside a dataset's folder, other folders are its own entries
+                found.append((child, _size(child) if sizes else 0))
+
+    if data.is_dir():
+        visit(data, False)
+    return found
+
+
+def _size(folder: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+# -- scaffolding
+
+_ID = re.compile(r"^[a-z0-9_][a-z0-9_-]*(\.[a-z0-9_][a-z0-9_-]*)+$")
+
+TEMPLATE = '''"""{title}"""
+
+from datamaestro.data import File
+from datamaestro.definitions import Dataset, dataset
+from datamaestro.download.single import FileDownloader
+
+
+@dataset(id="", url="{url}")
+class {name}(Dataset):
+    """{title}
+
+    Describe the dataset here: what it holds, who made it, its licence.
+    """
+
+    DATA = FileDownloader("data.txt", "{url}data.txt")
+
+    def config(self) -> File:
+        return File.C(path=self.DATA.path)
+'''
+
+
+def dataset_id_of(text: str) -> str:
+    """A dataset id from an id or a URL (``https://example.org/corpus`` -> ``org.example.corpus``).
+
+    :raises UsageError: not an id nor a URL
+    """
+    parts = urlsplit(text)
+    if parts.scheme and parts.hostname:
+        text = ".".join([*reversed(parts.hostname.split(".")), *[p for p in parts.path.split("/") if p]])
+    text = text.lower()
+    if not _ID.match(text):
+        raise UsageError(f"{text!r} is not a dataset id", hint="use lower-case words separated by dots, e.g. org.example.corpus")
+    return text
+
+
+def create_definition(repository_id: str, dataset_id: str, context: "Context") -> Path:
+    """Writes a class-style definition to fill in; returns its file.
+
+    The file is ``<plugin>/config/<id as path>.py`` and the dataset's id is
+    the module path (``id=""``), so the new id is exactly ``dataset_id``.
+
+    :raises DatamaestroError: unknown repository, or the file exists
+    """
+    repository = context.registry.repositories().get(repository_id)
+    if repository is None:
+        known = ", ".join(sorted(context.registry.repositories()))
+        raise DatamaestroError(f"no repository {repository_id!r}", hint=f"installed repositories: {known or 'none'}")
+    dataset_id = dataset_id_of(dataset_id)
+    folder = repository.basedir
+    if folder is None:
+        raise DatamaestroError(f"cannot find the folder of repository {repository_id}", hint="is the plugin installed in editable mode?")
+    parts = dataset_id.split(".")
+    path = folder.joinpath("config", *parts[:-1], parts[-1].replace("-", "_") + ".py")
+    if path.exists():
+        raise DatamaestroError(f"{path} already exists", hint="edit it, or choose another id")
+    name = "".join(word.capitalize() for word in re.split(r"[-_]", parts[-1])) or "Data"
+    if name[0].isdigit():
+        name = f"Data{name}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    url = f"https://{'.'.join(reversed(parts[:2]))}/"
+    path.write_text(TEMPLATE.format(title=f"{dataset_id} (to describe)", name=name, url=url))
+    return path
+
+
+# -- checks
+
+
+def check_repositories(namespaces: list[str], context: "Context") -> list["CheckReport"]:
+    """Checks the named repositories (all when none is named).
+
+    :raises DatamaestroError: an unknown namespace
+    """
+    from .check import check_repository
+
+    repositories = context.registry.repositories()
+    unknown = [name for name in namespaces if name not in repositories]
+    if unknown:
+        raise DatamaestroError(f"no repository {', '.join(unknown)}", hint=f"installed repositories: {', '.join(sorted(repositories))}")
+    return [check_repository(repositories[name], context) for name in (namespaces or sorted(repositories))]
