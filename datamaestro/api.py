@@ -7,6 +7,10 @@ from typing import TYPE_CHECKING
 from .context import Context
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .lock.resolve import LockReport
+    from .lock.sync import ExportReport, SyncReport
     from .pipeline import PipelineResult
 
 
@@ -52,8 +56,14 @@ def find_dataset(dataset_id: str, *, context: Context | None = None):
     return find_variant(dataset_id, _context(context))[0]
 
 
-def prepare_dataset(dataset_id: str, *, context: Context | None = None):
+def prepare_dataset(dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust"):
     """Makes a dataset present (downloading what the store lacks) and returns its config.
+
+    When a lock is in scope (the project's ``datamaestro.lock``, or ``lock``)
+    and pins the dataset, it is prepared exactly as pinned: downloads and
+    outputs are checked against the pins, and the config's paths point at
+    the pinned, immutable view (another project on the same store never
+    changes them).
 
     Example::
 
@@ -61,18 +71,77 @@ def prepare_dataset(dataset_id: str, *, context: Context | None = None):
         ds.train.images.data().shape   # (60000, 28, 28)
 
     :param dataset_id: a dataset id or alias
+    :param lock: a lock file to use instead of the project's
+    :param verify: ``"trust"`` (objects present in the store are what their
+        names say: no rehash) or ``"full"`` (rehash the dataset's objects)
+    :raises IntegrityError: the data differs from the lock's pins
     :raises DatamaestroError: any failure, with a message saying what to do
     """
     ctx = _context(context)
-    definition = ctx.dataset(dataset_id)
-    ctx.prepare(definition)
-    return definition.config()
+    with ctx.using_lock(lock):
+        definition = ctx.dataset(dataset_id)
+        ctx.prepare(definition, verify=verify)
+        return definition.config()
 
 
-def prepare_definition(dataset_id: str, *, context: Context | None = None) -> "PipelineResult":
+def prepare_definition(dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust") -> "PipelineResult":
     """Prepares a dataset and returns what the pipeline did (manifest, produced resources)."""
     ctx = _context(context)
-    return ctx.prepare(ctx.dataset(dataset_id))
+    with ctx.using_lock(lock):
+        return ctx.prepare(ctx.dataset(dataset_id), verify=verify)
+
+
+# -- the project's datasets and its lock
+
+
+def add_datasets(dataset_ids: list[str], *, context: Context | None = None) -> list[str]:
+    """Adds datasets to the project's ``[tool.datamaestro] datasets``; returns the canonical ids added.
+
+    :raises DatasetNotFoundError: an unknown id (with the closest ids)
+    :raises UsageError: not in a project (no ``pyproject.toml`` upwards)
+    """
+    from .lock.project import add_datasets as add
+
+    return add(_context(context), dataset_ids)
+
+
+def remove_datasets(dataset_ids: list[str], *, context: Context | None = None) -> list[str]:
+    """Removes datasets from the project's list; returns the entries removed."""
+    from .lock.project import remove_datasets as remove
+
+    return remove(_context(context), dataset_ids)
+
+
+def lock_project(*, upgrade: "bool | list[str]" = False, context: Context | None = None) -> "LockReport":
+    """Writes the project's ``datamaestro.lock`` (see :func:`datamaestro.lock.resolve.lock_project`)."""
+    from .lock.resolve import lock_project as lock
+
+    return lock(_context(context), upgrade=upgrade)
+
+
+def check_lock(*, context: Context | None = None) -> list[str]:
+    """Why the project's lock is out of date; empty when it is up to date."""
+    from .lock.resolve import check_project
+
+    return check_project(_context(context))
+
+
+def sync_project(
+    *, locked: bool = False, frozen: bool = False, peers: "list[str] | tuple" = (), jobs: int | None = None, context: Context | None = None
+) -> "SyncReport":
+    """Makes the project's locked datasets present and verified (see :func:`datamaestro.lock.sync.sync_project`)."""
+    from .lock.sync import sync_project as sync
+
+    return sync(_context(context), locked=locked, frozen=frozen, peers=peers, jobs=jobs)
+
+
+def export_lock(lock_path: "Path | str", folder: "Path | str", *, jobs: int | None = None, context: Context | None = None) -> "ExportReport":
+    """Copies the objects a lock needs into a folder laid out as a store (for ``sync --from``)."""
+    from pathlib import Path
+
+    from .lock.sync import export_lock as export
+
+    return export(_context(context), Path(lock_path), Path(folder), jobs=jobs)
 
 
 def config_to_json(config) -> dict:

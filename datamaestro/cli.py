@@ -68,14 +68,8 @@ def global_options(
     debug: bool = typer.Option(False, "--debug", help="Debug logging."),
     traceback: bool = typer.Option(False, "--traceback", help="Show the traceback of an error."),
     as_json: bool = typer.Option(False, "--json", help="Print tables as JSON."),
-    host: Optional[str] = typer.Option(None, "--host", help="Run the command on this host (over ssh), where the data is."),
-    pythonpath: str = typer.Option("python3", "--pythonpath", help="The Python of --host that has datamaestro installed."),
 ):
     """Global options come before the command: ``datamaestro --data DIR prepare ID``."""
-    if host:
-        from .remote import run_on_host
-
-        raise typer.Exit(run_on_host(host, pythonpath, sys.argv[1:]))
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     state.overrides = {
@@ -136,15 +130,14 @@ def info(dataset_id: str = typer.Argument(..., metavar="ID")):
 @app.command()
 def prepare(
     dataset_id: str = typer.Argument(..., metavar="ID"),
-    encoder: str = typer.Option("json", "--encoder", help="json: plain values; xpm: experimaestro's serialized form (types, identifiers)."),
+    lock: Optional[Path] = typer.Option(None, "--lock", help="Lock file to verify against (default: the project's datamaestro.lock)."),
+    verify: str = typer.Option("trust", "--verify", help="trust: objects in the store are what their names say; full: rehash them."),
 ):
     """Make a dataset present and print its config as JSON (paths and id)."""
-    from .api import config_to_json, config_to_xpm, prepare_dataset
+    from .api import config_to_json, prepare_dataset
 
-    if encoder not in ("json", "xpm"):
-        raise DatamaestroError(f"unknown encoder {encoder!r}", hint="use --encoder json or --encoder xpm")
-    config = prepare_dataset(dataset_id, context=state.context())
-    echo_json(config_to_xpm(config) if encoder == "xpm" else config_to_json(config))
+    config = prepare_dataset(dataset_id, context=state.context(), lock=lock, verify=verify)
+    echo_json(config_to_json(config))
 
 
 @app.command()
@@ -177,6 +170,90 @@ def version():
     from . import __version__
 
     echo(__version__)
+
+
+# -- the project's datasets, its lock, sync
+
+
+@app.command()
+def add(dataset_ids: List[str] = typer.Argument(..., metavar="ID...")):
+    """Add datasets to the project's [tool.datamaestro] datasets (pyproject.toml)."""
+    from .api import add_datasets
+
+    added = add_datasets(dataset_ids, context=state.context())
+    for dataset_id in added:
+        echo(f"added {dataset_id}")
+    if not added and not state.quiet:
+        echo("already listed; run `datamaestro lock` to lock them")
+
+
+@app.command()
+def remove(dataset_ids: List[str] = typer.Argument(..., metavar="ID...")):
+    """Remove datasets from the project's [tool.datamaestro] datasets."""
+    from .api import remove_datasets
+
+    for entry in remove_datasets(dataset_ids, context=state.context()):
+        echo(f"removed {entry}")
+
+
+@app.command()
+def lock(
+    check: bool = typer.Option(False, "--check", help="Only check that the lock is up to date (exit 2 if not)."),
+    upgrade: bool = typer.Option(False, "--upgrade", help="Resolve again (download every URL again): all datasets, or the IDs given."),
+    dataset_ids: List[str] = typer.Argument(None, metavar="[ID...]", help="With --upgrade: the datasets to resolve again."),
+):
+    """Write datamaestro.lock next to pyproject.toml: the exact data of the project's datasets."""
+    from .api import check_lock, lock_project
+    from .errors import LockFileError, UsageError
+
+    if dataset_ids and not upgrade:
+        raise UsageError("dataset ids are only given with --upgrade", hint="`datamaestro lock --upgrade ID` resolves ID again")
+    context = state.context()
+    if check:
+        reasons = check_lock(context=context)
+        if reasons:
+            raise LockFileError("datamaestro.lock is out of date: " + "; ".join(reasons), hint="run `datamaestro lock` and commit the lock file")
+        if not state.quiet:
+            echo("datamaestro.lock is up to date")
+        return
+    report = lock_project(upgrade=(list(dataset_ids or []) or True) if upgrade else False, context=context)
+    if state.json:
+        echo_json({"path": report.path, "written": report.written, "kept": report.kept, "resolved": report.resolved})
+        return
+    if not state.quiet:
+        echo(f"{'wrote' if report.written else 'unchanged'} {report.path}: {len(report.resolved)} resolved, {len(report.kept)} kept")
+
+
+@app.command()
+def sync(
+    locked: bool = typer.Option(False, "--locked", help="Fail if the lock is out of date (instead of locking again)."),
+    frozen: bool = typer.Option(False, "--frozen", help="Use the lock as it is: no check against the project's definitions."),
+    offline: bool = typer.Option(False, "--offline", help="Never touch the network (folders given with --from are used)."),
+    sources: List[str] = typer.Option(None, "--from", help="A store folder or http(s) URL to take objects from first (repeatable)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Objects copied at once."),
+):
+    """Make every locked dataset present, verified, and shown by its readable folder."""
+    from .api import sync_project
+
+    if offline:
+        state.overrides["offline"] = True
+    report = sync_project(locked=locked, frozen=frozen, peers=list(sources or []), jobs=jobs, context=state.context())
+    if state.json:
+        echo_json(asdict(report))
+        return
+    for line in report.notes + report.transfer.unavailable + report.transfer.refused:
+        typer.echo(line, err=True)
+    if state.quiet:
+        return
+    if report.relocked:
+        echo(f"locked again: {report.lock}")
+    for label, count in sorted(report.transfer.taken.items()):
+        echo(f"took {count} objects from {label}")
+    counts = {}
+    for how in report.datasets.values():
+        counts[how] = counts.get(how, 0) + 1
+    summary = ", ".join(f"{n} {how}" for how, n in sorted(counts.items())) or "nothing locked"
+    echo(f"synced {len(report.datasets)} datasets ({summary}) in {report.seconds:.2f}s")
 
 
 store_app = typer.Typer(help="Inspect and maintain the content-addressed store.", no_args_is_help=True)
@@ -278,6 +355,22 @@ def store_init(group: Optional[str] = typer.Option(None, "--group", help="Unix g
 
     store = init_store(state.context().store_dir, group=group)
     echo(f"store at {store.root}" + (f", shared by group {group}" if group else ""))
+
+
+@store_app.command("export")
+def store_export(
+    lock_file: Path = typer.Argument(..., metavar="LOCKFILE"),
+    folder: Path = typer.Argument(..., metavar="DIR"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Objects copied at once."),
+):
+    """Copy exactly the objects a lock needs into DIR, laid out as a store (for `sync --from DIR`)."""
+    from .api import export_lock
+
+    report = export_lock(lock_file, folder, jobs=jobs, context=state.context())
+    if state.json:
+        echo_json(asdict(report))
+    elif not state.quiet:
+        echo(f"exported {report.objects} objects to {report.folder} ({report.copied} copied, {human_bytes(report.bytes)})")
 
 
 datafolders_app = typer.Typer(help="Folders you provide by hand (licensed data), by id.", no_args_is_help=True)

@@ -3,19 +3,27 @@
 There is one current context (:meth:`Context.instance`), created from the
 environment on first use; the CLI and tests install their own with
 :meth:`Context.set_instance` (or ``with Context(...):``).
+
+The lock in scope is the project's ``datamaestro.lock`` (next to the nearest
+``pyproject.toml``) or the one given to the context; datasets it pins are
+prepared exactly as pinned, and their configs point at the immutable view of
+the pinned manifest.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from .definitions import DatasetDefinition
     from .fetch import Fetcher
+    from .lock.model import Lock, LockedDataset
+    from .pipeline import PipelineResult
     from .repository import Registry
     from .store import Store
 
@@ -30,6 +38,8 @@ class Context:
     :param overrides: ``Settings`` field values that beat every other source
         (what the command line sets), e.g. ``{"data_dir": Path("/data")}``
     :param progress: progress bars on (True), off (False) or when stderr is a terminal (None)
+    :param lock: the lock file in scope; None: the project's
+        ``datamaestro.lock`` when there is one; False: none
 
     Example::
 
@@ -46,6 +56,7 @@ class Context:
         project_dir: Path | None = None,
         overrides: dict[str, Any] | None = None,
         progress: bool | None = None,
+        lock: Path | str | bool | None = None,
     ):
         if settings is None:
             settings, pyproject = load_settings(overrides, project_dir=project_dir)
@@ -60,6 +71,11 @@ class Context:
         self._store: Store | None = None
         self._fetcher: Fetcher | None = None
         self._previous: list[Context | None] = []
+        self._lock_setting: Path | str | bool | None = lock
+        #: (path, mtime, size) -> parsed lock, so that a rewritten file is read again
+        self._lock_cache: tuple[tuple, "Lock"] | None = None
+        self._fingerprints: dict[int, str] = {}
+        self._rooted: set[tuple] = set()
 
     # -- the current context
     @classmethod
@@ -121,18 +137,124 @@ class Context:
     def fetcher(self) -> "Fetcher":
         """The transport, configured from the settings (one HTTP session)."""
         if self._fetcher is None:
-            from .fetch import Fetcher
-
-            settings = self.settings
-            self._fetcher = Fetcher(
-                mirrors=settings.mirrors,
-                connect_timeout=settings.connect_timeout,
-                read_timeout=settings.read_timeout,
-                retries=settings.retries,
-                offline=settings.offline,
-                progress=self.progress,
-            )
+            self._fetcher = self._new_fetcher(mirrors=self.settings.mirrors, retries=self.settings.retries, progress=self.progress)
         return self._fetcher
+
+    def _new_fetcher(self, **options) -> "Fetcher":
+        """A fetcher with the settings' timeouts and offline mode, and ``options``."""
+        from .fetch import Fetcher
+
+        settings = self.settings
+        return Fetcher(connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout, offline=settings.offline, **options)
+
+    def peer_fetcher(self) -> "Fetcher":
+        """A new transport for taking objects from a peer store over HTTP.
+
+        No mirrors (a peer is already a copy), no progress bar (objects are
+        many and small) and one retry: a peer that fails is left for the next
+        one or the original URL.
+        """
+        return self._new_fetcher(retries=min(self.settings.retries, 1), progress=False)
+
+    def readable_path(self, repository_id: str, dataset_id: str) -> Path:
+        """A dataset's readable folder: ``<data dir>/data/<repository>/<id as path>``."""
+        return self.data_dir / "data" / repository_id / Path(*dataset_id.split("."))
+
+    # -- the lock in scope
+    @property
+    def lock_path(self) -> Path | None:
+        """The lock file in scope (see the ``lock`` parameter), or None."""
+        setting = self._lock_setting
+        if setting is False:
+            return None
+        if setting is not None and setting is not True:
+            return Path(setting)
+        if self.pyproject is None:
+            return None
+        from .lock.model import LOCK_NAME
+
+        candidate = self.pyproject.parent / LOCK_NAME
+        return candidate if candidate.is_file() else None
+
+    def lockfile(self) -> "Lock | None":
+        """The lock in scope, parsed (read again when the file changes), or None.
+
+        :raises LockFileError: the file is malformed
+        """
+        path = self.lock_path
+        if path is None:
+            return None
+        from .lock.fileformat import read_lock
+
+        try:
+            st = path.stat()
+            stamp = (str(path), st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = (str(path), None, None)
+        if self._lock_cache is None or self._lock_cache[0] != stamp:
+            lock = read_lock(path)
+            lock.path = path
+            self._lock_cache = (stamp, lock)
+        return self._lock_cache[1]
+
+    @contextmanager
+    def using_lock(self, lock: Path | str | bool | None) -> Iterator["Context"]:
+        """Puts another lock in scope (a path, or False for none; None: unchanged) for a ``with`` block."""
+        previous = self._lock_setting
+        if lock is not None:
+            self._lock_setting = lock
+        try:
+            yield self
+        finally:
+            self._lock_setting = previous
+
+    def without_lock(self):
+        """No lock in scope for a ``with`` block (what ``lock`` resolves with)."""
+        return self.using_lock(False)
+
+    def _fingerprint(self, definition: "DatasetDefinition") -> str:
+        key = id(definition)
+        if key not in self._fingerprints:
+            from .lock.resolve import fingerprint
+
+            self._fingerprints[key] = fingerprint(definition)
+        return self._fingerprints[key]
+
+    def locked_dataset(self, definition: "DatasetDefinition") -> "LockedDataset | None":
+        """The entry of the lock in scope for a dataset (None when none pins it).
+
+        The lock file becomes a gc root of the store (with its manifests)
+        on first use, so that the views configs point at stay alive.
+
+        :raises LockFileError: the lock is malformed, or was written for
+            another version of the definition
+        """
+        lock = self.lockfile()
+        if lock is None or definition.id not in lock.datasets:
+            return None
+        entry = lock.datasets[definition.id]
+        if entry.fingerprint != self._fingerprint(definition):
+            from .errors import LockFileError
+
+            raise LockFileError(
+                f"{lock.path}: {definition.id} is locked for another version of its definition",
+                hint=f"run `datamaestro lock` to lock the definition as it is now (`datamaestro lock --upgrade {definition.id}` also downloads its data again)",
+            )
+        stamp = (str(lock.path), tuple(lock.manifests()))
+        if stamp not in self._rooted:
+            self.store.register_root("lock", lock.path, lock.manifests())
+            self._rooted.add(stamp)
+        return entry
+
+    def pinned_view(self, definition: "DatasetDefinition") -> Path | None:
+        """The immutable view a dataset's config points at when the lock in scope pins it.
+
+        Another project on the same store may swing the dataset's readable
+        folder to other bytes; the view of the pinned manifest never changes.
+        """
+        lock = self.lockfile()
+        entry = lock.datasets.get(definition.id) if lock is not None else None
+        return None if entry is None else self.store.views.path_of(entry.manifest)
 
     # -- datasets
     def dataset(self, dataset_id: str) -> "DatasetDefinition":
@@ -161,11 +283,33 @@ class Context:
         if definition is not None:
             self.prepare(definition)
 
-    def prepare(self, definition: "DatasetDefinition", **options):
-        """Runs a dataset's resources through the store; returns the pipeline's result."""
+    def prepare(
+        self,
+        definition: "DatasetDefinition",
+        *,
+        locked: "LockedDataset | None" = None,
+        verify: str = "trust",
+    ) -> "PipelineResult":
+        """Runs a dataset's resources through the store; returns the pipeline's result.
+
+        :param locked: the dataset's lock entry (default: the lock in scope's)
+        :param verify: ``"trust"``: an object present in the store is what
+            its name says (objects are immutable); ``"full"``: rehash every
+            object of the dataset
+        :raises UsageError: an unknown ``verify`` mode
+        """
         from .pipeline import Pipeline
 
-        return Pipeline(self).run(definition, **options)
+        if verify not in ("trust", "full"):
+            from .errors import UsageError
+
+            raise UsageError(f"verify must be 'trust' or 'full', not {verify!r}")
+        result = Pipeline(self).run(definition, locked=locked)
+        if verify == "full":
+            from .pipeline import rehash_outputs
+
+            rehash_outputs(self.store, definition.id, result.outputs)
+        return result
 
 
 #: names the original datamaestro's ``datamaestro.context`` module exported, for the published plugins

@@ -186,12 +186,14 @@ class DatasetDefinition:
         return self.datapath_in(Context.instance())
 
     def datapath_in(self, context) -> Path:
+        """The folder configs point at: the pinned view when a lock in scope pins this dataset, else the readable folder."""
+        pinned = context.pinned_view(self) if hasattr(context, "pinned_view") else None
+        return pinned if pinned is not None else self.readable_path_in(context)
+
+    def readable_path_in(self, context) -> Path:
         """The readable folder: ``<data dir>/data/<repository>/<id as path>``."""
-        relative = Path(*self.id.split("."))
         repository = self.repository_in(context)
-        if repository is not None:
-            return context.data_dir / "data" / repository.id / relative
-        return context.data_dir / "data" / "__custom__" / relative
+        return context.readable_path(repository.id if repository is not None else "__custom__", self.id)
 
     # -- metadata
     def _metadata_sources(self) -> list:

@@ -15,6 +15,13 @@ named by the recipe key, so concurrent processes (or machines on one NFS
 store) do every step once: the others wait, then find the output. At the end
 the dataset's manifest (non-transient resources only) is published as an
 immutable view and the readable path is swung onto it in one rename.
+
+With pins (a ``datamaestro.lock`` in scope), a resource whose pinned output
+is in the store is COMPLETE whatever the action cache says (so two projects
+pinning different versions of one download each find their own); what must
+be produced is checked against its pins: downloaded bytes before they enter
+the store, outputs before they are recorded, the manifest before it is
+published.
 """
 
 from __future__ import annotations
@@ -27,13 +34,15 @@ from typing import TYPE_CHECKING
 
 from .errors import DatamaestroError, IntegrityError, OfflineError, StoreError
 from .store import ActionRecord, Output, recipe_key
-from .store.views import VIEW_LINK, point_readable_path
+from .store.digests import format_digest, hasher
+from .store.views import VIEW_LINK, manifest_digest, point_readable_path
 
 if TYPE_CHECKING:
     from .context import Context
     from .definitions import DatasetDefinition
     from .download import Resource
     from .fetch import FetchResult
+    from .lock.model import LockedDataset
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +79,61 @@ class Job:
         return self.store.materialize(output.kind, output.digest)
 
     def download(self, url: str, sink, *, checkers=(), description: str | None = None) -> "FetchResult":
-        """Streams ``url`` into ``sink`` through the context's fetcher (mirrors, retries, resume)."""
-        return self.context.fetcher().fetch(url, sink, checkers=checkers, description=description or self.description)
+        """Streams ``url`` into ``sink`` through the context's fetcher (mirrors, retries, resume).
+
+        When a lock pins the source digest of a one-URL resource, the raw
+        bytes are checked against it before the download returns, hence
+        before anything is committed to the store; a mismatch raises the
+        lock's :class:`IntegrityError` even when other sources (mirrors, the
+        original) failed differently.
+        """
+        pin = None
+        if self.expected is not None and self.expected.source_digest and len(self.resource.urls()) == 1:
+            pin = _PinCheck(self)
+            checkers = [*checkers, pin]
+        try:
+            return self.context.fetcher().fetch(url, sink, checkers=checkers, description=description or self.description)
+        except DatamaestroError:
+            if pin is not None and pin.mismatch is not None:
+                raise pin.mismatch from None
+            raise
 
     def tmp_path(self, hint: str = "") -> Path:
         """A unique path in the store's tmp folder (same file system as objects)."""
         return self.store.tmp_path(hint)
+
+
+class _PinCheck:
+    """A fetch checker comparing the raw bytes with the source digest a lock pins."""
+
+    kind = "pinned digest"
+
+    def __init__(self, job: Job):
+        self.job = job
+        #: the error of the last mismatch (the fetcher may go on to another source)
+        self.mismatch: IntegrityError | None = None
+
+    def start(self) -> "_PinState":
+        """A fresh hasher for one transfer."""
+        return _PinState(self)
+
+
+class _PinState:
+    def __init__(self, check: _PinCheck):
+        self.check = check
+        self.hasher = hasher()
+
+    def update(self, data: bytes) -> None:
+        self.hasher.update(data)
+
+    def verify(self, label: str) -> None:
+        job = self.check.job
+        actual = format_digest(self.hasher.hexdigest())
+        if actual != job.expected.source_digest:
+            self.check.mismatch = pin_error(
+                job.definition.id, job.resource.name, job.expected.url or label, "downloaded bytes", actual, job.expected.source_digest
+            )
+            raise self.check.mismatch
 
 
 @dataclass
@@ -98,6 +156,10 @@ class Pipeline:
         self.store = context.store
         self.outputs: dict[int, Output] = {}
         self._known: dict[int, tuple[str | None, Output | None]] = {}
+        #: expected outputs by resource name during a run (from a lock)
+        self.pins: dict[str, Output] = {}
+        #: download again what has URLs, whatever the cache says (``lock --upgrade``)
+        self.refresh = False
 
     # -- keys and lookups
     def recipe_of(self, resource: "Resource") -> dict | None:
@@ -119,7 +181,12 @@ class Pipeline:
         if known is not None:
             return known
         recipe = self.recipe_of(resource)
-        if recipe is None or getattr(resource, "volatile", False):
+        pin = self.pins.get(resource.name)
+        if pin is not None and pin.kind in ("file", "tree") and pin.digest and self.store.output_present(pin):
+            # the lock names the output and the store has it: nothing to do,
+            # whatever the action cache says (it may hold another version)
+            result = (None if recipe is None else recipe_key(recipe), pin)
+        elif recipe is None or getattr(resource, "volatile", False) or self._refreshed(resource):
             # volatile resources (references to other datasets) are never
             # trusted from the cache: they run every time, cheaply when warm
             result = (None if recipe is None else recipe_key(recipe), None)
@@ -129,6 +196,10 @@ class Pipeline:
             result = (key, record.output if record else None)
         self._known[id(resource)] = result
         return result
+
+    def _refreshed(self, resource: "Resource") -> bool:
+        """True when the cache must be ignored for this resource (a refresh of what has URLs)."""
+        return self.refresh and bool(resource.urls())
 
     def state(self, resource: "Resource") -> str:
         """NONE, PARTIAL or COMPLETE (see the module documentation)."""
@@ -157,13 +228,38 @@ class Pipeline:
         return order
 
     # -- running
-    def run(self, definition: "DatasetDefinition", *, pins: dict[str, Output] | None = None, _retry: bool = True) -> PipelineResult:
+    def run(
+        self,
+        definition: "DatasetDefinition",
+        *,
+        pins: dict[str, Output] | None = None,
+        locked: "LockedDataset | None" = None,
+        refresh: bool = False,
+    ) -> PipelineResult:
         """Makes a dataset present in the store and its readable path point at it.
 
-        :param pins: expected outputs by resource name (from a lock file)
+        Without ``pins`` nor ``locked``, the lock in scope of the context (if
+        it pins this dataset) gives them.
+
+        :param pins: expected outputs by resource name
+        :param locked: the dataset's entry of a lock: its pins, and the
+            manifest the result must have (taken as is: no check that the
+            definition still matches it)
+        :param refresh: download again every resource with URLs (the action
+            cache is not trusted for them: ``lock --upgrade``)
         :raises OfflineError: offline and something must be downloaded
         :raises IntegrityError: an output differs from its pin
+        :raises LockFileError: the lock in scope is out of date for this dataset
         """
+        if pins is None and locked is None:
+            locked = self.context.locked_dataset(definition)
+        if locked is not None:
+            pins = locked.pins()
+        self.pins = dict(pins or {})
+        self.refresh = refresh
+        return self._run(definition, locked, retry=True)
+
+    def _run(self, definition: "DatasetDefinition", locked: "LockedDataset | None", *, retry: bool) -> PipelineResult:
         resources = definition.ordered_resources()
         targets = [r for r in resources if not r.transient]
         legacy = self._legacy_folder(definition)
@@ -177,23 +273,25 @@ class Pipeline:
         self.store.reap_tmp()
         produced = []
         for resource in to_produce:
-            expected = (pins or {}).get(resource.name)
-            if self._produce(definition, resource, expected, legacy):
+            if self._produce(definition, resource, self.pins.get(resource.name), legacy):
                 produced.append(resource.name)
         entries = {}
         outputs = {}
         for resource in targets:
             _, output = self.lookup(resource)
             outputs[resource.name] = output
-            if pins and resource.name in pins:
-                check_pin(definition, resource, output, pins[resource.name])
+            if resource.name in self.pins:
+                check_pin(definition, resource, output, self.pins[resource.name])
             if output.kind in ("file", "tree"):
                 entries[resource.name] = (output.kind, output.digest)
-        # registered first, so that a concurrent `store gc` sees the link we make
-        self.store.register_root("data", self.context.data_dir)
+        if locked is not None and manifest_digest(entries) != locked.manifest:
+            raise IntegrityError(
+                f"{definition.id}: the dataset's manifest is {manifest_digest(entries)}, the lock pins {locked.manifest}",
+                hint=f"the definition changed what the dataset holds; run `datamaestro lock --upgrade {definition.id}` if the change is wanted",
+            )
+        readable = definition.readable_path_in(self.context)
         try:
-            manifest, view = self.store.views.publish(entries)
-            point_readable_path(definition.datapath_in(self.context), view, self.context.data_dir, list(entries))
+            manifest, view = publish_dataset(self.context, readable, entries)
             missing = not all(self.store.output_present(o) for o in outputs.values())
         except StoreError:
             if all(self.store.output_present(o) for o in outputs.values()):
@@ -203,11 +301,11 @@ class Pipeline:
             # `store gc` removed an unreachable output we reused between our
             # check and our publish: produce it again (the view, once
             # published, keeps it alive)
-            if _retry:
+            if retry:
                 self._known.clear()
-                return self.run(definition, pins=pins, _retry=False)
+                return self._run(definition, locked, retry=False)
             raise StoreError(f"{definition.id}: outputs keep disappearing from the store", hint="is `store gc` running in a loop?")
-        return PipelineResult(definition.id, manifest, view, definition.datapath_in(self.context), produced, outputs)
+        return PipelineResult(definition.id, manifest, view, readable, produced, outputs)
 
     def _produce(self, definition, resource, expected, legacy: Path | None) -> bool:
         """Produces one resource under its store lock; False when another process had done it."""
@@ -216,7 +314,7 @@ class Pipeline:
         settings = self.context.settings
         with self.store.lock(key, timeout=settings.lock_timeout, what=f"preparing {definition.id}/{resource.name}"):
             volatile = getattr(resource, "volatile", False)
-            record = None if volatile else self.store.actions.get(key)
+            record = None if volatile or self._refreshed(resource) else self.store.actions.get(key)
             did_work = record is None or not self.store.output_present(record.output)
             if not did_work:
                 output = record.output
@@ -254,7 +352,7 @@ class Pipeline:
     # -- data of the original datamaestro
     def _legacy_folder(self, definition) -> Path | None:
         """The dataset's folder when it holds data laid out by the original datamaestro."""
-        path = definition.datapath_in(self.context)
+        path = definition.readable_path_in(self.context)
         if path.is_dir() and not (path / VIEW_LINK).is_symlink():
             return path
         return None
@@ -281,15 +379,53 @@ class Pipeline:
         return None
 
 
+def publish_dataset(context: "Context", readable: Path, entries: dict[str, tuple[str, str]]) -> tuple[str, Path]:
+    """Publishes a manifest's view and swings a readable folder onto it; returns (manifest, view).
+
+    The data dir is registered as a gc root first, so that a concurrent
+    ``store gc`` sees the link made here.
+    """
+    context.store.register_root("data", context.data_dir)
+    manifest, view = context.store.views.publish(entries)
+    point_readable_path(readable, view, context.data_dir, list(entries))
+    return manifest, view
+
+
+def pin_error(dataset_id: str, resource_name: str, url: str | None, label: str, got: str, want: str) -> IntegrityError:
+    """The error of data that differs from what a lock pins (names everything and what to do)."""
+    return IntegrityError(
+        f"{dataset_id}: resource {resource_name} from {url or '(derived)'}: {label} digest is {got}, the lock pins {want}",
+        hint=f"the data changed since the lock was written; run `datamaestro lock --upgrade {dataset_id}` if the change is wanted",
+    )
+
+
 def check_pin(definition, resource, output: Output, expected: Output) -> None:
     """Raises :class:`IntegrityError` when an output differs from its pin."""
     for attribute, label in (("source_digest", "downloaded bytes"), ("digest", "output")):
         want = getattr(expected, attribute)
         got = getattr(output, attribute)
         if want and got and want != got:
-            url = output.url or expected.url or "(derived)"
-            raise IntegrityError(
-                f"{definition.id}: resource {resource.name} from {url}: {label} digest is {got}, the lock pins {want}",
-                hint="the data changed since the lock was written; run `datamaestro lock --upgrade "
-                f"{definition.id}` if the change is wanted",
-            )
+            raise pin_error(definition.id, resource.name, output.url or expected.url, label, got, want)
+
+
+def rehash_outputs(store, dataset_id: str, outputs: dict[str, Output]) -> None:
+    """Rehashes every object of a dataset's outputs (``verify="full"``).
+
+    :raises IntegrityError: naming the first object whose bytes no longer match its name
+    """
+    from .store.digests import digest_of_file
+
+    for name, output in sorted(outputs.items()):
+        if output.kind == "file":
+            digests = [output.digest]
+        elif output.kind == "tree":
+            digests = [output.digest, *store.trees.iter_object_digests(output.digest)]
+        else:
+            continue
+        for digest in digests:
+            actual = digest_of_file(store.objects.path_of(digest))
+            if actual != digest:
+                raise IntegrityError(
+                    f"{dataset_id}: resource {name}: object {digest} of the store now hashes to {actual}",
+                    hint="the disk damaged it: run `datamaestro store verify` (it quarantines damaged objects), then prepare again",
+                )

@@ -1,0 +1,253 @@
+"""``datamaestro sync`` and ``datamaestro store export``: from pins to data.
+
+``sync`` makes every dataset of the project's lock present in the store,
+verified, and shown by its readable folder:
+
+1. the lock is checked against the project (``locked``: fail when out of
+   date; default: lock again what changed; ``frozen``: take it as is);
+2. what the store lacks is taken from the peers (``--from``), objects and
+   whole derived trees alike, each checked against its digest, on a thread pool;
+3. a dataset whose outputs are all present is published at once (its
+   manifest's view, its readable folder): no definition is even imported;
+4. the others run through the pipeline with their pins (downloads from the
+   original URLs, checked before they enter the store);
+5. the lock file is registered as a gc root with its manifests.
+
+A warm ``sync`` costs a few ``stat`` calls per dataset: objects are
+immutable and named by their digest, so presence is proof.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from ..errors import DatamaestroError, IntegrityError, LockFileError, StoreError
+from ..store import Output
+from .fileformat import read_lock
+from .model import Lock, LockedDataset
+from .peers import Peer, PathPeer, Transfer, open_peers, transfer
+from .project import lock_file
+from .resolve import check_project, lock_project
+
+if TYPE_CHECKING:
+    from ..context import Context
+    from ..store import Store
+
+
+def default_jobs() -> int:
+    """Threads for copying objects: I/O bound, so a few per core."""
+    return min(32, 4 * (os.cpu_count() or 1))
+
+
+@dataclass
+class SyncReport:
+    """What ``sync`` did.
+
+    :param lock: the lock file
+    :param relocked: the lock was out of date and was written again first
+    :param datasets: how each dataset was made present: ``present`` (nothing
+        to do but its folder), ``from peers`` or ``produced`` (pipeline)
+    :param transfer: what the peers gave and refused
+    :param notes: peers skipped, and why
+    :param seconds: wall-clock duration
+    """
+
+    lock: Path
+    relocked: bool = False
+    datasets: dict[str, str] = field(default_factory=dict)
+    transfer: Transfer = field(default_factory=Transfer)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def wanted_objects(store: "Store", outputs: Iterable[Output], peers: list[Peer], jobs: int, report: Transfer) -> list[str]:
+    """The file objects the given outputs need and the store lacks.
+
+    A tree needs its tree object (taken from the peers first when missing,
+    so that its entries can be read) and each file it lists. A tree object
+    no peer has leaves the tree to the pipeline.
+    """
+    outputs = [o for o in outputs if o.kind in ("file", "tree") and not store.output_present(o)]
+    files = [o.digest for o in outputs if o.kind == "file"]
+    trees = [o.digest for o in outputs if o.kind == "tree"]
+    _merge(report, transfer(store, trees, peers, jobs=jobs))
+    for digest in trees:
+        if store.objects.has(digest):
+            files.extend(store.trees.iter_object_digests(digest))
+    return [d for d in dict.fromkeys(files) if not store.objects.has(d)]
+
+
+def _merge(report: Transfer, other: Transfer) -> None:
+    for label, count in other.taken.items():
+        report.taken[label] = report.taken.get(label, 0) + count
+    report.bytes += other.bytes
+    report.refused += other.refused
+    report.unavailable += [line for line in other.unavailable if line not in report.unavailable]
+    report.missing += other.missing
+
+
+def fill_from_peers(store: "Store", outputs: list[Output], peers: list[Peer], jobs: int) -> Transfer:
+    """Takes what the outputs need from the peers and materializes the trees that became complete."""
+    report = Transfer()
+    if not peers:
+        return report
+    _merge(report, transfer(store, wanted_objects(store, outputs, peers, jobs, report), peers, jobs=jobs))
+    for output in outputs:
+        if output.kind == "tree" and not store.trees.has(output.digest) and store.objects.has(output.digest):
+            if all(store.objects.has(d) for d in store.trees.iter_object_digests(output.digest)):
+                store.trees.materialize(output.digest)
+    # what no peer had is the pipeline's business: not an error here
+    report.missing = []
+    return report
+
+
+def _publish(context: "Context", entry: LockedDataset) -> None:
+    """Shows a present dataset: its view and its readable folder, without its definition."""
+    from ..pipeline import publish_dataset
+
+    readable = context.readable_path(entry.repository, entry.id)
+    manifest, _ = publish_dataset(context, readable, entry.entries())
+    if manifest != entry.manifest:
+        raise IntegrityError(
+            f"{entry.id}: its pinned resources make the manifest {manifest}, the lock pins {entry.manifest}",
+            hint="the lock file was edited by hand: restore it, or run `datamaestro lock --upgrade`",
+        )
+
+
+def _load(context: "Context", *, locked: bool, frozen: bool, report: SyncReport) -> Lock:
+    """The lock to sync, checked (or written again) as the mode asks."""
+    path = lock_file(context)
+    if frozen:
+        return read_lock(path)
+    lock = read_lock(path) if path.exists() else None
+    reasons = check_project(context, lock)
+    if reasons:
+        if locked:
+            raise LockFileError(f"{path} is out of date: {'; '.join(reasons)}", hint="run `datamaestro lock` and commit the lock file")
+        lock = lock_project(context).lock
+        report.relocked = True
+    return lock
+
+
+def sync_project(
+    context: "Context",
+    *,
+    locked: bool = False,
+    frozen: bool = False,
+    peers: Iterable[str] = (),
+    jobs: int | None = None,
+) -> SyncReport:
+    """Makes every dataset of the project's lock present and its readable folder show it.
+
+    :param locked: fail when the lock is out of date with the project
+    :param frozen: use the lock as it is: no check against the project and
+        its definitions; a definition is imported only for a dataset that
+        neither the store nor the peers hold
+    :param peers: folders or ``http(s)://`` URLs of stores to take objects from first
+    :param jobs: threads copying objects (default: a few per core)
+    :raises LockFileError: no lock, a malformed lock, or (``locked``) an out-of-date one
+    :raises IntegrityError: downloaded data differs from its pins
+    :raises OfflineError: offline, and data is missing from the store and the peers
+    """
+    start = time.monotonic()
+    report = SyncReport(lock=lock_file(context))
+    lock = _load(context, locked=locked, frozen=frozen, report=report)
+    store = context.store
+    jobs = jobs or default_jobs()
+    # registered first: what this sync brings is kept from the start
+    store.register_root("lock", report.lock, lock.manifests())
+    opened, report.notes = open_peers(peers, context.peer_fetcher, offline=context.settings.offline)
+    opened = [p for p in opened if not (isinstance(p, PathPeer) and _same_folder(p.root, store.root))]
+    entries = [lock.datasets[dataset_id] for dataset_id in sorted(lock.datasets)]
+    before = {entry.id: all(store.output_present(o) for o in entry.outputs()) for entry in entries}
+    outputs = list({(o.kind, o.digest): o for entry in entries for o in entry.outputs()}.values())
+    report.transfer = fill_from_peers(store, outputs, opened, jobs)
+
+    ready = [entry for entry in entries if all(store.output_present(o) for o in entry.outputs())]
+    with ThreadPoolExecutor(max_workers=min(len(ready), jobs) or 1) as pool:
+        list(pool.map(lambda entry: _publish(context, entry), ready))
+    for entry in ready:
+        report.datasets[entry.id] = "present" if before[entry.id] else "from peers"
+
+    errors: list[DatamaestroError] = []
+    with context.using_lock(report.lock):
+        for entry in entries:
+            if entry.id in report.datasets:
+                continue
+            try:
+                context.prepare(context.dataset(entry.id), locked=entry)
+                report.datasets[entry.id] = "produced"
+            except DatamaestroError as error:
+                errors.append(error)
+    store.register_root("lock", report.lock, lock.manifests())
+    report.seconds = time.monotonic() - start
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise DatamaestroError(
+            f"{len(errors)} datasets could not be synced:\n" + "\n".join(f"  - {e.message}" for e in errors),
+            hint=errors[0].hint,
+        )
+    return report
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+@dataclass
+class ExportReport:
+    """What ``store export`` did.
+
+    :param folder: the export (a store of its own)
+    :param objects: objects the lock needs
+    :param copied: objects copied (the others were there already)
+    :param bytes: bytes copied
+    """
+
+    folder: Path
+    objects: int = 0
+    copied: int = 0
+    bytes: int = 0
+
+
+def export_lock(context: "Context", lock_path: Path, folder: Path, *, jobs: int | None = None) -> ExportReport:
+    """Copies exactly the objects a lock needs into ``folder``, laid out as a store.
+
+    The folder can then be carried to another machine and given to
+    ``sync --from``, or used as a store. Manifests come along when the
+    store has them; every byte is hashed on the way.
+
+    :raises StoreError: the store lacks some of the lock's data (sync first)
+    """
+    from ..store import Store
+
+    lock = read_lock(lock_path)
+    store = context.store
+    target = Store(Path(folder), create=True)
+    outputs = [o for entry in lock.datasets.values() for o in entry.outputs()]
+    absent = [o.digest for o in outputs if not (store.objects.has(o.digest))]
+    if absent:
+        raise StoreError(
+            f"the store lacks {len(absent)} object(s) of {lock_path} (first: {absent[0]})",
+            hint="run `datamaestro sync` first, so that the store holds everything the lock pins",
+        )
+    digests = [o.digest for o in outputs]
+    for output in outputs:
+        if output.kind == "tree":
+            digests.extend(store.trees.iter_object_digests(output.digest))
+    digests.extend(m for m in lock.manifests() if store.objects.has(m))
+    digests = list(dict.fromkeys(digests))
+    moved = transfer(target, digests, [PathPeer(store.root, link=False)], jobs=jobs or default_jobs())
+    if moved.refused or moved.missing:
+        problem = (moved.refused or [f"{d} is missing" for d in moved.missing])[0]
+        raise StoreError(f"cannot export {lock_path}: {problem}", hint="run `datamaestro store verify`, then `datamaestro sync`")
+    return ExportReport(folder=Path(folder), objects=len(digests), copied=sum(moved.taken.values()), bytes=moved.bytes)
