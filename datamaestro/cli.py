@@ -68,8 +68,14 @@ def global_options(
     debug: bool = typer.Option(False, "--debug", help="Debug logging."),
     traceback: bool = typer.Option(False, "--traceback", help="Show the traceback of an error."),
     as_json: bool = typer.Option(False, "--json", help="Print tables as JSON."),
+    host: Optional[str] = typer.Option(None, "--host", help="Run the command on this host (over ssh), where the data is."),
+    pythonpath: str = typer.Option("python3", "--pythonpath", help="The Python of --host that has datamaestro installed."),
 ):
     """Global options come before the command: ``datamaestro --data DIR prepare ID``."""
+    if host:
+        from .remote import run_on_host
+
+        raise typer.Exit(run_on_host(host, pythonpath, sys.argv[1:]))
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
     state.overrides = {
@@ -132,12 +138,15 @@ def prepare(
     dataset_id: str = typer.Argument(..., metavar="ID"),
     lock: Optional[Path] = typer.Option(None, "--lock", help="Lock file to verify against (default: the project's datamaestro.lock)."),
     verify: str = typer.Option("trust", "--verify", help="trust: objects in the store are what their names say; full: rehash them."),
+    encoder: str = typer.Option("json", "--encoder", help="json: plain values; xpm: experimaestro's serialized form (types, identifiers)."),
 ):
     """Make a dataset present and print its config as JSON (paths and id)."""
-    from .api import config_to_json, prepare_dataset
+    from .api import config_to_json, config_to_xpm, prepare_dataset
 
+    if encoder not in ("json", "xpm"):
+        raise DatamaestroError(f"unknown encoder {encoder!r}", hint="use --encoder json or --encoder xpm")
     config = prepare_dataset(dataset_id, context=state.context(), lock=lock, verify=verify)
-    echo_json(config_to_json(config))
+    echo_json(config_to_xpm(config) if encoder == "xpm" else config_to_json(config))
 
 
 @app.command()
