@@ -56,7 +56,9 @@ def find_dataset(dataset_id: str, *, context: Context | None = None):
     return find_variant(dataset_id, _context(context))[0]
 
 
-def prepare_dataset(dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust"):
+def prepare_dataset(
+    dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust", download: bool | None = None
+):
     """Makes a dataset present (downloading what the store lacks) and returns its config.
 
     When a lock is in scope (the project's ``datamaestro.lock``, or ``lock``)
@@ -74,14 +76,31 @@ def prepare_dataset(dataset_id: str, *, context: Context | None = None, lock: "P
     :param lock: a lock file to use instead of the project's
     :param verify: ``"trust"`` (objects present in the store are what their
         names say: no rehash) or ``"full"`` (rehash the dataset's objects)
+    :param download: prepare now (True) or not (False); by default now,
+        unless an experimaestro experiment is running: then the config is
+        returned as is and experimaestro prepares it (``Base.prepare``)
+        where and when a task that uses it runs
     :raises IntegrityError: the data differs from the lock's pins
     :raises DatamaestroError: any failure, with a message saying what to do
     """
     ctx = _context(context)
     with ctx.using_lock(lock):
-        definition = ctx.dataset(dataset_id)
-        ctx.prepare(definition, verify=verify)
-        return definition.config()
+        definition, variant = find_variant(dataset_id, ctx)
+        if download is None:
+            # in an experiment, experimaestro prepares it (Base.prepare) where the task runs
+            download = not _in_experiment()
+        if download:
+            ctx.prepare(definition, verify=verify)
+        return definition.config(**variant)
+
+
+def _in_experiment() -> bool:
+    """Whether an experimaestro experiment is running in this process."""
+    try:
+        from experimaestro.scheduler.experiment import experiment
+    except ImportError:
+        return False
+    return getattr(experiment, "CURRENT", None) is not None
 
 
 def prepare_definition(dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust") -> "PipelineResult":

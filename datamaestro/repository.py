@@ -17,6 +17,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -244,9 +245,11 @@ class Registry:
         """Every installed repository, by namespace (imports each plugin's top package).
 
         Two repositories that declare one namespace would write into the same
-        data folders and give the same data ids: the first one (by
-        distribution name) is used, the other is reported as shadowed (a
-        warning naming both, and an error line in ``datamaestro repositories``).
+        data folders and give the same data ids: one is used, the other is
+        reported as shadowed (a warning naming both, and an error line in
+        ``datamaestro repositories``). The one used is the distribution
+        ``$DATAMAESTRO_REPOSITORIES`` names for the namespace
+        (``image=datamaestro-image,text=...``), else the first by name.
         """
         if self._repositories is None:
             self._problems = {}
@@ -260,7 +263,14 @@ class Registry:
                     continue
                 repository.entry_point = entry_point
                 loaded.append(repository)
-            loaded.sort(key=lambda r: (_distribution_name(r.entry_point), r.entry_point.value))
+            preferred = preferred_distributions()
+            loaded.sort(
+                key=lambda r: (
+                    _distribution_name(r.entry_point) != preferred.get(r.id, _distribution_name(r.entry_point)),
+                    _distribution_name(r.entry_point),
+                    r.entry_point.value,
+                )
+            )
             repositories: dict[str, Repository] = {}
             for repository in loaded:
                 first = repositories.get(repository.id)
@@ -323,7 +333,7 @@ class Registry:
             files.sort()
             distribution = entry_point.dist
             parts.append([entry_point.name, entry_point.value, distribution.version if distribution else "", str(folder), files])
-        return digest_bytes(canonical_json([INDEX_FORMAT, parts]))
+        return digest_bytes(canonical_json([INDEX_FORMAT, parts, sorted(preferred_distributions().items())]))
 
     def index(self) -> list[IndexEntry]:
         """Every dataset of every repository (cached on disk, rebuilt when plugins change)."""
@@ -453,6 +463,28 @@ class Registry:
         return found if not _is_generated(found) else GeneratedDefinition(found)
 
 
+ENV_PREFERENCES = "DATAMAESTRO_REPOSITORIES"
+
+
+def preferred_distributions() -> dict[str, str]:
+    """``$DATAMAESTRO_REPOSITORIES`` (``namespace=distribution,...``): who provides a namespace two plugins declare.
+
+    :raises SettingsError: a malformed value
+    """
+    from .errors import SettingsError
+
+    preferences = {}
+    for part in filter(None, (p.strip() for p in os.environ.get(ENV_PREFERENCES, "").split(","))):
+        namespace, equal, distribution = part.partition("=")
+        if not equal or not namespace.strip() or not distribution.strip():
+            raise SettingsError(
+                f"{ENV_PREFERENCES}={os.environ[ENV_PREFERENCES]!r}: {part!r} is not namespace=distribution",
+                hint="e.g. DATAMAESTRO_REPOSITORIES=image=datamaestro-image",
+            )
+        preferences[namespace.strip()] = re.sub(r"[-_.]+", "-", distribution.strip()).lower()
+    return preferences
+
+
 def _instantiate(cls, context: "Context", name: str) -> Repository:
     """Creates a repository; the original API's constructors take the context only."""
     import inspect
@@ -471,8 +503,6 @@ def _instantiate(cls, context: "Context", name: str) -> Repository:
 
 def _distribution_name(entry_point) -> str:
     """The distribution's normalized name (PEP 503: ``datamaestro_image`` -> ``datamaestro-image``)."""
-    import re
-
     distribution = entry_point.dist
     name = (distribution.metadata["Name"] or "") if distribution is not None else ""
     return re.sub(r"[-_.]+", "-", name).lower()

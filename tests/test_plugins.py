@@ -96,16 +96,21 @@ def plugin_python() -> Path:
     return python
 
 
+def plugin_environment() -> dict[str, str]:
+    """The test's environment, where the published datamaestro-image provides the namespace `image`."""
+    return {**os.environ, "DATAMAESTRO_REPOSITORIES": "image=datamaestro-image"}
+
+
 def run_probe(python: Path, *arguments: str, timeout: float = 900) -> dict:
     """Runs tests/pluginprobe.py in the plugin virtualenv; returns its JSON output."""
-    result = subprocess.run([str(python), str(PROBE), *arguments], capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run([str(python), str(PROBE), *arguments], capture_output=True, text=True, timeout=timeout, env=plugin_environment())
     assert result.returncode == 0, f"probe {arguments} failed:\n{result.stderr[-5000:]}"
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def run_cli(python: Path, *arguments: str) -> subprocess.CompletedProcess:
     """Runs ``datamaestro`` in the plugin virtualenv."""
-    return subprocess.run([str(python), "-m", "datamaestro", *arguments], capture_output=True, text=True, timeout=600)
+    return subprocess.run([str(python), "-m", "datamaestro", *arguments], capture_output=True, text=True, timeout=600, env=plugin_environment())
 
 
 def test_every_dataset_is_listed_described_and_builds_without_network(plugin_python):
@@ -122,8 +127,10 @@ def test_every_dataset_is_listed_described_and_builds_without_network(plugin_pyt
         print(f"{name}: {stats['datasets']} datasets, info {stats['info']}, configs built {stats['configs']}")
         for failure in stats["failures"]:
             print(f"  FAILED {failure['id']}: {failure['reason']}")
-    # the published image plugin wins over the test plugin, which is reported
-    assert "shadowed" in repositories["image"]["error"] or repositories["image"]["entry_point"] == "datamaestro_image:Repository"
+    # the published image plugin is used; the test plugin (same namespace) is reported as shadowed
+    assert repositories["image"]["entry_point"] == "datamaestro_image:Repository"
+    shown = run_cli(plugin_python, "repositories")
+    assert "datamaestro_testimage:Repository" not in shown.stdout or "shadowed" in shown.stdout, shown.stdout
     for name in ("image", "ml", "text", "irds", "ir"):
         assert repositories[name].get("datasets", 0) > 0, f"repository {name} lists no dataset"
     for name, count in ORIGINAL_COUNTS.items():
