@@ -1,0 +1,1 @@
+"""Dataset definitions of the benchmark repository."""

@@ -1,0 +1,92 @@
+"""Warm ``prepare_dataset``: a dataset already in the store costs the same whatever its size.
+
+Two class-style datasets of ``benchmarks/plugin`` (``bench.big``: one plain
+file of 2 GiB, ``bench.small``: 2 MiB) are prepared once from the local HTTP
+server, which is then stopped: a warm prepare that touched the network
+would fail. Then ``prepare_dataset`` is called 20 times for each, in this
+process (imports done), alternating the two: with a new ``Context`` for
+every call (settings read, plugins fingerprinted, index read: what a new
+process pays beyond its imports) and with one ``Context`` for all calls.
+For context: the time of ``python -c "import datamaestro.api"`` and of a
+whole warm prepare in a new process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+from benchmarks._common import GiB, MiB, Row, compare, bench_env, child_command, fresh_dir, median, random_file, serving, size_label, slug, time_call, time_command
+
+NAME = "prepare_warm"
+CALLS = 20
+#: "the same time": the large dataset may take this much longer than the small one
+SAME = 1.2
+LIMIT_MS = 50
+
+
+@contextlib.contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """This process with datamaestro's variables and ``sys.path`` of ``env``, restored afterwards."""
+    saved_environ, saved_path = dict(os.environ), list(sys.path)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.path[:0] = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    from datamaestro.context import Context
+
+    try:
+        yield
+    finally:
+        Context.set_instance(None)
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        sys.path[:] = saved_path
+
+
+def run(work: Path, quick: bool) -> list[Row]:
+    """Times warm prepares of both datasets, in this process and in new ones."""
+    big_size, small_size = (64 * MiB if quick else 2 * GiB), 2 * MiB
+    files = {
+        "big.bin": random_file(work / "data" / f"random-{slug(big_size)}.bin", big_size),
+        "small.bin": random_file(work / "data" / f"random-{slug(small_size)}.bin", small_size, seed=1),
+    }
+    env = bench_env(work / "home-prepare-warm", work)
+    fresh_dir(Path(env["DATAMAESTRO_DIR"]))
+    big, small = "bench.big", "bench.small"
+    fresh, shared = {big: [], small: []}, {big: [], small: []}
+    with environment(env):
+        from datamaestro.api import prepare_dataset
+        from datamaestro.context import Context
+
+        with serving(work, NAME, files, env):
+            for dataset in (big, small):
+                prepare_dataset(dataset, context=Context(progress=False))
+        context = Context(progress=False)
+        for _ in range(CALLS):
+            for dataset in (big, small):
+                fresh[dataset].append(time_call(lambda: prepare_dataset(dataset, context=Context(progress=False))))
+                shared[dataset].append(time_call(lambda: prepare_dataset(dataset, context=context)))
+
+    runs = 3 if quick else 10
+    imports = median([time_command([sys.executable, "-c", "import datamaestro.api"], env=env) for _ in range(runs)])
+    bare = median([time_command([sys.executable, "-c", "pass"], env=env) for _ in range(runs)])
+    process = median([time_command(child_command("prepare", big), env=env) for _ in range(runs)])
+    fresh_dir(Path(env["DATAMAESTRO_DIR"]))
+
+    ms = {key: {d: median(v) * 1000 for d, v in values.items()} for key, values in (("fresh", fresh), ("shared", shared))}
+    label = f"{size_label(big_size)} dataset"
+    how = f"median of {CALLS} calls in this process (imports done), after one cold prepare"
+    small_label = size_label(small_size)
+    return [
+        compare(NAME, f"warm `prepare_dataset`, {label} vs {small_label}, new `Context` per call", ms["fresh"][big], ms["fresh"][small], "ms",
+                how + "; the server is stopped: no request is possible", target=f"≤ {SAME}", met=lambda ratio: ratio <= SAME),
+        Row(NAME, f"warm `prepare_dataset`, {label}, new `Context` per call", ms["fresh"][big], None, None, f"< {LIMIT_MS} ms", "ms", how, met=ms["fresh"][big] < LIMIT_MS),
+        compare(NAME, f"warm `prepare_dataset`, {label}, one `Context` for all calls", ms["shared"][big], ms["shared"][small], "ms",
+                how + f"; reference: the {small_label} dataset", target=f"< {LIMIT_MS} ms", met=lambda _: ms["shared"][big] < LIMIT_MS),
+        compare(NAME, '`python -c "import datamaestro.api"`', imports * 1000, bare * 1000, "ms", f"context; median of {runs} runs; reference: `python -c pass`"),
+        compare(NAME, f"warm `prepare_dataset` in a new process, {label}", process * 1000, imports * 1000, "ms",
+                f"context; median of {runs} runs of `python -m benchmarks._child prepare {big}`; reference: the import of datamaestro.api"),
+    ]
