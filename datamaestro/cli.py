@@ -22,6 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
+    # click's plain formatter: rich help rendering doubles the start-up time of --help
+    rich_markup_mode=None,
 )
 
 
@@ -265,7 +267,7 @@ def sync(
     echo(f"synced {len(report.datasets)} datasets ({summary}) in {report.seconds:.2f}s")
 
 
-store_app = typer.Typer(help="Inspect and maintain the content-addressed store.", no_args_is_help=True)
+store_app = typer.Typer(help="Inspect and maintain the content-addressed store.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(store_app, name="store")
 
 
@@ -382,7 +384,7 @@ def store_export(
         echo(f"exported {report.objects} objects to {report.folder} ({report.copied} copied, {human_bytes(report.bytes)})")
 
 
-datafolders_app = typer.Typer(help="Folders you provide by hand (licensed data), by id.", no_args_is_help=True)
+datafolders_app = typer.Typer(help="Folders you provide by hand (licensed data), by id.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(datafolders_app, name="datafolders")
 
 

@@ -53,11 +53,16 @@ class TransformingSink:
         self.states = [t.start() for t in self.transforms]
 
     def write(self, data: bytes) -> None:
-        """Feeds raw bytes; writes what comes out of the last transform."""
-        for state in self.states:
-            data = state.feed(data)
-        if data:
-            self.writer.write(data)
+        """Feeds raw bytes; writes what comes out of the last transform, piece by piece."""
+        self._push(0, data)
+
+    def _push(self, index: int, data: bytes) -> None:
+        if index == len(self.states):
+            if data:
+                self.writer.write(data)
+            return
+        for piece in self.states[index].feed_pieces(data):
+            self._push(index + 1, piece)
 
     def reset(self) -> None:
         """Starts over: an empty object and fresh transform states."""
@@ -67,11 +72,7 @@ class TransformingSink:
     def finish(self) -> None:
         """Flushes every transform (raises on a truncated compressed stream)."""
         for index, state in enumerate(self.states):
-            data = state.finish()
-            for later in self.states[index + 1 :]:
-                data = later.feed(data)
-            if data:
-                self.writer.write(data)
+            self._push(index + 1, state.finish())
 
 
 @contextmanager

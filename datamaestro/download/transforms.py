@@ -19,18 +19,29 @@ from __future__ import annotations
 import bz2
 import lzma
 import zlib
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from ..errors import DefinitionError, IntegrityError
+
+#: the largest piece of output a transform hands on at once
+MAX_PIECE = 4 << 20
 
 
 class TransformState:
     """The running state of a transform over one stream of bytes."""
 
-    def feed(self, data: bytes) -> bytes:
-        """Processes the next chunk; returns the output available so far."""
+    def feed_pieces(self, data: bytes) -> Iterator[bytes]:
+        """Processes the next chunk; yields the output in pieces of bounded size.
+
+        Bounded pieces keep memory constant whatever the expansion (a chunk
+        of compressed zeros can decompress to gigabytes).
+        """
         raise NotImplementedError
+
+    def feed(self, data: bytes) -> bytes:
+        """Processes the next chunk; returns all the output available so far."""
+        return b"".join(self.feed_pieces(data))
 
     def finish(self) -> bytes:
         """Ends the stream; returns the remaining output.
@@ -76,30 +87,42 @@ class _DecompressState(TransformState):
             hint=f"the download is not valid {label}: check the URL, or the transforms of the definition",
         )
 
-    def feed(self, data: bytes) -> bytes:
-        """Decompresses a chunk, starting a new member whenever one ends."""
-        output = []
-        while data and not self.ignoring_tail:
+    def feed_pieces(self, data: bytes) -> Iterator[bytes]:
+        """Decompresses a chunk in pieces of at most :data:`MAX_PIECE` bytes, member after member."""
+        while not self.ignoring_tail:
             if self.decompressor is None:
                 # Zero padding between or after members is legal in gzip files
                 data = data.lstrip(b"\0")
                 if not data:
-                    break
+                    return
                 self.decompressor = self.transform.factory()
+            decompressor = self.decompressor
             try:
-                output.append(self.decompressor.decompress(data))
+                piece = decompressor.decompress(data, MAX_PIECE)
             except (zlib.error, OSError, EOFError, lzma.LZMAError) as exc:
                 if self.members and self.transform.lenient_tail:
                     self.ignoring_tail = True
                     self.decompressor = None
-                    break
+                    return
                 raise self._corrupt(str(exc)) from None
-            if not self.decompressor.eof:
-                break
-            self.members += 1
-            data = self.decompressor.unused_data
-            self.decompressor = None
-        return b"".join(output)
+            if piece:
+                yield piece
+            if decompressor.eof:
+                self.members += 1
+                data = decompressor.unused_data
+                self.decompressor = None
+                if not data:
+                    return
+            elif hasattr(decompressor, "needs_input"):
+                # bz2 / lzma keep the unread input themselves
+                if decompressor.needs_input:
+                    return
+                data = b""
+            else:
+                # zlib hands back the unread input; a full piece may hide more output
+                data = decompressor.unconsumed_tail
+                if not data and len(piece) < MAX_PIECE:
+                    return
 
     def finish(self) -> bytes:
         """Checks that the last member is complete."""

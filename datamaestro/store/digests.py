@@ -49,17 +49,22 @@ def digest_bytes(data: bytes) -> str:
     return format_digest(h.hexdigest())
 
 
+HASH_BUFFER = 16 << 20
+
+
 def digest_of_file(path, *, threads: bool = True) -> str:
-    """Rehashes a file; multi-threaded and memory-mapped for large files."""
+    """Rehashes a file through one reused buffer (constant memory, no mmap).
+
+    blake3 spreads a large buffer over several threads, so this runs at
+    memory speed without mapping the whole file into the process (mapped
+    pages count in the RSS limits of cluster schedulers).
+    """
     from blake3 import blake3
 
     h = blake3(max_threads=blake3.AUTO if threads else 1)
-    try:
-        h.update_mmap(str(path))
-    except (ValueError, OSError):
-        # mmap of an empty or special file fails: fall back to reading
-        h = blake3()
-        with open(path, "rb") as fp:
-            while chunk := fp.read(CHUNK_SIZE):
-                h.update(chunk)
+    buffer = bytearray(HASH_BUFFER)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as fp:
+        while count := fp.readinto(buffer):
+            h.update(view[:count])
     return format_digest(h.hexdigest())
