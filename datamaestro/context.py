@@ -265,13 +265,17 @@ class Context:
         """The dataset that owns a data config id (``com.lecun.mnist.train@image``)."""
         from .errors import DatasetNotFoundError
 
-        base = data_id.split("@")[0]
+        base, at, repository = data_id.partition("@")
         parts = base.split(".")
         known = {entry.id for entry in self.registry.index()}
         for end in range(len(parts), 0, -1):
             candidate = ".".join(parts[:end])
             if candidate in known:
-                return self.dataset(candidate)
+                try:
+                    # with its repository: two repositories may define one id
+                    return self.dataset(candidate + at + repository)
+                except DatasetNotFoundError:
+                    return self.dataset(candidate)
         try:
             return self.dataset(base)
         except DatasetNotFoundError:

@@ -269,6 +269,11 @@ class Pipeline:
             urls = [url for r in missing for url in r.urls()]
             if urls:
                 raise OfflineError(urls)
+        if to_produce:
+            # a licence the user must accept before the data is fetched (asked once)
+            from .annotations.agreement import check_agreements
+
+            check_agreements(definition, self.context)
         # leftovers of killed writers (downloads, views): one scandir of tmp/
         self.store.reap_tmp()
         produced = []

@@ -102,14 +102,14 @@ def run_legacy(resource: "Resource", job: "Job") -> Output:
             raise
         except Exception as exc:
             raise DownloadError(
-                f"{type(resource).__qualname__}: {type(exc).__name__}: {exc}",
+                f"{type(resource).__name__}: {type(exc).__name__}: {exc}",
                 hint="the plugin's code failed; run with --traceback for details",
             ) from exc
         finally:
             _state.job = None
             definition._datapath_override = previous
         if result is False:
-            raise DownloadError(f"{type(resource).__qualname__} reported a failure", hint="run with --debug for its messages")
+            raise DownloadError(f"{type(resource).__name__} reported a failure", hint="run with --debug for its messages")
         return _store_output(resource, job, work / resource.name)
     finally:
         remove_tree(work)
@@ -130,7 +130,7 @@ def _store_output(resource: "Resource", job: "Job", target: Path) -> Output:
     if not resource.has_files():
         return Output("value", value=None)
     raise DefinitionError(
-        f"{type(resource).__qualname__} wrote nothing at {resource.name!r} in its dataset folder",
+        f"{type(resource).__name__} wrote nothing at {resource.name!r} in its dataset folder",
         hint="the plugin's resource does not follow the original API; report it to its authors",
     )
 
