@@ -105,9 +105,9 @@ class _WholeStreamState(streaming.TransformState):
         self.transform = transform
         self.buffer = tempfile.TemporaryFile()
 
-    def feed(self, data: bytes) -> bytes:
+    def feed_pieces(self, data: bytes):
         self.buffer.write(data)
-        return b""
+        return iter(())
 
     def finish(self) -> bytes:
         self.buffer.seek(0)

@@ -36,8 +36,11 @@ class _LineState(streaming.TransformState):
             output.append(self.function(line.decode("utf-8") + newline).encode("utf-8"))
         return b"".join(output)
 
-    def feed(self, data: bytes) -> bytes:
-        return self._lines(data, False)
+    def feed_pieces(self, data: bytes):
+        # one piece per chunk: a line transform never expands its input much
+        output = self._lines(data, False)
+        if output:
+            yield output
 
     def finish(self) -> bytes:
         return self._lines(b"", True)
