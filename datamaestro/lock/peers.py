@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 #: objects made visible together (one file-system flush for the batch)
 BATCH = 2000
+#: objects copied by one task of the thread pool
+CHUNK = 32
 
 
 class PeerUnavailable(Exception):
@@ -191,9 +193,15 @@ def transfer(store: "Store", digests: Iterable[str], peers: list[Peer], *, jobs:
                 return digest, None, None  # another process stored it meanwhile
         return digest, None, None
 
+    def take_chunk(digests: list[str]) -> list:
+        return [take(digest) for digest in digests]
+
+    # tasks of a few objects each: one task per small object costs more in
+    # thread hand-overs than the copy itself
+    chunks = [wanted[i : i + CHUNK] for i in range(0, len(wanted), CHUNK)]
     pending: list = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for digest, label, staged in pool.map(take, wanted):
+        for digest, label, staged in (result for chunk in pool.map(take_chunk, chunks) for result in chunk):
             if staged is None:
                 if not store.objects.has(digest):
                     report.missing.append(digest)

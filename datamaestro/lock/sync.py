@@ -66,7 +66,7 @@ class SyncReport:
 
 
 def wanted_objects(store: "Store", outputs: Iterable[Output], peers: list[Peer], jobs: int, report: Transfer) -> list[str]:
-    """The file objects the given outputs need and the store lacks.
+    """The file objects the given outputs need (:func:`transfer` skips those present).
 
     A tree needs its tree object (taken from the peers first when missing,
     so that its entries can be read) and each file it lists. A tree object
@@ -79,7 +79,7 @@ def wanted_objects(store: "Store", outputs: Iterable[Output], peers: list[Peer],
     for digest in trees:
         if store.objects.has(digest):
             files.extend(store.trees.iter_object_digests(digest))
-    return [d for d in dict.fromkeys(files) if not store.objects.has(d)]
+    return list(dict.fromkeys(files))
 
 
 def _merge(report: Transfer, other: Transfer) -> None:
@@ -99,8 +99,10 @@ def fill_from_peers(store: "Store", outputs: list[Output], peers: list[Peer], jo
     _merge(report, transfer(store, wanted_objects(store, outputs, peers, jobs, report), peers, jobs=jobs))
     for output in outputs:
         if output.kind == "tree" and not store.trees.has(output.digest) and store.objects.has(output.digest):
-            if all(store.objects.has(d) for d in store.trees.iter_object_digests(output.digest)):
+            try:
                 store.trees.materialize(output.digest)
+            except StoreError:
+                pass  # a file no peer had: the pipeline makes the tree
     # what no peer had is the pipeline's business: not an error here
     report.missing = []
     return report

@@ -112,11 +112,15 @@ class Layout:
 
 @dataclass(frozen=True)
 class Staged:
-    """A checked object waiting in ``tmp/`` to be made visible (see :meth:`ObjectStore.commit_staged`)."""
+    """A checked object waiting in ``tmp/`` to be made visible (see :meth:`ObjectStore.commit_staged`).
+
+    :param read_only: the file already has the objects' mode (no chmod needed)
+    """
 
     tmp: Path
     digest: str
     size: int
+    read_only: bool = False
 
 
 _syncfs = None
@@ -256,8 +260,8 @@ class ObjectStore:
         """A writer for a new object (see :class:`ObjectWriter`)."""
         return ObjectWriter(self, expect)
 
-    def stage_file(self, digest: str, source: Path, *, link: bool = False) -> Staged | None:
-        """Copies a file said to hold ``digest`` into ``tmp/`` and checks it; None if already present.
+    def stage_file(self, digest: str, source: Path, *, link: bool = False) -> Staged:
+        """Copies a file said to hold ``digest`` into ``tmp/`` and checks it.
 
         The object is not visible until :meth:`commit_staged`, which makes a
         whole batch durable with one file-system flush (an fsync per small
@@ -268,12 +272,12 @@ class ObjectStore:
             immutable, so sharing its inode is safe); the bytes are hashed all the same
         :raises IntegrityError: the content does not hash to ``digest`` (nothing is kept)
         """
-        if self.has(digest):
-            return None
         tmp = self.layout.tmp_path(".import")
         try:
             if link and self._link(source, tmp):
-                actual, size = digest_of_file(tmp), os.lstat(tmp).st_size
+                size = os.lstat(tmp).st_size
+                # small files: one read; digest_of_file's threads and mmap cost more than they save
+                actual = digest_of_file(tmp) if size > SMALL_FILE else digest_bytes(tmp.read_bytes())
             else:
                 actual, size = self._copy(source, tmp, digest)
         except OSError as exc:
@@ -284,12 +288,14 @@ class ObjectStore:
         if actual != digest:
             tmp.unlink(missing_ok=True)
             raise IntegrityError(f"{source}: content hashes to {actual}, not {digest}")
-        return Staged(tmp, digest, size)
+        # a copy is created read-only, a link shares an object's inode (read-only too)
+        return Staged(tmp, digest, size, read_only=True)
 
     def _link(self, source: Path, tmp: Path) -> bool:
         """Hard-links ``source`` at ``tmp`` when allowed; False to copy instead."""
         st = os.stat(source)
-        if st.st_uid != os.geteuid() or st.st_dev != os.stat(self.layout.tmp).st_dev:
+        # another user's file, another file system, or a writable file (not an object): copy
+        if st.st_uid != os.geteuid() or st.st_dev != os.stat(self.layout.tmp).st_dev or st.st_mode & 0o222:
             return False
         try:
             os.link(source, tmp)
@@ -323,8 +329,15 @@ class ObjectStore:
         if not staged:
             return
         sync_filesystem(self.layout.tmp)
+        # one check per fan-out folder rather than per object: metadata calls
+        # dominate the import of many small objects
+        folders: set[Path] = set()
         for item in staged:
-            self.adopt(item.tmp, item.digest)
+            folder = self.path_of(item.digest).parent
+            if folder not in folders:
+                self.layout.mkdir(folder)
+                folders.add(folder)
+            self.adopt(item.tmp, item.digest, chmod=not item.read_only, folder_exists=True)
 
     def ingest_stream(self, chunks: Iterable[bytes]) -> str:
         """Stores the bytes of an iterable of chunks; returns their digest."""
@@ -357,19 +370,24 @@ class ObjectStore:
             path.unlink()
         return digest
 
-    def adopt(self, tmp: Path, digest: str) -> None:
+    def adopt(self, tmp: Path, digest: str, *, chmod: bool = True, folder_exists: bool = False) -> None:
         """Renames a complete, hashed tmp file into place as ``digest``.
 
         If the object already exists (another writer was first) the tmp file
         is dropped: the bytes are the same by definition.
+
+        :param chmod: make the file read-only first (False: it already is)
+        :param folder_exists: the object's fan-out folder is known to exist
         """
         target = self.path_of(digest)
         try:
-            os.chmod(tmp, OBJECT_MODE)
+            if chmod:
+                os.chmod(tmp, OBJECT_MODE)
             if target.exists():
                 tmp.unlink()
                 return
-            self.layout.mkdir(target.parent)
+            if not folder_exists:
+                self.layout.mkdir(target.parent)
             os.rename(tmp, target)
         except OSError as exc:
             tmp.unlink(missing_ok=True)

@@ -102,18 +102,27 @@ class TreeStore:
         work = self.layout.tmp_path(".tree")
         try:
             os.mkdir(work)
+            # each folder is made once: a tree of many small files would
+            # otherwise pay a mkdir call per file
+            made = {work}
             for entry in document["entries"]:
                 path = work / entry["path"]
                 if entry["kind"] == "dir":
                     path.mkdir(parents=True, exist_ok=True)
+                    made.add(path)
                     continue
-                path.parent.mkdir(parents=True, exist_ok=True)
+                if path.parent not in made:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(path.parent)
                 if entry["kind"] == "symlink":
                     os.symlink(entry["target"], path)
                 else:
                     self._link_object(entry["digest"], path)
             if self.layout.install_folder(work, target):
                 _freeze(target)
+        except StoreError:
+            remove_tree(work)
+            raise
         except OSError as exc:
             remove_tree(work)
             raise disk_error(exc, f"materializing tree {digest}") from None
@@ -121,10 +130,10 @@ class TreeStore:
 
     def _link_object(self, digest: str, path: Path) -> None:
         source = self.objects.path_of(digest)
-        if not source.is_file():
-            raise StoreError(f"object {digest} of a tree is missing from the store", hint="run `datamaestro store verify`")
         try:
             os.link(source, path)
+        except FileNotFoundError:
+            raise StoreError(f"object {digest} of a tree is missing from the store", hint="run `datamaestro store verify`") from None
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.ENOTSUP):
                 raise

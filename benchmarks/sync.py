@@ -1,0 +1,131 @@
+"""``datamaestro sync`` of a locked dataset of 10,000 small files from another store, cold and warm.
+
+A project locks ``sync.files`` (``benchmarks/plugin``: a tar archive of
+10,000 files of 4 KiB in 100 folders, served locally, extracted into one
+tree) on a "peer" data dir; the server is then stopped. Measured, each in a
+new process (the console script, what a user runs):
+
+- cold: ``datamaestro --data FRESH sync --offline --from PEER/store``
+  into an empty data dir and store, against ``cp -rL`` of the dataset's
+  readable folder (the same 10,000 files, links followed) into an empty
+  folder. The peer is on the same file system and owned by the same user,
+  so objects are hard-linked after being hashed; a second row forces a copy
+  (peer objects given to another owner, as in another user's store: needs root);
+- warm: the same ``sync`` again when everything is present (no rehash:
+  presence of a digest-named object is proof; the lock's check against the
+  definitions is remembered in the data dir's cache).
+
+Dirty pages are flushed before each timed run, so that one run's writeback
+does not slow the next.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tarfile
+from pathlib import Path
+
+from benchmarks._common import KiB, Row, bench_env, compare, drop_dirty_pages, fresh_dir, median, run_checked, serving, time_command
+
+NAME = "sync"
+DATASET = "sync.files"
+FILE_SIZE = 4 * KiB
+#: the cold sync may take this much longer than `cp -rL`
+COLD = 1.2
+WARM_S = 0.5
+
+
+def archive(path: Path, count: int) -> Path:
+    """A plain tar of ``count`` distinct files of FILE_SIZE bytes in 100 folders (kept when there)."""
+    if path.is_file():
+        return path
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    with tarfile.open(tmp, "w") as tar:
+        for index in range(count):
+            data = rng.integers(0, 256, FILE_SIZE, dtype=np.uint8).tobytes()
+            info = tarfile.TarInfo(f"d{index % 100:02d}/f{index:05d}.bin")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    os.replace(tmp, path)
+    return path
+
+
+def datamaestro(*args: str | Path) -> list[str]:
+    """The command line of ``datamaestro ARGS`` (the console script's module)."""
+    return [sys.executable, "-m", "datamaestro", *map(str, args)]
+
+
+def count_files(folder: Path) -> int:
+    """Files below a folder, links followed."""
+    return sum(len(files) for _, _, files in os.walk(folder, followlinks=True))
+
+
+def run(work: Path, quick: bool) -> list[Row]:
+    """Locks the dataset on a peer, then times cold syncs, copies and warm syncs."""
+    count = 500 if quick else 10_000
+    runs = 3 if quick else 5
+    tar = archive(work / "data" / f"files-{count}.tar", count)
+    home = work / "home-sync"
+    env = bench_env(home, work)
+    fresh_dir(Path(env["DATAMAESTRO_DIR"]))
+    project = fresh_dir(home / "project")
+    (project / "pyproject.toml").write_text(f'[project]\nname = "bench"\n\n[tool.datamaestro]\ndatasets = ["{DATASET}"]\n')
+    peer = fresh_dir(home / "peer")
+    with serving(work, NAME, {"files.tar": tar}, env):
+        run_checked(datamaestro("--data", peer, "lock"), env=env, cwd=project)
+    readable = peer / "data" / "bench" / "sync" / "files" / "files"
+    if count_files(readable) != count:
+        raise RuntimeError(f"the peer's dataset has {count_files(readable)} files, not {count}")
+
+    target, copy = home / "target", home / "copy"
+    sync = datamaestro("--data", target, "sync", "--offline", "--from", peer / "store")
+
+    def cold_sync() -> float:
+        fresh_dir(target)
+        drop_dirty_pages()
+        seconds = time_command(sync, env=env, cwd=project)
+        if count_files(target / "data" / "bench" / "sync" / "files" / "files") != count:
+            raise RuntimeError("sync did not reproduce every file")
+        return seconds
+
+    def cp() -> float:
+        fresh_dir(copy)
+        drop_dirty_pages()
+        return time_command(["cp", "-rL", str(readable), str(copy / "files")])
+
+    cold, copies = [], []
+    cold_sync(), cp()  # page cache and bytecode, for both
+    for _ in range(runs):
+        cold.append(cold_sync())
+        copies.append(cp())
+    warm = [time_command(sync, env=env, cwd=project) for _ in range(runs)]
+
+    how = f"median of {runs} runs, alternating, new processes, after one untimed run of each"
+    label = f"{count:,} files of {FILE_SIZE // KiB} KiB"
+    rows = [
+        compare(NAME, f"cold `sync --offline --from <peer store folder>`, {label}", median(cold), median(copies), "s",
+                how + "; objects hashed, then hard-linked from the peer (same file system, same owner); "
+                "reference: `cp -rL` of the dataset's readable folder", target=f"≤ {COLD}", met=lambda ratio: ratio <= COLD),
+        Row(NAME, f"warm `sync` (everything present), {label}", median(warm), None, None, f"< {WARM_S} s", "s",
+            f"median of {runs} runs in new processes; no byte read, no rehash", met=median(warm) < WARM_S),
+    ]
+    if os.geteuid() == 0:
+        # another owner's objects cannot be hard-linked: they are copied (and hashed) instead
+        for dirpath, _, files in os.walk(peer / "store" / "objects"):
+            for name in files:
+                os.chown(os.path.join(dirpath, name), 65534, -1)
+        copied = []
+        for _ in range(runs):
+            copied.append(cold_sync())
+            cp()
+        rows.insert(1, compare(NAME, f"cold `sync --offline --from <another owner's store folder>`, {label}", median(copied), median(copies), "s",
+                               how + "; the peer's objects belong to another user: copied and hashed; reference: `cp -rL`",
+                               target=f"≤ {COLD}", met=lambda ratio: ratio <= COLD))
+    fresh_dir(target), fresh_dir(copy)
+    return rows
