@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mnistdata import PLUGIN_PREFIX, write_examples, write_mnist
+from mnistdata import mirror_settings
 
 if TYPE_CHECKING:
     from datamaestro.context import Context
@@ -53,21 +53,18 @@ def write_pinned(root: Path, text: bytes = b"some text\n") -> None:
 
 
 def settings_file(base_url: str) -> Path:
-    """The user settings: no retries (the original URLs are dead), the mirror to the test server."""
-    path = Path(os.environ["DATAMAESTRO_CONFIG"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f'retries = 0\n\n[mirrors]\n"{PLUGIN_PREFIX}" = ["{base_url.rstrip("/")}/"]\n')
+    """The user settings: the mirror to the test server, and no retries (the original URLs are dead)."""
+    path = mirror_settings(base_url)
+    path.write_text("retries = 0\n" + path.read_text())
     return path
 
 
 @pytest.fixture
-def served(http_server):
+def served(mnist_server):
     """The test server with MNIST, the example files and the pinned bundle; settings point at it."""
-    http_server.mnist = write_mnist(http_server.root)
-    write_examples(http_server.root)
-    write_pinned(http_server.root)
-    settings_file(http_server.base_url)
-    return http_server
+    write_pinned(mnist_server.root)
+    settings_file(mnist_server.base_url)
+    return mnist_server
 
 
 class Project(type(Path())):
