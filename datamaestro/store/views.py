@@ -139,8 +139,14 @@ def point_readable_path(readable: Path, view: Path, data_dir: Path, names: list[
             os.symlink(entry_target, tmp)
             os.replace(tmp, entry)
         for entry in readable.iterdir():
+            # hidden names are other processes' links in flight: never prune them
+            if entry.name.startswith("."):
+                continue
             if entry.is_symlink() and entry.name not in wanted and os.readlink(entry).startswith(VIEW_LINK + "/"):
-                entry.unlink()
+                try:
+                    entry.unlink()
+                except FileNotFoundError:
+                    pass  # another process pruned it first
     except OSError as exc:
         raise disk_error(exc, f"linking {readable}") from None
 
