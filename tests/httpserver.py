@@ -30,6 +30,10 @@ requests the fault applies to, ``None`` for all of them):
 - ``"redirect-loop"``: redirect to the same path, forever
 - ``"no-range"``: ignore ``Range`` headers (always 200 and the whole file);
   it combines with the faults above
+- ``"throttle"``: send the body in pieces of ``chunk`` bytes (default
+  16 KiB) with a pause of ``pause`` seconds (default 0.02) after each, so
+  that a client can be killed in the middle of a body; it combines with the
+  faults above
 
 The fixture :func:`http_server` gives a started server on a fresh folder.
 """
@@ -51,7 +55,7 @@ import pytest
 
 # Faults that change a response; "no-range" only modifies how the file is served
 _ACTIONS = {"truncate", "reset", "slow", "wrong-bytes", "redirect", "redirect-loop"}
-_MODIFIERS = {"no-range"}
+_MODIFIERS = {"no-range", "throttle"}
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 # Every byte changed, so that "wrong-bytes" keeps the size but not the content
 _GARBLE = bytes((i + 1) % 256 for i in range(256))
@@ -247,15 +251,15 @@ class ControlledServer:
         with self._lock:
             self._connections.pop(connection, None)
 
-    def _faults_for(self, path: str) -> tuple[Fault | None, set[str]]:
-        """The action fault that applies to this request, and the active modifiers."""
+    def _faults_for(self, path: str) -> tuple[Fault | None, dict[str, dict[str, Any]]]:
+        """The action fault that applies to this request, and the active modifiers with their parameters."""
         action = None
-        modifiers = set()
+        modifiers = {}
         with self._lock:
             for fault in self._faults.get(path, []):
                 if fault.kind in _MODIFIERS:
                     if fault.take():
-                        modifiers.add(fault.kind)
+                        modifiers[fault.kind] = fault.params
                 elif action is None and fault.take():
                     action = fault
         return action, modifiers
@@ -322,7 +326,9 @@ class ControlledServer:
             count = int(length * params.get("fraction", 0.5))
         elif kind == "reset":
             count = min(length, params["after"])
-        if content is not None:
+        if "throttle" in modifiers:
+            self._send_throttled(handler, content, file, start, count, modifiers["throttle"])
+        elif content is not None:
             handler.wfile.write(content[start : start + count])
         elif count > 0:  # sendfile() reads a count of 0 as "up to the end"
             with file.open("rb") as fp:
@@ -331,6 +337,19 @@ class ControlledServer:
             # Give the client time to read what was sent: an RST drops unread data
             self._stopping.wait(params.get("pause", 0.2))
             self._reset(handler)
+
+    def _send_throttled(self, handler: _Handler, content: bytes | None, file: Path, start: int, count: int, params: dict) -> None:
+        """Sends ``count`` bytes from ``start`` in small pieces, pausing after each one."""
+        if content is None:
+            with file.open("rb") as fp:
+                fp.seek(start)
+                content, start = fp.read(count), 0
+        chunk = params.get("chunk", 16 * 1024)
+        for offset in range(start, start + count, chunk):
+            handler.wfile.write(content[offset : min(offset + chunk, start + count)])
+            handler.wfile.flush()
+            if self._stopping.wait(params.get("pause", 0.02)):
+                return
 
     def _file(self, path: str) -> Path | None:
         candidate = (self.root / path.lstrip("/")).resolve()
