@@ -26,7 +26,9 @@ published.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from .errors import DatamaestroError, IntegrityError, OfflineError, StoreError
 from .store import ActionRecord, Output, recipe_key
+from .store.objects import disk_error
 from .store.digests import format_digest, hasher
 from .store.views import VIEW_LINK, manifest_digest, point_readable_path
 
@@ -340,6 +343,13 @@ class Pipeline:
                             error.message = f"{job.description}: {error.message}"
                             error.args = (error.message,)
                         raise
+                    except OSError as exc:
+                        # a full disk, or a store deleted or made read-only, met by
+                        # a resource's own file operations (an archive's extraction
+                        # folder, a derivation's output): the store's trouble, not a bug
+                        if not store_trouble(exc, self.store.root):
+                            raise
+                        raise disk_error(exc, f"preparing {job.description}") from None
                 if expected is not None:
                     check_pin(definition, resource, output, expected)
                 if not volatile:
@@ -390,10 +400,22 @@ def publish_dataset(context: "Context", readable: Path, entries: dict[str, tuple
     The data dir is registered as a gc root first, so that a concurrent
     ``store gc`` sees the link made here.
     """
-    context.store.register_root("data", context.data_dir)
+    try:
+        context.store.register_root("data", context.data_dir)
+    except StoreError as error:
+        # a store one may only read (another user's, a read-only mount): its
+        # data is usable all the same, only its owner's gc cannot see this data dir
+        logger.warning("%s; `datamaestro store gc` on this store will not know that %s uses its data", error.message, context.data_dir)
     manifest, view = context.store.views.publish(entries)
     point_readable_path(readable, view, context.data_dir, list(entries))
     return manifest, view
+
+
+def store_trouble(exc: OSError, store_root: Path) -> bool:
+    """True when an OSError comes from the disk or from the store, not from a bug in a resource."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS):
+        return True
+    return bool(exc.filename) and Path(os.path.abspath(exc.filename)).is_relative_to(store_root.absolute())
 
 
 def pin_error(dataset_id: str, resource_name: str, url: str | None, label: str, got: str, want: str) -> IntegrityError:

@@ -31,6 +31,17 @@ from .views import ViewStore, current_view, manifest_digest, point_readable_path
 LAYOUT_VERSION = "1"
 VERSION_FILE = "VERSION"
 SHARED_FILE = "SHARED"
+# What a store folder holds besides VERSION. A folder holding only these
+# is a store that lost its VERSION file (a process killed while creating
+# the store, or a store deleted while another process was adding to it,
+# which then recreated some folders): it is taken as a store again, so that
+# the next run works instead of refusing the folder for ever.
+LAYOUT_ENTRIES = frozenset({"objects", "trees", "actions", "views", "roots", "tmp", "locks", "quarantine", SHARED_FILE})
+
+
+def _layout_entry(name: str) -> bool:
+    """True for a name the store itself creates (``.VERSION.<pid>``: a VERSION file being written)."""
+    return name in LAYOUT_ENTRIES or name.startswith((f".{VERSION_FILE}.", f".{SHARED_FILE}."))
 
 __all__ = [
     "Store",
@@ -70,7 +81,7 @@ class Store:
                     f"store {root} has layout version {version}, this datamaestro reads version {LAYOUT_VERSION}",
                     hint="use a datamaestro release that matches the store, or point DATAMAESTRO_STORE at another folder",
                 )
-        elif root.is_dir() and any(p.name != "locks" for p in root.iterdir()):
+        elif root.is_dir() and not all(_layout_entry(p.name) for p in root.iterdir()):
             raise StoreError(f"{root} is not a datamaestro store (no {VERSION_FILE} file) and is not empty")
         elif not create:
             raise StoreError(f"no store at {root}")

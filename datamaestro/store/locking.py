@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import LockTimeoutError
-from .objects import HOST, Layout
+from .objects import HOST, Layout, disk_error
 
 
 def describe_holder(note: Path) -> str:
@@ -41,18 +41,21 @@ def store_lock(layout: Layout, name: str, *, timeout: float, what: str):
     """
     from filelock import FileLock, Timeout
 
-    layout.mkdir(layout.locks)
     safe = name.replace(":", "-").replace("/", "_")
     path = layout.locks / f"{safe}.lock"
     note = layout.locks / f"{safe}.holder"
     lock = FileLock(str(path), mode=0o666 if layout.shared else 0o644)
     try:
+        layout.mkdir(layout.locks)
         lock.acquire(timeout=timeout)
-    except Timeout:
+    except Timeout:  # an OSError too: caught first
         raise LockTimeoutError(
             f"timed out after {timeout:.0f}s waiting for {describe_holder(note)} to finish {what}",
             hint="wait for it to finish; if it is dead, its lock is released by the system and the next try proceeds",
         ) from None
+    except OSError as exc:
+        # the lock file cannot be created: a full disk, a store one may only read
+        raise disk_error(exc, f"taking the lock for {what}") from None
     try:
         try:
             note.write_text(json.dumps({"host": HOST, "pid": os.getpid(), "time": time.time(), "what": what}))

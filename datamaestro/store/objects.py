@@ -71,9 +71,16 @@ class Layout:
         return 0o2775 if self.shared else 0o755
 
     def mkdir(self, path: Path) -> None:
-        """Creates a folder (and parents) with the store's folder mode."""
+        """Creates a folder of the store (and its parents) with the store's folder mode.
+
+        :raises StoreError: the store folder itself is gone: it was deleted
+            while in use, and recreating folders in its place would make a
+            store without its VERSION file
+        """
         if path.is_dir():
             return
+        if path == self.root:
+            raise StoreError(f"the store {self.root} was deleted while in use", hint="run again: a new store is created")
         self.mkdir(path.parent) if path.parent != path and not path.parent.is_dir() else None
         try:
             os.mkdir(path, self.dir_mode)
@@ -106,7 +113,10 @@ class Layout:
 
     def tmp_path(self, hint: str = "") -> Path:
         """A unique name in ``tmp/`` that says which host and process writes it."""
-        self.mkdir(self.tmp)
+        try:
+            self.mkdir(self.tmp)
+        except OSError as exc:
+            raise disk_error(exc, "creating the store's tmp folder") from None
         return self.tmp / f"{HOST}.{os.getpid()}.{uuid.uuid4().hex[:12]}{hint}"
 
 
@@ -168,7 +178,10 @@ class ObjectWriter:
         self.tmp = objects.layout.tmp_path(".part")
         self.size = 0
         self._hasher = hasher()
-        self._fp: BinaryIO | None = open(self.tmp, "wb")
+        try:
+            self._fp: BinaryIO | None = open(self.tmp, "wb")
+        except OSError as exc:
+            raise disk_error(exc, "writing an object") from None
         self.digest: str | None = None
 
     def write(self, data: bytes) -> None:

@@ -65,10 +65,12 @@ class ViewStore:
         data = canonical_json(manifest_document(entries))
         digest = digest_bytes(data)
         view = self.path_of(digest)
-        if view.is_dir():
-            return digest, view
+        # the manifest first, even when the view exists: a view is useless to
+        # gc and verify without it (a store deleted in the middle of a publish)
         if not self.objects.has(digest):
             self.objects.ingest_stream([data])
+        if view.is_dir():
+            return digest, view
         work = self.layout.tmp_path(".view")
         try:
             os.mkdir(work)
