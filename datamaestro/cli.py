@@ -241,7 +241,7 @@ def sync(
     frozen: bool = typer.Option(False, "--frozen", help="Use the lock as it is: no check against the project's definitions."),
     offline: bool = typer.Option(False, "--offline", help="Never touch the network (folders given with --from are used)."),
     sources: List[str] = typer.Option(None, "--from", help="A store folder or http(s) URL to take objects from first (repeatable)."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Objects copied at once."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Objects copied at once."),
 ):
     """Make every locked dataset present, verified, and shown by its readable folder."""
     from .api import sync_project
@@ -299,7 +299,7 @@ def store_info():
 
 
 @store_app.command("verify")
-def store_verify(jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Files hashed at once (default: cores).")):
+def store_verify(jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Files hashed at once (default: cores).")):
     """Rehash every object; quarantine (never delete) those whose content changed."""
     from .store.maintenance import verify
 
@@ -324,7 +324,7 @@ def store_verify(jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="
 @store_app.command("gc")
 def store_gc(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be deleted."),
-    grace: float = typer.Option(3600, "--grace", help="Keep unreachable objects younger than this (seconds)."),
+    grace: float = typer.Option(3600, "--grace", min=0, help="Keep unreachable objects younger than this (seconds)."),
 ):
     """Delete what no root (data dir in use, registered lock file) reaches."""
     from .store.maintenance import gc
@@ -372,7 +372,7 @@ def store_init(group: Optional[str] = typer.Option(None, "--group", help="Unix g
 def store_export(
     lock_file: Path = typer.Argument(..., metavar="LOCKFILE"),
     folder: Path = typer.Argument(..., metavar="DIR"),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Objects copied at once."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Objects copied at once."),
 ):
     """Copy exactly the objects a lock needs into DIR, laid out as a store (for `sync --from DIR`)."""
     from .api import export_lock
