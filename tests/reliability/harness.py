@@ -88,6 +88,7 @@ class Datamaestro:
     :param wrapper: a command the script runs under (``["setpriv", ...]``)
     :param preexec: a function run in the child before ``exec`` (limits)
     :param env: extra environment variables
+    :param cwd: the folder the commands run in (a project's)
 
     Example::
 
@@ -104,12 +105,14 @@ class Datamaestro:
         wrapper: Sequence[str] = (),
         preexec: Callable[[], None] | None = None,
         env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ):
         self.data_dir = Path(data_dir)
         self.store_dir = Path(store_dir)
         self.wrapper = list(wrapper)
         self.preexec = preexec
         self.env = env or {}
+        self.cwd = cwd
 
     def argv(self, *args: str) -> list[str]:
         """The full command line for ``datamaestro ARGS``."""
@@ -124,6 +127,7 @@ class Datamaestro:
             text=True,
             env={**os.environ, **self.env},
             preexec_fn=self.preexec,
+            cwd=self.cwd,
         )
 
     def run(self, *args: str, timeout: float = PROCESS_TIMEOUT) -> Outcome:

@@ -65,13 +65,17 @@ def _gzip(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
 
 
-def _tar_gz(files: dict[str, bytes]) -> bytes:
+def tar_gz(*members: tarfile.TarInfo | tuple[str, bytes]) -> bytes:
+    """A gzipped tar of files ``(name, bytes)`` and members without data (``TarInfo``: links, devices)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
+        for member in members:
+            if isinstance(member, tarfile.TarInfo):
+                archive.addfile(member)
+            else:
+                info = tarfile.TarInfo(member[0])
+                info.size = len(member[1])
+                archive.addfile(info, io.BytesIO(member[1]))
     return buffer.getvalue()
 
 
@@ -96,7 +100,7 @@ def write_samples(root: Path, seed: int = 0) -> dict[str, Expected]:
     corpus = {"corpus/a.txt": noise.randbytes(200_000), "corpus/sub/b.txt": noise.randbytes(50_000), "corpus/sub/c.txt": b"gamma\n"}
     served = {path: _gzip(data) for path, data in raw.items()}
     served["example/readme.txt"] = b"read me\n" * 1000
-    served["samples/corpus.tar.gz"] = _tar_gz(corpus)
+    served["samples/corpus.tar.gz"] = tar_gz(*corpus.items())
     for path, data in served.items():
         for target in (root / path, root / "moved" / path):
             target.parent.mkdir(parents=True, exist_ok=True)

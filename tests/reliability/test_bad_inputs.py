@@ -10,7 +10,6 @@ two in step.
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import re
 import subprocess
@@ -24,6 +23,7 @@ import pytest
 from idxwriter import idx_bytes
 
 from .harness import PROCESS_TIMEOUT
+from .samples import tar_gz
 
 DOCS = Path(__file__).parents[2] / "docs" / "errors.md"
 
@@ -57,20 +57,6 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     serve: dict[str, bytes] = field(default_factory=dict)
     faults: dict[str, tuple[str, dict]] = field(default_factory=dict)
-
-
-def tar_gz(*members: tarfile.TarInfo | tuple[str, bytes]) -> bytes:
-    """A gzipped tar of files ``(name, bytes)`` and special members (``TarInfo``)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for member in members:
-            if isinstance(member, tarfile.TarInfo):
-                archive.addfile(member)
-            else:
-                info = tarfile.TarInfo(member[0])
-                info.size = len(member[1])
-                archive.addfile(info, io.BytesIO(member[1]))
-    return buffer.getvalue()
 
 
 def special(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:

@@ -11,7 +11,6 @@ writes the new lock.
 from __future__ import annotations
 
 import signal
-import subprocess
 
 from .harness import PROCESS_TIMEOUT, Datamaestro, signal_problems, store_problems, tmp_entries
 from .samples import SERVED
@@ -31,13 +30,9 @@ class Project(Datamaestro):
     """A :class:`Datamaestro` runner whose commands run in a project folder."""
 
     def __init__(self, folder, data_dir, store_dir):
-        super().__init__(data_dir, store_dir)
+        super().__init__(data_dir, store_dir, cwd=folder)
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-
-    def start(self, *args: str) -> subprocess.Popen:
-        """Starts ``datamaestro ARGS`` in the project's folder."""
-        return subprocess.Popen(self.argv(*args), cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     @property
     def lock(self):
