@@ -1,10 +1,15 @@
-"""``python -m benchmarks [--quick] [NAME...]``: runs benchmarks, prints one table, writes it as Markdown.
+"""``python -m benchmarks [--quick] [--offline] [NAME...]``: runs benchmarks, prints one table, writes it with a plot.
 
 A benchmark is any module of this package whose name does not start with
-``_`` and that defines ``run(work, quick)``; it is found without being
-listed here. A full run of every benchmark writes ``benchmarks/results.md``
-(the committed figures); a quick or partial run writes into the work
-folder instead, so that it never replaces them (``--output`` chooses).
+``_`` and that defines ``run(work, quick)`` returning rows
+(:class:`~benchmarks._common.Row`) and scaling curves
+(:class:`~benchmarks._common.Curve`); it is found without being listed
+here. A module whose ``run`` also takes ``offline`` is told to skip what
+needs the network (PyPI); the others never use it. A full run of every
+benchmark writes ``benchmarks/results.md``, ``results.json`` and
+``results.png`` (the committed figures); a quick or partial run writes into
+the work folder instead, so that it never replaces them (``--output``
+chooses).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -24,7 +30,7 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks._common import BENCH_DIR, GiB, REPO_ROOT, WORK_DIR, Row
+from benchmarks._common import BENCH_DIR, GiB, REPO_ROOT, WORK_DIR, Curve, Row, size_label
 
 COLUMNS = ("benchmark", "measure", "value", "reference", "ratio", "target", "met", "note")
 
@@ -34,12 +40,13 @@ def available() -> list[str]:
     return sorted(info.name for info in pkgutil.iter_modules([str(BENCH_DIR)]) if not info.ispkg and not info.name.startswith("_"))
 
 
-def run_benchmark(name: str, work: Path, quick: bool) -> list[Row]:
+def run_benchmark(name: str, work: Path, quick: bool, offline: bool = False) -> list[Row | Curve]:
     """Runs one benchmark; a failure becomes a row saying so (the others still run)."""
     started = time.perf_counter()
     try:
         module = importlib.import_module(f"benchmarks.{name}")
-        rows = module.run(work, quick)
+        options = {"offline": offline} if "offline" in inspect.signature(module.run).parameters else {}
+        rows = module.run(work, quick, **options)
     except Exception as exc:
         traceback.print_exc()
         rows = [Row(name, "FAILED", None, note=f"{type(exc).__name__}: {exc}".splitlines()[0][:200], met=False)]
@@ -62,8 +69,8 @@ def cells(row: Row) -> list[str]:
     return [
         row.benchmark,
         row.measure,
-        _number(row.value) + (unit if row.value is not None else ""),
-        _number(row.reference) + (unit if row.reference is not None else ""),
+        "skipped" if row.skipped and row.value is None else _number(row.value) + (unit if row.value is not None else ""),
+        "skipped" if row.skipped and row.reference is None else _number(row.reference) + (unit if row.reference is not None else ""),
         _number(row.ratio),
         row.target,
         met,
@@ -85,6 +92,22 @@ def markdown_table(rows: list[Row]) -> str:
         return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
 
     return "\n".join([line(COLUMNS), line(["---"] * len(COLUMNS))] + [line(cells(row)) for row in rows])
+
+
+def _x_label(curve: Curve, x: float) -> str:
+    return size_label(int(x)) if curve.x_unit == "B" else f"{x:,.0f}"
+
+
+def curve_table(curve: Curve) -> str:
+    """A curve as a Markdown table: one line per x, one column per series."""
+    xs = sorted({point[0] for points in curve.series.values() for point in points})
+    values = {label: dict((x, y) for x, y in points) for label, points in curve.series.items()}
+    header = [curve.x_label] + [f"{label} ({curve.y_unit})" for label in curve.series]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for x in xs:
+        line = [_x_label(curve, x)] + [_number(values[label].get(x)) for label in curve.series]
+        lines.append("| " + " | ".join(line) + " |")
+    return "\n".join(lines)
 
 
 def _cpu_model() -> str:
@@ -132,20 +155,30 @@ def machine(work: Path) -> dict[str, str]:
     }
 
 
-def markdown(rows: list[Row], description: dict[str, str], *, quick: bool, names: list[str]) -> str:
-    """The whole results page."""
+def markdown(rows: list[Row], curves: list[Curve], description: dict[str, str], *, command: str, plot: str | None) -> str:
+    """The whole results page.
+
+    :param command: the command line that wrote it
+    :param plot: the plot's file name, next to the page (None: not drawn)
+    """
     lines = [
         "# Benchmark results",
         "",
-        f"Written by `python -m benchmarks{' --quick' if quick else ''}{''.join(' ' + n for n in names)}`. "
+        f"Written by `{command}`. "
         "Ratios compare datamaestro with a reference measured in the same run; "
-        "the `met` column says whether the target is reached (**NO** marks a missed target).",
-        "",
-        "## Machine",
+        "the `met` column says whether the target is reached (**NO** marks a missed target). "
+        "How to run them and what each measures: [docs/benchmarks.md](../docs/benchmarks.md).",
         "",
     ]
+    if plot:
+        lines += [f"![Scaling curves and ratios against their targets]({plot})", ""]
+    lines += ["## Machine", ""]
     lines += [f"- {key}: {value}" for key, value in description.items()]
     lines += ["", "## Figures", "", markdown_table(rows), ""]
+    if curves:
+        lines += ["## Scaling curves", ""]
+        for curve in curves:
+            lines += [f"### {curve.benchmark}: {curve.title}", "", curve.note + ".", "", curve_table(curve), ""]
     return "\n".join(lines)
 
 
@@ -155,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all of {', '.join(names_available)})")
     parser.add_argument("--quick", action="store_true", help="small sizes: checks that every benchmark works")
+    parser.add_argument("--offline", action="store_true", help="skip the figures that need PyPI (the original datamaestro's virtualenv); they are printed as skipped")
     parser.add_argument("--work", type=Path, default=WORK_DIR, help="work folder (default: benchmarks/.work)")
     parser.add_argument("--output", type=Path, help="Markdown file to write (default: benchmarks/results.md for a full run of all)")
     args = parser.parse_args(argv)
@@ -166,21 +200,41 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output
     if output is None:
         complete = not args.quick and names == names_available
+        complete = complete and not args.offline
         output = BENCH_DIR / "results.md" if complete else work / ("results-quick.md" if args.quick else "results-partial.md")
 
     description = machine(work)
-    rows: list[Row] = []
+    results: list[Row | Curve] = []
     for name in names:
-        rows += run_benchmark(name, work, args.quick)
+        results += run_benchmark(name, work, args.quick, args.offline)
+    rows = [r for r in results if isinstance(r, Row)]
+    curves = [r for r in results if isinstance(r, Curve)]
 
     # other work on the machine skews timings: say how busy it was
     description["load average at end (1, 5, 15 min)"] = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(text_table(rows))
+    for row in rows:
+        if row.skipped:
+            what = "skipped" if row.value is None else "reference skipped"
+            print(f"{what}: {row.benchmark}: {row.measure} ({row.skipped})", file=sys.stderr)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(markdown(rows, description, quick=args.quick, names=args.names))
-    # the same figures for tools (a plot), next to the page
-    output.with_suffix(".json").write_text(json.dumps({"machine": description, "rows": [asdict(r) for r in rows]}, indent=2) + "\n")
-    print(f"\nwritten: {output}", file=sys.stderr)
+    command = " ".join(["python -m benchmarks", *(["--quick"] if args.quick else []), *(["--offline"] if args.offline else []), *args.names])
+    # the figures for tools, next to the page
+    output.with_suffix(".json").write_text(
+        json.dumps({"machine": description, "rows": [asdict(r) for r in rows], "curves": [asdict(c) for c in curves]}, indent=2) + "\n"
+    )
+    plot = output.with_suffix(".png")
+    try:
+        from benchmarks._plot import draw
+
+        draw(rows, curves, description, plot, title=command)
+    except ImportError as exc:
+        # matplotlib is optional (pip install -e ".[bench]"): the table is what matters
+        print(f"plot skipped: {exc.name or exc} is not installed (pip install -e '.[bench]')", file=sys.stderr)
+        plot.unlink(missing_ok=True)
+        plot = None
+    output.write_text(markdown(rows, curves, description, command=command, plot=plot.name if plot else None))
+    print(f"\nwritten: {output}" + (f", {plot}" if plot else ""), file=sys.stderr)
     return 1 if any(row.measure == "FAILED" for row in rows) else 0
 
 

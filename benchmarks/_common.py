@@ -7,6 +7,7 @@ file's location, never from the machine.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import stat
 import statistics
 import subprocess
 import sys
+import tarfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -50,6 +52,7 @@ class Row:
     :param unit: the unit of value and reference (``s``, ``ms``, ``MB``, ``MB/s``)
     :param note: how it was measured, and anything needed to read the figure
     :param met: whether the target is met (None: no target, or not measured)
+    :param skipped: why the figure was not measured (``--offline``), empty when it was
     """
 
     benchmark: str
@@ -61,6 +64,35 @@ class Row:
     unit: str = ""
     note: str = ""
     met: bool | None = None
+    skipped: str = ""
+
+
+@dataclass
+class Curve:
+    """A scaling curve: series of ``(x, y)`` points over one x axis, drawn on log-log axes.
+
+    :param benchmark: the benchmark module's name
+    :param title: what is plotted against what (one line)
+    :param x_label: the quantity on the x axis (``dataset size``, ``files in the dataset``)
+    :param x_unit: ``B`` for bytes (labelled KiB, MiB, GiB), else the unit of x
+    :param y_unit: the unit of every y (``s``, ``ms``)
+    :param series: label -> points ``[x, y]``; the first series is datamaestro,
+        the others references measured in the same run
+    :param note: how it was measured
+    """
+
+    benchmark: str
+    title: str
+    x_label: str
+    x_unit: str
+    y_unit: str
+    series: dict[str, list[list[float]]]
+    note: str = ""
+
+
+def skipped(benchmark: str, measure: str, reason: str, *, target: str = "") -> Row:
+    """A row for a figure that was not measured (its target stays visible)."""
+    return Row(benchmark, measure, None, target=target, note=f"skipped: {reason}", skipped=reason)
 
 
 def compare(benchmark: str, measure: str, value: float, reference: float, unit: str, note: str = "", *, target: str = "", met: Callable[[float], bool] | None = None) -> Row:
@@ -156,6 +188,29 @@ def bench_env(home: Path, work: Path) -> dict[str, str]:
     return isolated_env(home, python_path=[REPO_ROOT, *plugin_path(work)])
 
 
+@contextlib.contextmanager
+def in_environment(env: dict[str, str]) -> Iterator[None]:
+    """This process with the variables and ``sys.path`` of ``env``, restored afterwards.
+
+    For benchmarks that call datamaestro in this process (imports already
+    paid) on the data dir of an isolated environment.
+    """
+    saved_environ, saved_path = dict(os.environ), list(sys.path)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.path[:0] = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    from datamaestro.context import Context
+
+    try:
+        yield
+    finally:
+        # the next environment must not find this one's context
+        Context.set_instance(None)
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        sys.path[:] = saved_path
+
+
 def child_command(*args: str) -> list[str]:
     """The command of the benchmark child process (see :mod:`benchmarks._child`)."""
     return [sys.executable, "-m", "benchmarks._child", *args]
@@ -241,6 +296,25 @@ def zeros_gzip_file(path: Path, size: int) -> Path:
     _generate(path, write)
     marker.write_text(str(size))
     return path
+
+
+def tar_of_files(path: Path, count: int, file_size: int) -> Path:
+    """A plain tar of ``count`` distinct files of ``file_size`` random bytes in 100 folders (kept when there)."""
+    if path.is_file():
+        return path
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+
+    def write(fp):
+        with tarfile.open(fileobj=fp, mode="w") as tar:
+            for index in range(count):
+                data = rng.integers(0, 256, file_size, dtype=np.uint8).tobytes()
+                info = tarfile.TarInfo(f"d{index % 100:02d}/f{index:05d}.bin")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+    return _generate(path, write)
 
 
 def link_files(folder: Path, files: dict[str, Path]) -> Path:

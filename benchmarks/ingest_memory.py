@@ -67,7 +67,7 @@ def _measure(measure: Measure, env: dict[str, str], work: Path) -> tuple[int, in
 
 def run(work: Path, quick: bool) -> list[Row]:
     """Measures every way of ingesting at two sizes."""
-    sizes = [16 * MiB, 64 * MiB] if quick else [256 * MiB, 2 * GiB]
+    sizes = [16 * MiB] if quick else [256 * MiB, 2 * GiB]
     home = work / "home-ingest-memory"
     env = bench_env(home, work)
     store = Path(env["DATAMAESTRO_DIR"]) / "store"

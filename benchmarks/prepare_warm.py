@@ -13,37 +13,16 @@ whole warm prepare in a new process.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 from pathlib import Path
-from typing import Iterator
 
-from benchmarks._common import GiB, MiB, Row, compare, bench_env, child_command, fresh_dir, median, random_file, serving, size_label, slug, time_call, time_command
+from benchmarks._common import GiB, MiB, Row, bench_env, child_command, compare, fresh_dir, in_environment, median, random_file, serving, size_label, slug, time_call, time_command
 
 NAME = "prepare_warm"
 CALLS = 20
 #: "the same time": the large dataset may take this much longer than the small one
 SAME = 1.2
 LIMIT_MS = 50
-
-
-@contextlib.contextmanager
-def environment(env: dict[str, str]) -> Iterator[None]:
-    """This process with datamaestro's variables and ``sys.path`` of ``env``, restored afterwards."""
-    saved_environ, saved_path = dict(os.environ), list(sys.path)
-    os.environ.clear()
-    os.environ.update(env)
-    sys.path[:0] = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    from datamaestro.context import Context
-
-    try:
-        yield
-    finally:
-        Context.set_instance(None)
-        os.environ.clear()
-        os.environ.update(saved_environ)
-        sys.path[:] = saved_path
 
 
 def run(work: Path, quick: bool) -> list[Row]:
@@ -57,7 +36,7 @@ def run(work: Path, quick: bool) -> list[Row]:
     fresh_dir(Path(env["DATAMAESTRO_DIR"]))
     big, small = "bench.big", "bench.small"
     fresh, shared = {big: [], small: []}, {big: [], small: []}
-    with environment(env):
+    with in_environment(env):
         from datamaestro.api import prepare_dataset
         from datamaestro.context import Context
 

@@ -21,13 +21,11 @@ does not slow the next.
 
 from __future__ import annotations
 
-import io
 import os
 import sys
-import tarfile
 from pathlib import Path
 
-from benchmarks._common import KiB, Row, bench_env, compare, drop_dirty_pages, fresh_dir, median, run_checked, serving, time_command
+from benchmarks._common import KiB, Row, bench_env, compare, drop_dirty_pages, fresh_dir, median, run_checked, serving, tar_of_files, time_command
 
 NAME = "sync"
 DATASET = "sync.files"
@@ -35,25 +33,6 @@ FILE_SIZE = 4 * KiB
 #: the cold sync may take this much longer than `cp -rL`
 COLD = 1.2
 WARM_S = 0.5
-
-
-def archive(path: Path, count: int) -> Path:
-    """A plain tar of ``count`` distinct files of FILE_SIZE bytes in 100 folders (kept when there)."""
-    if path.is_file():
-        return path
-    import numpy as np
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    with tarfile.open(tmp, "w") as tar:
-        for index in range(count):
-            data = rng.integers(0, 256, FILE_SIZE, dtype=np.uint8).tobytes()
-            info = tarfile.TarInfo(f"d{index % 100:02d}/f{index:05d}.bin")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    os.replace(tmp, path)
-    return path
 
 
 def datamaestro(*args: str | Path) -> list[str]:
@@ -70,7 +49,7 @@ def run(work: Path, quick: bool) -> list[Row]:
     """Locks the dataset on a peer, then times cold syncs, copies and warm syncs."""
     count = 500 if quick else 10_000
     runs = 3 if quick else 5
-    tar = archive(work / "data" / f"files-{count}.tar", count)
+    tar = tar_of_files(work / "data" / f"files-{count}.tar", count, FILE_SIZE)
     home = work / "home-sync"
     env = bench_env(home, work)
     fresh_dir(Path(env["DATAMAESTRO_DIR"]))

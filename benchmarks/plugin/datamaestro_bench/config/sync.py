@@ -1,4 +1,4 @@
-"""A dataset of many small files (benchmarks/sync.py): one tar archive, stored as one tree."""
+"""A dataset of many small files (benchmarks/sync.py, benchmarks/scaling.py): one tar archive, stored as one tree."""
 
 from datamaestro.data import Folder
 from datamaestro.definitions import Dataset, dataset

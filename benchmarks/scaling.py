@@ -1,0 +1,209 @@
+"""Scaling curves: warm ``prepare_dataset`` and ``store verify`` time against dataset size and file count.
+
+Two series of datasets, each point on a data dir and store of its own
+(the action cache knows a download by its URL, and every point serves
+other bytes under the same URL):
+
+- size: ``bench.big``, one file of random bytes, 1 MiB to 2 GiB;
+- file count: ``sync.files``, a tar archive of 10 to 100,000 files of
+  4 KiB in 100 folders, extracted into one tree (each file an object).
+
+For every point the dataset is prepared once from the local HTTP server,
+which is then stopped. Measured, in this process (imports done):
+
+- warm ``prepare_dataset`` with a new ``Context`` per call (median of
+  several calls); context series: ``cat`` of the file (reading the data
+  once) or ``find -L`` of the folder (walking it once), what a warm
+  prepare that looked at the data would cost;
+- :func:`datamaestro.store.maintenance.verify` of the point's store (what
+  ``datamaestro store verify`` runs), against ``sha256sum`` and ``cat``
+  over the same object files, page cache warm, runs in turns.
+
+The table gets one row per curve comparing its last point with a target:
+warm prepare of the largest dataset against the smallest (the same time
+whatever the data), verify against ``sha256sum`` (the throughput target of
+``store_verify``). Every point is in ``results.json`` and ``results.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks._common import (
+    GiB,
+    KiB,
+    MB,
+    MiB,
+    Curve,
+    Row,
+    bench_env,
+    compare,
+    drop_dirty_pages,
+    fresh_dir,
+    in_environment,
+    median,
+    random_file,
+    serving,
+    size_label,
+    slug,
+    tar_of_files,
+    time_call,
+    time_command,
+)
+
+NAME = "scaling"
+SIZES = [MiB, 16 * MiB, 128 * MiB, GiB, 2 * GiB]
+QUICK_SIZES = [MiB, 16 * MiB]
+COUNTS = [10, 100, 1_000, 10_000, 100_000]
+QUICK_COUNTS = [10, 100, 1_000]
+FILE_SIZE = 4 * KiB
+#: warm prepare: the largest dataset may take this much longer than the smallest
+SAME = 1.2
+#: verify: throughput against sha256sum (the target of benchmarks/store_verify.py)
+VERIFY = 3.0
+
+
+@dataclass
+class Point:
+    """What was measured for one dataset: x and seconds of each measure."""
+
+    x: int
+    prepare: float
+    walk: float
+    verify: float
+    sha256sum: float
+    cat: float
+    bytes: int
+    objects: int
+
+
+@dataclass
+class Series:
+    """One curve's datasets: the dataset id, the file served and how to name x."""
+
+    key: str
+    dataset: str
+    served_as: str
+    x_label: str
+    x_unit: str
+    walk_label: str
+
+    def source(self, work: Path, x: int) -> Path:
+        """The file served for the point ``x`` (generated once)."""
+        if self.key == "size":
+            return random_file(work / "data" / f"random-{slug(x)}.bin", x)
+        return tar_of_files(work / "data" / f"files-{x}x{slug(FILE_SIZE)}.tar", x, FILE_SIZE)
+
+    def walk(self, path: Path) -> list[str]:
+        """The context command: read the file, or walk the folder, once."""
+        if self.key == "size":
+            return ["sh", "-c", 'cat "$0" > /dev/null', str(path)]
+        return ["sh", "-c", 'find -L "$0" -type f > /dev/null', str(path)]
+
+    def label(self, x: int) -> str:
+        """``2 GiB``, ``100,000 files``."""
+        return size_label(x) if self.x_unit == "B" else f"{x:,} files"
+
+
+SIZE = Series("size", "bench.big", "big.bin", "dataset size", "B", "`cat` of the file (reading the data once)")
+COUNT = Series("count", "sync.files", "files.tar", f"files in the dataset ({size_label(FILE_SIZE)} each)", "files", "`find -L` of the folder (walking it once)")
+
+
+def _object_list(store, path: Path) -> tuple[Path, int, int]:
+    """Writes the store's object paths, NUL-separated (too many for a command line); returns (list, bytes, count)."""
+    files = [str(store.path_of(d)) for d in store.objects.iter_digests()]
+    path.write_bytes(b"".join(os.fsencode(f) + b"\0" for f in files))
+    return path, sum(os.path.getsize(f) for f in files), len(files)
+
+
+def measure_point(series: Series, x: int, work: Path, calls: int, runs: int) -> Point:
+    """Prepares one dataset, then times warm prepares, verify and the references."""
+    from datamaestro.api import prepare_dataset
+    from datamaestro.context import Context
+    from datamaestro.store import Store
+    from datamaestro.store.maintenance import verify
+
+    env = bench_env(work / "home-scaling" / f"{series.key}-{x}", work)
+    data_dir = fresh_dir(Path(env["DATAMAESTRO_DIR"]))
+    with in_environment(env):
+        with serving(work, NAME, {series.served_as: series.source(work, x)}, env):
+            config = prepare_dataset(series.dataset, context=Context(progress=False))
+        drop_dirty_pages()  # the cold prepare's writeback must not slow the warm calls
+        # the server is stopped: a warm prepare that made a request would fail
+        warm = [time_call(lambda: prepare_dataset(series.dataset, context=Context(progress=False))) for _ in range(calls)]
+    walk_command = series.walk(Path(config.path))
+    time_command(walk_command)  # page cache
+    walk = median([time_command(walk_command) for _ in range(runs)])
+
+    store = Store(data_dir / "store", create=False)
+    listing, size, objects = _object_list(store, work / "scaling-objects.list")
+    cat = ["sh", "-c", 'xargs -0 -a "$0" cat > /dev/null', str(listing)]
+    sha = ["sh", "-c", 'xargs -0 -a "$0" sha256sum > /dev/null', str(listing)]
+    time_command(cat)  # the page cache, for the three
+
+    def check():
+        report = verify(store)
+        if not report.ok or report.bytes != size:
+            raise RuntimeError(f"verify found problems or missed bytes: {report}")
+
+    check()  # untimed: first use of the hashing threads
+    # in turns, so that a busy moment of the machine hits the three alike
+    times = [(time_call(check), time_command(sha), time_command(cat)) for _ in range(runs)]
+    fresh_dir(data_dir)  # the next point needs the disk space
+    listing.unlink()
+    return Point(x, median(warm), walk, *(median([t[i] for t in times]) for i in range(3)), size, objects)
+
+
+def curves(series: Series, points: list[Point], calls: int, runs: int) -> list[Curve]:
+    """The two curves of one series: warm prepare, verify."""
+
+    def line(attribute: str, scale: float = 1.0) -> list[list[float]]:
+        return [[p.x, getattr(p, attribute) * scale] for p in points]
+
+    return [
+        Curve(
+            NAME, f"warm `prepare_dataset` vs {series.x_label}", series.x_label, series.x_unit, "ms",
+            {"datamaestro: warm `prepare_dataset`": line("prepare", 1000), series.walk_label: line("walk", 1000)},
+            f"median of {calls} calls in this process, new `Context` per call, server stopped; context: median of {runs} runs",
+        ),
+        Curve(
+            NAME, f"`store verify` vs {series.x_label}", series.x_label, series.x_unit, "s",
+            {"datamaestro: `verify`": line("verify"), "`sha256sum` of the objects": line("sha256sum"), "`cat` of the objects": line("cat")},
+            f"median of {runs} runs, in turns, page cache warm, every object of the point's store; {os.cpu_count()} CPUs",
+        ),
+    ]
+
+
+def rows(series: Series, points: list[Point], quick: bool) -> list[Row]:
+    """The table's rows: the last point of each curve against its target."""
+    first, last = points[0], points[-1]
+    what = f"{series.label(last.x)} vs {series.label(first.x)}"
+    note = "quick sizes: the ratio means little; " if quick else ""
+    rate = f"{last.objects:,} objects, {last.bytes / MiB:,.0f} MiB"
+    return [
+        compare(NAME, f"warm `prepare_dataset`, {what}", last.prepare * 1000, first.prepare * 1000, "ms",
+                note + "median of calls in this process, new `Context` per call; every point in the curve",
+                target=f"≤ {SAME}", met=lambda ratio: ratio <= SAME),
+        compare(NAME, f"`verify` vs `sha256sum`, {series.label(last.x)} ({rate})", last.bytes / last.verify / MB, last.bytes / last.sha256sum / MB, "MB/s",
+                note + "throughput, page cache warm; sha256sum: one process per command line over all objects (xargs)",
+                target=f"≥ {VERIFY:g}", met=lambda ratio: ratio >= VERIFY),
+    ]
+
+
+def run(work: Path, quick: bool) -> list[Row | Curve]:
+    """Measures both series, smallest point first."""
+    calls, runs = (5, 1) if quick else (20, 3)
+    results: list[Row | Curve] = []
+    for series, xs in ((SIZE, QUICK_SIZES if quick else SIZES), (COUNT, QUICK_COUNTS if quick else COUNTS)):
+        points = []
+        for x in xs:
+            started = time.perf_counter()
+            points.append(measure_point(series, x, work, calls, runs))
+            print(f"  scaling: {series.label(x)}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        results += rows(series, points, quick)
+        results += curves(series, points, calls, runs)
+    return results

@@ -1,0 +1,75 @@
+"""Smoke test of ``python -m benchmarks``: every benchmark runs at quick sizes and gives its rows.
+
+Nothing here judges a timing (the benchmarks print ratios against
+references; tests never assert on speed). ``--offline`` skips what needs
+PyPI (the original datamaestro's virtualenv in ``cli_startup``): those rows
+must say they were skipped, every other row must hold a figure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.__main__ import available, cells  # noqa: E402
+from benchmarks._common import Row  # noqa: E402
+from benchmarks._plot import headroom, parse_target  # noqa: E402
+
+
+def test_quick_offline_run_gives_rows_for_every_benchmark(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--offline", "--work", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    results = json.loads((tmp_path / "results-quick.json").read_text())
+    rows = results["rows"]
+    assert not [r for r in rows if r["measure"] == "FAILED"], rows
+    assert {r["benchmark"] for r in rows} == set(available())
+    for row in rows:
+        # a figure, or the reason why there is none
+        assert row["value"] is not None or row["skipped"], row
+        if row["skipped"]:
+            assert row["benchmark"] == "cli_startup" and "--offline" in row["skipped"], row
+    assert "skipped" in done.stderr
+    # the scaling curves: both series, every point measured
+    curves = [c for c in results["curves"] if c["benchmark"] == "scaling"]
+    assert len(curves) == 4
+    for curve in curves:
+        for points in curve["series"].values():
+            assert len(points) >= 2 and all(y > 0 for _, y in points), curve
+    page = (tmp_path / "results-quick.md").read_text()
+    assert "## Scaling curves" in page and "python -m benchmarks --quick --offline" in page
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "results-quick.png").stat().st_size > 0
+    # the committed figures are never replaced by a quick run
+    assert "results-quick" not in (REPO / "benchmarks" / "results.md").read_text()
+
+
+def test_targets_on_one_scale():
+    assert parse_target("≤ 0.33") == (True, 0.33, "")
+    assert parse_target("≥ 3") == (False, 3.0, "")
+    assert parse_target("< 100 MB") == (True, 100.0, "MB")
+    assert parse_target("") is None
+    # an upper bound on the ratio, a lower bound on the ratio, a bound on the value
+    assert headroom(Row("b", "m", 1.0, 2.0, 0.5, "≤ 1.2")) == 0.5 / 1.2
+    assert headroom(Row("b", "m", 6.0, 2.0, 3.0, "≥ 6")) == 2.0
+    assert headroom(Row("b", "m", 20.0, None, None, "< 50 ms", "ms")) == 0.4
+    assert headroom(Row("b", "m", None, target="≤ 1", skipped="--offline")) is None
+
+
+def test_skipped_rows_say_so_next_to_their_target():
+    row = Row("cli_startup", "`datamaestro --help`", 0.1, target="≤ 0.33", unit="s", skipped="--offline")
+    assert cells(row)[2:6] == ["0.1 s", "skipped", "", "≤ 0.33"]
+    row = Row("cli_startup", "search", None, target="≤ 0.5", skipped="--offline")
+    assert cells(row)[2:4] == ["skipped", "skipped"]
