@@ -475,8 +475,21 @@ def check(repositories: List[str] = typer.Argument(None, help="Namespaces to che
         raise typer.Exit(1)
 
 
+class Terminated(SystemExit):
+    """SIGTERM (what a job scheduler sends before killing): unwind like Ctrl-C."""
+
+
+def _terminate(signum, frame) -> None:
+    # raising unwinds every `with` block: half-written objects leave tmp/ at
+    # once instead of waiting for a later run on this host to reap them
+    raise Terminated(143)
+
+
 def main() -> None:
     """The console script: runs the app, turning DatamaestroError into one message."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except DatamaestroError as error:
@@ -489,3 +502,6 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except Terminated:
+        typer.echo("terminated", err=True)
+        sys.exit(143)

@@ -82,3 +82,19 @@ def test_kill_9_at_random_points_of_a_cold_prepare(mnist_server, tmp_path):
         assert recovery.returncode == 0, f"seed {seed}, point {point}: {err}"
         assert_store_sound(store_dir)
         assert_mnist_readable(data_dir, mnist_server.mnist)
+
+
+def test_sigterm_cleans_up_at_once(mnist_server, tmp_path):
+    """A scheduler's SIGTERM unwinds the prepare: no half-written file stays in tmp/."""
+    for relative in MNIST_FILES.values():
+        mnist_server.set_fault(relative, "slow", delay=5)
+    process = start(tmp_path / "data", tmp_path / "store")
+    deadline = time.monotonic() + 60
+    tmp = tmp_path / "store" / "tmp"
+    while not (tmp.is_dir() and any(tmp.iterdir())):  # a download has begun
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 143 and "terminated" in err
+    assert list(tmp.iterdir()) == []

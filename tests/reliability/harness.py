@@ -185,7 +185,9 @@ def signal_problems(outcome: Outcome) -> list[str]:
     A process that got SIGINT exits 130 without a traceback (typer turns
     the KeyboardInterrupt into that status), or, when the signal came
     before datamaestro's code ran (interpreter start-up), dies of it.
-    SIGTERM and SIGKILL end it at once. A process may also have finished
+    SIGTERM unwinds it (exit 143, "terminated", no traceback: what was
+    half-written leaves tmp/ at once) or, before main() installs its
+    handler, ends it. SIGKILL ends it at once. A process may also have finished
     before the signal (0) or failed on its own (a clean failure).
     """
     status = outcome.returncode
@@ -207,6 +209,8 @@ def signal_problems(outcome: Outcome) -> list[str]:
         return [f"SIGINT: exit status {status}"]
     if status == -outcome.signalled:
         return []
+    if outcome.signalled == signal.SIGTERM and status == 143:
+        return ["SIGTERM: a traceback was printed"] if "Traceback" in outcome.stderr else []
     if status == 1:
         return clean_failure_problems(outcome)
     return [f"{signal.Signals(outcome.signalled).name}: exit status {status}"]
