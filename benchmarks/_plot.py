@@ -103,7 +103,8 @@ def _draw_targets(axes, rows: list[Row]) -> None:
     for position, (row, h) in zip(positions, judged):
         _, _, unit = parse_target(row.target)
         measured = f"{_format(row.value)} {row.unit}" if unit else f"ratio {_format(row.ratio)}"
-        axes.text(h * 1.08, position, f"{measured}  (target {row.target})", va="center", fontsize=7.5)
+        # a white box: the label stays readable over the line at 1
+        axes.text(h * 1.08, position, f"{measured}  (target {row.target})", va="center", fontsize=7.5, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
     low, high = min(h for _, h in judged), max(h for _, h in judged)
     axes.set_xlim(min(low, 0.5) / 2, max(high, 1.5) * 12)  # room for the labels right of the bars
     axes.set_xlabel("measured / target  (log scale; left of the line: target met, right: missed)")
