@@ -306,22 +306,29 @@ class VerifyReport:
         return not (self.corrupt or self.malformed or self.missing or self.errors)
 
 
-def _unordered_map(fn, items: list, workers: int) -> Iterator:
+def _unordered_map(fn, items: list, workers: int, batch: int = 64) -> Iterator:
     """``fn`` over ``items`` on a thread pool, results as they finish.
 
-    At most a few tasks per worker are queued, so a store of millions of
-    objects does not hold millions of futures.
+    Items go to the pool in batches (a future per small object cost more
+    than hashing it), and at most a few batches per worker are queued, so a
+    store of millions of objects does not hold millions of futures.
     """
+
+    def run(chunk: list) -> list:
+        return [fn(item) for item in chunk]
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending = set()
-        for item in items:
+        for index in range(0, len(items), batch):
             if len(pending) >= 4 * workers:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                yield from (future.result() for future in done)
-            pending.add(pool.submit(fn, item))
+                for future in done:
+                    yield from future.result()
+            pending.add(pool.submit(run, items[index : index + batch]))
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            yield from (future.result() for future in done)
+            for future in done:
+                yield from future.result()
 
 
 def verify(
