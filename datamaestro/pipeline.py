@@ -74,7 +74,7 @@ class Job:
 
     def input(self, resource: "Resource") -> Output:
         """The output of an input resource (present in the store)."""
-        return self.pipeline.outputs[id(resource)]
+        return self.pipeline._present_output(resource)
 
     def input_path(self, resource: "Resource") -> Path:
         """The store path of an input: a file object or a tree folder."""
@@ -157,7 +157,6 @@ class Pipeline:
     def __init__(self, context: "Context"):
         self.context = context
         self.store = context.store
-        self.outputs: dict[int, Output] = {}
         self._known: dict[int, tuple[str | None, Output | None]] = {}
         #: expected outputs by resource name during a run (from a lock)
         self.pins: dict[str, Output] = {}
@@ -328,7 +327,7 @@ class Pipeline:
                 output = record.output
             else:
                 for dependency in resource.dependencies():
-                    self.outputs[id(dependency)] = self._present_output(dependency)
+                    self._present_output(dependency)  # inputs first: a broken order fails here, not in produce()
                 adopted = self._adopt(legacy, resource)
                 if adopted is not None:
                     output = adopted
@@ -355,7 +354,6 @@ class Pipeline:
                 if not volatile:
                     self.store.actions.put(ActionRecord(key=key, recipe=recipe, output=output))
         self._known[id(resource)] = (key, output)
-        self.outputs[id(resource)] = output
         return did_work
 
     def _present_output(self, resource) -> Output:
