@@ -9,7 +9,19 @@ from __future__ import annotations
 
 import importlib
 
+from . import session
+
 __version__ = "2.0.0"
+
+
+def _default_context():
+    """The session used outside any ``with Context()``: settings from the environment."""
+    from .context import Context
+
+    return Context()
+
+
+session.set_default_factory(_default_context)
 
 _LAZY = {
     "prepare_dataset": "datamaestro.api",

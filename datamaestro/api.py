@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
+from . import session
 from .context import Context
 
 if TYPE_CHECKING:
@@ -15,13 +17,28 @@ if TYPE_CHECKING:
 
 
 def _context(context: Context | None) -> Context:
-    """The context to use; a given one is made current, since configs read paths from it."""
-    if context is None:
-        return Context.instance()
-    Context.set_instance(context)
-    return context
+    """The context to use: the given one, else the session in scope."""
+    return session.current() if context is None else context
 
 
+def _scoped(function):
+    """Runs an API function with its context as the session in scope.
+
+    The context is passed explicitly down the main path; the scope is for
+    plugin code that reads the session back (a 1.x resource's
+    ``self.context``, a config's ``dataset_information()``).
+    """
+
+    @functools.wraps(function)
+    def run(*args, context: Context | None = None, **kwargs):
+        ctx = _context(context)
+        with ctx.scope():
+            return function(*args, context=ctx, **kwargs)
+
+    return run
+
+
+@_scoped
 def get_dataset(dataset_id: str, *, context: Context | None = None):
     """The data config of a dataset, without downloading anything.
 
@@ -32,7 +49,8 @@ def get_dataset(dataset_id: str, *, context: Context | None = None):
         a family's variant is selected with ``"id[axis=value,...]"``
     :raises DatasetNotFoundError: unknown id (with the closest ids)
     """
-    definition, variant = find_variant(dataset_id, _context(context))
+    ctx = _context(context)
+    definition, variant = find_variant(dataset_id, ctx)
     return definition.config(**variant)
 
 
@@ -51,11 +69,13 @@ def find_variant(dataset_id: str, context: Context):
     return definition, definition.variants.parse_selector(selector)
 
 
+@_scoped
 def find_dataset(dataset_id: str, *, context: Context | None = None):
     """The definition of a dataset id or alias (the original datamaestro's name)."""
     return find_variant(dataset_id, _context(context))[0]
 
 
+@_scoped
 def prepare_dataset(
     dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust", download: bool | None = None
 ):
@@ -89,9 +109,8 @@ def prepare_dataset(
         if download is None:
             # in an experiment, experimaestro prepares it (Base.prepare) where the task runs
             download = not _in_experiment()
-        if download:
-            ctx.prepare(definition, verify=verify)
-        return definition.config(**variant)
+        location = ctx.prepare(definition, verify=verify).location if download else None
+        return definition.config(location=location, **variant)
 
 
 def _in_experiment() -> bool:
@@ -103,6 +122,7 @@ def _in_experiment() -> bool:
     return getattr(experiment, "CURRENT", None) is not None
 
 
+@_scoped
 def prepare_definition(dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust") -> "PipelineResult":
     """Prepares a dataset and returns what the pipeline did (manifest, produced resources)."""
     ctx = _context(context)
@@ -113,6 +133,7 @@ def prepare_definition(dataset_id: str, *, context: Context | None = None, lock:
 # -- the project's datasets and its lock
 
 
+@_scoped
 def add_datasets(dataset_ids: list[str], *, context: Context | None = None) -> list[str]:
     """Adds datasets to the project's ``[tool.datamaestro] datasets``; returns the canonical ids added.
 
@@ -124,6 +145,7 @@ def add_datasets(dataset_ids: list[str], *, context: Context | None = None) -> l
     return add(_context(context), dataset_ids)
 
 
+@_scoped
 def remove_datasets(dataset_ids: list[str], *, context: Context | None = None) -> list[str]:
     """Removes datasets from the project's list; returns the entries removed."""
     from .lock.project import remove_datasets as remove
@@ -131,6 +153,7 @@ def remove_datasets(dataset_ids: list[str], *, context: Context | None = None) -
     return remove(_context(context), dataset_ids)
 
 
+@_scoped
 def lock_project(*, upgrade: "bool | list[str]" = False, context: Context | None = None) -> "LockReport":
     """Writes the project's ``datamaestro.lock`` (see :func:`datamaestro.lock.resolve.lock_project`)."""
     from .lock.resolve import lock_project as lock
@@ -138,6 +161,7 @@ def lock_project(*, upgrade: "bool | list[str]" = False, context: Context | None
     return lock(_context(context), upgrade=upgrade)
 
 
+@_scoped
 def check_lock(*, context: Context | None = None) -> list[str]:
     """Why the project's lock is out of date; empty when it is up to date."""
     from .lock.resolve import check_project
@@ -145,6 +169,7 @@ def check_lock(*, context: Context | None = None) -> list[str]:
     return check_project(_context(context))
 
 
+@_scoped
 def sync_project(
     *, locked: bool = False, frozen: bool = False, peers: "list[str] | tuple" = (), jobs: int | None = None, context: Context | None = None
 ) -> "SyncReport":
@@ -154,6 +179,7 @@ def sync_project(
     return sync(_context(context), locked=locked, frozen=frozen, peers=peers, jobs=jobs)
 
 
+@_scoped
 def export_lock(lock_path: "Path | str", folder: "Path | str", *, jobs: int | None = None, context: Context | None = None) -> "ExportReport":
     """Copies the objects a lock needs into a folder laid out as a store (for ``sync --from``)."""
     from pathlib import Path
@@ -188,6 +214,7 @@ def config_to_json(config) -> dict:
     return encode(config)
 
 
+@_scoped
 def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict:
     """Everything ``info`` shows of a dataset: metadata, resources and their state."""
     from .pipeline import Pipeline
@@ -220,11 +247,12 @@ def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict
         "tasks": definition.tasks,
         "aliases": [a for a in definition.aliases if a != definition.id],
         "licence": definition.licence,
-        "datapath": str(definition.datapath),
+        "datapath": str(definition.datapath_in(ctx)),
         "resources": resources,
     }
 
 
+@_scoped
 def search_datasets(terms: list[str], *, context: Context | None = None):
     """Index entries matching every search term (see :mod:`datamaestro.search`)."""
     from .search import search
@@ -232,6 +260,7 @@ def search_datasets(terms: list[str], *, context: Context | None = None):
     return search(_context(context).registry.index(), terms)
 
 
+@_scoped
 def list_repositories(*, context: Context | None = None):
     """The installed repositories."""
     return _context(context).registry.repository_entries()
@@ -247,6 +276,7 @@ def config_to_xpm(config) -> list:
     return encode(config)
 
 
+@_scoped
 def list_datafolders(*, context: Context | None = None) -> list[dict]:
     """Data folders set, and those the installed datasets ask for."""
     from .tools import list_datafolders as folders
@@ -254,6 +284,7 @@ def list_datafolders(*, context: Context | None = None) -> list[dict]:
     return folders(_context(context))
 
 
+@_scoped
 def set_datafolder(folder_id: str, path, *, context: Context | None = None):
     """Records where a data folder is (user settings file); returns the file."""
     from .tools import set_datafolder as record
@@ -261,6 +292,7 @@ def set_datafolder(folder_id: str, path, *, context: Context | None = None):
     return record(folder_id, path, _context(context))
 
 
+@_scoped
 def find_orphans(*, context: Context | None = None, sizes: bool = False):
     """Folders of ``<data dir>/data`` no installed dataset claims."""
     from .tools import find_orphans as orphans
@@ -268,6 +300,7 @@ def find_orphans(*, context: Context | None = None, sizes: bool = False):
     return orphans(_context(context), sizes=sizes)
 
 
+@_scoped
 def create_definition(repository: str, dataset_id: str, *, context: Context | None = None):
     """Writes a class-style definition to fill in; returns its path."""
     from .tools import create_definition as create
@@ -275,6 +308,7 @@ def create_definition(repository: str, dataset_id: str, *, context: Context | No
     return create(repository, dataset_id, _context(context))
 
 
+@_scoped
 def check_repositories(namespaces: list[str], *, context: Context | None = None):
     """Checks repositories: modules import, ids unique, configs build."""
     from .tools import check_repositories as check

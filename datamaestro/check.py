@@ -65,7 +65,7 @@ def check_repository(repository: "Repository", context: "Context") -> CheckRepor
     :param context: the context the configs are built in
     """
     from .context import Context
-    from .repository import index_entry
+    from .registry import index_entry
 
     Context.set_instance(context)
     report = CheckReport(repository.id)

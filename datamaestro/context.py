@@ -1,8 +1,9 @@
 """The Context: settings, repositories, store and fetcher of one session.
 
-There is one current context (:meth:`Context.instance`), created from the
-environment on first use; the CLI and tests install their own with
-:meth:`Context.set_instance` (or ``with Context(...):``).
+The session in scope is the innermost ``with Context(...):`` (see
+:mod:`datamaestro.session`), else a default context made from the
+environment on first use. The API passes its context explicitly; model
+objects (configs, definitions) read the session in scope.
 
 The lock in scope is the project's ``datamaestro.lock`` (next to the nearest
 ``pyproject.toml``) or the one given to the context; datasets it pins are
@@ -17,14 +18,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from . import session
 from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from .definitions import DatasetDefinition
+    from .definitions import DatasetDefinition, Location
     from .fetch import Fetcher
     from .lock.model import Lock, LockedDataset
     from .pipeline import PipelineResult
-    from .repository import Registry
+    from .registry import Registry
     from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -47,8 +49,6 @@ class Context:
             ds = prepare_dataset("com.lecun.mnist")
     """
 
-    _current: "Context | None" = None
-
     def __init__(
         self,
         settings: Settings | None = None,
@@ -70,34 +70,45 @@ class Context:
         self._registry: Registry | None = None
         self._store: Store | None = None
         self._fetcher: Fetcher | None = None
-        self._previous: list[Context | None] = []
+        self._tokens: list = []
         self._lock_setting: Path | str | bool | None = lock
         #: (path, mtime, size) -> parsed lock, so that a rewritten file is read again
         self._lock_cache: tuple[tuple, "Lock"] | None = None
         self._fingerprints: dict[int, str] = {}
         self._rooted: set[tuple] = set()
 
-    # -- the current context
+    # -- the session in scope
     @classmethod
     def instance(cls) -> "Context":
-        """The current context (created from the environment on first use)."""
-        if cls._current is None:
-            cls._current = Context()
-        return cls._current
+        """The session in scope (the original API's name; see :mod:`datamaestro.session`)."""
+        return session.current()
 
     @classmethod
     def set_instance(cls, context: "Context | None") -> None:
-        """Makes ``context`` the current one (None: recreate on next use)."""
-        cls._current = context
+        """Replaces the default session, used outside any ``with Context()`` (None: a new one on next use)."""
+        session.set_default(context)
 
     def __enter__(self) -> "Context":
-        self._previous.append(Context._current)
-        Context._current = self
+        self._tokens.append(session.enter(self))
         return self
 
     def __exit__(self, *exc_info) -> None:
-        Context._current = self._previous.pop()
-        self.close()
+        session.leave(self._tokens.pop())
+        if not self._tokens:
+            self.close()
+
+    @contextmanager
+    def scope(self) -> Iterator["Context"]:
+        """This context as the session in scope for a ``with`` block, without closing it afterwards.
+
+        What the API wraps around the code of plugins, which may read the
+        session back (``Context.instance()`` in a 1.x resource).
+        """
+        token = session.enter(self)
+        try:
+            yield self
+        finally:
+            session.leave(token)
 
     def close(self) -> None:
         """Releases the network session."""
@@ -129,7 +140,7 @@ class Context:
     def registry(self) -> "Registry":
         """Installed repositories and the dataset index."""
         if self._registry is None:
-            from .repository import Registry
+            from .registry import Registry
 
             self._registry = Registry(self)
         return self._registry
@@ -161,37 +172,47 @@ class Context:
         return self.data_dir / "data" / repository_id / Path(*dataset_id.split("."))
 
     # -- the lock in scope
+    def _lock_candidate(self) -> tuple[Path | None, bool]:
+        """(the lock file in scope or None, whether it was named explicitly); no file system call."""
+        setting = self._lock_setting
+        if setting is False:
+            return None, False
+        if setting is not None and setting is not True:
+            return Path(setting), True
+        if self.pyproject is None:
+            return None, False
+        from .lock.model import LOCK_NAME
+
+        return self.pyproject.parent / LOCK_NAME, False
+
     @property
     def lock_path(self) -> Path | None:
         """The lock file in scope (see the ``lock`` parameter), or None."""
-        setting = self._lock_setting
-        if setting is False:
-            return None
-        if setting is not None and setting is not True:
-            return Path(setting)
-        if self.pyproject is None:
-            return None
-        from .lock.model import LOCK_NAME
-
-        candidate = self.pyproject.parent / LOCK_NAME
-        return candidate if candidate.is_file() else None
+        path, explicit = self._lock_candidate()
+        if path is None or explicit or path.is_file():
+            return path
+        return None
 
     def lockfile(self) -> "Lock | None":
         """The lock in scope, parsed (read again when the file changes), or None.
 
+        One ``stat`` of the file per call: a warm prepare calls it once.
+
         :raises LockFileError: the file is malformed
         """
-        path = self.lock_path
+        path, explicit = self._lock_candidate()
         if path is None:
             return None
-        from .lock.fileformat import read_lock
-
         try:
             st = path.stat()
             stamp = (str(path), st.st_mtime_ns, st.st_size)
         except OSError:
-            stamp = (str(path), None, None)
+            if not explicit:
+                return None  # the project has no lock file
+            stamp = (str(path), None, None)  # read_lock says what is wrong with it
         if self._lock_cache is None or self._lock_cache[0] != stamp:
+            from .lock.fileformat import read_lock
+
             lock = read_lock(path)
             lock.path = path
             self._lock_cache = (stamp, lock)
@@ -215,22 +236,25 @@ class Context:
     def _fingerprint(self, definition: "DatasetDefinition") -> str:
         key = id(definition)
         if key not in self._fingerprints:
-            from .lock.resolve import fingerprint
+            from .lock.fingerprint import fingerprint
 
             self._fingerprints[key] = fingerprint(definition)
         return self._fingerprints[key]
 
-    def locked_dataset(self, definition: "DatasetDefinition") -> "LockedDataset | None":
+    def locked_dataset(self, definition: "DatasetDefinition", lock: "Lock | None | bool" = True) -> "LockedDataset | None":
         """The entry of the lock in scope for a dataset (None when none pins it).
 
         The lock file becomes a gc root of the store (with its manifests)
         on first use, so that the views configs point at stay alive.
 
+        :param lock: the lock in scope, when the caller has read it already
+            (True: read it)
         :raises LockFileError: the lock is malformed, or was written for
             another version of the definition
         """
-        lock = self.lockfile()
-        if lock is None or definition.id not in lock.datasets:
+        if lock is True:
+            lock = self.lockfile()
+        if lock is None or lock is False or definition.id not in lock.datasets:
             return None
         entry = lock.datasets[definition.id]
         if entry.fingerprint != self._fingerprint(definition):
@@ -246,15 +270,23 @@ class Context:
             self._rooted.add(stamp)
         return entry
 
-    def pinned_view(self, definition: "DatasetDefinition") -> Path | None:
-        """The immutable view a dataset's config points at when the lock in scope pins it.
+    def locate(self, definition: "DatasetDefinition", locked: "LockedDataset | None | bool" = True) -> "Location":
+        """Where a dataset lives: its readable folder, and the pinned view when a lock pins it.
 
         Another project on the same store may swing the dataset's readable
-        folder to other bytes; the view of the pinned manifest never changes.
+        folder to other bytes; the view of the pinned manifest never changes,
+        so configs point at it.
+
+        :param locked: the dataset's lock entry when the caller has it
+            (None: not pinned; True: read the lock in scope)
         """
-        lock = self.lockfile()
-        entry = lock.datasets.get(definition.id) if lock is not None else None
-        return None if entry is None else self.store.views.path_of(entry.manifest)
+        from .definitions import Location
+
+        if locked is True:
+            lock = self.lockfile()
+            locked = lock.datasets.get(definition.id) if lock is not None else None
+        readable = definition.readable_path_in(self)
+        return Location(readable, self.store.views.path_of(locked.manifest) if locked else None)
 
     # -- datasets
     def dataset(self, dataset_id: str) -> "DatasetDefinition":
@@ -308,7 +340,9 @@ class Context:
             from .errors import UsageError
 
             raise UsageError(f"verify must be 'trust' or 'full', not {verify!r}")
-        result = Pipeline(self).run(definition, locked=locked)
+        if locked is None:
+            locked = self.locked_dataset(definition)
+        result = Pipeline(self).run(definition, locked=locked, location=self.locate(definition, locked))
         if verify == "full":
             from .pipeline import rehash_outputs
 

@@ -32,11 +32,16 @@ from __future__ import annotations
 import inspect
 import re
 import typing
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import session
 from .download import Resource
 from .errors import DatamaestroError, DefinitionError
+from .store.actions import Kind
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -52,6 +57,29 @@ def __getattr__(name: str):
 
         return getattr(experimaestro, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a dataset's files are read (what :meth:`Context.locate` answers).
+
+    :ivar readable: the readable folder, ``<data dir>/data/<repository>/<id as path>``
+    :ivar pinned_view: the immutable view of the manifest a lock in scope
+        pins, which configs point at instead (None without a pin)
+    """
+
+    readable: Path
+    pinned_view: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        """The folder configs point at: the pinned view, else the readable folder."""
+        return self.pinned_view if self.pinned_view is not None else self.readable
+
+
+#: the folder a definition's resources resolve to while its config is built
+#: (or while a 1.x resource runs in its work folder): ``{id(definition): folder}``
+_located: ContextVar[dict[int, Path]] = ContextVar("datamaestro_located", default={})
 
 
 _CAMEL_BOUNDARIES = (re.compile(r"([A-Z]+)([A-Z][a-z])"), re.compile(r"([a-z0-9])([A-Z])"))
@@ -105,6 +133,8 @@ class DatasetDefinition:
         size: str | None = None,
         variants: Any = None,
         as_prepare: bool = False,
+        module: str | None = None,
+        qualname: str | None = None,
     ):
         self.target = target
         self.base = _template_base(base)
@@ -113,8 +143,9 @@ class DatasetDefinition:
         self.as_prepare = as_prepare
         #: hooks of the original API (``useragreement`` registers "pre-use")
         self.hooks: dict[str, list[Callable]] = {"pre-use": [], "pre-download": []}
-        self.module = target.__module__
-        self.qualname = target.__qualname__
+        #: where the definition is declared (default: the target's module and name)
+        self.module = module if module is not None else target.__module__
+        self.qualname = qualname if qualname is not None else target.__qualname__
         self._explicit_id = id
         self.url = url
         self._tags = list(tags or [])
@@ -127,7 +158,8 @@ class DatasetDefinition:
         self.name, self.description = _split_doc(target.__doc__)
         self.resources: dict[str, Resource] = {}
         self.agreements: list[tuple[str, str]] = []
-        self._datapath_override: Path | None = None
+        #: ``check(definition, context)`` run before anything of the dataset is produced (may raise)
+        self.production_checks: list[Callable] = []
         self.id = self._compute_id()
 
     # -- identity
@@ -160,10 +192,8 @@ class DatasetDefinition:
 
     @property
     def repository(self) -> "Repository | None":
-        """The repository whose config package holds this definition, in the current context."""
-        from .context import Context
-
-        return self.repository_in(Context.instance())
+        """The repository whose config package holds this definition, in the session in scope."""
+        return self.repository_in(session.current())
 
     def repository_in(self, context) -> "Repository | None":
         """The repository of this definition in a given context (None outside one)."""
@@ -177,18 +207,28 @@ class DatasetDefinition:
 
     @property
     def datapath(self) -> Path:
-        """The readable folder in the current context (see :meth:`datapath_in`)."""
-        from .context import Context
-
-        if self._datapath_override is not None:
-            # a legacy resource is running: it writes under the work folder the pipeline gave
-            return self._datapath_override
-        return self.datapath_in(Context.instance())
+        """The folder configs point at, in the session in scope (see :class:`Location`)."""
+        located = _located.get().get(id(self))
+        if located is not None:
+            return located
+        return session.current().locate(self).path
 
     def datapath_in(self, context) -> Path:
-        """The folder configs point at: the pinned view when a lock in scope pins this dataset, else the readable folder."""
-        pinned = context.pinned_view(self) if hasattr(context, "pinned_view") else None
-        return pinned if pinned is not None else self.readable_path_in(context)
+        """The folder configs point at in a given context: the pinned view when a lock in scope pins this dataset, else the readable folder."""
+        return context.locate(self).path
+
+    @contextmanager
+    def located_at(self, folder: Path):
+        """Resolves this definition's resource paths under ``folder`` for a ``with`` block.
+
+        What :meth:`config` does with the dataset's :class:`Location`, and
+        what the runner of 1.x resources does with its work folder.
+        """
+        token = _located.set({**_located.get(), id(self): folder})
+        try:
+            yield folder
+        finally:
+            _located.reset(token)
 
     def readable_path_in(self, context) -> Path:
         """The readable folder: ``<data dir>/data/<repository>/<id as path>``."""
@@ -272,12 +312,21 @@ class DatasetDefinition:
         return ordered
 
     # -- configs
-    def config(self, **variant):
+    def config(self, *, location: Location | None = None, **variant):
         """Builds the dataset's config; downloads nothing (paths may not exist yet).
 
+        :param location: where the dataset lives (what a prepare found;
+            default: asked to the session in scope)
         :param variant: the values of a variant family's axes (see
             :mod:`datamaestro.variants`); missing ones take their defaults
         """
+        if location is None:
+            location = session.current().locate(self)
+        with self.located_at(location.path):
+            return self._build_config(variant)
+
+    def _build_config(self, variant: dict):
+        """The config, built while resource paths resolve to the dataset's location."""
         data_id = self.data_id
         if self.variants is not None:
             variant = self.variants.resolve(**variant)
@@ -311,19 +360,14 @@ class DatasetDefinition:
 
     def prepare(self, download: bool = False, variant_kwargs: dict | None = None):
         """The config (the original datamaestro's ``AbstractDataset.prepare``); ``download=True`` prepares it first."""
-        if download:
-            from .context import Context
-
-            Context.instance().prepare(self)
-        return self.config(**(variant_kwargs or {}))
+        location = session.current().prepare(self).location if download else None
+        return self.config(location=location, **(variant_kwargs or {}))
 
     _prepare = prepare
 
     def download(self, force: bool = False) -> bool:
         """Makes the data present (the original API; ``force`` is ignored: the store is content-addressed)."""
-        from .context import Context
-
-        Context.instance().prepare(self)
+        session.current().prepare(self)
         return True
 
     def register_hook(self, name: str, hook: Callable) -> None:
@@ -332,10 +376,8 @@ class DatasetDefinition:
 
     @property
     def context(self):
-        """The current context (the original API's ``dataset.context``)."""
-        from .context import Context
-
-        return Context.instance()
+        """The session in scope (the original API's ``dataset.context``)."""
+        return session.current()
 
     @property
     def configtype(self) -> type | None:
@@ -467,10 +509,8 @@ class AbstractDataset:
 
     @property
     def context(self):
-        """The current context."""
-        from .context import Context
-
-        return Context.instance()
+        """The session in scope."""
+        return session.current()
 
     @property
     def datapath(self) -> Path:
@@ -496,6 +536,10 @@ class AbstractDataset:
     def register_hook(self, name: str, hook: Callable) -> None:
         """Registers a hook (``pre-use``, ``pre-download``)."""
         self.hooks.setdefault(name, []).append(hook)
+
+    def as_definition(self) -> "GeneratedDefinition":
+        """This dataset presented as a definition (what the registry and the pipeline handle)."""
+        return GeneratedDefinition(self)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r})"
@@ -716,39 +760,41 @@ class GeneratedDefinition(DatasetDefinition):
 
     def __init__(self, dataset: AbstractDataset):
         self.foreign = dataset
-        self.target = dataset
-        self.base = dataset.configtype if isinstance(dataset.configtype, type) else None
-        self.template = None
-        self.variants = None
-        self.as_prepare = False
-        self.hooks = dataset.hooks
         repository = dataset.repository
-        self.module = type(repository).__module__ if repository is not None else type(dataset).__module__
-        self.qualname = ""
-        self._explicit_id = dataset.id
-        self.url = dataset.url
-        self._tags = sorted(dataset.tags)
-        self._tasks = sorted(dataset.tasks)
-        self.aliases = sorted(dataset.aliases)
-        self.licence = None
-        self.doi = dataset.doi
-        self.timestamp = None
-        self.size = None
+        super().__init__(
+            dataset,
+            base=dataset.configtype if isinstance(dataset.configtype, type) else None,
+            id=dataset.id,
+            url=dataset.url,
+            tags=sorted(dataset.tags),
+            tasks=sorted(dataset.tasks),
+            aliases=sorted(dataset.aliases),
+            doi=dataset.doi,
+            module=type(repository).__module__ if repository is not None else type(dataset).__module__,
+            qualname="",
+        )
         self.name, self.description = _split_doc(dataset.description)
         if dataset.name:
             self.name = dataset.name
-        self.resources = {}
-        self.agreements = []
-        self._datapath_override = None
-        self.id = dataset.id
+        # the dataset's own hooks and annotations (a user agreement) stay its own
+        self.hooks = dataset.hooks
+        self.agreements = list(getattr(dataset, "agreements", []))
+        self.production_checks = list(getattr(dataset, "production_checks", []))
         self.add_resource("download", GeneratedDownload(dataset))
+
+    def _compute_id(self) -> str:
+        """The id the repository gave the dataset, as is."""
+        return self._explicit_id
 
     def repository_in(self, context) -> "Repository | None":
         """The repository that generated the dataset."""
         return self.foreign.repository
 
-    def config(self, **variant):
-        """The dataset's own config (``prepare(download=False)``), with nested data ids set."""
+    def config(self, *, location: Location | None = None, **variant):
+        """The dataset's own config (``prepare(download=False)``), with nested data ids set.
+
+        Its paths are the dataset's own business (``location`` is not used).
+        """
         if variant:
             raise DatamaestroError(f"{self.id} has no variants, got {sorted(variant)}", hint="drop the [...] selector")
         result = self.foreign.prepare(download=False)
@@ -767,7 +813,7 @@ class GeneratedDownload(Resource):
     there, and the store cannot.
     """
 
-    kind = "value"
+    kind = Kind.VALUE
     volatile = True
 
     def __init__(self, dataset: AbstractDataset):
@@ -791,7 +837,7 @@ class GeneratedDownload(Resource):
             raise DownloadError(f"{self.dataset_object.id}: {type(exc).__name__}: {exc}", hint="see the dataset's documentation; run with --traceback for details") from exc
         if ok is False:
             raise DownloadError(f"{self.dataset_object.id}: its download failed", hint="run with --debug for the dataset's messages")
-        return Output("value", value=None)
+        return Output(Kind.VALUE, value=None)
 
     def value(self):
         """Nothing: generated datasets build their config themselves."""

@@ -19,8 +19,24 @@ class DatamaestroError(Exception):
 
     def __init__(self, message: str, *, hint: str | None = None):
         super().__init__(message)
-        self.message = message
+        self._message = message
         self.hint = hint
+        #: what was being prepared (``<dataset id>/<resource name>``), set once by the pipeline
+        self.where: str | None = None
+
+    @property
+    def message(self) -> str:
+        """The message, prefixed by what was being prepared when the pipeline says so."""
+        if self.where and not self._message.startswith(self.where):
+            return f"{self.where}: {self._message}"
+        return self._message
+
+    def located(self, where: str) -> "DatamaestroError":
+        """Records what was being prepared (kept when already set: the innermost is the most precise)."""
+        if self.where is None:
+            self.where = where
+            self.args = (self.message,)
+        return self
 
     def __str__(self) -> str:
         if self.hint:
@@ -65,7 +81,16 @@ class DefinitionError(DatamaestroError):
 
 
 class DownloadError(DatamaestroError):
-    """A transfer failed: HTTP error, timeout, truncated body, reset..."""
+    """A transfer failed: HTTP error, timeout, truncated body, reset...
+
+    :param reason: what the source answered, without the URL (for listings of sources)
+    :param missing: the source has no such file (HTTP 404/410): another source may
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, reason: str | None = None, missing: bool = False):
+        super().__init__(message, hint=hint)
+        self.reason = reason if reason is not None else message
+        self.missing = missing
 
 
 class OfflineError(DownloadError):

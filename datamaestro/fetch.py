@@ -120,12 +120,8 @@ class _Retry(Exception):
         self.retry_after = retry_after
 
 
-def _failure(url: str, reason: str, hint: str) -> DownloadError:
-    error = DownloadError(f"cannot download {url}: {reason}", hint=hint)
-    error.reason = reason
-    #: True when the source has no such file (HTTP 404/410): worth asking another source
-    error.missing = False
-    return error
+def _failure(url: str, reason: str, hint: str, *, missing: bool = False) -> DownloadError:
+    return DownloadError(f"cannot download {url}: {reason}", hint=hint, reason=reason, missing=missing)
 
 
 class _Progress:
@@ -390,7 +386,7 @@ class Fetcher:
                     )
         if len(failures) == 1:
             raise failures[0][1]
-        listing = "\n".join(f"  - {candidate}: {getattr(exc, 'reason', exc.message)}" for candidate, exc in failures)
+        listing = "\n".join(f"  - {candidate}: {exc.reason if isinstance(exc, DownloadError) else exc.message}" for candidate, exc in failures)
         raise DownloadError(f"cannot download {url} from any of its {len(failures)} sources:\n{listing}", hint=failures[-1][1].hint)
 
     def _transfer(self, url: str, stream: _Stream) -> str:
@@ -532,10 +528,8 @@ class Fetcher:
             hint = DENIED_HINT
         else:
             hint = "the server refused the request: check the URL, or set a mirror in settings ([mirrors])"
-        error = _failure(url, reason, hint)
         # the URL serves nothing (as opposed to a server that fails): a copy elsewhere may
-        error.missing = status in (404, 410)
-        raise error
+        raise _failure(url, reason, hint, missing=status in (404, 410))
 
     @staticmethod
     def _body_start(response, stream: _Stream) -> int:

@@ -39,10 +39,11 @@ from .store import ActionRecord, Output, recipe_key
 from .store.objects import disk_error
 from .store.digests import format_digest, hasher
 from .store.views import VIEW_LINK, manifest_digest, point_readable_path
+from .store.actions import Kind
 
 if TYPE_CHECKING:
     from .context import Context
-    from .definitions import DatasetDefinition
+    from .definitions import DatasetDefinition, Location
     from .download import Resource
     from .fetch import FetchResult
     from .lock.model import LockedDataset
@@ -105,6 +106,10 @@ class Job:
         """A unique path in the store's tmp folder (same file system as objects)."""
         return self.store.tmp_path(hint)
 
+    def prepare_dataset(self, definition: "DatasetDefinition") -> "PipelineResult":
+        """Prepares another dataset (a reference) with a pipeline of its own, on the same context."""
+        return Pipeline(self.context).run(definition)
+
 
 class _PinCheck:
     """A fetch checker comparing the raw bytes with the source digest a lock pins."""
@@ -141,14 +146,35 @@ class _PinState:
 
 @dataclass
 class PipelineResult:
-    """What a run did: the manifest published, where, and what was produced."""
+    """What a run did: the manifest published, where the dataset lives, and what was produced.
+
+    :ivar location: the readable folder and the pinned view (what configs point at)
+    """
 
     dataset_id: str
     manifest: str
     view: Path
-    datapath: Path
+    location: "Location"
     produced: list[str] = field(default_factory=list)
     outputs: dict[str, Output] = field(default_factory=dict)
+
+    @property
+    def datapath(self) -> Path:
+        """The dataset's readable folder."""
+        return self.location.readable
+
+
+@dataclass
+class Lookup:
+    """What the pipeline knows of a resource: its recipe, the recipe's key, the cached output.
+
+    ``recipe`` and ``key`` are None while an input's digest is unknown (that
+    input must be produced first); ``output`` is None when nothing is cached.
+    """
+
+    recipe: dict | None
+    key: str | None
+    output: Output | None
 
 
 class Pipeline:
@@ -157,21 +183,28 @@ class Pipeline:
     def __init__(self, context: "Context"):
         self.context = context
         self.store = context.store
-        self._known: dict[int, tuple[str | None, Output | None]] = {}
+        self._known: dict[int, Lookup] = {}
         #: expected outputs by resource name during a run (from a lock)
         self.pins: dict[str, Output] = {}
         #: download again what has URLs, whatever the cache says (``lock --upgrade``)
         self.refresh = False
 
     # -- keys and lookups
-    def recipe_of(self, resource: "Resource") -> dict | None:
-        """The full recipe of a resource, or None while an input's digest is unknown."""
+    def _inputs(self, resource: "Resource") -> dict | None:
+        """The digests (or values) of a resource's inputs by name; None while one is unknown."""
         inputs = {}
         for dependency in resource.dependencies():
-            _, output = self.lookup(dependency)
+            output = self._lookup(dependency).output
             if output is None:
                 return None
-            inputs[dependency.name] = output.digest if output.kind != "value" else output.value
+            inputs[dependency.name] = output.digest if output.kind.stored else output.value
+        return inputs
+
+    def recipe_of(self, resource: "Resource") -> dict | None:
+        """The full recipe of a resource, or None while an input's digest is unknown."""
+        inputs = self._inputs(resource)
+        if inputs is None:
+            return None
         recipe = dict(resource.recipe())
         if inputs:
             recipe["inputs"] = inputs
@@ -179,25 +212,41 @@ class Pipeline:
 
     def lookup(self, resource: "Resource") -> tuple[str | None, Output | None]:
         """(recipe key, cached output) of a resource; None where unknown."""
+        found = self._lookup(resource)
+        return found.key, found.output
+
+    def _lookup(self, resource: "Resource") -> Lookup:
         known = self._known.get(id(resource))
         if known is not None:
             return known
         recipe = self.recipe_of(resource)
+        key = None if recipe is None else recipe_key(recipe)
         pin = self.pins.get(resource.name)
-        if pin is not None and pin.kind in ("file", "tree") and pin.digest and self.store.output_present(pin):
+        if pin is not None and pin.kind.stored and pin.digest and self.store.output_present(pin):
             # the lock names the output and the store has it: nothing to do,
             # whatever the action cache says (it may hold another version)
-            result = (None if recipe is None else recipe_key(recipe), pin)
-        elif recipe is None or getattr(resource, "volatile", False) or self._refreshed(resource):
+            output = pin
+        elif key is None or getattr(resource, "volatile", False) or self._refreshed(resource):
             # volatile resources (references to other datasets) are never
             # trusted from the cache: they run every time, cheaply when warm
-            result = (None if recipe is None else recipe_key(recipe), None)
+            output = None
         else:
-            key = recipe_key(recipe)
             record = self.store.actions.get(key)
-            result = (key, record.output if record else None)
-        self._known[id(resource)] = result
-        return result
+            output = record.output if record else None
+        found = self._known[id(resource)] = Lookup(recipe, key, output)
+        return found
+
+    def _recipe_for_production(self, resource: "Resource") -> tuple[dict, str]:
+        """The recipe and key to produce a resource with, its inputs now present.
+
+        The lookup's, unless an input was unknown then or came out with other
+        bytes when produced again (a derivation that is not reproducible).
+        """
+        found = self._lookup(resource)
+        if found.recipe is not None and found.recipe.get("inputs", {}) == (self._inputs(resource) or {}):
+            return found.recipe, found.key
+        recipe = self.recipe_of(resource)
+        return recipe, recipe_key(recipe)
 
     def _refreshed(self, resource: "Resource") -> bool:
         """True when the cache must be ignored for this resource (a refresh of what has URLs)."""
@@ -237,6 +286,7 @@ class Pipeline:
         pins: dict[str, Output] | None = None,
         locked: "LockedDataset | None" = None,
         refresh: bool = False,
+        location: "Location | None" = None,
     ) -> PipelineResult:
         """Makes a dataset present in the store and its readable path point at it.
 
@@ -249,6 +299,8 @@ class Pipeline:
             definition still matches it)
         :param refresh: download again every resource with URLs (the action
             cache is not trusted for them: ``lock --upgrade``)
+        :param location: where the dataset lives, when the caller knows
+            (:meth:`Context.locate`)
         :raises OfflineError: offline and something must be downloaded
         :raises IntegrityError: an output differs from its pin
         :raises LockFileError: the lock in scope is out of date for this dataset
@@ -257,14 +309,16 @@ class Pipeline:
             locked = self.context.locked_dataset(definition)
         if locked is not None:
             pins = locked.pins()
+        if location is None:
+            location = self.context.locate(definition, locked)
         self.pins = dict(pins or {})
         self.refresh = refresh
-        return self._run(definition, locked, retry=True)
+        return self._run(definition, locked, location, retry=True)
 
-    def _run(self, definition: "DatasetDefinition", locked: "LockedDataset | None", *, retry: bool) -> PipelineResult:
+    def _run(self, definition: "DatasetDefinition", locked: "LockedDataset | None", location: "Location", *, retry: bool) -> PipelineResult:
         resources = definition.ordered_resources()
         targets = [r for r in resources if not r.transient]
-        legacy = self._legacy_folder(definition)
+        legacy = self._legacy_folder(location.readable)
         to_produce = self.needed(targets)
         if to_produce and self.context.settings.offline:
             missing = [r for r in to_produce if not (legacy and (legacy / r.name).exists())]
@@ -272,10 +326,9 @@ class Pipeline:
             if urls:
                 raise OfflineError(urls)
         if to_produce:
-            # a licence the user must accept before the data is fetched (asked once)
-            from .annotations.agreement import check_agreements
-
-            check_agreements(definition, self.context)
+            # what must hold before anything of the dataset is fetched (a licence to accept)
+            for check in definition.production_checks:
+                check(definition, self.context)
         # leftovers of killed writers (downloads, views): one scandir of tmp/
         self.store.reap_tmp()
         produced = []
@@ -296,9 +349,8 @@ class Pipeline:
                 f"{definition.id}: the dataset's manifest is {manifest_digest(entries)}, the lock pins {locked.manifest}",
                 hint=f"the definition changed what the dataset holds; run `datamaestro lock --upgrade {definition.id}` if the change is wanted",
             )
-        readable = definition.readable_path_in(self.context)
         try:
-            manifest, view = publish_dataset(self.context, readable, entries)
+            manifest, view = publish_dataset(self.context, location.readable, entries)
             missing = not all(self.store.output_present(o) for o in outputs.values())
         except StoreError:
             if all(self.store.output_present(o) for o in outputs.values()):
@@ -310,14 +362,13 @@ class Pipeline:
             # published, keeps it alive)
             if retry:
                 self._known.clear()
-                return self._run(definition, locked, retry=False)
+                return self._run(definition, locked, location, retry=False)
             raise StoreError(f"{definition.id}: outputs keep disappearing from the store", hint="is `store gc` running in a loop?")
-        return PipelineResult(definition.id, manifest, view, readable, produced, outputs)
+        return PipelineResult(definition.id, manifest, view, location, produced, outputs)
 
     def _produce(self, definition, resource, expected, legacy: Path | None) -> bool:
         """Produces one resource under its store lock; False when another process had done it."""
-        recipe = self.recipe_of(resource)
-        key = recipe_key(recipe)
+        recipe, key = self._recipe_for_production(resource)
         settings = self.context.settings
         with self.store.lock(key, timeout=settings.lock_timeout, what=f"preparing {definition.id}/{resource.name}"):
             volatile = getattr(resource, "volatile", False)
@@ -337,11 +388,7 @@ class Pipeline:
                     try:
                         output = resource.produce(job)
                     except DatamaestroError as error:
-                        # say which dataset and resource failed, once
-                        if not error.message.startswith(job.description):
-                            error.message = f"{job.description}: {error.message}"
-                            error.args = (error.message,)
-                        raise
+                        raise error.located(job.description)
                     except OSError as exc:
                         # a full disk, or a store deleted or made read-only, met by
                         # a resource's own file operations (an archive's extraction
@@ -353,7 +400,7 @@ class Pipeline:
                     check_pin(definition, resource, output, expected)
                 if not volatile:
                     self.store.actions.put(ActionRecord(key=key, recipe=recipe, output=output))
-        self._known[id(resource)] = (key, output)
+        self._known[id(resource)] = Lookup(recipe, key, output)
         return did_work
 
     def _present_output(self, resource) -> Output:
@@ -363,9 +410,9 @@ class Pipeline:
         return output
 
     # -- data of the original datamaestro
-    def _legacy_folder(self, definition) -> Path | None:
-        """The dataset's folder when it holds data laid out by the original datamaestro."""
-        path = definition.readable_path_in(self.context)
+    @staticmethod
+    def _legacy_folder(path: Path) -> Path | None:
+        """The dataset's readable folder when it holds data laid out by the original datamaestro."""
         if path.is_dir() and not (path / VIEW_LINK).is_symlink():
             return path
         return None
@@ -381,14 +428,14 @@ class Pipeline:
         path = legacy / resource.name
         if path.is_symlink():
             return None
-        if resource.kind == "file" and path.is_file():
+        if resource.kind == Kind.FILE and path.is_file():
             logger.info("adopting %s into the store", path)
-            return Output("file", self.store.ingest_file(path, move=True))
-        if resource.kind == "tree" and path.is_dir():
+            return Output(Kind.FILE, self.store.ingest_file(path, move=True))
+        if resource.kind == Kind.TREE and path.is_dir():
             logger.info("adopting %s into the store", path)
             digest = self.store.ingest_tree(path, move=True)
             shutil.rmtree(path, ignore_errors=True)
-            return Output("tree", digest)
+            return Output(Kind.TREE, digest)
         return None
 
 
@@ -441,9 +488,9 @@ def rehash_outputs(store, dataset_id: str, outputs: dict[str, Output]) -> None:
     from .store.digests import digest_of_file
 
     for name, output in sorted(outputs.items()):
-        if output.kind == "file":
+        if output.kind == Kind.FILE:
             digests = [output.digest]
-        elif output.kind == "tree":
+        elif output.kind == Kind.TREE:
             digests = [output.digest, *store.trees.iter_object_digests(output.digest)]
         else:
             continue

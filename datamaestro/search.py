@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from .errors import UsageError
-from .repository import IndexEntry
+from .registry import IndexEntry
 
 FIELDS = ("tag", "task", "repo", "type")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import types
 from pathlib import Path
 
@@ -188,13 +187,14 @@ class FakeContext:
 
 
 @pytest.fixture
-def fake_context(monkeypatch):
-    """Replaces ``datamaestro.context`` by a module holding a FakeContext."""
+def fake_context():
+    """Puts a FakeContext in scope as the session configs read."""
+    from datamaestro import session
+
     context = FakeContext()
-    module = types.ModuleType("datamaestro.context")
-    module.Context = types.SimpleNamespace(instance=lambda: context)
-    monkeypatch.setitem(sys.modules, "datamaestro.context", module)
-    return context
+    token = session.enter(context)
+    yield context
+    session.leave(token)
 
 
 def test_prepare_goes_through_the_context(fake_context):

@@ -36,30 +36,34 @@ class useragreement(DatasetAnnotation):
         self.id = id
 
     def annotate(self, definition) -> None:
-        """Records the agreement on the dataset (and shows it as its licence)."""
-        definition.agreements = [*getattr(definition, "agreements", []), (self.id or definition.id, self.message)]
+        """Records the agreement on the dataset (shown as its licence), checked before anything is produced."""
+        agreement = (self.id or definition.id, self.message)
+        definition.agreements = [*getattr(definition, "agreements", []), agreement]
         if not getattr(definition, "licence", None):
             definition.licence = self.message
+        checks = getattr(definition, "production_checks", None)
+        if checks is None:
+            checks = definition.production_checks = []
+        checks.append(lambda checked, context: check_agreement(checked, context, *agreement))
 
 
-def check_agreements(definition, context) -> None:
-    """Makes sure every agreement of a dataset is accepted; asks on a terminal.
+def check_agreement(definition, context, agreement_id: str, message: str) -> None:
+    """Makes sure an agreement is accepted; asks on a terminal (once: the answer is recorded).
 
-    :raises DatamaestroError: an agreement is refused or cannot be asked
+    :raises DatamaestroError: the agreement is refused or cannot be asked
     """
-    for agreement_id, message in getattr(definition, "agreements", []):
-        accepted = context.settings.agreements.get(agreement_id)
-        if accepted:
-            continue
-        if accepted is None and sys.stdin is not None and sys.stdin.isatty():
-            answer = input(f"{message}\nDo you accept ({agreement_id})? [yes/no] ").strip().lower()
-            if answer in ("y", "yes"):
-                from ..settings import set_user_setting
+    accepted = context.settings.agreements.get(agreement_id)
+    if accepted:
+        return
+    if accepted is None and sys.stdin is not None and sys.stdin.isatty():
+        answer = input(f"{message}\nDo you accept ({agreement_id})? [yes/no] ").strip().lower()
+        if answer in ("y", "yes"):
+            from ..settings import set_user_setting
 
-                set_user_setting("agreements", agreement_id, True)
-                context.settings.agreements[agreement_id] = True
-                continue
-        raise DatamaestroError(
-            f"{definition.id}: the user agreement {agreement_id!r} is not accepted",
-            hint=f"read it with `datamaestro info {definition.id}`, then accept it with `datamaestro agree {agreement_id}`",
-        )
+            set_user_setting("agreements", agreement_id, True)
+            context.settings.agreements[agreement_id] = True
+            return
+    raise DatamaestroError(
+        f"{definition.id}: the user agreement {agreement_id!r} is not accepted",
+        hint=f"read it with `datamaestro info {definition.id}`, then accept it with `datamaestro agree {agreement_id}`",
+    )

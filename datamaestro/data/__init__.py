@@ -73,9 +73,9 @@ class Base(Prepare):
         if data_id is None:
             return
 
-        from datamaestro.context import Context
+        from datamaestro import session
 
-        Context.instance().prepare_data_id(data_id)
+        session.current().prepare_data_id(data_id)
 
     def prepare(self, *args, **kwargs) -> "Base":
         """Makes the data present on disk and returns this config.
@@ -95,9 +95,9 @@ class Base(Prepare):
         data_id = self._data_id()
         dataset = None
         if data_id is not None:
-            from datamaestro.context import Context
+            from datamaestro import session
 
-            dataset = Context.instance().dataset_for_data_id(data_id)
+            dataset = session.current().dataset_for_data_id(data_id)
         return {
             "id": data_id or "",
             "name": getattr(dataset, "name", None) or "",

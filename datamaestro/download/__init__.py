@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DefinitionError
+from ..store.actions import Kind
 
 if TYPE_CHECKING:
     from ..definitions import DatasetDefinition
@@ -40,7 +41,7 @@ class Resource:
     """
 
     #: ``file``, ``tree`` or ``value``: what :meth:`produce` returns
-    kind = "file"
+    kind = Kind.FILE
 
     def __init__(self, name: str | None = None, *, transient: bool = False, varname: str | None = None):
         if name is not None and (not isinstance(name, str) or name.startswith("/") or ".." in name.split("/")):
@@ -152,7 +153,7 @@ class Resource:
 
     def has_files(self) -> bool:
         """Whether the output is a file or a folder (not a value)."""
-        return self.kind != "value"
+        return self.kind != Kind.VALUE
 
     def postinit(self) -> None:
         """The original API's lazy initialization hook (nothing to do here)."""
@@ -178,19 +179,19 @@ class Resource:
 class FileResource(Resource):
     """A resource whose output is one file."""
 
-    kind = "file"
+    kind = Kind.FILE
 
 
 class FolderResource(Resource):
     """A resource whose output is a folder (a tree in the store)."""
 
-    kind = "tree"
+    kind = Kind.TREE
 
 
 class ValueResource(Resource):
     """A resource that produces a JSON value and no file (kept out of views)."""
 
-    kind = "value"
+    kind = Kind.VALUE
 
     def value(self) -> Any:
         """The value (subclasses of the original API implement ``prepare()``)."""
@@ -238,7 +239,7 @@ class FilesCopy(FolderResource):
         from ..store import Output
 
         source = job.input(self.source)
-        if source.kind != "tree":
+        if source.kind != Kind.TREE:
             raise DefinitionError(f"FilesCopy {self.name}: {self.source.name} is not a folder")
         entries = {entry["path"]: entry for entry in job.store.trees.read(source.digest)["entries"]}
         selected = []
@@ -250,7 +251,7 @@ class FilesCopy(FolderResource):
                     hint="check the file paths of the definition",
                 )
             selected.append({**entry, "path": target.strip("/")})
-        return Output("tree", job.store.trees.store_entries(selected))
+        return Output(Kind.TREE, job.store.trees.store_entries(selected))
 
 
 def __getattr__(name: str):

@@ -29,6 +29,7 @@ from ..store import Output
 from ..store.objects import disk_error, remove_tree
 from . import FolderResource
 from .single import _checkers, downloaded_file
+from ..store.actions import Kind
 
 if TYPE_CHECKING:
     from ..pipeline import Job
@@ -253,7 +254,7 @@ class ArchiveDownloader(FolderResource):
                 digest = job.store.ingest_tree(root, move=True)
             finally:
                 remove_tree(folder)
-        return Output("tree", digest, source_digest=result.source_digest, url=result.url, size=result.size)
+        return Output(Kind.TREE, digest, source_digest=result.source_digest, url=result.url, size=result.size)
 
     def _root(self, folder: Path) -> Path:
         """The folder to store: ``subpath`` if given, unwrapped when it holds a single folder."""

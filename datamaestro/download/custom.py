@@ -19,6 +19,7 @@ from ..errors import DefinitionError
 from ..store import Output
 from ..store.objects import remove_tree
 from . import Resource
+from ..store.actions import Kind
 
 if TYPE_CHECKING:
     from ..pipeline import Job
@@ -154,17 +155,17 @@ class Derived(Resource):
         """Runs :meth:`prepare` on a tmp path of the store, then stores what it wrote."""
         paths = {}
         for key, resource in self.inputs().items():
-            paths[key] = job.input(resource).value if resource.kind == "value" else job.input_path(resource)
+            paths[key] = job.input(resource).value if resource.kind == Kind.VALUE else job.input_path(resource)
         output = job.tmp_path(".derived")
         try:
             self.prepare(paths, output)
-            if self.kind == "file":
+            if self.kind == Kind.FILE:
                 if not output.is_file() or output.is_symlink():
                     raise DefinitionError(f"{job.description}: {type(self).__qualname__}.prepare() wrote no file at its output path")
-                return Output("file", job.store.ingest_file(output, move=True))
+                return Output(Kind.FILE, job.store.ingest_file(output, move=True))
             if not output.is_dir() or output.is_symlink():
                 raise DefinitionError(f"{job.description}: {type(self).__qualname__}.prepare() created no folder at its output path")
-            return Output("tree", job.store.ingest_tree(output, move=True))
+            return Output(Kind.TREE, job.store.ingest_tree(output, move=True))
         finally:
             # what is left: empty folders after a move, or the work of a failed prepare()
             if os.path.lexists(output):

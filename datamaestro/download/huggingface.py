@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DatamaestroError
 from ..store import Output
 from . import ValueResource
+from ..store.actions import Kind
 
 if TYPE_CHECKING:
     from ..pipeline import Job
@@ -89,7 +90,7 @@ class HFDownloader(ValueResource):
         """Lets ``datasets`` download the data (nothing for streaming or a local copy)."""
         if not self.streaming and self.local_path is None:
             hf_download_and_prepare(self.repo_id, self.config_name, data_files=self.data_files, split=self.split, revision=self.revision)
-        return Output("value", value=None)
+        return Output(Kind.VALUE, value=None)
 
     def value(self) -> dict[str, Any]:
         """The fields of a :class:`~datamaestro.data.huggingface.HuggingFaceDataset`."""

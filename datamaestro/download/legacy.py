@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from ..errors import DatamaestroError, DefinitionError, DownloadError
 from ..store import Output
 from ..store.objects import remove_tree
+from ..store.actions import Kind
 
 if TYPE_CHECKING:
     from ..pipeline import Job
@@ -86,7 +87,6 @@ def run_legacy(resource: "Resource", job: "Job") -> Output:
     definition = resource.definition
     work = job.tmp_path(".legacy")
     os.mkdir(work, 0o700)
-    previous = definition._datapath_override
     try:
         for dependency in resource.dependencies():
             output = job.input(dependency)
@@ -94,10 +94,10 @@ def run_legacy(resource: "Resource", job: "Job") -> Output:
                 link = work / dependency.name
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(job.input_path(dependency))
-        definition._datapath_override = work
         _state.job = job
         try:
-            result = resource.download(force=False)
+            with definition.located_at(work):
+                result = resource.download(force=False)
         except DatamaestroError:
             raise
         except Exception as exc:
@@ -107,7 +107,6 @@ def run_legacy(resource: "Resource", job: "Job") -> Output:
             ) from exc
         finally:
             _state.job = None
-            definition._datapath_override = previous
         if result is False:
             raise DownloadError(f"{type(resource).__name__} reported a failure", hint="run with --debug for its messages")
         return _store_output(resource, job, work / resource.name)
@@ -120,15 +119,15 @@ def _store_output(resource: "Resource", job: "Job", target: Path) -> Output:
         # an input passed through, or a link to a folder the user provides: store what it points at
         target = target.resolve()
         if target.is_file():
-            return Output("file", job.store.ingest_file(target))
+            return Output(Kind.FILE, job.store.ingest_file(target))
         if target.is_dir():
-            return Output("tree", job.store.ingest_tree(target))
+            return Output(Kind.TREE, job.store.ingest_tree(target))
     elif target.is_file():
-        return Output("file", job.store.ingest_file(target, move=True))
+        return Output(Kind.FILE, job.store.ingest_file(target, move=True))
     elif target.is_dir():
-        return Output("tree", job.store.ingest_tree(target, move=True))
+        return Output(Kind.TREE, job.store.ingest_tree(target, move=True))
     if not resource.has_files():
-        return Output("value", value=None)
+        return Output(Kind.VALUE, value=None)
     raise DefinitionError(
         f"{type(resource).__name__} wrote nothing at {resource.name!r} in its dataset folder",
         hint="the plugin's resource does not follow the original API; report it to its authors",
@@ -165,9 +164,9 @@ class LegacyContext:
     @classmethod
     def current(cls) -> "LegacyContext":
         """The current context, with the job being run (if any)."""
-        from ..context import Context
+        from .. import session
 
-        return cls(Context.instance(), getattr(_state, "job", None))
+        return cls(session.current(), getattr(_state, "job", None))
 
     def __getattr__(self, name: str):
         return getattr(self._context, name)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DefinitionError
 from ..store import Output
 from . import FolderResource, Resource
+from ..store.actions import Kind
 
 if TYPE_CHECKING:
     from ..pipeline import Job
@@ -22,13 +23,12 @@ def _definition_of(target):
     if isinstance(definition, DatasetDefinition):
         return definition
     if isinstance(target, str):
-        from ..context import Context
+        from .. import session
 
-        return Context.instance().dataset(target)
-    from ..definitions import AbstractDataset, GeneratedDefinition
-
-    if isinstance(target, AbstractDataset):
-        return GeneratedDefinition(target)
+        return session.current().dataset(target)
+    if callable(getattr(target, "as_definition", None)):
+        # a dataset a repository generates (1.x ``AbstractDataset``)
+        return target.as_definition()
     raise DefinitionError(f"{target!r} is not a dataset (a @dataset class or function, or a dataset id)")
 
 
@@ -56,7 +56,7 @@ class reference(Resource):
     ``self.COLLECTION.prepare()`` and ``.config()`` return the config.
     """
 
-    kind = "value"
+    kind = Kind.VALUE
     volatile = True
 
     def __init__(self, *args: Any, varname: str | None = None, reference: Any = None, dataset: Any = None):
@@ -85,10 +85,8 @@ class reference(Resource):
 
     def produce(self, job: "Job") -> Output:
         """Prepares the referenced dataset; returns its manifest digest as the value."""
-        from ..pipeline import Pipeline
-
-        result = Pipeline(job.context).run(self.target_definition)
-        return Output("value", value=result.manifest)
+        result = job.prepare_dataset(self.target_definition)
+        return Output(Kind.VALUE, value=result.manifest)
 
     @property
     def path(self):
@@ -145,12 +143,12 @@ class links(FolderResource):
             manifest = job.input(ref).value
             for name, (kind, digest) in sorted(store.views.read_manifest(manifest).items()):
                 prefix = f"{key}/{name}"
-                if kind == "file":
+                if kind == Kind.FILE:
                     entries.append({"path": prefix, "kind": "file", "digest": digest, "size": store.path_of(digest).stat().st_size})
                     continue
                 for entry in store.trees.read(digest)["entries"]:
                     entries.append({**entry, "path": f"{prefix}/{entry['path']}"})
-        return Output("tree", store.trees.store_entries(entries))
+        return Output(Kind.TREE, store.trees.store_entries(entries))
 
 
 class GlobChecker:
@@ -254,13 +252,13 @@ class linkpath(Resource):
 
     def recipe(self) -> dict:
         """The resolved path and a fingerprint of its files (sizes and dates), so that a change is seen."""
-        from ..context import Context
+        from .. import session
         from ..datafolders import describe_proposal
         from ..errors import DatamaestroError
 
         recipe = {**super().recipe(), "proposals": [describe_proposal(p) for p in self.proposals]}
         try:
-            path = self._resolve(Context.instance())
+            path = self._resolve(session.current())
         except DatamaestroError:
             return {**recipe, "resolved": None}
         return {**recipe, "resolved": str(path), "fingerprint": _stat_fingerprint(path)}
@@ -271,8 +269,8 @@ class linkpath(Resource):
         if self.checker is not None:
             self.checker.check(path)
         if path.is_dir():
-            return Output("tree", job.store.ingest_tree(path))
-        return Output("file", job.store.ingest_file(path))
+            return Output(Kind.TREE, job.store.ingest_tree(path))
+        return Output(Kind.FILE, job.store.ingest_file(path))
 
 
 class linkfolder(linkpath):
@@ -283,7 +281,7 @@ class linkfolder(linkpath):
         DOCUMENTS = linkfolder("documents", [DatafolderPath("edu.upenn.ldc.aquaint", "APW")])
     """
 
-    kind = "tree"
+    kind = Kind.TREE
     kind_label = "folder"
 
     def _found(self, path) -> bool:
@@ -293,7 +291,7 @@ class linkfolder(linkpath):
 class linkfile(linkpath):
     """A file the user provides (see :class:`linkpath`)."""
 
-    kind = "file"
+    kind = Kind.FILE
     kind_label = "file"
 
     def _found(self, path) -> bool:

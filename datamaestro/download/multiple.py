@@ -10,6 +10,7 @@ from ..store import Output
 from ..store.objects import remove_tree
 from . import FolderResource
 from .single import FileSink, TransformingSink, _checkers, _transforms
+from ..store.actions import Kind
 
 if TYPE_CHECKING:
     from ..pipeline import Job
@@ -97,7 +98,7 @@ class MultipleDownloader(FolderResource):
             digest = job.store.ingest_tree(folder, move=True)
         finally:
             remove_tree(folder)
-        return Output("tree", digest, size=size)
+        return Output(Kind.TREE, digest, size=size)
 
 
 multipledownloader = MultipleDownloader.apply

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from ..errors import ArchiveError, DefinitionError
 from ..store import Output
 from . import FileResource
+from ..store.actions import Kind
 
 if TYPE_CHECKING:
     from ..pipeline import Job
@@ -145,7 +146,7 @@ class FileDownloader(FileResource):
             result = job.download(self.url, sink, checkers=self.checkers)
             sink.finish()
             digest = writer.commit()
-        return Output("file", digest, source_digest=result.source_digest, url=result.url, size=result.size)
+        return Output(Kind.FILE, digest, source_digest=result.source_digest, url=result.url, size=result.size)
 
 
 filedownloader = FileDownloader.apply
@@ -200,7 +201,7 @@ class ConcatDownloader(FileResource):
                         hint="the download may be corrupt or the URL may serve something else",
                     ) from None
                 digest = writer.commit()
-        return Output("file", digest, source_digest=result.source_digest, url=result.url, size=result.size)
+        return Output(Kind.FILE, digest, source_digest=result.source_digest, url=result.url, size=result.size)
 
 
 class FileSink:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from ..errors import DownloadError
 from ..store import Output
 from . import FileResource
+from ..store.actions import Kind
 
 if TYPE_CHECKING:
     from ..pipeline import Job
@@ -86,4 +87,4 @@ class wayback_documents(FileResource):
             for link in self.urls_fn():
                 writer.write((json.dumps(self._page(job, link)) + "\n").encode("utf-8"))
             digest = writer.commit()
-        return Output("file", digest)
+        return Output(Kind.FILE, digest)

@@ -104,7 +104,7 @@ class HttpPeer(Peer):
             except OfflineError:
                 raise PeerUnavailable("offline mode") from None
             except DownloadError as error:
-                if getattr(error, "missing", False):
+                if error.missing:
                     return None
                 raise PeerUnavailable(error.message) from None
             return writer.stage()

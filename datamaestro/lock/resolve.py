@@ -19,44 +19,13 @@ from typing import TYPE_CHECKING, Iterable
 from ..errors import LockFileError, UsageError
 from ..store.digests import canonical_json, digest_bytes
 from .fileformat import read_lock, write_lock
+from .fingerprint import FINGERPRINT_FORMAT, fingerprint  # noqa: F401 (part of this module's API)
 from .model import FORMAT_VERSION, Lock, LockedDataset, LockedResource
 from .project import lock_file, requested_ids
 
 if TYPE_CHECKING:
     from ..context import Context
     from ..definitions import DatasetDefinition
-
-#: bump when the fingerprint's description changes (every lock becomes out of date)
-FINGERPRINT_FORMAT = 1
-
-
-def fingerprint(definition: "DatasetDefinition") -> str:
-    """A digest of what a definition does to its data.
-
-    It covers the dataset's id and defining class or function, and for every
-    resource its name, kind, whether it is transient, its inputs and its
-    recipe (URL, transforms, checks, a derivation's class, version and
-    parameters): anything that changes the bytes changes the fingerprint.
-    Docstrings, metadata and the code of ``config()`` do not.
-    """
-    resources = [
-        {
-            "name": resource.name,
-            "kind": resource.kind,
-            "transient": resource.transient,
-            "inputs": [dependency.name for dependency in resource.dependencies()],
-            "recipe": resource.recipe(),
-        }
-        for resource in definition.ordered_resources()
-    ]
-    description = {
-        "format": FINGERPRINT_FORMAT,
-        "id": definition.id,
-        "target": f"{definition.module}.{definition.qualname}",
-        "resources": resources,
-    }
-    return digest_bytes(canonical_json(description))
-
 
 def referenced(definition: "DatasetDefinition") -> list["DatasetDefinition"]:
     """The datasets a definition references (``reference`` and ``links`` resources)."""

@@ -33,6 +33,7 @@ from .model import Lock, LockedDataset
 from .peers import Peer, PathPeer, Transfer, open_peers, transfer
 from .project import lock_file
 from .resolve import check_project, lock_project
+from ..store.actions import Kind
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -73,8 +74,8 @@ def wanted_objects(store: "Store", outputs: Iterable[Output], peers: list[Peer],
     no peer has leaves the tree to the pipeline.
     """
     outputs = [o for o in outputs if o.kind in ("file", "tree") and not store.output_present(o)]
-    files = [o.digest for o in outputs if o.kind == "file"]
-    trees = [o.digest for o in outputs if o.kind == "tree"]
+    files = [o.digest for o in outputs if o.kind == Kind.FILE]
+    trees = [o.digest for o in outputs if o.kind == Kind.TREE]
     _merge(report, transfer(store, trees, peers, jobs=jobs))
     for digest in trees:
         if store.objects.has(digest):
@@ -98,7 +99,7 @@ def fill_from_peers(store: "Store", outputs: list[Output], peers: list[Peer], jo
         return report
     _merge(report, transfer(store, wanted_objects(store, outputs, peers, jobs, report), peers, jobs=jobs))
     for output in outputs:
-        if output.kind == "tree" and not store.trees.has(output.digest) and store.objects.has(output.digest):
+        if output.kind == Kind.TREE and not store.trees.has(output.digest) and store.objects.has(output.digest):
             try:
                 store.trees.materialize(output.digest)
             except StoreError:
@@ -244,7 +245,7 @@ def export_lock(context: "Context", lock_path: Path, folder: Path, *, jobs: int 
         )
     digests = [o.digest for o in outputs]
     for output in outputs:
-        if output.kind == "tree":
+        if output.kind == Kind.TREE:
             digests.extend(store.trees.iter_object_digests(output.digest))
     digests.extend(m for m in lock.manifests() if store.objects.has(m))
     digests = list(dict.fromkeys(digests))

@@ -27,6 +27,7 @@ from .objects import Layout, ObjectStore, ObjectWriter, disk_error, reap_tmp
 from .roots import Root, iter_roots, register_root
 from .trees import TreeStore
 from .views import ViewStore, current_view, manifest_digest, point_readable_path
+from .actions import Kind
 
 LAYOUT_VERSION = "1"
 VERSION_FILE = "VERSION"
@@ -46,6 +47,7 @@ def _layout_entry(name: str) -> bool:
 __all__ = [
     "Store",
     "Output",
+    "Kind",
     "ActionRecord",
     "recipe_key",
     "format_digest",
@@ -140,15 +142,15 @@ class Store:
 
     def materialize(self, kind: str, digest: str) -> Path:
         """The readable path of an output: an object's file, a tree's folder."""
-        if kind == "tree":
+        if kind == Kind.TREE:
             return self.trees.materialize(digest)
         return self.objects.path_of(digest)
 
     def output_present(self, output: Output) -> bool:
         """True when everything an output names is in the store."""
-        if output.kind == "value":
+        if output.kind == Kind.VALUE:
             return True
-        if output.kind == "tree":
+        if output.kind == Kind.TREE:
             return self.trees.has(output.digest)
         return self.objects.has(output.digest)
 

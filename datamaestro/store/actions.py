@@ -13,6 +13,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from ..errors import StoreError
@@ -23,6 +24,19 @@ from .objects import Layout, disk_error
 def recipe_key(description: dict) -> str:
     """The key of a recipe: blake3 of its canonical JSON description."""
     return digest_bytes(canonical_json(description))
+
+
+class Kind(StrEnum):
+    """What a resource produces. A ``str`` too, so that ``kind == "file"`` and JSON keep working."""
+
+    FILE = "file"  #: one object
+    TREE = "tree"  #: a folder: a tree of objects
+    VALUE = "value"  #: a JSON value, no file
+
+    @property
+    def stored(self) -> bool:
+        """True for the kinds that live in the store (and in views)."""
+        return self is not Kind.VALUE
 
 
 @dataclass
@@ -37,12 +51,16 @@ class Output:
     :param value: the JSON value of a ``value`` resource
     """
 
-    kind: str
+    kind: Kind
     digest: str | None = None
     source_digest: str | None = None
     url: str | None = None
     size: int | None = None
     value: object = None
+
+    def __post_init__(self):
+        # a str from JSON or a plugin: refused here (ValueError) when unknown
+        self.kind = Kind(self.kind)
 
     def to_json(self) -> dict:
         """A JSON-able dict (None fields dropped)."""
@@ -80,7 +98,7 @@ class ActionCache:
             with open(self.path_of(key), "rb") as fp:
                 data = json.load(fp)
             output = Output.from_json(data["output"])
-            if output.kind != "value" and not is_digest(output.digest or ""):
+            if output.kind.stored and not is_digest(output.digest or ""):
                 return None
             return ActionRecord(key=key, recipe=data["recipe"], output=output, created=data.get("created", 0))
         except (OSError, ValueError, KeyError, TypeError, StoreError):

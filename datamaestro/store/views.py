@@ -19,6 +19,7 @@ from ..errors import StoreError
 from .digests import canonical_json, digest_bytes, hex_of
 from .objects import Layout, ObjectStore, disk_error, remove_tree
 from .trees import TreeStore
+from .actions import Kind
 
 MANIFEST_FORMAT = "datamaestro-manifest/1"
 
@@ -75,8 +76,8 @@ class ViewStore:
         try:
             os.mkdir(work)
             for name, (kind, target_digest) in entries.items():
-                target = self.trees.materialize(target_digest) if kind == "tree" else self.objects.path_of(target_digest)
-                if kind == "file" and not target.is_file():
+                target = self.trees.materialize(target_digest) if kind == Kind.TREE else self.objects.path_of(target_digest)
+                if kind == Kind.FILE and not target.is_file():
                     raise StoreError(f"object {target_digest} ({name}) is missing from the store")
                 link = work / name
                 link.parent.mkdir(parents=True, exist_ok=True)

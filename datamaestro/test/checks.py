@@ -12,9 +12,9 @@ class DatasetTests:
     """A unittest mixin checking the repository of the test's own package (see :mod:`datamaestro.test`)."""
 
     def _report(self):
-        from ..context import Context
+        from .. import session
 
-        context = Context.instance()
+        context = session.current()
         package = type(self).__module__.split(".")[0]
         for repository in context.registry.repositories().values():
             if repository.package == package:
@@ -73,9 +73,9 @@ else:
                 covered.update(re.findall(r"^\s*\.\.\s+dm:datasets::\s+(\S+)", text, re.MULTILINE))
                 if re.search(r"^\s*\.\.\s+dm:repository::", text, re.MULTILINE):
                     return
-            from ..context import Context
+            from .. import session
 
-            for repository in Context.instance().registry.repositories().values():
+            for repository in session.current().registry.repositories().values():
                 if repository.package not in self.modules:
                     continue
                 for definition in repository.definitions():
