@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from ..errors import StoreError
-from . import LAYOUT_VERSION, SHARED_FILE, VERSION_FILE, Store
+from . import SHARED_FILE, Store, create_store, group_id, make_folders, replace_store_file
 from .digests import digest_of_file, format_digest, hex_of, is_digest
-from .objects import make_writable
+from .objects import disk_error, make_writable
 from .roots import ROOT_KINDS, Root
 from .views import VIEW_LINK
 
@@ -187,7 +187,8 @@ class StoreInfo:
     """What a store holds.
 
     :param location: the store folder
-    :param layout_version: the layout version recorded in the store
+    :param layout_version: the version of each part of the layout, in one
+        line (``objects 1, actions 1, views 1, roots 1``)
     :param shared: True for a group store
     :param group: the Unix group of a group store (None otherwise)
     :param objects: number of file objects
@@ -198,6 +199,7 @@ class StoreInfo:
     :param roots: number of registered gc roots, by kind (``data``, ``lock``)
     :param tmp_entries: entries in ``tmp/`` (in-flight writes or leftovers)
     :param quarantined: objects moved to ``quarantine/`` by :func:`verify`
+    :param layout_versions: the version of each part of the layout
     """
 
     location: Path
@@ -212,6 +214,7 @@ class StoreInfo:
     roots: dict[str, int]
     tmp_entries: int
     quarantined: int
+    layout_versions: dict[str, int] = field(default_factory=dict)
 
 
 def _count(folder: Path, keep: Callable[[str], bool] = lambda name: True) -> int:
@@ -229,10 +232,9 @@ def store_info(store: Store) -> StoreInfo:
     roots = dict.fromkeys(ROOT_KINDS, 0)
     for root in store.roots():
         roots[root.kind] = roots.get(root.kind, 0) + 1
-    version_file = store.root / VERSION_FILE
     return StoreInfo(
         location=store.root,
-        layout_version=version_file.read_text().strip() if version_file.is_file() else LAYOUT_VERSION,
+        layout_version=", ".join(f"{part} {version}" for part, version in store.layout_versions.items()),
         shared=store.shared,
         group=_group_of(store) if store.shared else None,
         objects=objects,
@@ -243,6 +245,7 @@ def store_info(store: Store) -> StoreInfo:
         roots=roots,
         tmp_entries=_count(layout.tmp),
         quarantined=_count(layout.quarantine, lambda name: not name.endswith(QUARANTINE_NOTE)),
+        layout_versions=dict(store.layout_versions),
     )
 
 
@@ -717,6 +720,10 @@ def _size(store: Store, digest: str) -> int:
 def init_store(root: Path, *, group: str | None = None) -> Store:
     """Creates a store, or upgrades an existing one in place (idempotent).
 
+    The store is created by :func:`~datamaestro.store.create_store`, as
+    :class:`Store` does (safe when other processes create it at once), with
+    every folder of the layout; an existing store gets the folders it lacks.
+
     With ``group``, the store is set up for a Unix group so that its members
     can use and extend it: the ``SHARED`` marker names the group, every
     folder is given to the group with mode ``0o2775`` (setgid: new entries
@@ -728,26 +735,19 @@ def init_store(root: Path, *, group: str | None = None) -> Store:
         given to the group (owned by another user)
     """
     root = Path(root)
-    gid = None
-    if group is not None:
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise StoreError(
-                f"unknown Unix group {group!r}",
-                hint="list groups with `getent group`; create one with `groupadd` and add the store's users to it",
-            ) from None
-    store = Store(root, create=True)
-    layout = store.layout
-    for folder in (layout.objects, layout.trees, layout.actions, layout.views, layout.roots, layout.tmp, layout.locks, layout.quarantine):
-        layout.mkdir(folder)
+    gid = group_id(group) if group is not None else None
+    # a new store is shared from the start: SHARED is written before VERSION
+    create_store(root, group=group)
+    store = Store(root)
+    try:
+        make_folders(store.layout)
+    except OSError as exc:
+        raise disk_error(exc, f"creating the folders of the store {root}") from None
     if group is None:
         return store
     marker = root / SHARED_FILE
     if not marker.is_file() or marker.read_text().strip() != group:
-        tmp = root / f".{SHARED_FILE}.{os.getpid()}"
-        tmp.write_text(group + "\n")
-        os.replace(tmp, marker)
+        replace_store_file(store.layout, SHARED_FILE, group + "\n")
     _share(root, gid, group)
     return Store(root)
 
@@ -771,18 +771,30 @@ def _share(root: Path, gid: int, group: str) -> None:
             elif relative[:1] == ("locks",) and name.endswith(".lock"):
                 mode = 0o666  # as store_lock creates them in a group store
             else:
-                mode = stat.S_IMODE(os.lstat(path).st_mode) | 0o060
+                try:
+                    mode = stat.S_IMODE(os.lstat(path).st_mode) | 0o060
+                except FileNotFoundError:
+                    continue
             _share_entry(path, gid, group, mode)
 
 
 def _share_entry(path: Path, gid: int, group: str, mode: int | None) -> None:
-    """chgrp then chmod (chgrp may clear the setgid bit), only where they differ."""
-    st = os.lstat(path)
+    """chgrp then chmod (chgrp may clear the setgid bit), only where they differ.
+
+    An entry removed meanwhile (a holder note, a tmp file: the store may be in
+    use, or still being created by another process) needs nothing.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
     try:
         if st.st_gid != gid:
             os.chown(path, -1, gid, follow_symlinks=False)
         if mode is not None and (st.st_gid != gid or stat.S_IMODE(st.st_mode) != mode):
             os.chmod(path, mode)
+    except FileNotFoundError:
+        return
     except PermissionError as exc:
         raise StoreError(
             f"cannot give {path} to group {group}: {exc.strerror}",
