@@ -336,7 +336,7 @@ def http_server(root: Path) -> Iterator[object]:
     tests = str(REPO_ROOT / "tests")
     if tests not in sys.path:
         sys.path.insert(0, tests)
-    from httpserver import ControlledServer
+    from support.httpserver import ControlledServer
 
     with ControlledServer(root) as server:
         yield server

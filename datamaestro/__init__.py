@@ -1,6 +1,6 @@
 """datamaestro: datasets by id, prepared once into a content-addressed store.
 
-The public API (imported lazily, so that ``datamaestro --help`` stays fast)::
+The public API, imported lazily so that ``datamaestro --help`` stays fast::
 
     from datamaestro import prepare_dataset, get_dataset, Context
 """
@@ -8,10 +8,38 @@ The public API (imported lazily, so that ``datamaestro --help`` stays fast)::
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from . import session
 
 __version__ = "2.0.0"
+
+#: public name -> the module that defines it (imported on first access)
+_LAZY = {
+    "prepare_dataset": "datamaestro.api",
+    "get_dataset": "datamaestro.api",
+    "Context": "datamaestro.context",
+    "Location": "datamaestro.definition",
+    "Repository": "datamaestro.repository",
+    "DatamaestroError": "datamaestro.errors",
+    "dataset": "datamaestro.definition",
+    "Dataset": "datamaestro.definition",
+    # names the published plugins import from the original datamaestro
+    "metadata": "datamaestro.compat.decorators",
+    "BaseRepository": "datamaestro.repository",
+    "Base": "datamaestro.data",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:
+    from .api import get_dataset, prepare_dataset
+    from .compat.decorators import metadata
+    from .context import Context
+    from .data import Base
+    from .definition import Dataset, Location, dataset
+    from .errors import DatamaestroError
+    from .repository import BaseRepository, Repository
 
 
 def _default_context():
@@ -23,22 +51,6 @@ def _default_context():
 
 session.set_default_factory(_default_context)
 
-_LAZY = {
-    "prepare_dataset": "datamaestro.api",
-    "get_dataset": "datamaestro.api",
-    "Context": "datamaestro.context",
-    "Repository": "datamaestro.repository",
-    "DatamaestroError": "datamaestro.errors",
-    "dataset": "datamaestro.definitions",
-    "Dataset": "datamaestro.definitions",
-    # names the published plugins import from the original datamaestro
-    "metadata": "datamaestro.definitions",
-    "BaseRepository": "datamaestro.repository",
-    "Base": "datamaestro.data",
-}
-
-__all__ = ["__version__", *_LAZY]
-
 
 def __getattr__(name: str):
     module = _LAZY.get(name)
@@ -47,3 +59,7 @@ def __getattr__(name: str):
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

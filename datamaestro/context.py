@@ -22,7 +22,7 @@ from . import session
 from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from .definitions import DatasetDefinition, Location
+    from .definition import DatasetDefinition, Location
     from .fetch import Fetcher
     from .lock.model import Lock, LockedDataset
     from .pipeline import PipelineResult
@@ -280,7 +280,7 @@ class Context:
         :param locked: the dataset's lock entry when the caller has it
             (None: not pinned; True: read the lock in scope)
         """
-        from .definitions import Location
+        from .definition import Location
 
         if locked is True:
             lock = self.lockfile()

@@ -43,7 +43,7 @@ from .store.actions import Kind
 
 if TYPE_CHECKING:
     from .context import Context
-    from .definitions import DatasetDefinition, Location
+    from .definition import DatasetDefinition, Location
     from .download import Resource
     from .fetch import FetchResult
     from .lock.model import LockedDataset

@@ -28,7 +28,7 @@ from .repository import Repository, package_folder
 
 if TYPE_CHECKING:
     from .context import Context
-    from .definitions import DatasetDefinition
+    from .definition import DatasetDefinition
 
 ENTRY_POINT_GROUP = "datamaestro.repositories"
 INDEX_FORMAT = 2
@@ -362,7 +362,7 @@ def _describe(repository: Repository) -> str:
 
 def _is_generated(definition) -> bool:
     """True for a dataset a repository generates (it presents itself with ``as_definition()``)."""
-    from .definitions import DatasetDefinition
+    from .definition import DatasetDefinition
 
     return not isinstance(definition, DatasetDefinition) and callable(getattr(definition, "as_definition", None))
 

@@ -140,7 +140,7 @@ class ModuleDatasets:
         self.title, self.description = _module_doc(module)
 
     def __iter__(self):
-        from .definitions import DatasetDefinition
+        from .definition import DatasetDefinition
 
         name = self.module.__name__
         for attribute, value in list(vars(self.module).items()):

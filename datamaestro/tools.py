@@ -34,8 +34,8 @@ def list_datafolders(context: "Context") -> list[dict]:
     Each: ``{"id", "path" (or None when not set), "datasets": [ids using it]}``.
     Imports every plugin module (to read the definitions).
     """
-    from .datafolders import DatafolderPath
-    from .download.links import linkpath
+    from .compat.datafolders import DatafolderPath
+    from .compat.links import linkpath
 
     used: dict[str, set[str]] = {}
     for repository in context.registry.repositories().values():

@@ -1,1 +1,1 @@
-pytest_plugins = ["httpserver", "dmfixtures", "mnistdata"]
+pytest_plugins = ["support.httpserver", "support.dmfixtures", "support.mnistdata"]

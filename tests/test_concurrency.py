@@ -11,7 +11,7 @@ import numpy as np
 
 from datamaestro.store import Store
 from datamaestro.store.digests import digest_of_file
-from mnistdata import MNIST_FILES
+from support.mnistdata import MNIST_FILES
 
 
 

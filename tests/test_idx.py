@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from idxwriter import idx_bytes, write_idx
+from support.idxwriter import idx_bytes, write_idx
 
 from datamaestro.data.tensor import IDX
 from datamaestro.errors import DatamaestroError, IntegrityError

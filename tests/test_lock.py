@@ -15,8 +15,8 @@ import pytest
 from datamaestro import api
 from datamaestro.api import prepare_dataset, prepare_definition
 from datamaestro.errors import DatasetNotFoundError, IntegrityError, LockFileError, UsageError
-from lockproject import PINNED_FILES, dm, in_project, lock_project, make_project, readable_files, served  # noqa: F401
-from mnistdata import MNIST_FILES
+from support.lockproject import PINNED_FILES, dm, in_project, lock_project, make_project, readable_files, served  # noqa: F401
+from support.mnistdata import MNIST_FILES
 
 MNIST = "com.lecun.mnist"
 BUNDLE = "org.pinned.bundle"
@@ -183,6 +183,26 @@ def test_prepare_under_the_lock_points_at_the_pinned_view_and_never_rehashes(loc
     with in_project(locked, locked.data) as context:
         assert prepare_definition(MNIST, context=context).produced == []
         assert prepare_definition(BUNDLE, context=context).produced == []
+
+
+def test_a_warm_prepare_reads_the_lock_file_once(locked, monkeypatch):
+    """Where the dataset lives is answered once per prepare, not once per path of its config."""
+    lock_file = str(locked / "datamaestro.lock")
+    with in_project(locked, locked.data) as context:
+        prepare_dataset(MNIST, context=context)  # warm: every object is there
+        calls = []
+        real_stat = os.stat
+
+        def counting_stat(path, *args, **kwargs):
+            if os.fspath(path) == lock_file:
+                calls.append(path)
+            return real_stat(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "stat", counting_stat)
+        config = prepare_dataset(MNIST, context=context)
+        monkeypatch.undo()
+    assert config.train.images.path.is_file()
+    assert len(calls) == 1
 
 
 def test_verify_full_rehashes(locked):

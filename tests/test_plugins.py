@@ -9,7 +9,7 @@ this repository also declares the namespace ``image``: there, the published
 ``datamaestro-image`` is used and the test plugin is reported as shadowed.
 
 Everything runs in subprocesses with that virtualenv's Python
-(``tests/pluginprobe.py``), with the isolated settings and data dir of
+(``tests/support/pluginprobe.py``), with the isolated settings and data dir of
 the test.
 """
 
@@ -26,14 +26,14 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from mnistdata import write_mnist
+from support.mnistdata import write_mnist
 
 pytestmark = pytest.mark.plugins
 
 PLUGINS = ["datamaestro-image", "datamaestro-ml", "datamaestro-text", "datamaestro-ir"]
 #: datamaestro-text's fr.granddebat module imports ijson without declaring it
 EXTRAS = ["ijson"]
-PROBE = Path(__file__).with_name("pluginprobe.py")
+PROBE = Path(__file__).parent / "support" / "pluginprobe.py"
 
 #: What the original datamaestro 1.16.1 lists (``datamaestro search``, with
 #: datamaestro-image 2025.9.21.1, datamaestro-text 2026.4.22 and
@@ -102,7 +102,7 @@ def plugin_environment() -> dict[str, str]:
 
 
 def run_probe(python: Path, *arguments: str, timeout: float = 900) -> dict:
-    """Runs tests/pluginprobe.py in the plugin virtualenv; returns its JSON output."""
+    """Runs tests/support/pluginprobe.py in the plugin virtualenv; returns its JSON output."""
     result = subprocess.run([str(python), str(PROBE), *arguments], capture_output=True, text=True, timeout=timeout, env=plugin_environment())
     assert result.returncode == 0, f"probe {arguments} failed:\n{result.stderr[-5000:]}"
     return json.loads(result.stdout.strip().splitlines()[-1])

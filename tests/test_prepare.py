@@ -16,7 +16,7 @@ from datamaestro.download.checks import Md5Check
 from datamaestro.download.single import FileDownloader
 from datamaestro.errors import DownloadError, IntegrityError, OfflineError
 from datamaestro.pipeline import Pipeline
-from mnistdata import MNIST_FILES, write_mnist
+from support.mnistdata import MNIST_FILES, write_mnist
 
 
 def store_snapshot(store_dir: Path) -> dict[str, bytes]:
@@ -47,7 +47,7 @@ def test_prepare_mnist_through_the_store(mnist_server, dm_context):
 
 
 def test_full_size_mnist_shape(dm_context, http_server):
-    from mnistdata import mirror_settings
+    from support.mnistdata import mirror_settings
 
     write_mnist(http_server.root, 60000, 10000)
     mirror_settings(http_server.base_url)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from ..errors import ArchiveError, DefinitionError
 from ..store import Output
 from ..store.objects import disk_error, remove_tree
-from . import FolderResource
+from ..resource import FolderResource
 from .single import _checkers, downloaded_file
 from ..store.actions import Kind
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DatamaestroError
 from ..store import Output
-from . import ValueResource
+from ..resource import ValueResource
 from ..store.actions import Kind
 
 if TYPE_CHECKING:

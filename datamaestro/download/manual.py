@@ -9,7 +9,7 @@ ID PATH`` says where, and these resources read them into the store::
     DOCUMENTS = linkfolder("documents", [DatafolderPath("gov.nist.trec.tipster", "Disk1/WSJ")])
 """
 
-from ..datafolders import DatafolderPath, ResolvablePath
-from .links import GlobChecker, linkfile, linkfolder, linkpath
+from ..compat.datafolders import DatafolderPath, ResolvablePath
+from ..compat.links import GlobChecker, linkfile, linkfolder, linkpath
 
 __all__ = ["DatafolderPath", "GlobChecker", "ResolvablePath", "linkfile", "linkfolder", "linkpath"]

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ArchiveError, DefinitionError
 from ..store import Output
-from . import FileResource
+from ..resource import FileResource
 from ..store.actions import Kind
 
 if TYPE_CHECKING:
@@ -23,15 +23,18 @@ def _transforms(transforms, url: str) -> list:
 
     if transforms is None:
         return infer_transforms(url)
-    from ..stream import as_streaming
-
-    legacy = as_streaming(transforms)
-    if legacy is not None:
-        # transforms of the original API (datamaestro.stream), as streaming steps
-        return legacy
     if not isinstance(transforms, (list, tuple)):
         transforms = [transforms]
-    return [by_name(t) if isinstance(t, str) else t for t in transforms]
+    steps = []
+    for transform in transforms:
+        if isinstance(transform, str):
+            steps.append(by_name(transform))
+        elif callable(getattr(transform, "streaming", None)):
+            # a transform of the original API (datamaestro.stream) says how it streams
+            steps.extend(transform.streaming())
+        else:
+            steps.append(transform)
+    return steps
 
 
 def _checkers(checker, size: int | None) -> list:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import DefinitionError
-from . import Resource
+from ..resource import Resource
 
 
 class Todo(Resource):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..errors import DownloadError
 from ..store import Output
-from . import FileResource
+from ..resource import FileResource
 from ..store.actions import Kind
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from ..store.digests import canonical_json, digest_bytes
 
 if TYPE_CHECKING:
-    from ..definitions import DatasetDefinition
+    from ..definition import DatasetDefinition
 
 #: bump when the fingerprint's description changes (every lock becomes out of date)
 FINGERPRINT_FORMAT = 1

@@ -25,11 +25,11 @@ from .project import lock_file, requested_ids
 
 if TYPE_CHECKING:
     from ..context import Context
-    from ..definitions import DatasetDefinition
+    from ..definition import DatasetDefinition
 
 def referenced(definition: "DatasetDefinition") -> list["DatasetDefinition"]:
     """The datasets a definition references (``reference`` and ``links`` resources)."""
-    from ..download.links import reference
+    from ..download.references import reference
 
     return [resource.target_definition for resource in definition.ordered_resources() if isinstance(resource, reference)]
 

@@ -15,8 +15,8 @@ import pytest
 # the harness's assertions report their values, as a test's do
 pytest.register_assert_rewrite("reliability.harness")
 
-from httpserver import ControlledServer  # noqa: E402
-from mnistdata import PLUGIN_PREFIX  # noqa: E402
+from support.httpserver import ControlledServer  # noqa: E402
+from support.mnistdata import PLUGIN_PREFIX  # noqa: E402
 
 from .harness import SEED_ENV, Datamaestro, suite_seed  # noqa: E402
 from .samples import Expected, write_samples  # noqa: E402

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from idxwriter import idx_bytes
+from support.idxwriter import idx_bytes
 
 #: URL paths of the plugin's files (below the mirrored prefix), by dataset
 SERVED = {

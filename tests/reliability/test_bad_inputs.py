@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from idxwriter import idx_bytes
+from support.idxwriter import idx_bytes
 
 from .harness import PROCESS_TIMEOUT
 from .samples import tar_gz

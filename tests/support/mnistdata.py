@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from idxwriter import write_idx
+from support.idxwriter import write_idx
 
 PLUGIN_PREFIX = "http://127.0.0.1:9/"
 MNIST_FILES = {

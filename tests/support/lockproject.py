@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mnistdata import mirror_settings
+from support.mnistdata import mirror_settings
 
 if TYPE_CHECKING:
     from datamaestro.context import Context

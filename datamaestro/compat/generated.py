@@ -1,0 +1,201 @@
+"""Datasets a repository generates (the original API's ``AbstractDataset``), presented as definitions.
+
+Repositories that generate their datasets (the ir_datasets bridge of
+``datamaestro-text``) yield :class:`AbstractDataset` objects; the registry
+and the pipeline see them through :meth:`AbstractDataset.as_definition`, a
+:class:`GeneratedDefinition` with one volatile resource that calls the
+dataset's ``download()``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from .. import session
+from ..definition import DatasetDefinition, _split_doc, set_data_ids
+from ..errors import DatamaestroError
+from ..resource import Resource
+from ..store.actions import Kind
+
+if TYPE_CHECKING:
+    from ..definition import Location
+    from ..repository import Repository
+
+
+class AbstractDataset:
+    """A dataset that builds its config itself (the original datamaestro's API).
+
+    Repositories that generate their datasets (the ir_datasets bridge of
+    ``datamaestro-text``) subclass it, set ``id`` and implement
+    :meth:`_prepare` (the config) and, when there is data to fetch outside
+    the store, :meth:`download`. datamaestro lists them through the
+    repository's ``modules()`` and prepares them by calling ``download()``.
+
+    :param repository: the repository the dataset belongs to
+    """
+
+    name: str | None = None
+    url: str | None = None
+    doi: str | None = None
+
+    def __init__(self, repository: "Repository | None" = None):
+        self.repository = repository
+        self.id: str = ""
+        self.tags: set[str] = set()
+        self.tasks: set[str] = set()
+        self.aliases: set[str] = set()
+        self.resources: dict[str, Resource] = {}
+        self.hooks: dict[str, list[Callable]] = {"pre-use": [], "pre-download": []}
+        self.timestamp = False
+        self.version = None
+
+    @property
+    def description(self) -> str:
+        """The long description ('' by default)."""
+        return ""
+
+    @property
+    def configtype(self) -> type | None:
+        """The config type, when known."""
+        return None
+
+    @property
+    def context(self):
+        """The session in scope."""
+        return session.current()
+
+    @property
+    def datapath(self) -> Path:
+        """``<data dir>/data/<repository>/<id as path>``."""
+        repository = self.repository.id if self.repository is not None else "__custom__"
+        return self.context.data_dir / "data" / repository / Path(*self.id.split("."))
+
+    def _prepare(self, download: bool = False):
+        """Builds the config. Subclasses implement it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _prepare()")
+
+    def prepare(self, download: bool = False, variant_kwargs: dict | None = None):
+        """The config; ``download=True`` fetches the data first."""
+        config = self._prepare()
+        if download:
+            self.download()
+        return config
+
+    def download(self, force: bool = False) -> bool:
+        """Fetches the data, wherever it lives (default: nothing to fetch)."""
+        return True
+
+    def register_hook(self, name: str, hook: Callable) -> None:
+        """Registers a hook (``pre-use``, ``pre-download``)."""
+        self.hooks.setdefault(name, []).append(hook)
+
+    def as_definition(self) -> "GeneratedDefinition":
+        """This dataset presented as a definition (what the registry and the pipeline handle)."""
+        return GeneratedDefinition(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id!r})"
+
+
+class GeneratedDefinition(DatasetDefinition):
+    """A :class:`DatasetDefinition` view of an :class:`AbstractDataset` that a repository generates.
+
+    Search, ``info``, ``get_dataset`` and ``prepare`` treat it like any
+    definition: its config is the dataset's ``prepare()``, and preparing it
+    runs one resource that calls the dataset's ``download()`` (the data
+    lives where the dataset's own code puts it, e.g. ir_datasets' cache).
+
+    :param dataset: the generated dataset
+    """
+
+    def __init__(self, dataset: AbstractDataset):
+        self.foreign = dataset
+        repository = dataset.repository
+        super().__init__(
+            dataset,
+            base=dataset.configtype if isinstance(dataset.configtype, type) else None,
+            id=dataset.id,
+            url=dataset.url,
+            tags=sorted(dataset.tags),
+            tasks=sorted(dataset.tasks),
+            aliases=sorted(dataset.aliases),
+            doi=dataset.doi,
+            module=type(repository).__module__ if repository is not None else type(dataset).__module__,
+            qualname="",
+        )
+        self.name, self.description = _split_doc(dataset.description)
+        if dataset.name:
+            self.name = dataset.name
+        # the dataset's own hooks and annotations (a user agreement) stay its own
+        self.hooks = dataset.hooks
+        self.agreements = list(getattr(dataset, "agreements", []))
+        self.production_checks = list(getattr(dataset, "production_checks", []))
+        self.add_resource("download", GeneratedDownload(dataset))
+
+    def _compute_id(self) -> str:
+        """The id the repository gave the dataset, as is."""
+        return self._explicit_id
+
+    def repository_in(self, context) -> "Repository | None":
+        """The repository that generated the dataset."""
+        return self.foreign.repository
+
+    def config(self, *, location: Location | None = None, **variant):
+        """The dataset's own config (``prepare(download=False)``), with nested data ids set.
+
+        Its paths are the dataset's own business (``location`` is not used).
+        """
+        if variant:
+            raise DatamaestroError(f"{self.id} has no variants, got {sorted(variant)}", hint="drop the [...] selector")
+        result = self.foreign.prepare(download=False)
+        set_data_ids(result, self.data_id)
+        return result
+
+    def __repr__(self) -> str:
+        return f"GeneratedDefinition({self.id!r})"
+
+
+class GeneratedDownload(Resource):
+    """The one resource of a generated dataset: calls its ``download()``.
+
+    It keeps nothing in the store (its kind is ``value``) and runs on every
+    prepare (``volatile``): the dataset's code knows whether its data is
+    there, and the store cannot.
+    """
+
+    kind = Kind.VALUE
+    volatile = True
+
+    def __init__(self, dataset: AbstractDataset):
+        super().__init__("download")
+        self.dataset_object = dataset
+
+    def recipe(self) -> dict:
+        """The dataset's id."""
+        return {**super().recipe(), "dataset": self.dataset_object.id}
+
+    def produce(self, job) -> "Any":
+        """Runs the dataset's ``download()``."""
+        from .errors import DownloadError
+        from .store import Output
+
+        try:
+            ok = self.dataset_object.download()
+        except DatamaestroError:
+            raise
+        except Exception as exc:
+            raise DownloadError(f"{self.dataset_object.id}: {type(exc).__name__}: {exc}", hint="see the dataset's documentation; run with --traceback for details") from exc
+        if ok is False:
+            raise DownloadError(f"{self.dataset_object.id}: its download failed", hint="run with --debug for the dataset's messages")
+        return Output(Kind.VALUE, value=None)
+
+    def value(self):
+        """Nothing: generated datasets build their config themselves."""
+        return None
+
+
+# recipes, pickles and messages keep naming the 1.x module
+from . import keep_public_module  # noqa: E402
+
+keep_public_module(globals(), "datamaestro.definitions")

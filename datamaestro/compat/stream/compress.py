@@ -1,0 +1,5 @@
+"""Decompression transforms of the original API."""
+
+from .base import Gunzip
+
+__all__ = ["Gunzip"]

@@ -1,0 +1,465 @@
+"""A dataset definition: the ``@dataset`` decorator, what it builds, and where its data lives.
+
+Two styles are accepted. The class style (preferred)::
+
+    @dataset(url="http://yann.lecun.com/exdb/mnist/", tags=["images"])
+    class MNIST(Dataset):
+        \"\"\"The MNIST database
+
+        Handwritten digits (description: the rest of the docstring).\"\"\"
+
+        TRAIN_IMAGES = FileDownloader("train_images.idx", "http://.../train-images-idx3-ubyte.gz")
+
+        def config(self) -> IDX:
+            return IDX.C(path=self.TRAIN_IMAGES.path)
+
+and the older decorator style of the published plugins, where resource
+decorators stack over ``@dataset`` on a function that receives the resources'
+paths as arguments (named after the file name without extension)::
+
+    @filedownloader("train_images.idx", "http://.../train-images-idx3-ubyte.gz")
+    @dataset(ImageClassification, url="http://yann.lecun.com/exdb/mnist/")
+    def MNIST(train_images):
+        return {"train": ...}
+
+The dataset id comes from the module path below the repository's ``config``
+package plus the lower-cased name (``<pkg>.config.com.lecun`` + ``MNIST`` ->
+``com.lecun.mnist``), unless ``id=`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import session
+from .errors import DatamaestroError, DefinitionError
+from .ids import dataset_id
+from .resource import Resource
+
+if TYPE_CHECKING:
+    from .repository import Repository
+
+@dataclass(frozen=True)
+class Location:
+    """Where a dataset's files are read (what :meth:`Context.locate` answers).
+
+    :ivar readable: the readable folder, ``<data dir>/data/<repository>/<id as path>``
+    :ivar pinned_view: the immutable view of the manifest a lock in scope
+        pins, which configs point at instead (None without a pin)
+    """
+
+    readable: Path
+    pinned_view: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        """The folder configs point at: the pinned view, else the readable folder."""
+        return self.pinned_view if self.pinned_view is not None else self.readable
+
+
+#: the folder a definition's resources resolve to while its config is built
+#: (or while a 1.x resource runs in its work folder): ``{id(definition): folder}``
+_located: ContextVar[dict[int, Path]] = ContextVar("datamaestro_located", default={})
+
+
+def _split_doc(doc: str | None) -> tuple[str, str]:
+    text = inspect.cleandoc(doc or "")
+    first, _, rest = text.partition("\n")
+    return first.strip(), rest.strip()
+
+
+def _tags_of(obj) -> list[str]:
+    return list(getattr(obj, "__datamaestro_tags__", []))
+
+
+def _tasks_of(obj) -> list[str]:
+    return list(getattr(obj, "__datamaestro_tasks__", []))
+
+
+class DatasetDefinition:
+    """Everything known about one dataset: id, metadata, resources, config builder.
+
+    Built by :func:`dataset`; reached through ``target.__dataset__`` or
+    :meth:`datamaestro.context.Context.dataset`.
+    """
+
+    def __init__(
+        self,
+        target: Any,
+        *,
+        base: type | None = None,
+        id: str | None = None,
+        url: str | None = None,
+        tags: list[str] | None = None,
+        tasks: list[str] | None = None,
+        aliases: list[str] | None = None,
+        licence: str | None = None,
+        doi: str | None = None,
+        timestamp: str | None = None,
+        size: str | None = None,
+        variants: Any = None,
+        as_prepare: bool = False,
+        module: str | None = None,
+        qualname: str | None = None,
+    ):
+        self.target = target
+        self.base = _template_base(base)
+        self.template = base if self.base is not base else None
+        self.variants = _normalize_variants(variants)
+        self.as_prepare = as_prepare
+        #: hooks of the original API (``useragreement`` registers "pre-use")
+        self.hooks: dict[str, list[Callable]] = {"pre-use": [], "pre-download": []}
+        #: where the definition is declared (default: the target's module and name)
+        self.module = module if module is not None else target.__module__
+        self.qualname = qualname if qualname is not None else target.__qualname__
+        self._explicit_id = id
+        self.url = url
+        self._tags = list(tags or [])
+        self._tasks = list(tasks or [])
+        self.aliases = list(aliases or [])
+        self.licence = licence
+        self.doi = doi
+        self.timestamp = timestamp
+        self.size = size
+        self.name, self.description = _split_doc(target.__doc__)
+        self.resources: dict[str, Resource] = {}
+        self.agreements: list[tuple[str, str]] = []
+        #: ``check(definition, context)`` run before anything of the dataset is produced (may raise)
+        self.production_checks: list[Callable] = []
+        self.id = self._compute_id()
+
+    # -- identity
+    def _compute_id(self) -> str:
+        """The id, by the original datamaestro's rules (see :func:`datamaestro.ids.dataset_id`)."""
+        return dataset_id(self.module, self.qualname, self._explicit_id)
+
+    @property
+    def repository(self) -> "Repository | None":
+        """The repository whose config package holds this definition, in the session in scope."""
+        return self.repository_in(session.current())
+
+    def repository_in(self, context) -> "Repository | None":
+        """The repository of this definition in a given context (None outside one)."""
+        return context.registry.repository_for_module(self.module)
+
+    @property
+    def data_id(self) -> str:
+        """The id given to the config: ``<id>@<repository>`` as the original datamaestro does."""
+        repository = self.repository
+        return f"{self.id}@{repository.id}" if repository is not None else self.id
+
+    @property
+    def datapath(self) -> Path:
+        """The folder configs point at, in the session in scope (see :class:`Location`)."""
+        located = _located.get().get(id(self))
+        if located is not None:
+            return located
+        return session.current().locate(self).path
+
+    def datapath_in(self, context) -> Path:
+        """The folder configs point at in a given context: the pinned view when a lock in scope pins this dataset, else the readable folder."""
+        return context.locate(self).path
+
+    @contextmanager
+    def located_at(self, folder: Path):
+        """Resolves this definition's resource paths under ``folder`` for a ``with`` block.
+
+        What :meth:`config` does with the dataset's :class:`Location`, and
+        what the runner of 1.x resources does with its work folder.
+        """
+        token = _located.set({**_located.get(), id(self): folder})
+        try:
+            yield folder
+        finally:
+            _located.reset(token)
+
+    def readable_path_in(self, context) -> Path:
+        """The readable folder: ``<data dir>/data/<repository>/<id as path>``."""
+        repository = self.repository_in(context)
+        return context.readable_path(repository.id if repository is not None else "__custom__", self.id)
+
+    # -- metadata
+    def _metadata_sources(self) -> list:
+        """Objects whose tags and tasks the dataset inherits: itself, its template, its config type's classes."""
+        sources = [self.target]
+        if self.template is not None:
+            sources.append(self.template)
+        config_type = self.config_type
+        if config_type is not None:
+            sources.extend(config_type.__mro__)
+        return sources
+
+    @property
+    def tags(self) -> list[str]:
+        """Tags of the dataset, of its template and of its config type (and its parents)."""
+        return sorted(set(self._tags).union(*(_tags_of(source) for source in self._metadata_sources())))
+
+    @property
+    def tasks(self) -> list[str]:
+        """Tasks of the dataset, of its template and of its config type (and its parents)."""
+        return sorted(set(self._tasks).union(*(_tasks_of(source) for source in self._metadata_sources())))
+
+    @property
+    def config_type(self) -> type | None:
+        """The type of the config the dataset returns (from ``@dataset(Base)`` or the return annotation)."""
+        if self.base is not None:
+            return self.base
+        function = self.target.config if inspect.isclass(self.target) else self.target
+        try:
+            annotation = typing.get_type_hints(function).get("return")
+        except Exception:
+            # an annotation naming something the module cannot resolve: unknown type
+            annotation = None
+        annotation = typing.get_origin(annotation) or annotation
+        return annotation if inspect.isclass(annotation) else None
+
+    @property
+    def type_name(self) -> str:
+        """``module.Class`` of the config type, '' if unknown."""
+        config_type = self.config_type
+        return f"{config_type.__module__}.{config_type.__qualname__}" if config_type else ""
+
+    # -- resources
+    def add_resource(self, attribute: str, resource: Resource) -> None:
+        """Attaches a resource under an attribute (class style) or a variable name."""
+        if not isinstance(resource, Resource):
+            raise DefinitionError(f"{self.id}: {attribute} is not a resource")
+        resource.bind(attribute, self)
+        for other in self.resources.values():
+            if other.name == resource.name:
+                raise DefinitionError(f"{self.id}: two resources are named {resource.name!r}")
+        self.resources[attribute] = resource
+
+    def ordered_resources(self) -> list[Resource]:
+        """Resources in dependency order (inputs first); raises on a cycle."""
+        ordered: list[Resource] = []
+        state: dict[int, str] = {}
+
+        def visit(resource: Resource, chain: list[str]) -> None:
+            key = id(resource)
+            if state.get(key) == "done":
+                return
+            if state.get(key) == "visiting":
+                raise DefinitionError(f"{self.id}: resource cycle {' -> '.join(chain + [resource.name])}")
+            state[key] = "visiting"
+            for dependency in resource.dependencies():
+                if dependency.definition is None:
+                    # an input given inline, not as a class attribute: it belongs here too
+                    self.add_resource(dependency.name or f"input{len(self.resources)}", dependency)
+                visit(dependency, chain + [resource.name])
+            state[key] = "done"
+            ordered.append(resource)
+
+        for resource in list(self.resources.values()):
+            visit(resource, [])
+        return ordered
+
+    # -- configs
+    def config(self, *, location: Location | None = None, **variant):
+        """Builds the dataset's config; downloads nothing (paths may not exist yet).
+
+        :param location: where the dataset lives (what a prepare found;
+            default: asked to the session in scope)
+        :param variant: the values of a variant family's axes (see
+            :mod:`datamaestro.variants`); missing ones take their defaults
+        """
+        if location is None:
+            location = session.current().locate(self)
+        with self.located_at(location.path):
+            return self._build_config(variant)
+
+    def _build_config(self, variant: dict):
+        """The config, built while resource paths resolve to the dataset's location."""
+        data_id = self.data_id
+        if self.variants is not None:
+            variant = self.variants.resolve(**variant)
+            dataset_id, at, repository = data_id.partition("@")
+            data_id = dataset_id + self.variants.format_selector(variant) + at + repository
+        elif variant:
+            raise DatamaestroError(f"{self.id} has no variants, got {sorted(variant)}", hint="drop the [...] selector")
+        if not inspect.isclass(self.target):
+            # as the original: pre-use hooks run for function-style definitions
+            for hook in self.hooks["pre-use"]:
+                hook(self)
+        if inspect.isclass(self.target):
+            instance = self.target()
+            result = instance.config(**variant)
+        elif self.as_prepare:
+            result = self.target(self, None)
+        else:
+            arguments = {r.varname: r.value() for r in self.resources.values()}
+            result = self.target(**arguments)
+        if isinstance(result, dict):
+            config_type = self.config_type
+            if config_type is None:
+                raise DefinitionError(f"{self.id}: returned a dict but @dataset names no config type")
+            result = config_type.C(**result)
+        from experimaestro import Config
+
+        if not isinstance(result, Config):
+            raise DefinitionError(f"{self.id}: the definition returned {type(result).__name__}, not a data config")
+        set_data_ids(result, data_id)
+        return result
+
+    def prepare(self, download: bool = False, variant_kwargs: dict | None = None):
+        """The config (the original datamaestro's ``AbstractDataset.prepare``); ``download=True`` prepares it first."""
+        location = session.current().prepare(self).location if download else None
+        return self.config(location=location, **(variant_kwargs or {}))
+
+    _prepare = prepare
+
+    def download(self, force: bool = False) -> bool:
+        """Makes the data present (the original API; ``force`` is ignored: the store is content-addressed)."""
+        session.current().prepare(self)
+        return True
+
+    def register_hook(self, name: str, hook: Callable) -> None:
+        """Registers a hook of the original API (``pre-use``: before the config is built)."""
+        self.hooks.setdefault(name, []).append(hook)
+
+    @property
+    def context(self):
+        """The session in scope (the original API's ``dataset.context``)."""
+        return session.current()
+
+    @property
+    def configtype(self) -> type | None:
+        """The original API's name of :attr:`config_type`."""
+        return self.config_type
+
+    def __repr__(self) -> str:
+        return f"DatasetDefinition({self.id!r})"
+
+
+def _template_base(base):
+    """The config type of ``@dataset(base)``, where ``base`` may be a ``@metadataset`` template."""
+    template = getattr(base, "__datamaestro__", None)
+    # a template (``metadataset``) carries the config type of the datasets built on it
+    return getattr(template, "base", base) if template is not None else base
+
+
+def _normalize_variants(variants):
+    """A variants instance from ``@dataset(variants=...)`` (a class is instantiated)."""
+    if variants is None:
+        return None
+    from .variants import Variants
+
+    if inspect.isclass(variants) and issubclass(variants, Variants):
+        return variants()
+    if isinstance(variants, Variants):
+        return variants
+    raise DefinitionError(f"variants must be a Variants class or instance, got {variants!r}")
+
+
+def set_data_ids(config, data_id: str) -> None:
+    """Gives every nested data config without an id one derived from its place.
+
+    The root gets ``<id>@<repo>``; a child under key ``train`` gets
+    ``<id>.train@<repo>`` (the scheme of the original datamaestro, so that
+    experimaestro identifiers stay the same).
+    """
+    from experimaestro import Config
+
+    from .data import Base
+
+    dataset_id, at, repository = data_id.partition("@")
+    suffix = f"@{repository}" if at else ""
+
+    def visit(value, path: str) -> None:
+        if isinstance(value, Base):
+            if value.__xpm__.values.get("id"):
+                return
+            value.id = path + suffix
+        if isinstance(value, Config):
+            for key, child in list(value.__xpm__.values.items()):
+                if key == "id":
+                    continue
+                if isinstance(child, Config):
+                    visit(child, f"{path}.{key}")
+                elif isinstance(child, (list, tuple)):
+                    for index, item in enumerate(child):
+                        if isinstance(item, Config):
+                            visit(item, f"{path}.{key}.{index}")
+
+    visit(config, dataset_id)
+
+
+class _DataPath:
+    """``MyDataset.data_path``: the readable folder of a class-style dataset (the original's shortcut)."""
+
+    def __get__(self, obj, owner=None):
+        owner = owner if owner is not None else type(obj)
+        definition = getattr(owner, "__dataset__", None)
+        if definition is None:
+            raise AttributeError(f"{owner.__name__} has no __dataset__: is @dataset applied?")
+        return definition.datapath
+
+
+class Dataset:
+    """Base class of class-style dataset definitions.
+
+    Subclasses declare resources as class attributes and implement
+    :meth:`config`, which builds the data config from ``self.RESOURCE.path``.
+    """
+
+    __dataset__: DatasetDefinition
+
+    #: the dataset's readable folder (``MyDataset.data_path``)
+    data_path = _DataPath()
+
+    def config(self):
+        """Returns the dataset's data config (an experimaestro ``Config``)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement config()")
+
+
+def dataset(base: type | None = None, **metadata) -> Callable:
+    """Declares a dataset: a :class:`Dataset` subclass or a function.
+
+    :param base: the config type a decorator-style function's dict is built
+        into (default: the return annotation of ``config()`` or of the
+        function); a ``@metadataset`` template gives its type and tags
+    :param id: explicit id (``"x"``: module path + ``x``; ``""``: the module path
+        alone; ``".x.y"``: module path + ``x.y``; a dotted id: used as is)
+    :param url: the dataset's home page
+    :param tags: free tags (``search tag:...``)
+    :param tasks: tasks the dataset serves (``search task:...``)
+    :param aliases: other ids that resolve to this dataset
+    :param licence: licence or user-agreement text shown by ``info``
+    :param doi: the DOI of the dataset's paper
+    :param size: the size of the data (free text, shown by ``info``)
+    :param timestamp: the date of a dataset that changes over time
+    :param variants: a :class:`~datamaestro.variants.Variants` class or
+        instance: the dataset is a family, addressed as ``id[axis=value,...]``
+    :param as_prepare: the function receives ``(definition, None)`` and
+        sets its resources up itself (the original API)
+
+    One ``dataset(...)`` may decorate several definitions (a shared
+    ``TIPSTER = dataset(url=...)`` used as ``@TIPSTER`` on each).
+    """
+
+    def decorate(target):
+        definition = DatasetDefinition(target, base=base, **metadata)
+        pending = getattr(target, "__datamaestro_pending__", [])
+        if inspect.isclass(target):
+            for attribute, value in vars(target).items():
+                if isinstance(value, Resource):
+                    definition.add_resource(attribute, value)
+        for resource in reversed(pending):
+            definition.add_resource(resource.varname, resource)
+        for annotation in reversed(getattr(target, "__datamaestro_annotations__", [])):
+            annotation.annotate(definition)
+        target.__dataset__ = definition
+        return target
+
+    return decorate
+
+
+def resource_decorator(resource: Resource) -> Callable:
+    """Turns a resource into a decorator for decorator-style definitions (what using a resource as a decorator does)."""
+    return resource.__call__

@@ -1,0 +1,163 @@
+"""The resource protocol: the nodes of a dataset's DAG and the one interface they share.
+
+A resource says what it needs (:meth:`Resource.dependencies`), what it does
+(:meth:`Resource.recipe`, a JSON description whose blake3 is the action-cache
+key) and how to do it (:meth:`Resource.produce`, which writes into the store
+through the :class:`~datamaestro.pipeline.Job` it is given and returns an
+:class:`~datamaestro.store.Output`). The pipeline does the rest: order,
+caching, locking, views. A custom derivation only implements ``produce``
+(or, simpler, subclasses :class:`datamaestro.download.custom.Derived`).
+
+Resources written for the original datamaestro (``download()`` /
+``_download()`` instead of ``produce``) subclass the classes that
+``datamaestro.download`` exports, which add that API on top of these (see
+:mod:`datamaestro.compat.legacy`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import DefinitionError
+from .store.actions import Kind
+
+if TYPE_CHECKING:
+    from .definition import DatasetDefinition
+    from .pipeline import Job
+    from .store import Output
+
+
+class Resource:
+    """One step of a dataset: a download, an extraction, a derivation or a value.
+
+    :param name: the entry's name in the dataset's folder (``train.csv``);
+        also the variable name given to decorator-style definitions (without
+        its extension)
+    :param transient: an intermediate: dropped from the dataset's view once
+        every resource that uses it is complete (and so collectable)
+    :param varname: explicit variable name for decorator-style definitions
+    """
+
+    #: ``file``, ``tree`` or ``value``: what :meth:`produce` returns
+    kind = Kind.FILE
+
+    def __init__(self, name: str | None = None, *, transient: bool = False, varname: str | None = None):
+        if name is not None and (not isinstance(name, str) or name.startswith("/") or ".." in name.split("/")):
+            raise DefinitionError(f"resource name {name!r} must be a relative path inside the dataset folder")
+        self.name = name
+        self.varname = varname or (name.split("/")[-1].split(".")[0] if name else None)
+        self.transient = transient
+        self.definition: DatasetDefinition | None = None
+        self.attribute: str | None = None
+        #: inputs, for subclasses written for the original API (``self._dependencies.append(r)``)
+        self._dependencies: list[Resource] = []
+        self._post = False
+
+    @classmethod
+    def apply(cls, *args, **kwargs) -> "Resource":
+        """Creates the resource (the original datamaestro's factory name).
+
+        The result works as a class attribute and as a decorator over
+        ``@dataset`` alike.
+        """
+        return cls(*args, **kwargs)
+
+    def __call__(self, target):
+        """Used as a decorator on a decorator-style definition: adds itself to it."""
+        definition = getattr(target, "__dataset__", None)
+        if getattr(definition, "target", None) is target:
+            # above @dataset: the definition exists
+            definition.add_resource(self.varname, self)
+        else:
+            # below @dataset: kept until @dataset runs
+            target.__datamaestro_pending__ = getattr(target, "__datamaestro_pending__", []) + [self]
+        return target
+
+    # -- binding, done by the dataset machinery
+    def bind(self, attribute: str, definition: "DatasetDefinition") -> None:
+        """Attaches the resource to its dataset, under a class attribute name."""
+        self.attribute = attribute
+        if self.name is None:
+            self.name = attribute.lower()
+        if self.varname is None:
+            self.varname = attribute.lower()
+        self.definition = definition
+
+    # -- the protocol
+    def dependencies(self) -> list["Resource"]:
+        """The resources whose outputs this one needs (default: those in ``_dependencies``)."""
+        return list(self._dependencies)
+
+    def recipe(self) -> dict[str, Any]:
+        """A JSON description of what this resource does, without its inputs.
+
+        The pipeline adds the input digests and hashes the whole into the
+        recipe key. Subclasses extend the dict with every parameter that
+        changes the output (for a subclass of the original API, its
+        attributes are taken).
+        """
+        cls = type(self)
+        return {"class": f"{cls.__module__}.{cls.__qualname__}"}
+
+    def urls(self) -> list[str]:
+        """The URLs :meth:`produce` would download (for offline reports)."""
+        return []
+
+    def produce(self, job: "Job") -> "Output":
+        """Does the work and returns what was stored. Subclasses implement it."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement produce()")
+
+    # -- names of the original API that keep their meaning
+    def prepare(self):
+        """The value given to decorator-style definitions (the original API's name of :meth:`value`)."""
+        return self.value()
+
+    @property
+    def dataset(self) -> "DatasetDefinition | None":
+        """The dataset the resource belongs to (the original API's name of :attr:`definition`)."""
+        return self.definition
+
+    def has_files(self) -> bool:
+        """Whether the output is a file or a folder (not a value)."""
+        return self.kind != Kind.VALUE
+
+    def postinit(self) -> None:
+        """The original API's lazy initialization hook (nothing to do here)."""
+
+    # -- what definitions use
+    @property
+    def path(self) -> Path:
+        """The readable path of this resource: ``<dataset folder>/<name>``."""
+        if self.definition is None:
+            raise DefinitionError(f"resource {self.name!r} is not attached to a dataset")
+        return self.definition.datapath / self.name
+
+    def value(self) -> Any:
+        """What a decorator-style definition receives: the path (or the value)."""
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class FileResource(Resource):
+    """A resource whose output is one file."""
+
+    kind = Kind.FILE
+
+
+class FolderResource(Resource):
+    """A resource whose output is a folder (a tree in the store)."""
+
+    kind = Kind.TREE
+
+
+class ValueResource(Resource):
+    """A resource that produces a JSON value and no file (kept out of views)."""
+
+    kind = Kind.VALUE
+
+    def value(self) -> Any:
+        """The value. Subclasses implement it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement value()")
