@@ -1,0 +1,1 @@
+"""Tests on a shared file system: real SeaweedFS servers and FUSE mounts (``tests/support/seaweedfs.py``)."""
