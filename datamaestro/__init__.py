@@ -33,18 +33,18 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:
-    from .api import get_dataset, prepare_dataset
-    from .compat.decorators import metadata
-    from .context import Context
-    from .data import Base
-    from .definition import Dataset, Location, dataset
-    from .errors import DatamaestroError
-    from .repository import BaseRepository, Repository
+    from .api import get_dataset, prepare_dataset  # noqa: F401
+    from .compat.decorators import metadata  # noqa: F401
+    from .context import Context  # noqa: F401
+    from .data import Base  # noqa: F401
+    from .definition import Dataset, Location, dataset  # noqa: F401
+    from .errors import DatamaestroError  # noqa: F401
+    from .repository import BaseRepository, Repository  # noqa: F401
 
 
 def _default_context():
     """The session used outside any ``with Context()``: settings from the environment."""
-    from .context import Context
+    from .context import Context  # noqa: F401
 
     return Context()
 

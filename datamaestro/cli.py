@@ -339,6 +339,8 @@ def store_gc(
         f"{len(report.trees_deleted)} trees, {len(report.views_deleted)} views; kept {report.objects_live} live objects, "
         f"{report.kept_young} younger than the grace period"
     )
+    if report.roots_elsewhere:
+        echo(f"kept what {report.roots_elsewhere} roots of other machines use (their paths cannot be checked from here)")
     for root in report.roots_dropped:
         echo(f"dropped root {root.kind} {root.path} (gone)")
     for message in report.errors:

@@ -133,7 +133,7 @@ class Context:
         if self._store is None:
             from .store import Store
 
-            self._store = Store(self.store_dir)
+            self._store = Store(self.store_dir, lease_ttl=self.settings.lease_ttl)
         return self._store
 
     @property

@@ -445,15 +445,27 @@ def publish_dataset(context: "Context", readable: Path, entries: dict[str, tuple
     The data dir is registered as a gc root first, so that a concurrent
     ``store gc`` sees the link made here.
     """
+    store = context.store
     try:
-        context.store.register_root("data", context.data_dir)
+        root = store.register_root("data", context.data_dir)
     except StoreError as error:
-        # a store one may only read (another user's, a read-only mount): its
-        # data is usable all the same, only its owner's gc cannot see this data dir
-        logger.warning("%s; `datamaestro store gc` on this store will not know that %s uses its data", error.message, context.data_dir)
-    manifest, view = context.store.views.publish(entries)
+        _unregistered(error, context)
+        root = None
+    manifest, view = store.views.publish(entries)
+    if root is not None:
+        try:
+            # gc on another machine cannot read this data dir: the marker tells it what to keep
+            store.mark_published(root, manifest)
+        except StoreError as error:
+            _unregistered(error, context)
     point_readable_path(readable, view, context.data_dir, list(entries))
     return manifest, view
+
+
+def _unregistered(error: StoreError, context: "Context") -> None:
+    # a store one may only read (another user's, a read-only mount): its
+    # data is usable all the same, only its owner's gc cannot see this data dir
+    logger.warning("%s; `datamaestro store gc` on this store will not know that %s uses its data", error.message, context.data_dir)
 
 
 def store_trouble(exc: OSError, store_root: Path) -> bool:

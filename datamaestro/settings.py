@@ -21,6 +21,7 @@ ENV_DATA_DIR = "DATAMAESTRO_DIR"
 ENV_STORE_DIR = "DATAMAESTRO_STORE"
 ENV_CONFIG = "DATAMAESTRO_CONFIG"
 ENV_OFFLINE = "DATAMAESTRO_OFFLINE"
+ENV_LEASE_TTL = "DATAMAESTRO_LEASE_TTL"
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
@@ -39,6 +40,8 @@ class Settings:
     :param read_timeout: seconds to wait between two received chunks
     :param retries: attempts after the first one, on 5xx and connection errors
     :param lock_timeout: seconds to wait for another process holding a store lock
+    :param lease_ttl: seconds without a heartbeat after which a lease held by a
+        process on another machine is taken as dead (shared stores)
     :param keep_downloads: keep downloaded archives in the store after extraction
     :param datafolders: name -> folder that a user provides by hand
     :param agreements: user-agreement id -> accepted (``datamaestro`` asks once)
@@ -52,6 +55,7 @@ class Settings:
     read_timeout: float = 60.0
     retries: int = 5
     lock_timeout: float = 3600.0
+    lease_ttl: float = 30.0
     keep_downloads: bool = False
     datafolders: dict[str, Path] = field(default_factory=dict)
     agreements: dict[str, bool] = field(default_factory=dict)
@@ -131,6 +135,7 @@ PARSERS = {
     "read_timeout": ("read_timeout", _number),
     "retries": ("retries", _count),
     "lock_timeout": ("lock_timeout", _number),
+    "lease_ttl": ("lease_ttl", _number),
     "keep_downloads": ("keep_downloads", _bool),
     "datafolders": ("datafolders", _folders),
     "agreements": ("agreements", _agreements),
@@ -197,12 +202,22 @@ def project_table(pyproject: Path | None) -> dict:
     return table
 
 
+def _float_of(text: str, name: str) -> float:
+    """A number from an environment variable."""
+    try:
+        return float(text)
+    except ValueError:
+        raise SettingsError(f"{name}={text!r}: expected a number of seconds") from None
+
+
 def _env_values() -> dict[str, Any]:
     values: dict[str, Any] = {}
     if env := os.environ.get(ENV_DATA_DIR):
         values["data_dir"] = Path(env).expanduser()
     if env := os.environ.get(ENV_STORE_DIR):
         values["store_dir"] = Path(env).expanduser()
+    if env := os.environ.get(ENV_LEASE_TTL):
+        values["lease_ttl"] = _number(_float_of(env, ENV_LEASE_TTL), ENV_LEASE_TTL, "the environment")
     if (env := os.environ.get(ENV_OFFLINE)) is not None:
         word = env.strip().lower()
         if word not in TRUE_WORDS | FALSE_WORDS:

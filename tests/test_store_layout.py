@@ -26,7 +26,7 @@ ROUNDS = int(os.environ.get("DATAMAESTRO_RACE_ROUNDS", "5"))
 RACERS = 8
 PROCESS_TIMEOUT = 300
 CURRENT = format_layout(LAYOUT_PARTS)
-ROOT_NAMES = {"VERSION", "SHARED", "objects", "trees", "actions", "views", "roots", "tmp", "locks", "quarantine"}
+ROOT_NAMES = {"VERSION", "SHARED", "objects", "trees", "actions", "views", "roots", "tmp", "locks", "leases", "quarantine"}
 
 
 def env() -> dict:

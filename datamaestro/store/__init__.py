@@ -12,6 +12,7 @@ Layout (the version of each part recorded in ``VERSION``)::
     tmp/                    in-flight writes, <host>.<pid>.<random>
     locks/                  lock files and holder notes
     quarantine/             objects that failed verification
+    leases/                 who produces what, across machines (see leases.py)
 
 ``VERSION`` holds one ``part = version`` line per part of the layout that
 can change on its own (:data:`LAYOUT_PARTS`), ``#`` comments and blank lines
@@ -56,9 +57,10 @@ from typing import BinaryIO, Callable, Iterable
 from ..errors import LockTimeoutError, StoreError
 from .actions import ActionCache, ActionRecord, Output, recipe_key
 from .digests import format_digest, hex_of, is_digest
+from . import leases
 from .locking import store_lock
 from .objects import Layout, ObjectStore, ObjectWriter, disk_error, reap_tmp
-from .roots import Root, iter_roots, register_root
+from .roots import Root, iter_roots, mark_published, register_root
 from .trees import TreeStore
 from .views import ViewStore, current_view, manifest_digest, point_readable_path
 from .actions import Kind
@@ -87,7 +89,7 @@ VERSION_SETTLE = 30.0
 # the store, or a store deleted while another process was adding to it,
 # which then recreated some folders): it is taken as a store again, so that
 # the next run works instead of refusing the folder for ever.
-LAYOUT_ENTRIES = frozenset({"objects", "trees", "actions", "views", "roots", "tmp", "locks", "quarantine", SHARED_FILE})
+LAYOUT_ENTRIES = frozenset({"objects", "trees", "actions", "views", "roots", "tmp", "locks", "leases", "quarantine", SHARED_FILE})
 #: errno of a hard link the file system does not support
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV})
 _PART_LINE = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(\S+)")
@@ -300,7 +302,7 @@ def group_id(group: str) -> int:
 
 def make_folders(layout: Layout) -> None:
     """Creates every folder of the layout that is missing (with the store's folder mode)."""
-    for folder in (layout.objects, layout.trees, layout.actions, layout.views, layout.roots, layout.tmp, layout.locks, layout.quarantine):
+    for folder in (layout.objects, layout.trees, layout.actions, layout.views, layout.roots, layout.tmp, layout.locks, layout.leases, layout.quarantine):
         layout.mkdir(folder)
 
 
@@ -473,6 +475,8 @@ class Store:
 
     :param root: the store folder (created with ``create=True``)
     :param create: create an empty store when the folder has none
+    :param lease_ttl: seconds without a heartbeat after which a lease held on
+        another machine is taken as dead (see :mod:`datamaestro.store.leases`)
 
     Opening a store checks its layout (:func:`open_layout`): a newer one is
     refused, an older one migrated.
@@ -485,11 +489,13 @@ class Store:
         print(store.path_of(digest).read_bytes()[:10])
     """
 
-    def __init__(self, root: Path, *, create: bool = True):
+    def __init__(self, root: Path, *, create: bool = True, lease_ttl: float = leases.DEFAULT_TTL):
         root = Path(root)
         #: the version of each part of the layout (:data:`LAYOUT_PARTS`)
         self.layout_versions = open_layout(root, create=create)
         self.root = root
+        #: seconds without a heartbeat after which another machine's lease is taken as dead
+        self.lease_ttl = lease_ttl
         self.layout = Layout(root, shared=(root / SHARED_FILE).is_file())
         self.objects = ObjectStore(self.layout)
         self.trees = TreeStore(self.layout, self.objects)
@@ -547,13 +553,17 @@ class Store:
     # -- coordination
     @contextmanager
     def lock(self, name: str, *, timeout: float = 3600, what: str = "work on the store"):
-        """An inter-process lock (see :func:`store.locking.store_lock`)."""
-        with store_lock(self.layout, name, timeout=timeout, what=what):
+        """A lock of every process on every machine sharing the store (see :func:`store.locking.store_lock`)."""
+        with store_lock(self.layout, name, timeout=timeout, what=what, lease_ttl=self.lease_ttl):
             yield
 
     def register_root(self, kind: str, path: Path, manifests: list[str] | None = None) -> Root:
         """Registers a data dir (``data``) or a lock file (``lock``, with its manifests) as a gc root."""
         return register_root(self.layout, kind, path, manifests)
+
+    def mark_published(self, root: Root, manifest: str) -> None:
+        """Records that a data root published a manifest, so that gc on another machine keeps it."""
+        mark_published(self.layout, root, manifest)
 
     def roots(self) -> list[Root]:
         """Every registered gc root."""

@@ -1,23 +1,34 @@
-"""Inter-process locks on the store, safe across machines sharing it over NFS.
+"""Inter-process locks on the store: a local lock, then a lease that other machines see.
 
-A lock is a ``filelock.FileLock`` (``fcntl``/``flock``; on a Linux NFS client
-these become POSIX locks held by the server's lock manager, so they hold
-across machines when the store is mounted *with* locking — not ``nolock``).
-Next to it the holder writes who it is, so that a waiting process can say
-whom it waits for. A lock of a dead process is released by the kernel (or,
-over NFS, by the lock manager); the holder note it leaves is only a note.
+A store lock is two things, taken in this order:
+
+1. a ``filelock.FileLock`` (``flock``): processes of one machine queue in the
+   kernel and wake up at once when the holder is done; a dead holder's lock
+   is released by the kernel. Next to it the holder writes who it is, so
+   that a waiting process can say whom it waits for.
+2. a lease (:mod:`datamaestro.store.leases`), made with ``mkdir``: it works
+   where ``flock`` does not cross machines (NFS ``nolock``, Lustre without
+   ``flock``, FUSE file systems). Only the process holding the local lock
+   polls it, so the other processes of its machine cost nothing.
+
+Neither is needed for correctness (objects are content-addressed and
+renamed into place): they only keep work from being done twice.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import LockTimeoutError
+from . import leases
 from .objects import HOST, Layout, disk_error
+
+logger = logging.getLogger(__name__)
 
 
 def describe_holder(note: Path) -> str:
@@ -31,23 +42,40 @@ def describe_holder(note: Path) -> str:
 
 
 @contextmanager
-def store_lock(layout: Layout, name: str, *, timeout: float, what: str):
-    """Holds the store lock ``name`` for the duration of a ``with`` block.
+def store_lock(layout: Layout, name: str, *, timeout: float, what: str, lease_ttl: float = leases.DEFAULT_TTL):
+    """Holds the store lock ``name`` for the duration of a ``with`` block, on every machine.
 
     :param name: a file name (recipe keys are turned into one)
-    :param timeout: seconds to wait before giving up
+    :param timeout: seconds to wait, in all, before giving up
     :param what: what the holder does, shown to waiting processes
+    :param lease_ttl: seconds without a heartbeat after which the lease of a
+        holder on another machine is taken as dead
     :raises LockTimeoutError: when the lock is still held after ``timeout``
     """
+    deadline = time.monotonic() + timeout
+    with _local_lock(layout, name, timeout=timeout, what=what):
+        remaining = max(0.0, deadline - time.monotonic())
+        with leases.acquire(layout, name, ttl=lease_ttl, timeout=remaining, what=what):
+            yield
+
+
+@contextmanager
+def _local_lock(layout: Layout, name: str, *, timeout: float, what: str):
+    """The ``flock`` of this machine's processes, with a note naming its holder."""
     from filelock import FileLock, Timeout
 
-    safe = name.replace(":", "-").replace("/", "_")
+    safe = leases.safe_name(name)
     path = layout.locks / f"{safe}.lock"
     note = layout.locks / f"{safe}.holder"
     lock = FileLock(str(path), mode=0o666 if layout.shared else 0o644)
     try:
         layout.mkdir(layout.locks)
-        lock.acquire(timeout=timeout)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            # say at once whom we wait for, then wait
+            logger.info("waiting for %s", describe_holder(note))
+            lock.acquire(timeout=timeout)
     except Timeout:  # an OSError too: caught first
         raise LockTimeoutError(
             f"timed out after {timeout:.0f}s waiting for {describe_holder(note)} to finish {what}",

@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Iterator
 from ..errors import StoreError
 from . import SHARED_FILE, Store, create_store, group_id, make_folders, replace_store_file
 from .digests import digest_of_file, format_digest, hex_of, is_digest
+from .leases import filesystem_now, live_leases
 from .objects import disk_error, make_writable
 from .roots import ROOT_KINDS, Root
 from .views import VIEW_LINK
@@ -474,6 +475,7 @@ class GcReport:
 
     :param dry_run: nothing was deleted
     :param roots_live: registered roots still alive
+    :param roots_elsewhere: roots of other machines (kept, with what they name)
     :param roots_dropped: roots whose data dir or lock file is gone (notes deleted)
     :param objects_live: objects reachable from a live root
     :param objects_deleted: digests of deleted objects
@@ -481,7 +483,8 @@ class GcReport:
     :param trees_deleted: digests of deleted materialized trees
     :param views_deleted: manifest digests of deleted views
     :param actions_deleted: action records deleted because they cannot be parsed
-    :param kept_young: unreachable entries kept because younger than the grace period
+    :param kept_young: unreachable entries kept because younger than the grace
+        period, or than the oldest lease a process (of any machine) holds
     :param tmp_reaped: leftovers of dead writers removed from ``tmp/`` (not
         previewed in a dry run)
     :param errors: entries that could not be deleted (``path: error``)
@@ -490,6 +493,7 @@ class GcReport:
 
     dry_run: bool
     roots_live: int = 0
+    roots_elsewhere: int = 0
     roots_dropped: list[Root] = field(default_factory=list)
     objects_live: int = 0
     objects_deleted: list[str] = field(default_factory=list)
@@ -519,7 +523,11 @@ def gc(
     dropped. From each live manifest, its object, its view, its file
     objects and its trees (tree object, materialized folder, every file)
     are kept. Unreachable objects, views and materialized trees younger than
-    ``grace_seconds`` are kept too: a prepare may be creating them. Action
+    ``grace_seconds`` are kept too: a prepare may be creating them; so is
+    everything newer than the oldest live lease (a process of any machine
+    producing something it will reference). Ages are measured on the file
+    system's clock, not this machine's. Roots of other machines are kept,
+    with the manifests they name (their paths cannot be checked here). Action
     records are all kept (they let a pipeline compute downstream recipe keys
     without fetching transient inputs again) except unparsable ones;
     ``quarantine/`` is never touched. Dead writers' ``tmp/`` entries are reaped.
@@ -532,15 +540,20 @@ def gc(
     :param lock_timeout: seconds to wait for another gc or verify
     """
     start = time.monotonic()
-    now = time.time() if now is None else now
     report = GcReport(dry_run=dry_run)
     guard = contextlib.nullcontext() if dry_run else store.lock(GC_LOCK, timeout=lock_timeout, what="collecting garbage")
     with guard:
-        reach = _live(store, report)
+        if now is None:
+            now = filesystem_now(store.layout)
+        # what a live lease produces is referenced only once it is done: keep
+        # everything that may be younger than the oldest one (a minute's margin)
+        working = [lease.started for lease in live_leases(store.layout, store.lease_ttl) if not lease.mine]
+        grace = max(grace_seconds, now - min(working) + 60) if working else grace_seconds
+        reach = _live(store, report, grace, now)
         report.objects_live = len(reach.objects)
-        _sweep_folders(_view_folders(store), reach.views, report.views_deleted, now, grace_seconds, report)
-        _sweep_folders(_tree_folders(store), reach.trees, report.trees_deleted, now, grace_seconds, report)
-        _sweep_objects(store, reach, now, grace_seconds, report)
+        _sweep_folders(_view_folders(store), reach.views, report.views_deleted, now, grace, report)
+        _sweep_folders(_tree_folders(store), reach.trees, report.trees_deleted, now, grace, report)
+        _sweep_objects(store, reach, now, grace, report)
         _sweep_actions(store, report)
         if not dry_run:
             report.tmp_reaped = store.reap_tmp()
@@ -548,25 +561,51 @@ def gc(
     return report
 
 
-def _live(store: Store, report: GcReport) -> _Reach:
+def _live(store: Store, report: GcReport, grace: float, now: float) -> _Reach:
     """Marks what the live roots reach; drops (or, dry, lists) dead roots."""
     resolver = _Resolver(store)
     reach = _Reach()
     for root in store.roots():
+        if root.elsewhere:
+            # another machine's path: what it keeps is written in the store
+            report.roots_elsewhere += 1
+            for manifest in (*root.manifests, *root.published):
+                resolver.mark("view", manifest, reach)
+            continue
         alive = root.path.is_dir() if root.kind == "data" else root.path.exists()
         if not alive:
             report.roots_dropped.append(root)
             if not report.dry_run:
                 root.note.unlink(missing_ok=True)
+                shutil.rmtree(root.markers, ignore_errors=True)
             continue
         report.roots_live += 1
         if root.kind == "data":
+            linked = set()
             for _, kind, digest in resolver.links(root.path / "data"):
                 resolver.mark(kind, digest, reach)
+                if kind == "view":
+                    linked.add(digest)
+            if not report.dry_run:
+                _prune_markers(root, linked, grace, now)
         else:
             for manifest in root.manifests:
                 resolver.mark("view", manifest, reach)
     return reach
+
+
+def _prune_markers(root: Root, linked: set[str], grace: float, now: float) -> None:
+    """Removes a data root's markers of manifests its data dir no longer links to.
+
+    A marker younger than ``grace`` stays: its publisher may be about to link it.
+    """
+    for manifest in root.published:
+        if manifest in linked:
+            continue
+        marker = root.markers / hex_of(manifest)
+        age = _age(marker, now)
+        if age is not None and age >= grace:
+            marker.unlink(missing_ok=True)
 
 
 def _collectable(path: Path, now: float, grace: float, report: GcReport) -> bool:

@@ -64,6 +64,7 @@ class Layout:
         self.tmp = self.root / "tmp"
         self.locks = self.root / "locks"
         self.quarantine = self.root / "quarantine"
+        self.leases = self.root / "leases"
 
     @property
     def dir_mode(self) -> int:

@@ -3,6 +3,15 @@
 A root is registered by the data dirs that link into the store (``data``)
 and by synced lock files (``lock``). ``store gc`` keeps everything reachable
 from a live root and drops roots whose target is gone.
+
+A shared store is used by many machines, and a root's path is a path *of
+the machine that registered it* (``/scratch/dm`` is another folder on every
+node). A root therefore names its host, and says what it keeps without
+being read: a lock root lists its manifests; a data root gets a marker file
+per manifest it publishes (``<note>.manifests/<manifest hex>``, created,
+never rewritten, so that concurrent publishers lose nothing). ``store gc``
+on another machine keeps what those name; on the root's own machine it
+follows the data dir's links, exactly, and prunes the markers no link uses.
 """
 
 from __future__ import annotations
@@ -12,20 +21,38 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .digests import canonical_json, digest_bytes, hex_of
-from .objects import Layout, disk_error
+from .digests import canonical_json, digest_bytes, format_digest, hex_of
+from .objects import HOST, Layout, disk_error
 
 ROOT_KINDS = ("data", "lock")
 
 
 @dataclass(frozen=True)
 class Root:
-    """One registered root: its kind, the path it names and its note file."""
+    """One registered root: its kind, the path it names, its note file and what it keeps.
+
+    :ivar host: the machine whose path it is ('' for a root registered before
+        roots named their host: taken as a path of every machine)
+    :ivar manifests: the manifests a lock root pins
+    :ivar published: the manifests a data root published (its markers)
+    """
 
     kind: str
     path: Path
     note: Path
     manifests: tuple[str, ...] = ()
+    host: str = ""
+    published: tuple[str, ...] = ()
+
+    @property
+    def elsewhere(self) -> bool:
+        """True for a root of another machine: its path cannot be checked from here."""
+        return bool(self.host) and self.host != HOST
+
+    @property
+    def markers(self) -> Path:
+        """The folder of a data root's manifest markers."""
+        return self.note.with_suffix(".manifests")
 
 
 def register_root(layout: Layout, kind: str, path: Path, manifests: list[str] | None = None) -> Root:
@@ -38,16 +65,17 @@ def register_root(layout: Layout, kind: str, path: Path, manifests: list[str] | 
     if kind not in ROOT_KINDS:
         raise ValueError(f"unknown root kind {kind!r}")
     absolute = str(Path(path).absolute())
-    name = hex_of(digest_bytes(absolute.encode()))[:32]
+    name = hex_of(digest_bytes(f"{HOST}:{absolute}".encode()))[:32]
     note = layout.roots / kind / f"{name}.json"
     manifests = sorted(set(manifests or []))
-    root = Root(kind, Path(absolute), note, tuple(manifests))
-    if note.is_file() and _read(note) == root:
-        return root
+    root = Root(kind, Path(absolute), note, tuple(manifests), HOST)
+    found = _read(note) if note.is_file() else None
+    if found is not None and (found.kind, found.path, found.manifests, found.host) == (kind, root.path, root.manifests, HOST):
+        return found
     tmp = layout.tmp_path(".root")
     try:
         layout.mkdir(note.parent)
-        tmp.write_bytes(canonical_json({"kind": kind, "path": absolute, "manifests": manifests}))
+        tmp.write_bytes(canonical_json({"kind": kind, "path": absolute, "manifests": manifests, "host": HOST}))
         os.replace(tmp, note)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -55,10 +83,25 @@ def register_root(layout: Layout, kind: str, path: Path, manifests: list[str] | 
     return root
 
 
+def mark_published(layout: Layout, root: Root, manifest: str) -> None:
+    """Records that a data root published a manifest (one marker file, created once)."""
+    marker = root.markers / hex_of(manifest)
+    if marker.exists():
+        return
+    try:
+        layout.mkdir(root.markers)
+        with open(marker, "ab"):
+            pass
+    except OSError as exc:
+        raise disk_error(exc, "registering a gc root") from None
+
+
 def _read(note: Path) -> Root | None:
     try:
         data = json.loads(note.read_text())
-        return Root(data["kind"], Path(data["path"]), note, tuple(data.get("manifests", [])))
+        markers = note.with_suffix(".manifests")
+        published = tuple(sorted(format_digest(name) for name in os.listdir(markers))) if markers.is_dir() else ()
+        return Root(data["kind"], Path(data["path"]), note, tuple(data.get("manifests", [])), data.get("host", ""), published)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
