@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from .lock.resolve import LockReport
     from .lock.sync import ExportReport, SyncReport
+    from .push import PushReport
     from .pipeline import PipelineResult
 
 
@@ -187,6 +188,16 @@ def export_lock(lock_path: "Path | str", folder: "Path | str", *, jobs: int | No
     from .lock.sync import export_lock as export
 
     return export(_context(context), Path(lock_path), Path(folder), jobs=jobs)
+
+
+@_scoped
+def push_datasets(
+    remote: str, dataset_ids: "list[str] | tuple" = (), *, lock: bool = False, jobs: int | None = None, context: Context | None = None
+) -> "PushReport":
+    """Pushes the objects and action records of datasets (or of the project's lock) to a remote cache (see :mod:`datamaestro.push`)."""
+    from .push import push
+
+    return push(_context(context), remote, list(dataset_ids), use_lock=lock, jobs=jobs)
 
 
 def config_to_json(config) -> dict:

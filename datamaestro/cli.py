@@ -386,6 +386,30 @@ def store_export(
         echo(f"exported {report.objects} objects to {report.folder} ({report.copied} copied, {human_bytes(report.bytes)})")
 
 
+@store_app.command("push")
+def store_push(
+    remote: str = typer.Argument(..., metavar="NAME|URL", help="A remote of the settings ([remotes.NAME]), or s3://bucket/prefix, or a folder."),
+    dataset_ids: List[str] = typer.Argument(None, metavar="[ID]..."),
+    lock: bool = typer.Option(False, "--lock", help="Also push every dataset the project's datamaestro.lock pins."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Uploads at once (default 16)."),
+):
+    """Upload what this store holds of some datasets (objects, trees, action records) to a remote cache."""
+    from .api import push_datasets
+
+    report = push_datasets(remote, list(dataset_ids or []), lock=lock, jobs=jobs, context=state.context())
+    if state.json:
+        echo_json(asdict(report))
+        return
+    for line in report.notes:
+        typer.echo(line, err=True)
+    if not state.quiet:
+        echo(
+            f"pushed {report.objects_sent} objects ({human_bytes(report.bytes_sent)}) and {report.actions_sent} action records "
+            f"of {len(report.datasets)} datasets to {report.remote}; {report.objects_present} objects were there already "
+            f"({report.seconds:.1f}s)"
+        )
+
+
 datafolders_app = typer.Typer(help="Folders you provide by hand (licensed data), by id.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(datafolders_app, name="datafolders")
 

@@ -70,6 +70,7 @@ class Context:
         self._registry: Registry | None = None
         self._store: Store | None = None
         self._fetcher: Fetcher | None = None
+        self._remotes: list | None = None
         self._tokens: list = []
         self._lock_setting: Path | str | bool | None = lock
         #: (path, mtime, size) -> parsed lock, so that a rewritten file is read again
@@ -166,6 +167,38 @@ class Context:
         one or the original URL.
         """
         return self._new_fetcher(retries=min(self.settings.retries, 1), progress=False)
+
+    def remotes(self) -> list:
+        """The remote caches of the settings (``[remotes.NAME]``), opened on first use.
+
+        Offline, only folders are used: a remote over the network is left out
+        (``--offline`` never touches the network).
+        """
+        if self._remotes is None:
+            from .remotes import is_network, open_remote
+
+            opened = []
+            for name, spec in self.settings.remotes.items():
+                if self.settings.offline and is_network(spec["url"]):
+                    logger.info("remote %s (%s) left out: offline", name, spec["url"])
+                    continue
+                opened.append(open_remote(spec["url"], self.peer_fetcher, endpoint=spec.get("endpoint"), name=name, option=f"remote {name}:"))
+            self._remotes = opened
+        return self._remotes
+
+    def remote(self, name_or_url: str):
+        """The remote a setting names, or the one at a URL or folder (``store push`` takes either)."""
+        from .remotes import open_remote
+
+        spec = self.settings.remotes.get(name_or_url)
+        if spec is not None:
+            return open_remote(spec["url"], self.peer_fetcher, endpoint=spec.get("endpoint"), name=name_or_url, option=f"remote {name_or_url}:")
+        if "://" not in name_or_url and not Path(name_or_url).expanduser().exists():
+            from .errors import UsageError
+
+            known = ", ".join(sorted(self.settings.remotes)) or "none"
+            raise UsageError(f"no remote named {name_or_url!r} (remotes in the settings: {known})", hint="name a [remotes.NAME] of the settings, or give a URL (s3://bucket/prefix) or a folder")
+        return open_remote(name_or_url, self.peer_fetcher, option="store push")
 
     def readable_path(self, repository_id: str, dataset_id: str) -> Path:
         """A dataset's readable folder: ``<data dir>/data/<repository>/<id as path>``."""

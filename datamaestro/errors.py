@@ -128,3 +128,7 @@ class LockFileError(DatamaestroError):
     """``datamaestro.lock`` is malformed or out of date."""
 
     exit_code = 2
+
+
+class RemoteError(DatamaestroError):
+    """A remote cache refused a push, or could not be reached."""

@@ -124,7 +124,7 @@ def _failure(url: str, reason: str, hint: str, *, missing: bool = False) -> Down
     return DownloadError(f"cannot download {url}: {reason}", hint=hint, reason=reason, missing=missing)
 
 
-class _Progress:
+class ProgressBar:
     """A rich progress bar on stderr, or nothing at all when disabled."""
 
     def __init__(self, enabled: bool, description: str):
@@ -133,7 +133,7 @@ class _Progress:
         self._bar = None
         self._task = None
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> "ProgressBar":
         if self.enabled:
             from rich.console import Console
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -173,7 +173,7 @@ class _Progress:
 class _Stream:
     """The raw bytes of one download, kept in step across the hasher, checkers, sink and bar."""
 
-    def __init__(self, sink: Sink, checkers: Sequence["Checker"], progress: _Progress):
+    def __init__(self, sink: Sink, checkers: Sequence["Checker"], progress: ProgressBar):
         self.sink = sink
         self.checkers = checkers
         self.progress = progress
@@ -360,7 +360,7 @@ class Fetcher:
             raise OfflineError([url])
         show = self.progress if self.progress is not None else bool(sys.stderr and sys.stderr.isatty())
         failures: list[tuple[str, Exception]] = []
-        with _Progress(show, description or _file_name(url)) as progress:
+        with ProgressBar(show, description or _file_name(url)) as progress:
             stream = _Stream(sink, checkers, progress)
             for candidate in self.candidates(url):
                 stream.reset()

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-NONE, PARTIAL, COMPLETE = "none", "partial", "complete"
+NONE, PARTIAL, COMPLETE, REMOTE = "none", "partial", "complete", "remote"
 
 
 class Job:
@@ -157,6 +157,8 @@ class PipelineResult:
     location: "Location"
     produced: list[str] = field(default_factory=list)
     outputs: dict[str, Output] = field(default_factory=dict)
+    #: the resources taken from a remote cache (a subset of ``produced``)
+    pulled: list[str] = field(default_factory=list)
 
     @property
     def datapath(self) -> Path:
@@ -175,6 +177,13 @@ class Lookup:
     recipe: dict | None
     key: str | None
     output: Output | None
+    #: an output a remote cache offers (its action record, or the lock's pin): digest known, objects not here
+    remote: Output | None = None
+
+    @property
+    def known(self) -> Output | None:
+        """The output whose digest is known, here or in a remote cache."""
+        return self.output or self.remote
 
 
 class Pipeline:
@@ -183,6 +192,11 @@ class Pipeline:
     def __init__(self, context: "Context"):
         self.context = context
         self.store = context.store
+        #: remote caches asked before the original sources (the settings' ``[remotes]``)
+        self.remotes = context.remotes()
+        self._dead_remotes: set[str] = set()
+        #: names of the resources taken from a remote cache during the run
+        self.pulled: list[str] = []
         self._known: dict[int, Lookup] = {}
         #: expected outputs by resource name during a run (from a lock)
         self.pins: dict[str, Output] = {}
@@ -194,7 +208,7 @@ class Pipeline:
         """The digests (or values) of a resource's inputs by name; None while one is unknown."""
         inputs = {}
         for dependency in resource.dependencies():
-            output = self._lookup(dependency).output
+            output = self._lookup(dependency).known
             if output is None:
                 return None
             inputs[dependency.name] = output.digest if output.kind.stored else output.value
@@ -233,8 +247,44 @@ class Pipeline:
         else:
             record = self.store.actions.get(key)
             output = record.output if record else None
-        found = self._known[id(resource)] = Lookup(recipe, key, output)
+        remote = None
+        if self.remotes and key is not None and not getattr(resource, "volatile", False) and not self._refreshed(resource):
+            if output is not None and output.kind.stored and not self.store.output_present(output):
+                remote = output  # known here, its objects collected: a remote may have them
+            elif output is None and pin is not None and pin.kind.stored and pin.digest:
+                remote = pin  # the lock names the bytes: any remote holding them will do
+            elif output is None:
+                remote = self._remote_record(key)
+        found = self._known[id(resource)] = Lookup(recipe, key, output, remote)
         return found
+
+    def _remote_record(self, key: str) -> Output | None:
+        """The output the first remote cache that knows a recipe key records for it (digest only)."""
+        import json
+
+        from .remotes import PeerUnavailable
+        from .store.digests import is_digest
+
+        for remote in self.remotes:
+            if remote.label in self._dead_remotes:
+                continue
+            try:
+                data = remote.get_action(key)
+            except PeerUnavailable as error:
+                self._dead_remotes.add(remote.label)
+                logger.warning("remote cache %s left out: %s", remote.label, error)
+                continue
+            if data is None:
+                continue
+            try:
+                output = Output.from_json(json.loads(data)["output"])
+            except (ValueError, KeyError, TypeError):
+                logger.warning("remote cache %s: unreadable action record %s", remote.label, key)
+                continue
+            if output.kind.stored and not is_digest(output.digest or ""):
+                continue
+            return output
+        return None
 
     def _recipe_for_production(self, resource: "Resource") -> tuple[dict, str]:
         """The recipe and key to produce a resource with, its inputs now present.
@@ -254,10 +304,12 @@ class Pipeline:
 
     def state(self, resource: "Resource") -> str:
         """NONE, PARTIAL or COMPLETE (see the module documentation)."""
-        _, output = self.lookup(resource)
-        if output is None:
-            return NONE
-        return COMPLETE if self.store.output_present(output) else PARTIAL
+        found = self._lookup(resource)
+        if found.output is not None and self.store.output_present(found.output):
+            return COMPLETE
+        if found.remote is not None:
+            return REMOTE
+        return NONE if found.output is None else PARTIAL
 
     def needed(self, targets: list["Resource"]) -> list["Resource"]:
         """The resources to produce so that every target is present, inputs first."""
@@ -268,10 +320,13 @@ class Pipeline:
             if id(resource) in seen:
                 return
             seen.add(id(resource))
-            if self.state(resource) == COMPLETE:
+            state = self.state(resource)
+            if state == COMPLETE:
                 return
-            for dependency in resource.dependencies():
-                visit(dependency)
+            if state != REMOTE:
+                # taken from a remote cache, a resource needs none of its inputs
+                for dependency in resource.dependencies():
+                    visit(dependency)
             order.append(resource)
 
         for target in targets:
@@ -321,7 +376,7 @@ class Pipeline:
         legacy = self._legacy_folder(location.readable)
         to_produce = self.needed(targets)
         if to_produce and self.context.settings.offline:
-            missing = [r for r in to_produce if not (legacy and (legacy / r.name).exists())]
+            missing = [r for r in to_produce if not (legacy and (legacy / r.name).exists()) and self.state(r) != REMOTE]
             urls = [url for r in missing for url in r.urls()]
             if urls:
                 raise OfflineError(urls)
@@ -364,7 +419,7 @@ class Pipeline:
                 self._known.clear()
                 return self._run(definition, locked, location, retry=False)
             raise StoreError(f"{definition.id}: outputs keep disappearing from the store", hint="is `store gc` running in a loop?")
-        return PipelineResult(definition.id, manifest, view, location, produced, outputs)
+        return PipelineResult(definition.id, manifest, view, location, produced, outputs, list(self.pulled))
 
     def _produce(self, definition, resource, expected, legacy: Path | None) -> bool:
         """Produces one resource under its store lock; False when another process had done it."""
@@ -377,31 +432,61 @@ class Pipeline:
             if not did_work:
                 output = record.output
             else:
-                for dependency in resource.dependencies():
-                    self._present_output(dependency)  # inputs first: a broken order fails here, not in produce()
-                adopted = self._adopt(legacy, resource)
-                if adopted is not None:
-                    output = adopted
-                else:
-                    logger.info("producing %s/%s", definition.id, resource.name)
-                    job = Job(self, definition, resource, expected)
-                    try:
-                        output = resource.produce(job)
-                    except DatamaestroError as error:
-                        raise error.located(job.description)
-                    except OSError as exc:
-                        # a full disk, or a store deleted or made read-only, met by
-                        # a resource's own file operations (an archive's extraction
-                        # folder, a derivation's output): the store's trouble, not a bug
-                        if not store_trouble(exc, self.store.root):
-                            raise
-                        raise disk_error(exc, f"preparing {job.description}") from None
+                output = self._pull(definition, resource)
+                if output is None:
+                    output, recipe, key = self._make(definition, resource, expected, legacy)
                 if expected is not None:
                     check_pin(definition, resource, output, expected)
                 if not volatile:
                     self.store.actions.put(ActionRecord(key=key, recipe=recipe, output=output))
         self._known[id(resource)] = Lookup(recipe, key, output)
         return did_work
+
+    def _pull(self, definition, resource) -> Output | None:
+        """The output a remote cache offers, taken into the store (every object checked); None when no remote serves it whole."""
+        found = self._known.get(id(resource))
+        offer = found.remote if found is not None else None
+        if offer is None:
+            return None
+        if not offer.kind.stored:
+            return offer
+        from .remotes import pull_outputs
+
+        report = pull_outputs(self.store, [offer], [r for r in self.remotes if r.label not in self._dead_remotes])
+        for line in report.refused + report.unavailable:
+            logger.warning("%s/%s: %s", definition.id, resource.name, line)
+        if not self.store.output_present(offer):
+            logger.info("%s/%s: no remote cache has it whole; producing it from its sources", definition.id, resource.name)
+            return None
+        logger.info("%s/%s: taken from %s", definition.id, resource.name, ", ".join(report.taken) or "a remote cache")
+        self.pulled.append(resource.name)
+        return offer
+
+    def _make(self, definition, resource, expected, legacy: Path | None) -> tuple[Output, dict, str]:
+        """Produces a resource from its inputs (produced first when missing); returns its output, recipe and key."""
+        for dependency in self.needed(resource.dependencies()):
+            # inputs a remote cache was to spare us, which it could not serve after all
+            self._produce(definition, dependency, self.pins.get(dependency.name), legacy)
+        for dependency in resource.dependencies():
+            self._present_output(dependency)  # inputs first: a broken order fails here, not in produce()
+        recipe, key = self._recipe_for_production(resource)
+        adopted = self._adopt(legacy, resource)
+        if adopted is not None:
+            return adopted, recipe, key
+        logger.info("producing %s/%s", definition.id, resource.name)
+        job = Job(self, definition, resource, expected)
+        try:
+            output = resource.produce(job)
+        except DatamaestroError as error:
+            raise error.located(job.description)
+        except OSError as exc:
+            # a full disk, or a store deleted or made read-only, met by
+            # a resource's own file operations (an archive's extraction
+            # folder, a derivation's output): the store's trouble, not a bug
+            if not store_trouble(exc, self.store.root):
+                raise
+            raise disk_error(exc, f"preparing {job.description}") from None
+        return output, recipe, key
 
     def _present_output(self, resource) -> Output:
         _, output = self.lookup(resource)

@@ -22,6 +22,7 @@ ENV_STORE_DIR = "DATAMAESTRO_STORE"
 ENV_CONFIG = "DATAMAESTRO_CONFIG"
 ENV_OFFLINE = "DATAMAESTRO_OFFLINE"
 ENV_LEASE_TTL = "DATAMAESTRO_LEASE_TTL"
+ENV_REMOTES = "DATAMAESTRO_REMOTES"
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
@@ -45,6 +46,8 @@ class Settings:
     :param keep_downloads: keep downloaded archives in the store after extraction
     :param datafolders: name -> folder that a user provides by hand
     :param agreements: user-agreement id -> accepted (``datamaestro`` asks once)
+    :param remotes: name -> ``{"url": ..., "endpoint": ...}``: remote caches
+        looked up before the original URLs (see ``docs/remote-cache.md``)
     """
 
     data_dir: Path = field(default_factory=lambda: Path.home() / "datamaestro")
@@ -59,6 +62,7 @@ class Settings:
     keep_downloads: bool = False
     datafolders: dict[str, Path] = field(default_factory=dict)
     agreements: dict[str, bool] = field(default_factory=dict)
+    remotes: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def store_path(self) -> Path:
@@ -120,6 +124,25 @@ def _agreements(value: Any, key: str, origin: str) -> dict[str, bool]:
     return dict(value)
 
 
+REMOTE_KEYS = ("url", "endpoint")
+
+
+def _remotes(value: Any, key: str, origin: str) -> dict[str, dict[str, str]]:
+    if not isinstance(value, dict):
+        raise SettingsError(f"{origin}: [{key}] must be a table of [{key}.NAME] tables", hint='[remotes.lab]\nurl = "s3://lab-datasets/datamaestro"')
+    remotes = {}
+    for name, table in value.items():
+        if not isinstance(table, dict) or not isinstance(table.get("url"), str) or not table["url"]:
+            raise SettingsError(f"{origin}: [{key}.{name}] needs url = \"s3://bucket/prefix\" (or file://, http(s)://, gs://, az://)")
+        unknown = sorted(set(table) - set(REMOTE_KEYS))
+        if unknown:
+            raise SettingsError(f"{origin}: [{key}.{name}] has unknown keys {unknown}", hint=f"known keys: {', '.join(REMOTE_KEYS)}")
+        if "endpoint" in table and (not isinstance(table["endpoint"], str) or not table["endpoint"].startswith(("http://", "https://"))):
+            raise SettingsError(f"{origin}: [{key}.{name}] endpoint must be an http(s):// URL, got {table['endpoint']!r}")
+        remotes[name] = {k: table[k] for k in REMOTE_KEYS if k in table}
+    return remotes
+
+
 def _datasets(value: Any, key: str, origin: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise SettingsError(f"{origin}: {key!r} must be a list of dataset ids")
@@ -139,6 +162,7 @@ PARSERS = {
     "keep_downloads": ("keep_downloads", _bool),
     "datafolders": ("datafolders", _folders),
     "agreements": ("agreements", _agreements),
+    "remotes": ("remotes", _remotes),
     "datasets": (None, _datasets),
 }
 
@@ -216,6 +240,12 @@ def _env_values() -> dict[str, Any]:
         values["data_dir"] = Path(env).expanduser()
     if env := os.environ.get(ENV_STORE_DIR):
         values["store_dir"] = Path(env).expanduser()
+    if env := os.environ.get(ENV_REMOTES):
+        try:
+            table = tomllib.loads(env)
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{ENV_REMOTES}: invalid TOML: {exc}", hint=f"{ENV_REMOTES}='lab = {{ url = \"s3://bucket/prefix\", endpoint = \"https://minio.lab.example\" }}'") from None
+        values["remotes"] = _remotes(table, "remotes", ENV_REMOTES)
     if env := os.environ.get(ENV_LEASE_TTL):
         values["lease_ttl"] = _number(_float_of(env, ENV_LEASE_TTL), ENV_LEASE_TTL, "the environment")
     if (env := os.environ.get(ENV_OFFLINE)) is not None:
@@ -256,18 +286,20 @@ def load_settings(
     mirrors: dict[str, list[str]] = {}
     folders: dict[str, Path] = {}
     agreements: dict[str, bool] = {}
+    remotes: dict[str, dict[str, str]] = {}
     for layer in layers:
         for prefix, targets in layer.pop("mirrors", {}).items():
             # A higher layer's replacements come first; the lower ones stay as fallbacks
             mirrors[prefix] = targets + [t for t in mirrors.get(prefix, []) if t not in targets]
         folders.update(layer.pop("datafolders", {}))
         agreements.update(layer.pop("agreements", {}))
+        remotes.update(layer.pop("remotes", {}))
         values.update(layer)
     names = {f.name for f in fields(Settings)}
     unknown = set(values) - names
     if unknown:
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
-    settings = replace(Settings(), **values, mirrors=mirrors, datafolders=folders, agreements=agreements)
+    settings = replace(Settings(), **values, mirrors=mirrors, datafolders=folders, agreements=agreements, remotes=remotes)
     return settings, pyproject
 
 

@@ -27,17 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from ..errors import DatamaestroError, IntegrityError, LockFileError, StoreError
-from ..store import Output
 from .fileformat import read_lock
 from .model import Lock, LockedDataset
-from .peers import Peer, PathPeer, Transfer, open_peers, transfer
+from ..remotes import PathPeer, Transfer, open_peers, pull_outputs, transfer
 from .project import lock_file
 from .resolve import check_project, lock_project
 from ..store.actions import Kind
 
 if TYPE_CHECKING:
     from ..context import Context
-    from ..store import Store
 
 
 def default_jobs() -> int:
@@ -64,49 +62,6 @@ class SyncReport:
     transfer: Transfer = field(default_factory=Transfer)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def wanted_objects(store: "Store", outputs: Iterable[Output], peers: list[Peer], jobs: int, report: Transfer) -> list[str]:
-    """The file objects the given outputs need (:func:`transfer` skips those present).
-
-    A tree needs its tree object (taken from the peers first when missing,
-    so that its entries can be read) and each file it lists. A tree object
-    no peer has leaves the tree to the pipeline.
-    """
-    outputs = [o for o in outputs if o.kind in ("file", "tree") and not store.output_present(o)]
-    files = [o.digest for o in outputs if o.kind == Kind.FILE]
-    trees = [o.digest for o in outputs if o.kind == Kind.TREE]
-    _merge(report, transfer(store, trees, peers, jobs=jobs))
-    for digest in trees:
-        if store.objects.has(digest):
-            files.extend(store.trees.iter_object_digests(digest))
-    return list(dict.fromkeys(files))
-
-
-def _merge(report: Transfer, other: Transfer) -> None:
-    for label, count in other.taken.items():
-        report.taken[label] = report.taken.get(label, 0) + count
-    report.bytes += other.bytes
-    report.refused += other.refused
-    report.unavailable += [line for line in other.unavailable if line not in report.unavailable]
-    report.missing += other.missing
-
-
-def fill_from_peers(store: "Store", outputs: list[Output], peers: list[Peer], jobs: int) -> Transfer:
-    """Takes what the outputs need from the peers and materializes the trees that became complete."""
-    report = Transfer()
-    if not peers:
-        return report
-    _merge(report, transfer(store, wanted_objects(store, outputs, peers, jobs, report), peers, jobs=jobs))
-    for output in outputs:
-        if output.kind == Kind.TREE and not store.trees.has(output.digest) and store.objects.has(output.digest):
-            try:
-                store.trees.materialize(output.digest)
-            except StoreError:
-                pass  # a file no peer had: the pipeline makes the tree
-    # what no peer had is the pipeline's business: not an error here
-    report.missing = []
-    return report
 
 
 def _publish(context: "Context", entry: LockedDataset) -> None:
@@ -151,7 +106,8 @@ def sync_project(
     :param frozen: use the lock as it is: no check against the project and
         its definitions; a definition is imported only for a dataset that
         neither the store nor the peers hold
-    :param peers: folders or ``http(s)://`` URLs of stores to take objects from first
+    :param peers: folders, ``http(s)://`` or ``s3://`` URLs of stores to take
+        objects from first (then the settings' remote caches)
     :param jobs: threads copying objects (default: a few per core)
     :raises LockFileError: no lock, a malformed lock, or (``locked``) an out-of-date one
     :raises IntegrityError: downloaded data differs from its pins
@@ -165,11 +121,13 @@ def sync_project(
     # registered first: what this sync brings is kept from the start
     store.register_root("lock", report.lock, lock.manifests())
     opened, report.notes = open_peers(peers, context.peer_fetcher, offline=context.settings.offline)
+    # then the remote caches of the settings, as a prepare asks them
+    opened += context.remotes()
     opened = [p for p in opened if not (isinstance(p, PathPeer) and _same_folder(p.root, store.root))]
     entries = [lock.datasets[dataset_id] for dataset_id in sorted(lock.datasets)]
     before = {entry.id: all(store.output_present(o) for o in entry.outputs()) for entry in entries}
     outputs = list({(o.kind, o.digest): o for entry in entries for o in entry.outputs()}.values())
-    report.transfer = fill_from_peers(store, outputs, opened, jobs)
+    report.transfer = pull_outputs(store, outputs, opened, jobs)
 
     ready = [entry for entry in entries if all(store.output_present(o) for o in entry.outputs())]
     with ThreadPoolExecutor(max_workers=min(len(ready), jobs) or 1) as pool:

@@ -1,0 +1,352 @@
+"""Remotes: other stores that objects and action records come from, and go to.
+
+A remote has the store's layout — ``objects/ab/cdef...`` (files, tree
+documents and manifests alike) and ``actions/ab/cdef....json`` — wherever it
+lives: a folder (another user's store, an NFS mount, a USB disk, an
+export), a static web server publishing such a folder (read-only), or an
+object store (``s3://bucket/prefix``, ``gs://``, ``az://``: see
+:mod:`datamaestro.remotes.objectstore`). It is a cache in the way Bazel's
+remote cache and Nix's binary caches are: the objects *and* the action
+cache (recipe key -> output digest).
+
+Whatever a remote gives is hashed on the way in and enters the store only
+when it matches the digest asked for: an object is never trusted. An action
+record is trusted as much as the remote itself (it only says which digest a
+recipe gave; the digest is then checked); a lock's pins are always checked.
+Pushing writes every object before the action records that name them, so a
+reader never follows a dangling record.
+
+HTTP goes through a :class:`~datamaestro.fetch.Fetcher` made by the context
+(this package knows URLs, not HTTP). Nothing here knows datasets.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable
+from urllib.parse import unquote, urlsplit
+
+from ..errors import DownloadError, IntegrityError, OfflineError, StoreError, UsageError
+from .base import Peer, PeerUnavailable, action_key, object_key
+
+if TYPE_CHECKING:
+    from ..fetch import Fetcher
+    from ..store import Output, Store
+    from ..store.objects import Staged
+
+#: objects made visible together (one file-system flush for the batch)
+BATCH = 2000
+#: objects copied by one task of the thread pool
+CHUNK = 32
+
+
+class PathPeer(Peer):
+    """A store (or an export) in a folder: ``<root>/objects/ab/cdef...``.
+
+    Objects are hard-linked when the folder is on the same file system and
+    owned by this user (both are immutable), copied otherwise; either way
+    they are hashed on the way in.
+
+    :param link: hard-link objects when possible; an export to a removable disk copies
+    """
+
+    writable = True
+
+    def __init__(self, root: Path, *, link: bool = True):
+        self.root = Path(root)
+        self.label = str(root)
+        self.link = link
+
+    def stage(self, store: "Store", digest: str) -> "Staged | None":
+        """Copies (or links) the object from the folder, checking its digest."""
+        source = self.root / object_key(digest)
+        try:
+            return store.objects.stage_file(digest, source, link=self.link)
+        except FileNotFoundError:
+            return None
+
+    def get_action(self, key: str) -> bytes | None:
+        """Reads the record from the folder's ``actions/``."""
+        try:
+            return (self.root / action_key(key)).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise PeerUnavailable(f"{self.label}: {exc.strerror}") from None
+
+    def missing(self, digests: list[str]) -> list[str]:
+        """The digests without a file in the folder."""
+        return [digest for digest in digests if not (self.root / object_key(digest)).is_file()]
+
+    def put_object(self, digest: str, path: Path) -> None:
+        """Copies the object to a temporary name in the folder, then renames it into place."""
+        self._put(object_key(digest), lambda tmp: shutil.copyfile(path, tmp), mode=0o444)
+
+    def put_action(self, key: str, data: bytes) -> None:
+        """Writes the record to a temporary name in the folder, then renames it into place."""
+        self._put(action_key(key), lambda tmp: tmp.write_bytes(data), mode=0o644)
+
+    def _put(self, relative: str, write: Callable[[Path], object], *, mode: int) -> None:
+        target = self.root / relative
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write(tmp)
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise PeerUnavailable(f"{self.label}: cannot write {relative}: {exc.strerror}") from None
+
+
+class HttpPeer(Peer):
+    """A store's folder published by a web server: ``<base>/objects/ab/cdef...``.
+
+    :param base_url: the URL of the store's folder (``http://host:8000/``)
+    :param fetcher_factory: makes a :class:`~datamaestro.fetch.Fetcher`; one
+        is made per thread
+    """
+
+    def __init__(self, base_url: str, fetcher_factory: Callable[[], "Fetcher"]):
+        self.base = base_url.rstrip("/") + "/"
+        self.label = self.base
+        self.fetcher_factory = fetcher_factory
+        self._local = threading.local()
+
+    def url_of(self, digest: str) -> str:
+        """The URL of an object."""
+        return self.base + object_key(digest)
+
+    def _fetcher(self) -> "Fetcher":
+        fetcher = getattr(self._local, "fetcher", None)
+        if fetcher is None:
+            fetcher = self._local.fetcher = self.fetcher_factory()
+        return fetcher
+
+    def get_action(self, key: str) -> bytes | None:
+        """Downloads the record (a small JSON document)."""
+        from ..fetch import BytesSink
+
+        sink = BytesSink()
+        try:
+            self._fetcher().fetch(self.base + action_key(key), sink, description=f"action {key[7:19]} from {self.base}")
+        except OfflineError:
+            raise PeerUnavailable("offline mode") from None
+        except DownloadError as error:
+            if error.missing:
+                return None
+            raise PeerUnavailable(error.message) from None
+        return sink.getvalue()
+
+    def missing(self, digests: list[str]) -> list[str]:
+        """A static web server is read-only: nothing can be pushed to it."""
+        raise PeerUnavailable(f"{self.label} is read-only (a static web server)")
+
+    def stage(self, store: "Store", digest: str) -> "Staged | None":
+        """Downloads the object into the store's tmp, checking its digest."""
+        fetcher = self._fetcher()
+        with store.objects.writer(expect=digest) as writer:
+            try:
+                fetcher.fetch(self.url_of(digest), writer, description=f"{digest[7:19]} from {self.base}")
+            except OfflineError:
+                raise PeerUnavailable("offline mode") from None
+            except DownloadError as error:
+                if error.missing:
+                    return None
+                raise PeerUnavailable(error.message) from None
+            return writer.stage()
+
+
+NETWORK_SCHEMES = ("http", "https", "s3", "gs", "az", "abfs", "abfss")
+
+
+def open_remote(
+    url: str,
+    fetcher_factory: Callable[[], "Fetcher"],
+    *,
+    endpoint: str | None = None,
+    name: str | None = None,
+    option: str = "--from",
+) -> Peer:
+    """The remote at ``url``: a folder (a path or ``file://``), ``http(s)://`` (read-only), ``s3://``, ``gs://``, ``az://``.
+
+    :param endpoint: an S3-compatible server for ``s3://`` (MinIO, Ceph, SeaweedFS)
+    :param name: the remote's name in the settings, for messages
+    :param option: where the URL was given, for messages
+    :raises UsageError: an unsupported scheme, or a folder that holds no store
+    """
+    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    if scheme in ("http", "https"):
+        return HttpPeer(url, fetcher_factory)
+    if scheme in ("s3", "gs", "az", "abfs", "abfss"):
+        from .objectstore import ObjectStoreRemote
+
+        return ObjectStoreRemote(url, endpoint=endpoint, name=name)
+    if scheme not in ("", "file"):
+        raise UsageError(
+            f"{option} {url}: the scheme {scheme}:// is not supported",
+            hint="give a store folder (a path or file://), an http(s):// URL publishing one, or s3://, gs://, az://",
+        )
+    root = Path(unquote(urlsplit(url).path) if scheme == "file" else url).expanduser()
+    if not (root / "objects").is_dir() and not (root / "VERSION").is_file():
+        raise UsageError(
+            f"{option} {url}: {'no objects/ folder in it' if root.is_dir() else 'no such folder'}",
+            hint="give a store folder (or a `store export` folder), an http(s):// URL publishing one, or s3://...",
+        )
+    peer = PathPeer(root)
+    if name:
+        peer.label = f"{name} ({root})"
+    return peer
+
+
+def is_network(url: str) -> bool:
+    """True for a remote reached over the network (what ``--offline`` leaves out)."""
+    return "://" in url and urlsplit(url).scheme.lower() in NETWORK_SCHEMES
+
+
+def open_peers(sources: Iterable[str], fetcher_factory: Callable[[], "Fetcher"], *, offline: bool = False) -> tuple[list[Peer], list[str]]:
+    """The remotes named on the command line (``--from``), and notes on those skipped.
+
+    :param sources: folder paths, ``file://``, ``http(s)://``, ``s3://`` ... URLs
+    :param offline: remotes over the network are skipped (noted), folders are used
+    :raises UsageError: an unsupported scheme, or a folder that holds no store
+    """
+    peers: list[Peer] = []
+    notes = []
+    for source in sources:
+        if offline and is_network(source):
+            notes.append(f"{source}: skipped (offline: only folders are read)")
+            continue
+        peers.append(open_remote(source, fetcher_factory))
+    return peers, notes
+
+
+@dataclass
+class Transfer:
+    """What :func:`transfer` did.
+
+    :param taken: objects taken, by peer label
+    :param bytes: bytes taken
+    :param refused: one line per object a peer served with the wrong bytes
+    :param unavailable: one line per peer that could not serve at all
+    :param missing: digests no peer had
+    """
+
+    taken: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    refused: list[str] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def transfer(store: "Store", digests: Iterable[str], peers: list[Peer], *, jobs: int = 8) -> Transfer:
+    """Takes objects the store lacks from the peers, in order, on a thread pool.
+
+    Each object is asked of each peer in turn until one serves the right
+    bytes; a peer serving wrong bytes is reported and the next one asked.
+    Objects are made visible by batches, each after one file-system flush.
+    """
+    report = Transfer()
+    wanted = [digest for digest in dict.fromkeys(digests) if not store.objects.has(digest)]
+    if not wanted:
+        return report
+    if not peers:
+        report.missing = wanted
+        return report
+    lock = threading.Lock()
+    dead: set[int] = set()
+
+    def take(digest: str):
+        for index, peer in enumerate(peers):
+            if index in dead:
+                continue
+            try:
+                staged = peer.stage(store, digest)
+            except IntegrityError as error:
+                with lock:
+                    report.refused.append(f"refused {digest} from {peer.label}: {error.message}")
+                continue
+            except PeerUnavailable as error:
+                with lock:
+                    if index not in dead:
+                        dead.add(index)
+                        report.unavailable.append(f"{peer.label}: {error}")
+                continue
+            if staged is not None:
+                return digest, peer.label, staged
+            if store.objects.has(digest):
+                return digest, None, None  # another process stored it meanwhile
+        return digest, None, None
+
+    def take_chunk(digests: list[str]) -> list:
+        return [take(digest) for digest in digests]
+
+    # tasks of a few objects each: one task per small object costs more in
+    # thread hand-overs than the copy itself
+    chunks = [wanted[i : i + CHUNK] for i in range(0, len(wanted), CHUNK)]
+    pending: list = []
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for digest, label, staged in (result for chunk in pool.map(take_chunk, chunks) for result in chunk):
+            if staged is None:
+                if not store.objects.has(digest):
+                    report.missing.append(digest)
+                continue
+            report.taken[label] = report.taken.get(label, 0) + 1
+            report.bytes += staged.size
+            pending.append(staged)
+            if len(pending) >= BATCH:
+                store.objects.commit_staged(pending)
+                pending = []
+    store.objects.commit_staged(pending)
+    return report
+
+
+def wanted_objects(store: "Store", outputs: Iterable["Output"], peers: list[Peer], jobs: int, report: Transfer) -> list[str]:
+    """The file objects the given outputs need (:func:`transfer` skips those present).
+
+    A tree needs its tree object (taken from the peers first when missing,
+    so that its entries can be read) and each file it lists. A tree object
+    no peer has leaves the tree to the pipeline.
+    """
+    outputs = [o for o in outputs if o.kind in ("file", "tree") and not store.output_present(o)]
+    files = [o.digest for o in outputs if o.kind == "file"]
+    trees = [o.digest for o in outputs if o.kind == "tree"]
+    _merge(report, transfer(store, trees, peers, jobs=jobs))
+    for digest in trees:
+        if store.objects.has(digest):
+            files.extend(store.trees.iter_object_digests(digest))
+    return list(dict.fromkeys(files))
+
+
+def _merge(report: Transfer, other: Transfer) -> None:
+    for label, count in other.taken.items():
+        report.taken[label] = report.taken.get(label, 0) + count
+    report.bytes += other.bytes
+    report.refused += other.refused
+    report.unavailable += [line for line in other.unavailable if line not in report.unavailable]
+    report.missing += other.missing
+
+
+def pull_outputs(store: "Store", outputs: list["Output"], peers: list[Peer], jobs: int = 8) -> Transfer:
+    """Takes what some outputs need from the remotes and materializes the trees that became complete.
+
+    What no remote has (or serves right) is left out: the caller produces it from its sources.
+    """
+    report = Transfer()
+    if not peers:
+        return report
+    _merge(report, transfer(store, wanted_objects(store, outputs, peers, jobs, report), peers, jobs=jobs))
+    for output in outputs:
+        if output.kind == "tree" and not store.trees.has(output.digest) and store.objects.has(output.digest):
+            try:
+                store.trees.materialize(output.digest)
+            except StoreError:
+                pass  # a file no peer had: the pipeline makes the tree
+    # what no peer had is the pipeline's business: not an error here
+    report.missing = []
+    return report

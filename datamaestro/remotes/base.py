@@ -1,0 +1,70 @@
+"""What every remote is: a source (and maybe a target) of objects and action records, by the store's layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..store.digests import hex_of
+
+if TYPE_CHECKING:
+    from ..store import Store
+    from ..store.objects import Staged
+
+
+class PeerUnavailable(Exception):
+    """A remote cannot serve anything (down, refusing): it is not asked again in this session."""
+
+
+def object_key(digest: str) -> str:
+    """``objects/ab/cdef...``: where an object lives in a store and in every remote."""
+    hexdigest = hex_of(digest)
+    return f"objects/{hexdigest[:2]}/{hexdigest[2:]}"
+
+
+def action_key(key: str) -> str:
+    """``actions/ab/cdef....json``: where an action record lives in a store and in every remote."""
+    hexdigest = hex_of(key)
+    return f"actions/{hexdigest[:2]}/{hexdigest[2:]}.json"
+
+
+class Peer:
+    """A remote store: a source (and, when :attr:`writable`, a target) of objects and action records."""
+
+    #: how the remote is shown in reports
+    label: str = ""
+    #: whether :meth:`put_object` and :meth:`put_action` work
+    writable: bool = False
+
+    def stage(self, store: "Store", digest: str) -> "Staged | None":
+        """Copies the object ``digest`` into the store's tmp, checked; None when the remote lacks it.
+
+        :raises IntegrityError: the remote's bytes do not hash to ``digest``
+        :raises PeerUnavailable: the remote cannot serve at all
+        """
+        raise NotImplementedError
+
+    def get_action(self, key: str) -> bytes | None:
+        """The JSON of the action record of a recipe key, or None when the remote has none.
+
+        :raises PeerUnavailable: the remote cannot serve at all
+        """
+        return None
+
+    def missing(self, digests: list[str]) -> list[str]:
+        """The objects among ``digests`` the remote lacks (what a push must send).
+
+        :raises PeerUnavailable: the remote cannot answer
+        """
+        raise NotImplementedError
+
+    def put_object(self, digest: str, path: Path) -> None:
+        """Uploads an object of the local store; the remote never shows it half-written.
+
+        :raises PeerUnavailable: the remote refuses or is down
+        """
+        raise PeerUnavailable(f"{self.label} is read-only")
+
+    def put_action(self, key: str, data: bytes) -> None:
+        """Uploads an action record (after the objects it names)."""
+        raise PeerUnavailable(f"{self.label} is read-only")

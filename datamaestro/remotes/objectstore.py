@@ -1,0 +1,260 @@
+"""A remote on object storage: S3 (and MinIO, Ceph, SeaweedFS), Google Cloud Storage, Azure.
+
+``s3://bucket/prefix`` holds the store's layout under ``prefix``:
+``objects/ab/cdef...`` and ``actions/ab/cdef....json``. The client is
+`obstore <https://developmentseed.org/obstore/>`_, chosen by measurement
+against boto3 and s3fs on a SeaweedFS server (``benchmarks/results.md``):
+2.5–6× faster on many small objects, a 25 ms import, 15 MB installed. It is
+an optional dependency (``pip install 'datamaestro[s3]'``) imported only
+when a remote of this kind is used.
+
+Credentials come from the usual places, never from datamaestro's files:
+``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (/ ``AWS_SESSION_TOKEN``),
+else the ``AWS_PROFILE`` (or ``default``) profile of
+``~/.aws/credentials`` (``AWS_SHARED_CREDENTIALS_FILE``); with neither,
+requests are unsigned (a public bucket) — an instance's metadata service is
+never asked. Google and Azure take their own environment variables
+(obstore's ``from_env`` conventions).
+
+Every upload is one atomic PUT (multipart for large objects, completed only
+when whole): no reader ever sees half an object. Objects are written with
+``mode="create"`` (if-none-match): what another machine pushed meanwhile is
+left as it is.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..errors import UsageError
+from .base import Peer, PeerUnavailable, action_key, object_key
+
+if TYPE_CHECKING:
+    from ..store import Store
+    from ..store.objects import Staged
+
+#: objects larger than this go up in parallel parts of this size
+PART = 16 * 1024 * 1024
+#: bytes asked of a streamed download at a time
+STREAM_CHUNK = 1024 * 1024
+SCHEMES = ("s3", "gs", "az", "abfs", "abfss")
+MISSING_LIBRARY_HINT = "pip install 'datamaestro[s3]' (it installs obstore, the object-storage client)"
+
+
+def _obstore():
+    """The obstore module, or a clear error when the optional dependency is missing."""
+    try:
+        import obstore
+    except ImportError:
+        raise UsageError("object-storage remotes need the obstore library, which is not installed", hint=MISSING_LIBRARY_HINT) from None
+    return obstore
+
+
+def aws_credentials(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """AWS credentials from the environment, else from the shared credentials file; {} when none.
+
+    The standard chain without the instance metadata service (a laptop or a
+    cluster node has none, and asking it means a request to a non-local
+    address).
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"):
+        found = {"access_key_id": environ["AWS_ACCESS_KEY_ID"], "secret_access_key": environ["AWS_SECRET_ACCESS_KEY"]}
+        if environ.get("AWS_SESSION_TOKEN"):
+            found["token"] = environ["AWS_SESSION_TOKEN"]
+        return found
+    path = Path(environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")).expanduser()
+    profile = environ.get("AWS_PROFILE", "default")
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(path)
+    except configparser.Error:
+        return {}
+    if not parser.has_section(profile):
+        return {}
+    section = parser[profile]
+    if not section.get("aws_access_key_id") or not section.get("aws_secret_access_key"):
+        return {}
+    found = {"access_key_id": section["aws_access_key_id"], "secret_access_key": section["aws_secret_access_key"]}
+    if section.get("aws_session_token"):
+        found["token"] = section["aws_session_token"]
+    return found
+
+
+class ObjectStoreRemote(Peer):
+    """A remote store on object storage (see the module documentation).
+
+    :param url: ``s3://bucket/prefix`` (or ``gs://``, ``az://``)
+    :param endpoint: an S3-compatible server (MinIO, Ceph, SeaweedFS), e.g.
+        ``https://minio.lab.example``; None: the provider's own
+    :param name: the remote's name in the settings, for messages
+    :param connect_timeout: seconds to establish a connection
+    :param read_timeout: seconds without progress on a request
+    """
+
+    writable = True
+
+    def __init__(self, url: str, *, endpoint: str | None = None, name: str | None = None, connect_timeout: float = 10, read_timeout: float = 60):
+        parts = urlsplit(url)
+        if parts.scheme not in SCHEMES or not parts.netloc:
+            raise UsageError(f"remote {url!r}: expected s3://bucket/prefix (or gs://, az://)")
+        self.url = url
+        self.endpoint = endpoint
+        self.label = f"{name} ({url})" if name else url
+        self.bucket = parts.netloc
+        self.prefix = parts.path.strip("/")
+        self._timeouts = (connect_timeout, read_timeout)
+        self._store = None
+        self._lock = threading.Lock()
+
+    # -- the client, made on first use
+    def store(self):
+        """The obstore store (imports obstore on first use)."""
+        with self._lock:
+            if self._store is None:
+                self._store = self._make_store()
+            return self._store
+
+    def _make_store(self):
+        obstore = _obstore()
+        from obstore.store import from_url
+
+        connect, read = self._timeouts
+        client: dict[str, Any] = {
+            "connect_timeout": timedelta(seconds=connect),
+            # a whole request, body included: large objects need more than a read timeout
+            "timeout": timedelta(seconds=max(read, 600)),
+        }
+        retry = {"max_retries": 2, "retry_timeout": timedelta(seconds=max(read, 30)), "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2), "base": 2}}
+        options: dict[str, Any] = {}
+        scheme = urlsplit(self.url).scheme
+        if scheme == "s3":
+            credentials = aws_credentials()
+            options.update(credentials or {"skip_signature": True})
+            options.setdefault("region", os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+            if self.endpoint:
+                options["endpoint"] = self.endpoint.rstrip("/")
+                options["virtual_hosted_style_request"] = False
+                if self.endpoint.startswith("http://"):
+                    client["allow_http"] = True
+        del obstore
+        return from_url(self.url, client_options=client, retry_config=retry, **options)
+
+    def _key(self, relative: str) -> str:
+        # from_url puts the URL's path in the store's prefix already
+        return relative
+
+    # -- errors
+    def _unavailable(self, exc: BaseException, doing: str) -> PeerUnavailable:
+        """One clear reason for a failure of the remote as a whole."""
+        from obstore import exceptions as errors
+
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, (errors.PermissionDeniedError, errors.UnauthenticatedError)) or "403" in text or "AccessDenied" in text or "SignatureDoesNotMatch" in text or "InvalidAccessKeyId" in text:
+            reason = "access denied (403): check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the AWS_PROFILE of ~/.aws/credentials)"
+        elif "NoSuchBucket" in text:
+            reason = f"no bucket {self.bucket!r}"
+        elif any(word in text.lower() for word in ("connection refused", "error sending request", "dns error", "tcp connect", "connect error")):
+            reason = f"cannot reach {self.endpoint or 'the endpoint'} ({text[:160]})"
+        elif "timed out" in text.lower() or "timeout" in text.lower():
+            reason = f"timed out {doing} ({text[:160]})"
+        else:
+            reason = text[:300]
+        return PeerUnavailable(f"{self.label}: {reason}")
+
+    def _is_missing(self, exc: BaseException) -> bool:
+        from obstore import exceptions as errors
+
+        text = str(exc)
+        if "NoSuchBucket" in text:
+            return False  # the remote as a whole is wrong, not this object
+        return isinstance(exc, (errors.NotFoundError, FileNotFoundError)) or "NoSuchKey" in text
+
+    # -- reading
+    def stage(self, store: "Store", digest: str) -> "Staged | None":
+        """Streams the object into the store's tmp, hashed on the way; None when the remote lacks it."""
+        import obstore
+
+        with store.objects.writer(expect=digest) as writer:
+            try:
+                result = obstore.get(self.store(), self._key(object_key(digest)))
+                for chunk in result.stream(min_chunk_size=STREAM_CHUNK):
+                    writer.write(bytes(chunk))
+            except Exception as exc:  # obstore raises its own classes, and built-in ones for not-found
+                writer.abort()
+                if self._is_missing(exc):
+                    return None
+                raise self._unavailable(exc, f"downloading {digest}") from None
+            return writer.stage()
+
+    def get_action(self, key: str) -> bytes | None:
+        """The record's JSON, or None."""
+        import obstore
+
+        try:
+            return bytes(obstore.get(self.store(), self._key(action_key(key))).bytes())
+        except Exception as exc:
+            if self._is_missing(exc):
+                return None
+            raise self._unavailable(exc, "reading an action record") from None
+
+    def missing(self, digests: list[str]) -> list[str]:
+        """The objects the remote lacks: one listing per fan-out folder for many, a HEAD each for a few."""
+        import obstore
+
+        digests = list(dict.fromkeys(digests))
+        try:
+            if len(digests) <= 64:
+                return [digest for digest in digests if not self._has(digest)]
+            present: set[str] = set()
+            for fan in sorted({object_key(d).rsplit("/", 1)[0] for d in digests}):
+                for batch in obstore.list(self.store(), self._key(fan) + "/", chunk_size=1000):
+                    present.update(meta["path"] for meta in batch)
+        except PeerUnavailable:
+            raise
+        except Exception as exc:
+            raise self._unavailable(exc, "listing the remote") from None
+        return [digest for digest in digests if self._key(object_key(digest)) not in present]
+
+    def _has(self, digest: str) -> bool:
+        import obstore
+
+        try:
+            obstore.head(self.store(), self._key(object_key(digest)))
+            return True
+        except Exception as exc:
+            if self._is_missing(exc):
+                return False
+            raise self._unavailable(exc, "checking the remote") from None
+
+    # -- writing
+    def put_object(self, digest: str, path: Path) -> None:
+        """Uploads an object (in parallel parts when large), unless the remote has it already."""
+        import obstore
+        from obstore import exceptions as errors
+
+        size = path.stat().st_size
+        try:
+            if size > PART:
+                obstore.put(self.store(), self._key(object_key(digest)), path, chunk_size=PART, max_concurrency=8)
+            else:
+                obstore.put(self.store(), self._key(object_key(digest)), path.read_bytes(), mode="create")
+        except errors.AlreadyExistsError:
+            return  # pushed by someone else meanwhile: the same bytes, by their name
+        except Exception as exc:
+            raise self._unavailable(exc, f"uploading {digest}") from None
+
+    def put_action(self, key: str, data: bytes) -> None:
+        """Uploads an action record (one atomic PUT)."""
+        import obstore
+
+        try:
+            obstore.put(self.store(), self._key(action_key(key)), data)
+        except Exception as exc:
+            raise self._unavailable(exc, "uploading an action record") from None
