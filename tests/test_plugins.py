@@ -1,12 +1,24 @@
 """The published plugins (datamaestro-image, -ml, -text, -ir), installed from the package registry.
 
-They are installed in a virtualenv of their own, created with
-``--system-site-packages`` so that it uses this datamaestro (installed in
-the test environment) without adding the plugins to that environment. The
-virtualenv is kept in ``~/.cache/datamaestro-tests/`` (or
-``$DATAMAESTRO_TESTS_CACHE``) and reused by later runs. The test plugin of
-this repository also declares the namespace ``image``: there, the published
-``datamaestro-image`` is used and the test plugin is reported as shadowed.
+They are installed in a virtualenv of their own, so that they are not added to
+the test environment, and that virtualenv uses the datamaestro of this
+checkout, the one that pytest imports, whatever the test environment is (the
+system interpreter, a virtualenv, uv's): it is created without the system
+site-packages, and a ``.pth`` file adds the site directories of the test
+interpreter (in the order of its ``sys.path``, after the virtualenv's own).
+pip, run in that virtualenv, thus finds this datamaestro installed and is
+asked for exactly its version, so that it never brings a datamaestro 1.x from
+the registry as a dependency of the plugins (they declare
+``datamaestro>=1.x`` with no upper bound). Before use, the virtualenv is asked
+which datamaestro it imports: a cached one that does not import this one is
+built again.
+
+The virtualenv is kept in ``~/.cache/datamaestro-tests/`` (or
+``$DATAMAESTRO_TESTS_CACHE``) and reused by later runs; its name is a hash of
+how it is built (``RECIPE``, the interpreter, its site directories, the
+plugins). The test plugin of this repository also declares the namespace
+``image``: there, the published ``datamaestro-image`` is used and the test
+plugin is reported as shadowed.
 
 Everything runs in subprocesses with that virtualenv's Python
 (``tests/support/pluginprobe.py``), with the isolated settings and data dir of
@@ -16,8 +28,11 @@ the test.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
+import shutil
+import site
 import subprocess
 import sys
 import time
@@ -26,6 +41,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+import datamaestro
 from support.mnistdata import write_mnist
 
 pytestmark = pytest.mark.plugins
@@ -34,6 +50,9 @@ PLUGINS = ["datamaestro-image", "datamaestro-ml", "datamaestro-text", "datamaest
 #: datamaestro-text's fr.granddebat module imports ijson without declaring it
 EXTRAS = ["ijson"]
 PROBE = Path(__file__).parent / "support" / "pluginprobe.py"
+#: How the plugin virtualenv is built: part of its cache key, to change with
+#: the way ``build_plugin_venv`` builds it (a virtualenv built otherwise is not reused)
+RECIPE = "2: no system site-packages; a .pth adds the test interpreter's site dirs; datamaestro pinned to the tested version"
 
 #: What the original datamaestro 1.16.1 lists (``datamaestro search``, with
 #: datamaestro-image 2025.9.21.1, datamaestro-text 2026.4.22 and
@@ -73,26 +92,116 @@ def cache_root() -> Path:
     return Path(os.environ.get("DATAMAESTRO_TESTS_CACHE") or Path.home() / ".cache" / "datamaestro-tests")
 
 
+def interpreter_site_dirs() -> list[str]:
+    """The site directories of the test interpreter, in the order of its ``sys.path``.
+
+    Those of a virtualenv (and the system's, where it sees them), the user's
+    where it is enabled: where pip (or uv) installed this datamaestro and its
+    dependencies. Their ``.pth`` files (an editable install's) are processed
+    in the plugin virtualenv too.
+    """
+    candidates = [*site.getsitepackages()]
+    if site.ENABLE_USER_SITE:
+        candidates.append(site.getusersitepackages())
+    found = [entry for entry in dict.fromkeys(sys.path) if entry in candidates]
+    return found or [entry for entry in candidates if os.path.isdir(entry)]
+
+
+def checkout_datamaestro() -> dict[str, str]:
+    """The datamaestro that pytest imports: its package file and its installed version."""
+    try:
+        version = importlib.metadata.version("datamaestro")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.fail("datamaestro is not installed in the test environment: run the README's `pip install -e .[test] ...` first")
+    return {"file": str(Path(datamaestro.__file__).resolve()), "version": version}
+
+
+def probe_environment(python: Path) -> dict | None:
+    """What the plugin virtualenv imports (``None`` if its Python does not run)."""
+    if not python.exists():
+        return None
+    try:
+        result = subprocess.run(
+            [str(python), str(PROBE), "environment", *PLUGINS],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=plugin_environment(),
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    try:
+        return json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else None
+    except (ValueError, IndexError):
+        return None
+
+
+def venv_problem(found: dict | None, expected: dict[str, str]) -> str | None:
+    """Why a plugin virtualenv is not the one to use (``None`` if it is)."""
+    if found is None:
+        return "its Python does not run"
+    imported = found["datamaestro"]
+    if imported["file"] is None:
+        return f"it cannot import datamaestro ({imported['error']})"
+    if str(Path(imported["file"]).resolve()) != expected["file"] or imported["version"] != expected["version"]:
+        return f"it imports datamaestro {imported['version']} from {imported['file']}, not {expected['version']} from {expected['file']}"
+    missing = [name for name, version in found["distributions"].items() if version is None]
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    return None
+
+
+def build_plugin_venv(folder: Path, site_dirs: list[str], expected: dict[str, str]) -> None:
+    """Creates the virtualenv in ``folder`` and installs the published plugins there."""
+    shutil.rmtree(folder, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    # one line, run at start-up: the test interpreter's site dirs, with their .pth files, after the
+    # virtualenv's own (executed by `site` in a function's namespace: no comprehension, that would not see `site`)
+    (Path(purelib) / "_datamaestro_tests_site.pth").write_text(f"import site; list(map(site.addsitedir, {site_dirs!r}))\n")
+    # the datamaestro of the test environment is installed there (pip sees it through the .pth): it
+    # satisfies the plugins' requirement; were it not seen, pip fails (no such version in the registry)
+    # rather than install a datamaestro 1.x beside the plugins
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"datamaestro=={expected['version']}", *PLUGINS, *EXTRAS],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    if install.returncode != 0:
+        pytest.fail(f"cannot install the published plugins from the package registry:\n{install.stderr[-3000:]}")
+
+
 @pytest.fixture(scope="session")
 def plugin_python() -> Path:
-    """The Python of a virtualenv with the published plugins (created once, then reused)."""
-    key = hashlib.sha256(json.dumps([sys.version, sys.prefix, PLUGINS, EXTRAS]).encode()).hexdigest()[:12]
+    """The Python of a virtualenv with the published plugins and this datamaestro (created once, then reused)."""
+    site_dirs = interpreter_site_dirs()
+    expected = checkout_datamaestro()
+    recipe = {"recipe": RECIPE, "python": sys.version, "prefix": sys.prefix, "site_dirs": site_dirs, "plugins": PLUGINS, "extras": EXTRAS}
+    key = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:12]
     folder = cache_root() / f"plugins-{key}"
     python = folder / "bin" / "python"
+    ready = folder / "ready"
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder) + ".lock"):
-        if not (folder / "ready").is_file():
-            subprocess.run(["rm", "-rf", str(folder)], check=True)
-            subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(folder)], check=True)
-            install = subprocess.run(
-                [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PLUGINS, *EXTRAS],
-                capture_output=True,
-                text=True,
-                timeout=1200,
-            )
-            if install.returncode != 0:
-                pytest.fail(f"cannot install the published plugins from the package registry:\n{install.stderr[-3000:]}")
-            (folder / "ready").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
+        problem = "it does not exist"
+        if ready.is_file():
+            try:
+                built = json.loads(ready.read_text())
+            except ValueError:
+                built = None
+            problem = venv_problem(probe_environment(python), expected) if built == recipe else "it was built otherwise"
+        if problem is not None:
+            if folder.exists():
+                print(f"\nrebuilding the plugin virtualenv {folder}: {problem}")
+            build_plugin_venv(folder, site_dirs, expected)
+            problem = venv_problem(probe_environment(python), expected)
+            if problem is not None:
+                pytest.fail(f"the plugin virtualenv {folder} is not usable: {problem}")
+            ready.write_text(json.dumps(recipe))
     return python
 
 

@@ -11,6 +11,11 @@ identifier and data id of each dataset's config.
 ``python pluginprobe.py mnist``: prepares ``com.lecun.mnist`` (the settings
 file of the environment points its URLs at a local server) and prints the
 shape of the training images.
+
+``python pluginprobe.py environment DIST...``: which datamaestro this Python
+imports (file and version) and the installed version of each distribution
+(``null`` where it is missing); imports nothing else of datamaestro, so that it
+also answers in a virtualenv that holds a wrong datamaestro.
 """
 
 from __future__ import annotations
@@ -97,7 +102,35 @@ def mnist() -> dict:
     }
 
 
+def environment(distributions: list[str]) -> dict:
+    """The datamaestro this Python imports, and the versions of the given distributions."""
+    import importlib.metadata
+
+    def version(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    try:
+        import datamaestro
+
+        imported = {"file": datamaestro.__file__, "error": None}
+    except Exception as exc:
+        imported = {"file": None, "error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "datamaestro": {**imported, "version": version("datamaestro")},
+        "distributions": {name: version(name) for name in distributions},
+        "prefix": sys.prefix,
+    }
+
+
 if __name__ == "__main__":
     command, *arguments = sys.argv[1:]
-    output = {"survey": lambda: survey(), "identifiers": lambda: identifiers(arguments), "mnist": lambda: mnist()}[command]()
+    output = {
+        "survey": lambda: survey(),
+        "identifiers": lambda: identifiers(arguments),
+        "mnist": lambda: mnist(),
+        "environment": lambda: environment(arguments),
+    }[command]()
     print(json.dumps(output))
