@@ -152,6 +152,8 @@ def _upload(context: "Context", remote, digests: list[str], report: PushReport, 
 
     store = context.store
     sizes = {digest: os.stat(store.objects.path_of(digest)).st_size for digest in digests}
+    # largest first: the long uploads start at once, the small ones fill in beside them
+    digests = sorted(digests, key=lambda digest: -sizes[digest])
     show = context.progress if context.progress is not None else sys.stderr.isatty()
     lock = threading.Lock()
     step = max(1, len(digests) // 10)

@@ -153,12 +153,14 @@ class ObjectStoreRemote(Peer):
     # -- errors
     def _unavailable(self, exc: BaseException, doing: str) -> PeerUnavailable:
         """One clear reason for a failure of the remote as a whole."""
-        from obstore import exceptions as errors
+        errors = _obstore().exceptions
 
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, (errors.PermissionDeniedError, errors.UnauthenticatedError)) or "403" in text or "AccessDenied" in text or "SignatureDoesNotMatch" in text or "InvalidAccessKeyId" in text:
+        full = str(exc)
+        # obstore puts the status and the S3 code in the message only (its first line for display)
+        text = full.splitlines()[0] if full else type(exc).__name__
+        if isinstance(exc, (errors.PermissionDeniedError, errors.UnauthenticatedError)) or any(code in full for code in ("403 Forbidden", "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId")):
             reason = "access denied (403): check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the AWS_PROFILE of ~/.aws/credentials)"
-        elif "NoSuchBucket" in text:
+        elif "NoSuchBucket" in full:
             reason = f"no bucket {self.bucket!r}"
         elif any(word in text.lower() for word in ("connection refused", "error sending request", "dns error", "tcp connect", "connect error")):
             reason = f"cannot reach {self.endpoint or 'the endpoint'} ({text[:160]})"
@@ -169,7 +171,7 @@ class ObjectStoreRemote(Peer):
         return PeerUnavailable(f"{self.label}: {reason}")
 
     def _is_missing(self, exc: BaseException) -> bool:
-        from obstore import exceptions as errors
+        errors = _obstore().exceptions
 
         text = str(exc)
         if "NoSuchBucket" in text:
@@ -179,7 +181,7 @@ class ObjectStoreRemote(Peer):
     # -- reading
     def stage(self, store: "Store", digest: str) -> "Staged | None":
         """Streams the object into the store's tmp, hashed on the way; None when the remote lacks it."""
-        import obstore
+        obstore = _obstore()
 
         with store.objects.writer(expect=digest) as writer:
             try:
@@ -195,7 +197,7 @@ class ObjectStoreRemote(Peer):
 
     def get_action(self, key: str) -> bytes | None:
         """The record's JSON, or None."""
-        import obstore
+        obstore = _obstore()
 
         try:
             return bytes(obstore.get(self.store(), self._key(action_key(key))).bytes())
@@ -206,7 +208,7 @@ class ObjectStoreRemote(Peer):
 
     def missing(self, digests: list[str]) -> list[str]:
         """The objects the remote lacks: one listing per fan-out folder for many, a HEAD each for a few."""
-        import obstore
+        obstore = _obstore()
 
         digests = list(dict.fromkeys(digests))
         try:
@@ -223,7 +225,7 @@ class ObjectStoreRemote(Peer):
         return [digest for digest in digests if self._key(object_key(digest)) not in present]
 
     def _has(self, digest: str) -> bool:
-        import obstore
+        obstore = _obstore()
 
         try:
             obstore.head(self.store(), self._key(object_key(digest)))
@@ -236,8 +238,8 @@ class ObjectStoreRemote(Peer):
     # -- writing
     def put_object(self, digest: str, path: Path) -> None:
         """Uploads an object (in parallel parts when large), unless the remote has it already."""
-        import obstore
-        from obstore import exceptions as errors
+        obstore = _obstore()
+        errors = obstore.exceptions
 
         size = path.stat().st_size
         try:
@@ -252,7 +254,7 @@ class ObjectStoreRemote(Peer):
 
     def put_action(self, key: str, data: bytes) -> None:
         """Uploads an action record (one atomic PUT)."""
-        import obstore
+        obstore = _obstore()
 
         try:
             obstore.put(self.store(), self._key(action_key(key)), data)

