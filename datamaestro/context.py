@@ -182,7 +182,7 @@ class Context:
                 if self.settings.offline and is_network(spec["url"]):
                     logger.info("remote %s (%s) left out: offline", name, spec["url"])
                     continue
-                opened.append(open_remote(spec["url"], self.peer_fetcher, endpoint=spec.get("endpoint"), name=name, option=f"remote {name}:"))
+                opened.append(open_remote(spec["url"], self.peer_fetcher, endpoint=spec.get("endpoint"), name=name, option=f"remote {name}:", timeouts=self._timeouts()))
             self._remotes = opened
         return self._remotes
 
@@ -192,13 +192,17 @@ class Context:
 
         spec = self.settings.remotes.get(name_or_url)
         if spec is not None:
-            return open_remote(spec["url"], self.peer_fetcher, endpoint=spec.get("endpoint"), name=name_or_url, option=f"remote {name_or_url}:")
+            return open_remote(spec["url"], self.peer_fetcher, endpoint=spec.get("endpoint"), name=name_or_url, option=f"remote {name_or_url}:", timeouts=self._timeouts())
         if "://" not in name_or_url and not Path(name_or_url).expanduser().exists():
             from .errors import UsageError
 
             known = ", ".join(sorted(self.settings.remotes)) or "none"
             raise UsageError(f"no remote named {name_or_url!r} (remotes in the settings: {known})", hint="name a [remotes.NAME] of the settings, or give a URL (s3://bucket/prefix) or a folder")
-        return open_remote(name_or_url, self.peer_fetcher, option="store push")
+        return open_remote(name_or_url, self.peer_fetcher, option="store push", timeouts=self._timeouts())
+
+    def _timeouts(self) -> tuple[float, float]:
+        """(connect, read) seconds of the settings, for the remotes."""
+        return self.settings.connect_timeout, self.settings.read_timeout
 
     def readable_path(self, repository_id: str, dataset_id: str) -> Path:
         """A dataset's readable folder: ``<data dir>/data/<repository>/<id as path>``."""

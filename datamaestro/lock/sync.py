@@ -120,7 +120,7 @@ def sync_project(
     jobs = jobs or default_jobs()
     # registered first: what this sync brings is kept from the start
     store.register_root("lock", report.lock, lock.manifests())
-    opened, report.notes = open_peers(peers, context.peer_fetcher, offline=context.settings.offline)
+    opened, report.notes = open_peers(peers, context.peer_fetcher, offline=context.settings.offline, timeouts=(context.settings.connect_timeout, context.settings.read_timeout))
     # then the remote caches of the settings, as a prepare asks them
     opened += context.remotes()
     opened = [p for p in opened if not (isinstance(p, PathPeer) and _same_folder(p.root, store.root))]

@@ -172,12 +172,14 @@ def open_remote(
     endpoint: str | None = None,
     name: str | None = None,
     option: str = "--from",
+    timeouts: tuple[float, float] = (10, 30),
 ) -> Peer:
     """The remote at ``url``: a folder (a path or ``file://``), ``http(s)://`` (read-only), ``s3://``, ``gs://``, ``az://``.
 
     :param endpoint: an S3-compatible server for ``s3://`` (MinIO, Ceph, SeaweedFS)
     :param name: the remote's name in the settings, for messages
     :param option: where the URL was given, for messages
+    :param timeouts: seconds to connect, and without progress on a request (object storage)
     :raises UsageError: an unsupported scheme, or a folder that holds no store
     """
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
@@ -186,7 +188,7 @@ def open_remote(
     if scheme in ("s3", "gs", "az", "abfs", "abfss"):
         from .objectstore import ObjectStoreRemote
 
-        return ObjectStoreRemote(url, endpoint=endpoint, name=name)
+        return ObjectStoreRemote(url, endpoint=endpoint, name=name, connect_timeout=timeouts[0], read_timeout=timeouts[1])
     if scheme not in ("", "file"):
         raise UsageError(
             f"{option} {url}: the scheme {scheme}:// is not supported",
@@ -209,7 +211,7 @@ def is_network(url: str) -> bool:
     return "://" in url and urlsplit(url).scheme.lower() in NETWORK_SCHEMES
 
 
-def open_peers(sources: Iterable[str], fetcher_factory: Callable[[], "Fetcher"], *, offline: bool = False) -> tuple[list[Peer], list[str]]:
+def open_peers(sources: Iterable[str], fetcher_factory: Callable[[], "Fetcher"], *, offline: bool = False, timeouts: tuple[float, float] = (10, 30)) -> tuple[list[Peer], list[str]]:
     """The remotes named on the command line (``--from``), and notes on those skipped.
 
     :param sources: folder paths, ``file://``, ``http(s)://``, ``s3://`` ... URLs
@@ -222,7 +224,7 @@ def open_peers(sources: Iterable[str], fetcher_factory: Callable[[], "Fetcher"],
         if offline and is_network(source):
             notes.append(f"{source}: skipped (offline: only folders are read)")
             continue
-        peers.append(open_remote(source, fetcher_factory))
+        peers.append(open_remote(source, fetcher_factory, timeouts=timeouts))
     return peers, notes
 
 

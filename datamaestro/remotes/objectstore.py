@@ -100,7 +100,7 @@ class ObjectStoreRemote(Peer):
 
     writable = True
 
-    def __init__(self, url: str, *, endpoint: str | None = None, name: str | None = None, connect_timeout: float = 10, read_timeout: float = 60):
+    def __init__(self, url: str, *, endpoint: str | None = None, name: str | None = None, connect_timeout: float = 10, read_timeout: float = 30):
         parts = urlsplit(url)
         if parts.scheme not in SCHEMES or not parts.netloc:
             raise UsageError(f"remote {url!r}: expected s3://bucket/prefix (or gs://, az://)")
@@ -128,10 +128,11 @@ class ObjectStoreRemote(Peer):
         connect, read = self._timeouts
         client: dict[str, Any] = {
             "connect_timeout": timedelta(seconds=connect),
-            # a whole request, body included: large objects need more than a read timeout
-            "timeout": timedelta(seconds=max(read, 600)),
+            # a stalled connection fails after read_timeout; a whole request may take longer (large objects)
+            "read_timeout": timedelta(seconds=read),
+            "timeout": timedelta(hours=1),
         }
-        retry = {"max_retries": 2, "retry_timeout": timedelta(seconds=max(read, 30)), "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2), "base": 2}}
+        retry = {"max_retries": 2, "retry_timeout": timedelta(seconds=read), "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2), "base": 2}}
         options: dict[str, Any] = {}
         scheme = urlsplit(self.url).scheme
         if scheme == "s3":
