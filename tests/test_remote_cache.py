@@ -112,3 +112,15 @@ def test_an_unknown_remote_name_is_one_message(served, tmp_path):
     project = make_project(tmp_path / "project")
     result = dm(project, "store", "push", "nowhere", BUNDLE, data=tmp_path / "a", check=False)
     assert result.returncode == 2 and "no remote named 'nowhere'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unsupported_scheme_and_a_remote_without_url_are_one_message(served, tmp_path):
+    project = make_project(tmp_path / "project")
+    dm(project, "add", MNIST, data=tmp_path / "a")
+    dm(project, "lock", data=tmp_path / "a")
+    ftp = dm(project, "sync", "--from", "ftp://mirror.example/store", data=tmp_path / "b", check=False)
+    assert ftp.returncode == 2 and "the scheme ftp:// is not supported" in ftp.stderr and "Traceback" not in ftp.stderr
+    nameless = dm(project, "prepare", MNIST, data=tmp_path / "b", env={"DATAMAESTRO_REMOTES": 'lab = { endpoint = "http://127.0.0.1:1" }'}, check=False)
+    assert nameless.returncode == 2 and '[remotes.lab] needs url = "s3://bucket/prefix"' in nameless.stderr
+    unknown = dm(project, "prepare", MNIST, data=tmp_path / "b", env={"DATAMAESTRO_REMOTES": 'lab = { url = "s3://b/p", secret = "x" }'}, check=False)
+    assert unknown.returncode == 2 and "has unknown keys ['secret']" in unknown.stderr
