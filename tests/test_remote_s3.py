@@ -239,3 +239,57 @@ def test_without_the_library_a_push_says_what_to_install(served, s3, bucket, tmp
     )
     assert result.returncode == 2, result.stderr
     assert "pip install 'datamaestro[s3]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sync_from_an_s3_url_with_the_endpoint_from_the_environment(served, s3, bucket, tmp_path):
+    env = remote_env(s3, bucket)
+    project = make_project(tmp_path / "project")
+    dm(project, "add", MNIST, data=tmp_path / "a")
+    dm(project, "lock", data=tmp_path / "a")
+    push(project, tmp_path / "a", env, "--lock")
+    before = counts(served)
+    plain = {"AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_ENDPOINT_URL": s3.s3_endpoint}
+
+    result = dm(project, "sync", "--from", bucket, data=tmp_path / "b", env=plain)
+
+    assert counts(served) == before and f"from {bucket}" in result.stdout
+    assert readable_files(tmp_path / "b", "image", MNIST) == readable_files(tmp_path / "a", "image", MNIST)
+
+
+def test_an_endpoint_that_never_answers_times_out_with_one_message(served, s3, bucket, tmp_path):
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted = []
+    stop = threading.Event()
+
+    def black_hole():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])  # accepted, never answered
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=black_hole, daemon=True)
+    thread.start()
+    try:
+        project = make_project(tmp_path / "project")
+        dm(project, "prepare", MNIST, data=tmp_path / "a")
+        settings = Path(os.environ["DATAMAESTRO_CONFIG"])
+        settings.write_text("read_timeout = 2\nconnect_timeout = 2\n" + settings.read_text())
+        hung = remote_env(s3, bucket, endpoint=f"http://127.0.0.1:{listener.getsockname()[1]}")
+        started = time.monotonic()
+        result = push(project, tmp_path / "a", hung, MNIST, check=False)
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        listener.close()
+    assert result.returncode == 1 and "did not answer in time" in result.stderr and "Traceback" not in result.stderr
+    assert accepted and took < 60

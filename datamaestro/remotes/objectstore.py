@@ -92,7 +92,8 @@ class ObjectStoreRemote(Peer):
 
     :param url: ``s3://bucket/prefix`` (or ``gs://``, ``az://``)
     :param endpoint: an S3-compatible server (MinIO, Ceph, SeaweedFS), e.g.
-        ``https://minio.lab.example``; None: the provider's own
+        ``https://minio.lab.example``; None: ``AWS_ENDPOINT_URL_S3`` or
+        ``AWS_ENDPOINT_URL`` when set, else the provider's own
     :param name: the remote's name in the settings, for messages
     :param connect_timeout: seconds to establish a connection
     :param read_timeout: seconds without progress on a request
@@ -105,7 +106,8 @@ class ObjectStoreRemote(Peer):
         if parts.scheme not in SCHEMES or not parts.netloc:
             raise UsageError(f"remote {url!r}: expected s3://bucket/prefix (or gs://, az://)")
         self.url = url
-        self.endpoint = endpoint
+        # an S3-compatible server named by the standard variables when the settings name none (``--from s3://...``)
+        self.endpoint = endpoint or (os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") if parts.scheme == "s3" else None)
         self.label = f"{name} ({url})" if name else url
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
@@ -163,10 +165,12 @@ class ObjectStoreRemote(Peer):
             reason = "access denied (403): check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the AWS_PROFILE of ~/.aws/credentials)"
         elif "NoSuchBucket" in full:
             reason = f"no bucket {self.bucket!r}"
-        elif any(word in text.lower() for word in ("connection refused", "error sending request", "dns error", "tcp connect", "connect error")):
+        elif any(word in full for word in ("ConnectionRefused", "Connection refused", "dns error", "failed to lookup")):
+            reason = f"cannot reach {self.endpoint or 'the endpoint'} (connection refused or no such host)"
+        elif any(word in full for word in ("TimedOut", "kind: Timeout", "timed out")):
+            reason = f"{self.endpoint or 'the endpoint'} did not answer in time {doing} (connect_timeout / read_timeout of the settings)"
+        elif "error sending request" in full:
             reason = f"cannot reach {self.endpoint or 'the endpoint'} ({text[:160]})"
-        elif "timed out" in text.lower() or "timeout" in text.lower():
-            reason = f"timed out {doing} ({text[:160]})"
         else:
             reason = text[:300]
         return PeerUnavailable(f"{self.label}: {reason}")

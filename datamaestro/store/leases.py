@@ -46,7 +46,7 @@ DEFAULT_TTL = 30.0
 HOLDER = "holder"
 BREAK_SUFFIX = ".break"
 #: polling of a waiter: first delay, growth, and the longest delay (bounded by ttl / 4)
-FIRST_POLL, POLL_GROWTH, LONGEST_POLL = 0.02, 1.5, 1.0
+FIRST_POLL, POLL_GROWTH, LONGEST_POLL = 0.02, 1.5, 0.5
 
 
 @dataclass(frozen=True)
