@@ -311,3 +311,28 @@ def test_a_folder_that_is_not_a_store_is_refused(tmp_path):
 def test_an_existing_store_reopens(store):
     digest = store.ingest_stream([b"kept"])
     assert Store(store.root, create=False).has(digest)
+
+
+def _publish_rounds(store_root: str, data_dir: str, rounds: int) -> str:
+    """Points ``rounds`` fresh readable folders at one view; returns '' or the first error."""
+    from datamaestro.store.views import point_readable_path
+
+    store = Store(Path(store_root))
+    digest = store.ingest_stream([b"shared"])
+    _, view = store.views.publish({"data.bin": ("file", digest)})
+    for index in range(rounds):
+        try:
+            point_readable_path(Path(data_dir) / "data" / "r" / str(index), view, Path(data_dir), ["data.bin"])
+        except Exception as exc:  # the assertion below shows it
+            return f"round {index}: {exc}"
+    return ""
+
+
+def test_processes_making_one_readable_folder_at_once_all_succeed(tmp_path):
+    """Regression: a link made by another process between our two checks was taken for a real file."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    Store(tmp_path / "store")
+    with ProcessPoolExecutor(8) as pool:
+        errors = list(pool.map(_publish_rounds, [str(tmp_path / "store")] * 8, [str(tmp_path / "data")] * 8, [200] * 8))
+    assert errors == [""] * 8

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import uuid
 from pathlib import Path
 
@@ -130,10 +131,15 @@ def point_readable_path(readable: Path, view: Path, data_dir: Path, names: list[
         for top in sorted(wanted):
             entry = readable / top
             entry_target = f"{VIEW_LINK}/{top}"
-            if entry.is_symlink():
+            # one lstat: between "not a link" and "exists", another process may create the link
+            try:
+                mode = os.lstat(entry).st_mode
+            except FileNotFoundError:
+                mode = None
+            if mode is not None and stat.S_ISLNK(mode):
                 if os.readlink(entry) == entry_target:
                     continue
-            elif entry.exists():
+            elif mode is not None:
                 raise StoreError(
                     f"{entry} is a real file or folder where the dataset's entry {top!r} must be a link",
                     hint="move it away (it is not managed by datamaestro) and run again",
