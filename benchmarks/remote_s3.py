@@ -105,12 +105,16 @@ def aws_binary(offline: bool) -> tuple[str | None, str]:
         return found, "" if found else "no `aws` (awscli) on the PATH, and --offline: not installed"
     if not _install_tried:
         _install_tried = True
-        done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "awscli"], check=False, capture_output=True, text=True, timeout=900)
+        try:
+            done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "awscli"], check=False, capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, f"no `aws` (awscli), and `pip install awscli` failed: {exc}"
         found = _find_aws()
         if found:
             return found, ""
         if done.returncode != 0:
-            return None, f"no `aws` (awscli), and `pip install awscli` failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}"
+            last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+            return None, f"no `aws` (awscli), and `pip install awscli` failed: {last[:200]}"
     return None, "no `aws` (awscli) on the PATH, even after `pip install awscli`"
 
 
