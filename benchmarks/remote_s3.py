@@ -231,7 +231,7 @@ def run(work: Path, quick: bool, offline: bool = False) -> list[Row]:
         ),
         (
             f"{how}; datamaestro: a `python -c` child (imports included) running remote.missing() then datamaestro.push._upload "
-            f"(multipart above 16 MiB); aws: a folder of hard links to the same objects, laid out as the store's objects/"
+            f"(multipart above 8 MiB, 4 parts at once per object); aws: a folder of hard links to the same objects, laid out as the store's objects/"
         ),
         (
             f"{how}; datamaestro: a `python -c` child (imports included) running datamaestro.remotes.transfer() into an empty store "

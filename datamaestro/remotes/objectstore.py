@@ -39,8 +39,10 @@ if TYPE_CHECKING:
     from ..store import Store
     from ..store.objects import Staged
 
-#: objects larger than this go up in parallel parts of this size
-PART = 16 * 1024 * 1024
+#: objects larger than this go up in parts of this size, PARTS_AT_ONCE at a time each (measured on a
+#: SeaweedFS server: 8 MiB × 4 beat 16 MiB × 8 and aws s3 sync; more parts in flight only cost the server CPU)
+PART = 8 * 1024 * 1024
+PARTS_AT_ONCE = 4
 #: bytes asked of a streamed download at a time
 STREAM_CHUNK = 1024 * 1024
 SCHEMES = ("s3", "gs", "az", "abfs", "abfss")
@@ -226,6 +228,8 @@ class ObjectStoreRemote(Peer):
         except PeerUnavailable:
             raise
         except Exception as exc:
+            if "NoSuchBucket" in str(exc):
+                return digests  # a new bucket: everything is missing (the first upload creates it, where allowed)
             raise self._unavailable(exc, "listing the remote") from None
         return [digest for digest in digests if self._key(object_key(digest)) not in present]
 
@@ -249,7 +253,7 @@ class ObjectStoreRemote(Peer):
         size = path.stat().st_size
         try:
             if size > PART:
-                obstore.put(self.store(), self._key(object_key(digest)), path, chunk_size=PART, max_concurrency=8)
+                obstore.put(self.store(), self._key(object_key(digest)), path, chunk_size=PART, max_concurrency=PARTS_AT_ONCE)
             else:
                 obstore.put(self.store(), self._key(object_key(digest)), path.read_bytes(), mode="create")
         except errors.AlreadyExistsError:
