@@ -242,6 +242,8 @@ def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict
                 "kind": resource.kind,
                 "transient": resource.transient,
                 "urls": resource.urls(),
+                # what the [mirrors] setting makes of each URL, tried before it
+                "mirrors": {url: ctx.fetcher().mirrors_of(url) for url in resource.urls()},
                 "depends_on": [d.name for d in resource.dependencies()],
                 "state": pipeline.state(resource),
             }

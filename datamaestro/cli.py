@@ -133,6 +133,15 @@ def info(dataset_id: str = typer.Argument(..., metavar="ID")):
         echo(f"  {resource['name']} [{resource['class']}, {resource['state']}]{flags}{depends}")
         for url in resource["urls"]:
             echo(f"      {url}")
+            echo_mirrors(resource["mirrors"].get(url, []))
+
+
+def echo_mirrors(mirrors: list[str]) -> None:
+    """Under a URL of ``info``: the mirrors tried before it, in order (the [mirrors] setting)."""
+    for position, mirror in enumerate(mirrors, 1):
+        echo(f"        mirror {position}: {mirror}" if len(mirrors) > 1 else f"        mirror: {mirror}")
+    if mirrors:
+        echo("        then the URL itself")
 
 
 @app.command()

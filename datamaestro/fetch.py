@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol, Sequence
 from urllib.parse import unquote, urlsplit
 
-from .errors import DownloadError, IntegrityError, OfflineError
+from .errors import DatamaestroError, DownloadError, IntegrityError, OfflineError
 
 if TYPE_CHECKING:
     from .download.checks import Checker
@@ -252,6 +252,54 @@ def _cause(exc: BaseException) -> BaseException:
     return exc
 
 
+def _is_local(url: str) -> bool:
+    """A ``file://`` URL of this machine (no network involved)."""
+    parts = urlsplit(url)
+    return parts.scheme.lower() == "file" and parts.netloc in ("", "localhost")
+
+
+def _host(url: str) -> str:
+    """Where a URL points, for a hint: its host, or its folder for a ``file://`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "file":
+        return str(PurePosixPath(unquote(parts.path)).parent)
+    return parts.netloc or url
+
+
+def _reason(exc: Exception) -> str:
+    """What one source answered, without its URL."""
+    return exc.reason if isinstance(exc, DownloadError) else getattr(exc, "message", str(exc))
+
+
+def _answer(exc: Exception) -> str:
+    """What a source answered, in a few words (``HTTP 404 Not Found``, ``refused the connection``...)."""
+    if isinstance(exc, IntegrityError):
+        return "served other bytes"
+    reason = _reason(exc)
+    lowered = reason.lower()
+    if lowered.startswith("http "):
+        return "answered " + reason.split(" (")[0]
+    if "refused" in lowered:
+        return "refused the connection"
+    if any(word in lowered for word in ("name or service not known", "name resolution", "nodename nor servname", "getaddrinfo", "no such host")):
+        return "has an unknown host name"
+    if "timeout" in lowered or "timed out" in lowered:
+        return "timed out"
+    if lowered.startswith("no such file"):
+        return "has no such file"
+    return "failed (" + reason.split(": ")[0] + ")"
+
+
+def _mirror_advice(mirror_failures: list[Exception]) -> str:
+    """What to do when the mirrors were tried and failed, by what the first mirror answered."""
+    first = mirror_failures[0] if mirror_failures else None
+    if isinstance(first, IntegrityError):
+        return "the mirror's copy differs from the original: replace it, or fix the [mirrors] setting"
+    if isinstance(first, DownloadError) and (first.missing or _reason(first).startswith("no such file")):
+        return "copy the file to the mirror, or fix its path in the [mirrors] setting"
+    return "check that the mirror is up and reachable from here, or fix the [mirrors] setting"
+
+
 def _describe(exc: BaseException) -> str:
     """A short text for a network exception, without urllib3's object reprs."""
     cause = _cause(exc)
@@ -292,7 +340,9 @@ class Fetcher:
         progress: bool | None = None,
         backoff: float = 0.5,
     ):
-        self.mirrors = {prefix: list(targets) for prefix, targets in (mirrors or {}).items()}
+        from .settings import normalise_mirrors
+
+        self.mirrors = normalise_mirrors({prefix: list(targets) for prefix, targets in (mirrors or {}).items()})
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.retries = retries
@@ -344,6 +394,14 @@ class Fetcher:
             result = [target + url[len(prefix) :] for target in self.mirrors[prefix]]
         return list(dict.fromkeys(result + [url]))
 
+    def mirrors_of(self, url: str) -> list[str]:
+        """The mirror URLs tried for ``url`` before it (what ``datamaestro info`` shows), in order."""
+        return [candidate for candidate in self.candidates(url) if candidate != url]
+
+    def local_candidates(self, url: str) -> list[str]:
+        """The sources of ``url`` on this machine (``file://``): what offline mode may still read."""
+        return [candidate for candidate in self.candidates(url) if _is_local(candidate)]
+
     # -- downloads
     def fetch(self, url: str, sink: Sink, *, checkers: Sequence["Checker"] = (), description: str | None = None) -> FetchResult:
         """Downloads ``url`` into ``sink``, checking the raw bytes.
@@ -356,13 +414,17 @@ class Fetcher:
         :raises DownloadError: when no source could serve the URL
         :raises IntegrityError: when the original URL's bytes fail a check
         """
+        candidates = self.candidates(url)
         if self.offline:
-            raise OfflineError([url])
+            # a folder of this machine is not the network: file:// mirrors still serve
+            candidates = self.local_candidates(url)
+            if not candidates:
+                raise OfflineError([url])
         show = self.progress if self.progress is not None else bool(sys.stderr and sys.stderr.isatty())
         failures: list[tuple[str, Exception]] = []
         with ProgressBar(show, description or _file_name(url)) as progress:
             stream = _Stream(sink, checkers, progress)
-            for candidate in self.candidates(url):
+            for candidate in candidates:
                 stream.reset()
                 is_mirror = candidate != url
                 try:
@@ -384,10 +446,29 @@ class Fetcher:
                         source_digest=stream.digest,
                         served_by=served_by,
                     )
+        raise self._all_failed(url, failures)
+
+    def _all_failed(self, url: str, failures: list[tuple[str, Exception]]) -> DatamaestroError:
+        """The error of a URL no source could serve: each source tried, what it answered, and a hint that knows the mirrors."""
+        if self.offline:
+            error = OfflineError([url])
+            tried = "; ".join(f"{candidate}: {_reason(exc)}" for candidate, exc in failures)
+            error.hint = f"its file:// mirror could not serve it ({tried}); " + (error.hint or "")
+            return error
         if len(failures) == 1:
-            raise failures[0][1]
-        listing = "\n".join(f"  - {candidate}: {exc.reason if isinstance(exc, DownloadError) else exc.message}" for candidate, exc in failures)
-        raise DownloadError(f"cannot download {url} from any of its {len(failures)} sources:\n{listing}", hint=failures[-1][1].hint)
+            return failures[0][1]
+        listing = "\n".join(
+            f"  - {'original' if candidate == url else 'mirror'} {candidate}: {_reason(exc)}" for candidate, exc in failures
+        )
+        mirrors = [(candidate, exc) for candidate, exc in failures if candidate != url]
+        answers = ", ".join(f"the mirror {_host(candidate)} {_answer(exc)}" for candidate, exc in mirrors)
+        original = next((exc for candidate, exc in failures if candidate == url), None)
+        if original is not None:
+            answers += f", and the original URL {_answer(original)}"
+        return DownloadError(
+            f"cannot download {url} from any of its {len(failures)} sources:\n{listing}",
+            hint=f"{answers}: {_mirror_advice([exc for _, exc in mirrors])} (`datamaestro info ID` shows the mirrors of each URL)",
+        )
 
     def _transfer(self, url: str, stream: _Stream) -> str:
         """Streams one source into ``stream``; returns the URL that served it."""

@@ -138,9 +138,8 @@ class _PinState:
         job = self.check.job
         actual = format_digest(self.hasher.hexdigest())
         if actual != job.expected.source_digest:
-            self.check.mismatch = pin_error(
-                job.definition.id, job.resource.name, job.expected.url or label, "downloaded bytes", actual, job.expected.source_digest
-            )
+            # the label names the URL that served these bytes (a mirror says so)
+            self.check.mismatch = pin_error(job.definition.id, job.resource.name, label, "downloaded bytes", actual, job.expected.source_digest)
             raise self.check.mismatch
 
 
@@ -377,7 +376,9 @@ class Pipeline:
         to_produce = self.needed(targets)
         if to_produce and self.context.settings.offline:
             missing = [r for r in to_produce if not (legacy and (legacy / r.name).exists()) and self.state(r) != REMOTE]
-            urls = [url for r in missing for url in r.urls()]
+            fetcher = self.context.fetcher()
+            # a URL with a file:// mirror is read from this machine: no network
+            urls = [url for r in missing for url in r.urls() if not fetcher.local_candidates(url)]
             if urls:
                 raise OfflineError(urls)
         if to_produce:
@@ -563,7 +564,8 @@ def store_trouble(exc: OSError, store_root: Path) -> bool:
 def pin_error(dataset_id: str, resource_name: str, url: str | None, label: str, got: str, want: str) -> IntegrityError:
     """The error of data that differs from what a lock pins (names everything and what to do)."""
     return IntegrityError(
-        f"{dataset_id}: resource {resource_name} from {url or '(derived)'}: {label} digest is {got}, the lock pins {want}",
+        # begins as the pipeline's location of an error does, so that the id is not repeated in front of it
+        f"{dataset_id}/{resource_name} from {url or '(derived)'}: {label} digest is {got}, the lock pins {want}",
         hint=f"the data changed since the lock was written; run `datamaestro lock --upgrade {dataset_id}` if the change is wanted",
     )
 

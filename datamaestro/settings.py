@@ -23,6 +23,7 @@ ENV_CONFIG = "DATAMAESTRO_CONFIG"
 ENV_OFFLINE = "DATAMAESTRO_OFFLINE"
 ENV_LEASE_TTL = "DATAMAESTRO_LEASE_TTL"
 ENV_REMOTES = "DATAMAESTRO_REMOTES"
+ENV_MIRRORS = "DATAMAESTRO_MIRRORS"
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
@@ -97,6 +98,41 @@ def _count(value: Any, key: str, origin: str) -> int:
     return value
 
 
+def mirror_target(target: str) -> str:
+    """A mirror's replacement as a URL: a plain path is a folder of this machine (``file://``).
+
+    ``~`` is expanded and a relative path is taken from the current folder,
+    as for ``data`` and ``store``. Example: ``/srv/mirror/`` gives
+    ``file:///srv/mirror/``.
+    """
+    if "://" in target:
+        return target
+    folder = target.endswith(("/", os.sep))
+    url = Path(target).expanduser().absolute().as_uri()
+    return url + "/" if folder and not url.endswith("/") else url
+
+
+def normalise_mirrors(mirrors: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Mirrors with plain paths made ``file://`` URLs, and prefix and replacement agreeing on a trailing ``/``.
+
+    A prefix and a replacement of which only one ends with ``/`` name
+    folders: both get the ``/``, so that ``"https://a.org/data" =
+    "/srv/mirror/"`` maps ``https://a.org/data/x.gz`` to
+    ``file:///srv/mirror/x.gz`` (not ``…/mirror//x.gz``, nor
+    ``…/mirrorx.gz`` the other way round). Prefixes that become equal are merged, in order.
+    """
+    result: dict[str, list[str]] = {}
+    for prefix, targets in mirrors.items():
+        targets = [mirror_target(t) for t in targets]
+        folder = prefix.endswith("/") or any(t.endswith("/") for t in targets)
+        if folder:
+            prefix = prefix if prefix.endswith("/") else prefix + "/"
+            targets = [t if t.endswith("/") else t + "/" for t in targets]
+        merged = result.setdefault(prefix, [])
+        merged.extend(t for t in targets if t not in merged)
+    return result
+
+
 def _mirrors(value: Any, key: str, origin: str) -> dict[str, list[str]]:
     if not isinstance(value, dict):
         raise SettingsError(f"{origin}: [{key}] must be a table of URL prefix = [replacements]")
@@ -108,8 +144,13 @@ def _mirrors(value: Any, key: str, origin: str) -> dict[str, list[str]]:
             raise SettingsError(
                 f"{origin}: mirror {prefix!r} must be a URL prefix or a list of them, got {targets!r}"
             )
+        if "://" not in prefix:
+            raise SettingsError(
+                f"{origin}: mirror prefix {prefix!r} is not a URL",
+                hint='a mirror maps the start of the original URLs to a copy: "https://example.org/data/" = "/srv/mirror/data/"',
+            )
         result[prefix] = list(targets)
-    return result
+    return normalise_mirrors(result)
 
 
 def _folders(value: Any, key: str, origin: str) -> dict[str, Path]:
@@ -234,6 +275,14 @@ def _float_of(text: str, name: str) -> float:
         raise SettingsError(f"{name}={text!r}: expected a number of seconds") from None
 
 
+def _env_toml(name: str, text: str, example: str) -> dict:
+    """The TOML table an environment variable holds (the body of the setting's table)."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{name}: invalid TOML: {exc}", hint=example) from None
+
+
 def _env_values() -> dict[str, Any]:
     values: dict[str, Any] = {}
     if env := os.environ.get(ENV_DATA_DIR):
@@ -241,11 +290,11 @@ def _env_values() -> dict[str, Any]:
     if env := os.environ.get(ENV_STORE_DIR):
         values["store_dir"] = Path(env).expanduser()
     if env := os.environ.get(ENV_REMOTES):
-        try:
-            table = tomllib.loads(env)
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"{ENV_REMOTES}: invalid TOML: {exc}", hint=f"{ENV_REMOTES}='lab = {{ url = \"s3://bucket/prefix\", endpoint = \"https://minio.lab.example\" }}'") from None
+        table = _env_toml(ENV_REMOTES, env, f"{ENV_REMOTES}='lab = {{ url = \"s3://bucket/prefix\", endpoint = \"https://minio.lab.example\" }}'")
         values["remotes"] = _remotes(table, "remotes", ENV_REMOTES)
+    if env := os.environ.get(ENV_MIRRORS):
+        table = _env_toml(ENV_MIRRORS, env, f"{ENV_MIRRORS}='\"https://example.org/data/\" = [\"/srv/mirror/data/\"]'")
+        values["mirrors"] = _mirrors(table, "mirrors", ENV_MIRRORS)
     if env := os.environ.get(ENV_LEASE_TTL):
         values["lease_ttl"] = _number(_float_of(env, ENV_LEASE_TTL), ENV_LEASE_TTL, "the environment")
     if (env := os.environ.get(ENV_OFFLINE)) is not None:

@@ -135,7 +135,10 @@ def test_changed_data_is_refused_then_upgrade(locked, served, tmp_path):
     message = result.stderr
     lock_text = (locked / "datamaestro.lock").read_text()
     pinned = re.search(r'name = "train_labels.idx"\n(?:.*\n)*?source_digest = "(blake3:[0-9a-f]+)"', lock_text).group(1)
-    assert f"{MNIST}: resource train_labels.idx from http://127.0.0.1:9/{LABELS}" in message
+    # the URL that served the bytes (the mirror), and the dataset named once
+    assert f"{MNIST}/train_labels.idx from {served.url(LABELS)} (mirror of http://127.0.0.1:9/{LABELS})" in message
+    error_line = next(line for line in message.splitlines() if line.startswith("error:"))
+    assert error_line.count(MNIST) == 1, error_line
     assert f"the lock pins {pinned}" in message and "downloaded bytes digest is blake3:" in message
     assert f"datamaestro lock --upgrade {MNIST}" in message
     # nothing of the new bytes entered the store, no readable folder shows them
