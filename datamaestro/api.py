@@ -172,12 +172,21 @@ def check_lock(*, context: Context | None = None) -> list[str]:
 
 @_scoped
 def sync_project(
-    *, locked: bool = False, frozen: bool = False, peers: "list[str] | tuple" = (), jobs: int | None = None, context: Context | None = None
+    *,
+    locked: bool = False,
+    frozen: bool = False,
+    peers: "list[str] | tuple" = (),
+    jobs: int | None = None,
+    copy: bool = False,
+    context: Context | None = None,
 ) -> "SyncReport":
-    """Makes the project's locked datasets present and verified (see :func:`datamaestro.lock.sync.sync_project`)."""
+    """Makes the project's locked datasets present and verified (see :func:`datamaestro.lock.sync.sync_project`).
+
+    :param copy: copy the objects of store folders rather than hard-link them
+    """
     from .lock.sync import sync_project as sync
 
-    return sync(_context(context), locked=locked, frozen=frozen, peers=peers, jobs=jobs)
+    return sync(_context(context), locked=locked, frozen=frozen, peers=peers, jobs=jobs, copy=copy)
 
 
 @_scoped

@@ -251,13 +251,21 @@ def sync(
     offline: bool = typer.Option(False, "--offline", help="Never touch the network (folders given with --from are used)."),
     sources: List[str] = typer.Option(None, "--from", help="A store folder or http(s) URL to take objects from first (repeatable)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Objects copied at once."),
+    copy: bool = typer.Option(False, "--copy", help="Copy the objects of --from folders instead of hard-linking them (a real backup: the two stores share no file)."),
 ):
-    """Make every locked dataset present, verified, and shown by its readable folder."""
+    """Make every locked dataset present, verified, and shown by its readable folder.
+
+    Objects of a --from store folder on the same file system (and owned by
+    you) are hard-linked, not copied: fast and free of extra space, but the
+    two stores then share those files, so a byte damaged in one shows in the
+    other. Objects are read-only; use --copy for a store that must survive
+    damage to the other (a backup).
+    """
     from .api import sync_project
 
     if offline:
         state.overrides["offline"] = True
-    report = sync_project(locked=locked, frozen=frozen, peers=list(sources or []), jobs=jobs, context=state.context())
+    report = sync_project(locked=locked, frozen=frozen, peers=list(sources or []), jobs=jobs, copy=copy, context=state.context())
     if state.json:
         echo_json(asdict(report))
         return

@@ -342,7 +342,7 @@ class Fetcher:
     ):
         from .settings import normalise_mirrors
 
-        self.mirrors = normalise_mirrors({prefix: list(targets) for prefix, targets in (mirrors or {}).items()})
+        self.mirrors = normalise_mirrors({prefix: [targets] if isinstance(targets, str) else list(targets) for prefix, targets in (mirrors or {}).items()})
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.retries = retries

@@ -99,6 +99,7 @@ def sync_project(
     frozen: bool = False,
     peers: Iterable[str] = (),
     jobs: int | None = None,
+    copy: bool = False,
 ) -> SyncReport:
     """Makes every dataset of the project's lock present and its readable folder show it.
 
@@ -109,20 +110,41 @@ def sync_project(
     :param peers: folders, ``http(s)://`` or ``s3://`` URLs of stores to take
         objects from first (then the settings' remote caches)
     :param jobs: threads copying objects (default: a few per core)
+    :param copy: copy the objects of store folders; by default they are
+        hard-linked when the folder is on the same file system and owned by
+        this user, so both stores share those files (fast, no extra space,
+        but damage to one file shows in both stores)
     :raises LockFileError: no lock, a malformed lock, or (``locked``) an out-of-date one
     :raises IntegrityError: downloaded data differs from its pins
     :raises OfflineError: offline, and data is missing from the store and the peers
     """
     start = time.monotonic()
     report = SyncReport(lock=lock_file(context))
-    lock = _load(context, locked=locked, frozen=frozen, report=report)
+    # before the lock is read (and maybe resolved again, downloading), so that a bad --from fails at once;
+    # the notes say which peers are skipped, and why
+    opened, report.notes = open_peers(
+        peers, context.peer_fetcher, offline=context.settings.offline, timeouts=(context.settings.connect_timeout, context.settings.read_timeout), link=not copy
+    )
+    try:
+        lock = _load(context, locked=locked, frozen=frozen, report=report)
+        return _sync(context, lock, opened, report, jobs=jobs or default_jobs(), copy=copy, start=start)
+    except DatamaestroError as error:
+        if report.notes:
+            # a skipped peer may be what the failure lacks: say so where the user looks
+            error.hint = "; ".join(report.notes + ([error.hint] if error.hint else []))
+        raise
+
+
+def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, jobs: int, copy: bool, start: float) -> SyncReport:
+    """The work of :func:`sync_project` once the lock and the peers are open."""
     store = context.store
-    jobs = jobs or default_jobs()
     # registered first: what this sync brings is kept from the start
     store.register_root("lock", report.lock, lock.manifests())
-    opened, report.notes = open_peers(peers, context.peer_fetcher, offline=context.settings.offline, timeouts=(context.settings.connect_timeout, context.settings.read_timeout))
     # then the remote caches of the settings, as a prepare asks them
-    opened += context.remotes()
+    remotes = context.remotes()
+    if copy:
+        remotes = [_copying(p) if isinstance(p, PathPeer) else p for p in remotes]
+    opened = opened + remotes
     opened = [p for p in opened if not (isinstance(p, PathPeer) and _same_folder(p.root, store.root))]
     entries = [lock.datasets[dataset_id] for dataset_id in sorted(lock.datasets)]
     before = {entry.id: all(store.output_present(o) for o in entry.outputs()) for entry in entries}
@@ -155,6 +177,13 @@ def sync_project(
             hint=errors[0].hint,
         )
     return report
+
+
+def _copying(peer: PathPeer) -> PathPeer:
+    """The same folder remote, copying its objects instead of linking them (the context's remote is left as it is)."""
+    copying = PathPeer(peer.root, link=False)
+    copying.label = peer.label
+    return copying
 
 
 def _same_folder(a: Path, b: Path) -> bool:

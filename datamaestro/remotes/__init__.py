@@ -213,20 +213,26 @@ def is_network(url: str) -> bool:
     return "://" in url and urlsplit(url).scheme.lower() in NETWORK_SCHEMES
 
 
-def open_peers(sources: Iterable[str], fetcher_factory: Callable[[], "Fetcher"], *, offline: bool = False, timeouts: tuple[float, float] = (10, 30)) -> tuple[list[Peer], list[str]]:
+def open_peers(
+    sources: Iterable[str], fetcher_factory: Callable[[], "Fetcher"], *, offline: bool = False, timeouts: tuple[float, float] = (10, 30), link: bool = True
+) -> tuple[list[Peer], list[str]]:
     """The remotes named on the command line (``--from``), and notes on those skipped.
 
     :param sources: folder paths, ``file://``, ``http(s)://``, ``s3://`` ... URLs
     :param offline: remotes over the network are skipped (noted), folders are used
+    :param link: hard-link the objects of folders when possible (False: copy them)
     :raises UsageError: an unsupported scheme, or a folder that holds no store
     """
     peers: list[Peer] = []
     notes = []
     for source in sources:
         if offline and is_network(source):
-            notes.append(f"{source}: skipped (offline: only folders are read)")
+            notes.append(f"--from {source} was skipped: --offline never touches the network, and this peer is reached over it (store folders and file:// are still read)")
             continue
-        peers.append(open_remote(source, fetcher_factory, timeouts=timeouts))
+        peer = open_remote(source, fetcher_factory, timeouts=timeouts)
+        if isinstance(peer, PathPeer):
+            peer.link = link
+        peers.append(peer)
     return peers, notes
 
 
