@@ -450,7 +450,7 @@ class Fetcher:
 
     def _all_failed(self, url: str, failures: list[tuple[str, Exception]]) -> DatamaestroError:
         """The error of a URL no source could serve: each source tried, what it answered, and a hint that knows the mirrors."""
-        if self.offline:
+        if self.offline and all(candidate != url for candidate, _ in failures):
             error = OfflineError([url])
             tried = "; ".join(f"{candidate}: {_reason(exc)}" for candidate, exc in failures)
             error.hint = f"its file:// mirror could not serve it ({tried}); " + (error.hint or "")
@@ -468,6 +468,7 @@ class Fetcher:
         return DownloadError(
             f"cannot download {url} from any of its {len(failures)} sources:\n{listing}",
             hint=f"{answers}: {_mirror_advice([exc for _, exc in mirrors])} (`datamaestro info ID` shows the mirrors of each URL)",
+            missing=all(isinstance(exc, DownloadError) and exc.missing for _, exc in failures),
         )
 
     def _transfer(self, url: str, stream: _Stream) -> str:

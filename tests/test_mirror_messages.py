@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from datamaestro.errors import DownloadError, SettingsError
+from datamaestro.errors import DownloadError, OfflineError, SettingsError
 from datamaestro.fetch import BytesSink, Fetcher
 from datamaestro.settings import load_settings
 from support.lockproject import dm, lock_project, make_project
@@ -90,6 +90,26 @@ def test_a_hung_mirror_and_a_mirror_with_other_bytes_are_named_as_such(examples)
         fetcher.fetch("http://127.0.0.1:9/a.bin", BytesSink(), checkers=[SizeCheck(5)])
     assert f"the mirror 127.0.0.1:{examples.port} timed out, the mirror 127.0.0.1:{examples.port} served other bytes" in info.value.hint
     assert "- original http://127.0.0.1:9/a.bin: connection failed" in info.value.message
+
+
+def test_offline_fetch_reads_file_urls_only(examples, tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "a.bin").write_bytes(b"local")
+    mirrors = {examples.url("orig/"): [(tmp_path / "m").as_uri() + "/"]}
+    with Fetcher(mirrors=mirrors, offline=True, progress=False) as fetcher:
+        sink = BytesSink()
+        assert fetcher.fetch(examples.url("orig/a.bin"), sink).served_by == (tmp_path / "m" / "a.bin").as_uri()
+        assert sink.getvalue() == b"local"
+        # a file:// URL is itself no network: its own error, not "offline mode"
+        with pytest.raises(DownloadError, match="no such file") as info:
+            fetcher.fetch((tmp_path / "none.bin").as_uri(), BytesSink())
+        assert not isinstance(info.value, OfflineError)
+    assert examples.requests == []
+    # every source lacking the file is "missing" as a whole: a peer takes it as "not here", not as "down"
+    with Fetcher(mirrors={examples.url("orig/"): [examples.url("nothing/")]}, retries=0, progress=False) as fetcher:
+        with pytest.raises(DownloadError) as info:
+            fetcher.fetch(examples.url("orig/a.bin"), BytesSink())
+    assert info.value.missing
 
 
 # -- --from: schemes, offline
