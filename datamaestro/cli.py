@@ -141,7 +141,8 @@ def echo_mirrors(mirrors: list[str]) -> None:
     for position, mirror in enumerate(mirrors, 1):
         echo(f"        mirror {position}: {mirror}" if len(mirrors) > 1 else f"        mirror: {mirror}")
     if mirrors:
-        echo("        then the URL itself")
+        offline = state.context().settings.offline
+        echo("        (offline: only its file:// mirrors are read)" if offline else "        then the URL itself")
 
 
 @app.command()
