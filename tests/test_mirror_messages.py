@@ -128,7 +128,7 @@ def test_sync_from_an_unsupported_scheme_is_a_usage_error_before_anything_is_fet
 
 
 def test_sync_offline_says_why_a_web_peer_is_skipped(project, tmp_path):
-    result = run(project, "--data", str(tmp_path / "b"), "sync", "--offline", "--from", "http://127.0.0.1:1/store")
+    result = run(project, "--data", str(tmp_path / "b"), "sync", "--frozen", "--offline", "--from", "http://127.0.0.1:1/store")
     assert result.returncode == 1
     message = error_of(result)
     assert "offline mode: 1 download(s) needed" in message
@@ -208,15 +208,19 @@ def objects_of(store: Path) -> dict[str, int]:
 
 def test_sync_from_a_folder_links_objects_and_copy_does_not(project, tmp_path):
     peer = objects_of(project.data / "store")
-    linked = run(project, "--data", str(tmp_path / "linked"), "sync", "--offline", "--from", str(project.data / "store"))
+    linked = run(project, "--data", str(tmp_path / "linked"), "sync", "--frozen", "--offline", "--from", str(project.data / "store"))
     assert linked.returncode == 0, linked.stderr
     shared = {name for name, inode in objects_of(tmp_path / "linked" / "store").items() if peer.get(name) == inode}
     assert shared, "the default links the peer's objects"
 
-    copied = run(project, "--data", str(tmp_path / "copied"), "sync", "--offline", "--copy", "--from", str(project.data / "store"))
+    copied = run(project, "--data", str(tmp_path / "copied"), "sync", "--frozen", "--offline", "--copy", "--from", str(project.data / "store"))
     assert copied.returncode == 0, copied.stderr
     mine = objects_of(tmp_path / "copied" / "store")
     assert shared <= set(mine), "the same objects were taken"
     assert not {name for name, inode in mine.items() if peer.get(name) == inode}, "--copy shares no inode with the peer"
-    usage = dm(project, "sync", "--help").stdout
+    from typer.testing import CliRunner
+
+    from datamaestro.cli import app
+
+    usage = CliRunner().invoke(app, ["sync", "--help"]).output
     assert "--copy" in usage and "hard-linked" in usage
