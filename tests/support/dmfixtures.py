@@ -15,8 +15,8 @@ def isolated_environment(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DATAMAESTRO_DIR", str(home / "datamaestro"))
     monkeypatch.delenv("DATAMAESTRO_STORE", raising=False)
     monkeypatch.delenv("DATAMAESTRO_OFFLINE", raising=False)
-    # the test plugin declares the namespace `image`, as the published
-    # datamaestro-image does: where both are installed, the tests use theirs
+    # the test plugin (on the path, see tests/conftest.py) declares the namespace
+    # `image`, as the published datamaestro-image does: where both are seen, the tests use theirs
     monkeypatch.setenv("DATAMAESTRO_REPOSITORIES", "image=datamaestro-testimage")
     Context.set_instance(None)
     yield
