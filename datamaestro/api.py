@@ -272,6 +272,14 @@ def search_datasets(terms: list[str], *, context: Context | None = None):
 
 
 @_scoped
+def search_hint(terms: list[str], *, context: Context | None = None) -> str | None:
+    """What to try after a search that matched nothing (close tags, tasks, repositories), or None."""
+    from .search import no_match_hint
+
+    return no_match_hint(_context(context).registry.index(), terms)
+
+
+@_scoped
 def list_repositories(*, context: Context | None = None):
     """The installed repositories."""
     return _context(context).registry.repository_entries()
@@ -301,6 +309,17 @@ def set_datafolder(folder_id: str, path, *, context: Context | None = None):
     from .tools import set_datafolder as record
 
     return record(folder_id, path, _context(context))
+
+
+@_scoped
+def accept_agreement(agreement_id: str, *, context: Context | None = None):
+    """Records that the user accepts a user agreement (user settings file); returns that file.
+
+    :raises UsageError: no installed dataset asks for this agreement
+    """
+    from .tools import accept_agreement as accept
+
+    return accept(agreement_id, _context(context))
 
 
 @_scoped

@@ -99,7 +99,7 @@ CASES = [
     Case("pyproject-missing", ["lock"], 2, ["no pyproject.toml in", "not in a project"]),
     # -- the lock file
     Case("lock-toml", ["sync"], 2, ["datamaestro.lock: not valid TOML", "restore the file from version control"], pyproject=PROJECT, lock="version = [\n"),
-    Case("lock-version", ["sync"], 2, ["datamaestro.lock, line 4: lock format version 99 is not the one this datamaestro reads (1)"], pyproject=PROJECT, lock=lambda good: good.replace("version = 1", "version = 99")),
+    Case("lock-version", ["sync"], 2, ["datamaestro.lock, line 4: lock format version 99 was written by a newer datamaestro", "upgrade datamaestro"], pyproject=PROJECT, lock=lambda good: good.replace("version = 1", "version = 99")),
     Case("lock-digest", ["sync"], 2, ["resource readme.txt: digest 'md5:", "is not a digest (blake3:<64 hex digits>)"], pyproject=PROJECT, lock=lambda good: good.replace('\ndigest = "blake3:', '\ndigest = "md5:')),
     Case("lock-unknown-field", ["sync"], 2, ["unknown field 'colour'"], pyproject=PROJECT, lock=lambda good: good.replace('kind = "file"', 'kind = "file"\ncolour = "red"')),
     Case("lock-missing-field", ["sync"], 2, ["dataset org.example: missing field 'manifest'"], pyproject=PROJECT, lock=lambda good: re.sub(r"\nmanifest = .*", "", good)),

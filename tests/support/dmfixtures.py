@@ -11,6 +11,7 @@ from datamaestro.context import Context
 def isolated_environment(tmp_path_factory, monkeypatch):
     """No test reads the user's settings or data: every location points into tmp."""
     home = tmp_path_factory.mktemp("home")
+    (home / "settings.toml").touch()  # DATAMAESTRO_CONFIG must name a file that exists
     monkeypatch.setenv("DATAMAESTRO_CONFIG", str(home / "settings.toml"))
     monkeypatch.setenv("DATAMAESTRO_DIR", str(home / "datamaestro"))
     monkeypatch.delenv("DATAMAESTRO_STORE", raising=False)
