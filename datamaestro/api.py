@@ -172,12 +172,18 @@ def check_lock(*, context: Context | None = None) -> list[str]:
 
 @_scoped
 def sync_project(
-    *, locked: bool = False, frozen: bool = False, peers: "list[str] | tuple" = (), jobs: int | None = None, context: Context | None = None
+    *,
+    locked: bool = False,
+    frozen: bool = False,
+    peers: "list[str] | tuple" = (),
+    jobs: int | None = None,
+    verify: str = "trust",
+    context: Context | None = None,
 ) -> "SyncReport":
     """Makes the project's locked datasets present and verified (see :func:`datamaestro.lock.sync.sync_project`)."""
     from .lock.sync import sync_project as sync
 
-    return sync(_context(context), locked=locked, frozen=frozen, peers=peers, jobs=jobs)
+    return sync(_context(context), locked=locked, frozen=frozen, peers=peers, jobs=jobs, verify=verify)
 
 
 @_scoped
@@ -309,6 +315,22 @@ def set_datafolder(folder_id: str, path, *, context: Context | None = None):
     from .tools import set_datafolder as record
 
     return record(folder_id, path, _context(context))
+
+
+@_scoped
+def remove_dataset(dataset_id: str, *, dry_run: bool = False, context: Context | None = None):
+    """Removes a dataset's readable folder and frees what nothing else keeps (see :func:`datamaestro.tools.remove_dataset`)."""
+    from .tools import remove_dataset as remove
+
+    return remove(dataset_id, _context(context), dry_run=dry_run)
+
+
+@_scoped
+def why_kept(target: str, *, context: Context | None = None):
+    """The roots keeping a digest or a dataset's data alive (see :func:`datamaestro.tools.why_kept`)."""
+    from .tools import why_kept as why
+
+    return why(target, _context(context))
 
 
 @_scoped

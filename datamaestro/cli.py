@@ -163,6 +163,7 @@ def global_options(
     }
     state.quiet = quiet
     state.json = as_json
+    state._context = None  # one per invocation (an in-process runner invokes the app many times)
     state.traceback = traceback or debug
 
 
@@ -288,6 +289,48 @@ def remove(dataset_ids: List[str] = typer.Argument(..., metavar="ID...")):
         echo(f"removed {entry}")
 
 
+@app.command("rm")
+def rm(
+    dataset_id: str = typer.Argument(..., metavar="ID"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed and freed."),
+):
+    """Remove a dataset's readable folder, and free the store of what nothing else uses."""
+    from .api import remove_dataset
+
+    report = remove_dataset(dataset_id, dry_run=dry_run, context=state.context())
+    if state.json:
+        echo_json(asdict(report))
+        return
+    release = report.release
+    for message in release.errors if release else []:
+        typer.echo(f"error: {message}", err=True)
+    if state.quiet:
+        return
+    echo(f"{'would remove' if dry_run else 'removed'} {report.folder}")
+    if release is None:
+        return
+    if release.kept:
+        echo(f"its data stays in the store: {describe_keepers(release.kept)}")
+        return
+    echo(
+        f"{'would free' if dry_run else 'freed'} {plural(len(release.objects_deleted), 'object')} ({human_bytes(release.bytes_deleted)})"
+        + (f"; {plural(release.kept_objects, 'object')} stay, used by other data" if release.kept_objects else "")
+    )
+
+
+def describe_keepers(keepers) -> str:
+    """``lock /p/datamaestro.lock; data dir /d (image/com/lecun/mnist)``."""
+    parts = []
+    for keeper in keepers:
+        root = keeper.root
+        where = f" on {root.host}" if root.elsewhere else ""
+        if root.kind == "data" and not root.elsewhere:
+            parts.append(f"data dir {root.path}{where} ({', '.join(keeper.via)})")
+        else:
+            parts.append(f"{'lock file' if root.kind == 'lock' else 'data dir'} {root.path}{where}")
+    return "; ".join(parts)
+
+
 @app.command()
 def lock(
     check: bool = typer.Option(False, "--check", help="Only check that the lock is up to date (exit 2 if not)."),
@@ -328,13 +371,14 @@ def sync(
     offline: bool = typer.Option(False, "--offline", help="Never touch the network (folders given with --from are used)."),
     sources: List[str] = typer.Option(None, "--from", help="A store folder or http(s) URL to take objects from first (repeatable)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Objects copied at once."),
+    verify: str = typer.Option("trust", "--verify", help="trust: objects in the store are what their names say; full: rehash the project's data first."),
 ):
     """Make every locked dataset present, verified, and shown by its readable folder."""
     from .api import sync_project
 
     if offline:
         state.overrides["offline"] = True
-    report = sync_project(locked=locked, frozen=frozen, peers=list(sources or []), jobs=jobs, context=state.context())
+    report = sync_project(locked=locked, frozen=frozen, peers=list(sources or []), jobs=jobs, verify=verify, context=state.context())
     if state.json:
         echo_json(asdict(report))
         return
@@ -344,6 +388,8 @@ def sync(
         return
     if report.relocked:
         echo(f"locked again: {report.lock}")
+    if verify == "full":
+        echo(f"rehashed {plural(report.verified, 'object')}: {len(report.damaged) or 'none'} damaged")
     for label, count in sorted(report.transfer.taken.items()):
         echo(f"took {count} objects from {label}")
     counts = {}
@@ -465,6 +511,42 @@ def store_du():
             f"{human_bytes(dataset.unique_bytes):>10}  {dataset.data_dir}/data/{dataset.path}"
         )
     echo(f"total: {human_bytes(usage.total_bytes)} in {plural(usage.objects, 'object')} (bytes shared by several datasets counted once)")
+
+
+@store_app.command("roots")
+def store_roots():
+    """List the gc roots: the data dirs and lock files whose data the store keeps."""
+    roots = state.context().store.roots()
+    if state.json:
+        echo_json([{**asdict(root), "elsewhere": root.elsewhere} for root in roots])
+        return
+    if not roots:
+        typer.echo("no root: nothing keeps data in this store (the next `store gc` deletes all of it)", err=True)
+    for root in roots:
+        if root.elsewhere:
+            state_ = f"on {root.host}"
+        else:
+            alive = root.path.is_dir() if root.kind == "data" else root.path.exists()
+            state_ = "live" if alive else "gone (the next gc drops it)"
+        kept = plural(len(root.manifests), "manifest") if root.kind == "lock" else plural(len(root.published), "published manifest")
+        echo(f"{root.kind:<4}  {root.path}  [{state_}]  {kept}")
+
+
+@store_app.command("why")
+def store_why(target: str = typer.Argument(..., metavar="DIGEST|ID", help="An object, tree or manifest digest, or a dataset id.")):
+    """Say which roots keep an object (or a dataset's data) in the store."""
+    from .api import why_kept
+
+    digest, keepers = why_kept(target, context=state.context())
+    if state.json:
+        echo_json({"digest": digest, "kept_by": [asdict(keeper) for keeper in keepers]})
+        return
+    if not keepers:
+        echo(f"nothing keeps {digest}: the next `datamaestro store gc` deletes it (once older than the grace period)")
+        return
+    echo(f"{digest} is kept by:")
+    for keeper in keepers:
+        echo(f"  {describe_keepers([keeper])}")
 
 
 @store_app.command("init")
