@@ -552,8 +552,15 @@ def store_why(target: str = typer.Argument(..., metavar="DIGEST|ID", help="An ob
 @store_app.command("init")
 def store_init(group: Optional[str] = typer.Option(None, "--group", help="Unix group that shares the store.")):
     """Create the store, or set it up for a Unix group (setgid, group-writable folders)."""
+    from .errors import StoreError, UsageError
+    from .store import group_id
     from .store.maintenance import init_store
 
+    if group is not None:
+        try:
+            group_id(group)
+        except StoreError as error:  # a bad option value: exit status 2
+            raise UsageError(error.message, hint=error.hint) from None
     store = init_store(state.context().store_dir, group=group)
     echo(f"store at {store.root}" + (f", shared by group {group}" if group else ""))
 

@@ -160,6 +160,6 @@ def test_store_commands(mnist_server, tmp_path):
 
 def test_store_init_bad_group(tmp_path):
     result = run("--store", str(tmp_path / "s"), "store", "init", "--group", "no-such-group-here", check=False)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "unknown Unix group 'no-such-group-here'" in result.stderr
     assert not (tmp_path / "s").exists()

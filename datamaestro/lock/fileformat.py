@@ -186,12 +186,10 @@ class _Reader:
             writer = data.get("datamaestro")
             by = f"datamaestro {writer}" if isinstance(writer, str) and writer else "another datamaestro"
             if version > FORMAT_VERSION:
-                from .. import __version__
-
                 # rewriting it here would lose what the newer version recorded: upgrading is the way
                 self.fail(
                     ("version",),
-                    f"lock format version {version} was written by a newer datamaestro ({by}); this one ({__version__}) reads version {FORMAT_VERSION}",
+                    f"lock format version {version} was written by a newer datamaestro ({by}); this one reads version {FORMAT_VERSION}",
                     hint=f"upgrade datamaestro (`pip install -U datamaestro`{f', to {writer} or later' if isinstance(writer, str) and writer else ''})",
                 )
             self.fail(
