@@ -391,7 +391,7 @@ def sync(
     if verify == "full":
         echo(f"rehashed {plural(report.verified, 'object')}: {len(report.damaged) or 'none'} damaged")
     for label, count in sorted(report.transfer.taken.items()):
-        echo(f"took {count} objects from {label}")
+        echo(f"took {plural(count, 'object')} from {label}")
     counts = {}
     for how in report.datasets.values():
         counts[how] = counts.get(how, 0) + 1

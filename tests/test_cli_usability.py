@@ -190,6 +190,25 @@ def test_sync_wording_verify_full_and_lock_size(served, tmp_path, monkeypatch): 
     with in_project(project, tmp_path / "b") as context, pytest.raises(IntegrityError, match="8 bytes downloaded, the lock records size 3"):
         api.sync_project(frozen=True, context=context)
 
+    # a lock file gone: gc drops its root, and a dry run says it would
+    lock.unlink()
+    dry = invoke("--data", str(data), "store", "gc", "--dry-run").stdout
+    assert f"would drop root lock {lock} (gone)" in dry and "would delete" in dry
+
+
+def test_agree_records_only_a_known_agreement(dm_context, monkeypatch):
+    from datamaestro import api
+    from datamaestro.errors import UsageError
+    from datamaestro.registry import IndexEntry
+
+    entry = IndexEntry(id="org.example.licensed", repository="image", module="m", qualname="q", agreements=["org.example.terms"])
+    monkeypatch.setattr(dm_context.registry, "index", lambda: [entry])
+    with pytest.raises(UsageError, match="did you mean org.example.terms"):
+        api.accept_agreement("org.example.termz", context=dm_context)
+    settings = api.accept_agreement("org.example.terms", context=dm_context)
+    assert '"org.example.terms" = true' in settings.read_text() or "org.example.terms = true" in settings.read_text()
+    assert dm_context.settings.agreements["org.example.terms"] is True
+
 
 def test_reading_missing_data_names_the_dataset_and_what_to_run(mnist_server, dm_context):
     from datamaestro import get_dataset, prepare_dataset
