@@ -127,6 +127,7 @@ def echo_json(value: Any) -> None:
 
 
 def _print_version(value: bool) -> None:
+    """`--version`: prints the version and stops (before any command)."""
     if value:
         from . import __version__
 
@@ -146,7 +147,7 @@ def global_options(
     as_json: bool = typer.Option(False, "--json", help="Print tables as JSON."),
     host: Optional[str] = typer.Option(None, "--host", help="Run the command on this host (over ssh), where the data is."),
     pythonpath: str = typer.Option("python3", "--pythonpath", help="The Python of --host that has datamaestro installed."),
-    show_version: bool = typer.Option(False, "--version", is_eager=True, callback=lambda value: _print_version(value), help="Print the version and exit."),
+    show_version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
 ):
     """Global options go before or after the command: ``datamaestro --data DIR prepare ID``, ``datamaestro prepare ID --offline``."""
     if host:
