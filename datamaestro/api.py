@@ -64,9 +64,9 @@ def find_variant(dataset_id: str, context: Context):
     if not selector:
         return definition, {}
     if definition.variants is None:
-        from .errors import DatamaestroError
+        from .errors import UsageError
 
-        raise DatamaestroError(f"{base_id} has no variants, got the selector {selector}", hint=f"use {base_id}")
+        raise UsageError(f"{base_id} has no variants, got the selector {selector}", hint=f"use {base_id}")
     return definition, definition.variants.parse_selector(selector)
 
 

@@ -61,13 +61,13 @@ def list_datafolders(context: "Context") -> list[dict]:
 def set_datafolder(folder_id: str, path: Path, context: "Context") -> Path:
     """Records where a data folder is, in the user settings file; returns that file.
 
-    :raises DatamaestroError: the folder does not exist
+    :raises UsageError: the folder does not exist
     """
     from .settings import set_user_setting
 
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
-        raise DatamaestroError(f"{path} is not a folder", hint="give the folder that holds the data you obtained")
+        raise UsageError(f"{path} is not a folder", hint="give the folder that holds the data you obtained")
     settings_file = set_user_setting("datafolders", folder_id, str(path))
     context.settings.datafolders[folder_id] = path
     return settings_file
@@ -278,12 +278,12 @@ def create_definition(repository_id: str, dataset_id: str, context: "Context") -
     The file is ``<plugin>/config/<id as path>.py`` and the dataset's id is
     the module path (``id=""``), so the new id is exactly ``dataset_id``.
 
-    :raises DatamaestroError: unknown repository, or the file exists
+    :raises UsageError: unknown repository, or the file exists
     """
     repository = context.registry.repositories().get(repository_id)
     if repository is None:
         known = ", ".join(sorted(context.registry.repositories()))
-        raise DatamaestroError(f"no repository {repository_id!r}", hint=f"installed repositories: {known or 'none'}")
+        raise UsageError(f"no repository {repository_id!r}", hint=f"installed repositories: {known or 'none'}")
     dataset_id = dataset_id_of(dataset_id)
     folder = repository.basedir
     if folder is None:
@@ -291,7 +291,7 @@ def create_definition(repository_id: str, dataset_id: str, context: "Context") -
     parts = dataset_id.split(".")
     path = folder.joinpath("config", *parts[:-1], parts[-1].replace("-", "_") + ".py")
     if path.exists():
-        raise DatamaestroError(f"{path} already exists", hint="edit it, or choose another id")
+        raise UsageError(f"{path} already exists", hint="edit it, or choose another id")
     name = "".join(word.capitalize() for word in re.split(r"[-_]", parts[-1])) or "Data"
     if name[0].isdigit():
         name = f"Data{name}"
@@ -307,12 +307,12 @@ def create_definition(repository_id: str, dataset_id: str, context: "Context") -
 def check_repositories(namespaces: list[str], context: "Context") -> list["CheckReport"]:
     """Checks the named repositories (all when none is named).
 
-    :raises DatamaestroError: an unknown namespace
+    :raises UsageError: an unknown namespace
     """
     from .check import check_repository
 
     repositories = context.registry.repositories()
     unknown = [name for name in namespaces if name not in repositories]
     if unknown:
-        raise DatamaestroError(f"no repository {', '.join(unknown)}", hint=f"installed repositories: {', '.join(sorted(repositories))}")
+        raise UsageError(f"no repository {', '.join(unknown)}", hint=f"installed repositories: {', '.join(sorted(repositories))}")
     return [check_repository(repositories[name], context) for name in (namespaces or sorted(repositories))]

@@ -136,6 +136,8 @@ CASES = [
     Case("cli-verify-mode", ["sync", "--verify", "fast"], 2, ["--verify must be 'trust' or 'full', not 'fast'"], pyproject=PROJECT),
     Case("cli-agree-unknown", ["agree", "org.example.termz"], 2, ["unknown agreement id 'org.example.termz'", "names the agreement a dataset asks for"]),
     Case("cli-rm-not-prepared", ["rm", "org.example"], 2, ["org.example is not prepared in this data dir"]),
+    Case("cli-datafolder-not-a-folder", ["datafolders", "set", "org.example.licensed", "{tmp}/afile"], 2, ["afile is not a folder", "give the folder that holds the data"]),
+    Case("cli-check-unknown-repository", ["check", "imagez"], 2, ["no repository imagez", "installed repositories: image"]),
     Case("cli-data-is-a-file", ["--data", "{tmp}/afile", "prepare", "org.example"], 1, ["creating the store", "Not a directory"]),
     Case("cli-store-not-a-store", ["--store", "{tmp}/notstore", "prepare", "org.example"], 1, ["notstore is not a datamaestro store (no VERSION file) and is not empty"]),
     Case("cli-store-version", ["--store", "{tmp}/v99", "prepare", "org.example"], 1, ["has layout version 99, this datamaestro reads version 1"]),
