@@ -140,6 +140,7 @@ def isolated_env(home: Path, *, python_path: Sequence[Path] = ()) -> dict[str, s
     :param python_path: folders put on ``PYTHONPATH`` (nothing else is)
     """
     home.mkdir(parents=True, exist_ok=True)
+    (home / "settings.toml").touch()  # DATAMAESTRO_CONFIG must name a file that exists
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAMAESTRO_", "PYTHON", "VIRTUAL_ENV"))}
     env.update(
         HOME=str(home),

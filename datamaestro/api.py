@@ -64,9 +64,9 @@ def find_variant(dataset_id: str, context: Context):
     if not selector:
         return definition, {}
     if definition.variants is None:
-        from .errors import DatamaestroError
+        from .errors import UsageError
 
-        raise DatamaestroError(f"{base_id} has no variants, got the selector {selector}", hint=f"use {base_id}")
+        raise UsageError(f"{base_id} has no variants, got the selector {selector}", hint=f"use {base_id}")
     return definition, definition.variants.parse_selector(selector)
 
 
@@ -178,6 +178,7 @@ def sync_project(
     peers: "list[str] | tuple" = (),
     jobs: int | None = None,
     copy: bool = False,
+    verify: str = "trust",
     context: Context | None = None,
 ) -> "SyncReport":
     """Makes the project's locked datasets present and verified (see :func:`datamaestro.lock.sync.sync_project`).
@@ -186,7 +187,7 @@ def sync_project(
     """
     from .lock.sync import sync_project as sync
 
-    return sync(_context(context), locked=locked, frozen=frozen, peers=peers, jobs=jobs, copy=copy)
+    return sync(_context(context), locked=locked, frozen=frozen, peers=peers, jobs=jobs, copy=copy, verify=verify)
 
 
 @_scoped
@@ -283,6 +284,14 @@ def search_datasets(terms: list[str], *, context: Context | None = None):
 
 
 @_scoped
+def search_hint(terms: list[str], *, context: Context | None = None) -> str | None:
+    """What to try after a search that matched nothing (close tags, tasks, repositories), or None."""
+    from .search import no_match_hint
+
+    return no_match_hint(_context(context).registry.index(), terms)
+
+
+@_scoped
 def list_repositories(*, context: Context | None = None):
     """The installed repositories."""
     return _context(context).registry.repository_entries()
@@ -312,6 +321,33 @@ def set_datafolder(folder_id: str, path, *, context: Context | None = None):
     from .tools import set_datafolder as record
 
     return record(folder_id, path, _context(context))
+
+
+@_scoped
+def remove_dataset(dataset_id: str, *, dry_run: bool = False, context: Context | None = None):
+    """Removes a dataset's readable folder and frees what nothing else keeps (see :func:`datamaestro.tools.remove_dataset`)."""
+    from .tools import remove_dataset as remove
+
+    return remove(dataset_id, _context(context), dry_run=dry_run)
+
+
+@_scoped
+def why_kept(target: str, *, context: Context | None = None):
+    """The roots keeping a digest or a dataset's data alive (see :func:`datamaestro.tools.why_kept`)."""
+    from .tools import why_kept as why
+
+    return why(target, _context(context))
+
+
+@_scoped
+def accept_agreement(agreement_id: str, *, context: Context | None = None):
+    """Records that the user accepts a user agreement (user settings file); returns that file.
+
+    :raises UsageError: no installed dataset asks for this agreement
+    """
+    from .tools import accept_agreement as accept
+
+    return accept(agreement_id, _context(context))
 
 
 @_scoped

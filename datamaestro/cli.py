@@ -14,10 +14,76 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from .errors import DatamaestroError
 
+
+def _options_of(command) -> dict:
+    """A command's options by every name they answer to (``--quiet``, ``-q``)."""
+    return {name: param for param in command.params if param.param_type_name == "option" for name in (*param.opts, *param.secondary_opts)}
+
+
+def hoist_global_options(group: TyperGroup, ctx, args: list[str]) -> list[str]:
+    """Moves global options typed after the command before it (``prepare ID --offline``).
+
+    People type options where they think of them; click only reads a
+    group's options before the command. An option the command defines
+    itself (``sync --offline``) stays with the command, as does everything
+    after ``--``. Arguments that cannot be understood are left as they are:
+    click then reports them.
+    """
+    global_options = _options_of(group)
+
+    def width(arg: str, options: dict) -> int:
+        """How many arguments an option occupies (1, or 2 with its value); 0 for a non-option."""
+        param = options.get(arg.split("=", 1)[0])
+        if param is None:
+            return 0
+        return 1 if param.is_flag or param.count or "=" in arg else 2
+
+    start = 0
+    while start < len(args) and args[start].startswith("-") and args[start] != "--":
+        step = width(args[start], global_options)
+        if step == 0:
+            return args
+        start += step
+    command, end = group, start
+    while isinstance(command, TyperGroup) and end < len(args) and not args[end].startswith("-"):
+        command = command.get_command(ctx, args[end])
+        if command is None:
+            return args
+        end += 1
+    if end == start:
+        return args
+    own = _options_of(command)
+    moved, kept, index = [], [], end
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            kept.extend(args[index:])
+            break
+        name = arg.split("=", 1)[0]
+        if name in global_options and name not in own:
+            step = width(arg, global_options)
+            moved.extend(args[index : index + step])
+        else:
+            # a value of the command's own option is never taken for an option
+            step = width(arg, own) or 1
+            kept.extend(args[index : index + step])
+        index += step
+    return [*args[:start], *moved, *args[start:end], *kept]
+
+
+class GlobalOptionsGroup(TyperGroup):
+    """The top-level group: global options are accepted after the command too."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(self, ctx, list(args)))
+
+
 app = typer.Typer(
+    cls=GlobalOptionsGroup,
     help="Datasets by id, prepared once into a content-addressed store.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -60,6 +126,15 @@ def echo_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str))
 
 
+def _print_version(value: bool) -> None:
+    """`--version`: prints the version and stops (before any command)."""
+    if value:
+        from . import __version__
+
+        echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def global_options(
     data: Optional[Path] = typer.Option(None, "--data", help="Data dir (default: $DATAMAESTRO_DIR or ~/datamaestro)."),
@@ -72,8 +147,9 @@ def global_options(
     as_json: bool = typer.Option(False, "--json", help="Print tables as JSON."),
     host: Optional[str] = typer.Option(None, "--host", help="Run the command on this host (over ssh), where the data is."),
     pythonpath: str = typer.Option("python3", "--pythonpath", help="The Python of --host that has datamaestro installed."),
+    show_version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
 ):
-    """Global options come before the command: ``datamaestro --data DIR prepare ID``."""
+    """Global options go before or after the command: ``datamaestro --data DIR prepare ID``, ``datamaestro prepare ID --offline``."""
     if host:
         from .remote import run_on_host
 
@@ -88,6 +164,7 @@ def global_options(
     }
     state.quiet = quiet
     state.json = as_json
+    state._context = None  # one per invocation (an in-process runner invokes the app many times)
     state.traceback = traceback or debug
 
 
@@ -99,11 +176,16 @@ def search(terms: List[str] = typer.Argument(None, help="Free text, tag:X, task:
     entries = search_datasets(terms or [], context=state.context())
     if state.json:
         echo_json([asdict(e) for e in entries])
-        return
-    for entry in entries:
-        echo(f"{entry.id}  {entry.name}" if entry.name else entry.id)
-    if not entries and not state.quiet:
-        typer.echo("no dataset matches", err=True)
+    else:
+        for entry in entries:
+            echo(f"{entry.id}  {entry.name}" if entry.name else entry.id)
+    if not entries:
+        if not state.quiet:
+            from .api import search_hint
+
+            hint = search_hint(terms or [], context=state.context())
+            typer.echo("no dataset matches" + (f"\n  hint: {hint}" if hint else ""), err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -154,9 +236,10 @@ def prepare(
 ):
     """Make a dataset present and print its config as JSON (paths and id)."""
     from .api import config_to_json, config_to_xpm, prepare_dataset
+    from .errors import UsageError
 
     if encoder not in ("json", "xpm"):
-        raise DatamaestroError(f"unknown encoder {encoder!r}", hint="use --encoder json or --encoder xpm")
+        raise UsageError(f"unknown encoder {encoder!r}", hint="use --encoder json or --encoder xpm")
     config = prepare_dataset(dataset_id, context=state.context(), lock=lock, verify=verify)
     echo_json(config_to_xpm(config) if encoder == "xpm" else config_to_json(config))
 
@@ -205,7 +288,7 @@ def add(dataset_ids: List[str] = typer.Argument(..., metavar="ID...")):
     for dataset_id in added:
         echo(f"added {dataset_id}")
     if not added and not state.quiet:
-        echo("already listed; run `datamaestro lock` to lock them")
+        echo(f"{', '.join(dataset_ids)} {'is' if len(dataset_ids) == 1 else 'are'} already listed; run `datamaestro lock` to lock {'it' if len(dataset_ids) == 1 else 'them'}")
 
 
 @app.command()
@@ -215,6 +298,48 @@ def remove(dataset_ids: List[str] = typer.Argument(..., metavar="ID...")):
 
     for entry in remove_datasets(dataset_ids, context=state.context()):
         echo(f"removed {entry}")
+
+
+@app.command("rm")
+def rm(
+    dataset_id: str = typer.Argument(..., metavar="ID"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed and freed."),
+):
+    """Remove a dataset's readable folder, and free the store of what nothing else uses."""
+    from .api import remove_dataset
+
+    report = remove_dataset(dataset_id, dry_run=dry_run, context=state.context())
+    if state.json:
+        echo_json(asdict(report))
+        return
+    release = report.release
+    for message in release.errors if release else []:
+        typer.echo(f"error: {message}", err=True)
+    if state.quiet:
+        return
+    echo(f"{'would remove' if dry_run else 'removed'} {report.folder}")
+    if release is None:
+        return
+    if release.kept:
+        echo(f"its data stays in the store: {describe_keepers(release.kept)}")
+        return
+    echo(
+        f"{'would free' if dry_run else 'freed'} {plural(len(release.objects_deleted), 'object')} ({human_bytes(release.bytes_deleted)})"
+        + (f"; {plural(release.kept_objects, 'object')} stay, used by other data" if release.kept_objects else "")
+    )
+
+
+def describe_keepers(keepers) -> str:
+    """``lock /p/datamaestro.lock; data dir /d (image/com/lecun/mnist)``."""
+    parts = []
+    for keeper in keepers:
+        root = keeper.root
+        where = f" on {root.host}" if root.elsewhere else ""
+        if root.kind == "data" and not root.elsewhere:
+            parts.append(f"data dir {root.path}{where} ({', '.join(keeper.via)})")
+        else:
+            parts.append(f"{'lock file' if root.kind == 'lock' else 'data dir'} {root.path}{where}")
+    return "; ".join(parts)
 
 
 @app.command()
@@ -229,6 +354,11 @@ def lock(
 
     if dataset_ids and not upgrade:
         raise UsageError("dataset ids are only given with --upgrade", hint="`datamaestro lock --upgrade ID` resolves ID again")
+    if check and upgrade:
+        raise UsageError(
+            "--check and --upgrade cannot go together: --check only reads the lock, --upgrade writes it again",
+            hint="run `datamaestro lock --upgrade`, then `datamaestro lock --check`",
+        )
     context = state.context()
     if check:
         reasons = check_lock(context=context)
@@ -253,6 +383,7 @@ def sync(
     sources: List[str] = typer.Option(None, "--from", help="A store folder or http(s) URL to take objects from first (repeatable)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Objects copied at once."),
     copy: bool = typer.Option(False, "--copy", help="Copy the objects of --from folders instead of hard-linking them (a real backup: the two stores share no file)."),
+    verify: str = typer.Option("trust", "--verify", help="trust: objects in the store are what their names say; full: rehash the project's data first."),
 ):
     """Make every locked dataset present, verified, and shown by its readable folder.
 
@@ -266,7 +397,7 @@ def sync(
 
     if offline:
         state.overrides["offline"] = True
-    report = sync_project(locked=locked, frozen=frozen, peers=list(sources or []), jobs=jobs, copy=copy, context=state.context())
+    report = sync_project(locked=locked, frozen=frozen, peers=list(sources or []), jobs=jobs, copy=copy, verify=verify, context=state.context())
     if state.json:
         echo_json(asdict(report))
         return
@@ -276,17 +407,24 @@ def sync(
         return
     if report.relocked:
         echo(f"locked again: {report.lock}")
+    if verify == "full":
+        echo(f"rehashed {plural(report.verified, 'object')}: {len(report.damaged) or 'none'} damaged")
     for label, count in sorted(report.transfer.taken.items()):
-        echo(f"took {count} objects from {label}")
+        echo(f"took {plural(count, 'object')} from {label}")
     counts = {}
     for how in report.datasets.values():
         counts[how] = counts.get(how, 0) + 1
     summary = ", ".join(f"{n} {how}" for how, n in sorted(counts.items())) or "nothing locked"
-    echo(f"synced {len(report.datasets)} datasets ({summary}) in {report.seconds:.2f}s")
+    echo(f"synced {plural(len(report.datasets), 'dataset')} ({summary}) in {report.seconds:.2f}s")
 
 
 store_app = typer.Typer(help="Inspect and maintain the content-addressed store.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(store_app, name="store")
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 dataset``, ``2 datasets``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def human_bytes(size: float) -> str:
@@ -360,7 +498,7 @@ def store_gc(
     if report.roots_elsewhere:
         echo(f"kept what {report.roots_elsewhere} roots of other machines use (their paths cannot be checked from here)")
     for root in report.roots_dropped:
-        echo(f"dropped root {root.kind} {root.path} (gone)")
+        echo(f"{'would drop' if dry_run else 'dropped'} root {root.kind} {root.path} (gone)")
     for message in report.errors:
         echo(f"error: {message}")
 
@@ -370,20 +508,78 @@ def store_du():
     """Disk usage per dataset; bytes shared by several datasets are counted once in the total."""
     from .store.maintenance import disk_usage
 
+    from .ids import dataset_of_path
+
     usage = disk_usage(state.context().store)
     if state.json:
-        echo_json(asdict(usage))
+        found = asdict(usage)
+        for dataset, row in zip(usage.datasets, found["datasets"]):
+            row["repository"], row["id"] = dataset_of_path(dataset.path)
+        echo_json(found)
         return
-    for dataset in sorted(usage.datasets, key=lambda d: -d.bytes):
-        echo(f"{human_bytes(dataset.bytes):>10}  {human_bytes(dataset.unique_bytes):>10} unique  {dataset.data_dir}/data/{dataset.path}")
-    echo(f"{human_bytes(usage.total_bytes):>10}  total ({usage.objects} objects, shared bytes counted once)")
+    if not usage.datasets:
+        typer.echo("no dataset folder uses the store (nothing prepared yet, or every data dir is gone)", err=True)
+        return
+    rows = [(*dataset_of_path(dataset.path), dataset) for dataset in sorted(usage.datasets, key=lambda d: -d.bytes)]
+    width = max(len("DATASET"), *(len(dataset_id) for _, dataset_id, _ in rows))
+    repo_width = max(len("REPO"), *(len(repository) for repository, _, _ in rows))
+    echo(f"{'DATASET':<{width}}  {'REPO':<{repo_width}}  {'SIZE':>10}  {'UNIQUE':>10}  FOLDER")
+    for repository, dataset_id, dataset in rows:
+        echo(
+            f"{dataset_id:<{width}}  {repository:<{repo_width}}  {human_bytes(dataset.bytes):>10}  "
+            f"{human_bytes(dataset.unique_bytes):>10}  {dataset.data_dir}/data/{dataset.path}"
+        )
+    echo(f"total: {human_bytes(usage.total_bytes)} in {plural(usage.objects, 'object')} (bytes shared by several datasets counted once)")
+
+
+@store_app.command("roots")
+def store_roots():
+    """List the gc roots: the data dirs and lock files whose data the store keeps."""
+    roots = state.context().store.roots()
+    if state.json:
+        echo_json([{**asdict(root), "elsewhere": root.elsewhere} for root in roots])
+        return
+    if not roots:
+        typer.echo("no root: nothing keeps data in this store (the next `store gc` deletes all of it)", err=True)
+    for root in roots:
+        if root.elsewhere:
+            state_ = f"on {root.host}"
+        else:
+            alive = root.path.is_dir() if root.kind == "data" else root.path.exists()
+            state_ = "live" if alive else "gone (the next gc drops it)"
+        kept = plural(len(root.manifests), "manifest") if root.kind == "lock" else plural(len(root.published), "published manifest")
+        echo(f"{root.kind:<4}  {root.path}  [{state_}]  {kept}")
+
+
+@store_app.command("why")
+def store_why(target: str = typer.Argument(..., metavar="DIGEST|ID", help="An object, tree or manifest digest, or a dataset id.")):
+    """Say which roots keep an object (or a dataset's data) in the store."""
+    from .api import why_kept
+
+    digest, keepers = why_kept(target, context=state.context())
+    if state.json:
+        echo_json({"digest": digest, "kept_by": [asdict(keeper) for keeper in keepers]})
+        return
+    if not keepers:
+        echo(f"nothing keeps {digest}: the next `datamaestro store gc` deletes it (once older than the grace period)")
+        return
+    echo(f"{digest} is kept by:")
+    for keeper in keepers:
+        echo(f"  {describe_keepers([keeper])}")
 
 
 @store_app.command("init")
 def store_init(group: Optional[str] = typer.Option(None, "--group", help="Unix group that shares the store.")):
     """Create the store, or set it up for a Unix group (setgid, group-writable folders)."""
+    from .errors import StoreError, UsageError
+    from .store import group_id
     from .store.maintenance import init_store
 
+    if group is not None:
+        try:
+            group_id(group)
+        except StoreError as error:  # a bad option value: exit status 2
+            raise UsageError(error.message, hint=error.hint) from None
     store = init_store(state.context().store_dir, group=group)
     echo(f"store at {store.root}" + (f", shared by group {group}" if group else ""))
 
@@ -441,6 +637,8 @@ def datafolders_list():
     if state.json:
         echo_json(folders)
         return
+    if not folders:
+        typer.echo("no data folder is set, and no installed dataset asks for one", err=True)
     for folder in folders:
         where = folder["path"] or "(not set)"
         used = f"  used by {', '.join(folder['datasets'][:3])}{' ...' if len(folder['datasets']) > 3 else ''}" if folder["datasets"] else ""
@@ -463,9 +661,9 @@ def datafolders_set(
 @app.command()
 def agree(agreement_id: str = typer.Argument(..., metavar="ID", help="The agreement's id (shown by prepare).")):
     """Accept a user agreement (recorded in the user settings file)."""
-    from .settings import set_user_setting
+    from .api import accept_agreement
 
-    settings_file = set_user_setting("agreements", agreement_id, True)
+    settings_file = accept_agreement(agreement_id, context=state.context())
     if not state.quiet:
         echo(f"accepted {agreement_id} (in {settings_file})")
 
@@ -479,6 +677,8 @@ def orphans(size: bool = typer.Option(False, "--size", help="Show the size of ea
     if state.json:
         echo_json([{"path": str(path), "bytes": nbytes} for path, nbytes in found])
         return
+    if not found:
+        typer.echo(f"no orphan folder under {state.context().data_dir / 'data'}", err=True)
     for path, nbytes in found:
         echo(f"{human_bytes(nbytes):>10}  {path}" if size else str(path))
 

@@ -108,6 +108,28 @@ class OfflineError(DownloadError):
         )
 
 
+class MissingDataError(DatamaestroError):
+    """A prepared dataset's data is not on disk: never prepared or synced here, collected, quarantined, or the store deleted.
+
+    :param dataset_id: the dataset whose data is read ('' when unknown)
+    :param path: the path read
+    """
+
+    def __init__(self, dataset_id: str, path):
+        import os
+
+        self.dataset_id = dataset_id
+        self.path = path
+        link = os.path.islink(path)
+        what = f"{path} links to {os.path.realpath(path)}, which is gone" if link else f"{path} does not exist"
+        name = dataset_id or "this dataset"
+        super().__init__(
+            f"the data of {name} is missing: {what} (not prepared or synced since the lock changed, collected by gc, "
+            "quarantined by store verify, or the store was deleted)",
+            hint=f"run `datamaestro sync` in the project (when its lock pins {name}), or `datamaestro prepare {dataset_id or 'ID'}`",
+        )
+
+
 class IntegrityError(DatamaestroError):
     """Bytes do not match what was expected (size, checksum, pinned digest)."""
 

@@ -47,3 +47,16 @@ def dataset_id(module: str, qualname: str, explicit: str | None = None) -> str:
     if not base:
         raise DefinitionError(f"{module}.{qualname}: cannot derive a dataset id")
     return ".".join(base)
+
+
+def dataset_of_path(path) -> tuple[str, str]:
+    """``(repository, dataset id)`` of a dataset folder relative to ``<data dir>/data``.
+
+    The inverse of the readable path rule (``image/com/lecun/mnist`` ->
+    ``("image", "com.lecun.mnist")``): a dataset id's components are the
+    folders below its repository's.
+    """
+    from pathlib import PurePath
+
+    repository, *components = PurePath(path).parts
+    return repository, ".".join(components)

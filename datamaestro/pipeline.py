@@ -130,12 +130,17 @@ class _PinState:
     def __init__(self, check: _PinCheck):
         self.check = check
         self.hasher = hasher()
+        self.size = 0
 
     def update(self, data: bytes) -> None:
         self.hasher.update(data)
+        self.size += len(data)
 
     def verify(self, label: str) -> None:
         job = self.check.job
+        if job.expected.size is not None and self.size != job.expected.size:
+            self.check.mismatch = size_error(job.definition.id, job.resource.name, job.expected.url or label, self.size, job.expected.size)
+            raise self.check.mismatch
         actual = format_digest(self.hasher.hexdigest())
         if actual != job.expected.source_digest:
             # the label names the URL that served these bytes (a mirror says so)
@@ -570,8 +575,18 @@ def pin_error(dataset_id: str, resource_name: str, url: str | None, label: str, 
     )
 
 
+def size_error(dataset_id: str, resource_name: str, url: str | None, got: int, want: int) -> IntegrityError:
+    """The error of downloaded bytes whose size differs from the size a lock records."""
+    return IntegrityError(
+        f"{dataset_id}: resource {resource_name} from {url or '(derived)'}: {got} bytes downloaded, the lock records size {want}",
+        hint=f"the data changed since the lock was written (or the lock was edited): run `datamaestro lock --upgrade {dataset_id}` if the change is wanted",
+    )
+
+
 def check_pin(definition, resource, output: Output, expected: Output) -> None:
-    """Raises :class:`IntegrityError` when an output differs from its pin."""
+    """Raises :class:`IntegrityError` when an output differs from its pin (its size, its digests)."""
+    if expected.size is not None and output.size is not None and output.size != expected.size:
+        raise size_error(definition.id, resource.name, output.url or expected.url, output.size, expected.size)
     for attribute, label in (("source_digest", "downloaded bytes"), ("digest", "output")):
         want = getattr(expected, attribute)
         got = getattr(output, attribute)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .definition import DatasetDefinition
 
 ENTRY_POINT_GROUP = "datamaestro.repositories"
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
 logger = logging.getLogger(__name__)
 
 
@@ -52,6 +52,8 @@ class IndexEntry:
     type: str = ""
     #: made by the repository's code (``Repository.search`` finds it), not declared in a module
     generated: bool = False
+    #: the ids of the user agreements it asks for (``datamaestro agree ID``)
+    agreements: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -107,6 +109,7 @@ class Registry:
                 repository.entry_point = entry_point
                 loaded.append(repository)
             preferred = preferred_distributions()
+            _check_preferences(preferred, self.entry_points(), loaded)
             loaded.sort(
                 key=lambda r: (
                     _distribution_name(r.entry_point) != preferred.get(r.id, _distribution_name(r.entry_point)),
@@ -118,12 +121,17 @@ class Registry:
             for repository in loaded:
                 first = repositories.get(repository.id)
                 if first is not None:
-                    logger.warning(
+                    # the user chose with DATAMAESTRO_REPOSITORIES: nothing to warn about
+                    chosen = preferred.get(repository.id) == _distribution_name(first.entry_point)
+                    logger.log(
+                        logging.DEBUG if chosen else logging.WARNING,
                         "namespace %r is declared by two installed repositories, %s and %s: using the first; "
-                        "uninstall one of them to silence this warning",
+                        "uninstall one of them, or choose with %s=%s=<distribution>, to silence this warning",
                         repository.id,
                         _describe(first),
                         _describe(repository),
+                        ENV_PREFERENCES,
+                        repository.id,
                     )
                     self._problems[repository.entry_point.value] = f"shadowed: namespace {repository.id!r} is already provided by {_describe(first)}"
                     continue
@@ -162,6 +170,8 @@ class Registry:
         from .store.digests import canonical_json, digest_bytes
 
         parts = []
+        preferred = preferred_distributions()
+        _check_preferences(preferred, self.entry_points())
         for entry_point in self.entry_points():
             package = entry_point.value.split(":")[0].split(".")[0]
             folder = package_folder(package)
@@ -176,7 +186,7 @@ class Registry:
             files.sort()
             distribution = entry_point.dist
             parts.append([entry_point.name, entry_point.value, distribution.version if distribution else "", str(folder), files])
-        return digest_bytes(canonical_json([INDEX_FORMAT, parts, sorted(preferred_distributions().items())]))
+        return digest_bytes(canonical_json([INDEX_FORMAT, parts, sorted(preferred.items())]))
 
     def index(self) -> list[IndexEntry]:
         """Every dataset of every repository (cached on disk, rebuilt when plugins change)."""
@@ -326,6 +336,32 @@ def preferred_distributions() -> dict[str, str]:
     return preferences
 
 
+def _check_preferences(preferred: dict[str, str], entry_points, loaded: list[Repository] | None = None) -> None:
+    """Refuses a ``$DATAMAESTRO_REPOSITORIES`` choice that names no installed repository.
+
+    :param loaded: the repositories, once imported: then a chosen distribution
+        must also provide the namespace it is chosen for
+    :raises SettingsError: naming what is installed
+    """
+    from .errors import SettingsError
+
+    installed = {_distribution_name(entry_point) for entry_point in entry_points}
+    for namespace, distribution in sorted(preferred.items()):
+        if distribution not in installed:
+            raise SettingsError(
+                f"{ENV_PREFERENCES} chooses {distribution!r} for the namespace {namespace!r}, but no installed repository comes from {distribution!r}",
+                hint=f"installed repositories come from: {', '.join(sorted(installed)) or 'none'}; install {distribution} or fix {ENV_PREFERENCES}",
+            )
+        if loaded is not None:
+            providers = sorted({_distribution_name(r.entry_point) for r in loaded if r.id == namespace})
+            if distribution not in providers:
+                provided = sorted({r.id for r in loaded if _distribution_name(r.entry_point) == distribution})
+                raise SettingsError(
+                    f"{ENV_PREFERENCES} chooses {distribution!r} for the namespace {namespace!r}, which it does not provide (it provides {', '.join(provided) or 'nothing'})",
+                    hint=f"the namespace {namespace!r} comes from: {', '.join(providers) or 'no installed repository'}",
+                )
+
+
 def _instantiate(cls, context: "Context", name: str) -> Repository:
     """Creates a repository; the original API's constructors take the context only."""
     import inspect
@@ -385,4 +421,5 @@ def index_entry(definition, repository: Repository) -> IndexEntry:
         tasks=definition.tasks,
         aliases=[a for a in definition.aliases if a != definition.id],
         type=definition.type_name,
+        agreements=[agreement_id for agreement_id, _ in getattr(definition, "agreements", [])],
     )

@@ -247,6 +247,21 @@ def user_settings_path() -> Path:
     return Path(user_config_dir("datamaestro")) / "settings.toml"
 
 
+def _check_named_settings_file(path: Path) -> None:
+    """``$DATAMAESTRO_CONFIG`` must name a file: a typo would silently drop every setting (mirrors, remotes).
+
+    :raises SettingsError: it names a folder, or nothing
+    """
+    named = os.environ[ENV_CONFIG]
+    if path.is_dir():
+        raise SettingsError(f"{ENV_CONFIG}={named!r} is a folder, not a settings file", hint=f"name the file, e.g. {ENV_CONFIG}={path / 'settings.toml'}")
+    if not path.exists():
+        raise SettingsError(
+            f"{ENV_CONFIG}={named!r}: no such file",
+            hint=f"fix the path, create the file (an empty one is fine), or unset {ENV_CONFIG} to use the default settings file",
+        )
+
+
 def find_pyproject(start: Path | None = None) -> Path | None:
     """The nearest ``pyproject.toml`` from ``start`` (default: cwd) upwards."""
     current = (start or Path.cwd()).resolve()
@@ -322,6 +337,8 @@ def load_settings(
     layers: list[dict[str, Any]] = []
     if use_user_file:
         path = user_settings_path()
+        if os.environ.get(ENV_CONFIG):
+            _check_named_settings_file(path)
         if path.is_file():
             layers.append(parse_table(read_toml(path), str(path)))
     pyproject = find_pyproject(project_dir)

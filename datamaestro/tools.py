@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ from .errors import DatamaestroError, UsageError
 if TYPE_CHECKING:
     from .check import CheckReport
     from .context import Context
+    from .store.maintenance import ReleaseReport
 
 
 def config_to_xpm(config) -> list:
@@ -59,15 +61,133 @@ def list_datafolders(context: "Context") -> list[dict]:
 def set_datafolder(folder_id: str, path: Path, context: "Context") -> Path:
     """Records where a data folder is, in the user settings file; returns that file.
 
-    :raises DatamaestroError: the folder does not exist
+    :raises UsageError: the folder does not exist
     """
     from .settings import set_user_setting
 
     path = Path(path).expanduser().resolve()
     if not path.is_dir():
-        raise DatamaestroError(f"{path} is not a folder", hint="give the folder that holds the data you obtained")
+        raise UsageError(f"{path} is not a folder", hint="give the folder that holds the data you obtained")
     settings_file = set_user_setting("datafolders", folder_id, str(path))
     context.settings.datafolders[folder_id] = path
+    return settings_file
+
+
+# -- removing a dataset, and what keeps data alive
+
+
+@dataclass
+class RemoveReport:
+    """What ``datamaestro rm`` did (with ``dry_run``: would do).
+
+    :param dataset_id: the dataset
+    :param folder: its readable folder
+    :param removed: entries of the folder removed (its links)
+    :param release: what the store freed (None when the folder showed nothing of the store)
+    """
+
+    dataset_id: str
+    folder: Path
+    dry_run: bool
+    removed: list[str] = field(default_factory=list)
+    release: "ReleaseReport | None" = None
+
+
+def remove_dataset(dataset_id: str, context: "Context", *, dry_run: bool = False) -> RemoveReport:
+    """Removes a dataset's readable folder from the data dir, then frees what nothing else keeps in the store.
+
+    Only the folder's own links go (``.view`` and its resources' entries):
+    the folders of nested datasets (``org.example.digits`` inside
+    ``org.example``) and files one put there stay. What a lock file or
+    another data dir still uses stays in the store.
+
+    :raises UsageError: the dataset has no readable folder in this data dir
+    """
+    from .store.maintenance import release
+    from .store.views import VIEW_LINK, current_view
+
+    definition = context.dataset(dataset_id)
+    repository = definition.repository
+    folder = context.readable_path(repository.id if repository else "", definition.id)
+    manifest = current_view(folder)
+    entries = [] if not folder.is_dir() else [e for e in sorted(folder.iterdir()) if e.is_symlink() and (e.name == VIEW_LINK or os.readlink(e).startswith(VIEW_LINK + "/"))]
+    if manifest is None and not entries:
+        raise UsageError(
+            f"{definition.id} is not prepared in this data dir (no {folder})",
+            hint="`datamaestro store du` lists the datasets of the store; --data chooses another data dir",
+        )
+    report = RemoveReport(definition.id, folder, dry_run, [e.name for e in entries])
+    if not dry_run:
+        # the `.view` link last: a reader sees the dataset complete or gone
+        for entry in sorted(entries, key=lambda e: e.name == VIEW_LINK):
+            entry.unlink(missing_ok=True)
+        stop = context.data_dir / "data"
+        for empty in (folder, *folder.parents):
+            if empty == stop or not empty.is_relative_to(stop):
+                break
+            try:
+                empty.rmdir()
+            except OSError:
+                break  # not empty: a nested dataset, or one's own files
+    if manifest is not None:
+        report.release = release(context.store, manifest, folder=folder, data_dir=context.data_dir, dry_run=dry_run)
+    return report
+
+
+def why_kept(target: str, context: "Context") -> tuple[str, list]:
+    """The roots that keep a store entry alive: ``(digest, keepers)``.
+
+    :param target: a digest (``blake3:<hex>`` or the hex alone) of an object,
+        tree or manifest, or a dataset id (its readable folder's manifest, or
+        the lock's pin)
+    :raises UsageError: neither a digest nor a dataset shown in this data dir
+    """
+    from .store.digests import is_digest
+    from .store.maintenance import keepers
+    from .store.views import current_view
+
+    digest = target if target.startswith("blake3:") else f"blake3:{target}"
+    if not is_digest(digest):
+        definition = context.dataset(target)
+        repository = definition.repository
+        digest = current_view(context.readable_path(repository.id if repository else "", definition.id))
+        if digest is None:
+            lock = context.lockfile()
+            entry = lock.datasets.get(definition.id) if lock is not None else None
+            if entry is None:
+                raise UsageError(f"{definition.id} is not prepared in this data dir, and no lock in scope pins it", hint=f"run `datamaestro prepare {definition.id}`")
+            digest = entry.manifest
+    return digest, keepers(context.store, digest)
+
+
+# -- user agreements
+
+
+def accept_agreement(agreement_id: str, context: "Context") -> Path:
+    """Records that the user accepts an agreement, in the user settings file; returns that file.
+
+    :raises UsageError: no installed dataset asks for this agreement (a typo
+        would otherwise be recorded silently and the dataset still refused)
+    """
+    from .settings import set_user_setting
+
+    known: dict[str, list[str]] = {}
+    for entry in context.registry.index():
+        for known_id in entry.agreements:
+            known.setdefault(known_id, []).append(entry.id)
+    if agreement_id not in known:
+        import difflib
+
+        close = difflib.get_close_matches(agreement_id, sorted(known), n=3, cutoff=0.6)
+        hint = (
+            f"did you mean {' or '.join(close)}?"
+            if close
+            else "`datamaestro prepare ID` names the agreement a dataset asks for"
+            + (f" (known: {', '.join(sorted(known)[:5])}{' ...' if len(known) > 5 else ''})" if known else "; no installed dataset asks for one")
+        )
+        raise UsageError(f"unknown agreement id {agreement_id!r}", hint=hint)
+    settings_file = set_user_setting("agreements", agreement_id, True)
+    context.settings.agreements[agreement_id] = True
     return settings_file
 
 
@@ -158,12 +278,12 @@ def create_definition(repository_id: str, dataset_id: str, context: "Context") -
     The file is ``<plugin>/config/<id as path>.py`` and the dataset's id is
     the module path (``id=""``), so the new id is exactly ``dataset_id``.
 
-    :raises DatamaestroError: unknown repository, or the file exists
+    :raises UsageError: unknown repository, or the file exists
     """
     repository = context.registry.repositories().get(repository_id)
     if repository is None:
         known = ", ".join(sorted(context.registry.repositories()))
-        raise DatamaestroError(f"no repository {repository_id!r}", hint=f"installed repositories: {known or 'none'}")
+        raise UsageError(f"no repository {repository_id!r}", hint=f"installed repositories: {known or 'none'}")
     dataset_id = dataset_id_of(dataset_id)
     folder = repository.basedir
     if folder is None:
@@ -171,7 +291,7 @@ def create_definition(repository_id: str, dataset_id: str, context: "Context") -
     parts = dataset_id.split(".")
     path = folder.joinpath("config", *parts[:-1], parts[-1].replace("-", "_") + ".py")
     if path.exists():
-        raise DatamaestroError(f"{path} already exists", hint="edit it, or choose another id")
+        raise UsageError(f"{path} already exists", hint="edit it, or choose another id")
     name = "".join(word.capitalize() for word in re.split(r"[-_]", parts[-1])) or "Data"
     if name[0].isdigit():
         name = f"Data{name}"
@@ -187,12 +307,12 @@ def create_definition(repository_id: str, dataset_id: str, context: "Context") -
 def check_repositories(namespaces: list[str], context: "Context") -> list["CheckReport"]:
     """Checks the named repositories (all when none is named).
 
-    :raises DatamaestroError: an unknown namespace
+    :raises UsageError: an unknown namespace
     """
     from .check import check_repository
 
     repositories = context.registry.repositories()
     unknown = [name for name in namespaces if name not in repositories]
     if unknown:
-        raise DatamaestroError(f"no repository {', '.join(unknown)}", hint=f"installed repositories: {', '.join(sorted(repositories))}")
+        raise UsageError(f"no repository {', '.join(unknown)}", hint=f"installed repositories: {', '.join(sorted(repositories))}")
     return [check_repository(repositories[name], context) for name in (namespaces or sorted(repositories))]

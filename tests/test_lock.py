@@ -278,7 +278,7 @@ def _replace_line(text: str, pattern: str, new: str | None) -> tuple[str, int]:
     "pattern, new, line, words",
     [
         (r'^id = "com', 'id = "com.lecun.mnist', 8, "not valid TOML"),
-        (r"^version = ", "version = 99", 3, "lock format version 99 is not the one this datamaestro reads (1)"),
+        (r"^version = ", "version = 99", 3, "lock format version 99 was written by a newer datamaestro"),
         (r"^manifest = ", None, 7, "dataset com.lecun.mnist: missing field 'manifest'"),
         (r"^source_digest = ", 'source_digest = "blake3:not-hex"', 19, "source_digest 'blake3:not-hex' is not a digest"),
     ],

@@ -169,8 +169,20 @@ class File(Base):
     """The path of the file"""
 
     def open(self, mode: str = "r"):
-        """Opens the file, as :meth:`pathlib.Path.open` does."""
-        return Path(self.path).open(mode)
+        """Opens the file, as :meth:`pathlib.Path.open` does.
+
+        :raises DatamaestroError: the data is not on disk (naming the dataset and what to run)
+        """
+        return self.present_path().open(mode)
+
+    def present_path(self) -> Path:
+        """The path of the file, checked to lead to data.
+
+        :raises DatamaestroError: the path, or the store object it links to,
+            is missing (not prepared or synced, collected, quarantined, the
+            store deleted): naming the dataset and what to run
+        """
+        return _present(self, Path(self.path))
 
 
 class Folder(Base):
@@ -182,3 +194,26 @@ class Folder(Base):
 
     path: Meta[Path]
     """The path of the folder"""
+
+    def present_path(self) -> Path:
+        """The path of the folder, checked to lead to data (see :meth:`File.present_path`)."""
+        return _present(self, Path(self.path))
+
+
+def _present(data: Base, path: Path) -> Path:
+    """``path`` when it leads to data; else the error saying whose data is missing and what to run."""
+    if path.exists():
+        return path
+    from ..errors import MissingDataError
+
+    data_id = data._data_id()
+    dataset_id = (data_id or "").partition("@")[0]
+    if data_id:
+        try:
+            from datamaestro import session
+
+            definition = session.current().dataset_for_data_id(data_id)
+            dataset_id = definition.id if definition is not None else dataset_id
+        except Exception as exc:  # the message must be given even when the registry cannot be read
+            logger.debug("cannot tell which dataset owns %s: %s", data_id, exc)
+    raise MissingDataError(dataset_id, path)

@@ -91,7 +91,7 @@ class IDX(Tensor, File):
             fewer or more bytes than its dimensions announce, or its gzip
             stream is corrupt or truncated
         """
-        path = Path(self.path)
+        path = self.present_path()
         with path.open("rb") as fp:
             compressed = path.name.endswith(".gz") or fp.read(2) == GZIP_MAGIC
         if compressed:

@@ -184,10 +184,18 @@ class _Reader:
         version = self.field(data, "version", int, top, "lock file")
         if version != FORMAT_VERSION:
             writer = data.get("datamaestro")
+            by = f"datamaestro {writer}" if isinstance(writer, str) and writer else "another datamaestro"
+            if version > FORMAT_VERSION:
+                # rewriting it here would lose what the newer version recorded: upgrading is the way
+                self.fail(
+                    ("version",),
+                    f"lock format version {version} was written by a newer datamaestro ({by}); this one reads version {FORMAT_VERSION}",
+                    hint=f"upgrade datamaestro (`pip install -U datamaestro`{f', to {writer} or later' if isinstance(writer, str) and writer else ''})",
+                )
             self.fail(
                 ("version",),
                 f"lock format version {version} is not the one this datamaestro reads ({FORMAT_VERSION})",
-                hint=(f"it was written by datamaestro {writer}: use that version, or " if isinstance(writer, str) else "")
+                hint=(f"it was written by {by}: use that version, or " if isinstance(writer, str) else "")
                 + "run `datamaestro lock --upgrade` to write it again",
             )
         writer = self.field(data, "datamaestro", str, top, "lock file")

@@ -53,6 +53,8 @@ class SyncReport:
         to do but its folder), ``from peers`` or ``produced`` (pipeline)
     :param transfer: what the peers gave and refused
     :param notes: peers skipped, and why
+    :param verified: objects rehashed (``verify="full"``)
+    :param damaged: those whose bytes no longer matched their name (quarantined, then taken again)
     :param seconds: wall-clock duration
     """
 
@@ -61,7 +63,58 @@ class SyncReport:
     datasets: dict[str, str] = field(default_factory=dict)
     transfer: Transfer = field(default_factory=Transfer)
     notes: list[str] = field(default_factory=list)
+    verified: int = 0
+    damaged: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def _check_sizes(store, entry: LockedDataset) -> None:
+    """Compares the sizes a lock records with the objects it pins, where they are the same bytes.
+
+    A size is that of the bytes downloaded; a resource stored as downloaded
+    (its output digest is its source digest) must be an object of that size.
+
+    :raises IntegrityError: naming the resource, both sizes and what to do
+    """
+    for resource in entry.resources:
+        if resource.size is None or resource.kind != Kind.FILE or resource.source_digest != resource.digest:
+            continue
+        try:
+            actual = os.stat(store.objects.path_of(resource.digest)).st_size
+        except FileNotFoundError:
+            continue  # fetched or produced next, and checked then
+        if actual != resource.size:
+            raise IntegrityError(
+                f"{entry.id}: resource {resource.name}: the lock records size {resource.size}, "
+                f"but its pinned bytes {resource.digest} are {actual} bytes",
+                hint=f"the lock file was edited by hand: restore it, or run `datamaestro lock --upgrade {entry.id}`",
+            )
+
+
+def _verify_present(store, entries: list[LockedDataset], jobs: int, report: "SyncReport") -> None:
+    """Rehashes every object of the locked datasets the store holds (``sync --verify full``).
+
+    A damaged object is quarantined (as ``store verify`` does), hence taken
+    again from a peer or its source by the rest of the sync.
+    """
+    from ..store.maintenance import verify
+
+    digests = []
+    for entry in entries:
+        digests.append(entry.manifest)
+        for output in entry.outputs():
+            if output.kind == Kind.TREE:
+                digests.append(output.digest)
+                if store.objects.has(output.digest):
+                    digests.extend(store.trees.iter_object_digests(output.digest))
+            elif output.kind == Kind.FILE:
+                digests.append(output.digest)
+    found = verify(store, jobs=jobs, digests=digests)
+    report.verified = found.checked
+    report.damaged = [corrupt.digest for corrupt in found.corrupt]
+    report.notes.extend(f"damaged object {c.digest} (its bytes hash to {c.actual}): moved to {c.quarantined}, taken again" for c in found.corrupt)
+    if found.errors:
+        raise StoreError(f"cannot rehash the project's data: {found.errors[0]}", hint="check the store's permissions and disk, then run `datamaestro store verify`")
 
 
 def _publish(context: "Context", entry: LockedDataset) -> None:
@@ -100,6 +153,7 @@ def sync_project(
     peers: Iterable[str] = (),
     jobs: int | None = None,
     copy: bool = False,
+    verify: str = "trust",
 ) -> SyncReport:
     """Makes every dataset of the project's lock present and its readable folder show it.
 
@@ -114,10 +168,18 @@ def sync_project(
         hard-linked when the folder is on the same file system and owned by
         this user, so both stores share those files (fast, no extra space,
         but damage to one file shows in both stores)
+    :param verify: ``"trust"``: an object present is what its name says;
+        ``"full"``: rehash every object of the locked datasets first
+        (a damaged one is quarantined and taken again)
+    :raises UsageError: an unknown ``verify`` mode
     :raises LockFileError: no lock, a malformed lock, or (``locked``) an out-of-date one
     :raises IntegrityError: downloaded data differs from its pins
     :raises OfflineError: offline, and data is missing from the store and the peers
     """
+    if verify not in ("trust", "full"):
+        from ..errors import UsageError
+
+        raise UsageError(f"--verify must be 'trust' or 'full', not {verify!r}", hint="`datamaestro sync --verify full` rehashes the project's data")
     start = time.monotonic()
     report = SyncReport(lock=lock_file(context))
     # before the lock is read (and maybe resolved again, downloading), so that a bad --from fails at once;
@@ -127,7 +189,7 @@ def sync_project(
     )
     try:
         lock = _load(context, locked=locked, frozen=frozen, report=report)
-        return _sync(context, lock, opened, report, jobs=jobs or default_jobs(), copy=copy, start=start)
+        return _sync(context, lock, opened, report, jobs=jobs or default_jobs(), copy=copy, verify=verify, start=start)
     except DatamaestroError as error:
         if report.notes:
             # a skipped peer may be what the failure lacks: say so where the user looks
@@ -135,7 +197,7 @@ def sync_project(
         raise
 
 
-def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, jobs: int, copy: bool, start: float) -> SyncReport:
+def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, jobs: int, copy: bool, verify: str, start: float) -> SyncReport:
     """The work of :func:`sync_project` once the lock and the peers are open."""
     store = context.store
     # registered first: what this sync brings is kept from the start
@@ -147,11 +209,15 @@ def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, j
     opened = opened + remotes
     opened = [p for p in opened if not (isinstance(p, PathPeer) and _same_folder(p.root, store.root))]
     entries = [lock.datasets[dataset_id] for dataset_id in sorted(lock.datasets)]
+    if verify == "full":
+        _verify_present(store, entries, jobs, report)
     before = {entry.id: all(store.output_present(o) for o in entry.outputs()) for entry in entries}
     outputs = list({(o.kind, o.digest): o for entry in entries for o in entry.outputs()}.values())
     report.transfer = pull_outputs(store, outputs, opened, jobs)
 
     ready = [entry for entry in entries if all(store.output_present(o) for o in entry.outputs())]
+    for entry in ready:
+        _check_sizes(store, entry)
     with ThreadPoolExecutor(max_workers=min(len(ready), jobs) or 1) as pool:
         list(pool.map(lambda entry: _publish(context, entry), ready))
     for entry in ready:

@@ -340,8 +340,9 @@ def verify(
     *,
     jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    digests: Iterable[str] | None = None,
 ) -> VerifyReport:
-    """Rehashes every object; quarantines those that do not match their name.
+    """Rehashes every object (or the ``digests`` given); quarantines those that do not match their name.
 
     A corrupt object is moved to ``quarantine/<hex>`` with a ``<hex>.json``
     note (expected and actual digest, size, date), never deleted. Every
@@ -355,10 +356,14 @@ def verify(
         also uses several threads within one large file
     :param progress: called as ``progress(objects_done, objects_total)``
         after each object
+    :param digests: only these objects (``sync --verify full``: a project's
+        data); absent ones are skipped, and only the trees holding a corrupt
+        one are looked at
     """
     start = time.monotonic()
     report = VerifyReport()
-    digests = list(store.objects.iter_digests())
+    whole = digests is None
+    digests = list(store.objects.iter_digests()) if whole else list(dict.fromkeys(digests))
     total = len(digests)
 
     def check(digest: str):
@@ -398,8 +403,10 @@ def verify(
                 if target is not None:
                     report.corrupt.append(CorruptObject(digest, actual, target))
     corrupt = {c.digest for c in report.corrupt}
-    _check_trees(store, corrupt, report)
-    _check_manifests(store, corrupt, report)
+    if whole or corrupt:
+        _check_trees(store, corrupt, report)
+    if whole:
+        _check_manifests(store, corrupt, report)
     report.seconds = time.monotonic() - start
     return report
 
@@ -561,8 +568,12 @@ def gc(
     return report
 
 
-def _live(store: Store, report: GcReport, grace: float, now: float) -> _Reach:
-    """Marks what the live roots reach; drops (or, dry, lists) dead roots."""
+def _live(store: Store, report: GcReport, grace: float, now: float, ignore: Path | None = None) -> _Reach:
+    """Marks what the live roots reach; drops (or, dry, lists) dead roots.
+
+    :param ignore: a readable folder whose own links are taken as gone (what
+        ``rm`` would free, measured before anything is removed)
+    """
     resolver = _Resolver(store)
     reach = _Reach()
     for root in store.roots():
@@ -582,7 +593,9 @@ def _live(store: Store, report: GcReport, grace: float, now: float) -> _Reach:
         report.roots_live += 1
         if root.kind == "data":
             linked = set()
-            for _, kind, digest in resolver.links(root.path / "data"):
+            for link, kind, digest in resolver.links(root.path / "data"):
+                if ignore is not None and link.parent == ignore:
+                    continue
                 resolver.mark(kind, digest, reach)
                 if kind == "view":
                     linked.add(digest)
@@ -668,6 +681,146 @@ def _sweep_actions(store: Store, report: GcReport) -> None:
                 report.errors.append(f"{path}: {exc}")
                 continue
         report.actions_deleted.append(path)
+
+
+# -- what keeps an entry alive, and freeing one dataset
+
+
+@dataclass
+class Keeper:
+    """A root that keeps an entry of the store alive.
+
+    :param root: the root
+    :param via: how: the dataset folders (relative to ``<data dir>/data``) of a
+        data root that lead to it, or the manifests of a lock root (or of a
+        root of another machine) that hold it
+    """
+
+    root: Root
+    via: list[str] = field(default_factory=list)
+
+
+def keepers(store: Store, digest: str) -> list[Keeper]:
+    """The roots that keep ``digest`` (an object, a tree or a manifest) alive, and through what.
+
+    A root of this machine whose path is gone keeps nothing (the next gc drops it).
+    """
+    resolver = _Resolver(store)
+    found = []
+    for root in store.roots():
+        via = []
+        if root.kind == "data" and not root.elsewhere:
+            data = root.path / "data"
+            if not data.is_dir():
+                continue
+            for link, kind, manifest in resolver.links(data):
+                if kind == "view" and link.name == VIEW_LINK:
+                    reach = _Reach()
+                    resolver.mark(kind, manifest, reach)
+                    if digest in reach.objects or digest in reach.views:
+                        via.append(str(link.parent.relative_to(data)))
+        else:
+            if root.kind == "lock" and not root.elsewhere and not root.path.exists():
+                continue
+            for manifest in dict.fromkeys((*root.manifests, *root.published)):
+                reach = _Reach()
+                resolver.mark("view", manifest, reach)
+                if digest in reach.objects or digest in reach.views:
+                    via.append(manifest)
+        if via:
+            found.append(Keeper(root, sorted(via)))
+    return found
+
+
+@dataclass
+class ReleaseReport:
+    """What :func:`release` freed (with ``dry_run``: would free).
+
+    :param manifest: the manifest released
+    :param objects_deleted: digests of the objects no root reaches any more
+    :param bytes_deleted: their total size
+    :param trees_deleted: materialized trees deleted
+    :param views_deleted: views deleted
+    :param kept: the roots that still keep the manifest (then nothing of it is freed)
+    :param kept_objects: objects of the dataset kept because something else uses them
+    :param errors: entries that could not be deleted (``path: error``)
+    """
+
+    manifest: str
+    dry_run: bool
+    objects_deleted: list[str] = field(default_factory=list)
+    bytes_deleted: int = 0
+    trees_deleted: list[str] = field(default_factory=list)
+    views_deleted: list[str] = field(default_factory=list)
+    kept: list[Keeper] = field(default_factory=list)
+    kept_objects: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def release(
+    store: Store, manifest: str, *, folder: Path, data_dir: Path, dry_run: bool = False, lock_timeout: float = 3600
+) -> ReleaseReport:
+    """Frees what only one readable folder kept alive: the reachability of :func:`gc`, for one manifest.
+
+    The caller removes (or, in a dry run, will not remove) ``folder``, whose
+    own links are ignored; its data dir's marker of the manifest goes too.
+    Then the manifest's view, trees and objects that no live root reaches are
+    deleted, under the store lock ``gc``, whatever their age: they belong to
+    a dataset the user removed. While a process (of any machine) holds a
+    lease, nothing is freed: it may be about to use them.
+
+    :param folder: the dataset's readable folder
+    :param data_dir: its data dir (whose root's marker of ``manifest`` is removed)
+    """
+    report = ReleaseReport(manifest=manifest, dry_run=dry_run)
+    guard = contextlib.nullcontext() if dry_run else store.lock(GC_LOCK, timeout=lock_timeout, what="freeing a removed dataset")
+    with guard:
+        if not dry_run:
+            absolute = Path(data_dir).absolute()
+            for root in store.roots():
+                if root.kind == "data" and not root.elsewhere and root.path == absolute:
+                    (root.markers / hex_of(manifest)).unlink(missing_ok=True)
+        now = filesystem_now(store.layout)
+        live = _live(store, GcReport(dry_run=True), float("inf"), now, ignore=Path(folder))
+        own = _Reach()
+        _Resolver(store).mark("view", manifest, own)
+        if manifest in live.views:
+            # in a dry run the folder is still there: it is not what keeps the data
+            own_via = str(Path(folder).relative_to(Path(data_dir) / "data"))
+            for keeper in keepers(store, manifest):
+                if keeper.root.kind == "data" and not keeper.root.elsewhere and keeper.root.path == Path(data_dir).absolute():
+                    keeper.via = [via for via in keeper.via if via != own_via]
+                if keeper.via:
+                    report.kept.append(keeper)
+            return report
+        if any(not lease.mine for lease in live_leases(store.layout, store.lease_ttl)):
+            report.errors.append("another process holds a store lease (it may be using this data): nothing freed; run `datamaestro store gc` later")
+            return report
+        views = store.views.path_of(manifest)
+        if views.is_dir():
+            if dry_run or _remove_folder(views, report.errors):
+                report.views_deleted.append(manifest)
+        for digest, path in _tree_folders(store):
+            if digest in own.trees and digest not in live.trees:
+                if dry_run or _remove_folder(path, report.errors):
+                    report.trees_deleted.append(digest)
+        for digest in sorted(own.objects):
+            if digest in live.objects:
+                report.kept_objects += 1
+                continue
+            path = store.objects.path_of(digest)
+            try:
+                size = os.lstat(path).st_size
+                if not dry_run:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                report.errors.append(f"{path}: {exc}")
+                continue
+            report.objects_deleted.append(digest)
+            report.bytes_deleted += size
+    return report
 
 
 # -- disk usage

@@ -89,6 +89,9 @@ CASES = [
     Case("settings-mirrors-table", ["search"], 2, ["[mirrors] must be a table of URL prefix = [replacements]"], settings="mirrors = 'x'\n"),
     Case("settings-mirror-target", ["search"], 2, ["mirror 'http://a/' must be a URL prefix or a list of them, got 5"], settings='[mirrors]\n"http://a/" = 5\n'),
     Case("settings-empty-path", ["search"], 2, ["'data' must be a non-empty string (a path), got ''"], settings="data = ''\n"),
+    Case("env-config-missing", ["search"], 2, ["DATAMAESTRO_CONFIG=", "nope.toml': no such file", "create the file"], env={"DATAMAESTRO_CONFIG": "{tmp}/nope.toml"}),
+    Case("env-config-folder", ["search"], 2, ["is a folder, not a settings file"], env={"DATAMAESTRO_CONFIG": "{tmp}"}),
+    Case("env-repositories-unknown", ["search"], 2, ["DATAMAESTRO_REPOSITORIES chooses 'datamaestro-imagez' for the namespace 'image', but no installed repository comes from 'datamaestro-imagez'", "installed repositories come from: datamaestro-testimage"], env={"DATAMAESTRO_REPOSITORIES": "image=datamaestro-imagez"}),
     Case("env-offline", ["search"], 2, ["DATAMAESTRO_OFFLINE='maybe': expected 1/0, true/false, yes/no or on/off"], env={"DATAMAESTRO_OFFLINE": "maybe"}),
     # -- the project's pyproject.toml
     Case("pyproject-toml", ["search"], 2, ["pyproject.toml: invalid TOML"], pyproject="[tool.datamaestro\n"),
@@ -99,10 +102,12 @@ CASES = [
     Case("pyproject-missing", ["lock"], 2, ["no pyproject.toml in", "not in a project"]),
     # -- the lock file
     Case("lock-toml", ["sync"], 2, ["datamaestro.lock: not valid TOML", "restore the file from version control"], pyproject=PROJECT, lock="version = [\n"),
-    Case("lock-version", ["sync"], 2, ["datamaestro.lock, line 4: lock format version 99 is not the one this datamaestro reads (1)"], pyproject=PROJECT, lock=lambda good: good.replace("version = 1", "version = 99")),
+    Case("lock-version", ["sync"], 2, ["datamaestro.lock, line 4: lock format version 99 was written by a newer datamaestro", "upgrade datamaestro"], pyproject=PROJECT, lock=lambda good: good.replace("version = 1", "version = 99")),
     Case("lock-digest", ["sync"], 2, ["resource readme.txt: digest 'md5:", "is not a digest (blake3:<64 hex digits>)"], pyproject=PROJECT, lock=lambda good: good.replace('\ndigest = "blake3:', '\ndigest = "md5:')),
     Case("lock-unknown-field", ["sync"], 2, ["unknown field 'colour'"], pyproject=PROJECT, lock=lambda good: good.replace('kind = "file"', 'kind = "file"\ncolour = "red"')),
     Case("lock-missing-field", ["sync"], 2, ["dataset org.example: missing field 'manifest'"], pyproject=PROJECT, lock=lambda good: re.sub(r"\nmanifest = .*", "", good)),
+    Case("lock-check-upgrade", ["lock", "--check", "--upgrade"], 2, ["--check and --upgrade cannot go together"], pyproject=PROJECT),
+    Case("lock-size", ["sync", "--frozen"], 1, ["resource readme.txt from http://", "bytes downloaded, the lock records size 3", "datamaestro lock --upgrade org.example"], pyproject=PROJECT, lock=lambda good: re.sub(r"\nsize = \d+", "\nsize = 3", good)),
     Case("lock-missing", ["sync", "--frozen"], 2, ["datamaestro.lock: no such lock file", "run `datamaestro lock`"], pyproject=PROJECT),
     Case("lock-out-of-date", ["sync", "--locked"], 2, ["is out of date: there is no lock file yet"], pyproject=PROJECT),
     Case("lock-pin-differs", ["sync", "--frozen"], 1, ["output digest is blake3:", "the lock pins blake3:0000", "datamaestro lock --upgrade org.example"], pyproject=PROJECT, lock=lambda good: re.sub(r'\ndigest = "blake3:[0-9a-f]{4}', '\ndigest = "blake3:0000', good)),
@@ -127,13 +132,19 @@ CASES = [
     Case("cli-unknown-option", ["--frobnicate", "search"], 2, ["No such option: --frobnicate"]),
     Case("cli-missing-argument", ["info"], 2, ["Missing argument 'ID'"]),
     Case("cli-unknown-command", ["nonsense"], 2, ["No such command 'nonsense'"]),
+    Case("cli-encoder", ["prepare", "--encoder", "yaml", "org.example"], 2, ["unknown encoder 'yaml'", "use --encoder json or --encoder xpm"]),
+    Case("cli-verify-mode", ["sync", "--verify", "fast"], 2, ["--verify must be 'trust' or 'full', not 'fast'"], pyproject=PROJECT),
+    Case("cli-agree-unknown", ["agree", "org.example.termz"], 2, ["unknown agreement id 'org.example.termz'", "names the agreement a dataset asks for"]),
+    Case("cli-rm-not-prepared", ["rm", "org.example"], 2, ["org.example is not prepared in this data dir"]),
+    Case("cli-datafolder-not-a-folder", ["datafolders", "set", "org.example.licensed", "{tmp}/afile"], 2, ["afile is not a folder", "give the folder that holds the data"]),
+    Case("cli-check-unknown-repository", ["check", "imagez"], 2, ["no repository imagez", "installed repositories: image"]),
     Case("cli-data-is-a-file", ["--data", "{tmp}/afile", "prepare", "org.example"], 1, ["creating the store", "Not a directory"]),
     Case("cli-store-not-a-store", ["--store", "{tmp}/notstore", "prepare", "org.example"], 1, ["notstore is not a datamaestro store (no VERSION file) and is not empty"]),
     Case("cli-store-version", ["--store", "{tmp}/v99", "prepare", "org.example"], 1, ["has layout version 99, this datamaestro reads version 1"]),
     Case("cli-jobs-negative", ["store", "verify", "-j", "-3"], 2, ["Invalid value for '--jobs' / '-j': Input should be greater than or equal to 1"]),
     Case("cli-sync-jobs-zero", ["sync", "-j", "0"], 2, ["Invalid value for '--jobs' / '-j': Input should be greater than or equal to 1"], pyproject=PROJECT),
     Case("cli-grace-negative", ["store", "gc", "--grace", "-5"], 2, ["Invalid value for '--grace': Input should be greater than or equal to 0"]),
-    Case("cli-unknown-group", ["store", "init", "--group", "no-such-group-here"], 1, ["unknown Unix group 'no-such-group-here'", "getent group"]),
+    Case("cli-unknown-group", ["store", "init", "--group", "no-such-group-here"], 2, ["unknown Unix group 'no-such-group-here'", "getent group"]),
     Case("cli-offline-missing", ["--offline", "prepare", "com.lecun.mnist"], 1, ["offline mode: 4 download(s) needed", "http://127.0.0.1:9/mnist/t10k-labels-idx1-ubyte.gz"]),
 ]
 
@@ -179,7 +190,7 @@ def test_bad_input(case: Case, served, tmp_path, request):
         command = [sys.executable, "-c", case.args[1]]
     else:
         command = ["datamaestro", "--quiet", *(arg.replace("{tmp}", str(tmp_path)) for arg in case.args)]
-    env = {**os.environ, "DATAMAESTRO_DIR": str(tmp_path / "dm"), **case.env}
+    env = {**os.environ, "DATAMAESTRO_DIR": str(tmp_path / "dm"), **{k: v.replace("{tmp}", str(tmp_path)) for k, v in case.env.items()}}
     result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=PROCESS_TIMEOUT)
 
     print(f"{case.id}\t{result.returncode}\t{result.stderr.strip()}")

@@ -11,12 +11,13 @@ from datamaestro.context import Context
 def isolated_environment(tmp_path_factory, monkeypatch):
     """No test reads the user's settings or data: every location points into tmp."""
     home = tmp_path_factory.mktemp("home")
+    (home / "settings.toml").touch()  # DATAMAESTRO_CONFIG must name a file that exists
     monkeypatch.setenv("DATAMAESTRO_CONFIG", str(home / "settings.toml"))
     monkeypatch.setenv("DATAMAESTRO_DIR", str(home / "datamaestro"))
     monkeypatch.delenv("DATAMAESTRO_STORE", raising=False)
     monkeypatch.delenv("DATAMAESTRO_OFFLINE", raising=False)
-    # the test plugin declares the namespace `image`, as the published
-    # datamaestro-image does: where both are installed, the tests use theirs
+    # the test plugin (on the path, see tests/conftest.py) declares the namespace
+    # `image`, as the published datamaestro-image does: where both are seen, the tests use theirs
     monkeypatch.setenv("DATAMAESTRO_REPOSITORIES", "image=datamaestro-testimage")
     Context.set_instance(None)
     yield
