@@ -335,6 +335,10 @@ class Context:
         from .errors import DatasetNotFoundError
 
         base, at, repository = data_id.partition("@")
+        # a variant's data id: ``family.id[axis=value]@repo`` or ``family.id[axis=value].train@repo``
+        selector_start = base.find("[")
+        if selector_start >= 0:
+            base = base[:selector_start]
         parts = base.split(".")
         known = {entry.id for entry in self.registry.index()}
         for end in range(len(parts), 0, -1):
@@ -355,6 +359,33 @@ class Context:
         definition = self.dataset_for_data_id(data_id)
         if definition is not None:
             self.prepare(definition)
+
+    def is_prepared(self, definition: "DatasetDefinition") -> bool:
+        """Whether a dataset is present and published as the lock in scope pins it (or as last prepared).
+
+        What experimaestro asks before it runs a preparation (in process, or
+        as a job): answered from the store's action records and a few
+        ``stat`` calls, with no rehash, no network and nothing written.
+
+        :raises LockFileError: the lock in scope is malformed, or was written
+            for another version of the definition
+        """
+        return self.prepared_manifest(definition) is not None
+
+    def prepared_manifest(self, definition: "DatasetDefinition") -> str | None:
+        """The manifest of a dataset when :meth:`is_prepared`, else None."""
+        from .pipeline import Pipeline
+
+        locked = self.locked_dataset(definition)
+        return Pipeline(self, use_remotes=False).prepared_manifest(definition, locked, self.locate(definition, locked))
+
+    def is_prepared_data_id(self, data_id: str) -> bool:
+        """Whether the data of a data config id is prepared (what ``Base.is_prepared`` asks).
+
+        A config no known dataset owns (an ad-hoc one) has nothing to prepare.
+        """
+        definition = self.dataset_for_data_id(data_id)
+        return True if definition is None else self.is_prepared(definition)
 
     def prepare(
         self,

@@ -314,6 +314,10 @@ class DatasetDefinition:
 
     _prepare = prepare
 
+    def is_prepared(self) -> bool:
+        """Whether the data is present, in the session in scope (see :meth:`Context.is_prepared`)."""
+        return session.current().is_prepared(self)
+
     def download(self, force: bool = False) -> bool:
         """Makes the data present (the original API; ``force`` is ignored: the store is content-addressed)."""
         session.current().prepare(self)

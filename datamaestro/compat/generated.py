@@ -86,6 +86,16 @@ class AbstractDataset:
         """Fetches the data, wherever it lives (default: nothing to fetch)."""
         return True
 
+    def is_prepared(self) -> bool:
+        """Whether the data is there already; False by default.
+
+        The data of a generated dataset lives where its own code puts it (the
+        ir_datasets cache), out of the store's sight: without an override,
+        datamaestro runs ``download()``, which the dataset makes cheap when
+        its data is there.
+        """
+        return False
+
     def register_hook(self, name: str, hook: Callable) -> None:
         """Registers a hook (``pre-use``, ``pre-download``)."""
         self.hooks.setdefault(name, []).append(hook)
@@ -189,6 +199,12 @@ class GeneratedDownload(Resource):
         if ok is False:
             raise DownloadError(f"{self.dataset_object.id}: its download failed", hint="run with --debug for the dataset's messages")
         return Output(Kind.VALUE, value=None)
+
+    def present_output(self, pipeline) -> "Any":
+        """The dataset's own ``is_prepared()`` answer, as an output (None: not prepared, or it cannot tell)."""
+        from ..store import Output
+
+        return Output(Kind.VALUE, value=None) if self.dataset_object.is_prepared() else None
 
     def value(self):
         """Nothing: generated datasets build their config themselves."""
