@@ -112,7 +112,10 @@ class Repository:
         return iter(self)
 
     def search(self, name: str):
-        """The dataset with this id or alias, or None (the original API)."""
+        """The dataset with this id or alias, or None (the original API); a variant selector (``id[axis=value]``) is ignored."""
+        from .variants import split_id_selector
+
+        name = split_id_selector(name)[0]
         for definition in self:
             if definition.id == name or name in getattr(definition, "aliases", ()):
                 return definition

@@ -157,7 +157,9 @@ class GeneratedDefinition(DatasetDefinition):
         Its paths are the dataset's own business (``location`` is not used).
         """
         if variant:
-            raise DatamaestroError(f"{self.id} has no variants, got {sorted(variant)}", hint="drop the [...] selector")
+            from ..errors import VariantError
+
+            raise VariantError(f"dataset {self.id!r} does not declare variants but variant values {sorted(variant)} were supplied", hint="drop the [...] selector")
         result = self.foreign.prepare(download=False)
         set_data_ids(result, self.data_id)
         return result
