@@ -497,6 +497,18 @@ class Context:
         locked = self.locked_dataset(definition)
         return Pipeline(self, use_remotes=False).prepared_manifest(definition, locked, self.locate(definition, locked))
 
+    def resource_state(self, resource) -> str:
+        """``"none"``, ``"partial"`` or ``"complete"``: a resource's state in the store, as the lock in scope pins it (read-only)."""
+        from .pipeline import COMPLETE, NONE, PARTIAL, Pipeline
+
+        if resource.definition is None:
+            return NONE
+        pipeline = Pipeline(self, use_remotes=False)
+        locked = self.locked_dataset(resource.definition)
+        pipeline.pins = dict(locked.pins()) if locked is not None else {}
+        state = pipeline.state(resource)
+        return state if state in (COMPLETE, PARTIAL) else NONE
+
     def is_prepared_data_id(self, data_id: str) -> bool:
         """Whether the data of a data config id is prepared (what ``Base.is_prepared`` asks).
 

@@ -338,6 +338,17 @@ class DatasetDefinition:
         session.current().prepare(self)
         return True
 
+    def has_files(self) -> bool:
+        """Whether a resource of the dataset has files (not only values or references)."""
+        return any(resource.has_files() for resource in self.resources.values())
+
+    def hasfiles(self) -> bool:
+        """Deprecated name of :meth:`has_files`."""
+        from .resource import warn_once
+
+        warn_once("DatasetDefinition.hasfiles", "hasfiles() is deprecated, use has_files()")
+        return self.has_files()
+
     def register_hook(self, name: str, hook: Callable) -> None:
         """Registers a hook of the original API (``pre-use``: before the config is built)."""
         self.hooks.setdefault(name, []).append(hook)

@@ -23,6 +23,33 @@ if TYPE_CHECKING:
     from ..repository import Repository
 
 
+class DataDefinition:
+    """The original datamaestro's base of data and dataset descriptions; here, its id helper.
+
+    A dataset's description is a :class:`~datamaestro.definition.DatasetDefinition`
+    (also importable as ``DatasetWrapper``).
+    """
+
+    @staticmethod
+    def repository_relpath(target: type) -> "tuple[Repository | None, list[str]]":
+        """The repository whose package holds ``target`` and the id parts below it (``["config", "lecun", "mnist"]``)."""
+        from ..ids import camel_to_dotted
+
+        repositories = session.current().repositorymap
+        components = f"{target.__module__}.{target.__name__}".split(".")
+        repository, longest = None, -1
+        for index in range(len(components)):
+            prefix = ".".join(components[: index + 1])
+            if prefix in repositories:
+                repository, longest = repositories[prefix], index
+        if repository is None and components[0] == "datamaestro":
+            longest = 0
+        parts = components[longest + 1 :]
+        if parts:
+            parts = [part.lower() for part in parts[:-1]] + [camel_to_dotted(parts[-1])]
+        return repository, parts
+
+
 class AbstractDataset:
     """A dataset that builds its config itself (the original datamaestro's API).
 
