@@ -16,6 +16,7 @@ Resources written for the original datamaestro (``download()`` /
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,24 @@ class ResourceState(str, Enum):
     NONE = "none"
     PARTIAL = "partial"
     COMPLETE = "complete"
+
+
+class CheckStatus(str, Enum):
+    """What a resource's ``check()`` found (the original API)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    ERROR = "error"
+
+
+@dataclass
+class ResourceCheckResult:
+    """The answer of a resource's ``check()``: is its source reachable (the original API)."""
+
+    resource: str | None
+    status: CheckStatus
+    message: str = ""
+    url: str | None = None
 
 
 class DependencyList(list):
