@@ -306,7 +306,7 @@ def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict
     from .pipeline import Pipeline
 
     ctx = _context(context)
-    definition = ctx.dataset(dataset_id)
+    definition = resolve_dataset(dataset_id, ctx)[0]
     pipeline = Pipeline(ctx)
     resources = []
     for resource in definition.ordered_resources():

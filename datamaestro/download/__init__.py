@@ -10,11 +10,12 @@ here add the original datamaestro's API (``download()``/``_download()``,
 """
 
 from ..compat.legacy import Download, FileResource, FolderResource, LocalResourceMixin, Resource, ResourceState, ValueResource
+from ..resource import CheckStatus, ResourceCheckResult
 from .custom import custom_download
 from .files import FilesCopy
 
 __all__ = [
-    "Download", "FileResource", "FilesCopy", "FolderResource", "LocalResourceMixin", "Resource", "ResourceState", "ValueResource",
+    "CheckStatus", "Download", "FileResource", "FilesCopy", "ResourceCheckResult", "FolderResource", "LocalResourceMixin", "Resource", "ResourceState", "ValueResource",
     "custom_download", "reference",
 ]
 
