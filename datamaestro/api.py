@@ -183,7 +183,10 @@ def prepare_dataset(
         if download is None:
             # in an experiment, experimaestro prepares it (Base.prepare) where the task runs
             download = not _in_experiment()
-        location = ctx.prepare(definition, verify=verify).location if download else None
+        entry_id = definition.id + definition.variants.format_selector(variant) if definition.variants is not None else None
+        location = ctx.prepare(definition, verify=verify, entry_id=entry_id).location if download else None
+        if location is None and entry_id is not None:
+            location = ctx.locate(definition, entry_id=entry_id)
         if _data_id_of(dataset_id) is not None:
             return dataset_id
         return definition.config(location=location, **variant)

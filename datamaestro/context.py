@@ -396,7 +396,7 @@ class Context:
             self._fingerprints[key] = fingerprint(definition)
         return self._fingerprints[key]
 
-    def locked_dataset(self, definition: "DatasetDefinition", lock: "Lock | None | bool" = True) -> "LockedDataset | None":
+    def locked_dataset(self, definition: "DatasetDefinition", lock: "Lock | None | bool" = True, *, entry_id: str | None = None) -> "LockedDataset | None":
         """The entry of the lock in scope for a dataset (None when none pins it).
 
         The lock file becomes a gc root of the store (with its manifests)
@@ -404,14 +404,20 @@ class Context:
 
         :param lock: the lock in scope, when the caller has read it already
             (True: read it)
+        :param entry_id: the lock entry of a family's variant
+            (``id[axis=value]``, see :meth:`canonical_id`); the family's own
+            entry when the variant has none
         :raises LockFileError: the lock is malformed, or was written for
             another version of the definition
         """
         if lock is True:
             lock = self.lockfile()
-        if lock is None or lock is False or definition.id not in lock.datasets:
+        if lock is None or lock is False:
             return None
-        entry = lock.datasets[definition.id]
+        key = entry_id if entry_id is not None and entry_id in lock.datasets else definition.id
+        if key not in lock.datasets:
+            return None
+        entry = lock.datasets[key]
         if entry.fingerprint != self._fingerprint(definition):
             from .errors import LockFileError
 
@@ -425,7 +431,7 @@ class Context:
             self._rooted.add(stamp)
         return entry
 
-    def locate(self, definition: "DatasetDefinition", locked: "LockedDataset | None | bool" = True) -> "Location":
+    def locate(self, definition: "DatasetDefinition", locked: "LockedDataset | None | bool" = True, *, entry_id: str | None = None) -> "Location":
         """Where a dataset lives: its readable folder, and the pinned view when a lock pins it.
 
         Another project on the same store may swing the dataset's readable
@@ -439,14 +445,39 @@ class Context:
 
         if locked is True:
             lock = self.lockfile()
-            locked = lock.datasets.get(definition.id) if lock is not None else None
+            locked = None
+            if lock is not None:
+                locked = lock.datasets.get(entry_id) if entry_id is not None else None
+                locked = locked or lock.datasets.get(definition.id)
         readable = definition.readable_path_in(self)
         return Location(readable, self.store.views.path_of(locked.manifest) if locked else None)
 
     # -- datasets
     def dataset(self, dataset_id: str) -> "DatasetDefinition":
-        """The definition of a dataset id or alias."""
-        return self.registry.find(dataset_id)
+        """The definition of a dataset id or alias; a variant selector (``id[axis=value]``) is ignored, as in 1.16."""
+        from .variants import split_id_selector
+
+        return self.registry.find(split_id_selector(dataset_id)[0])
+
+    def canonical_id(self, dataset_id: str) -> str:
+        """The id a project and its lock know a dataset by: the canonical id, plus a family's canonical selector when one is given.
+
+        ``family[b=2, a=1]`` -> ``org.family[a=1,b=2]``; an alias -> its id.
+
+        :raises VariantError: a selector the family refuses, or one for a dataset without variants
+        """
+        from .variants import split_id_selector
+
+        definition = self.dataset(dataset_id)
+        selector = split_id_selector(dataset_id)[1]
+        if not selector:
+            return definition.id
+        if definition.variants is None:
+            from .errors import VariantError
+
+            raise VariantError(f"dataset {definition.id!r} does not declare variants but selector {selector!r} was supplied", hint=f"use {definition.id}")
+        variants = definition.variants
+        return definition.id + variants.format_selector(variants.resolve(**variants.parse_selector(selector)))
 
     def dataset_for_data_id(self, data_id: str) -> "DatasetDefinition | None":
         """The dataset that owns a data config id (``com.lecun.mnist.train@image``)."""
@@ -476,9 +507,9 @@ class Context:
         """Makes the data of a data config id present (what ``Base.prepare`` calls)."""
         definition = self.dataset_for_data_id(data_id)
         if definition is not None:
-            self.prepare(definition)
+            self.prepare(definition, entry_id=_variant_entry(data_id))
 
-    def is_prepared(self, definition: "DatasetDefinition") -> bool:
+    def is_prepared(self, definition: "DatasetDefinition", *, entry_id: str | None = None) -> bool:
         """Whether a dataset is present and published as the lock in scope pins it (or as last prepared).
 
         What experimaestro asks before it runs a preparation (in process, or
@@ -488,13 +519,13 @@ class Context:
         :raises LockFileError: the lock in scope is malformed, or was written
             for another version of the definition
         """
-        return self.prepared_manifest(definition) is not None
+        return self.prepared_manifest(definition, entry_id=entry_id) is not None
 
-    def prepared_manifest(self, definition: "DatasetDefinition") -> str | None:
-        """The manifest of a dataset when :meth:`is_prepared`, else None."""
+    def prepared_manifest(self, definition: "DatasetDefinition", *, entry_id: str | None = None) -> str | None:
+        """The manifest of a dataset when :meth:`is_prepared`, else None (``entry_id``: a variant's lock entry)."""
         from .pipeline import Pipeline
 
-        locked = self.locked_dataset(definition)
+        locked = self.locked_dataset(definition, entry_id=entry_id)
         return Pipeline(self, use_remotes=False).prepared_manifest(definition, locked, self.locate(definition, locked))
 
     def resource_state(self, resource) -> str:
@@ -515,7 +546,7 @@ class Context:
         A config no known dataset owns (an ad-hoc one) has nothing to prepare.
         """
         definition = self.dataset_for_data_id(data_id)
-        return True if definition is None else self.is_prepared(definition)
+        return True if definition is None else self.is_prepared(definition, entry_id=_variant_entry(data_id))
 
     def prepare(
         self,
@@ -523,6 +554,7 @@ class Context:
         *,
         locked: "LockedDataset | None" = None,
         verify: str = "trust",
+        entry_id: str | None = None,
     ) -> "PipelineResult":
         """Runs a dataset's resources through the store; returns the pipeline's result.
 
@@ -530,6 +562,7 @@ class Context:
         :param verify: ``"trust"``: an object present in the store is what
             its name says (objects are immutable); ``"full"``: rehash every
             object of the dataset
+        :param entry_id: a family variant's lock entry (``id[axis=value]``)
         :raises UsageError: an unknown ``verify`` mode
         """
         from .pipeline import Pipeline
@@ -539,13 +572,20 @@ class Context:
 
             raise UsageError(f"verify must be 'trust' or 'full', not {verify!r}")
         if locked is None:
-            locked = self.locked_dataset(definition)
+            locked = self.locked_dataset(definition, entry_id=entry_id)
         result = Pipeline(self).run(definition, locked=locked, location=self.locate(definition, locked))
         if verify == "full":
             from .pipeline import rehash_outputs
 
             rehash_outputs(self.store, definition.id, result.outputs)
         return result
+
+
+def _variant_entry(data_id: str) -> str | None:
+    """The lock entry a variant's data id belongs to: ``family[a=1].train@repo`` -> ``family[a=1]``; None without a selector."""
+    base = data_id.partition("@")[0]
+    end = base.find("]")
+    return base[: end + 1] if "[" in base and end > 0 else None
 
 
 #: names the original datamaestro's ``datamaestro.context`` module exported, for the published plugins

@@ -9,6 +9,8 @@ and indexing their datasets is the registry's work
 
 from __future__ import annotations
 
+import functools
+
 import importlib
 import importlib.util
 import logging
@@ -174,11 +176,19 @@ def package_folder(package: str) -> Path | None:
 
 def distribution_version(package: str) -> str:
     """The version of the distribution that provides ``package``."""
-    from importlib.metadata import packages_distributions, version
+    from importlib.metadata import version
 
     try:
-        for distribution in packages_distributions().get(package, []):
+        for distribution in _packages_distributions().get(package, []):
             return version(distribution)
     except Exception:
         pass
     return ""
+
+
+@functools.lru_cache(maxsize=1)
+def _packages_distributions() -> dict:
+    """``importlib.metadata.packages_distributions()``, read once per process (it reads every installed distribution)."""
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()
