@@ -365,6 +365,8 @@ class Pipeline:
         manifest = manifest_digest(entries)
         if locked is not None and manifest != locked.manifest:
             return None
+        if not entries:
+            return manifest  # values only: no folder is read
         view = self.store.views.path_of(manifest)
         if location.pinned_view is not None:
             return manifest if location.pinned_view == view and view.is_dir() else None

@@ -164,3 +164,41 @@ def test_prepare_reaches_the_dataset_of_a_cloned_config(mnist_server, dm_context
     assert loaded.prepare() is loaded
     assert all(copied.is_prepared() for copied in copies) and config.is_prepared()
     assert Path(loaded.train.images.path).is_file()
+
+
+def test_is_prepared_follows_references(dm_context, http_server):
+    from test_links import make_datasets
+
+    A, B, Both = make_datasets(http_server)
+    both = Both.__dataset__
+    assert both.is_prepared() is False
+    prepare_dataset(Both)
+    assert both.is_prepared() is True and A.__dataset__.is_prepared() is True
+    # the referenced dataset's definition changes: neither it nor what uses it is prepared any more
+    (http_server.root / "a2.txt").write_bytes(b"A2")
+    A.DATA.url = http_server.url("a2.txt")
+    assert A.__dataset__.is_prepared() is False and both.is_prepared() is False
+
+
+def test_a_generated_dataset_answers_for_its_own_data(dm_context):
+    from datamaestro.definitions import AbstractDataset
+
+    class Outside(AbstractDataset):
+        """Data kept by its own code (as ir_datasets' cache)"""
+
+        present = False
+
+        def _prepare(self, download=False):
+            return File.C(path=Path("outside"))
+
+        def is_prepared(self):
+            return self.present
+
+    outside = Outside()
+    outside.id = "test.compat.outside"
+    definition = outside.as_definition()
+    assert definition.is_prepared() is False
+    outside.present = True
+    assert definition.is_prepared() is True
+    # by default it cannot tell: its download() runs (cheap when its data is there)
+    assert AbstractDataset().is_prepared() is False
