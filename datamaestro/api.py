@@ -40,45 +40,112 @@ def _scoped(function):
 
 
 @_scoped
-def get_dataset(dataset_id: str, *, context: Context | None = None):
+def get_dataset(dataset_id, *, variant: dict | None = None, context: Context | None = None):
     """The data config of a dataset, without downloading anything.
 
     Paths in the config are the dataset's readable paths; they exist once
     the dataset is prepared.
 
     :param dataset_id: a dataset id or alias, e.g. ``"com.lecun.mnist"``;
-        a family's variant is selected with ``"id[axis=value,...]"``
+        a family's variant is selected with ``"id[axis=value,...]"``; a
+        definition (or the ``@dataset`` class or function) is accepted too
+    :param variant: a family's axis values, instead of a selector in the id
     :raises DatasetNotFoundError: unknown id (with the closest ids)
+    :raises VariantError: a bad selector or variant (also a ``ValueError``)
     """
     ctx = _context(context)
-    definition, variant = find_variant(dataset_id, ctx)
+    definition, variant = resolve_dataset(dataset_id, ctx, variant=variant)
     return definition.config(**variant)
 
 
 def find_variant(dataset_id: str, context: Context):
     """The definition of ``id`` or ``id[axis=value,...]`` and the selected variant's values."""
+    return resolve_dataset(dataset_id, context)
+
+
+def resolve_dataset(dataset, context: Context, *, variant: dict | None = None):
+    """The definition a caller means, and the variant's axis values (defaults filled in for a family).
+
+    ``dataset`` is what the original datamaestro's ``prepare_dataset``
+    accepted: an id (``"id[axis=value]"`` selects a variant), a definition,
+    a ``@dataset`` class or function, a generated dataset, or a data config
+    (its dataset is found from its id).
+
+    :raises VariantError: a selector and ``variant`` both given, a variant
+        for a dataset without variants, an unknown axis or value
+    """
     from .variants import split_id_selector
 
-    base_id, selector = split_id_selector(dataset_id)
-    definition = context.dataset(base_id)
-    if not selector:
-        return definition, {}
-    if definition.variants is None:
-        from .errors import UsageError
+    selector = ""
+    if isinstance(dataset, str):
+        base_id, selector = split_id_selector(dataset)
+        definition = context.dataset(base_id)
+    else:
+        base_id = None
+        definition = _definition_of(dataset, context)
+        if definition is None:
+            from .errors import UsageError
 
-        raise UsageError(f"{base_id} has no variants, got the selector {selector}", hint=f"use {base_id}")
-    return definition, definition.variants.parse_selector(selector)
+            raise UsageError(f"{dataset!r} is not a dataset id, definition or data config", hint="e.g. prepare_dataset(\"com.lecun.mnist\")")
+        data_id = _data_id_of(dataset)
+        if data_id is not None and definition.variants is not None:
+            # a family's data config names its variant in its id: family.id[axis=value]@repo
+            selector = split_id_selector(data_id.partition("@")[0])[1].partition("]")[0]
+    name = base_id or definition.id
+    from .errors import VariantError
+
+    if selector and variant is not None and _data_id_of(dataset) is None:
+        raise VariantError(f"dataset {name!r} received both a selector {selector!r} and a `variant` kwarg; pass only one", hint=f"use {name}[{selector}] alone")
+    if definition.variants is None:
+        if selector:
+            raise VariantError(f"dataset {name!r} does not declare variants but selector {selector!r} was supplied", hint=f"use {name}")
+        if variant:
+            raise VariantError(f"dataset {name!r} does not declare variants but `variant` kwarg {variant!r} was supplied", hint="drop variant=")
+        return definition, {}
+    values = dict(variant) if variant is not None else definition.variants.parse_selector(selector)
+    return definition, definition.variants.resolve(**values)
+
+
+def _definition_of(dataset, context: Context):
+    """The definition behind a definition, a ``@dataset`` target, a generated dataset or a data config; None otherwise."""
+    from .definition import DatasetDefinition
+
+    if isinstance(dataset, DatasetDefinition):
+        return dataset
+    definition = getattr(dataset, "__dataset__", None)
+    if isinstance(definition, DatasetDefinition):
+        return definition
+    as_definition = getattr(dataset, "as_definition", None)
+    if callable(as_definition):
+        return as_definition()
+    data_id = _data_id_of(dataset)
+    if data_id is not None:
+        return context.dataset_for_data_id(data_id)
+    return None
+
+
+def _data_id_of(value) -> str | None:
+    """The id of a data config (None for anything else, or a config without one)."""
+    from .data import Base
+
+    return value._data_id() if isinstance(value, Base) else None
 
 
 @_scoped
-def find_dataset(dataset_id: str, *, context: Context | None = None):
-    """The definition of a dataset id or alias (the original datamaestro's name)."""
-    return find_variant(dataset_id, _context(context))[0]
+def find_dataset(dataset_id, *, context: Context | None = None):
+    """The definition of a dataset id or alias (the original datamaestro's name); a selector is ignored."""
+    return resolve_dataset(dataset_id, _context(context))[0]
 
 
 @_scoped
 def prepare_dataset(
-    dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust", download: bool | None = None
+    dataset_id,
+    *,
+    context: Context | None = None,
+    lock: "Path | str | None" = None,
+    verify: str = "trust",
+    download: bool | None = None,
+    variant: dict | None = None,
 ):
     """Makes a dataset present (downloading what the store lacks) and returns its config.
 
@@ -93,24 +160,35 @@ def prepare_dataset(
         ds = prepare_dataset("com.lecun.mnist")
         ds.train.images.data().shape   # (60000, 28, 28)
 
-    :param dataset_id: a dataset id or alias
+    :param dataset_id: a dataset id or alias; or, as the original
+        datamaestro accepted, a definition, a ``@dataset`` class or
+        function, or a data config (then that same config is returned,
+        its dataset prepared)
+    :param variant: a family's axis values, instead of a selector in the id
     :param lock: a lock file to use instead of the project's
     :param verify: ``"trust"`` (objects present in the store are what their
         names say: no rehash) or ``"full"`` (rehash the dataset's objects)
     :param download: prepare now (True) or not (False); by default now,
         unless an experimaestro experiment is running: then the config is
         returned as is and experimaestro prepares it (``Base.prepare``)
-        where and when a task that uses it runs
+        where and when a task that uses it runs, or in a job of its own
+        once you call ``.submit(launcher=...)`` on it
     :raises IntegrityError: the data differs from the lock's pins
+    :raises VariantError: a bad selector or variant (also a ``ValueError``)
     :raises DatamaestroError: any failure, with a message saying what to do
     """
     ctx = _context(context)
     with ctx.using_lock(lock):
-        definition, variant = find_variant(dataset_id, ctx)
+        definition, variant = resolve_dataset(dataset_id, ctx, variant=variant)
         if download is None:
             # in an experiment, experimaestro prepares it (Base.prepare) where the task runs
             download = not _in_experiment()
-        location = ctx.prepare(definition, verify=verify).location if download else None
+        entry_id = definition.id + definition.variants.format_selector(variant) if definition.variants is not None else None
+        location = ctx.prepare(definition, verify=verify, entry_id=entry_id).location if download else None
+        if location is None and entry_id is not None:
+            location = ctx.locate(definition, entry_id=entry_id)
+        if _data_id_of(dataset_id) is not None:
+            return dataset_id
         return definition.config(location=location, **variant)
 
 
@@ -241,7 +319,7 @@ def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict
     from .pipeline import Pipeline
 
     ctx = _context(context)
-    definition = ctx.dataset(dataset_id)
+    definition = resolve_dataset(dataset_id, ctx)[0]
     pipeline = Pipeline(ctx)
     resources = []
     for resource in definition.ordered_resources():

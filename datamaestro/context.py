@@ -32,6 +32,26 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+class _ClassProperty:
+    """A read-only attribute computed on the class (``Context.INSTANCE``, ``Context.MAINDIR``)."""
+
+    def __init__(self, getter):
+        self.getter = getter
+        self.__doc__ = getter.__doc__
+
+    def __get__(self, obj, owner=None):
+        return self.getter(owner if owner is not None else type(obj))
+
+
+class DownloadedFile:
+    """A file :meth:`Context.downloadURL` fetched: ``.path``; removed when the ``with`` block ends."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        #: the original API's flag; the file lives in the store's tmp folder and never stays
+        self.keep = False
+
+
 class Context:
     """Where datamaestro reads its settings and keeps its data.
 
@@ -77,6 +97,104 @@ class Context:
         self._lock_cache: tuple[tuple, "Lock"] | None = None
         self._fingerprints: dict[int, str] = {}
         self._rooted: set[tuple] = set()
+
+    # -- the original datamaestro's attributes
+    #: whether ``downloadURL`` keeps its files, and whether the CLI shows tracebacks (the original's flags)
+    keep_downloads = False
+    traceback = False
+
+    @_ClassProperty
+    def INSTANCE(cls) -> "Context":
+        """The session in scope (the original's class attribute)."""
+        return session.current()
+
+    @_ClassProperty
+    def MAINDIR(cls) -> Path:
+        """The data dir of the session in scope (the original's class attribute)."""
+        return session.current().data_dir
+
+    @staticmethod
+    @contextmanager
+    def frompath(path: Path | str) -> Iterator["Context"]:
+        """A context on another data dir, in scope for a ``with`` block (the original API)."""
+        with Context(overrides={"data_dir": Path(path)}) as context:
+            yield context
+
+    @property
+    def user_settings(self) -> Settings:
+        """The settings (the original kept user preferences apart)."""
+        return self.settings
+
+    @property
+    def datapath(self) -> Path:
+        """``<data dir>/data``, where the readable folders of datasets are."""
+        return self.data_dir / "data"
+
+    @property
+    def cachepath(self) -> Path:
+        """``<data dir>/cache`` (the dataset index)."""
+        return self.data_dir / "cache"
+
+    @property
+    def running_test(self) -> bool:
+        """Whether pytest runs this process (as the original said)."""
+        import os
+
+        return "PYTEST_CURRENT_TEST" in os.environ
+
+    @property
+    def repositorymap(self) -> dict:
+        """The repositories by their base module (``datamaestro_image``)."""
+        return {repository.basemodule(): repository for repository in self.repositories() if repository.basemodule() is not None}
+
+    def repositories(self) -> Iterator:
+        """The installed repositories."""
+        return iter(self.registry.repositories().values())
+
+    def repository(self, repository_id: str | None):
+        """The repository of a namespace (None for None).
+
+        :raises UsageError: no such repository
+        """
+        if repository_id is None:
+            return None
+        found = self.registry.repositories().get(repository_id)
+        if found is None:
+            from .errors import UsageError
+
+            known = ", ".join(sorted(self.registry.repositories()))
+            raise UsageError(f"No datasets repository named {repository_id}", hint=f"installed: {known}")
+        return found
+
+    def datasets(self) -> Iterator:
+        """Every dataset of every repository."""
+        for repository in self.repositories():
+            yield from repository
+
+    @contextmanager
+    def downloadURL(self, url: str, size: int | None = None) -> Iterator[DownloadedFile]:
+        """Downloads ``url`` into the store's tmp folder for a ``with`` block (the original API).
+
+        Goes through the fetcher: mirrors, retries, resume, offline mode.
+        """
+        from .download.checks import SizeCheck
+        from .download.single import FileSink
+
+        path = self.store.tmp_path(".download")
+        try:
+            with path.open("wb") as fp:
+                self.fetcher().fetch(url, FileSink(fp), checkers=[SizeCheck(size)] if size else [], description=url)
+            yield DownloadedFile(path)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def ask(self, question: str, options: dict[str, str]) -> str:
+        """Asks a question on the terminal until one of ``options``' keys is answered; returns its value."""
+        print(question)  # noqa: T201
+        answer = None
+        while answer not in options:
+            answer = input().strip().lower()
+        return options[answer]
 
     # -- the session in scope
     @classmethod
@@ -278,7 +396,7 @@ class Context:
             self._fingerprints[key] = fingerprint(definition)
         return self._fingerprints[key]
 
-    def locked_dataset(self, definition: "DatasetDefinition", lock: "Lock | None | bool" = True) -> "LockedDataset | None":
+    def locked_dataset(self, definition: "DatasetDefinition", lock: "Lock | None | bool" = True, *, entry_id: str | None = None) -> "LockedDataset | None":
         """The entry of the lock in scope for a dataset (None when none pins it).
 
         The lock file becomes a gc root of the store (with its manifests)
@@ -286,14 +404,20 @@ class Context:
 
         :param lock: the lock in scope, when the caller has read it already
             (True: read it)
+        :param entry_id: the lock entry of a family's variant
+            (``id[axis=value]``, see :meth:`canonical_id`); the family's own
+            entry when the variant has none
         :raises LockFileError: the lock is malformed, or was written for
             another version of the definition
         """
         if lock is True:
             lock = self.lockfile()
-        if lock is None or lock is False or definition.id not in lock.datasets:
+        if lock is None or lock is False:
             return None
-        entry = lock.datasets[definition.id]
+        key = entry_id if entry_id is not None and entry_id in lock.datasets else definition.id
+        if key not in lock.datasets:
+            return None
+        entry = lock.datasets[key]
         if entry.fingerprint != self._fingerprint(definition):
             from .errors import LockFileError
 
@@ -307,7 +431,7 @@ class Context:
             self._rooted.add(stamp)
         return entry
 
-    def locate(self, definition: "DatasetDefinition", locked: "LockedDataset | None | bool" = True) -> "Location":
+    def locate(self, definition: "DatasetDefinition", locked: "LockedDataset | None | bool" = True, *, entry_id: str | None = None) -> "Location":
         """Where a dataset lives: its readable folder, and the pinned view when a lock pins it.
 
         Another project on the same store may swing the dataset's readable
@@ -321,20 +445,49 @@ class Context:
 
         if locked is True:
             lock = self.lockfile()
-            locked = lock.datasets.get(definition.id) if lock is not None else None
+            locked = None
+            if lock is not None:
+                locked = lock.datasets.get(entry_id) if entry_id is not None else None
+                locked = locked or lock.datasets.get(definition.id)
         readable = definition.readable_path_in(self)
         return Location(readable, self.store.views.path_of(locked.manifest) if locked else None)
 
     # -- datasets
     def dataset(self, dataset_id: str) -> "DatasetDefinition":
-        """The definition of a dataset id or alias."""
-        return self.registry.find(dataset_id)
+        """The definition of a dataset id or alias; a variant selector (``id[axis=value]``) is ignored, as in 1.16."""
+        from .variants import split_id_selector
+
+        return self.registry.find(split_id_selector(dataset_id)[0])
+
+    def canonical_id(self, dataset_id: str) -> str:
+        """The id a project and its lock know a dataset by: the canonical id, plus a family's canonical selector when one is given.
+
+        ``family[b=2, a=1]`` -> ``org.family[a=1,b=2]``; an alias -> its id.
+
+        :raises VariantError: a selector the family refuses, or one for a dataset without variants
+        """
+        from .variants import split_id_selector
+
+        definition = self.dataset(dataset_id)
+        selector = split_id_selector(dataset_id)[1]
+        if not selector:
+            return definition.id
+        if definition.variants is None:
+            from .errors import VariantError
+
+            raise VariantError(f"dataset {definition.id!r} does not declare variants but selector {selector!r} was supplied", hint=f"use {definition.id}")
+        variants = definition.variants
+        return definition.id + variants.format_selector(variants.resolve(**variants.parse_selector(selector)))
 
     def dataset_for_data_id(self, data_id: str) -> "DatasetDefinition | None":
         """The dataset that owns a data config id (``com.lecun.mnist.train@image``)."""
         from .errors import DatasetNotFoundError
 
         base, at, repository = data_id.partition("@")
+        # a variant's data id: ``family.id[axis=value]@repo`` or ``family.id[axis=value].train@repo``
+        selector_start = base.find("[")
+        if selector_start >= 0:
+            base = base[:selector_start]
         parts = base.split(".")
         known = {entry.id for entry in self.registry.index()}
         for end in range(len(parts), 0, -1):
@@ -354,7 +507,46 @@ class Context:
         """Makes the data of a data config id present (what ``Base.prepare`` calls)."""
         definition = self.dataset_for_data_id(data_id)
         if definition is not None:
-            self.prepare(definition)
+            self.prepare(definition, entry_id=_variant_entry(data_id))
+
+    def is_prepared(self, definition: "DatasetDefinition", *, entry_id: str | None = None) -> bool:
+        """Whether a dataset is present and published as the lock in scope pins it (or as last prepared).
+
+        What experimaestro asks before it runs a preparation (in process, or
+        as a job): answered from the store's action records and a few
+        ``stat`` calls, with no rehash, no network and nothing written.
+
+        :raises LockFileError: the lock in scope is malformed, or was written
+            for another version of the definition
+        """
+        return self.prepared_manifest(definition, entry_id=entry_id) is not None
+
+    def prepared_manifest(self, definition: "DatasetDefinition", *, entry_id: str | None = None) -> str | None:
+        """The manifest of a dataset when :meth:`is_prepared`, else None (``entry_id``: a variant's lock entry)."""
+        from .pipeline import Pipeline
+
+        locked = self.locked_dataset(definition, entry_id=entry_id)
+        return Pipeline(self, use_remotes=False).prepared_manifest(definition, locked, self.locate(definition, locked))
+
+    def resource_state(self, resource) -> str:
+        """``"none"``, ``"partial"`` or ``"complete"``: a resource's state in the store, as the lock in scope pins it (read-only)."""
+        from .pipeline import COMPLETE, NONE, PARTIAL, Pipeline
+
+        if resource.definition is None:
+            return NONE
+        pipeline = Pipeline(self, use_remotes=False)
+        locked = self.locked_dataset(resource.definition)
+        pipeline.pins = dict(locked.pins()) if locked is not None else {}
+        state = pipeline.state(resource)
+        return state if state in (COMPLETE, PARTIAL) else NONE
+
+    def is_prepared_data_id(self, data_id: str) -> bool:
+        """Whether the data of a data config id is prepared (what ``Base.is_prepared`` asks).
+
+        A config no known dataset owns (an ad-hoc one) has nothing to prepare.
+        """
+        definition = self.dataset_for_data_id(data_id)
+        return True if definition is None else self.is_prepared(definition, entry_id=_variant_entry(data_id))
 
     def prepare(
         self,
@@ -362,6 +554,7 @@ class Context:
         *,
         locked: "LockedDataset | None" = None,
         verify: str = "trust",
+        entry_id: str | None = None,
     ) -> "PipelineResult":
         """Runs a dataset's resources through the store; returns the pipeline's result.
 
@@ -369,6 +562,7 @@ class Context:
         :param verify: ``"trust"``: an object present in the store is what
             its name says (objects are immutable); ``"full"``: rehash every
             object of the dataset
+        :param entry_id: a family variant's lock entry (``id[axis=value]``)
         :raises UsageError: an unknown ``verify`` mode
         """
         from .pipeline import Pipeline
@@ -378,13 +572,20 @@ class Context:
 
             raise UsageError(f"verify must be 'trust' or 'full', not {verify!r}")
         if locked is None:
-            locked = self.locked_dataset(definition)
+            locked = self.locked_dataset(definition, entry_id=entry_id)
         result = Pipeline(self).run(definition, locked=locked, location=self.locate(definition, locked))
         if verify == "full":
             from .pipeline import rehash_outputs
 
             rehash_outputs(self.store, definition.id, result.outputs)
         return result
+
+
+def _variant_entry(data_id: str) -> str | None:
+    """The lock entry a variant's data id belongs to: ``family[a=1].train@repo`` -> ``family[a=1]``; None without a selector."""
+    base = data_id.partition("@")[0]
+    end = base.find("]")
+    return base[: end + 1] if "[" in base and end > 0 else None
 
 
 #: names the original datamaestro's ``datamaestro.context`` module exported, for the published plugins

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import session
-from .errors import DatamaestroError, DefinitionError
+from .errors import DefinitionError
 from .ids import dataset_id
 from .resource import Resource
 
@@ -132,6 +132,8 @@ class DatasetDefinition:
         self.agreements: list[tuple[str, str]] = []
         #: ``check(definition, context)`` run before anything of the dataset is produced (may raise)
         self.production_checks: list[Callable] = []
+        #: the configs :meth:`prepare` returned, by (folder, variant): the original API hands back the same object
+        self._prepared_configs: dict[tuple, Any] = {}
         self.id = self._compute_id()
 
     # -- identity
@@ -282,7 +284,9 @@ class DatasetDefinition:
             dataset_id, at, repository = data_id.partition("@")
             data_id = dataset_id + self.variants.format_selector(variant) + at + repository
         elif variant:
-            raise DatamaestroError(f"{self.id} has no variants, got {sorted(variant)}", hint="drop the [...] selector")
+            from .errors import VariantError
+
+            raise VariantError(f"dataset {self.id!r} does not declare variants but variant values {sorted(variant)} were supplied", hint="drop the [...] selector")
         if not inspect.isclass(self.target):
             # as the original: pre-use hooks run for function-style definitions
             for hook in self.hooks["pre-use"]:
@@ -308,16 +312,42 @@ class DatasetDefinition:
         return result
 
     def prepare(self, download: bool = False, variant_kwargs: dict | None = None):
-        """The config (the original datamaestro's ``AbstractDataset.prepare``); ``download=True`` prepares it first."""
-        location = session.current().prepare(self).location if download else None
-        return self.config(location=location, **(variant_kwargs or {}))
+        """The config (the original datamaestro's ``AbstractDataset.prepare``); ``download=True`` prepares it first.
+
+        As in the original, repeated calls return the same config object
+        (one per variant, and per place the data is read from); a dataset
+        without variants ignores ``variant_kwargs``.
+        """
+        context = session.current()
+        location = context.prepare(self).location if download else context.locate(self)
+        variant = self.variants.resolve(**(variant_kwargs or {})) if self.variants is not None else {}
+        key = (location.path, tuple(sorted((name, repr(value)) for name, value in variant.items())))
+        cached = self._prepared_configs.get(key)
+        if cached is None:
+            cached = self._prepared_configs[key] = self.config(location=location, **variant)
+        return cached
 
     _prepare = prepare
+
+    def is_prepared(self) -> bool:
+        """Whether the data is present, in the session in scope (see :meth:`Context.is_prepared`)."""
+        return session.current().is_prepared(self)
 
     def download(self, force: bool = False) -> bool:
         """Makes the data present (the original API; ``force`` is ignored: the store is content-addressed)."""
         session.current().prepare(self)
         return True
+
+    def has_files(self) -> bool:
+        """Whether a resource of the dataset has files (not only values or references)."""
+        return any(resource.has_files() for resource in self.resources.values())
+
+    def hasfiles(self) -> bool:
+        """Deprecated name of :meth:`has_files`."""
+        from .resource import warn_once
+
+        warn_once("DatasetDefinition.hasfiles", "hasfiles() is deprecated, use has_files()")
+        return self.has_files()
 
     def register_hook(self, name: str, hook: Callable) -> None:
         """Registers a hook of the original API (``pre-use``: before the config is built)."""
@@ -354,7 +384,9 @@ def _normalize_variants(variants):
         return variants()
     if isinstance(variants, Variants):
         return variants
-    raise DefinitionError(f"variants must be a Variants class or instance, got {variants!r}")
+    from .errors import VariantsTypeError
+
+    raise VariantsTypeError(f"dataset(variants=...) must be a Variants instance or subclass (got {variants!r})")
 
 
 def set_data_ids(config, data_id: str) -> None:

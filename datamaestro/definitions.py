@@ -14,7 +14,7 @@ from .compat.decorators import (  # noqa: F401
     metadata,
     metadataset,
 )
-from .compat.generated import AbstractDataset, GeneratedDefinition, GeneratedDownload  # noqa: F401
+from .compat.generated import AbstractDataset, DataDefinition, GeneratedDefinition, GeneratedDownload  # noqa: F401
 from .definition import (  # noqa: F401
     Dataset,
     DatasetDefinition,
@@ -24,6 +24,9 @@ from .definition import (  # noqa: F401
     set_data_ids,
 )
 from .ids import camel_to_dotted  # noqa: F401
+
+#: the original's class of ``X.__dataset__``
+DatasetWrapper = DatasetDefinition
 
 #: experimaestro names the original module re-exported (``from datamaestro.definitions import Param``)
 _EXPERIMAESTRO_NAMES = ("Config", "Meta", "Option", "Param")

@@ -50,6 +50,14 @@ class UsageError(DatamaestroError):
     exit_code = 2
 
 
+class VariantError(UsageError, ValueError):
+    """A variant selector or variant values a family refuses (an unknown axis, a value outside its domain, a malformed selector).
+
+    Also a :class:`ValueError`, which the original datamaestro raised (code
+    written for it catches that); the message starts with its wording.
+    """
+
+
 class SettingsError(DatamaestroError):
     """A settings file or a ``[tool.datamaestro]`` table is malformed."""
 
@@ -78,6 +86,13 @@ class DatasetNotFoundError(DatamaestroError):
 
 class DefinitionError(DatamaestroError):
     """A dataset definition is malformed (a bug in a plugin)."""
+
+
+class VariantsTypeError(DefinitionError, TypeError):
+    """``@dataset(variants=...)`` given something that is not a ``Variants`` class or instance.
+
+    Also a :class:`TypeError`, as in the original datamaestro.
+    """
 
 
 class DownloadError(DatamaestroError):
@@ -132,6 +147,14 @@ class MissingDataError(DatamaestroError):
 
 class IntegrityError(DatamaestroError):
     """Bytes do not match what was expected (size, checksum, pinned digest)."""
+
+
+class ChecksumError(IntegrityError, OSError):
+    """A local file whose checksum differs (``HashCheck(...).check(path)``).
+
+    Also an :class:`OSError` (``IOError``), which the original datamaestro
+    raised there.
+    """
 
 
 class ArchiveError(DatamaestroError):

@@ -193,11 +193,11 @@ class Lookup:
 class Pipeline:
     """Prepares datasets on a context's store (see the module documentation)."""
 
-    def __init__(self, context: "Context"):
+    def __init__(self, context: "Context", *, use_remotes: bool = True):
         self.context = context
         self.store = context.store
         #: remote caches asked before the original sources (the settings' ``[remotes]``)
-        self.remotes = context.remotes()
+        self.remotes = context.remotes() if use_remotes else []
         self._dead_remotes: set[str] = set()
         #: names of the resources taken from a remote cache during the run
         self.pulled: list[str] = []
@@ -336,6 +336,49 @@ class Pipeline:
         for target in targets:
             visit(target)
         return order
+
+    # -- what is there already (read-only)
+    def prepared_manifest(self, definition: "DatasetDefinition", locked: "LockedDataset | None", location: "Location") -> str | None:
+        """The manifest a dataset has when it is fully present and published; None otherwise.
+
+        Read-only and cheap: action records and ``stat`` calls, no rehash, no
+        lock taken, nothing written, no remote asked (build the pipeline with
+        ``use_remotes=False``). A volatile resource (a reference, a generated
+        dataset's download) answers through its ``present_output(pipeline)``
+        hook; without one, it is taken as not prepared. The dataset's folder
+        (pinned view, or readable folder) must show that manifest, since
+        configs point there.
+        """
+        self.pins = dict(locked.pins()) if locked is not None else {}
+        entries = {}
+        for resource in definition.ordered_resources():
+            if getattr(resource, "volatile", False) and id(resource) not in self._known:
+                hook = getattr(resource, "present_output", None)
+                output = hook(self) if hook is not None else None
+                if output is None:
+                    return None
+                self._known[id(resource)] = Lookup(None, None, output)
+        for resource in definition.ordered_resources():
+            if resource.transient:
+                continue
+            if self.state(resource) != COMPLETE:
+                return None
+            output = self._lookup(resource).output
+            if output.kind in ("file", "tree"):
+                entries[resource.name] = (output.kind, output.digest)
+        manifest = manifest_digest(entries)
+        if locked is not None and manifest != locked.manifest:
+            return None
+        if not entries:
+            return manifest  # values only: no folder is read
+        view = self.store.views.path_of(manifest)
+        if location.pinned_view is not None:
+            return manifest if location.pinned_view == view and view.is_dir() else None
+        try:
+            shown = (location.readable / VIEW_LINK).resolve(strict=True)
+        except OSError:
+            return None
+        return manifest if shown == view.resolve() else None
 
     # -- running
     def run(

@@ -9,6 +9,8 @@ and indexing their datasets is the registry's work
 
 from __future__ import annotations
 
+import functools
+
 import importlib
 import importlib.util
 import logging
@@ -112,7 +114,10 @@ class Repository:
         return iter(self)
 
     def search(self, name: str):
-        """The dataset with this id or alias, or None (the original API)."""
+        """The dataset with this id or alias, or None (the original API); a variant selector (``id[axis=value]``) is ignored."""
+        from .variants import split_id_selector
+
+        name = split_id_selector(name)[0]
         for definition in self:
             if definition.id == name or name in getattr(definition, "aliases", ()):
                 return definition
@@ -171,11 +176,19 @@ def package_folder(package: str) -> Path | None:
 
 def distribution_version(package: str) -> str:
     """The version of the distribution that provides ``package``."""
-    from importlib.metadata import packages_distributions, version
+    from importlib.metadata import version
 
     try:
-        for distribution in packages_distributions().get(package, []):
+        for distribution in _packages_distributions().get(package, []):
             return version(distribution)
     except Exception:
         pass
     return ""
+
+
+@functools.lru_cache(maxsize=1)
+def _packages_distributions() -> dict:
+    """``importlib.metadata.packages_distributions()``, read once per process (it reads every installed distribution)."""
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()

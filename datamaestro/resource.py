@@ -16,6 +16,8 @@ Resources written for the original datamaestro (``download()`` /
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,71 @@ if TYPE_CHECKING:
     from .definition import DatasetDefinition
     from .pipeline import Job
     from .store import Output
+
+
+class ResourceState(str, Enum):
+    """The state of a resource in the store (the original API's ``ResourceState``), see :attr:`Resource.state`.
+
+    COMPLETE: its output is in the store (as the lock in scope pins it, or
+    as last produced); PARTIAL: produced once, its output has gone
+    (collected), so it is produced again; NONE: never produced on this
+    store. There is no state file: the store's action records say it.
+    """
+
+    NONE = "none"
+    PARTIAL = "partial"
+    COMPLETE = "complete"
+
+
+class CheckStatus(str, Enum):
+    """What a resource's ``check()`` found (the original API)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    ERROR = "error"
+
+
+@dataclass
+class ResourceCheckResult:
+    """The answer of a resource's ``check()``: is its source reachable (the original API)."""
+
+    resource: str | None
+    status: CheckStatus
+    message: str = ""
+    url: str | None = None
+
+
+class DependencyList(list):
+    """The inputs of a resource: a list, which may also be called (``resource.dependencies()``).
+
+    The original datamaestro exposed ``dependencies`` as a property (a
+    list); here it is a method. Both spellings work on the resources that
+    do not override it.
+    """
+
+    def __call__(self) -> list["Resource"]:
+        return list(self)
+
+
+class _Dependencies:
+    """The ``dependencies`` attribute of :class:`Resource` (see :class:`DependencyList`)."""
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        return DependencyList(obj._dependencies)
+
+
+_warned: set[str] = set()
+
+
+def warn_once(name: str, message: str) -> None:
+    """Emits a ``DeprecationWarning`` the first time only (per name and process)."""
+    if name not in _warned:
+        _warned.add(name)
+        import warnings
+
+        warnings.warn(message, DeprecationWarning, stacklevel=3)
 
 
 class Resource:
@@ -84,10 +151,18 @@ class Resource:
             self.varname = attribute.lower()
         self.definition = definition
 
+    #: the resources whose outputs this one needs (default: those in ``_dependencies``); subclasses override it with a method
+    dependencies = _Dependencies()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        declared = vars(cls).get("dependencies")
+        if isinstance(declared, property):
+            # written for the original API, where it was a property: keep it callable too
+            getter = declared.fget
+            cls.dependencies = property(lambda self: DependencyList(getter(self)))
+
     # -- the protocol
-    def dependencies(self) -> list["Resource"]:
-        """The resources whose outputs this one needs (default: those in ``_dependencies``)."""
-        return list(self._dependencies)
 
     def recipe(self) -> dict[str, Any]:
         """A JSON description of what this resource does, without its inputs.
@@ -122,6 +197,23 @@ class Resource:
         """Whether the output is a file or a folder (not a value)."""
         return self.kind != Kind.VALUE
 
+    @property
+    def state(self) -> ResourceState:
+        """NONE, PARTIAL or COMPLETE, read from the store of the session in scope (no network, no rehash)."""
+        from . import session
+
+        return ResourceState(session.current().resource_state(self))
+
+    @state.setter
+    def state(self, value: ResourceState) -> None:
+        # the original's resources set their state; here the store's action records say it
+        pass
+
+    def hasfiles(self) -> bool:
+        """Deprecated name of :meth:`has_files`."""
+        warn_once("Resource.hasfiles", "hasfiles() is deprecated, use has_files()")
+        return self.has_files()
+
     def postinit(self) -> None:
         """The original API's lazy initialization hook (nothing to do here)."""
 
@@ -145,6 +237,11 @@ class FileResource(Resource):
     """A resource whose output is one file."""
 
     kind = Kind.FILE
+
+    @property
+    def filename(self) -> str | None:
+        """The file's name in the dataset folder, extension included (the original API's name; :attr:`name` here)."""
+        return self.name
 
 
 class FolderResource(Resource):

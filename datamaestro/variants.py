@@ -20,11 +20,13 @@ identifiers stay the same::
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import typing
-from typing import Any, Iterator, Mapping
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Iterator, Mapping
 
-from .errors import DatamaestroError
+from .errors import VariantError
 
 
 class _Missing:
@@ -37,13 +39,20 @@ MISSING: Any = _Missing()
 
 
 def split_id_selector(dataset_id: str) -> tuple[str, str]:
-    """``"a.b[x=1]"`` -> ``("a.b", "[x=1]")``; ``"a.b"`` -> ``("a.b", "")``."""
-    index = dataset_id.find("[")
+    """``"a.b[x=1]"`` -> ``("a.b", "x=1")``; ``"a.b"`` -> ``("a.b", "")`` (as the original datamaestro).
+
+    Whitespace around the id is stripped, and the brackets are dropped
+    (``parse_selector`` accepts the selector with or without them).
+
+    :raises VariantError: a ``[`` without the closing ``]``
+    """
+    query = dataset_id.strip()
+    index = query.find("[")
     if index < 0:
-        return dataset_id, ""
-    if not dataset_id.endswith("]"):
-        raise DatamaestroError(f"{dataset_id!r}: a variant selector ends with ']'", hint="e.g. family.id[axis=value,other=value]")
-    return dataset_id[:index], dataset_id[index:]
+        return query, ""
+    if not query.endswith("]"):
+        raise VariantError(f"malformed selector: {dataset_id!r} (a variant selector ends with ']')", hint="e.g. family.id[axis=value,other=value]")
+    return query[:index].strip(), query[index + 1 : -1]
 
 
 class Axis:
@@ -85,6 +94,11 @@ class Axis:
         self.in_id = in_id
 
     @property
+    def enumerable(self) -> bool:
+        """Whether the axis has a finite list of values (a domain)."""
+        return self.domain is not None
+
+    @property
     def has_default(self) -> bool:
         """Whether a selector may omit the axis."""
         return self.default is not MISSING
@@ -105,36 +119,60 @@ class Axis:
                 return True
             if word in ("false", "no", "0"):
                 return False
-            raise ValueError(f"{raw!r} is not a boolean")
+            raise VariantError(f"cannot coerce {raw!r} to bool", hint="true/false, yes/no or 1/0")
         return target(raw)
 
     def validate(self, value: Any) -> None:
-        """Raises ValueError for a value outside the domain."""
+        """Raises :class:`VariantError` (a ``ValueError``) for a value outside the domain; open axes accept anything."""
         if self.domain is not None and value not in self.domain:
-            raise ValueError(f"{value!r} is not one of {self.domain!r}")
+            raise VariantError(f"value {value!r} not in axis domain {self.domain!r}", hint=f"one of {', '.join(_format(v) for v in self.domain)}")
+
+    def __repr__(self) -> str:
+        parts = []
+        if self.domain is not None:
+            parts.append(f"domain={self.domain!r}")
+        if self.type is not None:
+            parts.append(f"type={self.type!r}")
+        if self.has_default:
+            parts.append(f"default={self.default!r}")
+        return "Axis(" + ", ".join(parts) + ")"
 
 
 builtin_type = type
 
 
-class Variants:
-    """What a family's variant space must provide (see :class:`AxesVariants`)."""
+class Variants(ABC):
+    """What a family's variant space must provide (see :class:`AxesVariants`); abstract.
 
+    Other schemes than a product of axes (named presets, say) implement
+    these four methods.
+    """
+
+    @abstractmethod
     def resolve(self, **values: Any) -> dict[str, Any]:
-        """Every axis' value, defaults filled in; raises on unknown or missing axes."""
-        raise NotImplementedError
+        """Every axis' value, defaults filled in; raises :class:`VariantError` on unknown or missing axes."""
 
+    @abstractmethod
     def parse_selector(self, selector: str) -> dict[str, Any]:
-        """``"[k=v,...]"`` -> values (converted to the axes' types)."""
-        raise NotImplementedError
+        """``"[k=v,...]"`` (brackets optional) -> values converted to the axes' types."""
 
+    @abstractmethod
     def format_selector(self, values: Mapping[str, Any]) -> str:
         """The canonical ``"[k=v,...]"`` of a variant ('' when no axis shows in ids)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def enumerate(self) -> Iterator[dict[str, Any]]:
         """The variants that can be listed."""
-        raise NotImplementedError
+
+    def matches(self, query: str) -> bool:
+        """Whether ``query`` is a substring (case-insensitive) of a value of a listed variant (what search uses)."""
+        query = query.lower()
+        return any(value is not None and query in str(value).lower() for variant in self.enumerate() for value in variant.values())
+
+    def document(self) -> str:
+        """A Markdown description of the variant space (the class docstring by default)."""
+        doc = type(self).__doc__
+        return inspect.cleandoc(doc) if doc else ""
 
 
 class AxesVariants(Variants):
@@ -146,22 +184,34 @@ class AxesVariants(Variants):
         Sizes()  # or AxesVariants(size=Axis([...]))
     """
 
-    def __init__(self, **axes: Axis):
+    #: the axes declared as class attributes (and inherited), by name
+    _class_axes: ClassVar[dict[str, Axis]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
         declared: dict[str, Axis] = {}
-        for cls in reversed(type(self).__mro__):
-            declared.update({key: value for key, value in vars(cls).items() if isinstance(value, Axis)})
+        for base in reversed(cls.__mro__):
+            declared.update({key: value for key, value in vars(base).items() if isinstance(value, Axis)})
+        cls._class_axes = declared
+
+    def __init__(self, **axes: Axis):
         for key, value in axes.items():
             if not isinstance(value, Axis):
-                raise TypeError(f"axis {key!r} must be an Axis, not {value!r}")
-        self.axes: dict[str, Axis] = {**declared, **axes}
+                raise TypeError(f"axis {key!r} must be an Axis instance (got {value!r})")
+        self._axes: dict[str, Axis] = {**type(self)._class_axes, **axes}
 
-    def _error(self, message: str) -> DatamaestroError:
-        return DatamaestroError(message, hint=f"axes: {', '.join(self.axes)}; e.g. id[{self.example()}]")
+    @property
+    def axes(self) -> dict[str, Axis]:
+        """The declared :class:`Axis` objects by name (a copy: changing it changes nothing)."""
+        return dict(self._axes)
+
+    def _error(self, message: str) -> VariantError:
+        return VariantError(message, hint=f"axes: {', '.join(self._axes)}; e.g. id[{self.example()}]")
 
     def example(self) -> str:
         """A selector body naming every required axis with its first value."""
         parts = []
-        for key, axis in self.axes.items():
+        for key, axis in self._axes.items():
             if not axis.has_default:
                 value = axis.domain[0] if axis.domain else "..."
                 parts.append(f"{key}={_format(value)}")
@@ -170,27 +220,28 @@ class AxesVariants(Variants):
     def resolve(self, **values: Any) -> dict[str, Any]:
         """Every axis' value, defaults filled in.
 
-        :raises DatamaestroError: an unknown axis, a value outside its domain, a required axis missing
+        :raises VariantError: an unknown axis, a value outside its domain, a
+            required axis missing (a ``ValueError`` too)
         """
-        unknown = sorted(set(values) - set(self.axes))
+        unknown = [key for key in values if key not in self._axes]
         if unknown:
-            raise self._error(f"unknown variant axes {unknown}")
+            raise self._error(f"unknown variant axes: {unknown!r}; known axes: {list(self._axes)!r}")
         resolved = {}
-        for key, axis in self.axes.items():
+        for key, axis in self._axes.items():
             if key in values:
                 try:
                     axis.validate(values[key])
-                except ValueError as exc:
-                    raise self._error(f"axis {key}: {exc}") from None
+                except VariantError as exc:
+                    raise self._error(f"{exc.message} (axis {key!r})") from None
                 resolved[key] = values[key]
             elif axis.has_default:
                 resolved[key] = axis.default
             else:
-                raise self._error(f"the variant axis {key!r} is required")
+                raise self._error(f"missing required variant axis: {key!r}")
         return resolved
 
     def parse_selector(self, selector: str) -> dict[str, Any]:
-        """``"[k=v,...]"`` -> values, converted to each axis' type."""
+        """``"[k=v,...]"`` (brackets optional) -> values, converted to each axis' type."""
         body = (selector or "").strip()
         if body.startswith("[") and body.endswith("]"):
             body = body[1:-1]
@@ -201,13 +252,15 @@ class AxesVariants(Variants):
             key, equal, raw = part.partition("=")
             key = key.strip()
             if not equal:
-                raise self._error(f"malformed selector part {part!r} (expected axis=value)")
-            if key not in self.axes:
-                raise self._error(f"unknown variant axis {key!r}")
+                raise self._error(f"malformed selector fragment: {part!r} (expected 'key=value')")
+            if key not in self._axes:
+                raise self._error(f"unknown variant axis: {key!r}; known axes: {list(self._axes)!r}")
             try:
-                values[key] = self.axes[key].coerce(raw.strip())
+                values[key] = self._axes[key].coerce(raw.strip())
+            except VariantError as exc:
+                raise self._error(f"{exc.message} (axis {key!r})") from None
             except (TypeError, ValueError) as exc:
-                raise self._error(f"axis {key}: {exc}") from None
+                raise self._error(f"cannot coerce {raw.strip()!r} for axis {key!r}: {exc}") from None
         return values
 
     def format_selector(self, values: Mapping[str, Any]) -> str:
@@ -215,7 +268,7 @@ class AxesVariants(Variants):
         resolved = self.resolve(**values)
         parts = []
         for key in sorted(resolved):
-            axis = self.axes[key]
+            axis = self._axes[key]
             value = resolved[key]
             if not axis.in_id or (axis.elide_default and value == axis.default):
                 continue
@@ -223,9 +276,9 @@ class AxesVariants(Variants):
         return f"[{','.join(parts)}]" if parts else ""
 
     def enumerate(self) -> Iterator[dict[str, Any]]:
-        """Every combination of the axes with a domain (open axes at their default)."""
-        fixed = {k: a.default for k, a in self.axes.items() if a.domain is None and a.has_default}
-        listed = [(k, a.domain) for k, a in self.axes.items() if a.domain is not None]
+        """Every combination of the axes with a domain (open axes at their default, those without one left out)."""
+        fixed = {k: a.default for k, a in self._axes.items() if a.domain is None and a.has_default}
+        listed = [(k, a.domain) for k, a in self._axes.items() if a.domain is not None]
         for combination in itertools.product(*(domain for _, domain in listed)):
             yield {**fixed, **{key: value for (key, _), value in zip(listed, combination)}}
 

@@ -23,6 +23,33 @@ if TYPE_CHECKING:
     from ..repository import Repository
 
 
+class DataDefinition:
+    """The original datamaestro's base of data and dataset descriptions; here, its id helper.
+
+    A dataset's description is a :class:`~datamaestro.definition.DatasetDefinition`
+    (also importable as ``DatasetWrapper``).
+    """
+
+    @staticmethod
+    def repository_relpath(target: type) -> "tuple[Repository | None, list[str]]":
+        """The repository whose package holds ``target`` and the id parts below it (``["config", "lecun", "mnist"]``)."""
+        from ..ids import camel_to_dotted
+
+        repositories = session.current().repositorymap
+        components = f"{target.__module__}.{target.__name__}".split(".")
+        repository, longest = None, -1
+        for index in range(len(components)):
+            prefix = ".".join(components[: index + 1])
+            if prefix in repositories:
+                repository, longest = repositories[prefix], index
+        if repository is None and components[0] == "datamaestro":
+            longest = 0
+        parts = components[longest + 1 :]
+        if parts:
+            parts = [part.lower() for part in parts[:-1]] + [camel_to_dotted(parts[-1])]
+        return repository, parts
+
+
 class AbstractDataset:
     """A dataset that builds its config itself (the original datamaestro's API).
 
@@ -86,6 +113,16 @@ class AbstractDataset:
         """Fetches the data, wherever it lives (default: nothing to fetch)."""
         return True
 
+    def is_prepared(self) -> bool:
+        """Whether the data is there already; False by default.
+
+        The data of a generated dataset lives where its own code puts it (the
+        ir_datasets cache), out of the store's sight: without an override,
+        datamaestro runs ``download()``, which the dataset makes cheap when
+        its data is there.
+        """
+        return False
+
     def register_hook(self, name: str, hook: Callable) -> None:
         """Registers a hook (``pre-use``, ``pre-download``)."""
         self.hooks.setdefault(name, []).append(hook)
@@ -147,7 +184,9 @@ class GeneratedDefinition(DatasetDefinition):
         Its paths are the dataset's own business (``location`` is not used).
         """
         if variant:
-            raise DatamaestroError(f"{self.id} has no variants, got {sorted(variant)}", hint="drop the [...] selector")
+            from ..errors import VariantError
+
+            raise VariantError(f"dataset {self.id!r} does not declare variants but variant values {sorted(variant)} were supplied", hint="drop the [...] selector")
         result = self.foreign.prepare(download=False)
         set_data_ids(result, self.data_id)
         return result
@@ -189,6 +228,12 @@ class GeneratedDownload(Resource):
         if ok is False:
             raise DownloadError(f"{self.dataset_object.id}: its download failed", hint="run with --debug for the dataset's messages")
         return Output(Kind.VALUE, value=None)
+
+    def present_output(self, pipeline) -> "Any":
+        """The dataset's own ``is_prepared()`` answer, as an output (None: not prepared, or it cannot tell)."""
+        from ..store import Output
+
+        return Output(Kind.VALUE, value=None) if self.dataset_object.is_prepared() else None
 
     def value(self):
         """Nothing: generated datasets build their config themselves."""

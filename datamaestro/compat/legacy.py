@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .. import resource as core
+from ..resource import ResourceState  # noqa: F401 (the original exported it from datamaestro.download)
 from ..errors import DatamaestroError, DefinitionError, DownloadError
 from ..store import Output
 from ..store.objects import remove_tree

@@ -7,6 +7,8 @@ resources store the files found there.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..resource import Resource
 from ..store import Output
 from ..store.actions import Kind
@@ -46,20 +48,38 @@ class GlobChecker:
             combined.update(digest.hexdigest().encode())
         return combined.hexdigest()
 
-    def check(self, path) -> None:
-        """Raises :class:`IntegrityError` when the folder's content is not the expected one."""
+    def check(self, path) -> bool:
+        """True when the folder's content is the expected one (or none is expected: the md5 is logged), False otherwise.
+
+        As in the original datamaestro.
+
+        :raises FileNotFoundError: no file matches the glob
+        """
         import logging
 
+        digest = self.compute(Path(path))
+        if digest is None:
+            raise FileNotFoundError(f"No files matching '{self.glob}' in {path}")
+        logger = logging.getLogger(__name__)
+        if self.md5 is None:
+            logger.info("GlobChecker(%s): computed md5 = %s for %s", self.glob, digest, path)
+            return True
+        if digest != self.md5:
+            logger.error("GlobChecker(%s): md5 mismatch for %s: expected %s, got %s", self.glob, path, self.md5, digest)
+            return False
+        return True
+
+    def verify(self, path) -> None:
+        """Raises :class:`IntegrityError` unless :meth:`check` passes (what storing a provided folder does)."""
         from ..errors import IntegrityError
 
-        digest = self.compute(path)
-        if digest is None:
-            raise IntegrityError(f"{path}: no file matches {self.glob!r}", hint="is this the right folder?")
-        if self.md5 is None:
-            logging.getLogger(__name__).info("%s: files %s have the combined md5 %s", path, self.glob, digest)
-        elif digest != self.md5:
+        try:
+            ok = self.check(path)
+        except FileNotFoundError:
+            raise IntegrityError(f"{path}: no file matches {self.glob!r}", hint="is this the right folder?") from None
+        if not ok:
             raise IntegrityError(
-                f"{path}: the files {self.glob!r} have the combined md5 {digest}, expected {self.md5}",
+                f"{path}: the files {self.glob!r} have the combined md5 {self.compute(Path(path))}, expected {self.md5}",
                 hint="the folder holds other data than the definition expects",
             )
 
@@ -128,7 +148,13 @@ class linkpath(Resource):
         """Stores the folder (or file) the user provides."""
         path = self._resolve(job.context)
         if self.checker is not None:
-            self.checker.check(path)
+            verify = getattr(self.checker, "verify", None)
+            if verify is not None:
+                verify(path)
+            elif self.checker.check(path) is False:
+                from ..errors import IntegrityError
+
+                raise IntegrityError(f"{path}: the check {self.checker!r} failed", hint="the folder holds other data than the definition expects")
         if path.is_dir():
             return Output(Kind.TREE, job.store.ingest_tree(path))
         return Output(Kind.FILE, job.store.ingest_file(path))

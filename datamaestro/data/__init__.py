@@ -77,6 +77,24 @@ class Base(Prepare):
 
         session.current().prepare_data_id(data_id)
 
+    def is_prepared(self) -> bool:
+        """Whether the data is present already (what experimaestro asks before preparing).
+
+        Answered from the store of the session in scope, cheaply (no rehash,
+        no network), as the lock in scope pins the dataset. A config no known
+        dataset owns (no id, an ad-hoc one) has nothing to prepare. Because
+        it is implemented, a heavy preparation can run as a job of its own::
+
+            data = prepare_dataset("com.lecun.mnist").submit(launcher=launcher)
+        """
+        data_id = self._data_id()
+        if data_id is None:
+            return True
+
+        from datamaestro import session
+
+        return session.current().is_prepared_data_id(data_id)
+
     def prepare(self, *args, **kwargs) -> "Base":
         """Makes the data present on disk and returns this config.
 
@@ -103,6 +121,57 @@ class Base(Prepare):
             "name": getattr(dataset, "name", None) or "",
             "description": getattr(dataset, "description", None) or "",
         }
+
+
+def _submit_preparation(self, *args, **kwargs):
+    """``config.submit(launcher=...)``: prepares the data in a job, which the nested data configs follow too.
+
+    experimaestro finds every ``Prepare`` reachable from a task's parameters,
+    nested ones included: a dataset's ``train`` or ``train.images`` config
+    would each be prepared in the driver (preparing the whole dataset), and
+    the job would find nothing left to do. Once the dataset's config is
+    submitted, its nested data configs depend on that job instead.
+    """
+    result = ConfigMixin.submit(self, *args, **kwargs)
+    from experimaestro.scheduler.prepare import PrepareResource
+
+    job = PrepareResource.for_config(self).job
+    if job is not None:
+        for nested in _nested_data(self):
+            PrepareResource.for_config(nested).job = job
+    return result
+
+
+def _nested_data(config) -> list["Base"]:
+    """The data configs reachable from a config's values (itself excluded)."""
+    from experimaestro import Config
+
+    found: list[Base] = []
+    seen = {id(config)}
+
+    def visit(value) -> None:
+        if isinstance(value, Config):
+            if id(value) in seen:
+                return
+            seen.add(id(value))
+            if isinstance(value, Base):
+                found.append(value)
+            for child in value.__xpm__.values.values():
+                visit(child)
+        elif isinstance(value, (list, tuple, set)):
+            for item in value:
+                visit(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item)
+
+    for child in config.__xpm__.values.values():
+        visit(child)
+    return found
+
+
+# the generated config classes of every data type inherit it (ConfigMixin.submit comes later in their MRO)
+Base.C.submit = _submit_preparation
 
 
 _warned_direct_calls: set[type] = set()

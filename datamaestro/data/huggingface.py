@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
-from experimaestro import Meta, Param, field
+from experimaestro import Meta, Param, PathGenerator, Task, field
 
 from . import Base
 
@@ -67,15 +67,72 @@ class HuggingFaceDataset(Base):
 
     @cached_property
     def data(self):
-        """The data, as ``datasets`` loads it."""
-        from ..download.huggingface import _datasets_library
+        """The data, as ``datasets`` loads it.
+
+        Read through the builder :meth:`download` prepared (a build restricted
+        to one split lives in its own cache folder: a plain ``load_dataset``
+        would miss it and fetch everything again).
+        """
+        from ..download.huggingface import _datasets_library, hf_download_and_prepare
 
         datasets = _datasets_library()
         if self.local_path is not None:
             try:
                 return datasets.load_from_disk(str(self.local_path))
             except Exception:
+                # not a save_to_disk folder: a copy of the repository
                 return datasets.load_dataset(str(self.local_path))
-        return datasets.load_dataset(
-            self.source, self.name, data_files=self.data_files, split=self.split, revision=self.revision, streaming=self.streaming
-        )
+        if self.streaming:
+            return datasets.load_dataset(self.source, self.name, data_files=self.data_files, split=self.split, revision=self.revision, streaming=True)
+        builder = hf_download_and_prepare(self.source, self.name, data_files=self.data_files, split=self.split, revision=self.revision)
+        return builder.as_dataset(split=self.split)
+
+
+class FlattenAndShuffleDataset(Task):
+    """Concatenates Hub datasets, shuffles them (with a seed) and saves the result in the task's folder.
+
+    The indices are flattened, so that reading the result is sequential. The
+    task's result (what ``submit()`` returns) is a copy of the first
+    sample's config, with ``local_path`` the saved folder and ``streaming``
+    off::
+
+        shuffled = FlattenAndShuffleDataset.C(samples=[subset1, subset2], seed=42).submit(launcher=launcher)
+        shuffled.local_path   # the task's folder
+    """
+
+    samples: Param[list[HuggingFaceDataset]]
+    """The datasets to concatenate and shuffle"""
+
+    seed: Param[int]
+    """The seed of the shuffle"""
+
+    output_dir: Meta[Path] = field(default_factory=PathGenerator("shuffled_dataset"))
+    """Where the dataset is saved"""
+
+    def execute(self):
+        """Concatenates, shuffles, flattens and saves (with as many processes as CPUs given)."""
+        import logging
+        import os
+
+        if not self.samples:
+            raise ValueError("FlattenAndShuffleDataset received an empty list of samples.")
+        from ..download.huggingface import _datasets_library
+
+        datasets = _datasets_library()
+        logger = logging.getLogger(__name__)
+        logger.info("concatenating %d datasets", len(self.samples))
+        combined = datasets.concatenate_datasets([sample.data for sample in self.samples])
+        shuffled = combined.shuffle(seed=self.seed)
+        processes = int(os.environ.get("SLURM_CPUS_PER_TASK", os.cpu_count() or 1))
+        flattened = shuffled.flatten_indices(num_proc=processes, writer_batch_size=10000)
+        flattened.save_to_disk(self.output_dir, num_proc=processes)
+        logger.info("dataset saved to %s", self.output_dir)
+
+    def __submit__(self, dep, add_action, **kwargs):
+        if not self.samples:
+            raise ValueError("FlattenAndShuffleDataset received an empty list of samples.")
+        first = self.samples[0]
+        values = {key: getattr(first, key) for key in first.__xpmtype__.arguments.keys()}
+        values["local_path"] = self.output_dir
+        values["streaming"] = False
+        return dep(first.__class__.C(**values))

@@ -9,10 +9,15 @@ here add the original datamaestro's API (``download()``/``_download()``,
 :mod:`datamaestro.compat.legacy`).
 """
 
-from ..compat.legacy import Download, FileResource, FolderResource, LocalResourceMixin, Resource, ValueResource
+from ..compat.legacy import Download, FileResource, FolderResource, LocalResourceMixin, Resource, ResourceState, ValueResource
+from ..resource import CheckStatus, ResourceCheckResult
+from .custom import custom_download
 from .files import FilesCopy
 
-__all__ = ["Download", "FileResource", "FilesCopy", "FolderResource", "LocalResourceMixin", "Resource", "ValueResource", "reference"]
+__all__ = [
+    "CheckStatus", "Download", "FileResource", "FilesCopy", "ResourceCheckResult", "FolderResource", "LocalResourceMixin", "Resource", "ResourceState", "ValueResource",
+    "custom_download", "reference",
+]
 
 
 def __getattr__(name: str):
@@ -22,4 +27,8 @@ def __getattr__(name: str):
         from .references import reference
 
         return reference
+    if name == "SingleDownload":
+        from .single import SingleDownload
+
+        return SingleDownload
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

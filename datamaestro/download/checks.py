@@ -75,15 +75,22 @@ class Checker:
         return {self.kind: self.expected()}
 
     def check(self, path: Path | str) -> None:
-        """Checks a local file (the API of datamaestro 1's ``HashCheck``).
+        """Checks a local file (the API of datamaestro 1's ``HashCheck``): returns None when it matches.
 
-        :raises IntegrityError: on a mismatch
+        :raises ChecksumError: on a mismatch (an :class:`IntegrityError`, and
+            an ``IOError`` as in datamaestro 1)
+        :raises FileNotFoundError: no such file
         """
+        from ..errors import ChecksumError
+
         state = self.start()
         with open(path, "rb") as fp:
             while chunk := fp.read(CHUNK_SIZE):
                 state.update(chunk)
-        state.verify(str(path))
+        try:
+            state.verify(str(path))
+        except IntegrityError as error:
+            raise ChecksumError(error.message, hint=error.hint) from None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.expected()!r})"

@@ -226,3 +226,53 @@ def derived(
             LINES = derived("lines.txt", [TEXT], count_lines)
     """
     return _FunctionDerived(name, inputs, function, kind=kind, version=version, transient=transient, varname=varname)
+
+
+class custom_download(Derived):
+    """A folder your function fills (the original datamaestro's resource of that name).
+
+    ``downloader(context, root, force=False)`` writes the folder ``root``
+    (it exists, empty); datamaestro then stores it as a tree. The function's
+    qualified name and ``version`` make the recipe key: bump ``version``
+    when what it fetches changes.
+
+    :param varname: the folder's name in the dataset folder (and the variable name)
+    :param downloader: a named function ``(context, root, *, force)``
+
+    Example::
+
+        def fetch(context, root, force=False):
+            with context.downloadURL("https://example.org/a.txt") as file:
+                shutil.copy(file.path, root / "a.txt")
+
+        class Corpus(Dataset):
+            DATA = custom_download("data", downloader=fetch)
+    """
+
+    def __init__(self, varname: str, downloader: Callable, *, transient: bool = False, version: str = "1"):
+        super().__init__(varname, [], kind="tree", version=version, transient=transient, varname=varname)
+        qualname = getattr(downloader, "__qualname__", None)
+        if not callable(downloader) or not qualname or "<lambda>" in qualname:
+            raise DefinitionError(
+                f"{varname}: the downloader of a custom_download must be a named function (not {downloader!r})",
+                hint="its module and name go into the recipe key; define it with `def`",
+            )
+        self.downloader = downloader
+        self._context = None
+
+    def recipe(self) -> dict:
+        """Adds the downloader's qualified name."""
+        return {**super().recipe(), "function": f"{self.downloader.__module__}.{self.downloader.__qualname__}"}
+
+    def produce(self, job: "Job") -> Output:
+        """Runs the downloader with the job's context (``datapath``, ``downloadURL``...)."""
+        self._context = job.context
+        try:
+            return super().produce(job)
+        finally:
+            self._context = None
+
+    def prepare(self, inputs: dict[str, Any], output: Path) -> None:
+        """Creates the folder and lets the downloader fill it."""
+        output.mkdir()
+        self.downloader(self._context, output, force=False)

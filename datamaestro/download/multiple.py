@@ -102,3 +102,38 @@ class MultipleDownloader(FolderResource):
 
 
 multipledownloader = MultipleDownloader.apply
+
+
+class _Retired:
+    """A resource class of the original datamaestro that no longer exists: importable, it says what replaces it when used."""
+
+    replacement = ""
+
+    def __init__(self, *args, **kwargs):
+        raise DefinitionError(f"{type(self).__name__} (datamaestro 1) is not supported", hint=f"use {self.replacement}")
+
+
+class List(_Retired):
+    """The original's list of downloads (its constructor did not work in datamaestro 1.16 either)."""
+
+    replacement = "MultipleDownloader(name, {path: url, ...})"
+
+
+class Datasets(_Retired):
+    """The original's links to other datasets' folders."""
+
+    replacement = "datamaestro.download.links.links(name, key=OtherDataset, ...)"
+
+
+_retired = {"List": List, "Datasets": Datasets}
+del List, Datasets
+
+
+def __getattr__(name: str):
+    retired = _retired.get(name)
+    if retired is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ..resource import warn_once
+
+    warn_once(f"{__name__}.{name}", f"datamaestro.download.multiple.{name} is deprecated: use {retired.replacement}")
+    return retired

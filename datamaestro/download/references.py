@@ -88,6 +88,11 @@ class reference(Resource):
         result = job.prepare_dataset(self.target_definition)
         return Output(Kind.VALUE, value=result.manifest)
 
+    def present_output(self, pipeline) -> Output | None:
+        """What :meth:`produce` would give when the referenced dataset is prepared already; else None (read-only)."""
+        manifest = pipeline.context.prepared_manifest(self.target_definition)
+        return None if manifest is None else Output(Kind.VALUE, value=manifest)
+
     @property
     def path(self):
         """The referenced dataset's readable folder."""

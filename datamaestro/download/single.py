@@ -224,3 +224,17 @@ class FileSink:
 
 
 concatdownloader = ConcatDownloader.apply
+
+
+#: deprecated names of the original datamaestro, by the name each stands for
+_DEPRECATED = {"SingleDownload": ("FileDownloader", "SingleDownload is deprecated, use FileDownloader"), "concatdownload": ("concat_apply", "concatdownload is deprecated, use ConcatDownloader")}
+
+
+def __getattr__(name: str):
+    deprecated = _DEPRECATED.get(name)
+    if deprecated is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ..resource import warn_once
+
+    warn_once(f"{__name__}.{name}", deprecated[1])
+    return FileDownloader if deprecated[0] == "FileDownloader" else ConcatDownloader.apply

@@ -45,7 +45,7 @@ def requested_ids(context: "Context") -> list[str]:
     from ..settings import project_table
 
     listed = project_table(project_file(context)).get("datasets", [])
-    ids = [context.dataset(entry).id for entry in listed]
+    ids = [context.canonical_id(entry) for entry in listed]
     return list(dict.fromkeys(ids))
 
 
@@ -54,7 +54,7 @@ def _canonical(context: "Context", text: str) -> str:
     from ..errors import DatasetNotFoundError
 
     try:
-        return context.dataset(text).id
+        return context.canonical_id(text)
     except DatasetNotFoundError:
         return text
 
@@ -107,7 +107,7 @@ def add_datasets(context: "Context", dataset_ids: list[str]) -> list[str]:
     :raises UsageError: not in a project
     """
     pyproject = project_file(context)
-    canonical = [context.dataset(dataset_id).id for dataset_id in dataset_ids]
+    canonical = [context.canonical_id(dataset_id) for dataset_id in dataset_ids]
     document = _load(pyproject)
     array = _dataset_array(document, pyproject, create=True)
     listed = {_canonical(context, str(entry)) for entry in array}

@@ -37,16 +37,17 @@ def referenced(definition: "DatasetDefinition") -> list["DatasetDefinition"]:
 def closure(context: "Context", dataset_ids: Iterable[str]) -> dict[str, "DatasetDefinition"]:
     """The definitions of some datasets and of every dataset they reference, by canonical id."""
     found: dict[str, DatasetDefinition] = {}
-    pending = [context.dataset(dataset_id) for dataset_id in dataset_ids]
+    # a family's variant (``id[axis=value]``) is an entry of its own
+    pending = [(context.canonical_id(dataset_id), context.dataset(dataset_id)) for dataset_id in dataset_ids]
     while pending:
-        definition = pending.pop(0)
-        if definition.id not in found:
-            found[definition.id] = definition
-            pending.extend(referenced(definition))
+        entry_id, definition = pending.pop(0)
+        if entry_id not in found:
+            found[entry_id] = definition
+            pending.extend((other.id, other) for other in referenced(definition))
     return found
 
 
-def resolve_dataset(context: "Context", definition: "DatasetDefinition", *, refresh: bool = False) -> LockedDataset:
+def resolve_dataset(context: "Context", definition: "DatasetDefinition", *, refresh: bool = False, entry_id: str | None = None) -> LockedDataset:
     """Prepares a dataset without pins and returns its lock entry.
 
     :param refresh: download every URL again (``lock --upgrade``)
@@ -76,7 +77,7 @@ def resolve_dataset(context: "Context", definition: "DatasetDefinition", *, refr
         )
     repository = definition.repository_in(context)
     return LockedDataset(
-        id=definition.id,
+        id=entry_id or definition.id,
         repository=repository.id if repository is not None else "__custom__",
         plugin_version=repository.version if repository is not None else "",
         fingerprint=fingerprint(definition),
@@ -152,7 +153,7 @@ def lock_project(context: "Context", *, upgrade: bool | Iterable[str] = False) -
     if upgrade is True:
         upgraded = set(definitions)
     else:
-        upgraded = {context.dataset(dataset_id).id for dataset_id in upgrade or ()}
+        upgraded = {context.canonical_id(dataset_id) for dataset_id in upgrade or ()}
         unused = sorted(upgraded - set(definitions))
         if unused:
             raise UsageError(
@@ -167,7 +168,7 @@ def lock_project(context: "Context", *, upgrade: bool | Iterable[str] = False) -
             datasets[dataset_id] = entry
             report.kept.append(dataset_id)
         else:
-            datasets[dataset_id] = resolve_dataset(context, definition, refresh=dataset_id in upgraded)
+            datasets[dataset_id] = resolve_dataset(context, definition, refresh=dataset_id in upgraded, entry_id=dataset_id)
             report.resolved.append(dataset_id)
     lock = Lock(requested=tuple(sorted(requested)), datasets=datasets, datamaestro=__version__, version=FORMAT_VERSION, path=path)
     report.written = write_lock(lock, path)

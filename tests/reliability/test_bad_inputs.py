@@ -78,6 +78,8 @@ CASES = [
     Case("id-unknown", ["prepare", "nothing.at.all"], 2, ["unknown dataset id 'nothing.at.all'", "datamaestro search"]),
     Case("id-empty", ["prepare", ""], 2, ["unknown dataset id ''"]),
     Case("id-path", ["download", "../../etc/passwd"], 2, ["unknown dataset id '../../etc/passwd'"]),
+    Case("variant-on-flat", ["prepare", "com.lecun.mnist[size=x]"], 2, ["does not declare variants but selector 'size=x' was supplied", "use com.lecun.mnist"]),
+    Case("variant-unclosed", ["prepare", "com.lecun.mnist[size=x"], 2, ["malformed selector", "a variant selector ends with ']'"]),
     Case("search-field", ["search", "colour:red"], 2, ["unknown search field 'colour'", "fields are tag:, task:, repo:, type:"]),
     Case("search-empty-value", ["search", "tag:"], 2, ["search term 'tag:' has no value", "write tag:VALUE"]),
     # -- the user settings file

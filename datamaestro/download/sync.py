@@ -1,0 +1,27 @@
+"""``datamaestro.download.sync``: the original datamaestro's Google Storage sync, retired.
+
+``gsync`` stays importable (with a deprecation warning); using it says what
+replaces it. Its constructor did not work in datamaestro 1.16 either.
+"""
+
+from __future__ import annotations
+
+from .multiple import _Retired
+
+
+class _gsync(_Retired):
+    """The original's ``gsutil rsync`` resource."""
+
+    replacement = "a custom_download whose function runs `gsutil -m rsync gs://... <root>`"
+
+
+_gsync.__name__ = _gsync.__qualname__ = "gsync"
+
+
+def __getattr__(name: str):
+    if name != "gsync":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ..resource import warn_once
+
+    warn_once(f"{__name__}.gsync", f"datamaestro.download.sync.gsync is deprecated: use {_gsync.replacement}")
+    return _gsync

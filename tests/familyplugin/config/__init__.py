@@ -1,0 +1,1 @@
+"""Dataset definitions of the family repository."""
