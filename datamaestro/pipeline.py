@@ -138,13 +138,12 @@ class _PinState:
 
     def verify(self, label: str) -> None:
         job = self.check.job
-        if job.expected.size is not None and self.size != job.expected.size:
-            self.check.mismatch = size_error(job.definition.id, job.resource.name, job.expected.url or label, self.size, job.expected.size)
-            raise self.check.mismatch
         actual = format_digest(self.hasher.hexdigest())
-        if actual != job.expected.source_digest:
+        wrong_size = job.expected.size is not None and self.size != job.expected.size
+        if wrong_size or actual != job.expected.source_digest:
             # the label names the URL that served these bytes (a mirror says so)
-            self.check.mismatch = pin_error(job.definition.id, job.resource.name, label, "downloaded bytes", actual, job.expected.source_digest)
+            sizes = (self.size, job.expected.size) if wrong_size else None
+            self.check.mismatch = pin_error(job.definition.id, job.resource.name, label, "downloaded bytes", actual, job.expected.source_digest, sizes=sizes)
             raise self.check.mismatch
 
 
@@ -609,11 +608,15 @@ def store_trouble(exc: OSError, store_root: Path) -> bool:
     return bool(exc.filename) and Path(os.path.abspath(exc.filename)).is_relative_to(store_root.absolute())
 
 
-def pin_error(dataset_id: str, resource_name: str, url: str | None, label: str, got: str, want: str) -> IntegrityError:
-    """The error of data that differs from what a lock pins (names everything and what to do)."""
+def pin_error(dataset_id: str, resource_name: str, url: str | None, label: str, got: str, want: str, *, sizes: tuple[int, int] | None = None) -> IntegrityError:
+    """The error of data that differs from what a lock pins (names everything and what to do).
+
+    :param sizes: (bytes downloaded, size the lock records) when they differ
+    """
+    size_note = f" ({sizes[0]} bytes downloaded, the lock records size {sizes[1]})" if sizes else ""
     return IntegrityError(
         # begins as the pipeline's location of an error does, so that the id is not repeated in front of it
-        f"{dataset_id}/{resource_name} from {url or '(derived)'}: {label} digest is {got}, the lock pins {want}",
+        f"{dataset_id}/{resource_name} from {url or '(derived)'}: {label} digest is {got}, the lock pins {want}{size_note}",
         hint=f"the data changed since the lock was written; run `datamaestro lock --upgrade {dataset_id}` if the change is wanted",
     )
 
@@ -621,7 +624,8 @@ def pin_error(dataset_id: str, resource_name: str, url: str | None, label: str, 
 def size_error(dataset_id: str, resource_name: str, url: str | None, got: int, want: int) -> IntegrityError:
     """The error of downloaded bytes whose size differs from the size a lock records."""
     return IntegrityError(
-        f"{dataset_id}: resource {resource_name} from {url or '(derived)'}: {got} bytes downloaded, the lock records size {want}",
+        # worded as pin_error: the id once, and the URL that served the bytes
+        f"{dataset_id}/{resource_name} from {url or '(derived)'}: {got} bytes downloaded, the lock records size {want}",
         hint=f"the data changed since the lock was written (or the lock was edited): run `datamaestro lock --upgrade {dataset_id}` if the change is wanted",
     )
 

@@ -109,7 +109,7 @@ CASES = [
     Case("lock-unknown-field", ["sync"], 2, ["unknown field 'colour'"], pyproject=PROJECT, lock=lambda good: good.replace('kind = "file"', 'kind = "file"\ncolour = "red"')),
     Case("lock-missing-field", ["sync"], 2, ["dataset org.example: missing field 'manifest'"], pyproject=PROJECT, lock=lambda good: re.sub(r"\nmanifest = .*", "", good)),
     Case("lock-check-upgrade", ["lock", "--check", "--upgrade"], 2, ["--check and --upgrade cannot go together"], pyproject=PROJECT),
-    Case("lock-size", ["sync", "--frozen"], 1, ["resource readme.txt from http://", "bytes downloaded, the lock records size 3", "datamaestro lock --upgrade org.example"], pyproject=PROJECT, lock=lambda good: re.sub(r"\nsize = \d+", "\nsize = 3", good)),
+    Case("lock-size", ["sync", "--frozen"], 1, ["org.example/readme.txt from http://", "bytes downloaded, the lock records size 3", "datamaestro lock --upgrade org.example"], pyproject=PROJECT, lock=lambda good: re.sub(r"\nsize = \d+", "\nsize = 3", good)),
     Case("lock-missing", ["sync", "--frozen"], 2, ["datamaestro.lock: no such lock file", "run `datamaestro lock`"], pyproject=PROJECT),
     Case("lock-out-of-date", ["sync", "--locked"], 2, ["is out of date: there is no lock file yet"], pyproject=PROJECT),
     Case("lock-pin-differs", ["sync", "--frozen"], 1, ["output digest is blake3:", "the lock pins blake3:0000", "datamaestro lock --upgrade org.example"], pyproject=PROJECT, lock=lambda good: re.sub(r'\ndigest = "blake3:[0-9a-f]{4}', '\ndigest = "blake3:0000', good)),
