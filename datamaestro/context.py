@@ -70,6 +70,7 @@ class Context:
         self._registry: Registry | None = None
         self._store: Store | None = None
         self._fetcher: Fetcher | None = None
+        self._hosts = None
         self._remotes: list | None = None
         self._tokens: list = []
         self._lock_setting: Path | str | bool | None = lock
@@ -157,7 +158,19 @@ class Context:
         from .fetch import Fetcher
 
         settings = self.settings
-        return Fetcher(connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout, offline=settings.offline, **options)
+        if self._hosts is None:
+            from .fetch import HostHealth
+
+            # a host found down is left out by every fetcher of the session
+            self._hosts = HostHealth()
+        return Fetcher(
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            timeout=settings.timeout,
+            offline=settings.offline,
+            hosts=self._hosts,
+            **options,
+        )
 
     def peer_fetcher(self) -> "Fetcher":
         """A new transport for taking objects from a peer store over HTTP.

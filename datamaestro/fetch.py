@@ -6,7 +6,10 @@ written to the sink: constant memory, whatever the size. On the way it
 retries (5xx, 429, connection errors, timeouts, truncated bodies) with
 exponential backoff, resumes a broken body with a ``Range`` request, tries
 the mirrors of the settings before the original URL and shows a progress
-bar on a terminal. Every failure is a :class:`~datamaestro.errors.DownloadError`
+bar on a terminal. What cannot pass on a retry is not retried: a host name
+that does not resolve, a refused connection, a 4xx; a host found down is
+left out for the rest of the session (:class:`HostHealth`), and a source
+that sends nothing for ``timeout`` seconds, retries included, is given up. Every failure is a :class:`~datamaestro.errors.DownloadError`
 (or :class:`~datamaestro.errors.IntegrityError` from a checker) that names
 the URL and says what to do::
 
@@ -21,8 +24,12 @@ module (the CLI's ``--help``) costs nothing.
 
 from __future__ import annotations
 
+import errno
+import logging
 import re
+import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -34,6 +41,8 @@ from .errors import DownloadError, IntegrityError, OfflineError
 if TYPE_CHECKING:
     from .download.checks import Checker
 
+logger = logging.getLogger(__name__)
+
 CHUNK_SIZE = 1 << 20
 #: longest wait between two attempts, in seconds
 MAX_DELAY = 30.0
@@ -44,6 +53,10 @@ DEAD_HINT = "the URL is dead: check it or set a mirror in settings ([mirrors])"
 DENIED_HINT = "the server refuses access: the data may need a login or a manual download; check the URL or set a mirror in settings ([mirrors])"
 NETWORK_HINT = "check the network connection and the URL, try again later, or set a mirror in settings ([mirrors])"
 TRUNCATED_HINT = "the connection keeps breaking: try again later, or set a mirror in settings ([mirrors])"
+UNREACHABLE_HINT = "check the network connection and the URL's host, or set a mirror in settings ([mirrors])"
+TIMEOUT_HINT = "the server does not answer in time: try again later, raise the timeouts (--timeout; settings timeout, read_timeout), or set a mirror in settings ([mirrors])"
+#: errors of connect() that another try a moment later will meet again
+UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL}
 
 
 def _version() -> str:
@@ -113,11 +126,49 @@ class BytesSink:
 class _Retry(Exception):
     """A transient failure of one attempt; never leaves this module."""
 
-    def __init__(self, reason: str, hint: str = NETWORK_HINT, retry_after: float | None = None):
+    def __init__(self, reason: str, hint: str = NETWORK_HINT, retry_after: float | None = None, *, timeout: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.hint = hint
         self.retry_after = retry_after
+        #: the server did not answer in time (the host is taken as down when this is the last word)
+        self.timeout = timeout
+
+
+def host_of(url: str) -> str:
+    """``scheme://host:port`` of a URL: what :class:`HostHealth` remembers."""
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{(parts.netloc.rpartition('@')[2]).lower()}"
+
+
+class HostHealth:
+    """The hosts found down during a session, so that the following files do not wait on them again.
+
+    A host is down when its name does not resolve, it refuses connections,
+    it is unreachable, or it did not answer within the timeout. Every
+    fetcher of a context shares one (the context's downloads and its web
+    peers alike); it is thread-safe.
+
+    Example::
+
+        health = HostHealth()
+        health.mark_down("http://mirror.example/a.gz", "connection refused")
+        health.down("http://mirror.example/b.gz")   # "connection refused"
+    """
+
+    def __init__(self):
+        self._down: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def down(self, url: str) -> str | None:
+        """Why the host of ``url`` was found down, or None when it was not."""
+        with self._lock:
+            return self._down.get(host_of(url))
+
+    def mark_down(self, url: str, reason: str) -> None:
+        """Remembers that the host of ``url`` is down, and why."""
+        with self._lock:
+            self._down.setdefault(host_of(url), reason)
 
 
 def _failure(url: str, reason: str, hint: str, *, missing: bool = False) -> DownloadError:
@@ -148,11 +199,35 @@ class ProgressBar:
             )
             self._bar.start()
             self._task = self._bar.add_task(self.description, total=None)
+            self._redirect_logs()
         return self
+
+    def _redirect_logs(self) -> None:
+        """Sends the log lines written to the terminal above the bar, instead of through it.
+
+        rich replaces ``sys.stderr`` by a proxy that prints above the live
+        bar; the log handlers made before the bar still hold the real
+        stderr, and are pointed at the proxy while the bar lives.
+        """
+        self._redirected = []
+        proxy = sys.stderr
+        if proxy is sys.__stderr__:
+            return  # rich did not redirect (not a terminal)
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stderr__:
+                self._redirected.append((handler, handler.setStream(proxy)))
 
     def __exit__(self, *exc_info) -> None:
         if self._bar is not None:
+            for handler, stream in getattr(self, "_redirected", []):
+                handler.setStream(stream)
             self._bar.stop()
+
+    def note(self, text: str | None) -> None:
+        """Shows what is going on next to the label (``retrying in 4 s``); None clears it."""
+        if self._bar is not None:
+            label = f"{self.description} [{text}]" if text else self.description
+            self._bar.update(self._task, description=label)
 
     def set_total(self, total: int | None) -> None:
         """Sets the expected number of bytes."""
@@ -272,6 +347,11 @@ class Fetcher:
         is a terminal)
     :param backoff: the first wait between attempts, in seconds; it doubles
         at each attempt (at most :data:`MAX_DELAY`)
+    :param timeout: the longest a source may go without sending a byte,
+        retries and their waits included, before it is given up (and its
+        host left out for the session)
+    :param hosts: the hosts found down, shared by the fetchers of a session
+        (default: this fetcher's own)
 
     Example::
 
@@ -286,11 +366,13 @@ class Fetcher:
         *,
         mirrors: dict[str, list[str]] | None = None,
         connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
+        read_timeout: float = 20.0,
         retries: int = 5,
         offline: bool = False,
         progress: bool | None = None,
         backoff: float = 0.5,
+        timeout: float = 60.0,
+        hosts: HostHealth | None = None,
     ):
         self.mirrors = {prefix: list(targets) for prefix, targets in (mirrors or {}).items()}
         self.connect_timeout = connect_timeout
@@ -299,6 +381,8 @@ class Fetcher:
         self.offline = offline
         self.progress = progress
         self.backoff = backoff
+        self.timeout = timeout
+        self.hosts = hosts if hosts is not None else HostHealth()
         self._session = None
 
     # -- session
@@ -365,6 +449,12 @@ class Fetcher:
             for candidate in self.candidates(url):
                 stream.reset()
                 is_mirror = candidate != url
+                why_down = self.hosts.down(candidate) if urlsplit(candidate).scheme.lower() in ("http", "https") else None
+                if why_down is not None:
+                    reason = f"left out: {host_of(candidate)} failed earlier in this session ({why_down})"
+                    logger.debug("%s: %s", candidate, reason)
+                    failures.append((candidate, _failure(candidate, reason, UNREACHABLE_HINT)))
+                    continue
                 try:
                     served_by = self._transfer(candidate, stream)
                     label = f"{candidate} (mirror of {url})" if is_mirror else url
@@ -401,16 +491,29 @@ class Fetcher:
                 "datamaestro downloads http://, https:// and file:// URLs: download the file by hand, or set a mirror in settings ([mirrors])",
             )
         attempt = 0
+        # the budget of `timeout` seconds runs while the source sends nothing
+        quiet_since, received = time.monotonic(), stream.received
         while True:
             try:
-                return self._attempt(url, stream)
+                remaining = self.timeout - (time.monotonic() - quiet_since)
+                return self._attempt(url, stream, max(remaining, 0.05))
             except _Retry as exc:
-                if attempt >= self.retries:
-                    tries = f" (gave up after {attempt + 1} attempts)" if attempt else ""
-                    raise _failure(url, exc.reason + tries, exc.hint) from None
-                delay = max(self.backoff * 2**attempt, exc.retry_after or 0.0)
-                time.sleep(min(delay, MAX_DELAY))
+                if stream.received != received:
+                    quiet_since, received = time.monotonic(), stream.received
+                delay = min(max(self.backoff * 2**attempt, exc.retry_after or 0.0), MAX_DELAY)
+                quiet = time.monotonic() - quiet_since
+                if attempt >= self.retries or quiet + delay >= self.timeout:
+                    tries = f" (gave up after {attempt + 1} attempts" + (f", {quiet:.0f} s without data)" if quiet >= 1 else ")") if attempt else ""
+                    failure = _failure(url, exc.reason + tries, exc.hint)
+                    if exc.timeout:
+                        self.hosts.mark_down(url, "no answer in time")
+                    raise failure from None
                 attempt += 1
+                message = f"retrying {host_of(url)} ({attempt + 1}/{self.retries + 1}) in {delay:g} s: {exc.reason}"
+                logger.info("%s", message)
+                stream.progress.note(f"retrying in {delay:g} s: {exc.reason}")
+                time.sleep(delay)
+                stream.progress.note(None)
 
     def _transfer_file(self, url: str, stream: _Stream) -> str:
         parts = urlsplit(url)
@@ -432,16 +535,20 @@ class Fetcher:
             raise _failure(url, f"no permission to read {path}", "check the file's permissions") from None
         return url
 
-    def _attempt(self, url: str, stream: _Stream) -> str:
-        """One HTTP request: resumes from ``stream.received``; raises _Retry on transient failures."""
+    def _attempt(self, url: str, stream: _Stream, budget: float) -> str:
+        """One HTTP request: resumes from ``stream.received``; raises _Retry on transient failures.
+
+        :param budget: seconds left to this source before it is given up (caps the timeouts)
+        """
         import requests
         import urllib3
 
         headers = {"Range": f"bytes={stream.received}-"} if stream.received else {}
+        timeouts = (min(self.connect_timeout, budget), min(self.read_timeout, budget))
         try:
-            response = self.session.get(url, headers=headers, stream=True, timeout=(self.connect_timeout, self.read_timeout))
+            response = self.session.get(url, headers=headers, stream=True, timeout=timeouts)
         except requests.RequestException as exc:
-            raise self._request_error(url, exc) from None
+            raise self._request_error(url, exc, timeouts) from None
         with response:
             self._check_status(url, response, stream)
             skip = self._body_start(response, stream)
@@ -450,7 +557,7 @@ class Fetcher:
                 try:
                     chunk = next(chunks, None)
                 except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-                    raise self._broken(exc, stream) from None
+                    raise self._broken(exc, stream, timeouts[1]) from None
                 if chunk is None:
                     break
                 if skip:
@@ -465,9 +572,16 @@ class Fetcher:
                 raise _Retry(f"truncated body: received {stream.received} of {total} bytes", TRUNCATED_HINT)
             return response.url
 
-    def _request_error(self, url: str, exc: Exception) -> Exception:
-        """Classifies an error raised before the body: a _Retry or a final DownloadError."""
+    def _request_error(self, url: str, exc: Exception, timeouts: tuple[float, float]) -> Exception:
+        """Classifies an error raised before the body: a _Retry or a final DownloadError.
+
+        A host name that does not resolve and a connection refused or
+        unreachable are final at once (another try meets them again), and
+        the host is remembered as down; timeouts and broken connections are
+        worth a retry.
+        """
         import requests
+        import urllib3
 
         if isinstance(exc, requests.TooManyRedirects):
             return _failure(
@@ -482,23 +596,37 @@ class Fetcher:
                 "the server's certificate is not trusted here: check the system's CA certificates (REQUESTS_CA_BUNDLE) or the URL",
             )
         if isinstance(exc, requests.ConnectTimeout):
-            return _Retry(f"connection timeout: no connection within {self.connect_timeout:g} s")
+            return _Retry(f"connection timeout: no connection within {timeouts[0]:.3g} s", TIMEOUT_HINT, timeout=True)
         if isinstance(exc, requests.ReadTimeout):
-            return _Retry(f"read timeout: no answer within {self.read_timeout:g} s", "the server is slow: try again later, or raise read_timeout in settings")
+            return _Retry(f"read timeout: no answer within {timeouts[1]:.3g} s", TIMEOUT_HINT, timeout=True)
+        cause = _cause(exc)
+        host = urlsplit(url).hostname or url
+        unreachable = None
+        if isinstance(cause, (urllib3.exceptions.NameResolutionError, socket.gaierror)):
+            unreachable = f"the host name {host} does not resolve (no DNS answer: no network, or a wrong name)"
+        elif isinstance(cause, urllib3.exceptions.NewConnectionError) or (isinstance(cause, OSError) and cause.errno in UNREACHABLE_ERRNOS):
+            inner = (cause.__cause__ or cause.__context__) if isinstance(cause, urllib3.exceptions.NewConnectionError) else cause
+            code = getattr(inner, "errno", None)
+            if code == errno.ECONNREFUSED or "refused" in str(cause).lower():
+                unreachable = f"{host} refused the connection (nothing listens on {urlsplit(url).port or 'the default port'})"
+            elif code in (errno.ENETUNREACH, errno.EHOSTUNREACH) or "unreachable" in str(cause).lower():
+                unreachable = f"{host} is unreachable (no route: no network?)"
+            else:
+                unreachable = f"cannot connect to {host} ({_describe(exc)})"
+        if unreachable is not None:
+            self.hosts.mark_down(url, unreachable)
+            return _failure(url, f"connection failed: {unreachable}", UNREACHABLE_HINT)
         if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
             return _Retry(f"connection failed: {_describe(exc)}")
         return _failure(url, f"invalid request: {_describe(exc)}", "check the URL")
 
-    def _broken(self, exc: Exception, stream: _Stream) -> _Retry:
+    def _broken(self, exc: Exception, stream: _Stream, read_timeout: float) -> _Retry:
         """Classifies an error met while reading the body (always worth a retry)."""
         import urllib3
 
         cause = _cause(exc)
-        if isinstance(cause, (urllib3.exceptions.ReadTimeoutError, TimeoutError)):
-            return _Retry(
-                f"read timeout: no data for {self.read_timeout:g} s after {stream.received} bytes",
-                "the server is slow: try again later, or raise read_timeout in settings",
-            )
+        if isinstance(cause, (urllib3.exceptions.ReadTimeoutError, TimeoutError, socket.timeout)):
+            return _Retry(f"read timeout: no data for {read_timeout:.3g} s after {stream.received} bytes", TIMEOUT_HINT, timeout=True)
         if stream.total is not None:
             return _Retry(
                 f"truncated body: connection lost after {stream.received} of {stream.total} bytes ({_describe(exc)})",

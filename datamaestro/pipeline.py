@@ -425,7 +425,7 @@ class Pipeline:
         """Produces one resource under its store lock; False when another process had done it."""
         recipe, key = self._recipe_for_production(resource)
         settings = self.context.settings
-        with self.store.lock(key, timeout=settings.lock_timeout, what=f"preparing {definition.id}/{resource.name}"):
+        with self.store.lock(key, timeout=settings.lock_timeout, what=_doing(definition, resource)):
             volatile = getattr(resource, "volatile", False)
             record = None if volatile or self._refreshed(resource) else self.store.actions.get(key)
             did_work = record is None or not self.store.output_present(record.output)
@@ -522,6 +522,17 @@ class Pipeline:
             shutil.rmtree(path, ignore_errors=True)
             return Output(Kind.TREE, digest)
         return None
+
+
+def _doing(definition, resource) -> str:
+    """What producing a resource does, as a process waiting for it is told (``downloading train.gz for <id>/<name>``)."""
+    from urllib.parse import unquote, urlsplit
+
+    names = [unquote(urlsplit(url).path).rstrip("/").rpartition("/")[2] or url for url in resource.urls()]
+    if not names:
+        return f"preparing {definition.id}/{resource.name}"
+    shown = ", ".join(names[:2]) + (f" and {len(names) - 2} more" if len(names) > 2 else "")
+    return f"downloading {shown} for {definition.id}/{resource.name}"
 
 
 def publish_dataset(context: "Context", readable: Path, entries: dict[str, tuple[str, str]]) -> tuple[str, Path]:

@@ -22,6 +22,7 @@ ENV_STORE_DIR = "DATAMAESTRO_STORE"
 ENV_CONFIG = "DATAMAESTRO_CONFIG"
 ENV_OFFLINE = "DATAMAESTRO_OFFLINE"
 ENV_LEASE_TTL = "DATAMAESTRO_LEASE_TTL"
+ENV_TIMEOUT = "DATAMAESTRO_TIMEOUT"
 ENV_REMOTES = "DATAMAESTRO_REMOTES"
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -38,8 +39,10 @@ class Settings:
     :param mirrors: URL prefix -> replacement prefixes, tried in order before
         the original URL
     :param connect_timeout: seconds to wait for a connection
-    :param read_timeout: seconds to wait between two received chunks
-    :param retries: attempts after the first one, on 5xx and connection errors
+    :param read_timeout: seconds to wait between two received chunks (one try)
+    :param retries: attempts after the first one, on 5xx, timeouts and broken connections
+    :param timeout: seconds a source may go without sending a byte, retries
+        included, before it is given up (and its host left out for the session)
     :param lock_timeout: seconds to wait for another process holding a store lock
     :param lease_ttl: seconds without a heartbeat after which a lease held by a
         process on another machine is taken as dead (shared stores)
@@ -55,8 +58,9 @@ class Settings:
     offline: bool = False
     mirrors: dict[str, list[str]] = field(default_factory=dict)
     connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+    read_timeout: float = 20.0
     retries: int = 5
+    timeout: float = 60.0
     lock_timeout: float = 3600.0
     lease_ttl: float = 30.0
     keep_downloads: bool = False
@@ -157,6 +161,7 @@ PARSERS = {
     "connect_timeout": ("connect_timeout", _number),
     "read_timeout": ("read_timeout", _number),
     "retries": ("retries", _count),
+    "timeout": ("timeout", _number),
     "lock_timeout": ("lock_timeout", _number),
     "lease_ttl": ("lease_ttl", _number),
     "keep_downloads": ("keep_downloads", _bool),
@@ -248,6 +253,8 @@ def _env_values() -> dict[str, Any]:
         values["remotes"] = _remotes(table, "remotes", ENV_REMOTES)
     if env := os.environ.get(ENV_LEASE_TTL):
         values["lease_ttl"] = _number(_float_of(env, ENV_LEASE_TTL), ENV_LEASE_TTL, "the environment")
+    if env := os.environ.get(ENV_TIMEOUT):
+        values["timeout"] = _number(_float_of(env, ENV_TIMEOUT), ENV_TIMEOUT, "the environment")
     if (env := os.environ.get(ENV_OFFLINE)) is not None:
         word = env.strip().lower()
         if word not in TRUE_WORDS | FALSE_WORDS:

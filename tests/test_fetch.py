@@ -30,6 +30,15 @@ def fetcher():
         yield fetcher
 
 
+def free_port() -> int:
+    """A port of 127.0.0.1 where nothing listens (a connection is refused)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def serve(server, name: str, data: bytes) -> str:
     path = server.root / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,14 +167,14 @@ def test_timeout(http_server):
     assert "read_timeout" in info.value.hint
 
 
-def test_connection_refused(fetcher):
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with pytest.raises(DownloadError, match="connection failed.*gave up after 3 attempts"):
-        fetcher.fetch(f"http://127.0.0.1:{port}/x", BytesSink())
+def test_connection_refused_is_final_at_once(fetcher, caplog):
+    port = free_port()
+    with caplog.at_level("INFO", logger="datamaestro.fetch"):
+        with pytest.raises(DownloadError) as info:
+            fetcher.fetch(f"http://127.0.0.1:{port}/x", BytesSink())
+    assert f"connection failed: 127.0.0.1 refused the connection (nothing listens on {port})" in info.value.message
+    assert "gave up" not in info.value.message
+    assert "retrying" not in caplog.text
 
 
 def test_reset_mid_body_resumes_with_range(http_server, fetcher):
@@ -296,3 +305,63 @@ def test_progress_enabled_writes_to_stderr(http_server, capsys):
         fetcher.fetch(serve(http_server, "a.bin", SMALL), BytesSink(), description="the a file")
     captured = capsys.readouterr()
     assert "the a file" in captured.err and captured.out == ""
+
+
+# -- what cannot pass on a retry is not retried; hosts found down are left out
+
+
+def test_a_host_name_that_does_not_resolve_is_final_at_once(fetcher, caplog):
+    url = "http://nonexistent.invalid/data.gz"
+    with caplog.at_level("INFO", logger="datamaestro.fetch"):
+        with pytest.raises(DownloadError) as info:
+            fetcher.fetch(url, BytesSink())
+    assert "connection failed: the host name nonexistent.invalid does not resolve" in info.value.message
+    assert "retrying" not in caplog.text
+    assert fetcher.hosts.down("http://nonexistent.invalid/other.gz") is not None
+
+
+def test_retries_say_what_they_do(http_server, fetcher, caplog):
+    url = serve(http_server, "down.bin", SMALL)
+    http_server.set_fault("down.bin", "503")
+    with caplog.at_level("INFO", logger="datamaestro.fetch"):
+        with pytest.raises(DownloadError):
+            fetcher.fetch(url, BytesSink())
+    retries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert retries == [
+        f"retrying {http_server.base_url} (2/3) in 0.01 s: HTTP 503 Service Unavailable",
+        f"retrying {http_server.base_url} (3/3) in 0.02 s: HTTP 503 Service Unavailable",
+    ]
+    # a server that answers, even badly, is not taken as down
+    assert fetcher.hosts.down(url) is None
+
+
+def test_a_hung_server_is_given_up_within_the_timeout_then_left_out(black_hole):
+    with Fetcher(connect_timeout=5, read_timeout=0.25, retries=5, backoff=0.05, timeout=0.6, progress=False) as fetcher:
+        with pytest.raises(DownloadError) as info:
+            fetcher.fetch(black_hole.url("a.gz"), BytesSink())
+        assert "read timeout" in info.value.message and "gave up after" in info.value.message
+        assert "--timeout" in info.value.hint
+        tried = black_hole.accepted
+        # tries until 0.6 s without a byte have passed: two of 0.25 s, not six
+        assert tried == 2
+        with pytest.raises(DownloadError) as info:
+            fetcher.fetch(black_hole.url("b.gz"), BytesSink())
+        assert "left out" in info.value.message and "failed earlier in this session (no answer in time)" in info.value.message
+        assert black_hole.accepted == tried
+
+
+def test_a_dead_mirror_is_tried_once_for_many_files(http_server, black_hole):
+    original = http_server.url("orig/")
+    for index in range(8):
+        serve(http_server, f"orig/{index}.bin", SMALL)
+    dead = f"http://127.0.0.1:{free_port()}/"
+    mirrors = {original: [dead, black_hole.url("/")]}
+    with Fetcher(mirrors=mirrors, read_timeout=5, retries=3, backoff=0.05, timeout=0.5, progress=False) as fetcher:
+        for index in range(8):
+            sink = BytesSink()
+            result = fetcher.fetch(f"{original}{index}.bin", sink)
+            assert sink.getvalue() == SMALL and result.served_by == f"{original}{index}.bin"
+        assert fetcher.hosts.down(dead) is not None
+    # the hung mirror was tried for the first file only
+    assert 1 <= black_hole.accepted <= 3
+    assert all(http_server.count(f"orig/{index}.bin") == 1 for index in range(8))

@@ -379,6 +379,66 @@ class ControlledServer:
         connection.close()
 
 
+class BlackHole:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers (a hung server).
+
+    :ivar accepted: how many connections it accepted
+    """
+
+    def __init__(self):
+        self.accepted = 0
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(64)
+        self._held: list[socket.socket] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True, name="blackhole")
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+
+    def url(self, path: str) -> str:
+        """A URL of this server."""
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._held.append(connection)  # kept open, never read nor written
+
+    def stop(self) -> None:
+        """Closes the listening socket and every held connection."""
+        self._stopping.set()
+        try:
+            self._socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._socket.close()
+        for connection in self._held:
+            connection.close()
+        self._thread.join(timeout=2)
+
+    def __enter__(self) -> "BlackHole":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+@pytest.fixture
+def black_hole():
+    """A started :class:`BlackHole`."""
+    with BlackHole() as server:
+        yield server
+
+
 @pytest.fixture
 def http_server(tmp_path_factory):
     """A started :class:`ControlledServer` serving a fresh folder (``server.root``)."""
@@ -386,4 +446,4 @@ def http_server(tmp_path_factory):
         yield server
 
 
-__all__ = ["ControlledServer", "Fault", "http_server"]
+__all__ = ["BlackHole", "ControlledServer", "Fault", "black_hole", "http_server"]

@@ -1,0 +1,89 @@
+"""The network as a user meets it, through the console script: no internet, hung and dead hosts, waiting for another process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from support.mnistdata import PLUGIN_PREFIX
+
+PROCESS_TIMEOUT = 120
+
+
+def datamaestro(*args: str, data: Path, **kwargs) -> subprocess.CompletedProcess:
+    """Runs the console script on the data dir ``data``."""
+    return subprocess.run(["datamaestro", "--data", str(data), *args], capture_output=True, text=True, timeout=PROCESS_TIMEOUT, **kwargs)
+
+
+def write_settings(*mirrors: str, extra: str = "") -> None:
+    """The user settings: the plugin's URLs mirrored to ``mirrors``, in order."""
+    listed = ", ".join(f'"{m.rstrip("/")}/"' for m in mirrors)
+    Path(os.environ["DATAMAESTRO_CONFIG"]).write_text(f'{extra}[mirrors]\n"{PLUGIN_PREFIX}" = [{listed}]\n')
+
+
+def test_no_internet_fails_at_once_with_what_each_source_answered(tmp_path):
+    # the mirror's name does not resolve and the original (127.0.0.1:9) refuses: both final at once, default settings
+    write_settings("http://nonexistent.invalid/")
+    result = datamaestro("prepare", "com.lecun.mnist", data=tmp_path / "data")
+    assert result.returncode == 1, result.stderr
+    assert "the host name nonexistent.invalid does not resolve" in result.stderr
+    assert "127.0.0.1 refused the connection (nothing listens on 9)" in result.stderr
+    assert "check the network connection" in result.stderr
+    # one try per source, no back-off: the whole command takes about its start-up time
+    assert "retrying" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_hung_mirror_costs_one_timeout_for_the_whole_dataset(mnist_server, black_hole, tmp_path):
+    write_settings(black_hole.base_url, mnist_server.base_url, extra="read_timeout = 0.4\nretries = 5\n")
+    result = datamaestro("--timeout", "1", "prepare", "com.lecun.mnist", data=tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    # the first file: tries of 0.4 s until a second without a byte has passed, each said as it happens
+    assert f"retrying {black_hole.base_url} (2/6) in 0.5 s: read timeout: no answer within 0.4 s" in result.stderr
+    assert black_hole.accepted == 2
+    # the four files came from the working mirror, the hung one was not tried again
+    assert all(mnist_server.count(path) == 1 for path in ("mnist/train-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz"))
+
+
+def test_the_timeout_setting_and_its_environment_variable(black_hole, tmp_path):
+    write_settings(black_hole.base_url, extra="read_timeout = 5\ntimeout = 30\n")
+    result = datamaestro("prepare", "com.lecun.mnist", data=tmp_path / "data", env={**os.environ, "DATAMAESTRO_TIMEOUT": "0.3"})
+    assert result.returncode == 1
+    assert f"  - {black_hole.url('mnist/')}" in result.stderr and "read timeout: no answer within 0.3 s" in result.stderr
+    bad = datamaestro("prepare", "com.lecun.mnist", data=tmp_path / "data", env={**os.environ, "DATAMAESTRO_TIMEOUT": "soon"})
+    assert bad.returncode == 2 and "DATAMAESTRO_TIMEOUT='soon': expected a number of seconds" in bad.stderr
+
+
+def test_a_waiting_process_says_whom_it_waits_for_at_once(mnist_server, tmp_path):
+    # the images come slowly, so that a second process finds the first one downloading them
+    mnist_server.set_fault("mnist/train-images-idx3-ubyte.gz", "throttle", chunk=64, pause=0.5)
+    data = tmp_path / "data"
+    command = ["datamaestro", "--data", str(data), "prepare", "com.lecun.mnist"]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = None
+    try:
+        deadline = time.monotonic() + PROCESS_TIMEOUT
+        while mnist_server.count("mnist/train-images-idx3-ubyte.gz") == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        lines = []
+        for line in second.stderr:
+            lines.append(line)
+            if "waiting for" in line:
+                break
+        # the first process stops; the second takes over at once
+        mnist_server.clear_faults()
+        first.terminate()
+        first.wait(timeout=PROCESS_TIMEOUT)
+        lines += second.stderr.readlines()
+        assert second.wait(timeout=PROCESS_TIMEOUT) == 0, "".join(lines)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    waiting = [line for line in lines if "waiting for" in line]
+    assert waiting, "".join(lines)
+    assert f"waiting for process {first.pid} on {socket.gethostname()} (downloading train-images-idx3-ubyte.gz for com.lecun.mnist/train_images.idx, since " in waiting[0]
