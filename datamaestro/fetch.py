@@ -25,7 +25,9 @@ module (the CLI's ``--help``) costs nothing.
 from __future__ import annotations
 
 import errno
+import json
 import logging
+import os
 import re
 import socket
 import sys
@@ -253,6 +255,8 @@ class _Stream:
         self.checkers = checkers
         self.progress = progress
         self.dirty = False
+        #: where the raw bytes are kept for a later run (None: not kept)
+        self.partial: PartialDownload | None = None
         self._fresh()
 
     def _fresh(self) -> None:
@@ -263,14 +267,18 @@ class _Stream:
         self.received = 0
         #: the size announced by the server, once known
         self.total: int | None = None
+        #: bytes kept by an earlier run, not yet confirmed by the server (If-Range)
+        self.carried = 0
 
-    def feed(self, chunk: bytes) -> None:
-        """One raw chunk: hashed, checked, written, counted."""
+    def feed(self, chunk: bytes, *, keep: bool = True) -> None:
+        """One raw chunk: hashed, checked, written, counted (and kept for a later run unless ``keep`` is false)."""
         self.hasher.update(chunk)
         for state in self.states:
             state.update(chunk)
         self.dirty = True
         self.sink.write(chunk)
+        if keep and self.partial is not None:
+            self.partial.append(chunk)
         self.received += len(chunk)
         self.progress.advance(len(chunk))
 
@@ -284,13 +292,164 @@ class _Stream:
         if self.dirty:
             self.sink.reset()
             self.dirty = False
+        if self.partial is not None:
+            self.partial.truncate()
         self._fresh()
         self.progress.reset()
+
+    def resume(self) -> None:
+        """Feeds the bytes an earlier run kept (when they can be confirmed with the server)."""
+        partial = self.partial
+        length = partial.resumable() if partial is not None else 0
+        if not length:
+            return
+        for chunk in partial.read(length):
+            self.feed(chunk, keep=False)
+        partial.seek(length)
+        self.carried = length
+        self.set_total(partial.meta["size"])
+        logger.info("resuming %s at byte %d of %d (kept by an earlier run)", partial.meta["url"], length, partial.meta["size"])
 
     @property
     def digest(self) -> str:
         """``blake3:<hex>`` of the bytes fed so far."""
         return "blake3:" + self.hasher.hexdigest()
+
+
+class PartialDownload:
+    """The raw bytes of a download, kept in a folder (the store's ``tmp/partial``) so that a later run resumes it.
+
+    ``<host>.<key>.data`` holds the bytes received, in order; ``<host>.<key>.json``
+    what a resume needs to be safe: the URL, the size, and the server's
+    validators (``ETag``, ``Last-Modified``), sent back in ``If-Range`` so
+    that a file changed on the server is downloaded whole again. The data
+    file is written unbuffered, so that a kill (even ``kill -9``) keeps every
+    byte received; an ``flock`` keeps two processes of this host out of one
+    file. Files are named by host, since a lock does not cross machines.
+
+    :param folder: where partial downloads live
+    :param url: the source's URL (a mirror or the original)
+    """
+
+    def __init__(self, folder: Path, url: str):
+        from blake3 import blake3
+
+        key = blake3(url.encode()).hexdigest()[:32]
+        host = socket.gethostname()
+        self.folder = Path(folder)
+        self.url = url
+        self.data_path = self.folder / f"{host}.{key}.data"
+        self.meta_path = self.folder / f"{host}.{key}.json"
+        self.meta: dict = {}
+        self._fd: int | None = None
+
+    @classmethod
+    def open(cls, folder: Path | None, url: str) -> "PartialDownload | None":
+        """The partial download of ``url`` in ``folder``, locked for this process; None when it cannot be used."""
+        if folder is None or urlsplit(url).scheme.lower() not in ("http", "https"):
+            return None
+        try:
+            import fcntl
+        except ImportError:
+            return None  # no flock here: no resume
+        partial = cls(folder, url)
+        fd = None
+        for _ in range(3):  # the folder may be removed by another process that found it empty
+            try:
+                partial.folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(partial.data_path, os.O_RDWR | os.O_CREAT, 0o644)
+                break
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                logger.debug("no partial download for %s: %s", url, exc)
+                return None
+        if fd is None:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None  # another process of this host is at it
+        partial._fd = fd
+        try:
+            meta = json.loads(partial.meta_path.read_text())
+            partial.meta = meta if isinstance(meta, dict) and meta.get("url") == url else {}
+        except (OSError, ValueError):
+            partial.meta = {}
+        return partial
+
+    def resumable(self) -> int:
+        """How many kept bytes a resume can start from (0: none, or nothing to confirm them with).
+
+        The last byte is always asked again, so that the server confirms
+        the validators even when the previous run had received everything.
+        """
+        meta = self.meta
+        size = meta.get("size")
+        if not isinstance(size, int) or size <= 0 or not (meta.get("etag") or meta.get("last_modified")):
+            return 0
+        return max(0, min(os.fstat(self._fd).st_size, size - 1))
+
+    def validator(self) -> str | None:
+        """What ``If-Range`` sends: a strong ETag, else the Last-Modified date."""
+        etag = self.meta.get("etag")
+        if etag and not etag.startswith("W/"):
+            return etag
+        return self.meta.get("last_modified")
+
+    def read(self, length: int):
+        """Yields the first ``length`` kept bytes, in chunks."""
+        offset = 0
+        while offset < length:
+            chunk = os.pread(self._fd, min(CHUNK_SIZE, length - offset), offset)
+            if not chunk:
+                return
+            offset += len(chunk)
+            yield chunk
+
+    def seek(self, length: int) -> None:
+        """Keeps the first ``length`` bytes; the next ones are appended after them."""
+        os.ftruncate(self._fd, length)
+        os.lseek(self._fd, length, os.SEEK_SET)
+
+    def start(self, size: int | None, etag: str | None, last_modified: str | None) -> None:
+        """Records what the server said of a download started from byte 0."""
+        self.meta = {"url": self.url, "size": size, "etag": etag, "last_modified": last_modified}
+        tmp = self.meta_path.with_name(self.meta_path.name + ".new")
+        try:
+            tmp.write_text(json.dumps(self.meta))
+            os.replace(tmp, self.meta_path)
+        except OSError as exc:
+            logger.debug("cannot record the partial download of %s: %s", self.url, exc)
+
+    def append(self, chunk: bytes) -> None:
+        """Keeps received bytes (straight to the file: a kill keeps them)."""
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def truncate(self) -> None:
+        """Drops every kept byte (the download starts over)."""
+        self.seek(0)
+        self.meta = {}
+
+    def close(self, *, keep: bool) -> None:
+        """Releases the file; ``keep=False`` removes it (done, or not worth resuming)."""
+        if self._fd is None:
+            return
+        if not keep or not self.meta or os.fstat(self._fd).st_size == 0:
+            for path in (self.data_path, self.meta_path):
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    pass
+        os.close(self._fd)  # releases the flock
+        self._fd = None
+        try:
+            self.folder.rmdir()  # only when empty: no trace of downloads that are done
+        except OSError:
+            pass
 
 
 def _content_range(header: str | None) -> tuple[int | None, int | None]:
@@ -429,13 +588,18 @@ class Fetcher:
         return list(dict.fromkeys(result + [url]))
 
     # -- downloads
-    def fetch(self, url: str, sink: Sink, *, checkers: Sequence["Checker"] = (), description: str | None = None) -> FetchResult:
+    def fetch(
+        self, url: str, sink: Sink, *, checkers: Sequence["Checker"] = (), description: str | None = None, partial_dir: Path | None = None
+    ) -> FetchResult:
         """Downloads ``url`` into ``sink``, checking the raw bytes.
 
         :param url: an ``http://``, ``https://`` or ``file://`` URL
         :param sink: receives the raw bytes (``reset`` when starting over)
         :param checkers: checks on the raw bytes, verified at the end
         :param description: the progress bar's label (default: the file name)
+        :param partial_dir: where the raw bytes of an interrupted download are
+            kept, so that a later run resumes it (:class:`PartialDownload`);
+            None: not kept
         :raises OfflineError: in offline mode, before any network access
         :raises DownloadError: when no source could serve the URL
         :raises IntegrityError: when the original URL's bytes fail a check
@@ -455,11 +619,19 @@ class Fetcher:
                     logger.debug("%s: %s", candidate, reason)
                     failures.append((candidate, _failure(candidate, reason, UNREACHABLE_HINT)))
                     continue
+                stream.partial = PartialDownload.open(partial_dir, candidate)
+                # kept for a later run when the network failed or the user stopped us; bytes
+                # that fail a check, a source that has no such file, a full disk: not worth it
+                keep = False
                 try:
-                    served_by = self._transfer(candidate, stream)
-                    label = f"{candidate} (mirror of {url})" if is_mirror else url
-                    for state in stream.states:
-                        state.verify(label)
+                    try:
+                        served_by = self._transfer_verified(candidate, url, stream)
+                    except DownloadError as exc:
+                        keep = not exc.missing
+                        raise
+                    except (KeyboardInterrupt, SystemExit):
+                        keep = True
+                        raise
                 except IntegrityError as exc:
                     # A bad mirror must not hide a good original
                     if not is_mirror:
@@ -474,10 +646,37 @@ class Fetcher:
                         source_digest=stream.digest,
                         served_by=served_by,
                     )
+                finally:
+                    if stream.partial is not None:
+                        stream.partial.close(keep=keep)
+                        stream.partial = None
         if len(failures) == 1:
             raise failures[0][1]
         listing = "\n".join(f"  - {candidate}: {exc.reason if isinstance(exc, DownloadError) else exc.message}" for candidate, exc in failures)
         raise DownloadError(f"cannot download {url} from any of its {len(failures)} sources:\n{listing}", hint=failures[-1][1].hint)
+
+    def _transfer_verified(self, candidate: str, url: str, stream: _Stream) -> str:
+        """Streams one source and verifies the checks; returns the URL that served it.
+
+        A resumed download whose whole fails a check is downloaded again
+        from byte 0, once: the bytes kept by the earlier run may be stale.
+        """
+        stream.resume()
+        resumed = stream.carried or (stream.partial is not None and stream.partial.meta.get("parts"))
+        label = f"{candidate} (mirror of {url})" if candidate != url else url
+        try:
+            served_by = self._transfer(candidate, stream)
+            for state in stream.states:
+                state.verify(label)
+        except IntegrityError as exc:
+            if not resumed:
+                raise
+            logger.warning("%s: the resumed download fails its check (%s): downloading it again from the start", label, exc.message)
+            stream.reset()
+            served_by = self._transfer(candidate, stream)
+            for state in stream.states:
+                state.verify(label)
+        return served_by
 
     def _transfer(self, url: str, stream: _Stream) -> str:
         """Streams one source into ``stream``; returns the URL that served it."""
@@ -544,6 +743,9 @@ class Fetcher:
         import urllib3
 
         headers = {"Range": f"bytes={stream.received}-"} if stream.received else {}
+        if stream.carried and stream.partial is not None and stream.partial.validator():
+            # bytes of an earlier run: the server sends the rest only if the file is the same
+            headers["If-Range"] = stream.partial.validator()
         timeouts = (min(self.connect_timeout, budget), min(self.read_timeout, budget))
         try:
             response = self.session.get(url, headers=headers, stream=True, timeout=timeouts)
@@ -672,6 +874,12 @@ class Fetcher:
             skip = offset - start
             if total is None and length is not None:
                 total = start + length
+        elif stream.carried:
+            # A 200 to If-Range: the file changed since the earlier run (or ranges are not served)
+            logger.info("%s changed on the server since the earlier run (or it serves no ranges): downloading it whole", response.url)
+            stream.reset()
+            offset = skip = 0
+            total = length
         else:
             # A 200 to a Range request: the server sends the whole file again
             skip = offset
@@ -682,5 +890,10 @@ class Fetcher:
             if response.status_code == 206:
                 raise _Retry("the file changed on the server during the download")
             skip = 0
+            offset = 0
+        stream.carried = 0
         stream.set_total(total)
+        if stream.partial is not None and offset == 0:
+            headers = response.headers
+            stream.partial.start(total, headers.get("ETag"), headers.get("Last-Modified"))
         return skip

@@ -96,7 +96,9 @@ class Job:
             pin = _PinCheck(self)
             checkers = [*checkers, pin]
         try:
-            return self.context.fetcher().fetch(url, sink, checkers=checkers, description=description or self.description)
+            return self.context.fetcher().fetch(
+                url, sink, checkers=checkers, description=description or self.description, partial_dir=self.store.partial_folder()
+            )
         except DatamaestroError:
             if pin is not None and pin.mismatch is not None:
                 raise pin.mismatch from None

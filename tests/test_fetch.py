@@ -365,3 +365,54 @@ def test_a_dead_mirror_is_tried_once_for_many_files(http_server, black_hole):
     # the hung mirror was tried for the first file only
     assert 1 <= black_hole.accepted <= 3
     assert all(http_server.count(f"orig/{index}.bin") == 1 for index in range(8))
+
+
+# -- resume across runs: the bytes of an interrupted download are kept
+
+
+def test_an_interrupted_download_resumes_in_a_later_run(http_server, tmp_path):
+    url = serve(http_server, "big.bin", BIG)
+    partial = tmp_path / "partial"
+    http_server.set_fault("big.bin", "truncate", times=1, fraction=0.5)
+    with Fetcher(retries=0, progress=False) as fetcher:
+        with pytest.raises(DownloadError, match="truncated"):
+            fetcher.fetch(url, BytesSink(), partial_dir=partial)
+    kept = next(partial.glob("*.data")).read_bytes()
+    assert len(kept) == len(BIG) // 2 and BIG.startswith(kept)
+    _, _, served = http_server.requests[0]
+    # a new fetcher (a new process) continues where the first stopped, checked against the validator
+    sink = BytesSink()
+    with Fetcher(retries=0, progress=False) as fetcher:
+        result = fetcher.fetch(url, sink, checkers=[SizeCheck(len(BIG))], partial_dir=partial)
+    assert sink.getvalue() == BIG and result.source_digest == "blake3:" + blake3(BIG).hexdigest()
+    _, _, headers = http_server.requests[1]
+    assert headers["Range"] == f"bytes={len(kept)}-" and headers["If-Range"].startswith('"')
+    assert not partial.exists()  # done: nothing kept
+
+
+def test_a_file_changed_since_the_interruption_is_downloaded_whole(http_server, tmp_path):
+    url = serve(http_server, "big.bin", BIG)
+    partial = tmp_path / "partial"
+    http_server.set_fault("big.bin", "truncate", times=1, fraction=0.5)
+    with Fetcher(retries=0, progress=False) as fetcher, pytest.raises(DownloadError):
+        fetcher.fetch(url, BytesSink(), partial_dir=partial)
+    changed = os.urandom(len(BIG))
+    path = http_server.root / "big.bin"
+    path.write_bytes(changed)
+    os.utime(path, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
+    sink = BytesSink()
+    with Fetcher(retries=0, progress=False) as fetcher:
+        fetcher.fetch(url, sink, partial_dir=partial)
+    assert sink.getvalue() == changed
+    assert http_server.count("big.bin") == 2
+
+
+def test_a_missing_file_or_bad_bytes_keep_nothing(http_server, tmp_path):
+    partial = tmp_path / "partial"
+    url = serve(http_server, "small.txt", SMALL)
+    with Fetcher(retries=0, progress=False) as fetcher:
+        with pytest.raises(DownloadError):
+            fetcher.fetch(http_server.url("none.bin"), BytesSink(), partial_dir=partial)
+        with pytest.raises(IntegrityError):
+            fetcher.fetch(url, BytesSink(), checkers=[SizeCheck(1)], partial_dir=partial)
+    assert not partial.exists()

@@ -87,3 +87,31 @@ def test_a_waiting_process_says_whom_it_waits_for_at_once(mnist_server, tmp_path
     waiting = [line for line in lines if "waiting for" in line]
     assert waiting, "".join(lines)
     assert f"waiting for process {first.pid} on {socket.gethostname()} (downloading train-images-idx3-ubyte.gz for com.lecun.mnist/train_images.idx, since " in waiting[0]
+
+
+def test_a_download_killed_midway_resumes_in_the_next_run(mnist_server, tmp_path):
+    payload = os.urandom(4 << 20)
+    (mnist_server.root / "example" / "readme.txt").write_bytes(payload)
+    # bytes are kept a chunk (1 MiB) at a time: the kill comes after the first one
+    mnist_server.set_fault("example/readme.txt", "throttle", chunk=65536, pause=0.03)
+    data = tmp_path / "data"
+    partial = data / "store" / "tmp" / "partial"
+    process = subprocess.Popen(["datamaestro", "--data", str(data), "prepare", "org.example"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + PROCESS_TIMEOUT
+        while sum(p.stat().st_size for p in partial.glob("*.data")) < 1 << 20 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.02)
+    finally:
+        process.kill()  # kill -9: no clean-up at all
+        _, stderr = process.communicate()
+    kept = b"".join(p.read_bytes() for p in partial.glob("*.data"))
+    assert len(kept) >= 1 << 20 and payload.startswith(kept), stderr
+    mnist_server.clear_faults()
+    result = datamaestro("prepare", "org.example", data=data)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming {mnist_server.url('example/readme.txt')} at byte {len(kept)} of {len(payload)}" in result.stderr
+    _, _, headers = mnist_server.requests_for("example/readme.txt")[-1]
+    assert headers["Range"] == f"bytes={len(kept)}-" and "If-Range" in headers
+    # the whole was hashed: the readable file is the payload, and nothing is left in tmp/
+    assert (data / "data" / "image" / "org" / "example" / "readme.txt").read_bytes() == payload
+    assert list((data / "store" / "tmp").iterdir()) == []
