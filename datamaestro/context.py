@@ -150,7 +150,14 @@ class Context:
     def fetcher(self) -> "Fetcher":
         """The transport, configured from the settings (one HTTP session)."""
         if self._fetcher is None:
-            self._fetcher = self._new_fetcher(mirrors=self.settings.mirrors, retries=self.settings.retries, progress=self.progress)
+            settings = self.settings
+            self._fetcher = self._new_fetcher(
+                mirrors=settings.mirrors,
+                retries=settings.retries,
+                progress=self.progress,
+                connections=settings.connections,
+                parallel_min_size=settings.parallel_min_size,
+            )
         return self._fetcher
 
     def _new_fetcher(self, **options) -> "Fetcher":

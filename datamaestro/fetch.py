@@ -49,6 +49,8 @@ CHUNK_SIZE = 1 << 20
 #: longest wait between two attempts, in seconds
 MAX_DELAY = 30.0
 MAX_REDIRECTS = 20
+#: the smallest part of a parallel download (bytes)
+PART_MIN = 1 << 20
 RETRY_STATUSES = {408, 425, 429}
 
 DEAD_HINT = "the URL is dead: check it or set a mirror in settings ([mirrors])"
@@ -135,6 +137,18 @@ class _Retry(Exception):
         self.retry_after = retry_after
         #: the server did not answer in time (the host is taken as down when this is the last word)
         self.timeout = timeout
+
+
+class _NoRanges(Exception):
+    """The server does not serve the ranges of a parallel download (or its file changed); never leaves this module."""
+
+
+@dataclass
+class _Position:
+    """Where a part stands, for the messages of a broken transfer."""
+
+    received: int
+    total: int | None
 
 
 def host_of(url: str) -> str:
@@ -257,6 +271,8 @@ class _Stream:
         self.dirty = False
         #: where the raw bytes are kept for a later run (None: not kept)
         self.partial: PartialDownload | None = None
+        #: the server refused the ranges of a parallel download: one stream from now on
+        self.single = False
         self._fresh()
 
     def _fresh(self) -> None:
@@ -270,8 +286,11 @@ class _Stream:
         #: bytes kept by an earlier run, not yet confirmed by the server (If-Range)
         self.carried = 0
 
-    def feed(self, chunk: bytes, *, keep: bool = True) -> None:
-        """One raw chunk: hashed, checked, written, counted (and kept for a later run unless ``keep`` is false)."""
+    def feed(self, chunk: bytes, *, keep: bool = True, show: bool = True) -> None:
+        """One raw chunk: hashed, checked, written, counted (and kept for a later run unless ``keep`` is false).
+
+        ``show=False``: the progress bar counted these bytes already (the parts of a parallel download).
+        """
         self.hasher.update(chunk)
         for state in self.states:
             state.update(chunk)
@@ -280,7 +299,8 @@ class _Stream:
         if keep and self.partial is not None:
             self.partial.append(chunk)
         self.received += len(chunk)
-        self.progress.advance(len(chunk))
+        if show:
+            self.progress.advance(len(chunk))
 
     def set_total(self, total: int | None) -> None:
         """Records the announced size."""
@@ -342,6 +362,7 @@ class PartialDownload:
         self.meta_path = self.folder / f"{host}.{key}.json"
         self.meta: dict = {}
         self._fd: int | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, folder: Path | None, url: str) -> "PartialDownload | None":
@@ -379,6 +400,27 @@ class PartialDownload:
             partial.meta = {}
         return partial
 
+    def start_parts(self, size: int, part_size: int) -> None:
+        """Makes the file ``size`` bytes long (sparse) for parts written at their offsets, and records it."""
+        os.ftruncate(self._fd, 0)
+        os.ftruncate(self._fd, size)
+        self.meta["parts"] = {"size": part_size, "done": []}
+        self._save()
+
+    def write_at(self, offset: int, chunk: bytes) -> None:
+        """Writes bytes of a part at their offset (thread-safe)."""
+        view = memoryview(chunk)
+        while view:
+            written = os.pwrite(self._fd, view, offset)
+            view, offset = view[written:], offset + written
+
+    def part_done(self, index: int) -> None:
+        """Records a finished part (its bytes on disk first, so a crash never records a part it lost)."""
+        os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
+        with self._lock:
+            self.meta["parts"]["done"].append(index)
+            self._save()
+
     def resumable(self) -> int:
         """How many kept bytes a resume can start from (0: none, or nothing to confirm them with).
 
@@ -387,7 +429,7 @@ class PartialDownload:
         """
         meta = self.meta
         size = meta.get("size")
-        if not isinstance(size, int) or size <= 0 or not (meta.get("etag") or meta.get("last_modified")):
+        if not isinstance(size, int) or size <= 0 or not (meta.get("etag") or meta.get("last_modified")) or meta.get("parts"):
             return 0
         return max(0, min(os.fstat(self._fd).st_size, size - 1))
 
@@ -416,6 +458,10 @@ class PartialDownload:
     def start(self, size: int | None, etag: str | None, last_modified: str | None) -> None:
         """Records what the server said of a download started from byte 0."""
         self.meta = {"url": self.url, "size": size, "etag": etag, "last_modified": last_modified}
+        self._save()
+
+    def _save(self) -> None:
+        """Writes the record aside, then renames it over the old one."""
         tmp = self.meta_path.with_name(self.meta_path.name + ".new")
         try:
             tmp.write_text(json.dumps(self.meta))
@@ -511,6 +557,10 @@ class Fetcher:
         host left out for the session)
     :param hosts: the hosts found down, shared by the fetchers of a session
         (default: this fetcher's own)
+    :param connections: connections of a parallel download (1: never split)
+    :param parallel_min_size: files at least this large (bytes), from a
+        server that serves ranges, are downloaded in parts over
+        ``connections`` connections (when the fetch keeps a partial file)
 
     Example::
 
@@ -532,6 +582,8 @@ class Fetcher:
         backoff: float = 0.5,
         timeout: float = 60.0,
         hosts: HostHealth | None = None,
+        connections: int = 8,
+        parallel_min_size: int = 64 << 20,
     ):
         self.mirrors = {prefix: list(targets) for prefix, targets in (mirrors or {}).items()}
         self.connect_timeout = connect_timeout
@@ -542,6 +594,8 @@ class Fetcher:
         self.backoff = backoff
         self.timeout = timeout
         self.hosts = hosts if hosts is not None else HostHealth()
+        self.connections = connections
+        self.parallel_min_size = parallel_min_size
         self._session = None
 
     # -- session
@@ -689,6 +743,11 @@ class Fetcher:
                 f"unsupported URL scheme {scheme!r}",
                 "datamaestro downloads http://, https:// and file:// URLs: download the file by hand, or set a mirror in settings ([mirrors])",
             )
+        if stream.partial is not None and stream.partial.meta.get("parts"):
+            # an earlier run downloaded parts of it: fetch the others
+            served_by = self._parallel(url, stream, stream.partial.meta["size"])
+            if served_by is not None:
+                return served_by
         attempt = 0
         # the budget of `timeout` seconds runs while the source sends nothing
         quiet_since, received = time.monotonic(), stream.received
@@ -699,20 +758,27 @@ class Fetcher:
             except _Retry as exc:
                 if stream.received != received:
                     quiet_since, received = time.monotonic(), stream.received
-                delay = min(max(self.backoff * 2**attempt, exc.retry_after or 0.0), MAX_DELAY)
-                quiet = time.monotonic() - quiet_since
-                if attempt >= self.retries or quiet + delay >= self.timeout:
-                    tries = f" (gave up after {attempt + 1} attempts" + (f", {quiet:.0f} s without data)" if quiet >= 1 else ")") if attempt else ""
-                    failure = _failure(url, exc.reason + tries, exc.hint)
-                    if exc.timeout:
-                        self.hosts.mark_down(url, "no answer in time")
-                    raise failure from None
+                self._pause(url, exc, attempt, quiet_since, stream.progress)
                 attempt += 1
-                message = f"retrying {host_of(url)} ({attempt + 1}/{self.retries + 1}) in {delay:g} s: {exc.reason}"
-                logger.info("%s", message)
-                stream.progress.note(f"retrying in {delay:g} s: {exc.reason}")
-                time.sleep(delay)
-                stream.progress.note(None)
+
+    def _pause(self, url: str, exc: _Retry, attempt: int, quiet_since: float, progress: ProgressBar, what: str = "") -> None:
+        """Waits before the next try of a transient failure (saying so), or gives up with a DownloadError.
+
+        Gives up after ``retries`` tries, or when the source would have sent
+        nothing for ``timeout`` seconds by the next try; a source given up
+        for timeouts leaves its host out for the session.
+        """
+        delay = min(max(self.backoff * 2**attempt, exc.retry_after or 0.0), MAX_DELAY)
+        quiet = time.monotonic() - quiet_since
+        if attempt >= self.retries or quiet + delay >= self.timeout:
+            tries = f" (gave up after {attempt + 1} attempts" + (f", {quiet:.0f} s without data)" if quiet >= 1 else ")") if attempt else ""
+            if exc.timeout:
+                self.hosts.mark_down(url, "no answer in time")
+            raise _failure(url, exc.reason + tries, exc.hint) from None
+        logger.info("retrying %s%s (%d/%d) in %g s: %s", host_of(url), what, attempt + 2, self.retries + 1, delay, exc.reason)
+        progress.note(f"retrying in {delay:g} s: {exc.reason}")
+        time.sleep(delay)
+        progress.note(None)
 
     def _transfer_file(self, url: str, stream: _Stream) -> str:
         parts = urlsplit(url)
@@ -754,6 +820,12 @@ class Fetcher:
         with response:
             self._check_status(url, response, stream)
             skip = self._body_start(response, stream)
+            if self._splits(response, stream):
+                response.close()
+                served_by = self._parallel(response.url, stream, stream.total)
+                if served_by is not None:
+                    return served_by
+                return self._attempt(url, stream, budget)  # in one stream, from byte 0
             chunks = response.raw.stream(CHUNK_SIZE, decode_content=False)
             while True:
                 try:
@@ -773,6 +845,152 @@ class Fetcher:
                 total = stream.total if stream.total is not None else "?"
                 raise _Retry(f"truncated body: received {stream.received} of {total} bytes", TRUNCATED_HINT)
             return response.url
+
+    # -- parallel range downloads
+    def _splits(self, response, stream: _Stream) -> bool:
+        """True when a fresh download is large enough, and served with ranges, to be fetched in parts."""
+        return (
+            self.connections > 1
+            and stream.partial is not None
+            and not stream.single
+            and stream.received == 0
+            and response.status_code == 200
+            and response.headers.get("Accept-Ranges", "").strip().lower() == "bytes"
+            and stream.total is not None
+            and stream.total >= max(self.parallel_min_size, 2 * PART_MIN)
+        )
+
+    def _parallel(self, url: str, stream: _Stream, size: int) -> str | None:
+        """Downloads ``url`` in parts over ``connections`` connections, into the partial file at their offsets.
+
+        Each part is retried on its own; parts finished by an earlier run are
+        kept. Once every part is there the whole file is read back through
+        the hash, the checks and the sink (transforms stream from it).
+        Returns the URL that served it, or None when the server does not
+        serve ranges after all (the caller falls back to one stream).
+        """
+        import queue
+
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        partial = stream.partial
+        meta = partial.meta
+        if not meta.get("parts"):
+            part_size = max(PART_MIN, -(-size // (self.connections * 4)))
+            partial.start_parts(size, part_size)
+            logger.info("downloading %s in %d parts over %d connections", url, -(-size // part_size), self.connections)
+        part_size = partial.meta["parts"]["size"]
+        done = set(partial.meta["parts"]["done"])
+        pending: queue.Queue = queue.Queue()
+        for index in range(-(-size // part_size)):
+            if index not in done:
+                pending.put(index)
+        stream.set_total(size)
+        stream.progress.advance(sum(min(part_size, size - index * part_size) for index in done))
+        if done:
+            logger.info("resuming %s: %d of %d parts kept by an earlier run", url, len(done), -(-size // part_size))
+
+        session = requests.Session()
+        session.headers.update(self.session.headers)
+        session.max_redirects = MAX_REDIRECTS
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.connections)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            while not stop.is_set():
+                try:
+                    index = pending.get_nowait()
+                except queue.Empty:
+                    return
+                start = index * part_size
+                try:
+                    self._part(session, url, partial, index, start, min(size, start + part_size) - 1, size, stream.progress, stop)
+                except BaseException as exc:  # handed to the main thread
+                    errors.append(exc)
+                    stop.set()
+                    return
+
+        workers = [threading.Thread(target=work, name=f"part {n}", daemon=True) for n in range(min(self.connections, pending.qsize()))]
+        try:
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                while worker.is_alive():
+                    worker.join(0.1)  # wakes up for Ctrl-C and SIGTERM
+        except BaseException:
+            stop.set()  # the finished parts are recorded: the next run resumes them
+            for worker in workers:
+                worker.join(1.0)
+            raise
+        finally:
+            session.close()
+        refusal = next((e for e in errors if isinstance(e, _NoRanges)), None)
+        if refusal is not None:
+            logger.info("%s: %s: downloading in one stream", url, refusal)
+            stream.reset()
+            stream.single = True
+            return None
+        if errors:
+            raise errors[0]
+        # the whole, read back: hashed, checked, and through the transforms into the sink
+        for chunk in partial.read(size):
+            stream.feed(chunk, keep=False, show=False)
+        return url
+
+    def _part(self, session, url: str, partial: "PartialDownload", index: int, start: int, end: int, size: int, progress: ProgressBar, stop: threading.Event) -> None:
+        """Downloads bytes ``start..end`` (inclusive) into the partial file, with retries of its own."""
+        import requests
+        import urllib3
+
+        offset, attempt = start, 0
+        quiet_since = time.monotonic()
+        validator = partial.validator()
+        while not stop.is_set():
+            before = offset
+            try:
+                budget = max(self.timeout - (time.monotonic() - quiet_since), 0.05)
+                timeouts = (min(self.connect_timeout, budget), min(self.read_timeout, budget))
+                headers = {"Range": f"bytes={offset}-{end}"}
+                if validator:
+                    headers["If-Range"] = validator
+                try:
+                    response = session.get(url, headers=headers, stream=True, timeout=timeouts)
+                except requests.RequestException as exc:
+                    raise self._request_error(url, exc, timeouts) from None
+                with response:
+                    if response.status_code == 200:
+                        raise _NoRanges("the server answered a range with the whole file (it changed, or it serves no ranges)")
+                    self._check_status(url, response, _Position(0, None))
+                    first, total = _content_range(response.headers.get("Content-Range"))
+                    if first != offset or (total is not None and total != size):
+                        raise _NoRanges(f"the server answered bytes {offset}-{end} with {response.headers.get('Content-Range')}")
+                    chunks = response.raw.stream(CHUNK_SIZE, decode_content=False)
+                    while offset <= end and not stop.is_set():
+                        try:
+                            chunk = next(chunks, None)
+                        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+                            raise self._broken(exc, _Position(offset - start, end + 1 - start), timeouts[1]) from None
+                        if chunk is None or stop.is_set():
+                            break  # stopped: the file may be closed already
+                        chunk = chunk[: end + 1 - offset]
+                        partial.write_at(offset, chunk)
+                        offset += len(chunk)
+                        progress.advance(len(chunk))
+                if stop.is_set():
+                    return
+                if offset <= end:
+                    raise _Retry(f"truncated body: part {index} received {offset - start} of {end + 1 - start} bytes", TRUNCATED_HINT)
+                partial.part_done(index)
+                return
+            except _Retry as exc:
+                if offset != before:
+                    quiet_since = time.monotonic()
+                self._pause(url, exc, attempt, quiet_since, progress, f" part {index}")
+                attempt += 1
 
     def _request_error(self, url: str, exc: Exception, timeouts: tuple[float, float]) -> Exception:
         """Classifies an error raised before the body: a _Retry or a final DownloadError.

@@ -43,6 +43,9 @@ class Settings:
     :param retries: attempts after the first one, on 5xx, timeouts and broken connections
     :param timeout: seconds a source may go without sending a byte, retries
         included, before it is given up (and its host left out for the session)
+    :param connections: connections of a parallel (range) download; 1 never splits
+    :param parallel_min_size: files at least this large (bytes) are
+        downloaded in parts when the server serves ranges
     :param lock_timeout: seconds to wait for another process holding a store lock
     :param lease_ttl: seconds without a heartbeat after which a lease held by a
         process on another machine is taken as dead (shared stores)
@@ -61,6 +64,8 @@ class Settings:
     read_timeout: float = 20.0
     retries: int = 5
     timeout: float = 60.0
+    connections: int = 8
+    parallel_min_size: int = 64 << 20
     lock_timeout: float = 3600.0
     lease_ttl: float = 30.0
     keep_downloads: bool = False
@@ -98,6 +103,12 @@ def _number(value: Any, key: str, origin: str) -> float:
 def _count(value: Any, key: str, origin: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SettingsError(f"{origin}: {key!r} must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _positive_count(value: Any, key: str, origin: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SettingsError(f"{origin}: {key!r} must be a whole number >= 1, got {value!r}")
     return value
 
 
@@ -162,6 +173,8 @@ PARSERS = {
     "read_timeout": ("read_timeout", _number),
     "retries": ("retries", _count),
     "timeout": ("timeout", _number),
+    "connections": ("connections", _positive_count),
+    "parallel_min_size": ("parallel_min_size", _positive_count),
     "lock_timeout": ("lock_timeout", _number),
     "lease_ttl": ("lease_ttl", _number),
     "keep_downloads": ("keep_downloads", _bool),

@@ -416,3 +416,55 @@ def test_a_missing_file_or_bad_bytes_keep_nothing(http_server, tmp_path):
         with pytest.raises(IntegrityError):
             fetcher.fetch(url, BytesSink(), checkers=[SizeCheck(1)], partial_dir=partial)
     assert not partial.exists()
+
+
+# -- parallel range downloads
+
+
+def parallel_fetcher(**options) -> Fetcher:
+    """A fetcher that splits files of 1 MiB and more over 4 connections."""
+    return Fetcher(connections=4, parallel_min_size=MIB, retries=2, backoff=0.01, progress=False, **options)
+
+
+def ranges(server, path: str) -> list[str]:
+    return [headers["Range"] for _, _, headers in server.requests_for(path) if "Range" in headers]
+
+
+def test_a_large_file_is_fetched_in_parts_then_hashed_whole(http_server, tmp_path):
+    url = serve(http_server, "big.bin", BIG)
+    sink = BytesSink()
+    with parallel_fetcher() as fetcher:
+        result = fetcher.fetch(url, sink, checkers=[SizeCheck(len(BIG))], partial_dir=tmp_path / "partial")
+    assert sink.getvalue() == BIG and result.size == len(BIG)
+    assert result.source_digest == "blake3:" + blake3(BIG).hexdigest()
+    # the first request learns the size, then one range per MiB
+    assert sorted(ranges(http_server, "big.bin")) == sorted(f"bytes={i * MIB}-{min(len(BIG), (i + 1) * MIB) - 1}" for i in range(4))
+    assert not (tmp_path / "partial").exists()
+
+
+def test_a_broken_part_is_retried_on_its_own(http_server, tmp_path):
+    url = serve(http_server, "big.bin", BIG)
+    # the first request (headers only) and one part are cut in half
+    http_server.set_fault("big.bin", "truncate", times=2, fraction=0.5)
+    sink = BytesSink()
+    with parallel_fetcher() as fetcher:
+        fetcher.fetch(url, sink, partial_dir=tmp_path / "partial")
+    assert sink.getvalue() == BIG
+    asked = ranges(http_server, "big.bin")
+    assert len(asked) == 5
+    # the retry asks for the second half of the broken part only
+    assert any(int(r[6:].split("-")[0]) % MIB == MIB // 2 for r in asked)
+
+
+def test_a_server_without_ranges_gives_one_stream(http_server, tmp_path):
+    url = serve(http_server, "big.bin", BIG)
+    http_server.set_fault("big.bin", "no-range")
+    sink = BytesSink()
+    with parallel_fetcher() as fetcher:
+        fetcher.fetch(url, sink, partial_dir=tmp_path / "partial")
+        assert sink.getvalue() == BIG and http_server.count("big.bin") == 1
+        # small files, and fetches that keep no partial file, are never split
+        fetcher.fetch(serve(http_server, "small.bin", SMALL), BytesSink(), partial_dir=tmp_path / "partial")
+        http_server.clear_faults()
+        fetcher.fetch(url, BytesSink())
+    assert ranges(http_server, "small.bin") == [] and ranges(http_server, "big.bin") == []

@@ -115,3 +115,44 @@ def test_a_download_killed_midway_resumes_in_the_next_run(mnist_server, tmp_path
     # the whole was hashed: the readable file is the payload, and nothing is left in tmp/
     assert (data / "data" / "image" / "org" / "example" / "readme.txt").read_bytes() == payload
     assert list((data / "store" / "tmp").iterdir()) == []
+
+
+def test_a_parallel_download_stopped_midway_keeps_its_finished_parts(mnist_server, tmp_path):
+    import json
+    import signal
+
+    payload = os.urandom(4 << 20)
+    (mnist_server.root / "example" / "readme.txt").write_bytes(payload)
+    # four parts of 1 MiB, two at a time, each taking about a second
+    write_settings(mnist_server.base_url, extra="connections = 2\nparallel_min_size = 1048576\n")
+    mnist_server.set_fault("example/readme.txt", "throttle", chunk=65536, pause=0.05)
+    data = tmp_path / "data"
+    partial = data / "store" / "tmp" / "partial"
+    process = subprocess.Popen(["datamaestro", "--data", str(data), "prepare", "org.example"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done: list[int] = []
+    try:
+        deadline = time.monotonic() + PROCESS_TIMEOUT
+        while not done and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.02)
+            for record in partial.glob("*.json"):
+                try:
+                    done = json.loads(record.read_text())["parts"]["done"]
+                except (OSError, ValueError, KeyError):
+                    pass
+    finally:
+        process.send_signal(signal.SIGTERM)  # what a job scheduler sends: unwinds like Ctrl-C
+        _, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
+    assert process.returncode == 143, stderr
+    assert "in 4 parts over 2 connections" in stderr
+    done = json.loads(next(partial.glob("*.json")).read_text())["parts"]["done"]
+    assert 1 <= len(done) < 4, stderr
+    before = len(mnist_server.requests_for("example/readme.txt"))
+    mnist_server.clear_faults()
+    result = datamaestro("prepare", "org.example", data=data)
+    assert result.returncode == 0, result.stderr
+    assert "parts kept by an earlier run" in result.stderr
+    asked = [h["Range"] for _, _, h in mnist_server.requests_for("example/readme.txt")[before:]]
+    # the finished parts are not asked again; the others are, whole
+    assert sorted(asked) == sorted(f"bytes={i << 20}-{((i + 1) << 20) - 1}" for i in range(4) if i not in done)
+    assert (data / "data" / "image" / "org" / "example" / "readme.txt").read_bytes() == payload
+    assert list((data / "store" / "tmp").iterdir()) == []
