@@ -192,7 +192,17 @@ def _failure(url: str, reason: str, hint: str, *, missing: bool = False) -> Down
 
 
 class ProgressBar:
-    """A rich progress bar on stderr, or nothing at all when disabled."""
+    """A rich progress bar on stderr, or nothing at all when disabled.
+
+    Downloads that run at once (the independent resources of a dataset)
+    share one live display, one line each: rich allows one at a time.
+    """
+
+    #: the live display shared by the bars of this process, and how many bars use it
+    _shared = None
+    _users = 0
+    _redirected: list = []
+    _lock = threading.Lock()
 
     def __init__(self, enabled: bool, description: str):
         self.enabled = enabled
@@ -202,42 +212,41 @@ class ProgressBar:
 
     def __enter__(self) -> "ProgressBar":
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+            cls = ProgressBar
+            with cls._lock:
+                if cls._shared is None:
+                    from rich.console import Console
+                    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self._bar.start()
-            self._task = self._bar.add_task(self.description, total=None)
-            self._redirect_logs()
+                    cls._shared = Progress(
+                        TextColumn("{task.description}"),
+                        BarColumn(),
+                        DownloadColumn(),
+                        TransferSpeedColumn(),
+                        TimeRemainingColumn(),
+                        console=Console(stderr=True),
+                    )
+                    cls._shared.start()
+                    cls._redirected = _redirect_logs()
+                cls._users += 1
+                self._bar = cls._shared
+                self._task = self._bar.add_task(self.description, total=None)
         return self
 
-    def _redirect_logs(self) -> None:
-        """Sends the log lines written to the terminal above the bar, instead of through it.
-
-        rich replaces ``sys.stderr`` by a proxy that prints above the live
-        bar; the log handlers made before the bar still hold the real
-        stderr, and are pointed at the proxy while the bar lives.
-        """
-        self._redirected = []
-        proxy = sys.stderr
-        if proxy is sys.__stderr__:
-            return  # rich did not redirect (not a terminal)
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stderr__:
-                self._redirected.append((handler, handler.setStream(proxy)))
-
     def __exit__(self, *exc_info) -> None:
-        if self._bar is not None:
-            for handler, stream in getattr(self, "_redirected", []):
+        if self._bar is None:
+            return
+        cls = ProgressBar
+        with cls._lock:
+            cls._users -= 1
+            if cls._users:
+                # the others go on: this line stays, complete, until the display stops
+                return
+            for handler, stream in cls._redirected:
                 handler.setStream(stream)
-            self._bar.stop()
+            cls._redirected = []
+            cls._shared.stop()
+            cls._shared = None
 
     def note(self, text: str | None) -> None:
         """Shows what is going on next to the label (``retrying in 4 s``); None clears it."""
@@ -259,6 +268,24 @@ class ProgressBar:
         """Back to zero (another source, or a restart)."""
         if self._bar is not None:
             self._bar.reset(self._task, total=None)
+
+
+def _redirect_logs() -> list:
+    """Sends the log lines written to the terminal above the live bar, instead of through it.
+
+    rich replaces ``sys.stderr`` by a proxy that prints above the live
+    bar; the log handlers made before the bar still hold the real stderr,
+    and are pointed at the proxy while the bar lives. Returns (handler,
+    former stream) pairs, to restore.
+    """
+    proxy = sys.stderr
+    if proxy is sys.__stderr__:
+        return []  # rich did not redirect (not a terminal)
+    return [
+        (handler, handler.setStream(proxy))
+        for handler in logging.getLogger().handlers
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stderr__
+    ]
 
 
 class _Stream:
@@ -770,6 +797,10 @@ class Fetcher:
         """
         delay = min(max(self.backoff * 2**attempt, exc.retry_after or 0.0), MAX_DELAY)
         quiet = time.monotonic() - quiet_since
+        why_down = self.hosts.down(url)
+        if why_down is not None:
+            # another download of the session (a thread beside this one) found the host down meanwhile
+            raise _failure(url, f"{exc.reason}; left out: {host_of(url)} failed meanwhile ({why_down})", exc.hint) from None
         if attempt >= self.retries or quiet + delay >= self.timeout:
             tries = f" (gave up after {attempt + 1} attempts" + (f", {quiet:.0f} s without data)" if quiet >= 1 else ")") if attempt else ""
             if exc.timeout:

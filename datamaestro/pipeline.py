@@ -30,6 +30,7 @@ import errno
 import logging
 import os
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -388,10 +389,11 @@ class Pipeline:
                 check(definition, self.context)
         # leftovers of killed writers (downloads, views): one scandir of tmp/
         self.store.reap_tmp()
-        produced = []
+        done = self._download_concurrently(definition, to_produce, legacy)
         for resource in to_produce:
-            if self._produce(definition, resource, self.pins.get(resource.name), legacy):
-                produced.append(resource.name)
+            if id(resource) not in done and self._produce(definition, resource, self.pins.get(resource.name), legacy):
+                done[id(resource)] = True
+        produced = [resource.name for resource in to_produce if done.get(id(resource))]
         entries = {}
         outputs = {}
         for resource in targets:
@@ -422,6 +424,63 @@ class Pipeline:
                 return self._run(definition, locked, location, retry=False)
             raise StoreError(f"{definition.id}: outputs keep disappearing from the store", hint="is `store gc` running in a loop?")
         return PipelineResult(definition.id, manifest, view, location, produced, outputs, list(self.pulled))
+
+    def _download_concurrently(self, definition, to_produce: list, legacy: Path | None) -> dict[int, bool]:
+        """Produces at once (``parallel_downloads`` at a time) the resources that are plain downloads.
+
+        Only resources that say they are ``concurrent`` (a file download: no
+        input, nothing but its job touched) and are produced from their URLs
+        run so; the others, in order, after them. Each holds its own store
+        lock, as when run alone. On a failure, what runs is let finish (each
+        download is bounded by its timeouts) and nothing new starts; the
+        error of the first such resource in the dataset's order is raised.
+        Ctrl-C and SIGTERM stop at once: a download cut short keeps its
+        bytes for the next run.
+
+        :returns: ``id(resource)`` -> whether it did the work, for those it ran
+        """
+        import contextvars
+
+        width = self.context.settings.parallel_downloads
+        batch = [
+            r
+            for r in to_produce
+            if getattr(r, "concurrent", False) and not r.dependencies() and r.urls() and self.state(r) in (NONE, PARTIAL)
+        ]
+        if width < 2 or len(batch) < 2:
+            return {}
+        self.context.fetcher()  # one transport for every thread, made before them
+        results: dict[int, bool] = {}
+        errors: dict[int, BaseException] = {}
+        pending = list(batch)
+        guard = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with guard:
+                    if errors or not pending:
+                        return
+                    resource = pending.pop(0)
+                try:
+                    did = self._produce(definition, resource, self.pins.get(resource.name), legacy)
+                except BaseException as exc:  # handed to the main thread
+                    with guard:
+                        errors[id(resource)] = exc
+                    return
+                with guard:
+                    results[id(resource)] = did
+
+        # daemon threads, each in a copy of the caller's context (the session in scope)
+        workers = [threading.Thread(target=contextvars.copy_context().run, args=(work,), name=f"download {n}", daemon=True) for n in range(min(width, len(batch)))]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            while worker.is_alive():
+                worker.join(0.1)  # wakes up for Ctrl-C and SIGTERM
+        if errors:
+            first = next(r for r in batch if id(r) in errors)
+            raise errors[id(first)]
+        return results
 
     def _produce(self, definition, resource, expected, legacy: Path | None) -> bool:
         """Produces one resource under its store lock; False when another process had done it."""

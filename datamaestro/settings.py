@@ -44,6 +44,7 @@ class Settings:
     :param timeout: seconds a source may go without sending a byte, retries
         included, before it is given up (and its host left out for the session)
     :param connections: connections of a parallel (range) download; 1 never splits
+    :param parallel_downloads: independent downloads of a dataset run at once (1: one after another)
     :param parallel_min_size: files at least this large (bytes) are
         downloaded in parts when the server serves ranges
     :param lock_timeout: seconds to wait for another process holding a store lock
@@ -65,6 +66,7 @@ class Settings:
     retries: int = 5
     timeout: float = 60.0
     connections: int = 8
+    parallel_downloads: int = 4
     parallel_min_size: int = 64 << 20
     lock_timeout: float = 3600.0
     lease_ttl: float = 30.0
@@ -174,6 +176,7 @@ PARSERS = {
     "retries": ("retries", _count),
     "timeout": ("timeout", _number),
     "connections": ("connections", _positive_count),
+    "parallel_downloads": ("parallel_downloads", _positive_count),
     "parallel_min_size": ("parallel_min_size", _positive_count),
     "lock_timeout": ("lock_timeout", _number),
     "lease_ttl": ("lease_ttl", _number),

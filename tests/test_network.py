@@ -37,7 +37,8 @@ def test_no_internet_fails_at_once_with_what_each_source_answered(tmp_path):
 
 
 def test_a_hung_mirror_costs_one_timeout_for_the_whole_dataset(mnist_server, black_hole, tmp_path):
-    write_settings(black_hole.base_url, mnist_server.base_url, extra="read_timeout = 0.4\nretries = 5\n")
+    # one file after the other, so that the count of tries is exact (at once, each file's first try meets the hung host)
+    write_settings(black_hole.base_url, mnist_server.base_url, extra="read_timeout = 0.4\nretries = 5\nparallel_downloads = 1\n")
     result = datamaestro("--timeout", "1", "prepare", "com.lecun.mnist", data=tmp_path / "data")
     assert result.returncode == 0, result.stderr
     # the first file: tries of 0.4 s until a second without a byte has passed, each said as it happens
@@ -156,3 +157,23 @@ def test_a_parallel_download_stopped_midway_keeps_its_finished_parts(mnist_serve
     assert sorted(asked) == sorted(f"bytes={i << 20}-{((i + 1) << 20) - 1}" for i in range(4) if i not in done)
     assert (data / "data" / "image" / "org" / "example" / "readme.txt").read_bytes() == payload
     assert list((data / "store" / "tmp").iterdir()) == []
+
+
+def test_the_files_of_a_dataset_are_downloaded_at_once(mnist_server, tmp_path):
+    from support.mnistdata import MNIST_FILES
+
+    # every file is answered after 3 s: one after another, the second request would come 3 s after the first
+    for path in MNIST_FILES.values():
+        mnist_server.set_fault(path, "slow", delay=3)
+    data = tmp_path / "data"
+    process = subprocess.Popen(["datamaestro", "--data", str(data), "prepare", "com.lecun.mnist"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + PROCESS_TIMEOUT
+        while not all(mnist_server.count(path) for path in MNIST_FILES.values()) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.02)
+        # all four asked before the first one was answered (no action recorded yet)
+        answered = list((data / "store" / "actions").rglob("*.json"))
+        assert all(mnist_server.count(path) == 1 for path in MNIST_FILES.values()) and answered == []
+    finally:
+        _, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
+    assert process.returncode == 0, stderr
