@@ -33,6 +33,7 @@ import socket
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol, Sequence
@@ -623,6 +624,7 @@ class Fetcher:
         self.hosts = hosts if hosts is not None else HostHealth()
         self.connections = connections
         self.parallel_min_size = parallel_min_size
+        self._local = threading.local()
         self._session = None
 
     # -- session
@@ -652,6 +654,26 @@ class Fetcher:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+    @contextmanager
+    def cancellable(self, event: threading.Event):
+        """Within the block, downloads of this thread stop at the next chunk once ``event`` is set.
+
+        They stop as a Ctrl-C would (``KeyboardInterrupt``): what was
+        received is kept for a later run. The pipeline uses it for the
+        downloads it runs in threads, which signals do not reach.
+        """
+        former = getattr(self._local, "cancel", None)
+        self._local.cancel = event
+        try:
+            yield
+        finally:
+            self._local.cancel = former
+
+    def _check_cancel(self) -> None:
+        event = getattr(self._local, "cancel", None)
+        if event is not None and event.is_set():
+            raise KeyboardInterrupt("download cancelled")
 
     # -- sources
     def candidates(self, url: str) -> list[str]:
@@ -865,6 +887,7 @@ class Fetcher:
                     raise self._broken(exc, stream, timeouts[1]) from None
                 if chunk is None:
                     break
+                self._check_cancel()
                 if skip:
                     # The server ignored Range: drop what we already have
                     if len(chunk) <= skip:
@@ -952,6 +975,7 @@ class Fetcher:
             for worker in workers:
                 while worker.is_alive():
                     worker.join(0.1)  # wakes up for Ctrl-C and SIGTERM
+                    self._check_cancel()
         except BaseException:
             stop.set()  # the finished parts are recorded: the next run resumes them
             for worker in workers:

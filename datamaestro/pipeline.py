@@ -31,6 +31,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -449,20 +450,22 @@ class Pipeline:
         ]
         if width < 2 or len(batch) < 2:
             return {}
-        self.context.fetcher()  # one transport for every thread, made before them
+        fetcher = self.context.fetcher()  # one transport for every thread, made before them
         results: dict[int, bool] = {}
         errors: dict[int, BaseException] = {}
         pending = list(batch)
         guard = threading.Lock()
+        stop = threading.Event()
 
         def work() -> None:
             while True:
                 with guard:
-                    if errors or not pending:
+                    if errors or not pending or stop.is_set():
                         return
                     resource = pending.pop(0)
                 try:
-                    did = self._produce(definition, resource, self.pins.get(resource.name), legacy)
+                    with fetcher.cancellable(stop):
+                        did = self._produce(definition, resource, self.pins.get(resource.name), legacy)
                 except BaseException as exc:  # handed to the main thread
                     with guard:
                         errors[id(resource)] = exc
@@ -474,9 +477,20 @@ class Pipeline:
         workers = [threading.Thread(target=contextvars.copy_context().run, args=(work,), name=f"download {n}", daemon=True) for n in range(min(width, len(batch)))]
         for worker in workers:
             worker.start()
-        for worker in workers:
-            while worker.is_alive():
-                worker.join(0.1)  # wakes up for Ctrl-C and SIGTERM
+        try:
+            for worker in workers:
+                while worker.is_alive():
+                    worker.join(0.1)  # wakes up for Ctrl-C and SIGTERM
+        except BaseException:
+            # Ctrl-C or SIGTERM: the downloads stop at their next chunk, keeping what they received;
+            # one still waiting for a server leaves its tmp files, removed here before the process exits
+            stop.set()
+            deadline = time.monotonic() + 2
+            for worker in workers:
+                worker.join(max(0.0, deadline - time.monotonic()))
+            if any(worker.is_alive() for worker in workers):
+                self.store.drop_own_tmp()
+            raise
         if errors:
             first = next(r for r in batch if id(r) in errors)
             raise errors[id(first)]

@@ -579,6 +579,12 @@ class Store:
 
         return self.layout.tmp / PARTIAL_FOLDER
 
+    def drop_own_tmp(self) -> None:
+        """Removes what this process has in ``tmp/`` (it is about to exit on a signal); see :func:`objects.drop_own_tmp`."""
+        from .objects import drop_own_tmp
+
+        drop_own_tmp(self.layout)
+
     def reap_tmp(self) -> list[Path]:
         """Removes leftovers of dead writers from ``tmp/``."""
         return reap_tmp(self.layout)

@@ -468,6 +468,32 @@ def reap_tmp(layout: Layout, *, now: float | None = None) -> list[Path]:
     return removed
 
 
+def drop_own_tmp(layout: Layout) -> None:
+    """Removes this process's ``tmp/`` entries, and partial downloads that hold nothing.
+
+    For a process about to exit on Ctrl-C or SIGTERM while threads of its
+    own still write (they are not unwound): what they leave is garbage.
+    Partial downloads that hold bytes stay, for the next run.
+    """
+    prefix = f"{HOST}.{os.getpid()}."
+    try:
+        entries = list(os.scandir(layout.tmp))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith(prefix):
+            remove_tree(Path(entry.path))
+    partial = layout.tmp / PARTIAL_FOLDER
+    try:
+        for entry in os.scandir(partial):
+            if entry.name.endswith(".data") and entry.stat().st_size == 0:
+                os.unlink(entry.path)
+                Path(entry.path[: -len(".data")] + ".json").unlink(missing_ok=True)
+        partial.rmdir()
+    except OSError:
+        pass
+
+
 def _reap_partial(folder: Path, now: float) -> list[Path]:
     """Removes the interrupted downloads nobody resumed for :data:`STALE_PARTIAL` seconds."""
     removed = []
