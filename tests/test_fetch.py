@@ -468,3 +468,22 @@ def test_a_server_without_ranges_gives_one_stream(http_server, tmp_path):
         http_server.clear_faults()
         fetcher.fetch(url, BytesSink())
     assert ranges(http_server, "small.bin") == [] and ranges(http_server, "big.bin") == []
+
+
+def test_a_resumed_download_that_fails_its_check_is_downloaded_again_whole(http_server, tmp_path):
+    url = serve(http_server, "big.bin", BIG)
+    partial = tmp_path / "partial"
+    http_server.set_fault("big.bin", "truncate", times=1, fraction=0.5)
+    with Fetcher(retries=0, progress=False) as fetcher, pytest.raises(DownloadError):
+        fetcher.fetch(url, BytesSink(), partial_dir=partial)
+    # other bytes behind the same validators (same size, same mtime): the resumed whole is wrong
+    path = http_server.root / "big.bin"
+    mtime = path.stat().st_mtime_ns
+    changed = os.urandom(len(BIG))
+    path.write_bytes(changed)
+    os.utime(path, ns=(mtime, mtime))
+    sink = BytesSink()
+    with Fetcher(retries=0, progress=False) as fetcher:
+        fetcher.fetch(url, sink, checkers=[Sha256Check(hashlib.sha256(changed).hexdigest())], partial_dir=partial)
+    assert sink.getvalue() == changed
+    assert [h.get("Range") for _, _, h in http_server.requests_for("big.bin")] == [None, f"bytes={len(BIG) // 2}-", None]
