@@ -718,7 +718,7 @@ class Fetcher:
                 is_mirror = candidate != url
                 why_down = self.hosts.down(candidate) if urlsplit(candidate).scheme.lower() in ("http", "https") else None
                 if why_down is not None:
-                    reason = f"left out: {host_of(candidate)} failed earlier in this session ({why_down})"
+                    reason = f"left out: {host_of(candidate)} failed for another download of this session ({why_down})"
                     logger.debug("%s: %s", candidate, reason)
                     failures.append((candidate, _failure(candidate, reason, UNREACHABLE_HINT)))
                     continue

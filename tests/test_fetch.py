@@ -346,7 +346,7 @@ def test_a_hung_server_is_given_up_within_the_timeout_then_left_out(black_hole):
         assert tried == 2
         with pytest.raises(DownloadError) as info:
             fetcher.fetch(black_hole.url("b.gz"), BytesSink())
-        assert "left out" in info.value.message and "failed earlier in this session (no answer in time)" in info.value.message
+        assert "left out" in info.value.message and "failed for another download of this session (no answer in time)" in info.value.message
         assert black_hole.accepted == tried
 
 
