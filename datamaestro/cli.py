@@ -141,6 +141,7 @@ def global_options(
     store: Optional[Path] = typer.Option(None, "--store", help="Store dir (default: $DATAMAESTRO_STORE or <data>/store)."),
     offline: bool = typer.Option(False, "--offline", help="Never touch the network; list what is missing."),
     keep_downloads: bool = typer.Option(False, "--keep-downloads", help="Keep downloaded archives in the store."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.1, metavar="SECONDS", help="Give up a source that sends nothing for this long, retries included (default 60)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors; no progress bars."),
     debug: bool = typer.Option(False, "--debug", help="Debug logging."),
     traceback: bool = typer.Option(False, "--traceback", help="Show the traceback of an error."),
@@ -161,6 +162,7 @@ def global_options(
         "store_dir": store,
         "offline": True if offline else None,
         "keep_downloads": True if keep_downloads else None,
+        "timeout": timeout,
     }
     state.quiet = quiet
     state.json = as_json

@@ -90,6 +90,7 @@ class Context:
         self._registry: Registry | None = None
         self._store: Store | None = None
         self._fetcher: Fetcher | None = None
+        self._hosts = None
         self._remotes: list | None = None
         self._tokens: list = []
         self._lock_setting: Path | str | bool | None = lock
@@ -267,7 +268,14 @@ class Context:
     def fetcher(self) -> "Fetcher":
         """The transport, configured from the settings (one HTTP session)."""
         if self._fetcher is None:
-            self._fetcher = self._new_fetcher(mirrors=self.settings.mirrors, retries=self.settings.retries, progress=self.progress)
+            settings = self.settings
+            self._fetcher = self._new_fetcher(
+                mirrors=settings.mirrors,
+                retries=settings.retries,
+                progress=self.progress,
+                connections=settings.connections,
+                parallel_min_size=settings.parallel_min_size,
+            )
         return self._fetcher
 
     def _new_fetcher(self, **options) -> "Fetcher":
@@ -275,7 +283,19 @@ class Context:
         from .fetch import Fetcher
 
         settings = self.settings
-        return Fetcher(connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout, offline=settings.offline, **options)
+        if self._hosts is None:
+            from .fetch import HostHealth
+
+            # a host found down is left out by every fetcher of the session
+            self._hosts = HostHealth()
+        return Fetcher(
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            timeout=settings.timeout,
+            offline=settings.offline,
+            hosts=self._hosts,
+            **options,
+        )
 
     def peer_fetcher(self) -> "Fetcher":
         """A new transport for taking objects from a peer store over HTTP.

@@ -6,7 +6,10 @@ written to the sink: constant memory, whatever the size. On the way it
 retries (5xx, 429, connection errors, timeouts, truncated bodies) with
 exponential backoff, resumes a broken body with a ``Range`` request, tries
 the mirrors of the settings before the original URL and shows a progress
-bar on a terminal. Every failure is a :class:`~datamaestro.errors.DownloadError`
+bar on a terminal. What cannot pass on a retry is not retried: a host name
+that does not resolve, a refused connection, a 4xx; a host found down is
+left out for the rest of the session (:class:`HostHealth`), and a source
+that sends nothing for ``timeout`` seconds, retries included, is given up. Every failure is a :class:`~datamaestro.errors.DownloadError`
 (or :class:`~datamaestro.errors.IntegrityError` from a checker) that names
 the URL and says what to do::
 
@@ -21,9 +24,16 @@ module (the CLI's ``--help``) costs nothing.
 
 from __future__ import annotations
 
+import errno
+import json
+import logging
+import os
 import re
+import socket
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol, Sequence
@@ -34,16 +44,24 @@ from .errors import DatamaestroError, DownloadError, IntegrityError, OfflineErro
 if TYPE_CHECKING:
     from .download.checks import Checker
 
+logger = logging.getLogger(__name__)
+
 CHUNK_SIZE = 1 << 20
 #: longest wait between two attempts, in seconds
 MAX_DELAY = 30.0
 MAX_REDIRECTS = 20
+#: the smallest part of a parallel download (bytes)
+PART_MIN = 1 << 20
 RETRY_STATUSES = {408, 425, 429}
 
 DEAD_HINT = "the URL is dead: check it or set a mirror in settings ([mirrors])"
 DENIED_HINT = "the server refuses access: the data may need a login or a manual download; check the URL or set a mirror in settings ([mirrors])"
 NETWORK_HINT = "check the network connection and the URL, try again later, or set a mirror in settings ([mirrors])"
 TRUNCATED_HINT = "the connection keeps breaking: try again later, or set a mirror in settings ([mirrors])"
+UNREACHABLE_HINT = "check the network connection and the URL's host, or set a mirror in settings ([mirrors])"
+TIMEOUT_HINT = "the server does not answer in time: try again later, raise the timeouts (--timeout; settings timeout, read_timeout), or set a mirror in settings ([mirrors])"
+#: errors of connect() that another try a moment later will meet again
+UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL}
 
 
 def _version() -> str:
@@ -113,11 +131,61 @@ class BytesSink:
 class _Retry(Exception):
     """A transient failure of one attempt; never leaves this module."""
 
-    def __init__(self, reason: str, hint: str = NETWORK_HINT, retry_after: float | None = None):
+    def __init__(self, reason: str, hint: str = NETWORK_HINT, retry_after: float | None = None, *, timeout: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.hint = hint
         self.retry_after = retry_after
+        #: the server did not answer in time (the host is taken as down when this is the last word)
+        self.timeout = timeout
+
+
+class _NoRanges(Exception):
+    """The server does not serve the ranges of a parallel download (or its file changed); never leaves this module."""
+
+
+@dataclass
+class _Position:
+    """Where a part stands, for the messages of a broken transfer."""
+
+    received: int
+    total: int | None
+
+
+def host_of(url: str) -> str:
+    """``scheme://host:port`` of a URL: what :class:`HostHealth` remembers."""
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{(parts.netloc.rpartition('@')[2]).lower()}"
+
+
+class HostHealth:
+    """The hosts found down during a session, so that the following files do not wait on them again.
+
+    A host is down when its name does not resolve, it refuses connections,
+    it is unreachable, or it did not answer within the timeout. Every
+    fetcher of a context shares one (the context's downloads and its web
+    peers alike); it is thread-safe.
+
+    Example::
+
+        health = HostHealth()
+        health.mark_down("http://mirror.example/a.gz", "connection refused")
+        health.down("http://mirror.example/b.gz")   # "connection refused"
+    """
+
+    def __init__(self):
+        self._down: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def down(self, url: str) -> str | None:
+        """Why the host of ``url`` was found down, or None when it was not."""
+        with self._lock:
+            return self._down.get(host_of(url))
+
+    def mark_down(self, url: str, reason: str) -> None:
+        """Remembers that the host of ``url`` is down, and why."""
+        with self._lock:
+            self._down.setdefault(host_of(url), reason)
 
 
 def _failure(url: str, reason: str, hint: str, *, missing: bool = False) -> DownloadError:
@@ -125,7 +193,17 @@ def _failure(url: str, reason: str, hint: str, *, missing: bool = False) -> Down
 
 
 class ProgressBar:
-    """A rich progress bar on stderr, or nothing at all when disabled."""
+    """A rich progress bar on stderr, or nothing at all when disabled.
+
+    Downloads that run at once (the independent resources of a dataset)
+    share one live display, one line each: rich allows one at a time.
+    """
+
+    #: the live display shared by the bars of this process, and how many bars use it
+    _shared = None
+    _users = 0
+    _redirected: list = []
+    _lock = threading.Lock()
 
     def __init__(self, enabled: bool, description: str):
         self.enabled = enabled
@@ -135,24 +213,47 @@ class ProgressBar:
 
     def __enter__(self) -> "ProgressBar":
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+            cls = ProgressBar
+            with cls._lock:
+                if cls._shared is None:
+                    from rich.console import Console
+                    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self._bar.start()
-            self._task = self._bar.add_task(self.description, total=None)
+                    cls._shared = Progress(
+                        TextColumn("{task.description}"),
+                        BarColumn(),
+                        DownloadColumn(),
+                        TransferSpeedColumn(),
+                        TimeRemainingColumn(),
+                        console=Console(stderr=True),
+                    )
+                    cls._shared.start()
+                    cls._redirected = _redirect_logs()
+                cls._users += 1
+                self._bar = cls._shared
+                self._task = self._bar.add_task(self.description, total=None)
         return self
 
     def __exit__(self, *exc_info) -> None:
+        if self._bar is None:
+            return
+        cls = ProgressBar
+        with cls._lock:
+            cls._users -= 1
+            if cls._users:
+                # the others go on: this line stays, complete, until the display stops
+                return
+            for handler, stream in cls._redirected:
+                handler.setStream(stream)
+            cls._redirected = []
+            cls._shared.stop()
+            cls._shared = None
+
+    def note(self, text: str | None) -> None:
+        """Shows what is going on next to the label (``retrying in 4 s``); None clears it."""
         if self._bar is not None:
-            self._bar.stop()
+            label = f"{self.description} [{text}]" if text else self.description
+            self._bar.update(self._task, description=label)
 
     def set_total(self, total: int | None) -> None:
         """Sets the expected number of bytes."""
@@ -170,6 +271,24 @@ class ProgressBar:
             self._bar.reset(self._task, total=None)
 
 
+def _redirect_logs() -> list:
+    """Sends the log lines written to the terminal above the live bar, instead of through it.
+
+    rich replaces ``sys.stderr`` by a proxy that prints above the live
+    bar; the log handlers made before the bar still hold the real stderr,
+    and are pointed at the proxy while the bar lives. Returns (handler,
+    former stream) pairs, to restore.
+    """
+    proxy = sys.stderr
+    if proxy is sys.__stderr__:
+        return []  # rich did not redirect (not a terminal)
+    return [
+        (handler, handler.setStream(proxy))
+        for handler in logging.getLogger().handlers
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stderr__
+    ]
+
+
 class _Stream:
     """The raw bytes of one download, kept in step across the hasher, checkers, sink and bar."""
 
@@ -178,6 +297,10 @@ class _Stream:
         self.checkers = checkers
         self.progress = progress
         self.dirty = False
+        #: where the raw bytes are kept for a later run (None: not kept)
+        self.partial: PartialDownload | None = None
+        #: the server refused the ranges of a parallel download: one stream from now on
+        self.single = False
         self._fresh()
 
     def _fresh(self) -> None:
@@ -188,16 +311,24 @@ class _Stream:
         self.received = 0
         #: the size announced by the server, once known
         self.total: int | None = None
+        #: bytes kept by an earlier run, not yet confirmed by the server (If-Range)
+        self.carried = 0
 
-    def feed(self, chunk: bytes) -> None:
-        """One raw chunk: hashed, checked, written, counted."""
+    def feed(self, chunk: bytes, *, keep: bool = True, show: bool = True) -> None:
+        """One raw chunk: hashed, checked, written, counted (and kept for a later run unless ``keep`` is false).
+
+        ``show=False``: the progress bar counted these bytes already (the parts of a parallel download).
+        """
         self.hasher.update(chunk)
         for state in self.states:
             state.update(chunk)
         self.dirty = True
         self.sink.write(chunk)
+        if keep and self.partial is not None:
+            self.partial.append(chunk)
         self.received += len(chunk)
-        self.progress.advance(len(chunk))
+        if show:
+            self.progress.advance(len(chunk))
 
     def set_total(self, total: int | None) -> None:
         """Records the announced size."""
@@ -209,13 +340,190 @@ class _Stream:
         if self.dirty:
             self.sink.reset()
             self.dirty = False
+        if self.partial is not None:
+            self.partial.truncate()
         self._fresh()
         self.progress.reset()
+
+    def resume(self) -> None:
+        """Feeds the bytes an earlier run kept (when they can be confirmed with the server)."""
+        partial = self.partial
+        length = partial.resumable() if partial is not None else 0
+        if not length:
+            return
+        for chunk in partial.read(length):
+            self.feed(chunk, keep=False)
+        partial.seek(length)
+        self.carried = length
+        self.set_total(partial.meta["size"])
+        logger.info("resuming %s at byte %d of %d (kept by an earlier run)", partial.meta["url"], length, partial.meta["size"])
 
     @property
     def digest(self) -> str:
         """``blake3:<hex>`` of the bytes fed so far."""
         return "blake3:" + self.hasher.hexdigest()
+
+
+class PartialDownload:
+    """The raw bytes of a download, kept in a folder (the store's ``tmp/partial``) so that a later run resumes it.
+
+    ``<host>.<key>.data`` holds the bytes received, in order; ``<host>.<key>.json``
+    what a resume needs to be safe: the URL, the size, and the server's
+    validators (``ETag``, ``Last-Modified``), sent back in ``If-Range`` so
+    that a file changed on the server is downloaded whole again. The data
+    file is written unbuffered, so that a kill (even ``kill -9``) keeps every
+    byte received; an ``flock`` keeps two processes of this host out of one
+    file. Files are named by host, since a lock does not cross machines.
+
+    :param folder: where partial downloads live
+    :param url: the source's URL (a mirror or the original)
+    """
+
+    def __init__(self, folder: Path, url: str):
+        from blake3 import blake3
+
+        key = blake3(url.encode()).hexdigest()[:32]
+        host = socket.gethostname()
+        self.folder = Path(folder)
+        self.url = url
+        self.data_path = self.folder / f"{host}.{key}.data"
+        self.meta_path = self.folder / f"{host}.{key}.json"
+        self.meta: dict = {}
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, folder: Path | None, url: str) -> "PartialDownload | None":
+        """The partial download of ``url`` in ``folder``, locked for this process; None when it cannot be used."""
+        if folder is None or urlsplit(url).scheme.lower() not in ("http", "https"):
+            return None
+        try:
+            import fcntl
+        except ImportError:
+            return None  # no flock here: no resume
+        partial = cls(folder, url)
+        fd = None
+        for _ in range(3):  # the folder may be removed by another process that found it empty
+            try:
+                partial.folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(partial.data_path, os.O_RDWR | os.O_CREAT, 0o644)
+                break
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                logger.debug("no partial download for %s: %s", url, exc)
+                return None
+        if fd is None:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None  # another process of this host is at it
+        partial._fd = fd
+        try:
+            meta = json.loads(partial.meta_path.read_text())
+            partial.meta = meta if isinstance(meta, dict) and meta.get("url") == url else {}
+        except (OSError, ValueError):
+            partial.meta = {}
+        return partial
+
+    def start_parts(self, size: int, part_size: int) -> None:
+        """Makes the file ``size`` bytes long (sparse) for parts written at their offsets, and records it."""
+        os.ftruncate(self._fd, 0)
+        os.ftruncate(self._fd, size)
+        self.meta["parts"] = {"size": part_size, "done": []}
+        self._save()
+
+    def write_at(self, offset: int, chunk: bytes) -> None:
+        """Writes bytes of a part at their offset (thread-safe)."""
+        view = memoryview(chunk)
+        while view:
+            written = os.pwrite(self._fd, view, offset)
+            view, offset = view[written:], offset + written
+
+    def part_done(self, index: int) -> None:
+        """Records a finished part (its bytes on disk first, so a crash never records a part it lost)."""
+        os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
+        with self._lock:
+            self.meta["parts"]["done"].append(index)
+            self._save()
+
+    def resumable(self) -> int:
+        """How many kept bytes a resume can start from (0: none, or nothing to confirm them with).
+
+        The last byte is always asked again, so that the server confirms
+        the validators even when the previous run had received everything.
+        """
+        meta = self.meta
+        size = meta.get("size")
+        if not isinstance(size, int) or size <= 0 or not (meta.get("etag") or meta.get("last_modified")) or meta.get("parts"):
+            return 0
+        return max(0, min(os.fstat(self._fd).st_size, size - 1))
+
+    def validator(self) -> str | None:
+        """What ``If-Range`` sends: a strong ETag, else the Last-Modified date."""
+        etag = self.meta.get("etag")
+        if etag and not etag.startswith("W/"):
+            return etag
+        return self.meta.get("last_modified")
+
+    def read(self, length: int):
+        """Yields the first ``length`` kept bytes, in chunks."""
+        offset = 0
+        while offset < length:
+            chunk = os.pread(self._fd, min(CHUNK_SIZE, length - offset), offset)
+            if not chunk:
+                return
+            offset += len(chunk)
+            yield chunk
+
+    def seek(self, length: int) -> None:
+        """Keeps the first ``length`` bytes; the next ones are appended after them."""
+        os.ftruncate(self._fd, length)
+        os.lseek(self._fd, length, os.SEEK_SET)
+
+    def start(self, size: int | None, etag: str | None, last_modified: str | None) -> None:
+        """Records what the server said of a download started from byte 0."""
+        self.meta = {"url": self.url, "size": size, "etag": etag, "last_modified": last_modified}
+        self._save()
+
+    def _save(self) -> None:
+        """Writes the record aside, then renames it over the old one."""
+        tmp = self.meta_path.with_name(self.meta_path.name + ".new")
+        try:
+            tmp.write_text(json.dumps(self.meta))
+            os.replace(tmp, self.meta_path)
+        except OSError as exc:
+            logger.debug("cannot record the partial download of %s: %s", self.url, exc)
+
+    def append(self, chunk: bytes) -> None:
+        """Keeps received bytes (straight to the file: a kill keeps them)."""
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def truncate(self) -> None:
+        """Drops every kept byte (the download starts over)."""
+        self.seek(0)
+        self.meta = {}
+
+    def close(self, *, keep: bool) -> None:
+        """Releases the file; ``keep=False`` removes it (done, or not worth resuming)."""
+        if self._fd is None:
+            return
+        if not keep or not self.meta or os.fstat(self._fd).st_size == 0:
+            for path in (self.data_path, self.meta_path):
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    pass
+        os.close(self._fd)  # releases the flock
+        self._fd = None
+        try:
+            self.folder.rmdir()  # only when empty: no trace of downloads that are done
+        except OSError:
+            pass
 
 
 def _content_range(header: str | None) -> tuple[int | None, int | None]:
@@ -281,7 +589,9 @@ def _answer(exc: Exception) -> str:
         return "answered " + reason.split(" (")[0]
     if "refused" in lowered:
         return "refused the connection"
-    if any(word in lowered for word in ("name or service not known", "name resolution", "nodename nor servname", "getaddrinfo", "no such host")):
+    if "left out:" in lowered:
+        return "was left out (down for another download)"
+    if any(word in lowered for word in ("does not resolve", "name or service not known", "name resolution", "nodename nor servname", "getaddrinfo", "no such host")):
         return "has an unknown host name"
     if "timeout" in lowered or "timed out" in lowered:
         return "timed out"
@@ -320,6 +630,15 @@ class Fetcher:
         is a terminal)
     :param backoff: the first wait between attempts, in seconds; it doubles
         at each attempt (at most :data:`MAX_DELAY`)
+    :param timeout: the longest a source may go without sending a byte,
+        retries and their waits included, before it is given up (and its
+        host left out for the session)
+    :param hosts: the hosts found down, shared by the fetchers of a session
+        (default: this fetcher's own)
+    :param connections: connections of a parallel download (1: never split)
+    :param parallel_min_size: files at least this large (bytes), from a
+        server that serves ranges, are downloaded in parts over
+        ``connections`` connections (when the fetch keeps a partial file)
 
     Example::
 
@@ -334,11 +653,15 @@ class Fetcher:
         *,
         mirrors: dict[str, list[str]] | None = None,
         connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
+        read_timeout: float = 20.0,
         retries: int = 5,
         offline: bool = False,
         progress: bool | None = None,
         backoff: float = 0.5,
+        timeout: float = 60.0,
+        hosts: HostHealth | None = None,
+        connections: int = 8,
+        parallel_min_size: int = 64 << 20,
     ):
         from .settings import normalise_mirrors
 
@@ -349,6 +672,11 @@ class Fetcher:
         self.offline = offline
         self.progress = progress
         self.backoff = backoff
+        self.timeout = timeout
+        self.hosts = hosts if hosts is not None else HostHealth()
+        self.connections = connections
+        self.parallel_min_size = parallel_min_size
+        self._local = threading.local()
         self._session = None
 
     # -- session
@@ -379,6 +707,26 @@ class Fetcher:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
+    @contextmanager
+    def cancellable(self, event: threading.Event):
+        """Within the block, downloads of this thread stop at the next chunk once ``event`` is set.
+
+        They stop as a Ctrl-C would (``KeyboardInterrupt``): what was
+        received is kept for a later run. The pipeline uses it for the
+        downloads it runs in threads, which signals do not reach.
+        """
+        former = getattr(self._local, "cancel", None)
+        self._local.cancel = event
+        try:
+            yield
+        finally:
+            self._local.cancel = former
+
+    def _check_cancel(self) -> None:
+        event = getattr(self._local, "cancel", None)
+        if event is not None and event.is_set():
+            raise KeyboardInterrupt("download cancelled")
+
     # -- sources
     def candidates(self, url: str) -> list[str]:
         """The URLs to try for ``url``, in order: its mirrors, then itself.
@@ -403,13 +751,18 @@ class Fetcher:
         return [candidate for candidate in self.candidates(url) if _is_local(candidate)]
 
     # -- downloads
-    def fetch(self, url: str, sink: Sink, *, checkers: Sequence["Checker"] = (), description: str | None = None) -> FetchResult:
+    def fetch(
+        self, url: str, sink: Sink, *, checkers: Sequence["Checker"] = (), description: str | None = None, partial_dir: Path | None = None
+    ) -> FetchResult:
         """Downloads ``url`` into ``sink``, checking the raw bytes.
 
         :param url: an ``http://``, ``https://`` or ``file://`` URL
         :param sink: receives the raw bytes (``reset`` when starting over)
         :param checkers: checks on the raw bytes, verified at the end
         :param description: the progress bar's label (default: the file name)
+        :param partial_dir: where the raw bytes of an interrupted download are
+            kept, so that a later run resumes it (:class:`PartialDownload`);
+            None: not kept
         :raises OfflineError: in offline mode, before any network access
         :raises DownloadError: when no source could serve the URL
         :raises IntegrityError: when the original URL's bytes fail a check
@@ -427,11 +780,25 @@ class Fetcher:
             for candidate in candidates:
                 stream.reset()
                 is_mirror = candidate != url
+                why_down = self.hosts.down(candidate) if urlsplit(candidate).scheme.lower() in ("http", "https") else None
+                if why_down is not None:
+                    reason = f"left out: {host_of(candidate)} failed for another download of this session ({why_down})"
+                    logger.debug("%s: %s", candidate, reason)
+                    failures.append((candidate, _failure(candidate, reason, UNREACHABLE_HINT)))
+                    continue
+                stream.partial = PartialDownload.open(partial_dir, candidate)
+                # kept for a later run when the network failed or the user stopped us; bytes
+                # that fail a check, a source that has no such file, a full disk: not worth it
+                keep = False
                 try:
-                    served_by = self._transfer(candidate, stream)
-                    label = f"{candidate} (mirror of {url})" if is_mirror else url
-                    for state in stream.states:
-                        state.verify(label)
+                    try:
+                        served_by = self._transfer_verified(candidate, url, stream)
+                    except DownloadError as exc:
+                        keep = not exc.missing
+                        raise
+                    except (KeyboardInterrupt, SystemExit):
+                        keep = True
+                        raise
                 except IntegrityError as exc:
                     # A bad mirror must not hide a good original
                     if not is_mirror:
@@ -446,6 +813,10 @@ class Fetcher:
                         source_digest=stream.digest,
                         served_by=served_by,
                     )
+                finally:
+                    if stream.partial is not None:
+                        stream.partial.close(keep=keep)
+                        stream.partial = None
         raise self._all_failed(url, failures)
 
     def _all_failed(self, url: str, failures: list[tuple[str, Exception]]) -> DatamaestroError:
@@ -471,6 +842,29 @@ class Fetcher:
             missing=all(isinstance(exc, DownloadError) and exc.missing for _, exc in failures),
         )
 
+    def _transfer_verified(self, candidate: str, url: str, stream: _Stream) -> str:
+        """Streams one source and verifies the checks; returns the URL that served it.
+
+        A resumed download whose whole fails a check is downloaded again
+        from byte 0, once: the bytes kept by the earlier run may be stale.
+        """
+        stream.resume()
+        resumed = stream.carried or (stream.partial is not None and stream.partial.meta.get("parts"))
+        label = f"{candidate} (mirror of {url})" if candidate != url else url
+        try:
+            served_by = self._transfer(candidate, stream)
+            for state in stream.states:
+                state.verify(label)
+        except IntegrityError as exc:
+            if not resumed:
+                raise
+            logger.warning("%s: the resumed download fails its check (%s): downloading it again from the start", label, exc.message)
+            stream.reset()
+            served_by = self._transfer(candidate, stream)
+            for state in stream.states:
+                state.verify(label)
+        return served_by
+
     def _transfer(self, url: str, stream: _Stream) -> str:
         """Streams one source into ``stream``; returns the URL that served it."""
         scheme = urlsplit(url).scheme.lower()
@@ -482,17 +876,46 @@ class Fetcher:
                 f"unsupported URL scheme {scheme!r}",
                 "datamaestro downloads http://, https:// and file:// URLs: download the file by hand, or set a mirror in settings ([mirrors])",
             )
+        if stream.partial is not None and stream.partial.meta.get("parts"):
+            # an earlier run downloaded parts of it: fetch the others
+            served_by = self._parallel(url, stream, stream.partial.meta["size"])
+            if served_by is not None:
+                return served_by
         attempt = 0
+        # the budget of `timeout` seconds runs while the source sends nothing
+        quiet_since, received = time.monotonic(), stream.received
         while True:
             try:
-                return self._attempt(url, stream)
+                remaining = self.timeout - (time.monotonic() - quiet_since)
+                return self._attempt(url, stream, max(remaining, 0.05))
             except _Retry as exc:
-                if attempt >= self.retries:
-                    tries = f" (gave up after {attempt + 1} attempts)" if attempt else ""
-                    raise _failure(url, exc.reason + tries, exc.hint) from None
-                delay = max(self.backoff * 2**attempt, exc.retry_after or 0.0)
-                time.sleep(min(delay, MAX_DELAY))
+                if stream.received != received:
+                    quiet_since, received = time.monotonic(), stream.received
+                self._pause(url, exc, attempt, quiet_since, stream.progress)
                 attempt += 1
+
+    def _pause(self, url: str, exc: _Retry, attempt: int, quiet_since: float, progress: ProgressBar, what: str = "") -> None:
+        """Waits before the next try of a transient failure (saying so), or gives up with a DownloadError.
+
+        Gives up after ``retries`` tries, or when the source would have sent
+        nothing for ``timeout`` seconds by the next try; a source given up
+        for timeouts leaves its host out for the session.
+        """
+        delay = min(max(self.backoff * 2**attempt, exc.retry_after or 0.0), MAX_DELAY)
+        quiet = time.monotonic() - quiet_since
+        why_down = self.hosts.down(url)
+        if why_down is not None:
+            # another download of the session (a thread beside this one) found the host down meanwhile
+            raise _failure(url, f"{exc.reason}; left out: {host_of(url)} failed meanwhile ({why_down})", exc.hint) from None
+        if attempt >= self.retries or quiet + delay >= self.timeout:
+            tries = f" (gave up after {attempt + 1} attempts" + (f", {quiet:.0f} s without data)" if quiet >= 1 else ")") if attempt else ""
+            if exc.timeout:
+                self.hosts.mark_down(url, "no answer in time")
+            raise _failure(url, exc.reason + tries, exc.hint) from None
+        logger.info("retrying %s%s (%d/%d) in %g s: %s", host_of(url), what, attempt + 2, self.retries + 1, delay, exc.reason)
+        progress.note(f"retrying in {delay:g} s: {exc.reason}")
+        time.sleep(delay)
+        progress.note(None)
 
     def _transfer_file(self, url: str, stream: _Stream) -> str:
         parts = urlsplit(url)
@@ -514,27 +937,41 @@ class Fetcher:
             raise _failure(url, f"no permission to read {path}", "check the file's permissions") from None
         return url
 
-    def _attempt(self, url: str, stream: _Stream) -> str:
-        """One HTTP request: resumes from ``stream.received``; raises _Retry on transient failures."""
+    def _attempt(self, url: str, stream: _Stream, budget: float) -> str:
+        """One HTTP request: resumes from ``stream.received``; raises _Retry on transient failures.
+
+        :param budget: seconds left to this source before it is given up (caps the timeouts)
+        """
         import requests
         import urllib3
 
         headers = {"Range": f"bytes={stream.received}-"} if stream.received else {}
+        if stream.carried and stream.partial is not None and stream.partial.validator():
+            # bytes of an earlier run: the server sends the rest only if the file is the same
+            headers["If-Range"] = stream.partial.validator()
+        timeouts = (min(self.connect_timeout, budget), min(self.read_timeout, budget))
         try:
-            response = self.session.get(url, headers=headers, stream=True, timeout=(self.connect_timeout, self.read_timeout))
+            response = self.session.get(url, headers=headers, stream=True, timeout=timeouts)
         except requests.RequestException as exc:
-            raise self._request_error(url, exc) from None
+            raise self._request_error(url, exc, timeouts) from None
         with response:
             self._check_status(url, response, stream)
             skip = self._body_start(response, stream)
+            if self._splits(response, stream):
+                response.close()
+                served_by = self._parallel(response.url, stream, stream.total)
+                if served_by is not None:
+                    return served_by
+                return self._attempt(url, stream, budget)  # in one stream, from byte 0
             chunks = response.raw.stream(CHUNK_SIZE, decode_content=False)
             while True:
                 try:
                     chunk = next(chunks, None)
                 except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-                    raise self._broken(exc, stream) from None
+                    raise self._broken(exc, stream, timeouts[1]) from None
                 if chunk is None:
                     break
+                self._check_cancel()
                 if skip:
                     # The server ignored Range: drop what we already have
                     if len(chunk) <= skip:
@@ -547,9 +984,163 @@ class Fetcher:
                 raise _Retry(f"truncated body: received {stream.received} of {total} bytes", TRUNCATED_HINT)
             return response.url
 
-    def _request_error(self, url: str, exc: Exception) -> Exception:
-        """Classifies an error raised before the body: a _Retry or a final DownloadError."""
+    # -- parallel range downloads
+    def _splits(self, response, stream: _Stream) -> bool:
+        """True when a fresh download is large enough, and served with ranges, to be fetched in parts."""
+        return (
+            self.connections > 1
+            and stream.partial is not None
+            and not stream.single
+            and stream.received == 0
+            and response.status_code == 200
+            and response.headers.get("Accept-Ranges", "").strip().lower() == "bytes"
+            and stream.total is not None
+            and stream.total >= max(self.parallel_min_size, 2 * PART_MIN)
+        )
+
+    def _parallel(self, url: str, stream: _Stream, size: int) -> str | None:
+        """Downloads ``url`` in parts over ``connections`` connections, into the partial file at their offsets.
+
+        Each part is retried on its own; parts finished by an earlier run are
+        kept. Once every part is there the whole file is read back through
+        the hash, the checks and the sink (transforms stream from it).
+        Returns the URL that served it, or None when the server does not
+        serve ranges after all (the caller falls back to one stream).
+        """
+        import queue
+
         import requests
+        from requests.adapters import HTTPAdapter
+
+        partial = stream.partial
+        meta = partial.meta
+        if not meta.get("parts"):
+            part_size = max(PART_MIN, -(-size // (self.connections * 4)))
+            partial.start_parts(size, part_size)
+            logger.info("downloading %s in %d parts over %d connections", url, -(-size // part_size), self.connections)
+        part_size = partial.meta["parts"]["size"]
+        done = set(partial.meta["parts"]["done"])
+        pending: queue.Queue = queue.Queue()
+        for index in range(-(-size // part_size)):
+            if index not in done:
+                pending.put(index)
+        stream.set_total(size)
+        stream.progress.advance(sum(min(part_size, size - index * part_size) for index in done))
+        if done:
+            logger.info("resuming %s: %d of %d parts kept by an earlier run", url, len(done), -(-size // part_size))
+
+        session = requests.Session()
+        session.headers.update(self.session.headers)
+        session.max_redirects = MAX_REDIRECTS
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.connections)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            while not stop.is_set():
+                try:
+                    index = pending.get_nowait()
+                except queue.Empty:
+                    return
+                start = index * part_size
+                try:
+                    self._part(session, url, partial, index, start, min(size, start + part_size) - 1, size, stream.progress, stop)
+                except BaseException as exc:  # handed to the main thread
+                    errors.append(exc)
+                    stop.set()
+                    return
+
+        workers = [threading.Thread(target=work, name=f"part {n}", daemon=True) for n in range(min(self.connections, pending.qsize()))]
+        try:
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                while worker.is_alive():
+                    worker.join(0.1)  # wakes up for Ctrl-C and SIGTERM
+                    self._check_cancel()
+        except BaseException:
+            stop.set()  # the finished parts are recorded: the next run resumes them
+            for worker in workers:
+                worker.join(1.0)
+            raise
+        finally:
+            session.close()
+        refusal = next((e for e in errors if isinstance(e, _NoRanges)), None)
+        if refusal is not None:
+            logger.info("%s: %s: downloading in one stream", url, refusal)
+            stream.reset()
+            stream.single = True
+            return None
+        if errors:
+            raise errors[0]
+        # the whole, read back: hashed, checked, and through the transforms into the sink
+        for chunk in partial.read(size):
+            stream.feed(chunk, keep=False, show=False)
+        return url
+
+    def _part(self, session, url: str, partial: "PartialDownload", index: int, start: int, end: int, size: int, progress: ProgressBar, stop: threading.Event) -> None:
+        """Downloads bytes ``start..end`` (inclusive) into the partial file, with retries of its own."""
+        import requests
+        import urllib3
+
+        offset, attempt = start, 0
+        quiet_since = time.monotonic()
+        validator = partial.validator()
+        while not stop.is_set():
+            before = offset
+            try:
+                budget = max(self.timeout - (time.monotonic() - quiet_since), 0.05)
+                timeouts = (min(self.connect_timeout, budget), min(self.read_timeout, budget))
+                headers = {"Range": f"bytes={offset}-{end}"}
+                if validator:
+                    headers["If-Range"] = validator
+                try:
+                    response = session.get(url, headers=headers, stream=True, timeout=timeouts)
+                except requests.RequestException as exc:
+                    raise self._request_error(url, exc, timeouts) from None
+                with response:
+                    if response.status_code == 200:
+                        raise _NoRanges("the server answered a range with the whole file (it changed, or it serves no ranges)")
+                    self._check_status(url, response, _Position(0, None))
+                    first, total = _content_range(response.headers.get("Content-Range"))
+                    if first != offset or (total is not None and total != size):
+                        raise _NoRanges(f"the server answered bytes {offset}-{end} with {response.headers.get('Content-Range')}")
+                    chunks = response.raw.stream(CHUNK_SIZE, decode_content=False)
+                    while offset <= end and not stop.is_set():
+                        try:
+                            chunk = next(chunks, None)
+                        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+                            raise self._broken(exc, _Position(offset - start, end + 1 - start), timeouts[1]) from None
+                        if chunk is None or stop.is_set():
+                            break  # stopped: the file may be closed already
+                        chunk = chunk[: end + 1 - offset]
+                        partial.write_at(offset, chunk)
+                        offset += len(chunk)
+                        progress.advance(len(chunk))
+                if stop.is_set():
+                    return
+                if offset <= end:
+                    raise _Retry(f"truncated body: part {index} received {offset - start} of {end + 1 - start} bytes", TRUNCATED_HINT)
+                partial.part_done(index)
+                return
+            except _Retry as exc:
+                if offset != before:
+                    quiet_since = time.monotonic()
+                self._pause(url, exc, attempt, quiet_since, progress, f" part {index}")
+                attempt += 1
+
+    def _request_error(self, url: str, exc: Exception, timeouts: tuple[float, float]) -> Exception:
+        """Classifies an error raised before the body: a _Retry or a final DownloadError.
+
+        A host name that does not resolve and a connection refused or
+        unreachable are final at once (another try meets them again), and
+        the host is remembered as down; timeouts and broken connections are
+        worth a retry.
+        """
+        import requests
+        import urllib3
 
         if isinstance(exc, requests.TooManyRedirects):
             return _failure(
@@ -564,23 +1155,37 @@ class Fetcher:
                 "the server's certificate is not trusted here: check the system's CA certificates (REQUESTS_CA_BUNDLE) or the URL",
             )
         if isinstance(exc, requests.ConnectTimeout):
-            return _Retry(f"connection timeout: no connection within {self.connect_timeout:g} s")
+            return _Retry(f"connection timeout: no connection within {timeouts[0]:.3g} s", TIMEOUT_HINT, timeout=True)
         if isinstance(exc, requests.ReadTimeout):
-            return _Retry(f"read timeout: no answer within {self.read_timeout:g} s", "the server is slow: try again later, or raise read_timeout in settings")
+            return _Retry(f"read timeout: no answer within {timeouts[1]:.3g} s", TIMEOUT_HINT, timeout=True)
+        cause = _cause(exc)
+        host = urlsplit(url).hostname or url
+        unreachable = None
+        if isinstance(cause, (urllib3.exceptions.NameResolutionError, socket.gaierror)):
+            unreachable = f"the host name {host} does not resolve (no DNS answer: no network, or a wrong name)"
+        elif isinstance(cause, urllib3.exceptions.NewConnectionError) or (isinstance(cause, OSError) and cause.errno in UNREACHABLE_ERRNOS):
+            inner = (cause.__cause__ or cause.__context__) if isinstance(cause, urllib3.exceptions.NewConnectionError) else cause
+            code = getattr(inner, "errno", None)
+            if code == errno.ECONNREFUSED or "refused" in str(cause).lower():
+                unreachable = f"{host} refused the connection (nothing listens on {urlsplit(url).port or 'the default port'})"
+            elif code in (errno.ENETUNREACH, errno.EHOSTUNREACH) or "unreachable" in str(cause).lower():
+                unreachable = f"{host} is unreachable (no route: no network?)"
+            else:
+                unreachable = f"cannot connect to {host} ({_describe(exc)})"
+        if unreachable is not None:
+            self.hosts.mark_down(url, unreachable)
+            return _failure(url, f"connection failed: {unreachable}", UNREACHABLE_HINT)
         if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
             return _Retry(f"connection failed: {_describe(exc)}")
         return _failure(url, f"invalid request: {_describe(exc)}", "check the URL")
 
-    def _broken(self, exc: Exception, stream: _Stream) -> _Retry:
+    def _broken(self, exc: Exception, stream: _Stream, read_timeout: float) -> _Retry:
         """Classifies an error met while reading the body (always worth a retry)."""
         import urllib3
 
         cause = _cause(exc)
-        if isinstance(cause, (urllib3.exceptions.ReadTimeoutError, TimeoutError)):
-            return _Retry(
-                f"read timeout: no data for {self.read_timeout:g} s after {stream.received} bytes",
-                "the server is slow: try again later, or raise read_timeout in settings",
-            )
+        if isinstance(cause, (urllib3.exceptions.ReadTimeoutError, TimeoutError, socket.timeout)):
+            return _Retry(f"read timeout: no data for {read_timeout:.3g} s after {stream.received} bytes", TIMEOUT_HINT, timeout=True)
         if stream.total is not None:
             return _Retry(
                 f"truncated body: connection lost after {stream.received} of {stream.total} bytes ({_describe(exc)})",
@@ -626,6 +1231,12 @@ class Fetcher:
             skip = offset - start
             if total is None and length is not None:
                 total = start + length
+        elif stream.carried:
+            # A 200 to If-Range: the file changed since the earlier run (or ranges are not served)
+            logger.info("%s changed on the server since the earlier run (or it serves no ranges): downloading it whole", response.url)
+            stream.reset()
+            offset = skip = 0
+            total = length
         else:
             # A 200 to a Range request: the server sends the whole file again
             skip = offset
@@ -636,5 +1247,10 @@ class Fetcher:
             if response.status_code == 206:
                 raise _Retry("the file changed on the server during the download")
             skip = 0
+            offset = 0
+        stream.carried = 0
         stream.set_total(total)
+        if stream.partial is not None and offset == 0:
+            headers = response.headers
+            stream.partial.start(total, headers.get("ETag"), headers.get("Last-Modified"))
         return skip

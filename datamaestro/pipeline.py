@@ -30,6 +30,8 @@ import errno
 import logging
 import os
 import shutil
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,7 +98,9 @@ class Job:
             pin = _PinCheck(self)
             checkers = [*checkers, pin]
         try:
-            return self.context.fetcher().fetch(url, sink, checkers=checkers, description=description or self.description)
+            return self.context.fetcher().fetch(
+                url, sink, checkers=checkers, description=description or self.description, partial_dir=self.store.partial_folder()
+            )
         except DatamaestroError:
             if pin is not None and pin.mismatch is not None:
                 raise pin.mismatch from None
@@ -434,10 +438,11 @@ class Pipeline:
                 check(definition, self.context)
         # leftovers of killed writers (downloads, views): one scandir of tmp/
         self.store.reap_tmp()
-        produced = []
+        done = self._download_concurrently(definition, to_produce, legacy)
         for resource in to_produce:
-            if self._produce(definition, resource, self.pins.get(resource.name), legacy):
-                produced.append(resource.name)
+            if id(resource) not in done and self._produce(definition, resource, self.pins.get(resource.name), legacy):
+                done[id(resource)] = True
+        produced = [resource.name for resource in to_produce if done.get(id(resource))]
         entries = {}
         outputs = {}
         for resource in targets:
@@ -469,11 +474,81 @@ class Pipeline:
             raise StoreError(f"{definition.id}: outputs keep disappearing from the store", hint="is `store gc` running in a loop?")
         return PipelineResult(definition.id, manifest, view, location, produced, outputs, list(self.pulled))
 
+    def _download_concurrently(self, definition, to_produce: list, legacy: Path | None) -> dict[int, bool]:
+        """Produces at once (``parallel_downloads`` at a time) the resources that are plain downloads.
+
+        Only resources that say they are ``concurrent`` (a file download: no
+        input, nothing but its job touched) and are produced from their URLs
+        run so; the others, in order, after them. Each holds its own store
+        lock, as when run alone. On a failure, what runs is let finish (each
+        download is bounded by its timeouts) and nothing new starts; the
+        error of the first such resource in the dataset's order is raised.
+        Ctrl-C and SIGTERM stop at once: a download cut short keeps its
+        bytes for the next run.
+
+        :returns: ``id(resource)`` -> whether it did the work, for those it ran
+        """
+        import contextvars
+
+        width = self.context.settings.parallel_downloads
+        batch = [
+            r
+            for r in to_produce
+            if getattr(r, "concurrent", False) and not r.dependencies() and r.urls() and self.state(r) in (NONE, PARTIAL)
+        ]
+        if width < 2 or len(batch) < 2:
+            return {}
+        fetcher = self.context.fetcher()  # one transport for every thread, made before them
+        results: dict[int, bool] = {}
+        errors: dict[int, BaseException] = {}
+        pending = list(batch)
+        guard = threading.Lock()
+        stop = threading.Event()
+
+        def work() -> None:
+            while True:
+                with guard:
+                    if errors or not pending or stop.is_set():
+                        return
+                    resource = pending.pop(0)
+                try:
+                    with fetcher.cancellable(stop):
+                        did = self._produce(definition, resource, self.pins.get(resource.name), legacy)
+                except BaseException as exc:  # handed to the main thread
+                    with guard:
+                        errors[id(resource)] = exc
+                    return
+                with guard:
+                    results[id(resource)] = did
+
+        # daemon threads, each in a copy of the caller's context (the session in scope)
+        workers = [threading.Thread(target=contextvars.copy_context().run, args=(work,), name=f"download {n}", daemon=True) for n in range(min(width, len(batch)))]
+        for worker in workers:
+            worker.start()
+        try:
+            for worker in workers:
+                while worker.is_alive():
+                    worker.join(0.1)  # wakes up for Ctrl-C and SIGTERM
+        except BaseException:
+            # Ctrl-C or SIGTERM: the downloads stop at their next chunk, keeping what they received;
+            # one still waiting for a server leaves its tmp files, removed here before the process exits
+            stop.set()
+            deadline = time.monotonic() + 2
+            for worker in workers:
+                worker.join(max(0.0, deadline - time.monotonic()))
+            if any(worker.is_alive() for worker in workers):
+                self.store.drop_own_tmp()
+            raise
+        if errors:
+            first = next(r for r in batch if id(r) in errors)
+            raise errors[id(first)]
+        return results
+
     def _produce(self, definition, resource, expected, legacy: Path | None) -> bool:
         """Produces one resource under its store lock; False when another process had done it."""
         recipe, key = self._recipe_for_production(resource)
         settings = self.context.settings
-        with self.store.lock(key, timeout=settings.lock_timeout, what=f"preparing {definition.id}/{resource.name}"):
+        with self.store.lock(key, timeout=settings.lock_timeout, what=_doing(definition, resource)):
             volatile = getattr(resource, "volatile", False)
             record = None if volatile or self._refreshed(resource) else self.store.actions.get(key)
             did_work = record is None or not self.store.output_present(record.output)
@@ -570,6 +645,17 @@ class Pipeline:
             shutil.rmtree(path, ignore_errors=True)
             return Output(Kind.TREE, digest)
         return None
+
+
+def _doing(definition, resource) -> str:
+    """What producing a resource does, as a process waiting for it is told (``downloading train.gz for <id>/<name>``)."""
+    from urllib.parse import unquote, urlsplit
+
+    names = [unquote(urlsplit(url).path).rstrip("/").rpartition("/")[2] or url for url in resource.urls()]
+    if not names:
+        return f"preparing {definition.id}/{resource.name}"
+    shown = ", ".join(names[:2]) + (f" and {len(names) - 2} more" if len(names) > 2 else "")
+    return f"downloading {shown} for {definition.id}/{resource.name}"
 
 
 def publish_dataset(context: "Context", readable: Path, entries: dict[str, tuple[str, str]]) -> tuple[str, Path]:

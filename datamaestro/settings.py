@@ -22,6 +22,7 @@ ENV_STORE_DIR = "DATAMAESTRO_STORE"
 ENV_CONFIG = "DATAMAESTRO_CONFIG"
 ENV_OFFLINE = "DATAMAESTRO_OFFLINE"
 ENV_LEASE_TTL = "DATAMAESTRO_LEASE_TTL"
+ENV_TIMEOUT = "DATAMAESTRO_TIMEOUT"
 ENV_REMOTES = "DATAMAESTRO_REMOTES"
 ENV_MIRRORS = "DATAMAESTRO_MIRRORS"
 
@@ -39,8 +40,14 @@ class Settings:
     :param mirrors: URL prefix -> replacement prefixes, tried in order before
         the original URL
     :param connect_timeout: seconds to wait for a connection
-    :param read_timeout: seconds to wait between two received chunks
-    :param retries: attempts after the first one, on 5xx and connection errors
+    :param read_timeout: seconds to wait between two received chunks (one try)
+    :param retries: attempts after the first one, on 5xx, timeouts and broken connections
+    :param timeout: seconds a source may go without sending a byte, retries
+        included, before it is given up (and its host left out for the session)
+    :param connections: connections of a parallel (range) download; 1 never splits
+    :param parallel_downloads: independent downloads of a dataset run at once (1: one after another)
+    :param parallel_min_size: files at least this large (bytes) are
+        downloaded in parts when the server serves ranges
     :param lock_timeout: seconds to wait for another process holding a store lock
     :param lease_ttl: seconds without a heartbeat after which a lease held by a
         process on another machine is taken as dead (shared stores)
@@ -56,8 +63,12 @@ class Settings:
     offline: bool = False
     mirrors: dict[str, list[str]] = field(default_factory=dict)
     connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+    read_timeout: float = 20.0
     retries: int = 5
+    timeout: float = 60.0
+    connections: int = 8
+    parallel_downloads: int = 4
+    parallel_min_size: int = 64 << 20
     lock_timeout: float = 3600.0
     lease_ttl: float = 30.0
     keep_downloads: bool = False
@@ -133,6 +144,12 @@ def normalise_mirrors(mirrors: dict[str, list[str]]) -> dict[str, list[str]]:
     return result
 
 
+def _positive_count(value: Any, key: str, origin: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SettingsError(f"{origin}: {key!r} must be a whole number >= 1, got {value!r}")
+    return value
+
+
 def _mirrors(value: Any, key: str, origin: str) -> dict[str, list[str]]:
     if not isinstance(value, dict):
         raise SettingsError(f"{origin}: [{key}] must be a table of URL prefix = [replacements]")
@@ -198,6 +215,10 @@ PARSERS = {
     "connect_timeout": ("connect_timeout", _number),
     "read_timeout": ("read_timeout", _number),
     "retries": ("retries", _count),
+    "timeout": ("timeout", _number),
+    "connections": ("connections", _positive_count),
+    "parallel_downloads": ("parallel_downloads", _positive_count),
+    "parallel_min_size": ("parallel_min_size", _positive_count),
     "lock_timeout": ("lock_timeout", _number),
     "lease_ttl": ("lease_ttl", _number),
     "keep_downloads": ("keep_downloads", _bool),
@@ -312,6 +333,8 @@ def _env_values() -> dict[str, Any]:
         values["mirrors"] = _mirrors(table, "mirrors", ENV_MIRRORS)
     if env := os.environ.get(ENV_LEASE_TTL):
         values["lease_ttl"] = _number(_float_of(env, ENV_LEASE_TTL), ENV_LEASE_TTL, "the environment")
+    if env := os.environ.get(ENV_TIMEOUT):
+        values["timeout"] = _number(_float_of(env, ENV_TIMEOUT), ENV_TIMEOUT, "the environment")
     if (env := os.environ.get(ENV_OFFLINE)) is not None:
         word = env.strip().lower()
         if word not in TRUE_WORDS | FALSE_WORDS:

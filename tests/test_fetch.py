@@ -30,6 +30,15 @@ def fetcher():
         yield fetcher
 
 
+def free_port() -> int:
+    """A port of 127.0.0.1 where nothing listens (a connection is refused)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def serve(server, name: str, data: bytes) -> str:
     path = server.root / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,14 +167,14 @@ def test_timeout(http_server):
     assert "read_timeout" in info.value.hint
 
 
-def test_connection_refused(fetcher):
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with pytest.raises(DownloadError, match="connection failed.*gave up after 3 attempts"):
-        fetcher.fetch(f"http://127.0.0.1:{port}/x", BytesSink())
+def test_connection_refused_is_final_at_once(fetcher, caplog):
+    port = free_port()
+    with caplog.at_level("INFO", logger="datamaestro.fetch"):
+        with pytest.raises(DownloadError) as info:
+            fetcher.fetch(f"http://127.0.0.1:{port}/x", BytesSink())
+    assert f"connection failed: 127.0.0.1 refused the connection (nothing listens on {port})" in info.value.message
+    assert "gave up" not in info.value.message
+    assert "retrying" not in caplog.text
 
 
 def test_reset_mid_body_resumes_with_range(http_server, fetcher):
@@ -296,3 +305,185 @@ def test_progress_enabled_writes_to_stderr(http_server, capsys):
         fetcher.fetch(serve(http_server, "a.bin", SMALL), BytesSink(), description="the a file")
     captured = capsys.readouterr()
     assert "the a file" in captured.err and captured.out == ""
+
+
+# -- what cannot pass on a retry is not retried; hosts found down are left out
+
+
+def test_a_host_name_that_does_not_resolve_is_final_at_once(fetcher, caplog):
+    url = "http://nonexistent.invalid/data.gz"
+    with caplog.at_level("INFO", logger="datamaestro.fetch"):
+        with pytest.raises(DownloadError) as info:
+            fetcher.fetch(url, BytesSink())
+    assert "connection failed: the host name nonexistent.invalid does not resolve" in info.value.message
+    assert "retrying" not in caplog.text
+    assert fetcher.hosts.down("http://nonexistent.invalid/other.gz") is not None
+
+
+def test_retries_say_what_they_do(http_server, fetcher, caplog):
+    url = serve(http_server, "down.bin", SMALL)
+    http_server.set_fault("down.bin", "503")
+    with caplog.at_level("INFO", logger="datamaestro.fetch"):
+        with pytest.raises(DownloadError):
+            fetcher.fetch(url, BytesSink())
+    retries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert retries == [
+        f"retrying {http_server.base_url} (2/3) in 0.01 s: HTTP 503 Service Unavailable",
+        f"retrying {http_server.base_url} (3/3) in 0.02 s: HTTP 503 Service Unavailable",
+    ]
+    # a server that answers, even badly, is not taken as down
+    assert fetcher.hosts.down(url) is None
+
+
+def test_a_hung_server_is_given_up_within_the_timeout_then_left_out(black_hole):
+    with Fetcher(connect_timeout=5, read_timeout=0.25, retries=5, backoff=0.05, timeout=0.6, progress=False) as fetcher:
+        with pytest.raises(DownloadError) as info:
+            fetcher.fetch(black_hole.url("a.gz"), BytesSink())
+        assert "read timeout" in info.value.message and "gave up after" in info.value.message
+        assert "--timeout" in info.value.hint
+        tried = black_hole.accepted
+        # tries until 0.6 s without a byte have passed: two of 0.25 s, not six
+        assert tried == 2
+        with pytest.raises(DownloadError) as info:
+            fetcher.fetch(black_hole.url("b.gz"), BytesSink())
+        assert "left out" in info.value.message and "failed for another download of this session (no answer in time)" in info.value.message
+        assert black_hole.accepted == tried
+
+
+def test_a_dead_mirror_is_tried_once_for_many_files(http_server, black_hole):
+    original = http_server.url("orig/")
+    for index in range(8):
+        serve(http_server, f"orig/{index}.bin", SMALL)
+    dead = f"http://127.0.0.1:{free_port()}/"
+    mirrors = {original: [dead, black_hole.url("/")]}
+    with Fetcher(mirrors=mirrors, read_timeout=5, retries=3, backoff=0.05, timeout=0.5, progress=False) as fetcher:
+        for index in range(8):
+            sink = BytesSink()
+            result = fetcher.fetch(f"{original}{index}.bin", sink)
+            assert sink.getvalue() == SMALL and result.served_by == f"{original}{index}.bin"
+        assert fetcher.hosts.down(dead) is not None
+    # the hung mirror was tried for the first file only
+    assert 1 <= black_hole.accepted <= 3
+    assert all(http_server.count(f"orig/{index}.bin") == 1 for index in range(8))
+
+
+# -- resume across runs: the bytes of an interrupted download are kept
+
+
+def test_an_interrupted_download_resumes_in_a_later_run(http_server, tmp_path):
+    url = serve(http_server, "big.bin", BIG)
+    partial = tmp_path / "partial"
+    http_server.set_fault("big.bin", "truncate", times=1, fraction=0.5)
+    with Fetcher(retries=0, progress=False) as fetcher:
+        with pytest.raises(DownloadError, match="truncated"):
+            fetcher.fetch(url, BytesSink(), partial_dir=partial)
+    kept = next(partial.glob("*.data")).read_bytes()
+    assert len(kept) == len(BIG) // 2 and BIG.startswith(kept)
+    _, _, served = http_server.requests[0]
+    # a new fetcher (a new process) continues where the first stopped, checked against the validator
+    sink = BytesSink()
+    with Fetcher(retries=0, progress=False) as fetcher:
+        result = fetcher.fetch(url, sink, checkers=[SizeCheck(len(BIG))], partial_dir=partial)
+    assert sink.getvalue() == BIG and result.source_digest == "blake3:" + blake3(BIG).hexdigest()
+    _, _, headers = http_server.requests[1]
+    assert headers["Range"] == f"bytes={len(kept)}-" and headers["If-Range"].startswith('"')
+    assert not partial.exists()  # done: nothing kept
+
+
+def test_a_file_changed_since_the_interruption_is_downloaded_whole(http_server, tmp_path):
+    url = serve(http_server, "big.bin", BIG)
+    partial = tmp_path / "partial"
+    http_server.set_fault("big.bin", "truncate", times=1, fraction=0.5)
+    with Fetcher(retries=0, progress=False) as fetcher, pytest.raises(DownloadError):
+        fetcher.fetch(url, BytesSink(), partial_dir=partial)
+    changed = os.urandom(len(BIG))
+    path = http_server.root / "big.bin"
+    path.write_bytes(changed)
+    os.utime(path, ns=(path.stat().st_mtime_ns + 10**9,) * 2)
+    sink = BytesSink()
+    with Fetcher(retries=0, progress=False) as fetcher:
+        fetcher.fetch(url, sink, partial_dir=partial)
+    assert sink.getvalue() == changed
+    assert http_server.count("big.bin") == 2
+
+
+def test_a_missing_file_or_bad_bytes_keep_nothing(http_server, tmp_path):
+    partial = tmp_path / "partial"
+    url = serve(http_server, "small.txt", SMALL)
+    with Fetcher(retries=0, progress=False) as fetcher:
+        with pytest.raises(DownloadError):
+            fetcher.fetch(http_server.url("none.bin"), BytesSink(), partial_dir=partial)
+        with pytest.raises(IntegrityError):
+            fetcher.fetch(url, BytesSink(), checkers=[SizeCheck(1)], partial_dir=partial)
+    assert not partial.exists()
+
+
+# -- parallel range downloads
+
+
+def parallel_fetcher(**options) -> Fetcher:
+    """A fetcher that splits files of 1 MiB and more over 4 connections."""
+    return Fetcher(connections=4, parallel_min_size=MIB, retries=2, backoff=0.01, progress=False, **options)
+
+
+def ranges(server, path: str) -> list[str]:
+    return [headers["Range"] for _, _, headers in server.requests_for(path) if "Range" in headers]
+
+
+def test_a_large_file_is_fetched_in_parts_then_hashed_whole(http_server, tmp_path):
+    url = serve(http_server, "big.bin", BIG)
+    sink = BytesSink()
+    with parallel_fetcher() as fetcher:
+        result = fetcher.fetch(url, sink, checkers=[SizeCheck(len(BIG))], partial_dir=tmp_path / "partial")
+    assert sink.getvalue() == BIG and result.size == len(BIG)
+    assert result.source_digest == "blake3:" + blake3(BIG).hexdigest()
+    # the first request learns the size, then one range per MiB
+    assert sorted(ranges(http_server, "big.bin")) == sorted(f"bytes={i * MIB}-{min(len(BIG), (i + 1) * MIB) - 1}" for i in range(4))
+    assert not (tmp_path / "partial").exists()
+
+
+def test_a_broken_part_is_retried_on_its_own(http_server, tmp_path):
+    url = serve(http_server, "big.bin", BIG)
+    # the first request (headers only) and one part are cut in half
+    http_server.set_fault("big.bin", "truncate", times=2, fraction=0.5)
+    sink = BytesSink()
+    with parallel_fetcher() as fetcher:
+        fetcher.fetch(url, sink, partial_dir=tmp_path / "partial")
+    assert sink.getvalue() == BIG
+    asked = ranges(http_server, "big.bin")
+    assert len(asked) == 5
+    # the retry asks for the second half of the broken part only
+    assert any(int(r[6:].split("-")[0]) % MIB == MIB // 2 for r in asked)
+
+
+def test_a_server_without_ranges_gives_one_stream(http_server, tmp_path):
+    url = serve(http_server, "big.bin", BIG)
+    http_server.set_fault("big.bin", "no-range")
+    sink = BytesSink()
+    with parallel_fetcher() as fetcher:
+        fetcher.fetch(url, sink, partial_dir=tmp_path / "partial")
+        assert sink.getvalue() == BIG and http_server.count("big.bin") == 1
+        # small files, and fetches that keep no partial file, are never split
+        fetcher.fetch(serve(http_server, "small.bin", SMALL), BytesSink(), partial_dir=tmp_path / "partial")
+        http_server.clear_faults()
+        fetcher.fetch(url, BytesSink())
+    assert ranges(http_server, "small.bin") == [] and ranges(http_server, "big.bin") == []
+
+
+def test_a_resumed_download_that_fails_its_check_is_downloaded_again_whole(http_server, tmp_path):
+    url = serve(http_server, "big.bin", BIG)
+    partial = tmp_path / "partial"
+    http_server.set_fault("big.bin", "truncate", times=1, fraction=0.5)
+    with Fetcher(retries=0, progress=False) as fetcher, pytest.raises(DownloadError):
+        fetcher.fetch(url, BytesSink(), partial_dir=partial)
+    # other bytes behind the same validators (same size, same mtime): the resumed whole is wrong
+    path = http_server.root / "big.bin"
+    mtime = path.stat().st_mtime_ns
+    changed = os.urandom(len(BIG))
+    path.write_bytes(changed)
+    os.utime(path, ns=(mtime, mtime))
+    sink = BytesSink()
+    with Fetcher(retries=0, progress=False) as fetcher:
+        fetcher.fetch(url, sink, checkers=[Sha256Check(hashlib.sha256(changed).hexdigest())], partial_dir=partial)
+    assert sink.getvalue() == changed
+    assert [h.get("Range") for _, _, h in http_server.requests_for("big.bin")] == [None, f"bytes={len(BIG) // 2}-", None]

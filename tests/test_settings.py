@@ -86,3 +86,19 @@ def test_bad_project_table(tmp_path):
     write(tmp_path / "pyproject.toml", "[tool]\ndatamaestro = 3\n")
     with pytest.raises(SettingsError, match=r"\[tool.datamaestro\] must be a table"):
         load_settings(project_dir=tmp_path)
+
+
+def test_network_settings_and_the_timeout_variable(tmp_path, monkeypatch):
+    from datamaestro.settings import Settings, parse_table
+
+    defaults = Settings()
+    assert (defaults.timeout, defaults.read_timeout, defaults.connections, defaults.parallel_min_size, defaults.parallel_downloads) == (60.0, 20.0, 8, 64 << 20, 4)
+    values = parse_table({"timeout": 5, "connections": 2, "parallel_min_size": 1024, "parallel_downloads": 1}, "test")
+    assert values == {"timeout": 5.0, "connections": 2, "parallel_min_size": 1024, "parallel_downloads": 1}
+    with pytest.raises(SettingsError, match="'connections' must be a whole number >= 1, got 0"):
+        parse_table({"connections": 0}, "test")
+    monkeypatch.setenv("DATAMAESTRO_TIMEOUT", "7.5")
+    settings, _ = load_settings(project_dir=tmp_path)
+    assert settings.timeout == 7.5
+    # the command line beats the environment
+    assert load_settings({"timeout": 3.0}, project_dir=tmp_path)[0].timeout == 3.0

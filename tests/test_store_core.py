@@ -243,6 +243,21 @@ def test_reap_tmp_removes_entries_of_dead_processes_only(store):
     assert alive.exists()
 
 
+def test_interrupted_downloads_outlive_their_process_for_a_week(store):
+    import os
+    import time
+
+    folder = store.partial_folder()
+    folder.mkdir(parents=True)
+    young, old = folder / "otherhost.abc.data", folder / "otherhost.def.data"
+    young.write_bytes(b"kept for the next run")
+    old.write_bytes(b"nobody came back for it")
+    eight_days_ago = time.time() - 8 * 24 * 3600
+    os.utime(old, (eight_days_ago, eight_days_ago))
+    assert store.reap_tmp() == [old]
+    assert young.exists()
+
+
 def test_reap_tmp_waits_a_day_for_another_host(store):
     store.layout.mkdir(store.layout.tmp)
     foreign = store.layout.tmp / "otherhost.123.abcdef.part"

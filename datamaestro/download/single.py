@@ -142,6 +142,14 @@ class FileDownloader(FileResource):
         """The one URL downloaded."""
         return [self.url]
 
+    @property
+    def concurrent(self) -> bool:
+        """True: the pipeline may run it beside other downloads (it touches nothing but its job).
+
+        A subclass with a ``produce`` of its own (a 1.x resource) is run alone.
+        """
+        return type(self).produce is FileDownloader.produce
+
     def produce(self, job: "Job") -> Output:
         """Streams the URL through the transforms into a new object."""
         with job.store.writer() as writer:

@@ -573,6 +573,18 @@ class Store:
         """A unique path in the store's ``tmp/`` (same file system as objects)."""
         return self.layout.tmp_path(hint)
 
+    def partial_folder(self) -> Path:
+        """Where interrupted downloads are kept for a later run (``tmp/partial``); kept a week."""
+        from .objects import PARTIAL_FOLDER
+
+        return self.layout.tmp / PARTIAL_FOLDER
+
+    def drop_own_tmp(self) -> None:
+        """Removes what this process has in ``tmp/`` (it is about to exit on a signal); see :func:`objects.drop_own_tmp`."""
+        from .objects import drop_own_tmp
+
+        drop_own_tmp(self.layout)
+
     def reap_tmp(self) -> list[Path]:
         """Removes leftovers of dead writers from ``tmp/``."""
         return reap_tmp(self.layout)

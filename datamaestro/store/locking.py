@@ -35,7 +35,9 @@ def describe_holder(note: Path) -> str:
     """A human description of the process that wrote a holder note."""
     try:
         data = json.loads(note.read_text())
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(data["time"]))
+        # the time of day as leases say it; the date too when it is not today
+        today = time.strftime("%Y-%m-%d") == time.strftime("%Y-%m-%d", time.localtime(data["time"]))
+        since = time.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M:%S", time.localtime(data["time"]))
         return f"process {data['pid']} on {data['host']} ({data['what']}, since {since})"
     except (OSError, ValueError, KeyError, TypeError):
         return "an unknown process"

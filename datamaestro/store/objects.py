@@ -28,6 +28,10 @@ HOST = socket.gethostname()
 STALE_FOREIGN_TMP = 24 * 3600
 # Files up to this size are imported with one read (hashed in memory)
 SMALL_FILE = 1 << 20
+#: the folder of ``tmp/`` where interrupted downloads wait for a later run to resume them
+PARTIAL_FOLDER = "partial"
+#: an interrupted download untouched for this long is not resumed but removed (seconds)
+STALE_PARTIAL = 7 * 24 * 3600
 
 
 def disk_error(exc: OSError, what: str) -> StoreError:
@@ -438,7 +442,10 @@ def reap_tmp(layout: Layout, *, now: float | None = None) -> list[Path]:
     if not layout.tmp.is_dir():
         return removed
     now = now if now is not None else time.time()
+    removed += _reap_partial(layout.tmp / PARTIAL_FOLDER, now)
     for entry in os.scandir(layout.tmp):
+        if entry.name == PARTIAL_FOLDER:
+            continue  # outlives its writer on purpose: the next run resumes it
         # host names may hold dots: test this host's prefix before splitting
         if entry.name.startswith(HOST + "."):
             host, rest = HOST, entry.name[len(HOST) + 1 :]
@@ -458,6 +465,49 @@ def reap_tmp(layout: Layout, *, now: float | None = None) -> list[Path]:
         path = Path(entry.path)
         remove_tree(path)
         removed.append(path)
+    return removed
+
+
+def drop_own_tmp(layout: Layout) -> None:
+    """Removes this process's ``tmp/`` entries, and partial downloads that hold nothing.
+
+    For a process about to exit on Ctrl-C or SIGTERM while threads of its
+    own still write (they are not unwound): what they leave is garbage.
+    Partial downloads that hold bytes stay, for the next run.
+    """
+    prefix = f"{HOST}.{os.getpid()}."
+    try:
+        entries = list(os.scandir(layout.tmp))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith(prefix):
+            remove_tree(Path(entry.path))
+    partial = layout.tmp / PARTIAL_FOLDER
+    try:
+        for entry in os.scandir(partial):
+            if entry.name.endswith(".data") and entry.stat().st_size == 0:
+                os.unlink(entry.path)
+                Path(entry.path[: -len(".data")] + ".json").unlink(missing_ok=True)
+        partial.rmdir()
+    except OSError:
+        pass
+
+
+def _reap_partial(folder: Path, now: float) -> list[Path]:
+    """Removes the interrupted downloads nobody resumed for :data:`STALE_PARTIAL` seconds."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime > STALE_PARTIAL:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
     return removed
 
 

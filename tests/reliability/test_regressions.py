@@ -41,7 +41,7 @@ def lock_names(served, tmp_path, dataset: str) -> list[str]:
     "dataset, locks_exist, words",
     [
         # the lock file cannot be created (store/locking.py let the OSError through)
-        ("com.lecun.mnist", False, "while taking the lock for preparing com.lecun.mnist/"),
+        ("com.lecun.mnist", False, "while taking the lock for downloading "),
         # the object's tmp file cannot be created (ObjectWriter opened it unguarded)
         ("com.lecun.mnist", True, "com.lecun.mnist/train_images.idx: no space left on device while writing an object"),
         # an archive's download file cannot be created (a resource's own file: the pipeline now says it)

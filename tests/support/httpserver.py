@@ -1,7 +1,8 @@
 """A real HTTP server for tests and benchmarks, with per-path fault injection.
 
 :class:`ControlledServer` serves the files of a folder on 127.0.0.1 (random
-port, one thread per connection), honours ``Range`` requests, records every
+port, one thread per connection), honours ``Range`` and ``If-Range`` requests (files carry an ``ETag`` and a
+``Last-Modified`` from their mtime and size, as nginx gives), records every
 request and misbehaves on demand::
 
     with ControlledServer(root) as server:
@@ -40,6 +41,7 @@ The fixture :func:`http_server` gives a started server on a fresh folder.
 
 from __future__ import annotations
 
+import email.utils
 import http.server
 import re
 import socket
@@ -296,8 +298,15 @@ class ControlledServer:
                 content = file.read_bytes().translate(_GARBLE)
         size = len(content) if content is not None else file.stat().st_size
 
+        # validators as nginx gives them, so that a client can resume safely (If-Range)
+        stat = file.stat()
+        etag = f'"{stat.st_mtime_ns:x}-{size:x}"'
+        last_modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
         start, end = 0, size - 1
         requested = handler.headers.get("Range")
+        condition = handler.headers.get("If-Range")
+        if condition is not None and condition not in (etag, last_modified):
+            requested = None  # the file changed: the whole file, 200
         partial = requested is not None and "no-range" not in modifiers
         if partial:
             match = _RANGE.match(requested.strip())
@@ -312,6 +321,8 @@ class ControlledServer:
         handler.send_header("Content-Type", "application/octet-stream")
         handler.send_header("Content-Length", str(length))
         handler.send_header("Accept-Ranges", "none" if "no-range" in modifiers else "bytes")
+        handler.send_header("ETag", etag)
+        handler.send_header("Last-Modified", last_modified)
         if partial:
             handler.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         if kind in ("truncate", "reset"):
@@ -379,6 +390,66 @@ class ControlledServer:
         connection.close()
 
 
+class BlackHole:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers (a hung server).
+
+    :ivar accepted: how many connections it accepted
+    """
+
+    def __init__(self):
+        self.accepted = 0
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(64)
+        self._held: list[socket.socket] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True, name="blackhole")
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+
+    def url(self, path: str) -> str:
+        """A URL of this server."""
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._held.append(connection)  # kept open, never read nor written
+
+    def stop(self) -> None:
+        """Closes the listening socket and every held connection."""
+        self._stopping.set()
+        try:
+            self._socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._socket.close()
+        for connection in self._held:
+            connection.close()
+        self._thread.join(timeout=2)
+
+    def __enter__(self) -> "BlackHole":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+@pytest.fixture
+def black_hole():
+    """A started :class:`BlackHole`."""
+    with BlackHole() as server:
+        yield server
+
+
 @pytest.fixture
 def http_server(tmp_path_factory):
     """A started :class:`ControlledServer` serving a fresh folder (``server.root``)."""
@@ -386,4 +457,4 @@ def http_server(tmp_path_factory):
         yield server
 
 
-__all__ = ["ControlledServer", "Fault", "http_server"]
+__all__ = ["BlackHole", "ControlledServer", "Fault", "black_hole", "http_server"]
