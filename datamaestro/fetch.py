@@ -607,6 +607,8 @@ def _mirror_advice(mirror_failures: list[Exception]) -> str:
         return "the mirror's copy differs from the original: replace it, or fix the [mirrors] setting"
     if isinstance(first, DownloadError) and (first.missing or _reason(first).startswith("no such file")):
         return "copy the file to the mirror, or fix its path in the [mirrors] setting"
+    if first is not None and _answer(first) == "has an unknown host name":
+        return "check the network connection and the mirror's host name, or fix the [mirrors] setting"
     return "check that the mirror is up and reachable from here, or fix the [mirrors] setting"
 
 

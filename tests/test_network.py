@@ -52,7 +52,7 @@ def test_the_timeout_setting_and_its_environment_variable(black_hole, tmp_path):
     write_settings(black_hole.base_url, extra="read_timeout = 5\ntimeout = 30\n")
     result = datamaestro("prepare", "com.lecun.mnist", data=tmp_path / "data", env={**os.environ, "DATAMAESTRO_TIMEOUT": "0.3"})
     assert result.returncode == 1
-    assert f"  - {black_hole.url('mnist/')}" in result.stderr and "read timeout: no answer within 0.3 s" in result.stderr
+    assert f"  - mirror {black_hole.url('mnist/')}" in result.stderr and "read timeout: no answer within 0.3 s" in result.stderr
     bad = datamaestro("prepare", "com.lecun.mnist", data=tmp_path / "data", env={**os.environ, "DATAMAESTRO_TIMEOUT": "soon"})
     assert bad.returncode == 2 and "DATAMAESTRO_TIMEOUT='soon': expected a number of seconds" in bad.stderr
 
