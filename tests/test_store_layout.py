@@ -26,7 +26,7 @@ ROUNDS = int(os.environ.get("DATAMAESTRO_RACE_ROUNDS", "5"))
 RACERS = 8
 PROCESS_TIMEOUT = 300
 CURRENT = format_layout(LAYOUT_PARTS)
-ROOT_NAMES = {"VERSION", "SHARED", "objects", "trees", "actions", "views", "roots", "tmp", "locks", "leases", "quarantine"}
+ROOT_NAMES = {"VERSION", "SHARED", "objects", "trees", "actions", "views", "roots", "tmp", "locks", "leases", "quarantine", "stamps"}
 
 
 def env() -> dict:
@@ -164,7 +164,7 @@ def test_group_store_init_racing_plain_opens(tmp_path):
         assert (root / "SHARED").read_text().strip() == group
         for folder in [root, root / "objects", root / "locks", root / "tmp"]:
             st = folder.stat()
-            assert stat.S_IMODE(st.st_mode) == 0o2775 and st.st_gid == gid, folder
+            assert stat.S_IMODE(st.st_mode) == 0o3775 and st.st_gid == gid, folder
         assert Store(root).shared
 
 
