@@ -185,7 +185,7 @@ def test_a_new_group_store_is_shared_before_its_version_file_exists(tmp_path, mo
 
     monkeypatch.setattr(os, "link", link)
     store = init_store(root, group=group)
-    assert seen == [(group, 0o2775)]
+    assert seen == [(group, 0o3775)]
     assert store.shared and store_info(store).group == group
 
 
