@@ -5,7 +5,6 @@ from __future__ import annotations
 import grp
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import datamaestro.store as store_module
 from datamaestro.errors import StoreError
 from datamaestro.store import LAYOUT_PARTS, MIGRATIONS, Store, create_store, format_layout
 from datamaestro.store.maintenance import init_store, store_info, verify
+from support.users import read_only_wrapper
 
 REPO_ROOT = Path(datamaestro.__file__).resolve().parents[1]
 #: rounds of each creation race (more: DATAMAESTRO_RACE_ROUNDS=50)
@@ -337,26 +337,6 @@ def test_processes_opening_a_first_layout_store_at_once_all_succeed(tmp_path):
         assert out == held["contents"][0].decode()
     assert (root / "VERSION").read_text() == CURRENT
     assert snapshot(root) == before
-
-
-def read_only_wrapper(store_dir: Path) -> list[str]:
-    """A command prefix under which ``store_dir`` cannot be written (see tests/reliability/test_environment.py)."""
-    if os.geteuid() != 0:
-        for folder, _, _ in os.walk(store_dir):
-            os.chmod(folder, 0o555)
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv: cannot take write rights away")
-    wrapper = [setpriv, "--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all"]
-    if subprocess.run([*wrapper, "true"], check=False, capture_output=True).returncode != 0:
-        pytest.skip("setpriv cannot drop capabilities here (no CAP_SETPCAP)")
-    for folder, dirs, files in os.walk(store_dir):
-        for name in [folder, *(os.path.join(folder, f) for f in dirs + files)]:
-            os.lchown(name, 65534, 65534)
-    if subprocess.run([*wrapper, "touch", str(store_dir / "probe")], check=False, capture_output=True).returncode == 0:
-        pytest.skip("the store stays writable without capabilities (file system ignores ownership)")
-    return wrapper
 
 
 #: Opens a store, optionally pretending this datamaestro has actions at version 2.
