@@ -85,10 +85,10 @@ class ViewStore:
                 # relative to the final place of the view, which sits beside work in depth
                 final_parent = view / os.path.dirname(name)
                 os.symlink(os.path.relpath(target, final_parent), link)
-            if self.layout.shared:
+            # frozen once in place: a folder moved to another parent must be writable (its `..` changes)
+            if self.layout.install_folder(work, view) and self.layout.shared:
                 # a member may add views but never change another member's (umask 002 would let the group write)
-                _freeze_view(work)
-            self.layout.install_folder(work, view)
+                _freeze_view(view)
         except OSError as exc:
             remove_tree(work)
             raise disk_error(exc, "publishing a dataset view") from None
