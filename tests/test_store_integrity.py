@@ -1,0 +1,106 @@
+"""The on-use check: objects are stamped when committed and compared with a stat before they are handed out."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from datamaestro.api import prepare_dataset
+from datamaestro.store import Kind, Output, Store
+from datamaestro.store.maintenance import gc, verify
+from datamaestro.store.objects import read_stamp, stamp_text
+
+from support.lockproject import dm, lock_project, make_project, readable_files, served  # noqa: F401
+
+
+def change_in_place(path: Path, data: bytes = b"changed\n") -> None:
+    """What an owner editing an object does: make it writable, append, make it read-only again."""
+    os.chmod(path, 0o644)
+    with open(path, "ab") as fp:
+        fp.write(data)
+    os.chmod(path, 0o444)
+
+
+def test_a_committed_object_is_stamped_and_passes_the_check(tmp_path):
+    store = Store(tmp_path / "store")
+    digest = store.ingest_stream([b"some bytes"])
+    assert read_stamp(store.layout, digest) == stamp_text(os.stat(store.path_of(digest)), store.layout.stable_inodes)
+    assert store.check_on_use([Output(Kind.FILE, digest)]) == []
+    assert store.has(digest)
+
+
+def test_an_object_changed_in_place_is_quarantined_on_use(tmp_path):
+    store = Store(tmp_path / "store")
+    digest = store.ingest_stream([b"some bytes"])
+    change_in_place(store.path_of(digest))
+    changed = store.check_on_use([Output(Kind.FILE, digest)])
+    assert [c.digest for c in changed] == [digest] and "size 10 -> 18" in changed[0].why
+    assert not store.has(digest) and read_stamp(store.layout, digest) is None
+    note = json.loads(changed[0].quarantined.with_name(changed[0].quarantined.name + ".json").read_text())
+    assert note["digest"] == digest and "changed after it was stored" in note["why"]
+    # a good copy stored again gets its own stamp
+    assert store.ingest_stream([b"some bytes"]) == digest
+    assert store.check_on_use([Output(Kind.FILE, digest)]) == []
+
+
+def test_an_object_without_a_stamp_is_stamped_on_first_use(tmp_path):
+    store = Store(tmp_path / "store")
+    digest = store.ingest_stream([b"stored before stamps"])
+    store.layout.stamp_path(digest).unlink()
+    assert store.check_on_use([Output(Kind.FILE, digest)]) == []
+    assert read_stamp(store.layout, digest) is not None
+
+
+def test_a_tree_holding_a_changed_file_is_removed_on_use(tmp_path):
+    store = Store(tmp_path / "store")
+    (tmp_path / "src" / "sub").mkdir(parents=True)
+    (tmp_path / "src" / "sub" / "a.txt").write_text("a file of a tree")
+    tree = store.ingest_tree(tmp_path / "src")
+    (file_digest,) = store.trees.iter_object_digests(tree)
+    change_in_place(store.path_of(file_digest))
+    changed = store.check_on_use([Output(Kind.TREE, tree)])
+    assert [c.digest for c in changed] == [file_digest]
+    # its folder held the same inode: gone, so that the output is missing and produced again
+    assert not store.output_present(Output(Kind.TREE, tree))
+
+
+def test_verify_rehashes_and_stamps_again_an_object_whose_bytes_are_right(tmp_path):
+    """A restored backup or a `touch` changes the stat, not the bytes: verify says so by stamping it again."""
+    store = Store(tmp_path / "store")
+    digest = store.ingest_stream([b"some bytes"])
+    os.utime(store.path_of(digest), ns=(1, 1))
+    assert verify(store).ok
+    assert store.check_on_use([Output(Kind.FILE, digest)]) == []
+
+
+def test_gc_drops_the_stamps_of_collected_objects(tmp_path):
+    store = Store(tmp_path / "store")
+    digest = store.ingest_stream([b"nobody uses this"])
+    report = gc(store, grace_seconds=0)
+    assert digest in report.objects_deleted
+    assert read_stamp(store.layout, digest) is None
+
+
+def test_a_warm_prepare_fetches_an_object_changed_in_place_again(mnist_server, dm_context):
+    prepare_dataset("com.lecun.mnist")
+    readable = dm_context.data_dir / "data" / "image" / "com" / "lecun" / "mnist" / "test_labels.idx"
+    expected = readable.read_bytes()
+    change_in_place(readable.resolve())
+    before = len(mnist_server.requests)
+    config = prepare_dataset("com.lecun.mnist")
+    assert len(mnist_server.requests) == before + 1
+    assert readable.read_bytes() == expected
+    assert config.test.labels.path.read_bytes() == expected
+    assert len(list((dm_context.store.root / "quarantine").glob("*.json"))) == 1
+
+
+@pytest.mark.usefixtures("served")
+def test_sync_fetches_an_object_changed_in_place_again(tmp_path):
+    project = lock_project(make_project(tmp_path / "project"), tmp_path / "a", "com.lecun.mnist")
+    expected = readable_files(project.data, "image", "com.lecun.mnist")
+    change_in_place((project.data / "data" / "image" / "com" / "lecun" / "mnist" / "train_labels.idx").resolve())
+    dm(project, "sync", data=project.data)
+    assert readable_files(project.data, "image", "com.lecun.mnist") == expected
