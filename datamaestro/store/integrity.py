@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Iterable
 
 from ..errors import IntegrityError, StoreError
 from .actions import Kind, Output
-from .digests import hex_of
-from .objects import Layout, read_stamp, record_stamp, remove_tree, stamp_text
+from .digests import hex_of, is_digest
+from .objects import Layout, record_stamp, remove_tree, stamp_text
 
 if TYPE_CHECKING:
     from . import Store
@@ -122,15 +122,29 @@ def _difference(recorded: str, now: str) -> str:
     return ", ".join(changed) or "stamp unreadable"
 
 
+#: ``(store folder, tree digest) -> the digests of the tree's files``: a tree
+#: document never changes (its own object is checked first on every use), so
+#: a process that prepares many times reads and parses it once
+_TREE_FILES: dict[tuple[str, str], tuple[str, ...]] = {}
+_TREE_FILES_KEPT = 64
+
+
 def _objects_of(store: "Store", output: Output) -> tuple[list[str], Path | None]:
-    """The objects an output hands out, and its materialized tree folder (None for a file)."""
+    """The objects an output hands out (a tree: its own object first), and its materialized folder (None for a file)."""
     if output.kind == Kind.FILE:
         return [output.digest], None
     tree = store.trees.path_of(output.digest)
-    try:
-        return [output.digest, *dict.fromkeys(store.trees.iter_object_digests(output.digest))], tree
-    except (StoreError, KeyError, TypeError, OSError):
-        return [output.digest], tree
+    key = (os.fspath(store.root), output.digest)
+    files = _TREE_FILES.get(key)
+    if files is None:
+        try:
+            files = tuple(dict.fromkeys(store.trees.iter_object_digests(output.digest)))
+        except (StoreError, KeyError, TypeError, OSError):
+            return [output.digest], tree
+        if len(_TREE_FILES) >= _TREE_FILES_KEPT:
+            _TREE_FILES.clear()
+        _TREE_FILES[key] = files
+    return [output.digest, *files], tree
 
 
 def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
@@ -149,6 +163,9 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
         (another member's, in a group store): the message names its owner
     """
     layout = store.layout
+    stable = layout.stable_inodes
+    # paths as strings: building a Path per object would cost more than its stat
+    objects, stamps = os.fspath(layout.objects), os.fspath(layout.stamps)
     changed: list[Changed] = []
     refused: list[Changed] = []
     seen: set[str] = set()
@@ -158,18 +175,21 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
         digests, tree = _objects_of(store, output)
         damaged = False
         for digest in digests:
-            if digest in seen:
+            if digest in seen or not is_digest(digest):
                 continue
             seen.add(digest)
-            path = store.objects.path_of(digest)
+            name = f"{digest[7:9]}/{digest[9:]}"
             try:
-                st = os.stat(path)
+                st = os.stat(f"{objects}/{name}")
             except FileNotFoundError:
                 if tree is not None and digest != output.digest:
                     damaged = True  # a tree served without one of its objects (moved aside or collected)
                 continue
-            recorded = read_stamp(layout, digest)
-            now = stamp_text(st, layout.stable_inodes)
+            try:
+                recorded = os.readlink(f"{stamps}/{name}")
+            except OSError:
+                recorded = None
+            now = stamp_text(st, stable)
             if recorded is None:
                 record_stamp(layout, digest, st)  # stored before stamps: trusted from now on
                 continue

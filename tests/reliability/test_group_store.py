@@ -117,6 +117,10 @@ def lab():
             for folder in (base / role, base / f"{role}-home"):
                 folder.mkdir()
                 os.chown(folder, user.uid, user.gid)
+        alice = users.users["alice"]
+        probe = subprocess.run([*alice.wrapper(), str(bin_folder / "python"), "-c", "import datamaestro.store"], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(base)})
+        if probe.returncode != 0:
+            pytest.skip(f"another user cannot run the shared virtualenv {bin_folder.parent} (is the checkout readable by all?): {probe.stderr.strip()[-300:]}")
         store = base / "store"
         init = subprocess.run(
             [str(bin_folder / "datamaestro"), "--store", str(store), "store", "init", "--group", users.group],
