@@ -172,10 +172,10 @@ TAMPER = r"""
 import json, os, sys
 store, targets = sys.argv[1], json.loads(sys.argv[2])
 evil = os.path.join(store, "tmp", "evil-%d" % os.getpid())
-with open(evil, "w") as fp:
-    fp.write("evil bytes")
 allowed = []
 def attempt(name, action):
+    with open(evil, "w") as fp:  # again each time: a replace that worked took it
+        fp.write("evil bytes")
     try:
         action()
         allowed.append(name)
@@ -193,7 +193,8 @@ for kind, path in targets.items():
         attempt(f"chmod {kind}", lambda: os.chmod(path, 0o666))
 attempt("rename objects/", lambda: os.rename(os.path.join(store, "objects"), os.path.join(store, "objects.moved")))
 attempt("replace VERSION", lambda: os.replace(evil, os.path.join(store, "VERSION")))
-os.unlink(evil)
+if os.path.exists(evil):
+    os.unlink(evil)
 print(json.dumps(allowed))
 """
 
