@@ -198,7 +198,11 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
             found = Changed(digest, _difference(recorded, now), owner_name(st.st_uid))
             damaged = True
             if layout.may_remove(st):
-                found.quarantined = quarantine_object(layout, digest, None, st.st_size, why=f"changed after it was stored: {found.why}")
+                try:
+                    found.quarantined = quarantine_object(layout, digest, None, st.st_size, why=f"changed after it was stored: {found.why}")
+                except OSError:
+                    refused.append(found)  # a store this user may only read
+                    continue
                 changed.append(found)
             else:
                 refused.append(found)
