@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from datamaestro.store import Kind, Output, Store
 from datamaestro.store.maintenance import gc, verify
 from datamaestro.store.objects import read_stamp, stamp_text
 
+from support.users import read_only_wrapper
 from support.lockproject import dm, lock_project, make_project, readable_files, served  # noqa: F401
 
 
@@ -104,3 +107,32 @@ def test_sync_fetches_an_object_changed_in_place_again(tmp_path):
     change_in_place((project.data / "data" / "image" / "com" / "lecun" / "mnist" / "train_labels.idx").resolve())
     dm(project, "sync", data=project.data)
     assert readable_files(project.data, "image", "com.lecun.mnist") == expected
+
+
+#: Checks one object of a store, as a user who may only read it; prints the error.
+READ_ONLY_CHECK = r"""
+import sys
+from pathlib import Path
+from datamaestro.errors import IntegrityError
+from datamaestro.store import Kind, Output, Store
+try:
+    Store(Path(sys.argv[1])).check_on_use([Output(Kind.FILE, sys.argv[2])])
+except IntegrityError as exc:
+    print(exc.message)
+    sys.exit(1)
+"""
+
+
+def test_a_changed_object_of_a_store_one_may_only_read_is_reported(tmp_path):
+    store = Store(tmp_path / "store")
+    digest = store.ingest_stream([b"some bytes"])
+    change_in_place(store.path_of(digest))
+    wrapper = read_only_wrapper(store.root)
+    try:
+        checked = subprocess.run([*wrapper, sys.executable, "-c", READ_ONLY_CHECK, str(store.root), digest], capture_output=True, text=True, timeout=60)
+    finally:
+        for folder, _, _ in os.walk(store.root):
+            os.chmod(folder, 0o755)
+    assert checked.returncode == 1, checked.stderr
+    assert f"object {digest} of the store" in checked.stdout and "was changed after it was stored (size 10 -> 18" in checked.stdout
+    assert store.has(digest)
