@@ -13,7 +13,7 @@ import pytest
 from datamaestro.api import prepare_dataset
 from datamaestro.store import Kind, Output, Store
 from datamaestro.store.maintenance import gc, verify
-from datamaestro.store.objects import read_stamp, stamp_text
+from datamaestro.store.objects import read_stamp, stamp_matches, stamp_text
 
 from support.users import read_only_wrapper
 from support.lockproject import dm, lock_project, make_project, readable_files, served  # noqa: F401
@@ -30,7 +30,7 @@ def change_in_place(path: Path, data: bytes = b"changed\n") -> None:
 def test_a_committed_object_is_stamped_and_passes_the_check(tmp_path):
     store = Store(tmp_path / "store")
     digest = store.ingest_stream([b"some bytes"])
-    assert read_stamp(store.layout, digest) == stamp_text(os.stat(store.path_of(digest)), store.layout.stable_inodes)
+    assert read_stamp(store.layout, digest) == stamp_text(os.stat(store.path_of(digest)), store.layout.precise_stat)
     assert store.check_on_use([Output(Kind.FILE, digest)]) == []
     assert store.has(digest)
 
@@ -136,3 +136,14 @@ def test_a_changed_object_of_a_store_one_may_only_read_is_reported(tmp_path):
     assert checked.returncode == 1, checked.stderr
     assert f"object {digest} of the store" in checked.stdout and "was changed after it was stored (size 10 -> 18" in checked.stdout
     assert store.has(digest)
+
+
+def test_a_stamp_is_compared_at_the_precision_it_was_written_with(tmp_path):
+    """A stamp written through a FUSE mount (size, mtime in seconds) holds when read where inodes are stable, and back."""
+    path = tmp_path / "object"
+    path.write_bytes(b"bytes")
+    st = os.stat(path)
+    for written, read in ((False, True), (True, False)):
+        assert stamp_matches(stamp_text(st, written), st, read)[0]
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    assert not stamp_matches(stamp_text(st, False), os.stat(path), True)[0]

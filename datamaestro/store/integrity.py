@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Iterable
 from ..errors import IntegrityError, StoreError
 from .actions import Kind, Output
 from .digests import hex_of, is_digest
-from .objects import Layout, record_stamp, remove_tree, stamp_text
+from .objects import Layout, record_stamp, remove_tree, stamp_matches
 
 if TYPE_CHECKING:
     from . import Store
@@ -113,7 +113,7 @@ class Changed:
 def _difference(recorded: str, now: str) -> str:
     before = dict(part.split("=", 1) for part in recorded.split(",") if "=" in part)
     after = dict(part.split("=", 1) for part in now.split(",") if "=" in part)
-    names = {"size": "size", "mtime": "modification time", "ino": "inode"}
+    names = {"size": "size", "mtime": "modification time", "mtime_s": "modification time", "ino": "inode"}
     changed = [
         f"{names.get(key, key)} {before[key]} -> {after.get(key, '?')}" if key == "size" else names.get(key, key)
         for key in before
@@ -163,7 +163,7 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
         (another member's, in a group store): the message names its owner
     """
     layout = store.layout
-    stable = layout.stable_inodes
+    precise = layout.precise_stat
     # paths as strings: building a Path per object would cost more than its stat
     objects, stamps = os.fspath(layout.objects), os.fspath(layout.stamps)
     changed: list[Changed] = []
@@ -189,11 +189,11 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
                 recorded = os.readlink(f"{stamps}/{name}")
             except OSError:
                 recorded = None
-            now = stamp_text(st, stable)
             if recorded is None:
                 record_stamp(layout, digest, st)  # stored before stamps: trusted from now on
                 continue
-            if recorded == now:
+            same, now = stamp_matches(recorded, st, precise)
+            if same:
                 continue
             found = Changed(digest, _difference(recorded, now), owner_name(st.st_uid))
             damaged = True

@@ -29,7 +29,7 @@ from . import SHARED_FILE, Store, create_store, group_id, make_folders, replace_
 from .digests import digest_of_file, format_digest, hex_of, is_digest
 from .leases import filesystem_now, live_leases
 from .integrity import QUARANTINE_NOTE, owner_name, quarantine_object
-from .objects import SHARED_DIR_MODE, SHARED_LEASE_DIR_MODE, disk_error, make_writable, read_stamp, record_stamp, stamp_text
+from .objects import SHARED_DIR_MODE, SHARED_LEASE_DIR_MODE, disk_error, make_writable, read_stamp, record_stamp, stamp_matches
 from .roots import ROOT_KINDS, Root
 from .views import VIEW_LINK
 
@@ -373,7 +373,8 @@ def verify(
         try:
             st = os.lstat(path)
             actual = digest_of_file(path)
-            if actual == digest and read_stamp(store.layout, digest) != stamp_text(st, store.layout.stable_inodes):
+            recorded = read_stamp(store.layout, digest)
+            if actual == digest and (recorded is None or not stamp_matches(recorded, st, store.layout.precise_stat)[0]):
                 # rehashed and right: what the on-use check compares with is this stat
                 record_stamp(store.layout, digest, st, replace=True)
             return digest, actual, st.st_size, None

@@ -36,8 +36,9 @@ SHARED_DIR_MODE = 0o3775
 #: must be able to break the expired lease of another member's dead process
 SHARED_LEASE_DIR_MODE = 0o2775
 #: File systems whose inode numbers may change while a file exists (FUSE
-#: mounts without ``use_ino``, 9p): an object's stamp leaves its inode out there
-UNSTABLE_INODE_FS = ("fuse", "9p", "virtiofs")
+#: mounts without ``use_ino``, 9p) and whose mtime another mount may see to
+#: the second only: an object's stamp there holds its size and mtime in seconds
+COARSE_STAT_FS = ("fuse", "9p", "virtiofs")
 # A tmp entry of another host cannot be checked for liveness: reap it only
 # when it is this old (seconds).
 STALE_FOREIGN_TMP = 24 * 3600
@@ -82,7 +83,7 @@ class Layout:
         self.leases = self.root / "leases"
         self.stamps = self.root / "stamps"
         self._privileged: bool | None = None
-        self._stable_inodes: bool | None = None
+        self._precise_stat: bool | None = None
 
     @property
     def dir_mode(self) -> int:
@@ -128,11 +129,11 @@ class Layout:
         return self.privileged or st.st_uid == os.geteuid()
 
     @property
-    def stable_inodes(self) -> bool:
-        """False when the store's file system may renumber inodes (FUSE, 9p): stamps then leave them out."""
-        if self._stable_inodes is None:
-            self._stable_inodes = not _filesystem_type(self.root).startswith(UNSTABLE_INODE_FS)
-        return self._stable_inodes
+    def precise_stat(self) -> bool:
+        """False on file systems that may renumber inodes or keep mtimes to the second (FUSE, 9p): stamps say less there."""
+        if self._precise_stat is None:
+            self._precise_stat = not _filesystem_type(self.root).startswith(COARSE_STAT_FS)
+        return self._precise_stat
 
     def stamp_path(self, digest: str) -> Path:
         """Where the stamp of an object is (see :func:`record_stamp`)."""
@@ -188,10 +189,24 @@ def _filesystem_type(path: Path) -> str:
     return kind
 
 
-def stamp_text(st: os.stat_result, stable_inodes: bool) -> str:
-    """What a stamp records of an object: size, mtime (ns) and, where stable, inode."""
-    text = f"size={st.st_size},mtime={st.st_mtime_ns}"
-    return text + f",ino={st.st_ino}" if stable_inodes else text
+def stamp_text(st: os.stat_result, precise: bool) -> str:
+    """What a stamp records of an object: size, mtime and inode (``precise``), else size and mtime in seconds."""
+    if precise:
+        return f"size={st.st_size},mtime={st.st_mtime_ns},ino={st.st_ino}"
+    return f"size={st.st_size},mtime_s={st.st_mtime_ns // 1_000_000_000}"
+
+
+def stamp_matches(recorded: str, st: os.stat_result, precise: bool) -> tuple[bool, str]:
+    """Whether ``st`` is what the stamp ``recorded`` says, and the stamp text of ``st`` it was compared with.
+
+    The comparison is made at the precision of the stamp, which another
+    machine (another mount of the store's file system) may have written.
+    """
+    now = stamp_text(st, precise)
+    if recorded == now:
+        return True, now
+    now = stamp_text(st, ",ino=" in recorded)
+    return recorded == now, now
 
 
 def read_stamp(layout: Layout, digest: str) -> str | None:
@@ -216,7 +231,7 @@ def record_stamp(layout: Layout, digest: str, st: os.stat_result, *, replace: bo
         committed anew after its stamp outlived it; ``store verify`` after a
         rehash); otherwise the first stamp stays
     """
-    text = stamp_text(st, layout.stable_inodes)
+    text = stamp_text(st, layout.precise_stat)
     path = layout.stamp_path(digest)
     try:
         try:
