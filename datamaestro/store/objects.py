@@ -205,8 +205,14 @@ def stamp_matches(recorded: str, st: os.stat_result, precise: bool) -> tuple[boo
     now = stamp_text(st, precise)
     if recorded == now:
         return True, now
-    now = stamp_text(st, ",ino=" in recorded)
-    return recorded == now, now
+    if precise and ",ino=" in recorded:
+        return False, now
+    # one side saw the file system coarsely (a FUSE mount): size and mtime to the second
+    fields = dict(part.split("=", 1) for part in recorded.split(",") if "=" in part)
+    seconds = fields.get("mtime_s") or (str(int(fields["mtime"]) // 1_000_000_000) if fields.get("mtime", "").isdigit() else None)
+    coarse = f"size={fields.get('size')},mtime_s={seconds}"
+    now = stamp_text(st, False)
+    return coarse == now, now
 
 
 def read_stamp(layout: Layout, digest: str) -> str | None:
