@@ -62,12 +62,14 @@ def test_a_tree_holding_a_changed_file_is_removed_on_use(tmp_path):
     (tmp_path / "src" / "sub").mkdir(parents=True)
     (tmp_path / "src" / "sub" / "a.txt").write_text("a file of a tree")
     tree = store.ingest_tree(tmp_path / "src")
+    (tmp_path / "src" / "b.txt").write_text("another tree, with the same file")
+    other = store.ingest_tree(tmp_path / "src")
     (file_digest,) = store.trees.iter_object_digests(tree)
     change_in_place(store.path_of(file_digest))
-    changed = store.check_on_use([Output(Kind.TREE, tree)])
-    assert [c.digest for c in changed] == [file_digest]
-    # its folder held the same inode: gone, so that the output is missing and produced again
-    assert not store.output_present(Output(Kind.TREE, tree))
+    changed = store.check_on_use([Output(Kind.TREE, tree), Output(Kind.TREE, other)])
+    assert [c.digest for c in changed] == [file_digest, tree, other]
+    # their folders held the same inode: gone, so that the outputs are missing and produced again
+    assert not store.output_present(Output(Kind.TREE, tree)) and not store.output_present(Output(Kind.TREE, other))
 
 
 def test_verify_rehashes_and_stamps_again_an_object_whose_bytes_are_right(tmp_path):

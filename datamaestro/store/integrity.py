@@ -158,7 +158,8 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
     ``quarantine/`` and the materialized tree holding it removed, so that
     the output is missing and the caller fetches it again.
 
-    :returns: the changed objects, all quarantined (empty: everything is as stored)
+    :returns: the changed objects (quarantined) and the trees removed (empty:
+        everything is as stored)
     :raises IntegrityError: a changed object this process may not move
         (another member's, in a group store): the message names its owner
     """
@@ -168,7 +169,8 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
     objects, stamps = os.fspath(layout.objects), os.fspath(layout.stamps)
     changed: list[Changed] = []
     refused: list[Changed] = []
-    seen: set[str] = set()
+    # digest -> True when it is as stored (an object may be in several outputs)
+    seen: dict[str, bool] = {}
     for output in outputs:
         if output is None or not output.kind.stored or not output.digest:
             continue
@@ -176,8 +178,9 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
         damaged = False
         for digest in digests:
             if digest in seen or not is_digest(digest):
+                damaged = damaged or not seen.get(digest, True)
                 continue
-            seen.add(digest)
+            seen[digest] = False
             name = f"{digest[7:9]}/{digest[9:]}"
             try:
                 st = os.stat(f"{objects}/{name}")
@@ -191,9 +194,11 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
                 recorded = None
             if recorded is None:
                 record_stamp(layout, digest, st)  # stored before stamps: trusted from now on
+                seen[digest] = True
                 continue
             same, now = stamp_matches(recorded, st, precise)
             if same:
+                seen[digest] = True
                 continue
             found = Changed(digest, _difference(recorded, now), owner_name(st.st_uid))
             damaged = True
@@ -206,8 +211,12 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
                 changed.append(found)
             else:
                 refused.append(found)
-        if damaged and tree is not None and os.path.isdir(tree) and not remove_entry(layout, tree):
-            refused.append(Changed(output.digest, "a file of its materialized folder changed", owner_name(os.lstat(tree).st_uid)))
+        if damaged and tree is not None and os.path.isdir(tree):
+            owner = owner_name(os.lstat(tree).st_uid)
+            if remove_entry(layout, tree):
+                changed.append(Changed(output.digest, "its materialized folder held a changed or missing file (removed)", owner))
+            else:
+                refused.append(Changed(output.digest, "its materialized folder holds a changed or missing file", owner))
     if refused:
         first = refused[0]
         raise IntegrityError(
