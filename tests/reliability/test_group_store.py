@@ -253,7 +253,7 @@ os.chmod(path, 0o444)
 
 
 def test_an_object_changed_in_place_by_its_owner_is_not_served_silently(lab):
-    """bob is refused (naming alice), alice's next prepare quarantines it and fetches it again."""
+    """bob is refused (naming alice) and his verify leaves it; alice's next prepare quarantines it and fetches it again."""
     dataset = "org.example"
     expected = {dataset: lab.expected[dataset]}
     first = lab.run("alice", "prepare", dataset)
@@ -269,6 +269,11 @@ def test_an_object_changed_in_place_by_its_owner_is_not_served_silently(lab):
     assert "was changed after it was stored" in refused.stderr and lab.users.users["alice"].name in refused.stderr
     assert "Traceback" not in refused.stderr
     assert not (lab.data_dir("bob") / lab.expected[dataset].folder).exists()
+    # bob's verify finds it by its hash, and leaves it to alice or the store's owner
+    verified = lab.run("bob", "store", "verify")
+    assert verified.returncode == 1, _describe(verified)
+    assert f"not moved: it belongs to {lab.users.users['alice'].name}" in verified.stdout
+    assert obj.exists()
 
     repaired = lab.run("alice", "prepare", dataset)
     assert repaired.returncode == 0, _describe(repaired)
