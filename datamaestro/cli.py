@@ -468,7 +468,13 @@ def store_verify(jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1,
         rate = report.bytes / report.seconds if report.seconds else 0
         echo(f"checked {report.checked} objects, {human_bytes(report.bytes)} in {report.seconds:.1f}s ({human_bytes(rate)}/s)")
         for corrupt in report.corrupt:
-            echo(f"CORRUPT {corrupt.digest}: content hashes to {corrupt.actual}; moved to {corrupt.quarantined}")
+            if corrupt.quarantined is None:
+                echo(
+                    f"CORRUPT {corrupt.digest}: content hashes to {corrupt.actual}; not moved: it belongs to {corrupt.owner}, "
+                    f"and only {corrupt.owner} or the store's owner may move it (`datamaestro store verify`)"
+                )
+            else:
+                echo(f"CORRUPT {corrupt.digest}: content hashes to {corrupt.actual}; moved to {corrupt.quarantined}")
         for digest in report.trees_removed:
             echo(f"removed tree {digest} (it held a corrupt object; the next prepare rebuilds it)")
         for digest in report.malformed:
@@ -501,6 +507,11 @@ def store_gc(
         echo(f"kept what {report.roots_elsewhere} roots of other machines use (their paths cannot be checked from here)")
     for root in report.roots_dropped:
         echo(f"{'would drop' if dry_run else 'dropped'} root {root.kind} {root.path} (gone)")
+    if report.left_to_owner:
+        echo(
+            f"left {report.left_to_owner} unreachable entries of other members: in a group store only the store's "
+            "owner (or root) collects them"
+        )
     for message in report.errors:
         echo(f"error: {message}")
 

@@ -424,6 +424,7 @@ class Pipeline:
         resources = definition.ordered_resources()
         targets = [r for r in resources if not r.transient]
         legacy = self._legacy_folder(location.readable)
+        self._check_on_use(targets)
         to_produce = self.needed(targets)
         if to_produce and self.context.settings.offline:
             missing = [r for r in to_produce if not (legacy and (legacy / r.name).exists()) and self.state(r) != REMOTE]
@@ -543,6 +544,20 @@ class Pipeline:
             first = next(r for r in batch if id(r) in errors)
             raise errors[id(first)]
         return results
+
+    def _check_on_use(self, targets: list["Resource"]) -> None:
+        """Compares the objects of the present outputs with their stamps (``Store.check_on_use``).
+
+        A changed object is moved to quarantine: its resource is then
+        missing, and produced again like any other.
+        """
+        present = []
+        for resource in targets:
+            _, output = self.lookup(resource)
+            if output is not None and output.kind.stored and self.store.output_present(output):
+                present.append(output)
+        if self.store.check_on_use(present):
+            self._known.clear()
 
     def _produce(self, definition, resource, expected, legacy: Path | None) -> bool:
         """Produces one resource under its store lock; False when another process had done it."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import grp
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import datamaestro.store as store_module
 from datamaestro.errors import StoreError
 from datamaestro.store import LAYOUT_PARTS, MIGRATIONS, Store, create_store, format_layout
 from datamaestro.store.maintenance import init_store, store_info, verify
+from support.users import read_only_wrapper
 
 REPO_ROOT = Path(datamaestro.__file__).resolve().parents[1]
 #: rounds of each creation race (more: DATAMAESTRO_RACE_ROUNDS=50)
@@ -26,7 +26,7 @@ ROUNDS = int(os.environ.get("DATAMAESTRO_RACE_ROUNDS", "5"))
 RACERS = 8
 PROCESS_TIMEOUT = 300
 CURRENT = format_layout(LAYOUT_PARTS)
-ROOT_NAMES = {"VERSION", "SHARED", "objects", "trees", "actions", "views", "roots", "tmp", "locks", "leases", "quarantine"}
+ROOT_NAMES = {"VERSION", "SHARED", "objects", "trees", "actions", "views", "roots", "tmp", "locks", "leases", "quarantine", "stamps"}
 
 
 def env() -> dict:
@@ -164,7 +164,7 @@ def test_group_store_init_racing_plain_opens(tmp_path):
         assert (root / "SHARED").read_text().strip() == group
         for folder in [root, root / "objects", root / "locks", root / "tmp"]:
             st = folder.stat()
-            assert stat.S_IMODE(st.st_mode) == 0o2775 and st.st_gid == gid, folder
+            assert stat.S_IMODE(st.st_mode) == 0o3775 and st.st_gid == gid, folder
         assert Store(root).shared
 
 
@@ -185,7 +185,7 @@ def test_a_new_group_store_is_shared_before_its_version_file_exists(tmp_path, mo
 
     monkeypatch.setattr(os, "link", link)
     store = init_store(root, group=group)
-    assert seen == [(group, 0o2775)]
+    assert seen == [(group, 0o3775)]
     assert store.shared and store_info(store).group == group
 
 
@@ -337,26 +337,6 @@ def test_processes_opening_a_first_layout_store_at_once_all_succeed(tmp_path):
         assert out == held["contents"][0].decode()
     assert (root / "VERSION").read_text() == CURRENT
     assert snapshot(root) == before
-
-
-def read_only_wrapper(store_dir: Path) -> list[str]:
-    """A command prefix under which ``store_dir`` cannot be written (see tests/reliability/test_environment.py)."""
-    if os.geteuid() != 0:
-        for folder, _, _ in os.walk(store_dir):
-            os.chmod(folder, 0o555)
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv: cannot take write rights away")
-    wrapper = [setpriv, "--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all"]
-    if subprocess.run([*wrapper, "true"], check=False, capture_output=True).returncode != 0:
-        pytest.skip("setpriv cannot drop capabilities here (no CAP_SETPCAP)")
-    for folder, dirs, files in os.walk(store_dir):
-        for name in [folder, *(os.path.join(folder, f) for f in dirs + files)]:
-            os.lchown(name, 65534, 65534)
-    if subprocess.run([*wrapper, "touch", str(store_dir / "probe")], check=False, capture_output=True).returncode == 0:
-        pytest.skip("the store stays writable without capabilities (file system ignores ownership)")
-    return wrapper
 
 
 #: Opens a store, optionally pretending this datamaestro has actions at version 2.

@@ -294,15 +294,18 @@ def test_init_store_sets_up_a_group_store(tmp_path):
     shared = init_store(tmp_path / "store", group=group)
     assert shared.shared
     assert (shared.root / "SHARED").read_text().strip() == group
-    for folder in [shared.root, shared.root / "objects", shared.path_of(digest).parent, shared.root / "locks"]:
+    # sticky: a member adds entries but never renames, replaces or removes another member's
+    for folder in [shared.root, shared.root / "objects", shared.path_of(digest).parent, shared.root / "locks", shared.root / "stamps" / "ff"]:
         st = folder.stat()
-        assert stat.S_IMODE(st.st_mode) == 0o2775 and st.st_gid == gid, folder
+        assert stat.S_IMODE(st.st_mode) == 0o3775 and st.st_gid == gid, folder
+    # a dead member's lease must be breakable by the others
+    assert stat.S_IMODE((shared.root / "leases").stat().st_mode) == 0o2775
     assert stat.S_IMODE(shared.path_of(digest).stat().st_mode) == 0o444
     materialized = shared.trees.path_of(tree)
     assert not materialized.stat().st_mode & 0o222 and not (materialized / "sub").stat().st_mode & 0o222
     # new folders inherit the setup; a second init changes nothing
     fresh = shared.ingest_stream([b"after"])
-    assert stat.S_IMODE(shared.path_of(fresh).parent.stat().st_mode) == 0o2775
+    assert stat.S_IMODE(shared.path_of(fresh).parent.stat().st_mode) == 0o3775
     again = init_store(tmp_path / "store", group=group)
     assert again.shared and store_info(again).group == group
     assert verify(again).ok

@@ -209,6 +209,8 @@ def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, j
     opened = opened + remotes
     opened = [p for p in opened if not (isinstance(p, PathPeer) and _same_folder(p.root, store.root))]
     entries = [lock.datasets[dataset_id] for dataset_id in sorted(lock.datasets)]
+    # objects changed since they were stored go to quarantine here, and are taken again below
+    store.check_on_use([o for entry in entries for o in entry.outputs() if o.kind.stored and store.output_present(o)])
     if verify == "full":
         _verify_present(store, entries, jobs, report)
     before = {entry.id: all(store.output_present(o) for o in entry.outputs()) for entry in entries}

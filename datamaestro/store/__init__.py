@@ -11,8 +11,9 @@ Layout (the version of each part recorded in ``VERSION``)::
     roots/                  gc roots (registered lock files, data dirs)
     tmp/                    in-flight writes, <host>.<pid>.<random>
     locks/                  lock files and holder notes
-    quarantine/             objects that failed verification
+    quarantine/             objects that failed verification, or the on-use check
     leases/                 who produces what, across machines (see leases.py)
+    stamps/ab/cdef...       each object's size, mtime, inode when committed (integrity.py)
 
 ``VERSION`` holds one ``part = version`` line per part of the layout that
 can change on its own (:data:`LAYOUT_PARTS`), ``#`` comments and blank lines
@@ -59,7 +60,7 @@ from .actions import ActionCache, ActionRecord, Output, recipe_key
 from .digests import format_digest, hex_of, is_digest
 from . import leases
 from .locking import store_lock
-from .objects import Layout, ObjectStore, ObjectWriter, disk_error, reap_tmp
+from .objects import SHARED_DIR_MODE, SHARED_LEASE_DIR_MODE, Layout, ObjectStore, ObjectWriter, disk_error, reap_tmp
 from .roots import Root, iter_roots, mark_published, register_root
 from .trees import TreeStore
 from .views import ViewStore, current_view, manifest_digest, point_readable_path
@@ -89,7 +90,7 @@ VERSION_SETTLE = 30.0
 # the store, or a store deleted while another process was adding to it,
 # which then recreated some folders): it is taken as a store again, so that
 # the next run works instead of refusing the folder for ever.
-LAYOUT_ENTRIES = frozenset({"objects", "trees", "actions", "views", "roots", "tmp", "locks", "leases", "quarantine", SHARED_FILE})
+LAYOUT_ENTRIES = frozenset({"objects", "trees", "actions", "views", "roots", "tmp", "locks", "leases", "quarantine", "stamps", SHARED_FILE})
 #: errno of a hard link the file system does not support
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK, errno.EXDEV})
 _PART_LINE = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(\S+)")
@@ -300,10 +301,27 @@ def group_id(group: str) -> int:
         ) from None
 
 
+#: The folders of the layout whose entries sit in a two-level fan-out (``ab/cdef...``)
+FANOUT_FOLDERS = ("objects", "trees", "actions", "stamps")
+
+
 def make_folders(layout: Layout) -> None:
-    """Creates every folder of the layout that is missing (with the store's folder mode)."""
-    for folder in (layout.objects, layout.trees, layout.actions, layout.views, layout.roots, layout.tmp, layout.locks, layout.leases, layout.quarantine):
+    """Creates every folder of the layout that is missing (with the store's folder mode).
+
+    In a group store the fan-out folders (``objects/00`` ... ``objects/ff``,
+    and of ``trees/``, ``actions/``, ``stamps/``) and ``roots/{data,lock}``
+    are made too, so that the store's owner owns them: the owner of a
+    sticky folder may remove any entry of it, which no member may then do.
+    """
+    for folder in (layout.objects, layout.trees, layout.actions, layout.views, layout.roots, layout.tmp, layout.locks, layout.quarantine, layout.stamps):
         layout.mkdir(folder)
+    layout.mkdir(layout.leases, mode=SHARED_LEASE_DIR_MODE if layout.shared else None)
+    if layout.shared:
+        for name in FANOUT_FOLDERS:
+            for fan in range(256):
+                layout.mkdir(layout.root / name / f"{fan:02x}")
+        for kind in ("data", "lock"):
+            layout.mkdir(layout.roots / kind)
 
 
 def create_store(root: Path, *, group: str | None = None) -> None:
@@ -363,7 +381,7 @@ def _give_to_group(folder: Path, gid: int, group: str) -> None:
     try:
         if os.stat(folder).st_gid != gid:
             os.chown(folder, -1, gid)
-        os.chmod(folder, 0o2775)  # after chown, which may clear the setgid bit
+        os.chmod(folder, SHARED_DIR_MODE)  # after chown, which may clear the setgid bit
     except PermissionError as exc:
         raise StoreError(
             f"cannot give {folder} to group {group}: {exc.strerror}",
@@ -541,6 +559,20 @@ class Store:
         if kind == Kind.TREE:
             return self.trees.materialize(digest)
         return self.objects.path_of(digest)
+
+    def check_on_use(self, outputs: Iterable[Output]) -> list:
+        """The on-use check of what is about to be handed out: a ``stat`` per object against its stamp.
+
+        Objects changed since they were stored are moved to ``quarantine/``
+        (their outputs are then missing: fetch them again); see
+        :func:`datamaestro.store.integrity.check_on_use`.
+
+        :returns: the changed objects, quarantined (:class:`~datamaestro.store.integrity.Changed`)
+        :raises IntegrityError: a changed object this user may not move (another member's)
+        """
+        from .integrity import check_on_use
+
+        return check_on_use(self, outputs)
 
     def output_present(self, output: Output) -> bool:
         """True when everything an output names is in the store."""

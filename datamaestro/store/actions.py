@@ -9,7 +9,9 @@ output here and never repeats the work.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,6 +21,8 @@ from pathlib import Path
 from ..errors import StoreError
 from .digests import canonical_json, digest_bytes, is_digest
 from .objects import Layout, disk_error
+
+logger = logging.getLogger(__name__)
 
 
 def recipe_key(description: dict) -> str:
@@ -105,7 +109,11 @@ class ActionCache:
             return None
 
     def put(self, record: ActionRecord) -> None:
-        """Writes a record atomically (tmp file, then rename)."""
+        """Writes a record atomically (tmp file, then rename).
+
+        In a group store, another member's record of the same key cannot be
+        replaced (sticky folders): it stays, and this one is dropped.
+        """
         data = canonical_json(
             {"key": record.key, "recipe": record.recipe, "output": record.output.to_json(), "created": record.created}
         )
@@ -117,10 +125,20 @@ class ActionCache:
                 fp.write(data)
                 fp.flush()
                 os.fsync(fp.fileno())
-            os.chmod(tmp, 0o664 if self.layout.shared else 0o644)
+            # read-only for the group: a member must not rewrite what another member's recipe gives
+            os.chmod(tmp, 0o444 if self.layout.shared else 0o644)
             os.replace(tmp, target)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
+            if exc.errno in (errno.EPERM, errno.EACCES) and target.exists():
+                # another member's record, in a sticky folder: it stays
+                existing = self.get(record.key)
+                if existing is None or existing.output.digest != record.output.digest:
+                    logger.warning(
+                        "the action record %s belongs to another member and says something else: it stays "
+                        "(the store's owner may remove it)", target,
+                    )
+                return
             raise disk_error(exc, "recording an action") from None
 
     def iter_records(self):

@@ -26,6 +26,7 @@ then done twice, and both copies are the same bytes.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import json
 import logging
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import LockTimeoutError
-from .objects import HOST, Layout, _pid_alive, disk_error, remove_tree
+from .objects import HOST, SHARED_LEASE_DIR_MODE, Layout, _pid_alive, disk_error, remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -255,8 +256,12 @@ def acquire(
             try:
                 os.mkdir(path, 0o775 if layout.shared else 0o755)
             except FileNotFoundError:
-                layout.mkdir(folder)
+                layout.mkdir(folder, mode=SHARED_LEASE_DIR_MODE if layout.shared else None)
                 continue
+            if layout.shared:
+                # group-writable whatever the umask: a member breaking it when its holder died removes its note
+                with contextlib.suppress(OSError):
+                    os.chmod(path, SHARED_LEASE_DIR_MODE)
             _write_holder(layout, path, what)
             return Lease(layout, path, ttl)
         except FileExistsError:
@@ -340,7 +345,9 @@ def _reap_dead_writes(layout: Layout, holder: LeaseInfo, ttl: float) -> None:
         if not entry.name.startswith(prefix):
             continue
         try:
-            if now - entry.stat(follow_symlinks=False).st_mtime > ttl:
+            st = entry.stat(follow_symlinks=False)
+            # another member's files in a group store: tmp/ is sticky, the store's owner reaps them
+            if now - st.st_mtime > ttl and layout.may_remove(st):
                 remove_tree(Path(entry.path))
         except OSError:
             continue

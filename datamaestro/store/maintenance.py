@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import grp
-import json
 import os
 import shutil
 import stat
@@ -29,12 +28,12 @@ from ..errors import StoreError
 from . import SHARED_FILE, Store, create_store, group_id, make_folders, replace_store_file
 from .digests import digest_of_file, format_digest, hex_of, is_digest
 from .leases import filesystem_now, live_leases
-from .objects import disk_error, make_writable
+from .integrity import QUARANTINE_NOTE, owner_name, quarantine_object
+from .objects import SHARED_DIR_MODE, SHARED_LEASE_DIR_MODE, disk_error, make_writable, read_stamp, record_stamp, stamp_matches
 from .roots import ROOT_KINDS, Root
 from .views import VIEW_LINK
 
 GC_LOCK = "gc"
-QUARANTINE_NOTE = ".json"
 
 
 # -- shared helpers
@@ -74,7 +73,11 @@ def _age(path: Path, now: float) -> float | None:
 def _remove_folder(path: Path, errors: list[str]) -> bool:
     """Removes a (possibly read-only) folder; failures go to ``errors``."""
     failures = []
-    make_writable(path)
+    try:
+        make_writable(path)
+    except OSError as exc:
+        errors.append(f"{path}: {exc.strerror or exc}")
+        return False
     shutil.rmtree(path, onerror=lambda _f, p, exc_info: failures.append(f"{p}: {exc_info[1]}"))
     errors.extend(failures)
     return not failures
@@ -271,12 +274,16 @@ class CorruptObject:
 
     :param digest: the object's name (what its content should hash to)
     :param actual: what its content hashes to now
-    :param quarantined: where it was moved (a ``.json`` note sits beside it)
+    :param quarantined: where it was moved (a ``.json`` note sits beside it);
+        None when this user may not move it (another member's object in a
+        group store: its owner or the store's owner must run ``store verify``)
+    :param owner: the user owning the object
     """
 
     digest: str
     actual: str
-    quarantined: Path
+    quarantined: Path | None
+    owner: str = ""
 
 
 @dataclass
@@ -369,8 +376,13 @@ def verify(
     def check(digest: str):
         path = store.objects.path_of(digest)
         try:
-            size = os.lstat(path).st_size
-            return digest, digest_of_file(path), size, None
+            st = os.lstat(path)
+            actual = digest_of_file(path)
+            recorded = read_stamp(store.layout, digest)
+            if actual == digest and (recorded is None or not stamp_matches(recorded, st, store.layout.precise_stat)[0]):
+                # rehashed and right: what the on-use check compares with is this stat
+                record_stamp(store.layout, digest, st, replace=True)
+            return digest, actual, st.st_size, None
         except FileNotFoundError:
             return digest, None, 0, None  # removed meanwhile (gc): nothing to check
         except OSError as exc:
@@ -399,7 +411,14 @@ def verify(
                 _, actual, size, _ = check(digest)
                 if actual is None or actual == digest:
                     continue
-                target = _quarantine(store, digest, actual, size)
+                try:
+                    target = quarantine_object(store.layout, digest, actual, size)
+                except PermissionError:
+                    # another member's object in a sticky folder: reported, left for its owner
+                    with contextlib.suppress(OSError):
+                        owner = owner_name(os.lstat(store.objects.path_of(digest)).st_uid)
+                        report.corrupt.append(CorruptObject(digest, actual, None, owner))
+                    continue
                 if target is not None:
                     report.corrupt.append(CorruptObject(digest, actual, target))
     corrupt = {c.digest for c in report.corrupt}
@@ -409,33 +428,6 @@ def verify(
         _check_manifests(store, corrupt, report)
     report.seconds = time.monotonic() - start
     return report
-
-
-def _quarantine(store: Store, digest: str, actual: str, size: int) -> Path | None:
-    """Moves an object to ``quarantine/`` with a note; None if it vanished meanwhile."""
-    layout = store.layout
-    layout.mkdir(layout.quarantine)
-    hexdigest = hex_of(digest)
-    target = layout.quarantine / hexdigest
-    n = 0
-    # an object quarantined earlier may have been fetched again and damaged again
-    while target.exists() or target.with_name(target.name + QUARANTINE_NOTE).exists():
-        n += 1
-        target = layout.quarantine / f"{hexdigest}.{n}"
-    source = store.objects.path_of(digest)
-    try:
-        os.rename(source, target)
-    except FileNotFoundError:
-        return None
-    note = {
-        "digest": digest,
-        "actual": actual,
-        "size": size,
-        "path": os.path.relpath(source, layout.root),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    target.with_name(target.name + QUARANTINE_NOTE).write_text(json.dumps(note, indent=2) + "\n")
-    return target
 
 
 def _report_unreadable(store: Store, digest: str, report: VerifyReport) -> None:
@@ -495,6 +487,8 @@ class GcReport:
     :param tmp_reaped: leftovers of dead writers removed from ``tmp/`` (not
         previewed in a dry run)
     :param errors: entries that could not be deleted (``path: error``)
+    :param left_to_owner: unreachable entries of other members, left alone:
+        in a group store only the store's owner (or root) collects them
     :param seconds: wall-clock duration
     """
 
@@ -511,6 +505,7 @@ class GcReport:
     kept_young: int = 0
     tmp_reaped: list[Path] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    left_to_owner: int = 0
     seconds: float = 0.0
 
 
@@ -537,7 +532,13 @@ def gc(
     with the manifests they name (their paths cannot be checked here). Action
     records are all kept (they let a pipeline compute downstream recipe keys
     without fetching transient inputs again) except unparsable ones;
-    ``quarantine/`` is never touched. Dead writers' ``tmp/`` entries are reaped.
+    ``quarantine/`` is never touched. Dead writers' ``tmp/`` entries are reaped,
+    and the stamps of objects that are gone.
+
+    In a group store, a member (neither the store's owner nor root) removes
+    only its own entries: another member's are counted in
+    ``left_to_owner``, never touched (the kernel would refuse anyway: the
+    store's folders are sticky).
 
     The store lock ``gc`` is held throughout (not in a dry run).
 
@@ -558,10 +559,11 @@ def gc(
         grace = max(grace_seconds, now - min(working) + 60) if working else grace_seconds
         reach = _live(store, report, grace, now)
         report.objects_live = len(reach.objects)
-        _sweep_folders(_view_folders(store), reach.views, report.views_deleted, now, grace, report)
-        _sweep_folders(_tree_folders(store), reach.trees, report.trees_deleted, now, grace, report)
+        _sweep_folders(store, _view_folders(store), reach.views, report.views_deleted, now, grace, report)
+        _sweep_folders(store, _tree_folders(store), reach.trees, report.trees_deleted, now, grace, report)
         _sweep_objects(store, reach, now, grace, report)
         _sweep_actions(store, report)
+        _sweep_stamps(store, report)
         if not dry_run:
             report.tmp_reaped = store.reap_tmp()
     report.seconds = time.monotonic() - start
@@ -584,6 +586,8 @@ def _live(store: Store, report: GcReport, grace: float, now: float, ignore: Path
                 resolver.mark("view", manifest, reach)
             continue
         alive = root.path.is_dir() if root.kind == "data" else root.path.exists()
+        if not alive and not _mine(store, root.note, report):
+            continue
         if not alive:
             report.roots_dropped.append(root)
             if not report.dry_run:
@@ -618,25 +622,38 @@ def _prune_markers(root: Root, linked: set[str], grace: float, now: float) -> No
         marker = root.markers / hex_of(manifest)
         age = _age(marker, now)
         if age is not None and age >= grace:
-            marker.unlink(missing_ok=True)
+            with contextlib.suppress(PermissionError):  # another member's marker (group store)
+                marker.unlink(missing_ok=True)
 
 
-def _collectable(path: Path, now: float, grace: float, report: GcReport) -> bool:
-    """True when an unreachable entry is old enough to go (counts the young ones)."""
+def _mine(store: Store, path: Path, report: GcReport) -> bool:
+    """True when this process may remove ``path``; else counts it in ``left_to_owner`` (a group store's member)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if store.layout.may_remove(st):
+        return True
+    report.left_to_owner += 1
+    return False
+
+
+def _collectable(path: Path, now: float, grace: float, report: GcReport, store: Store | None = None) -> bool:
+    """True when an unreachable entry is old enough to go (counts the young ones) and this process may remove it."""
     age = _age(path, now)
     if age is None:
         return False
     if age < grace:
         report.kept_young += 1
         return False
-    return True
+    return store is None or _mine(store, path, report)
 
 
-def _sweep_folders(folders, live: set[str], deleted: list[str], now: float, grace: float, report: GcReport) -> None:
+def _sweep_folders(store: Store, folders, live: set[str], deleted: list[str], now: float, grace: float, report: GcReport) -> None:
     """Removes the unreachable, old enough folders among ``(digest, folder)`` pairs."""
     for digest, path in folders:
         # a name that is no digest is nothing gc understands: leave it alone
-        if not is_digest(digest) or digest in live or not _collectable(path, now, grace, report):
+        if not is_digest(digest) or digest in live or not _collectable(path, now, grace, report, store):
             continue
         if report.dry_run or _remove_folder(path, report.errors):
             deleted.append(digest)
@@ -646,12 +663,14 @@ def _sweep_objects(store: Store, reach: _Reach, now: float, grace: float, report
     for hexdigest, entry in list(_fanout(store.layout.objects)):
         digest = format_digest(hexdigest)
         path = Path(entry.path)
-        if not is_digest(digest) or digest in reach.objects or not _collectable(path, now, grace, report):
+        if not is_digest(digest) or digest in reach.objects or not _collectable(path, now, grace, report, store):
             continue
         try:
             size = os.lstat(path).st_size
             if not report.dry_run:
                 path.unlink()
+                with contextlib.suppress(OSError):
+                    store.layout.stamp_path(digest).unlink()
         except FileNotFoundError:
             continue
         except OSError as exc:
@@ -674,6 +693,8 @@ def _sweep_actions(store: Store, report: GcReport) -> None:
         key = format_digest(name[: -len(".json")])
         if is_digest(key) and store.actions.get(key) is not None:
             continue
+        if not _mine(store, path, report):
+            continue
         if not report.dry_run:
             try:
                 path.unlink()
@@ -681,6 +702,18 @@ def _sweep_actions(store: Store, report: GcReport) -> None:
                 report.errors.append(f"{path}: {exc}")
                 continue
         report.actions_deleted.append(path)
+
+
+def _sweep_stamps(store: Store, report: GcReport) -> None:
+    """Deletes the stamps of objects that are gone (an older datamaestro's gc, a removal by hand)."""
+    if report.dry_run:
+        return
+    for hexdigest, entry in list(_fanout(store.layout.stamps)):
+        if entry.name.startswith(".") or store.objects.has(format_digest(hexdigest)):
+            continue
+        with contextlib.suppress(OSError):
+            if store.layout.may_remove(entry.stat(follow_symlinks=False)):
+                os.unlink(entry.path)
 
 
 # -- what keeps an entry alive, and freeing one dataset
@@ -917,11 +950,17 @@ def init_store(root: Path, *, group: str | None = None) -> Store:
     every folder of the layout; an existing store gets the folders it lacks.
 
     With ``group``, the store is set up for a Unix group so that its members
-    can use and extend it: the ``SHARED`` marker names the group, every
-    folder is given to the group with mode ``0o2775`` (setgid: new entries
-    inherit the group), lock files become group-writable. Objects stay
-    ``0o444`` and materialized trees read-only (``0o2555``): nobody can
-    modify them. Without ``group`` an existing group store stays shared.
+    can use and extend it, and none can alter what another member reads:
+    the ``SHARED`` marker names the group, every folder is given to the
+    group with mode ``0o3775`` (setgid: new entries inherit the group;
+    sticky: a member adds entries but never renames, replaces or removes
+    another member's), the fan-out folders are made now (so that the
+    store's owner owns them), lock files become group-writable, the lease
+    folder stays non-sticky (``0o2775``: a dead member's lease must be
+    breakable). Objects stay ``0o444``, materialized trees and views
+    read-only (``0o2555``), records and notes read-only for the group. An
+    existing group store is upgraded to these modes. Without ``group`` an
+    existing group store stays shared.
 
     :raises StoreError: on an unknown group, or an entry that cannot be
         given to the group (owned by another user)
@@ -940,6 +979,11 @@ def init_store(root: Path, *, group: str | None = None) -> Store:
     marker = root / SHARED_FILE
     if not marker.is_file() or marker.read_text().strip() != group:
         replace_store_file(store.layout, SHARED_FILE, group + "\n")
+    store = Store(root)
+    try:
+        make_folders(store.layout)  # a group store's fan-out folders, owned by the store's owner
+    except OSError as exc:
+        raise disk_error(exc, f"creating the folders of the store {root}") from None
     _share(root, gid, group)
     return Store(root)
 
@@ -948,11 +992,17 @@ def _share(root: Path, gid: int, group: str) -> None:
     """Gives every folder and file of a store to ``gid`` with group-store modes."""
     for dirpath, dirnames, filenames in os.walk(root):
         relative = Path(dirpath).relative_to(root).parts
-        # a materialized tree (trees/ab/cdef.../...) must stay read-only
-        frozen = len(relative) >= 3 and relative[0] == "trees"
-        _share_entry(Path(dirpath), gid, group, 0o2555 if frozen else 0o2775)
-        if relative[:1] == ("tmp",):
-            dirnames[:] = []  # in-flight writes belong to their writers
+        # a materialized tree (trees/ab/cdef.../...) and a view (views/<hex>/...) must stay read-only
+        frozen = (len(relative) >= 3 and relative[0] == "trees") or (len(relative) >= 2 and relative[0] == "views")
+        if frozen:
+            mode = 0o2555
+        elif relative[:1] == ("leases",):
+            mode = SHARED_LEASE_DIR_MODE  # a dead member's lease must be breakable by the others
+        else:
+            mode = SHARED_DIR_MODE
+        _share_entry(Path(dirpath), gid, group, mode)
+        if relative[:1] == ("tmp",) or (relative[:1] == ("leases",) and len(relative) > 1):
+            dirnames[:] = []  # in-flight writes and live leases belong to their holders
             continue
         for name in filenames:
             path = Path(dirpath) / name
@@ -963,8 +1013,9 @@ def _share(root: Path, gid: int, group: str) -> None:
             elif relative[:1] == ("locks",) and name.endswith(".lock"):
                 mode = 0o666  # as store_lock creates them in a group store
             else:
+                # records, roots, notes: readable by the group, never rewritten in place by a member
                 try:
-                    mode = stat.S_IMODE(os.lstat(path).st_mode) | 0o060
+                    mode = (stat.S_IMODE(os.lstat(path).st_mode) | 0o044) & ~0o022
                 except FileNotFoundError:
                     continue
             _share_entry(path, gid, group, mode)

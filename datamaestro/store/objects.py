@@ -8,7 +8,9 @@ leaves nothing but garbage in ``tmp/`` (reaped by :func:`reap_tmp`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import os
 import shutil
 import socket
@@ -21,8 +23,22 @@ from typing import BinaryIO, Iterable
 from ..errors import IntegrityError, StoreError
 from .digests import CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of
 
+logger = logging.getLogger(__name__)
+
 OBJECT_MODE = 0o444
 HOST = socket.gethostname()
+#: Mode of the folders of a group store: setgid (new entries take the group),
+#: group-writable, and sticky: a member adds entries but never renames,
+#: replaces or unlinks another member's (only the folder's owner, the
+#: store's owner, may)
+SHARED_DIR_MODE = 0o3775
+#: Mode of the lease folder of a group store: not sticky, since any member
+#: must be able to break the expired lease of another member's dead process
+SHARED_LEASE_DIR_MODE = 0o2775
+#: File systems whose inode numbers may change while a file exists (FUSE
+#: mounts without ``use_ino``, 9p) and whose mtime another mount may see to
+#: the second only: an object's stamp there holds its size and mtime in seconds
+COARSE_STAT_FS = ("fuse", "9p", "virtiofs")
 # A tmp entry of another host cannot be checked for liveness: reap it only
 # when it is this old (seconds).
 STALE_FOREIGN_TMP = 24 * 3600
@@ -69,15 +85,19 @@ class Layout:
         self.locks = self.root / "locks"
         self.quarantine = self.root / "quarantine"
         self.leases = self.root / "leases"
+        self.stamps = self.root / "stamps"
+        self._privileged: bool | None = None
+        self._precise_stat: bool | None = None
 
     @property
     def dir_mode(self) -> int:
-        """Mode of new folders: setgid + group-writable in a group store."""
-        return 0o2775 if self.shared else 0o755
+        """Mode of new folders: setgid, group-writable and sticky in a group store."""
+        return SHARED_DIR_MODE if self.shared else 0o755
 
-    def mkdir(self, path: Path) -> None:
+    def mkdir(self, path: Path, *, mode: int | None = None) -> None:
         """Creates a folder of the store (and its parents) with the store's folder mode.
 
+        :param mode: the mode of ``path`` itself (default :attr:`dir_mode`)
         :raises StoreError: the store folder itself is gone: it was deleted
             while in use, and recreating folders in its place would make a
             store without its VERSION file
@@ -87,13 +107,41 @@ class Layout:
         if path == self.root:
             raise StoreError(f"the store {self.root} was deleted while in use", hint="run again: a new store is created")
         self.mkdir(path.parent) if path.parent != path and not path.parent.is_dir() else None
+        mode = self.dir_mode if mode is None else mode
         try:
-            os.mkdir(path, self.dir_mode)
+            os.mkdir(path, mode)
         except FileExistsError:
             return
         if self.shared:
-            # umask may have removed the group bits
-            os.chmod(path, self.dir_mode)
+            # umask may have removed the group bits; mkdir ignores the sticky bit
+            os.chmod(path, mode)
+
+    @property
+    def privileged(self) -> bool:
+        """True when this process may remove any entry: root, the store folder's owner, or a private store."""
+        if self._privileged is None:
+            uid = os.geteuid()
+            try:
+                owner = os.stat(self.root).st_uid
+            except OSError:
+                owner = uid
+            self._privileged = not self.shared or uid in (0, owner)
+        return self._privileged
+
+    def may_remove(self, st: os.stat_result) -> bool:
+        """True when this process may rename or unlink an entry of the given ``stat`` (sticky folders)."""
+        return self.privileged or st.st_uid == os.geteuid()
+
+    @property
+    def precise_stat(self) -> bool:
+        """False on file systems that may renumber inodes or keep mtimes to the second (FUSE, 9p): stamps say less there."""
+        if self._precise_stat is None:
+            self._precise_stat = not _filesystem_type(self.root).startswith(COARSE_STAT_FS)
+        return self._precise_stat
+
+    def stamp_path(self, digest: str) -> Path:
+        """Where the stamp of an object is (see :func:`record_stamp`)."""
+        return self.fanout(self.stamps, digest)
 
     def fanout(self, base: Path, digest: str, suffix: str = "") -> Path:
         """``base/ab/cdef...`` for a digest (two-level fan-out keeps folders small)."""
@@ -104,13 +152,15 @@ class Layout:
         """Renames a finished work folder into place; False if another process was first.
 
         Content-addressed folders with one name have one content, so the
-        loser simply drops its copy.
+        loser simply drops its copy. In a group store the folder of another
+        member cannot be replaced (sticky folders: ``EPERM``): it is there,
+        which is all that counts.
         """
         self.mkdir(target.parent)
         try:
             os.rename(work, target)
         except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) and not (exc.errno in (errno.EPERM, errno.EACCES) and os.path.isdir(target)):
                 raise
             remove_tree(work)
             return False
@@ -123,6 +173,104 @@ class Layout:
         except OSError as exc:
             raise disk_error(exc, "creating the store's tmp folder") from None
         return self.tmp / f"{HOST}.{os.getpid()}.{uuid.uuid4().hex[:12]}{hint}"
+
+
+def _filesystem_type(path: Path) -> str:
+    """The type of the file system holding ``path`` (longest mount point of ``/proc/self/mounts``), '' if unknown."""
+    try:
+        with open("/proc/self/mounts") as fp:
+            mounts = [line.split() for line in fp]
+    except OSError:
+        return ""
+    real = os.path.realpath(path)
+    best, kind = "", ""
+    for fields in mounts:
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def stamp_text(st: os.stat_result, precise: bool) -> str:
+    """What a stamp records of an object: size, mtime and inode (``precise``), else size and mtime in seconds."""
+    if precise:
+        return f"size={st.st_size},mtime={st.st_mtime_ns},ino={st.st_ino}"
+    return f"size={st.st_size},mtime_s={st.st_mtime_ns // 1_000_000_000}"
+
+
+def stamp_matches(recorded: str, st: os.stat_result, precise: bool) -> tuple[bool, str]:
+    """Whether ``st`` is what the stamp ``recorded`` says, and the stamp text of ``st`` it was compared with.
+
+    The comparison is made at the precision of the stamp, which another
+    machine (another mount of the store's file system) may have written.
+    """
+    now = stamp_text(st, precise)
+    if recorded == now:
+        return True, now
+    if precise and ",ino=" in recorded:
+        return False, now
+    # one side saw the file system coarsely (a FUSE mount): size and mtime to the second
+    fields = dict(part.split("=", 1) for part in recorded.split(",") if "=" in part)
+    seconds = fields.get("mtime_s") or (str(int(fields["mtime"]) // 1_000_000_000) if fields.get("mtime", "").isdigit() else None)
+    coarse = f"size={fields.get('size')},mtime_s={seconds}"
+    now = stamp_text(st, False)
+    return coarse == now, now
+
+
+def read_stamp(layout: Layout, digest: str) -> str | None:
+    """The stamp recorded for an object, or None."""
+    try:
+        return os.readlink(layout.stamp_path(digest))
+    except OSError:
+        return None
+
+
+def record_stamp(layout: Layout, digest: str, st: os.stat_result, *, replace: bool = False) -> bool:
+    """Records what an object looked like when it was committed; True when the stamp is (now) right.
+
+    A stamp is a symbolic link ``stamps/ab/cdef...`` whose target text is
+    :func:`stamp_text`: made in one call, read in one call (no open, no
+    fsync: a stamp lost in a crash is recorded again on the next use). It is
+    what :func:`datamaestro.store.integrity.check_on_use` compares with a
+    ``stat`` of the object, so that an object changed in place is never
+    served silently.
+
+    :param replace: replace a stamp that says something else (an object
+        committed anew after its stamp outlived it; ``store verify`` after a
+        rehash); otherwise the first stamp stays
+    """
+    text = stamp_text(st, layout.precise_stat)
+    path = layout.stamp_path(digest)
+    try:
+        try:
+            os.symlink(text, path)
+            return True
+        except FileNotFoundError:
+            layout.mkdir(path.parent)
+            os.symlink(text, path)
+            return True
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        logger.debug("cannot record the stamp of %s: %s", digest, exc)
+        return False
+    if read_stamp(layout, digest) == text:
+        return True
+    if not replace:
+        return False
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    try:
+        os.symlink(text, tmp)
+        os.replace(tmp, path)
+        return True
+    except OSError as exc:
+        # another member's stamp in a sticky folder: only the store's owner may replace it
+        logger.warning("cannot replace the outdated stamp of object %s (%s): the store's owner can, with `datamaestro store verify`", digest, exc.strerror or exc)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        return False
 
 
 @dataclass(frozen=True)
@@ -406,10 +554,14 @@ class ObjectStore:
                 return
             if not folder_exists:
                 self.layout.mkdir(target.parent)
+            st = os.lstat(tmp)  # a rename changes neither size, mtime nor inode
             os.rename(tmp, target)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
+            if exc.errno in (errno.EPERM, errno.EACCES) and target.exists():
+                return  # another member's object came first (sticky folder): the work is done
             raise disk_error(exc, "adding an object") from None
+        record_stamp(self.layout, digest, st, replace=True)
 
     def iter_digests(self) -> Iterable[str]:
         """Every object digest in the store (order unspecified)."""
@@ -436,9 +588,11 @@ def reap_tmp(layout: Layout, *, now: float | None = None) -> list[Path]:
 
     An entry of this host is stale when its process is gone; an entry of
     another host only when it is older than a day (its process cannot be
-    checked from here).
+    checked from here). In a group store, a member leaves the entries of
+    other members alone (``tmp/`` is sticky): the store's owner reaps them.
     """
     removed = []
+    others = 0
     if not layout.tmp.is_dir():
         return removed
     now = now if now is not None else time.time()
@@ -462,9 +616,17 @@ def reap_tmp(layout: Layout, *, now: float | None = None) -> list[Path]:
             stale = age > STALE_FOREIGN_TMP
         if not stale:
             continue
+        if not layout.may_remove(entry.stat(follow_symlinks=False)):
+            others += 1
+            continue
         path = Path(entry.path)
         remove_tree(path)
         removed.append(path)
+    if others:
+        logger.info(
+            "left %d leftover(s) of other members' dead processes in %s: only their owners or the store's owner "
+            "may remove them (the store's owner's `datamaestro store gc` does)", others, layout.tmp,
+        )
     return removed
 
 

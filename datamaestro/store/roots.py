@@ -16,6 +16,7 @@ follows the data dir's links, exactly, and prunes the markers no link uses.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass
@@ -66,21 +67,29 @@ def register_root(layout: Layout, kind: str, path: Path, manifests: list[str] | 
         raise ValueError(f"unknown root kind {kind!r}")
     absolute = str(Path(path).absolute())
     name = hex_of(digest_bytes(f"{HOST}:{absolute}".encode()))[:32]
-    note = layout.roots / kind / f"{name}.json"
     manifests = sorted(set(manifests or []))
-    root = Root(kind, Path(absolute), note, tuple(manifests), HOST)
-    found = _read(note) if note.is_file() else None
-    if found is not None and (found.kind, found.path, found.manifests, found.host) == (kind, root.path, root.manifests, HOST):
-        return found
-    tmp = layout.tmp_path(".root")
-    try:
-        layout.mkdir(note.parent)
-        tmp.write_bytes(canonical_json({"kind": kind, "path": absolute, "manifests": manifests, "host": HOST}))
-        os.replace(tmp, note)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise disk_error(exc, "registering a gc root") from None
-    return root
+    # in a group store another member may have registered the same path (a
+    # shared project's lock file): its note cannot be replaced (sticky
+    # folder), so this user keeps a note of its own beside it
+    for note in (layout.roots / kind / f"{name}.json", layout.roots / kind / f"{name}.{os.geteuid()}.json"):
+        root = Root(kind, Path(absolute), note, tuple(manifests), HOST)
+        found = _read(note) if note.is_file() else None
+        if found is not None and (found.kind, found.path, found.manifests, found.host) == (kind, root.path, root.manifests, HOST):
+            return found
+        tmp = layout.tmp_path(".root")
+        try:
+            layout.mkdir(note.parent)
+            tmp.write_bytes(canonical_json({"kind": kind, "path": absolute, "manifests": manifests, "host": HOST}))
+            if layout.shared:
+                os.chmod(tmp, 0o444)  # nobody rewrites another member's root in place
+            os.replace(tmp, note)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in (errno.EPERM, errno.EACCES) and note.exists() and layout.shared:
+                continue
+            raise disk_error(exc, "registering a gc root") from None
+        return root
+    raise disk_error(PermissionError(errno.EPERM, "not permitted", str(note)), "registering a gc root")
 
 
 def mark_published(layout: Layout, root: Root, manifest: str) -> None:

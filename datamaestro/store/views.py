@@ -85,11 +85,22 @@ class ViewStore:
                 # relative to the final place of the view, which sits beside work in depth
                 final_parent = view / os.path.dirname(name)
                 os.symlink(os.path.relpath(target, final_parent), link)
-            self.layout.install_folder(work, view)
+            # frozen once in place: a folder moved to another parent must be writable (its `..` changes)
+            if self.layout.install_folder(work, view) and self.layout.shared:
+                # a member may add views but never change another member's (umask 002 would let the group write)
+                _freeze_view(view)
         except OSError as exc:
             remove_tree(work)
             raise disk_error(exc, "publishing a dataset view") from None
         return digest, view
+
+
+def _freeze_view(folder: Path) -> None:
+    """Makes every folder of a view read-only (its links are never changed)."""
+    for dirpath, dirnames, _ in os.walk(folder, topdown=False):
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o2555)
+    os.chmod(folder, 0o2555)
 
 
 VIEW_LINK = ".view"

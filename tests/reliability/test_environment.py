@@ -13,9 +13,9 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import pytest
+
+from support.users import read_only_wrapper
 
 from .conftest import write_settings
 from .harness import (
@@ -82,33 +82,6 @@ def test_no_inode_left_anywhere_in_a_prepare(served, tmp_path, small_fs, rng):
 
 
 # -- a store the user may only read
-
-
-def read_only_wrapper(store_dir: Path) -> list[str]:
-    """Makes ``store_dir`` read-only for the processes started with the returned wrapper command.
-
-    As a normal user, removing the write bits is enough. As root, permission
-    bits do not stop writes: the store is given to ``nobody`` and the
-    process runs as root without any capability (``setpriv``), which the
-    kernel then treats as any other user. Skips the test when neither works.
-    """
-    if os.geteuid() != 0:
-        for folder, dirs, _ in os.walk(store_dir):
-            os.chmod(folder, 0o555)
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv: cannot take write rights away")
-    wrapper = [setpriv, "--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all"]
-    if subprocess.run([*wrapper, "true"], capture_output=True).returncode != 0:
-        pytest.skip("setpriv cannot drop capabilities here (no CAP_SETPCAP)")
-    for folder, dirs, files in os.walk(store_dir):
-        for name in [folder, *(os.path.join(folder, f) for f in dirs + files)]:
-            os.lchown(name, 65534, 65534)
-    probe = subprocess.run([*wrapper, "touch", str(store_dir / "probe")], capture_output=True)
-    if probe.returncode == 0:
-        pytest.skip("the store stays writable without capabilities (file system ignores ownership)")
-    return wrapper
 
 
 def test_read_only_store(served, tmp_path, dm):

@@ -1,0 +1,346 @@
+"""A group store with two real Unix users: they share every byte, and neither can alter what the other reads.
+
+The module makes a group and two users (``useradd``, unique names, removed
+at the end), a group store owned by root (``store init --group``), and a
+virtualenv every user can run (``support.users.group_venv``: this
+checkout's datamaestro). Each user acts through ``setpriv --reuid --regid
+--init-groups`` with umask 002, as lab members sharing files usually do.
+One store and one server serve the whole module; the tests run in order
+(each leaves the store sound for the next).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from support.httpserver import ControlledServer
+from support.mnistdata import PLUGIN_PREFIX
+from support.users import LabUsers, User, group_venv, lab_users_problem
+
+from .harness import PROCESS_TIMEOUT, readable_problems, store_problems
+from .samples import Expected, write_samples
+
+MNIST = "com.lecun.mnist"
+
+
+@dataclass
+class Lab:
+    """The module's setup: users, their folders, the store, the server."""
+
+    users: LabUsers
+    bin: Path
+    base: Path
+    store: Path
+    settings: Path
+    server: ControlledServer
+    expected: dict[str, Expected]
+
+    def data_dir(self, role: str) -> Path:
+        """The data dir of a user (``alice``, ``bob``)."""
+        return self.base / role
+
+    def env(self, role: str) -> dict[str, str]:
+        """The whole environment of a user's process: nothing of root's."""
+        return {
+            "PATH": f"{self.bin}{os.pathsep}/usr/bin{os.pathsep}/bin",
+            "HOME": str(self.base / f"{role}-home"),
+            "LANG": "C.UTF-8",
+            "DATAMAESTRO_CONFIG": str(self.settings),
+            "DATAMAESTRO_REPOSITORIES": "image=datamaestro-testimage",
+        }
+
+    def command(self, role: str, *args: str) -> list[str]:
+        """``datamaestro ARGS`` on the user's data dir and the group store, as that user."""
+        user: User = self.users.users[role]
+        return [*user.wrapper(), str(self.bin / "datamaestro"), "--quiet", "--data", str(self.data_dir(role)), "--store", str(self.store), *args]
+
+    def start(self, role: str, *args: str) -> subprocess.Popen:
+        """Starts ``datamaestro ARGS`` as a user, without waiting."""
+        return subprocess.Popen(
+            self.command(role, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(role), preexec_fn=_group_umask
+        )
+
+    def run(self, role: str, *args: str) -> subprocess.CompletedProcess:
+        """Runs ``datamaestro ARGS`` as a user, to its end."""
+        return subprocess.run(self.command(role, *args), capture_output=True, text=True, env=self.env(role), preexec_fn=_group_umask, timeout=PROCESS_TIMEOUT)
+
+    def python(self, role: str, script: str, *args: str) -> subprocess.CompletedProcess:
+        """Runs a Python script as a user (the shared virtualenv's interpreter)."""
+        command = [*self.users.users[role].wrapper(), str(self.bin / "python"), "-c", script, *args]
+        return subprocess.run(command, capture_output=True, text=True, env=self.env(role), preexec_fn=_group_umask, timeout=PROCESS_TIMEOUT)
+
+    def uid(self, role: str) -> int:
+        """The uid of a user."""
+        return self.users.users[role].uid
+
+
+def _group_umask() -> None:
+    os.umask(0o002)
+
+
+def _describe(outcome: subprocess.CompletedProcess) -> str:
+    return f"exit {outcome.returncode}; stderr:\n{outcome.stderr}"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """Two users in one group, a group store owned by root, a server with the sample datasets."""
+    problem = lab_users_problem()
+    if problem:
+        pytest.skip(problem)
+    bin_folder = group_venv()
+    users = LabUsers(["alice", "bob"])
+    base = Path(tempfile.mkdtemp(prefix="dm-group-store-"))
+    server = None
+    try:
+        os.chmod(base, 0o755)
+        server = ControlledServer(base / "http").start()
+        expected = write_samples(server.root)
+        settings = base / "settings.toml"
+        settings.write_text(
+            'retries = 1\nread_timeout = 1\nconnect_timeout = 1\nlock_timeout = 60\n'
+            f'[mirrors]\n"{PLUGIN_PREFIX}" = ["{server.base_url.rstrip("/")}/"]\n'
+        )
+        os.chmod(settings, 0o644)
+        for role, user in users.users.items():
+            for folder in (base / role, base / f"{role}-home"):
+                folder.mkdir()
+                os.chown(folder, user.uid, user.gid)
+        alice = users.users["alice"]
+        probe = subprocess.run([*alice.wrapper(), str(bin_folder / "python"), "-c", "import datamaestro.store"], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(base)})
+        if probe.returncode != 0:
+            pytest.skip(f"another user cannot run the shared virtualenv {bin_folder.parent} (is the checkout readable by all?): {probe.stderr.strip()[-300:]}")
+        store = base / "store"
+        init = subprocess.run(
+            [str(bin_folder / "datamaestro"), "--store", str(store), "store", "init", "--group", users.group],
+            capture_output=True,
+            text=True,
+            env={"PATH": os.environ["PATH"], "HOME": str(base), "DATAMAESTRO_CONFIG": str(settings)},
+            timeout=PROCESS_TIMEOUT,
+        )
+        assert init.returncode == 0, init.stderr
+        yield Lab(users, bin_folder, base, store, settings, server, expected)
+    finally:
+        if server is not None:
+            server.stop()
+        users.remove()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def owned_by(store: Path, uid: int) -> dict[str, tuple[int, int, int]]:
+    """``path -> (size, mtime_ns, inode)`` of every entry of the store owned by ``uid`` (tmp/ and leases/ left out)."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(store):
+        relative = os.path.relpath(dirpath, store)
+        if relative.split(os.sep)[0] in ("tmp", "leases", "locks"):
+            continue
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if st.st_uid == uid:
+                found[os.path.relpath(path, store)] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return found
+
+
+def test_a_member_reuses_another_members_download(lab):
+    """alice downloads MNIST; bob prepares it with no request, reading alice's very objects."""
+    first = lab.run("alice", "prepare", MNIST)
+    assert first.returncode == 0, _describe(first)
+    counts = [lab.server.count(f"mnist/{name}") for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")]
+    second = lab.run("bob", "prepare", MNIST)
+    assert second.returncode == 0, _describe(second)
+    assert [lab.server.count(f"mnist/{name}") for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")] == counts
+    assert readable_problems(lab.data_dir("bob"), {MNIST: lab.expected[MNIST]}, complete=[MNIST]) == []
+    alice_view = os.path.realpath(lab.data_dir("alice") / lab.expected[MNIST].folder / ".view")
+    bob_view = os.path.realpath(lab.data_dir("bob") / lab.expected[MNIST].folder / ".view")
+    assert alice_view == bob_view and os.stat(alice_view).st_uid == lab.uid("alice")
+
+
+#: Run by bob: every way to change an entry of alice's; prints what the kernel allowed.
+TAMPER = r"""
+import json, os, sys
+store, targets = sys.argv[1], json.loads(sys.argv[2])
+evil = os.path.join(store, "tmp", "evil-%d" % os.getpid())
+allowed = []
+def attempt(name, action):
+    with open(evil, "w") as fp:  # again each time: a replace that worked took it
+        fp.write("evil bytes")
+    try:
+        action()
+        allowed.append(name)
+    except OSError:
+        pass
+for kind, path in targets.items():
+    attempt(f"replace {kind}", lambda: os.replace(evil, path) if os.path.isfile(path) else os.rename(path, path + ".moved"))
+    attempt(f"delete {kind}", lambda: os.unlink(path) if not os.path.isdir(path) or os.path.islink(path) else os.rmdir(path))
+    if kind == "fan-out folder":
+        continue  # adding entries there is what members do
+    if os.path.isdir(path) and not os.path.islink(path):
+        attempt(f"add into {kind}", lambda: os.symlink("evil", os.path.join(path, "evil")))
+    elif not os.path.islink(path):
+        attempt(f"append to {kind}", lambda: open(path, "ab").write(b"evil"))
+        attempt(f"chmod {kind}", lambda: os.chmod(path, 0o666))
+attempt("rename objects/", lambda: os.rename(os.path.join(store, "objects"), os.path.join(store, "objects.moved")))
+attempt("replace VERSION", lambda: os.replace(evil, os.path.join(store, "VERSION")))
+if os.path.exists(evil):
+    os.unlink(evil)
+print(json.dumps(allowed))
+"""
+
+
+#: Run by alice: stores a folder (a tree of her own) through the store's API; prints its materialized folder.
+ALICE_TREE = r"""
+import sys
+from pathlib import Path
+from datamaestro.store import Store
+store, folder = Store(Path(sys.argv[1])), Path(sys.argv[2])
+(folder / "sub").mkdir(parents=True)
+(folder / "sub" / "a.txt").write_text("alice's file")
+print(store.trees.path_of(store.ingest_tree(folder)))
+"""
+
+
+def test_a_member_cannot_replace_delete_or_append_to_another_members_entries(lab):
+    """Objects, trees, views, action records, stamps and roots of alice's stay as they are, whatever bob tries."""
+    made = lab.python("alice", ALICE_TREE, str(lab.store), str(lab.base / "alice-home" / "folder"))
+    assert made.returncode == 0, made.stderr
+    tree = Path(made.stdout.strip())
+    assert tree.is_dir() and tree.is_relative_to(lab.store / "trees")
+    view = Path(os.path.realpath(lab.data_dir("alice") / lab.expected[MNIST].folder / ".view"))
+    obj = Path(os.path.realpath(next(p for p in view.iterdir())))
+    assert obj.is_file() and obj.is_relative_to(lab.store / "objects")
+    fan = obj.parent.name
+    targets = {
+        "object": obj,
+        "tree": tree,
+        "file of a tree": next(p for p in tree.rglob("*") if p.is_file()),
+        "view": view,
+        "action record": next(p for p in (lab.store / "actions").rglob("*.json") if p.stat().st_uid == lab.uid("alice")),
+        "stamp": lab.store / "stamps" / fan / obj.name,
+        "root": next(p for p in (lab.store / "roots" / "data").glob("*.json") if p.stat().st_uid == lab.uid("alice")),
+        "fan-out folder": obj.parent,
+    }
+    before = owned_by(lab.store, lab.uid("alice"))
+    contents = {str(obj): obj.read_bytes()}
+    tampered = lab.python("bob", TAMPER, str(lab.store), json.dumps({k: str(v) for k, v in targets.items()}))
+    assert tampered.returncode == 0, tampered.stderr
+    assert json.loads(tampered.stdout) == []
+    assert owned_by(lab.store, lab.uid("alice")) == before
+    assert obj.read_bytes() == contents[str(obj)]
+    assert store_problems(lab.store) == []
+
+
+#: Run by a user: makes its own object writable and appends to it (what an editor does in place).
+EDIT_IN_PLACE = r"""
+import os, sys
+path = sys.argv[1]
+os.chmod(path, 0o644)
+with open(path, "ab") as fp:
+    fp.write(b"changed in place\n")
+os.chmod(path, 0o444)
+"""
+
+
+def test_an_object_changed_in_place_by_its_owner_is_not_served_silently(lab):
+    """bob is refused (naming alice) and his verify leaves it; alice's next prepare quarantines it and fetches it again."""
+    dataset = "org.example"
+    expected = {dataset: lab.expected[dataset]}
+    first = lab.run("alice", "prepare", dataset)
+    assert first.returncode == 0, _describe(first)
+    view = Path(os.path.realpath(lab.data_dir("alice") / lab.expected[dataset].folder / ".view"))
+    obj = Path(os.path.realpath(next(p for p in view.iterdir())))
+    requests = lab.server.count("example/readme.txt")
+    edited = lab.python("alice", EDIT_IN_PLACE, str(obj))
+    assert edited.returncode == 0, edited.stderr
+
+    refused = lab.run("bob", "prepare", dataset)
+    assert refused.returncode == 1, _describe(refused)
+    assert "was changed after it was stored" in refused.stderr and lab.users.users["alice"].name in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (lab.data_dir("bob") / lab.expected[dataset].folder).exists()
+    # bob's verify finds it by its hash, and leaves it to alice or the store's owner
+    verified = lab.run("bob", "store", "verify")
+    assert verified.returncode == 1, _describe(verified)
+    assert f"not moved: it belongs to {lab.users.users['alice'].name}" in verified.stdout
+    assert obj.exists()
+
+    repaired = lab.run("alice", "prepare", dataset)
+    assert repaired.returncode == 0, _describe(repaired)
+    assert lab.server.count("example/readme.txt") == requests + 1
+    assert readable_problems(lab.data_dir("alice"), expected, complete=[dataset]) == []
+    notes = [json.loads(p.read_text()) for p in (lab.store / "quarantine").glob("*.json")]
+    assert any(note["path"] == os.path.relpath(obj, lab.store) and "changed after it was stored" in note["why"] for note in notes)
+    again = lab.run("bob", "prepare", dataset)
+    assert again.returncode == 0, _describe(again)
+    assert readable_problems(lab.data_dir("bob"), expected, complete=[dataset]) == []
+    assert store_problems(lab.store) == []
+
+
+def test_gc_by_a_member_removes_nothing_of_another_members_data(lab):
+    """bob's gc leaves alice's unreachable data (and says so); the store's owner collects it."""
+    dataset = "org.example.digits"
+    scratch = lab.base / "alice-scratch"
+    scratch.mkdir()
+    os.chown(scratch, lab.uid("alice"), lab.users.users["alice"].gid)
+    made = subprocess.run(
+        [*lab.users.users["alice"].wrapper(), str(lab.bin / "datamaestro"), "--quiet", "--data", str(scratch), "--store", str(lab.store), "prepare", dataset],
+        capture_output=True, text=True, env=lab.env("alice"), preexec_fn=_group_umask, timeout=PROCESS_TIMEOUT,
+    )
+    assert made.returncode == 0, _describe(made)
+    digits = Path(os.path.realpath(scratch / lab.expected[dataset].folder / ".view"))
+    shutil.rmtree(scratch)  # alice's data dir is gone: the digits are unreachable
+    before = owned_by(lab.store, lab.uid("alice"))
+
+    collected = lab.run("bob", "store", "gc", "--grace", "0")
+    assert collected.returncode == 0, _describe(collected)
+    assert "unreachable entries of other members" in collected.stdout
+    assert owned_by(lab.store, lab.uid("alice")) == before
+
+    # the store's owner (root here) collects them
+    owner = subprocess.run(
+        [str(lab.bin / "datamaestro"), "--quiet", "--store", str(lab.store), "store", "gc", "--grace", "0"],
+        capture_output=True, text=True, env={**lab.env("alice"), "HOME": str(lab.base)}, timeout=PROCESS_TIMEOUT,
+    )
+    assert owner.returncode == 0, _describe(owner)
+    assert not digits.exists()
+    assert readable_problems(lab.data_dir("alice"), {MNIST: lab.expected[MNIST]}, complete=[MNIST]) == []
+    assert store_problems(lab.store) == []
+
+
+def test_a_member_killed_mid_prepare_leaves_nothing_the_other_cannot_finish(lab):
+    """kill -9 of alice's prepare while it downloads: bob takes over its lease and finishes the dataset."""
+    dataset = "org.samples.tokens"
+    lab.server.set_fault("samples/text.txt.gz", "slow", delay=60)
+    try:
+        alice = lab.start("alice", "prepare", dataset)
+        deadline = time.monotonic() + PROCESS_TIMEOUT
+        leases = lab.store / "leases"
+        while not any(not name.startswith(".") and not name.endswith(".break") for name in os.listdir(leases)):
+            assert alice.poll() is None, alice.communicate()[1]
+            assert time.monotonic() < deadline, "alice's prepare never took a lease"
+            time.sleep(0.05)
+        while lab.server.count("samples/text.txt.gz") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(alice.pid, signal.SIGKILL)
+        alice.communicate()
+    finally:
+        lab.server.clear_faults()
+    finished = lab.run("bob", "prepare", dataset)
+    assert finished.returncode == 0, _describe(finished)
+    assert readable_problems(lab.data_dir("bob"), {dataset: lab.expected[dataset]}, complete=[dataset]) == []
+    assert store_problems(lab.store) == []
+
+
+if sys.platform != "linux":  # pragma: no cover - setpriv and useradd are Linux tools
+    pytestmark = pytest.mark.skip(reason="real Unix users are made with Linux tools (setpriv, useradd)")
