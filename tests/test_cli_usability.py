@@ -175,7 +175,10 @@ def test_sync_wording_verify_full_and_lock_size(served, tmp_path, monkeypatch): 
     # a damaged object: sync --verify full rehashes, quarantines it and takes it again
     readme = Path(os.path.realpath(data / "data" / "image" / "org" / "example" / "readme.txt"))
     readme.chmod(0o644)
+    stamp = readme.stat()
     readme.write_bytes(b"damaged\n")
+    # same size and mtime: the stat check on use cannot see it, only a rehash can
+    os.utime(readme, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     verified = dm(project, "sync", "--verify", "full", data=data)
     assert re.search(r"synced 1 dataset \(1 (present|produced)\)", verified.stdout), verified.stdout
     assert "rehashed 2 objects: 1 damaged" in verified.stdout and "damaged object blake3:" in verified.stderr
