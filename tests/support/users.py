@@ -121,6 +121,12 @@ class LabUsers:
         subprocess.run(["groupdel", self.group], check=False, capture_output=True)
 
 
+def _uv() -> str | None:
+    """The ``uv`` command (of the test extra) beside this interpreter or on the PATH, if any."""
+    beside = Path(sys.executable).parent / "uv"
+    return str(beside) if beside.exists() else shutil.which("uv")
+
+
 def cache_root() -> Path:
     """Where the shared virtualenv is kept between runs: a folder every user can read."""
     configured = os.environ.get("DATAMAESTRO_TESTS_SHARED_CACHE")
@@ -154,15 +160,19 @@ def group_venv() -> Path:
     with FileLock(str(folder) + ".lock"):
         if not ready.is_file():
             shutil.rmtree(folder, ignore_errors=True)
-            made = subprocess.run([str(python), "-m", "venv", str(folder)], capture_output=True, text=True)
+            uv = _uv()
+            make = [uv, "venv", "--quiet", "--python", str(python), str(folder)] if uv else [str(python), "-m", "venv", str(folder)]
+            made = subprocess.run(make, capture_output=True, text=True)
             if made.returncode != 0:
                 pytest.fail(f"cannot make a virtualenv with {python}: {made.stderr[-2000:]}")
-            install = subprocess.run(
-                [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", str(REPOSITORY), "-e", str(TEST_PLUGIN)],
-                capture_output=True,
-                text=True,
-                timeout=1200,
+            packages = ["-e", str(REPOSITORY), "-e", str(TEST_PLUGIN)]
+            # uv installs in seconds what pip takes a minute or two for (measured: 5 s against 54-103 s)
+            install_command = (
+                [uv, "pip", "install", "--quiet", "--python", str(folder / "bin" / "python"), *packages]
+                if uv
+                else [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *packages]
             )
+            install = subprocess.run(install_command, capture_output=True, text=True, timeout=1200)
             if install.returncode != 0:
                 pytest.fail(f"cannot install this datamaestro into {folder}:\n{install.stderr[-3000:]}")
             for dirpath, _, filenames in os.walk(folder):
