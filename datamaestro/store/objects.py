@@ -409,12 +409,18 @@ class ObjectStore:
 
     def iter_digests(self) -> Iterable[str]:
         """Every object digest in the store (order unspecified)."""
+        return map(format_digest, self.hexdigests())
+
+    def hexdigests(self) -> list[str]:
+        """The hex part of every object's digest (order unspecified), listed without a stat per object."""
         if not self.layout.objects.is_dir():
-            return
+            return []
+        found = []
         for fan in os.scandir(self.layout.objects):
-            if fan.is_dir() and len(fan.name) == 2:
-                for entry in os.scandir(fan.path):
-                    yield format_digest(fan.name + entry.name)
+            if len(fan.name) == 2 and fan.is_dir():
+                prefix = fan.name
+                found += [prefix + name for name in os.listdir(fan.path)]
+        return found
 
 
 def _pid_alive(pid: int) -> bool:
