@@ -115,8 +115,15 @@ def read_small_file(path: str, buffer: bytearray) -> int | None:
 
 
 def small_file_buffer() -> bytearray:
-    """A buffer for :func:`read_small_file` that holds any file of up to :data:`SMALL_FILE` bytes."""
-    return bytearray(SMALL_FILE + 1)
+    """This thread's buffer for :func:`read_small_file`: any file of up to :data:`SMALL_FILE` bytes fits.
+
+    Made once per thread: zero-filling a new one per batch of small files
+    costs as much as hashing them.
+    """
+    buffer = getattr(_buffers, "small", None)
+    if buffer is None:
+        buffer = _buffers.small = bytearray(SMALL_FILE + 1)
+    return buffer
 
 
 def digest_of_mapped_file(path) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from ..errors import IntegrityError, StoreError
-from .digests import CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of
+from .digests import CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of, small_file_buffer
 
 OBJECT_MODE = 0o444
 HOST = socket.gethostname()
@@ -254,6 +254,8 @@ class ObjectStore:
 
     def __init__(self, layout: Layout):
         self.layout = layout
+        #: fan-out folders known to exist (made or seen by this process)
+        self._fans: set[str] = set()
 
     def path_of(self, digest: str) -> Path:
         """Where the object of ``digest`` is (whether or not it exists)."""
@@ -305,6 +307,79 @@ class ObjectStore:
         # a copy is created read-only, a link shares an object's inode (read-only too)
         return Staged(tmp, digest, size, read_only=True)
 
+    def stage_files(self, pairs: list[tuple[str, str]], *, link: bool = False) -> list["Staged | IntegrityError | None"]:
+        """:meth:`stage_file` for many objects at once: ``(digest, source path)`` pairs.
+
+        The per-object work is what a copy of many small files costs: one
+        link (or copy), one read, one hash; no ``Path`` object, no stat of
+        the source nor of ``tmp/`` per object (the link is checked on the
+        linked inode itself). One outcome per pair: the :class:`Staged`
+        object, None when the source does not exist, or the
+        :class:`IntegrityError` of bytes that do not match (nothing kept).
+        """
+        tmp_dir = os.fspath(self.layout.tmp)
+        self.layout.tmp_path()  # makes tmp/ when missing
+        prefix = f"{tmp_dir}{os.sep}{HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}-"
+        euid = os.geteuid()
+        buffer = small_file_buffer()
+        view = memoryview(buffer)
+        outcomes: list = []
+        for index, (digest, source) in enumerate(pairs):
+            tmp = f"{prefix}{index}.import"
+            try:
+                staged = self._link_and_hash(source, tmp, euid, buffer, view) if link else None
+                if staged is None:
+                    actual, size = self._copy(Path(source), Path(tmp), digest)
+                    staged = (actual, size)
+            except FileNotFoundError as exc:
+                _unlink_quietly(tmp)
+                if exc.filename in (source, os.fspath(source)):
+                    outcomes.append(None)
+                    continue
+                raise disk_error(exc, f"copying {source} into the store") from None
+            except OSError as exc:
+                _unlink_quietly(tmp)
+                raise disk_error(exc, f"copying {source} into the store") from None
+            actual, size = staged
+            if actual != digest:
+                _unlink_quietly(tmp)
+                outcomes.append(IntegrityError(f"{source}: content hashes to {actual}, not {digest}"))
+                continue
+            outcomes.append(Staged(Path(tmp), digest, size, read_only=True))
+        return outcomes
+
+    @staticmethod
+    def _link_and_hash(source: str, tmp: str, euid: int, buffer: bytearray, view: memoryview) -> tuple[str, int] | None:
+        """Hard-links ``source`` at ``tmp`` and hashes the linked inode; None (nothing left) to copy instead."""
+        try:
+            os.link(source, tmp)
+        except FileNotFoundError:
+            raise
+        except OSError:
+            return None  # another file system, or links refused: copy
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except OSError:
+            _unlink_quietly(tmp)
+            raise
+        try:
+            st = os.fstat(fd)
+            # another user's file (they could change it), or a writable file (not an object): copy
+            if st.st_uid != euid or st.st_mode & 0o222:
+                os.unlink(tmp)
+                return None
+            if st.st_size > SMALL_FILE:
+                return digest_of_file(tmp), st.st_size
+            size = os.readv(fd, [buffer])
+            while size < len(buffer) and (more := os.readv(fd, [view[size:]])):
+                size += more
+            if size > SMALL_FILE:  # grew since the fstat: not an object
+                os.unlink(tmp)
+                return None
+            return format_digest(blake3_of(view[:size])), size
+        finally:
+            os.close(fd)
+
     def _link(self, source: Path, tmp: Path) -> bool:
         """Hard-links ``source`` at ``tmp`` when allowed; False to copy instead."""
         st = os.stat(source)
@@ -343,15 +418,35 @@ class ObjectStore:
         if not staged:
             return
         sync_filesystem(self.layout.tmp)
-        # one check per fan-out folder rather than per object: metadata calls
-        # dominate the import of many small objects
-        folders: set[Path] = set()
+        # metadata calls dominate the import of many small objects: string
+        # paths, and each fan-out folder made once (remembered: they are never removed)
+        objects = os.fspath(self.layout.objects)
+        sep = os.sep
         for item in staged:
-            folder = self.path_of(item.digest).parent
-            if folder not in folders:
-                self.layout.mkdir(folder)
-                folders.add(folder)
-            self.adopt(item.tmp, item.digest, chmod=not item.read_only, folder_exists=True)
+            hexdigest = hex_of(item.digest)
+            fan = objects + sep + hexdigest[:2]
+            if fan not in self._fans:
+                self.layout.mkdir(Path(fan))
+                self._fans.add(fan)
+            tmp = os.fspath(item.tmp)
+            target = fan + sep + hexdigest[2:]
+            try:
+                if not item.read_only:
+                    os.chmod(tmp, OBJECT_MODE)
+                if os.path.lexists(target):
+                    os.unlink(tmp)  # another writer was first: same bytes by definition
+                    continue
+                try:
+                    os.rename(tmp, target)
+                except FileNotFoundError:
+                    if not os.path.exists(tmp):
+                        raise
+                    # the fan-out folder went away since this process saw it: make it again
+                    self.layout.mkdir(Path(fan))
+                    os.rename(tmp, target)
+            except OSError as exc:
+                _unlink_quietly(tmp)
+                raise disk_error(exc, "adding an object") from None
 
     def ingest_stream(self, chunks: Iterable[bytes]) -> str:
         """Stores the bytes of an iterable of chunks; returns their digest."""
@@ -501,3 +596,17 @@ def remove_tree(path: Path) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def blake3_of(data) -> str:
+    """The hex blake3 of a bytes-like object (one call: small data)."""
+    from blake3 import blake3
+
+    return blake3(data).hexdigest()
