@@ -262,7 +262,7 @@ def transfer(store: "Store", digests: Iterable[str], peers: list[Peer], *, jobs:
     Objects are made visible by batches, each after one file-system flush.
     """
     report = Transfer()
-    wanted = [digest for digest in dict.fromkeys(digests) if not store.objects.has(digest)]
+    wanted = store.objects.absent(digests)
     if not wanted:
         return report
     if not peers:
@@ -306,20 +306,22 @@ def transfer(store: "Store", digests: Iterable[str], peers: list[Peer], *, jobs:
     # (up to CHUNK objects; fewer when there are few, so that every thread gets work)
     size = max(1, min(CHUNK, len(wanted) // (4 * max(1, jobs))))
     chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
-    pending: list = []
+    # staged by the pool one window at a time, then committed with no
+    # thread running: the commit's many small system calls would otherwise
+    # wait for the GIL behind the staging threads after each one
+    per_window = max(1, BATCH // size)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for digest, label, staged in (result for chunk in pool.map(take_chunk, chunks) for result in chunk):
-            if staged is None:
-                if not store.objects.has(digest):
-                    report.missing.append(digest)
-                continue
-            report.taken[label] = report.taken.get(label, 0) + 1
-            report.bytes += staged.size
-            pending.append(staged)
-            if len(pending) >= BATCH:
-                store.objects.commit_staged(pending)
-                pending = []
-    store.objects.commit_staged(pending)
+        for start in range(0, len(chunks), per_window):
+            pending = []
+            for digest, label, staged in (result for chunk in pool.map(take_chunk, chunks[start : start + per_window]) for result in chunk):
+                if staged is None:
+                    if not store.objects.has(digest):
+                        report.missing.append(digest)
+                    continue
+                report.taken[label] = report.taken.get(label, 0) + 1
+                report.bytes += staged.size
+                pending.append(staged)
+            store.objects.commit_staged(pending)
     return report
 
 

@@ -265,6 +265,31 @@ class ObjectStore:
         """True when the object is in the store."""
         return self.path_of(digest).is_file()
 
+    def absent(self, digests: Iterable[str]) -> list[str]:
+        """The digests among ``digests`` whose object is not in the store, in order, without duplicates.
+
+        Many digests are checked with one listing per fan-out folder rather
+        than one ``stat`` (and ``Path``) each.
+        """
+        digests = list(dict.fromkeys(digests))
+        if len(digests) < 64:
+            return [digest for digest in digests if not self.has(digest)]
+        objects = os.fspath(self.layout.objects)
+        listed: dict[str, set[str]] = {}
+        missing = []
+        for digest in digests:
+            hexdigest = hex_of(digest)
+            fan = hexdigest[:2]
+            names = listed.get(fan)
+            if names is None:
+                try:
+                    names = listed[fan] = set(os.listdir(objects + os.sep + fan))
+                except FileNotFoundError:
+                    names = listed[fan] = set()
+            if hexdigest[2:] not in names:
+                missing.append(digest)
+        return missing
+
     def open(self, digest: str) -> BinaryIO:
         """Opens an object for reading."""
         try:
