@@ -114,6 +114,36 @@ def prepare_dataset(
         return definition.config(location=location, **variant)
 
 
+@_scoped
+def prepare_dataset_json(dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust") -> dict:
+    """:func:`prepare_dataset`, returning the JSON of the config (what ``datamaestro prepare`` prints).
+
+    A dataset prepared before is answered from its warm record (see
+    :mod:`datamaestro.warm`) when nothing changed since: no definition,
+    experimaestro nor numpy is imported. Otherwise the full prepare runs
+    and records what the next call needs.
+
+    :raises DatamaestroError: as :func:`prepare_dataset`
+    """
+    from . import warm
+
+    ctx = _context(context)
+    with ctx.using_lock(lock):
+        valid_for = None
+        if verify == "trust":
+            found = warm.warm_config(ctx, dataset_id)
+            if found is not None:
+                return found
+            # taken before the prepare: a plugin edited meanwhile leaves a stale record
+            valid_for = warm.stamps(ctx)
+        definition, variant = find_variant(dataset_id, ctx)
+        result = ctx.prepare(definition, verify=verify)
+        config = config_to_json(definition.config(location=result.location, **variant))
+        if valid_for is not None:
+            warm.write_record(ctx, dataset_id, definition, result, config, valid_for)
+        return config
+
+
 def _in_experiment() -> bool:
     """Whether an experimaestro experiment is running in this process."""
     try:

@@ -143,12 +143,17 @@ def prepare(
     encoder: str = typer.Option("json", "--encoder", help="json: plain values; xpm: experimaestro's serialized form (types, identifiers)."),
 ):
     """Make a dataset present and print its config as JSON (paths and id)."""
-    from .api import config_to_json, config_to_xpm, prepare_dataset
-
     if encoder not in ("json", "xpm"):
         raise DatamaestroError(f"unknown encoder {encoder!r}", hint="use --encoder json or --encoder xpm")
-    config = prepare_dataset(dataset_id, context=state.context(), lock=lock, verify=verify)
-    echo_json(config_to_xpm(config) if encoder == "xpm" else config_to_json(config))
+    if encoder == "json":
+        from .api import prepare_dataset_json
+
+        # a warm dataset is answered from its warm record, without importing its definition
+        echo_json(prepare_dataset_json(dataset_id, context=state.context(), lock=lock, verify=verify))
+        return
+    from .api import config_to_xpm, prepare_dataset
+
+    echo_json(config_to_xpm(prepare_dataset(dataset_id, context=state.context(), lock=lock, verify=verify)))
 
 
 @app.command()
