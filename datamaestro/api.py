@@ -114,6 +114,19 @@ def prepare_dataset(
         return definition.config(location=location, **variant)
 
 
+def warm_prepare_json(dataset_id: str, *, context: Context | None = None) -> dict | None:
+    """The config JSON of a dataset from its still-valid warm record; None when a full prepare is needed.
+
+    Imports no definition (see :mod:`datamaestro.warm`): what a warm
+    ``datamaestro prepare ID`` costs.
+    """
+    from . import warm
+
+    ctx = _context(context)
+    with ctx.scope():
+        return warm.warm_config(ctx, dataset_id)
+
+
 @_scoped
 def prepare_dataset_json(dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust") -> dict:
     """:func:`prepare_dataset`, returning the JSON of the config (what ``datamaestro prepare`` prints).

@@ -16,7 +16,7 @@ _PREPARE = (
     "sys.argv = ['datamaestro', '--data', sys.argv[1], 'prepare', sys.argv[2]]\n"
     "try:\n    runpy.run_module('datamaestro', run_name='__main__')\n"
     "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
-    "heavy = [m for m in ('experimaestro', 'numpy', 'requests', 'datamaestro_testimage.config.com.lecun') if m in sys.modules]\n"
+    "heavy = [m for m in ('experimaestro', 'numpy', 'requests', 'pydantic', 'datamaestro_testimage.config.com.lecun') if m in sys.modules]\n"
     "print('HEAVY', heavy, file=sys.stderr)\n"
 )
 
@@ -35,7 +35,7 @@ def test_warm_prepare_imports_no_definition_and_sees_a_missing_object(mnist_serv
     assert "experimaestro" in heavy  # cold: the full prepare
     second, heavy = prepare(data)
     assert second == first
-    assert heavy == []  # warm: neither the definition, experimaestro, numpy nor requests
+    assert heavy == []  # warm: neither the definition, experimaestro, numpy, requests nor typer's pydantic
 
     # an object of the dataset disappears: the warm record is not trusted, the full prepare brings it back
     images = Path(first["train"]["images"]["path"])
