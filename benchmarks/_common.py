@@ -187,6 +187,10 @@ def isolated_env(home: Path, *, python_path: Sequence[Path] = ()) -> dict[str, s
         env[name] = "http://127.0.0.1:9"
     if python_path:
         env["PYTHONPATH"] = os.pathsep.join(str(p) for p in python_path)
+    # a settings file named by DATAMAESTRO_CONFIG must exist (an empty one is no setting)
+    settings = home / "settings.toml"
+    if not settings.exists():
+        settings.touch()
     return env
 
 

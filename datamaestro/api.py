@@ -153,7 +153,8 @@ def prepare_dataset_json(dataset_id: str, *, context: Context | None = None, loc
         result = ctx.prepare(definition, verify=verify)
         config = config_to_json(definition.config(location=result.location, **variant))
         if valid_for is not None:
-            warm.write_record(ctx, dataset_id, definition, result, config, valid_for)
+            description = _describe(definition, ctx, states=None) if not variant else None
+            warm.write_record(ctx, dataset_id, definition, result, config, valid_for, description)
         return config
 
 
@@ -270,25 +271,37 @@ def config_to_json(config) -> dict:
 
 @_scoped
 def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict:
-    """Everything ``info`` shows of a dataset: metadata, resources and their state."""
+    """Everything ``info`` shows of a dataset: metadata, resources and their state.
+
+    A dataset prepared by ``datamaestro prepare`` is described from its warm
+    record (no definition imported) while the record is valid.
+    """
+    from . import warm
     from .pipeline import Pipeline
 
     ctx = _context(context)
+    described = warm.warm_description(ctx, dataset_id)
+    if described is not None:
+        return described
     definition = ctx.dataset(dataset_id)
-    pipeline = Pipeline(ctx)
+    return _describe(definition, ctx, states=Pipeline(ctx))
+
+
+def _describe(definition, ctx: Context, states) -> dict:
+    """A definition's description; its resources' states from a pipeline (``states``), none without one."""
     resources = []
     for resource in definition.ordered_resources():
-        resources.append(
-            {
-                "name": resource.name,
-                "class": type(resource).__name__,
-                "kind": resource.kind,
-                "transient": resource.transient,
-                "urls": resource.urls(),
-                "depends_on": [d.name for d in resource.dependencies()],
-                "state": pipeline.state(resource),
-            }
-        )
+        entry = {
+            "name": resource.name,
+            "class": type(resource).__name__,
+            "kind": resource.kind,
+            "transient": resource.transient,
+            "urls": resource.urls(),
+            "depends_on": [d.name for d in resource.dependencies()],
+        }
+        if states is not None:
+            entry["state"] = states.state(resource)
+        resources.append(entry)
     repository = definition.repository
     return {
         "id": definition.id,

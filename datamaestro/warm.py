@@ -84,7 +84,9 @@ def stamps(context: "Context") -> dict:
     }
 
 
-def write_record(context: "Context", dataset_id: str, definition: "DatasetDefinition", result: "PipelineResult", config_json: dict, valid_for: dict) -> None:
+def write_record(
+    context: "Context", dataset_id: str, definition: "DatasetDefinition", result: "PipelineResult", config_json: dict, valid_for: dict, description: dict | None = None
+) -> None:
     """Records what a full prepare of ``dataset_id`` learnt (best effort: a cache).
 
     :param valid_for: the :func:`stamps` taken before the prepare (a plugin
@@ -111,6 +113,8 @@ def write_record(context: "Context", dataset_id: str, definition: "DatasetDefini
         "manifest": result.manifest,
         "readable": str(result.location.readable),
         "config": config_json,
+        # what `info` shows, but the resources' states (read from the store on use)
+        "description": description,
     }
     path = record_path(context, dataset_id)
     try:
@@ -157,6 +161,34 @@ def warm_config(context: "Context", dataset_id: str) -> dict | None:
     if handed != record["manifest"]:
         return None
     return record["config"]
+
+
+def warm_description(context: "Context", dataset_id: str) -> dict | None:
+    """What ``info`` shows of a dataset, from its warm record, states read from the store; None when it cannot tell.
+
+    A resource is ``complete`` when its output is in the store, ``partial``
+    when its output is known but was collected (a transient input); with
+    remote caches configured, such a resource may be offered by one: the
+    full ``info`` asks them.
+    """
+    record = read_record(context, dataset_id)
+    if record is None or not isinstance(record.get("description"), dict):
+        return None
+    try:
+        outputs = _outputs(context, record)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if outputs is None:
+        return None
+    description = dict(record["description"])
+    resources = []
+    for resource in description["resources"]:
+        present = context.store.output_present(outputs[resource["name"]])
+        if not present and (not resource["transient"] or context.remotes()):
+            return None
+        resources.append({**resource, "state": "complete" if present else "partial"})
+    description["resources"] = resources
+    return description
 
 
 def _outputs(context: "Context", record: dict) -> dict | None:

@@ -11,9 +11,9 @@ from datamaestro import api, warm
 MNIST = "com.lecun.mnist"
 
 #: runs the console script in this interpreter, then says which heavy modules it imported
-_PREPARE = (
+_RUN = (
     "import sys, runpy\n"
-    "sys.argv = ['datamaestro', '--data', sys.argv[1], 'prepare', sys.argv[2]]\n"
+    "sys.argv = ['datamaestro', *sys.argv[1:]]\n"
     "try:\n    runpy.run_module('datamaestro', run_name='__main__')\n"
     "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
     "heavy = [m for m in ('experimaestro', 'numpy', 'requests', 'pydantic', 'datamaestro_testimage.config.com.lecun') if m in sys.modules]\n"
@@ -21,9 +21,10 @@ _PREPARE = (
 )
 
 
-def prepare(data: Path, dataset_id: str = MNIST) -> tuple[dict, list[str]]:
-    """``datamaestro --data DATA prepare ID`` in a new process: the printed config, and the heavy modules imported."""
-    result = subprocess.run([sys.executable, "-c", _PREPARE, str(data), dataset_id], capture_output=True, text=True, timeout=120)
+def prepare(data: Path, dataset_id: str = MNIST, *command: str) -> tuple[dict, list[str]]:
+    """``datamaestro --data DATA prepare ID`` (or another command) in a new process: the JSON printed, and the heavy modules imported."""
+    command = command or ("prepare", dataset_id)
+    result = subprocess.run([sys.executable, "-c", _RUN, "--data", str(data), *command], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     heavy = [line for line in result.stderr.splitlines() if line.startswith("HEAVY ")][-1]
     return json.loads(result.stdout), eval(heavy[len("HEAVY ") :])
@@ -37,6 +38,12 @@ def test_warm_prepare_imports_no_definition_and_sees_a_missing_object(mnist_serv
     assert second == first
     assert heavy == []  # warm: neither the definition, experimaestro, numpy, requests nor typer's pydantic
 
+    # info: from the record too, states read from the store
+    described, heavy = prepare(data, MNIST, "--json", "info", MNIST)
+    assert [m for m in heavy if m != "pydantic"] == []
+    assert {r["state"] for r in described["resources"]} == {"complete"}
+    assert described["id"] == MNIST and described["name"] == "The MNIST database" and "digits" in described["tags"]
+
     # an object of the dataset disappears: the warm record is not trusted, the full prepare brings it back
     images = Path(first["train"]["images"]["path"])
     content = images.read_bytes()
@@ -45,6 +52,9 @@ def test_warm_prepare_imports_no_definition_and_sees_a_missing_object(mnist_serv
     assert third == first and "experimaestro" in heavy
     assert images.read_bytes() == content
     assert prepare(data)[1] == []
+    full, _ = prepare(tmp_path / "other", MNIST, "--json", "info", MNIST)  # never prepared there: from the definition
+    assert {**full, "resources": None, "datapath": None} == {**described, "resources": None, "datapath": None}
+    assert [{**r, "state": None} for r in full["resources"]] == [{**r, "state": None} for r in described["resources"]]
 
 
 def test_a_changed_plugin_lock_or_action_makes_the_record_stale(mnist_server, dm_context, monkeypatch, tmp_path):
