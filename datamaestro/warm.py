@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 
 
 def record_path(context: "Context", dataset_id: str) -> Path:
@@ -107,6 +107,8 @@ def write_record(
     record = {
         "format": FORMAT,
         "id": dataset_id,
+        # the id the lock knows it by (dataset_id may be an alias, or carry a variant selector)
+        "canonical": definition.id,
         "stamps": valid_for,
         "resources": resources,
         "outputs": {name: output.to_json() for name, output in result.outputs.items()},
@@ -196,7 +198,7 @@ def _outputs(context: "Context", record: dict) -> dict | None:
     from .store import Output, recipe_key
 
     store = context.store
-    pins = _pins(context, record["id"])
+    pins = _pins(context, record["canonical"])
     outputs: dict = {}
     for resource in record["resources"]:
         name = resource["name"]
@@ -226,9 +228,7 @@ def _pins(context: "Context", dataset_id: str) -> dict:
     lock = context.lockfile()
     if lock is None:
         return {}
-    from .variants import split_id_selector
-
-    entry = lock.datasets.get(split_id_selector(dataset_id)[0])
+    entry = lock.datasets.get(dataset_id)
     return entry.pins() if entry is not None else {}
 
 
