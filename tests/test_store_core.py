@@ -360,3 +360,17 @@ def test_stage_files_links_checks_and_commits_a_batch(tmp_path):
     # many digests: one listing per fan-out folder
     many = ["blake3:" + blake3(bytes([i])).hexdigest() for i in range(70)]
     assert store.objects.absent(digests + many + digests) == many
+
+
+def test_stage_files_copies_what_it_may_not_link(tmp_path):
+    peer, store = Store(tmp_path / "peer"), Store(tmp_path / "store")
+    contents = [b"small", b"z" * ((1 << 20) + 1)]
+    digests = [peer.ingest_stream([data]) for data in contents]
+    # a writable file is not an object: it is copied, never linked
+    for digest in digests:
+        os.chmod(peer.path_of(digest), 0o644)
+    staged = store.objects.stage_files([(d, str(peer.path_of(d))) for d in digests], link=True)
+    assert [os.stat(s.tmp).st_ino != os.stat(peer.path_of(s.digest)).st_ino for s in staged] == [True, True]
+    assert [stat.S_IMODE(os.stat(s.tmp).st_mode) for s in staged] == [OBJECT_MODE, OBJECT_MODE]
+    store.objects.commit_staged(staged)
+    assert [store.path_of(d).read_bytes() for d in digests] == contents

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from ..errors import IntegrityError, StoreError
-from .digests import CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of, small_file_buffer
+from .digests import CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of, read_small_file, small_file_buffer
 
 OBJECT_MODE = 0o444
 HOST = socket.gethostname()
@@ -354,8 +354,9 @@ class ObjectStore:
             try:
                 staged = self._link_and_hash(source, tmp, euid, buffer, view) if link else None
                 if staged is None:
-                    actual, size = self._copy(Path(source), Path(tmp), digest)
-                    staged = (actual, size)
+                    # a peer's objects share one owner and file system: once refused, copy the rest
+                    link = False
+                    staged = self._copy_small(source, tmp, buffer, view) or self._copy(Path(source), Path(tmp), digest)
             except FileNotFoundError as exc:
                 _unlink_quietly(tmp)
                 if exc.filename in (source, os.fspath(source)):
@@ -372,6 +373,21 @@ class ObjectStore:
                 continue
             outcomes.append(Staged(Path(tmp), digest, size, read_only=True))
         return outcomes
+
+    @staticmethod
+    def _copy_small(source: str, tmp: str, buffer: bytearray, view: memoryview) -> tuple[str, int] | None:
+        """Copies a file of at most :data:`SMALL_FILE` bytes with low-level calls, hashing it; None (nothing left) when larger."""
+        size = read_small_file(source, buffer)
+        if size is None:
+            return None
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OBJECT_MODE)
+        try:
+            written = 0
+            while written < size:
+                written += os.write(fd, view[written:size])
+        finally:
+            os.close(fd)
+        return format_digest(blake3_of(view[:size])), size
 
     @staticmethod
     def _link_and_hash(source: str, tmp: str, euid: int, buffer: bytearray, view: memoryview) -> tuple[str, int] | None:
