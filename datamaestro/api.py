@@ -192,6 +192,50 @@ def prepare_dataset(
         return definition.config(location=location, **variant)
 
 
+def warm_prepare_json(dataset_id: str, *, context: Context | None = None) -> dict | None:
+    """The config JSON of a dataset from its still-valid warm record; None when a full prepare is needed.
+
+    Imports no definition (see :mod:`datamaestro.warm`): what a warm
+    ``datamaestro prepare ID`` costs.
+    """
+    from . import warm
+
+    ctx = _context(context)
+    with ctx.scope():
+        return warm.warm_config(ctx, dataset_id)
+
+
+@_scoped
+def prepare_dataset_json(dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust") -> dict:
+    """:func:`prepare_dataset`, returning the JSON of the config (what ``datamaestro prepare`` prints).
+
+    A dataset prepared before is answered from its warm record (see
+    :mod:`datamaestro.warm`) when nothing changed since: no definition,
+    experimaestro nor numpy is imported. Otherwise the full prepare runs
+    and records what the next call needs.
+
+    :raises DatamaestroError: as :func:`prepare_dataset`
+    """
+    from . import warm
+
+    ctx = _context(context)
+    with ctx.using_lock(lock):
+        valid_for = None
+        if verify == "trust":
+            found = warm.warm_config(ctx, dataset_id)
+            if found is not None:
+                return found
+            # taken before the prepare: a plugin edited meanwhile leaves a stale record
+            valid_for = warm.stamps(ctx)
+        definition, variant = find_variant(dataset_id, ctx)
+        result = ctx.prepare(definition, verify=verify)
+        config = config_to_json(definition.config(location=result.location, **variant))
+        if valid_for is not None:
+            description = _describe(definition, ctx, states=None) if not variant else None
+            warm.write_record(ctx, dataset_id, definition, result, config, valid_for, description)
+        return config
+
+
 def _in_experiment() -> bool:
     """Whether an experimaestro experiment is running in this process."""
     try:
@@ -315,27 +359,41 @@ def config_to_json(config) -> dict:
 
 @_scoped
 def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict:
-    """Everything ``info`` shows of a dataset: metadata, resources and their state."""
+    """Everything ``info`` shows of a dataset: metadata, resources and their state.
+
+    A dataset prepared by ``datamaestro prepare`` is described from its warm
+    record (no definition imported) while the record is valid.
+    """
+    from . import warm
     from .pipeline import Pipeline
 
     ctx = _context(context)
-    definition = resolve_dataset(dataset_id, ctx)[0]
-    pipeline = Pipeline(ctx)
+    described = warm.warm_description(ctx, dataset_id)
+    if described is None:
+        definition = resolve_dataset(dataset_id, ctx)[0]
+        described = _describe(definition, ctx, states=Pipeline(ctx))
+    fetcher = ctx.fetcher()
+    for resource in described["resources"]:
+        # what the [mirrors] setting makes of each URL, tried before it
+        resource["mirrors"] = {url: fetcher.mirrors_of(url) for url in resource["urls"]}
+    return described
+
+
+def _describe(definition, ctx: Context, states) -> dict:
+    """A definition's description; its resources' states from a pipeline (``states``), none without one."""
     resources = []
     for resource in definition.ordered_resources():
-        resources.append(
-            {
-                "name": resource.name,
-                "class": type(resource).__name__,
-                "kind": resource.kind,
-                "transient": resource.transient,
-                "urls": resource.urls(),
-                # what the [mirrors] setting makes of each URL, tried before it
-                "mirrors": {url: ctx.fetcher().mirrors_of(url) for url in resource.urls()},
-                "depends_on": [d.name for d in resource.dependencies()],
-                "state": pipeline.state(resource),
-            }
-        )
+        entry = {
+            "name": resource.name,
+            "class": type(resource).__name__,
+            "kind": resource.kind,
+            "transient": resource.transient,
+            "urls": resource.urls(),
+            "depends_on": [d.name for d in resource.dependencies()],
+        }
+        if states is not None:
+            entry["state"] = states.state(resource)
+        resources.append(entry)
     repository = definition.repository
     return {
         "id": definition.id,

@@ -237,13 +237,19 @@ def prepare(
     encoder: str = typer.Option("json", "--encoder", help="json: plain values; xpm: experimaestro's serialized form (types, identifiers)."),
 ):
     """Make a dataset present and print its config as JSON (paths and id)."""
-    from .api import config_to_json, config_to_xpm, prepare_dataset
     from .errors import UsageError
 
     if encoder not in ("json", "xpm"):
         raise UsageError(f"unknown encoder {encoder!r}", hint="use --encoder json or --encoder xpm")
-    config = prepare_dataset(dataset_id, context=state.context(), lock=lock, verify=verify)
-    echo_json(config_to_xpm(config) if encoder == "xpm" else config_to_json(config))
+    if encoder == "json":
+        from .api import prepare_dataset_json
+
+        # a warm dataset is answered from its warm record, without importing its definition
+        echo_json(prepare_dataset_json(dataset_id, context=state.context(), lock=lock, verify=verify))
+        return
+    from .api import config_to_xpm, prepare_dataset
+
+    echo_json(config_to_xpm(prepare_dataset(dataset_id, context=state.context(), lock=lock, verify=verify)))
 
 
 @app.command()
@@ -742,11 +748,58 @@ def _terminate(signum, frame) -> None:
     raise Terminated(143)
 
 
+#: global options the warm ``prepare`` path understands: flag -> (override, takes a value)
+_WARM_OPTIONS = {"--data": ("data_dir", True), "--store": ("store_dir", True), "--offline": ("offline", False), "--quiet": (None, False), "-q": (None, False)}
+
+
+def _warm_prepare(argv: list[str]) -> bool:
+    """Answers ``datamaestro [--data D] [--store S] [--offline] [-q] prepare ID`` from a warm record; False otherwise.
+
+    Running a typer command loads its parameter machinery (pydantic), which
+    costs more than the whole warm answer: so this one command line is read
+    here first. Anything else (another option, no valid warm record, any
+    error) returns False, and the full command line runs as usual.
+    """
+    overrides: dict[str, Any] = {}
+    quiet = False
+    index = 0
+    while index < len(argv) and argv[index] in _WARM_OPTIONS:
+        name, takes_value = _WARM_OPTIONS[argv[index]]
+        if takes_value:
+            if index + 1 >= len(argv):
+                return False
+            overrides[name] = Path(argv[index + 1])
+            index += 2
+            continue
+        if name is None:
+            quiet = True
+        else:
+            overrides[name] = True
+        index += 1
+    rest = argv[index:]
+    if len(rest) != 2 or rest[0] != "prepare" or rest[1].startswith("-"):
+        return False
+    try:
+        from .api import warm_prepare_json
+        from .context import Context
+
+        context = Context(overrides=overrides, progress=False if quiet else None)
+        config = warm_prepare_json(rest[1], context=context)
+    except DatamaestroError:
+        return False  # the full command says what is wrong
+    if config is None:
+        return False
+    echo_json(config)
+    return True
+
+
 def main() -> None:
     """The console script: runs the app, turning DatamaestroError into one message."""
     import signal
 
     signal.signal(signal.SIGTERM, _terminate)
+    if _warm_prepare(sys.argv[1:]):
+        return
     try:
         app()
     except DatamaestroError as error:

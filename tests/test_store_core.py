@@ -351,3 +351,41 @@ def test_processes_making_one_readable_folder_at_once_all_succeed(tmp_path):
     with ProcessPoolExecutor(8) as pool:
         errors = list(pool.map(_publish_rounds, [str(tmp_path / "store")] * 8, [str(tmp_path / "data")] * 8, [200] * 8))
     assert errors == [""] * 8
+
+
+def test_stage_files_links_checks_and_commits_a_batch(tmp_path):
+    from datamaestro.errors import IntegrityError
+
+    peer, store = Store(tmp_path / "peer"), Store(tmp_path / "store")
+    contents = [b"", b"small", b"x" * (1 << 20), b"y" * ((1 << 20) + 3)]
+    digests = [peer.ingest_stream([data]) for data in contents]
+    wrong = "blake3:" + blake3(b"not what the file holds").hexdigest()
+    pairs = [(d, str(peer.path_of(d))) for d in digests]
+    pairs += [(wrong, str(peer.path_of(digests[1]))), (digests[0], str(tmp_path / "absent"))]
+    outcomes = store.objects.stage_files(pairs, link=True)
+    staged = outcomes[: len(digests)]
+    assert [s.digest for s in staged] == digests and [s.size for s in staged] == [len(c) for c in contents]
+    assert isinstance(outcomes[-2], IntegrityError) and outcomes[-1] is None
+    # linked, not copied: the same inode as the peer's object (same owner, same file system)
+    assert os.stat(staged[1].tmp).st_ino == os.stat(peer.path_of(digests[1])).st_ino
+    store.objects.commit_staged(staged)
+    assert [store.path_of(d).read_bytes() for d in digests] == contents
+    assert store.objects.absent(digests + [wrong]) == [wrong]
+    assert not list((tmp_path / "store" / "tmp").iterdir())
+    # many digests: one listing per fan-out folder
+    many = ["blake3:" + blake3(bytes([i])).hexdigest() for i in range(70)]
+    assert store.objects.absent(digests + many + digests) == many
+
+
+def test_stage_files_copies_what_it_may_not_link(tmp_path):
+    peer, store = Store(tmp_path / "peer"), Store(tmp_path / "store")
+    contents = [b"small", b"z" * ((1 << 20) + 1)]
+    digests = [peer.ingest_stream([data]) for data in contents]
+    # a writable file is not an object: it is copied, never linked
+    for digest in digests:
+        os.chmod(peer.path_of(digest), 0o644)
+    staged = store.objects.stage_files([(d, str(peer.path_of(d))) for d in digests], link=True)
+    assert [os.stat(s.tmp).st_ino != os.stat(peer.path_of(s.digest)).st_ino for s in staged] == [True, True]
+    assert [stat.S_IMODE(os.stat(s.tmp).st_mode) for s in staged] == [OBJECT_MODE, OBJECT_MODE]
+    store.objects.commit_staged(staged)
+    assert [store.path_of(d).read_bytes() for d in digests] == contents

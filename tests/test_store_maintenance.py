@@ -127,6 +127,29 @@ def test_verify_quarantines_a_corrupt_object_and_drops_its_tree(store, two_datas
     assert quarantined.exists()
 
 
+def test_verify_checks_objects_of_every_size_and_quarantines_a_large_corrupt_one(store):
+    from datamaestro.store.digests import SMALL_FILE
+
+    # around the limit between the pooled reads and the mapped, multi-threaded hashing
+    sizes = [0, 1, SMALL_FILE - 1, SMALL_FILE, SMALL_FILE + 1, 3 * SMALL_FILE + 7]
+    contents = [bytes([n % 251]) * size for n, size in enumerate(sizes)]
+    digests = [store.ingest_stream([data]) for data in contents]
+    report = verify(store, jobs=3)
+    assert report.ok and report.checked == len(sizes) and report.bytes == sum(sizes)
+
+    victim = digests[-1]
+    path = store.path_of(victim)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as fp:
+        fp.seek(2 * SMALL_FILE)
+        fp.write(b"rot")
+    report = verify(store)
+    assert [c.digest for c in report.corrupt] == [victim]
+    assert report.corrupt[0].quarantined.stat().st_size == sizes[-1]
+    assert report.checked == len(sizes)
+    assert all(store.has(d) for d in digests[:-1])
+
+
 def test_verify_reports_a_tree_object_that_does_not_parse(store):
     # the hash matches, so it is not corrupt: only malformed
     digest = store.ingest_stream([b'{"format": "datamaestro-tree/1"}'])

@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 #: objects made visible together (one file-system flush for the batch)
 BATCH = 2000
-#: objects copied by one task of the thread pool
-CHUNK = 32
+#: objects copied by one task of the thread pool, at most
+CHUNK = 256
 
 
 class PathPeer(Peer):
@@ -69,6 +69,12 @@ class PathPeer(Peer):
             return store.objects.stage_file(digest, source, link=self.link)
         except FileNotFoundError:
             return None
+
+    def stage_batch(self, store: "Store", digests: list[str]) -> list:
+        """Links (or copies) many objects from the folder at once, each checked (see :meth:`ObjectStore.stage_files`)."""
+        root = os.fspath(self.root)
+        pairs = [(digest, f"{root}/{object_key(digest)}") for digest in digests]
+        return store.objects.stage_files(pairs, link=self.link)
 
     def get_action(self, key: str) -> bytes | None:
         """Reads the record from the folder's ``actions/``."""
@@ -262,7 +268,7 @@ def transfer(store: "Store", digests: Iterable[str], peers: list[Peer], *, jobs:
     Objects are made visible by batches, each after one file-system flush.
     """
     report = Transfer()
-    wanted = [digest for digest in dict.fromkeys(digests) if not store.objects.has(digest)]
+    wanted = store.objects.absent(digests)
     if not wanted:
         return report
     if not peers:
@@ -271,48 +277,57 @@ def transfer(store: "Store", digests: Iterable[str], peers: list[Peer], *, jobs:
     lock = threading.Lock()
     dead: set[int] = set()
 
-    def take(digest: str):
+    def take_chunk(digests: list[str]) -> list:
+        """Asks each peer in turn for the objects the ones before did not serve right."""
+        results = []
+        left = digests
         for index, peer in enumerate(peers):
+            if not left:
+                break
             if index in dead:
                 continue
-            try:
-                staged = peer.stage(store, digest)
-            except IntegrityError as error:
-                with lock:
-                    report.refused.append(f"refused {digest} from {peer.label}: {error.message}")
-                continue
-            except PeerUnavailable as error:
-                with lock:
-                    if index not in dead:
-                        dead.add(index)
-                        report.unavailable.append(f"{peer.label}: {error}")
-                continue
-            if staged is not None:
-                return digest, peer.label, staged
-            if store.objects.has(digest):
-                return digest, None, None  # another process stored it meanwhile
-        return digest, None, None
-
-    def take_chunk(digests: list[str]) -> list:
-        return [take(digest) for digest in digests]
+            outcomes = peer.stage_batch(store, left)
+            again = []
+            for digest, outcome in zip(left, outcomes):
+                if isinstance(outcome, IntegrityError):
+                    with lock:
+                        report.refused.append(f"refused {digest} from {peer.label}: {outcome.message}")
+                    again.append(digest)
+                elif isinstance(outcome, PeerUnavailable):
+                    with lock:
+                        if index not in dead:
+                            dead.add(index)
+                            report.unavailable.append(f"{peer.label}: {outcome}")
+                    again.append(digest)
+                elif outcome is None:
+                    if not store.objects.has(digest):  # else another process stored it meanwhile
+                        again.append(digest)
+                else:
+                    results.append((digest, peer.label, outcome))
+            left = again
+        return results + [(digest, None, None) for digest in left]
 
     # tasks of a few objects each: one task per small object costs more in
     # thread hand-overs than the copy itself
-    chunks = [wanted[i : i + CHUNK] for i in range(0, len(wanted), CHUNK)]
-    pending: list = []
+    # (up to CHUNK objects; fewer when there are few, so that every thread gets work)
+    size = max(1, min(CHUNK, len(wanted) // (4 * max(1, jobs))))
+    chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
+    # staged by the pool one window at a time, then committed with no
+    # thread running: the commit's many small system calls would otherwise
+    # wait for the GIL behind the staging threads after each one
+    per_window = max(1, BATCH // size)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for digest, label, staged in (result for chunk in pool.map(take_chunk, chunks) for result in chunk):
-            if staged is None:
-                if not store.objects.has(digest):
-                    report.missing.append(digest)
-                continue
-            report.taken[label] = report.taken.get(label, 0) + 1
-            report.bytes += staged.size
-            pending.append(staged)
-            if len(pending) >= BATCH:
-                store.objects.commit_staged(pending)
-                pending = []
-    store.objects.commit_staged(pending)
+        for start in range(0, len(chunks), per_window):
+            pending = []
+            for digest, label, staged in (result for chunk in pool.map(take_chunk, chunks[start : start + per_window]) for result in chunk):
+                if staged is None:
+                    if not store.objects.has(digest):
+                        report.missing.append(digest)
+                    continue
+                report.taken[label] = report.taken.get(label, 0) + 1
+                report.bytes += staged.size
+                pending.append(staged)
+            store.objects.commit_staged(pending)
     return report
 
 

@@ -44,6 +44,27 @@ class Peer:
         """
         raise NotImplementedError
 
+    def stage_batch(self, store: "Store", digests: list[str]) -> list:
+        """:meth:`stage` for several objects: one outcome per digest, in order.
+
+        An outcome is the :class:`Staged` object, None (the remote lacks it),
+        the :class:`IntegrityError` of wrong bytes, or the
+        :class:`PeerUnavailable` that stopped the batch (the remaining
+        digests get it too). A remote that can do better than one object at
+        a time (a folder: no per-object set-up) overrides this.
+        """
+        from ..errors import IntegrityError
+
+        outcomes: list = []
+        for index, digest in enumerate(digests):
+            try:
+                outcomes.append(self.stage(store, digest))
+            except IntegrityError as error:
+                outcomes.append(error)
+            except PeerUnavailable as error:
+                return outcomes + [error] * (len(digests) - index)
+        return outcomes
+
     def get_action(self, key: str) -> bytes | None:
         """The JSON of the action record of a recipe key, or None when the remote has none.
 

@@ -85,3 +85,61 @@ def digest_of_file(path, *, threads: bool = True) -> str:
         while count := fp.readinto(buffer):
             h.update(view[:count])
     return format_digest(h.hexdigest())
+
+
+def read_small_file(path: str, buffer: bytearray) -> int | None:
+    """Reads a whole file into ``buffer``: its size, or None when it does not fit.
+
+    Low-level reads (``os.open``/``os.readv`` into a reused buffer: no file
+    object, no allocation per file), for hashing many small objects, where
+    the per-file Python cost is what bounds the work. Reads until end of
+    file, since network file systems may return less than asked.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.readv(fd, [buffer])
+        if size == len(buffer):
+            return None
+        view = None
+        while size:
+            view = view or memoryview(buffer)
+            more = os.readv(fd, [view[size:]])
+            if not more:
+                break
+            size += more
+            if size == len(buffer):
+                return None
+        return size
+    finally:
+        os.close(fd)
+
+
+def small_file_buffer() -> bytearray:
+    """This thread's buffer for :func:`read_small_file`: any file of up to :data:`SMALL_FILE` bytes fits.
+
+    Made once per thread: zero-filling a new one per batch of small files
+    costs as much as hashing them.
+    """
+    buffer = getattr(_buffers, "small", None)
+    if buffer is None:
+        buffer = _buffers.small = bytearray(SMALL_FILE + 1)
+    return buffer
+
+
+def digest_of_mapped_file(path) -> str:
+    """Hashes a large file mapped into memory, on every core (what ``b3sum`` does).
+
+    For ``store verify``, which reads whole stores: mapping avoids copying
+    each page into a buffer, and blake3 splits the mapped bytes over all
+    cores. Mapped pages count in the process's RSS while hashed, so the
+    ingest paths keep :func:`digest_of_file`. Objects are never written in
+    place (a new object is a new inode), so the mapping cannot shrink under
+    the hasher.
+    """
+    from blake3 import blake3
+
+    h = blake3(max_threads=blake3.AUTO)
+    if hasattr(h, "update_mmap"):
+        h.update_mmap(os.fspath(path))
+        return format_digest(h.hexdigest())
+    return digest_of_file(path)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from ..errors import IntegrityError, StoreError
-from .digests import CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of
+from .digests import CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of, read_small_file, small_file_buffer
 
 logger = logging.getLogger(__name__)
 
@@ -406,6 +406,8 @@ class ObjectStore:
 
     def __init__(self, layout: Layout):
         self.layout = layout
+        #: fan-out folders known to exist (made or seen by this process)
+        self._fans: set[str] = set()
 
     def path_of(self, digest: str) -> Path:
         """Where the object of ``digest`` is (whether or not it exists)."""
@@ -414,6 +416,31 @@ class ObjectStore:
     def has(self, digest: str) -> bool:
         """True when the object is in the store."""
         return self.path_of(digest).is_file()
+
+    def absent(self, digests: Iterable[str]) -> list[str]:
+        """The digests among ``digests`` whose object is not in the store, in order, without duplicates.
+
+        Many digests are checked with one listing per fan-out folder rather
+        than one ``stat`` (and ``Path``) each.
+        """
+        digests = list(dict.fromkeys(digests))
+        if len(digests) < 64:
+            return [digest for digest in digests if not self.has(digest)]
+        objects = os.fspath(self.layout.objects)
+        listed: dict[str, set[str]] = {}
+        missing = []
+        for digest in digests:
+            hexdigest = hex_of(digest)
+            fan = hexdigest[:2]
+            names = listed.get(fan)
+            if names is None:
+                try:
+                    names = listed[fan] = set(os.listdir(objects + os.sep + fan))
+                except FileNotFoundError:
+                    names = listed[fan] = set()
+            if hexdigest[2:] not in names:
+                missing.append(digest)
+        return missing
 
     def open(self, digest: str) -> BinaryIO:
         """Opens an object for reading."""
@@ -457,6 +484,95 @@ class ObjectStore:
         # a copy is created read-only, a link shares an object's inode (read-only too)
         return Staged(tmp, digest, size, read_only=True)
 
+    def stage_files(self, pairs: list[tuple[str, str]], *, link: bool = False) -> list["Staged | IntegrityError | None"]:
+        """:meth:`stage_file` for many objects at once: ``(digest, source path)`` pairs.
+
+        The per-object work is what a copy of many small files costs: one
+        link (or copy), one read, one hash; no ``Path`` object, no stat of
+        the source nor of ``tmp/`` per object (the link is checked on the
+        linked inode itself). One outcome per pair: the :class:`Staged`
+        object, None when the source does not exist, or the
+        :class:`IntegrityError` of bytes that do not match (nothing kept).
+        """
+        tmp_dir = os.fspath(self.layout.tmp)
+        self.layout.tmp_path()  # makes tmp/ when missing
+        prefix = f"{tmp_dir}{os.sep}{HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}-"
+        euid = os.geteuid()
+        buffer = small_file_buffer()
+        view = memoryview(buffer)
+        outcomes: list = []
+        for index, (digest, source) in enumerate(pairs):
+            tmp = f"{prefix}{index}.import"
+            try:
+                staged = self._link_and_hash(source, tmp, euid, buffer, view) if link else None
+                if staged is None:
+                    # a peer's objects share one owner and file system: once refused, copy the rest
+                    link = False
+                    staged = self._copy_small(source, tmp, buffer, view) or self._copy(Path(source), Path(tmp), digest)
+            except FileNotFoundError as exc:
+                _unlink_quietly(tmp)
+                if exc.filename in (source, os.fspath(source)):
+                    outcomes.append(None)
+                    continue
+                raise disk_error(exc, f"copying {source} into the store") from None
+            except OSError as exc:
+                _unlink_quietly(tmp)
+                raise disk_error(exc, f"copying {source} into the store") from None
+            actual, size = staged
+            if actual != digest:
+                _unlink_quietly(tmp)
+                outcomes.append(IntegrityError(f"{source}: content hashes to {actual}, not {digest}"))
+                continue
+            outcomes.append(Staged(Path(tmp), digest, size, read_only=True))
+        return outcomes
+
+    @staticmethod
+    def _copy_small(source: str, tmp: str, buffer: bytearray, view: memoryview) -> tuple[str, int] | None:
+        """Copies a file of at most :data:`SMALL_FILE` bytes with low-level calls, hashing it; None (nothing left) when larger."""
+        size = read_small_file(source, buffer)
+        if size is None:
+            return None
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OBJECT_MODE)
+        try:
+            written = 0
+            while written < size:
+                written += os.write(fd, view[written:size])
+        finally:
+            os.close(fd)
+        return format_digest(blake3_of(view[:size])), size
+
+    @staticmethod
+    def _link_and_hash(source: str, tmp: str, euid: int, buffer: bytearray, view: memoryview) -> tuple[str, int] | None:
+        """Hard-links ``source`` at ``tmp`` and hashes the linked inode; None (nothing left) to copy instead."""
+        try:
+            os.link(source, tmp)
+        except FileNotFoundError:
+            raise
+        except OSError:
+            return None  # another file system, or links refused: copy
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except OSError:
+            _unlink_quietly(tmp)
+            raise
+        try:
+            st = os.fstat(fd)
+            # another user's file (they could change it), or a writable file (not an object): copy
+            if st.st_uid != euid or st.st_mode & 0o222:
+                os.unlink(tmp)
+                return None
+            if st.st_size > SMALL_FILE:
+                return digest_of_file(tmp), st.st_size
+            size = os.readv(fd, [buffer])
+            while size < len(buffer) and (more := os.readv(fd, [view[size:]])):
+                size += more
+            if size > SMALL_FILE:  # grew since the fstat: not an object
+                os.unlink(tmp)
+                return None
+            return format_digest(blake3_of(view[:size])), size
+        finally:
+            os.close(fd)
+
     def _link(self, source: Path, tmp: Path) -> bool:
         """Hard-links ``source`` at ``tmp`` when allowed; False to copy instead."""
         st = os.stat(source)
@@ -495,15 +611,35 @@ class ObjectStore:
         if not staged:
             return
         sync_filesystem(self.layout.tmp)
-        # one check per fan-out folder rather than per object: metadata calls
-        # dominate the import of many small objects
-        folders: set[Path] = set()
+        # metadata calls dominate the import of many small objects: string
+        # paths, and each fan-out folder made once (remembered: they are never removed)
+        objects = os.fspath(self.layout.objects)
+        sep = os.sep
         for item in staged:
-            folder = self.path_of(item.digest).parent
-            if folder not in folders:
-                self.layout.mkdir(folder)
-                folders.add(folder)
-            self.adopt(item.tmp, item.digest, chmod=not item.read_only, folder_exists=True)
+            hexdigest = hex_of(item.digest)
+            fan = objects + sep + hexdigest[:2]
+            if fan not in self._fans:
+                self.layout.mkdir(Path(fan))
+                self._fans.add(fan)
+            tmp = os.fspath(item.tmp)
+            target = fan + sep + hexdigest[2:]
+            try:
+                if not item.read_only:
+                    os.chmod(tmp, OBJECT_MODE)
+                if os.path.lexists(target):
+                    os.unlink(tmp)  # another writer was first: same bytes by definition
+                    continue
+                try:
+                    os.rename(tmp, target)
+                except FileNotFoundError:
+                    if not os.path.exists(tmp):
+                        raise
+                    # the fan-out folder went away since this process saw it: make it again
+                    self.layout.mkdir(Path(fan))
+                    os.rename(tmp, target)
+            except OSError as exc:
+                _unlink_quietly(tmp)
+                raise disk_error(exc, "adding an object") from None
 
     def ingest_stream(self, chunks: Iterable[bytes]) -> str:
         """Stores the bytes of an iterable of chunks; returns their digest."""
@@ -565,12 +701,18 @@ class ObjectStore:
 
     def iter_digests(self) -> Iterable[str]:
         """Every object digest in the store (order unspecified)."""
+        return map(format_digest, self.hexdigests())
+
+    def hexdigests(self) -> list[str]:
+        """The hex part of every object's digest (order unspecified), listed without a stat per object."""
         if not self.layout.objects.is_dir():
-            return
+            return []
+        found = []
         for fan in os.scandir(self.layout.objects):
-            if fan.is_dir() and len(fan.name) == 2:
-                for entry in os.scandir(fan.path):
-                    yield format_digest(fan.name + entry.name)
+            if len(fan.name) == 2 and fan.is_dir():
+                prefix = fan.name
+                found += [prefix + name for name in os.listdir(fan.path)]
+        return found
 
 
 def _pid_alive(pid: int) -> bool:
@@ -707,3 +849,17 @@ def remove_tree(path: Path) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def blake3_of(data) -> str:
+    """The hex blake3 of a bytes-like object (one call: small data)."""
+    from blake3 import blake3
+
+    return blake3(data).hexdigest()

@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 
 from ..errors import StoreError
-from .digests import canonical_json, digest_bytes
+from .digests import canonical_json, digest_bytes, hex_of
 from .objects import Layout, ObjectStore, disk_error, remove_tree
 
 TREE_FORMAT = "datamaestro-tree/1"
@@ -102,22 +102,28 @@ class TreeStore:
         work = self.layout.tmp_path(".tree")
         try:
             os.mkdir(work)
-            # each folder is made once: a tree of many small files would
-            # otherwise pay a mkdir call per file
-            made = {work}
+            # string paths, each folder made once: on a tree of many small
+            # files the per-file Python work is what a materialization costs
+            root = os.fspath(work)
+            objects = os.fspath(self.layout.objects)
+            made = {root}
+            sep = os.sep
             for entry in document["entries"]:
-                path = work / entry["path"]
-                if entry["kind"] == "dir":
-                    path.mkdir(parents=True, exist_ok=True)
+                path = root + sep + entry["path"]
+                kind = entry["kind"]
+                if kind == "dir":
+                    os.makedirs(path, exist_ok=True)
                     made.add(path)
                     continue
-                if path.parent not in made:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    made.add(path.parent)
-                if entry["kind"] == "symlink":
+                parent = os.path.dirname(path)
+                if parent not in made:
+                    os.makedirs(parent, exist_ok=True)
+                    made.add(parent)
+                if kind == "symlink":
                     os.symlink(entry["target"], path)
                 else:
-                    self._link_object(entry["digest"], path)
+                    hexdigest = hex_of(entry["digest"])
+                    self._link_object(objects + sep + hexdigest[:2] + sep + hexdigest[2:], entry["digest"], path)
             if self.layout.install_folder(work, target):
                 _freeze(target)
         except StoreError:
@@ -128,8 +134,7 @@ class TreeStore:
             raise disk_error(exc, f"materializing tree {digest}") from None
         return target
 
-    def _link_object(self, digest: str, path: Path) -> None:
-        source = self.objects.path_of(digest)
+    def _link_object(self, source: str, digest: str, path: str) -> None:
         try:
             os.link(source, path)
         except FileNotFoundError:
@@ -137,7 +142,7 @@ class TreeStore:
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.ENOTSUP):
                 raise
-            os.symlink(os.path.relpath(source, path.parent), path)
+            os.symlink(os.path.relpath(source, os.path.dirname(path)), path)
 
     def iter_object_digests(self, digest: str):
         """The digests of every file of a tree (its own digest excluded)."""

@@ -1,0 +1,88 @@
+"""A warm ``datamaestro prepare`` answers from its warm record, without the definitions, and only while it is valid."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from datamaestro import api, warm
+
+MNIST = "com.lecun.mnist"
+
+#: runs the console script in this interpreter, then says which heavy modules it imported
+_RUN = (
+    "import sys, runpy\n"
+    "sys.argv = ['datamaestro', *sys.argv[1:]]\n"
+    "try:\n    runpy.run_module('datamaestro', run_name='__main__')\n"
+    "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+    "heavy = [m for m in ('experimaestro', 'numpy', 'requests', 'pydantic', 'datamaestro_testimage.config.com.lecun') if m in sys.modules]\n"
+    "print('HEAVY', heavy, file=sys.stderr)\n"
+)
+
+
+def prepare(data: Path, dataset_id: str = MNIST, *command: str) -> tuple[dict, list[str]]:
+    """``datamaestro --data DATA prepare ID`` (or another command) in a new process: the JSON printed, and the heavy modules imported."""
+    command = command or ("prepare", dataset_id)
+    result = subprocess.run([sys.executable, "-c", _RUN, "--data", str(data), *command], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    heavy = [line for line in result.stderr.splitlines() if line.startswith("HEAVY ")][-1]
+    return json.loads(result.stdout), eval(heavy[len("HEAVY ") :])
+
+
+def test_warm_prepare_imports_no_definition_and_sees_a_missing_object(mnist_server, tmp_path):
+    data = tmp_path / "dm"
+    first, heavy = prepare(data)
+    assert "experimaestro" in heavy  # cold: the full prepare
+    second, heavy = prepare(data)
+    assert second == first
+    assert heavy == []  # warm: neither the definition, experimaestro, numpy, requests nor typer's pydantic
+
+    # info: from the record too, states read from the store
+    described, heavy = prepare(data, MNIST, "--json", "info", MNIST)
+    assert [m for m in heavy if m != "pydantic"] == []
+    assert {r["state"] for r in described["resources"]} == {"complete"}
+    assert described["id"] == MNIST and described["name"] == "The MNIST database" and "digits" in described["tags"]
+
+    # an object of the dataset disappears: the warm record is not trusted, the full prepare brings it back
+    images = Path(first["train"]["images"]["path"])
+    content = images.read_bytes()
+    images.resolve().unlink()
+    third, heavy = prepare(data)
+    assert third == first and "experimaestro" in heavy
+    assert images.read_bytes() == content
+    assert prepare(data)[1] == []
+    full, _ = prepare(tmp_path / "other", MNIST, "--json", "info", MNIST)  # never prepared there: from the definition
+    assert {**full, "resources": None, "datapath": None} == {**described, "resources": None, "datapath": None}
+    assert [{**r, "state": None} for r in full["resources"]] == [{**r, "state": None} for r in described["resources"]]
+
+
+def test_a_changed_plugin_lock_or_action_makes_the_record_stale(mnist_server, dm_context, monkeypatch, tmp_path):
+    config = api.prepare_dataset_json(MNIST, context=dm_context)
+    assert warm.warm_config(dm_context, MNIST) == config
+
+    # a changed definition changes a plugin module's size or date, so the plugins' fingerprint
+    fingerprint = type(dm_context.registry).fingerprint
+    monkeypatch.setattr(type(dm_context.registry), "fingerprint", lambda self: "another")
+    assert warm.warm_config(dm_context, MNIST) is None
+    monkeypatch.setattr(type(dm_context.registry), "fingerprint", fingerprint)
+    assert warm.warm_config(dm_context, MNIST) == config
+
+    # a lock file appears in the project
+    lock = tmp_path / "datamaestro.lock"
+    with dm_context.using_lock(lock):
+        lock.write_text("")
+        assert warm.warm_config(dm_context, MNIST) is None
+    lock.unlink()
+
+    # an action record now names other bytes (produced again meanwhile): the pipeline must decide
+    from datamaestro.store import recipe_key
+
+    first = warm.read_record(dm_context, MNIST)["resources"][0]
+    assert not first["depends"]
+    action = dm_context.store.actions.path_of(recipe_key(first["recipe"]))
+    os.chmod(action, 0o644)
+    document = json.loads(action.read_text())
+    document["output"]["digest"] = dm_context.store.ingest_stream([b"other bytes"])
+    action.write_text(json.dumps(document))
+    assert warm.warm_config(dm_context, MNIST) is None
