@@ -213,7 +213,10 @@ def test_verify_full_rehashes(locked):
         config = prepare_dataset(BUNDLE, context=context, verify="full")
         damaged = (config.path / "sub" / "b.txt").resolve()
         os.chmod(damaged, 0o644)
-        damaged.write_bytes(b"bit rot\n")
+        before = damaged.stat()
+        # bit rot keeps size and mtime: the stat check on use cannot see it, only a rehash can
+        damaged.write_bytes(bytes(b ^ 1 for b in damaged.read_bytes()))
+        os.utime(damaged, ns=(before.st_atime_ns, before.st_mtime_ns))
         prepare_dataset(BUNDLE, context=context)  # trusted: no rehash
         with pytest.raises(IntegrityError, match=r"org.pinned.bundle: resource files: object blake3:\w+ of the store now hashes to"):
             prepare_dataset(BUNDLE, context=context, verify="full")
