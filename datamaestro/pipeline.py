@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from .errors import DatamaestroError, IntegrityError, OfflineError, StoreError
 from .store import ActionRecord, Output, recipe_key
-from .store.objects import disk_error
+from .store.objects import disk_error, stop_new_tmp_files
 from .store.digests import format_digest, hasher
 from .store.views import VIEW_LINK, manifest_digest, point_readable_path
 from .store.actions import Kind
@@ -513,7 +513,7 @@ class Pipeline:
                         return
                     resource = pending.pop(0)
                 try:
-                    with fetcher.cancellable(stop):
+                    with fetcher.cancellable(stop), stop_new_tmp_files(stop):
                         did = self._produce(definition, resource, self.pins.get(resource.name), legacy)
                 except BaseException as exc:  # handed to the main thread
                     with guard:

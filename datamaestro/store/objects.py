@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,6 +28,26 @@ logger = logging.getLogger(__name__)
 
 OBJECT_MODE = 0o444
 HOST = socket.gethostname()
+
+#: per thread, an event after which this thread may create nothing in ``tmp/`` (see :func:`stop_new_tmp_files`)
+_stopping = threading.local()
+
+
+@contextlib.contextmanager
+def stop_new_tmp_files(event: threading.Event):
+    """Within the block, this thread creates nothing new in ``tmp/`` once ``event`` is set.
+
+    A thread of a process stopping on a signal may still be waiting (for a
+    lock, a server) when the process cleans its ``tmp/`` entries and exits:
+    whatever it created afterwards would stay behind. Such a thread gets a
+    ``KeyboardInterrupt`` instead of a new tmp name, as a Ctrl-C would give it.
+    """
+    former = getattr(_stopping, "event", None)
+    _stopping.event = event
+    try:
+        yield
+    finally:
+        _stopping.event = former
 #: Mode of the folders of a group store: setgid (new entries take the group),
 #: group-writable, and sticky: a member adds entries but never renames,
 #: replaces or unlinks another member's (only the folder's owner, the
@@ -168,6 +189,9 @@ class Layout:
 
     def tmp_path(self, hint: str = "") -> Path:
         """A unique name in ``tmp/`` that says which host and process writes it."""
+        event = getattr(_stopping, "event", None)
+        if event is not None and event.is_set():
+            raise KeyboardInterrupt("stopping: nothing new in the store's tmp/")
         try:
             self.mkdir(self.tmp)
         except OSError as exc:
