@@ -370,7 +370,10 @@ def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict
     ctx = _context(context)
     described = warm.warm_description(ctx, dataset_id)
     if described is None:
-        definition = resolve_dataset(dataset_id, ctx)[0]
+        from .variants import split_id_selector
+
+        # a family without a selector is described as a family (a required axis is not asked for)
+        definition = resolve_dataset(dataset_id, ctx)[0] if split_id_selector(dataset_id)[1] else ctx.dataset(dataset_id)
         described = _describe(definition, ctx, states=Pipeline(ctx))
     fetcher = ctx.fetcher()
     for resource in described["resources"]:

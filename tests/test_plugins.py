@@ -206,8 +206,15 @@ def plugin_python() -> Path:
 
 
 def plugin_environment() -> dict[str, str]:
-    """The test's environment, where the published datamaestro-image provides the namespace `image`."""
-    return {**os.environ, "DATAMAESTRO_REPOSITORIES": "image=datamaestro-image"}
+    """The test's environment, where the published datamaestro-image provides the namespace `image`.
+
+    The test plugin, which the test session puts on ``PYTHONPATH``, is left
+    out: this virtualenv holds the published plugins only.
+    """
+    from conftest import TEST_PLUGIN
+
+    path = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry and entry != TEST_PLUGIN]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "DATAMAESTRO_REPOSITORIES": "image=datamaestro-image"}
 
 
 def run_probe(python: Path, *arguments: str, timeout: float = 900) -> dict:
