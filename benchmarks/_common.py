@@ -394,20 +394,30 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def run_checked(command: Sequence[str] | str, *, env: dict[str, str] | None = None, cwd: Path | None = None, shell: bool = False) -> subprocess.CompletedProcess:
-    """Runs a command, capturing its output; raises with its stderr when it fails."""
+def run_checked(
+    command: Sequence[str] | str, *, env: dict[str, str] | None = None, cwd: Path | None = None, shell: bool = False, ok: Sequence[int] = (0,)
+) -> subprocess.CompletedProcess:
+    """Runs a command, capturing its output; raises with its stderr when it fails (an exit status not in ``ok``)."""
     result = subprocess.run(command, env=env, cwd=cwd, shell=shell, capture_output=True, text=True)
-    if result.returncode != 0:
+    if result.returncode not in ok:
         raise RuntimeError(f"{command if shell else ' '.join(map(str, command))} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return result
 
 
-def run_timed(command: Sequence[str] | str, *, env: dict[str, str] | None = None, cwd: Path | None = None, shell: bool = False, before: Callable[[], None] | None = None) -> tuple[float, subprocess.CompletedProcess]:
-    """Wall-clock seconds of one run of a command, and its result (``before`` runs first, untimed)."""
+def run_timed(
+    command: Sequence[str] | str,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    shell: bool = False,
+    before: Callable[[], None] | None = None,
+    ok: Sequence[int] = (0,),
+) -> tuple[float, subprocess.CompletedProcess]:
+    """Wall-clock seconds of one run of a command, and its result (``before`` runs first, untimed; ``ok``: accepted exit statuses)."""
     if before is not None:
         before()
     start = time.perf_counter()
-    result = run_checked(command, env=env, cwd=cwd, shell=shell)
+    result = run_checked(command, env=env, cwd=cwd, shell=shell, ok=ok)
     return time.perf_counter() - start, result
 
 

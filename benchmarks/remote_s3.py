@@ -174,7 +174,7 @@ class Aws:
 
 def run(work: Path, quick: bool, offline: bool = False) -> list[Row]:
     """Starts the server, times both cases, stops it."""
-    count = 500 if quick else 10_000
+    count = 100 if quick else 10_000
     big_size = (8 if quick else 256) * MiB
     runs = 1 if quick else 3
     small_label = f"{count:,} objects of {SMALL_SIZE // KiB} KiB"

@@ -39,7 +39,7 @@ def _unavailable() -> str | None:
 
 def run(work: Path, quick: bool) -> list[Row]:
     """Times 8 processes on 2 machines against 1 process, each on a new store; counts the GETs."""
-    size = 32 * MiB if quick else GiB
+    size = 8 * MiB if quick else GiB
     label = f"{size_label(size)} dataset"
     reason = _unavailable()
     if reason:

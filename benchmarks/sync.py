@@ -50,8 +50,8 @@ def count_files(folder: Path) -> int:
 
 def run(work: Path, quick: bool) -> list[Row]:
     """Locks the dataset on a peer, then times cold syncs, copies and warm syncs."""
-    count = 500 if quick else 10_000
-    runs = 3 if quick else 5
+    count = 100 if quick else 10_000
+    runs = 1 if quick else 5
     tar = tar_of_files(work / "data" / f"files-{count}.tar", count, FILE_SIZE)
     home = work / "home-sync"
     env = bench_env(home, work)

@@ -70,7 +70,8 @@ def test_kill_9_at_random_points_of_a_cold_prepare(mnist_server, tmp_path):
     assert reference.wait(timeout=120) == 0
     duration = time.monotonic() - started
 
-    for point in range(20):
+    # a new seed every run: the points of many runs add up (DATAMAESTRO_FAULT_ROUNDS=100 for a long hunt)
+    for point in range(int(os.environ.get("DATAMAESTRO_FAULT_ROUNDS", "10"))):
         data_dir, store_dir = tmp_path / f"data{point}", tmp_path / f"store{point}"
         process = start(data_dir, store_dir)
         time.sleep(rng.uniform(0.1, duration))
