@@ -149,6 +149,19 @@ def warm_config(context: "Context", dataset_id: str) -> dict | None:
     changed, the lock file changed, an action record now names another
     output, an output is gone from the store, or the manifest differs.
     """
+    found = _record_and_outputs(context, dataset_id)
+    if found is None:
+        return None
+    record, outputs = found
+    targets = {r["name"]: outputs[r["name"]] for r in record["resources"] if not r["transient"]}
+    handed = hand_out(context, Path(record["readable"]), targets)
+    if handed != record["manifest"]:
+        return None
+    return record["config"]
+
+
+def _record_and_outputs(context: "Context", dataset_id: str) -> tuple[dict, dict] | None:
+    """A dataset's warm record and its outputs (keys recomputed), or None when there is none or it is stale."""
     record = read_record(context, dataset_id)
     if record is None:
         return None
@@ -156,13 +169,7 @@ def warm_config(context: "Context", dataset_id: str) -> dict | None:
         outputs = _outputs(context, record)
     except (KeyError, TypeError, ValueError):
         return None
-    if outputs is None:
-        return None
-    targets = {r["name"]: outputs[r["name"]] for r in record["resources"] if not r["transient"]}
-    handed = hand_out(context, Path(record["readable"]), targets)
-    if handed != record["manifest"]:
-        return None
-    return record["config"]
+    return None if outputs is None else (record, outputs)
 
 
 def warm_description(context: "Context", dataset_id: str) -> dict | None:
@@ -173,15 +180,10 @@ def warm_description(context: "Context", dataset_id: str) -> dict | None:
     remote caches configured, such a resource may be offered by one: the
     full ``info`` asks them.
     """
-    record = read_record(context, dataset_id)
-    if record is None or not isinstance(record.get("description"), dict):
+    found = _record_and_outputs(context, dataset_id)
+    if found is None or not isinstance(found[0].get("description"), dict):
         return None
-    try:
-        outputs = _outputs(context, record)
-    except (KeyError, TypeError, ValueError):
-        return None
-    if outputs is None:
-        return None
+    record, outputs = found
     description = dict(record["description"])
     resources = []
     for resource in description["resources"]:
