@@ -412,6 +412,10 @@ class PartialDownload:
                 continue
             except OSError as exc:
                 logger.debug("no partial download for %s: %s", url, exc)
+                try:
+                    partial.folder.rmdir()  # made just now, and empty (a full disk): leave no trace
+                except OSError:
+                    pass
                 return None
         if fd is None:
             return None
