@@ -146,10 +146,12 @@ class Aws:
     """``aws`` on the server: its command lines, the untimed bucket chores, and waiting for the server to be idle.
 
     :param server_pid: the server's process (one ``weed`` process, all its threads)
+    :param settle: wait for the server to be idle before each timed run (not in a quick run: a smoke test)
     """
 
-    def __init__(self, program: str, endpoint: str, env: dict[str, str], server_pid: int):
+    def __init__(self, program: str, endpoint: str, env: dict[str, str], server_pid: int, *, settle: bool = True):
         self.program, self.endpoint, self.env, self.server_pid = program, endpoint, env, server_pid
+        self.settle = settle
 
     def command(self, *args: str | Path) -> list[str]:
         return [self.program, *map(str, args), "--endpoint-url", self.endpoint]
@@ -207,7 +209,7 @@ def run(work: Path, quick: bool, offline: bool = False) -> list[Row]:
     volume_max = 2 * (BIG_COUNT * big_size // (VOLUME_MB * MiB) + 4) + 16
     server = SeaweedServer(base / "server", s3_config=s3_identities(base / "identities.json", ACCESS, SECRET), volume_max=volume_max, volume_size_limit_mb=VOLUME_MB)
     with server:
-        aws = Aws(program, server.s3_endpoint, env, server.pid)
+        aws = Aws(program, server.s3_endpoint, env, server.pid, settle=not quick)
         version = aws.version()
         small = _small_case(work, base, env, aws, count, runs)
         big = _big_case(base, env, aws, big_size, runs)
@@ -260,6 +262,8 @@ def _settle(aws: Aws, *, timeout: float = 30) -> None:
     bucket's volumes and entries, flushing its metadata): not during the next timed run.
     """
     drop_dirty_pages()
+    if not aws.settle:
+        return
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
