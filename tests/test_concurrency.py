@@ -71,7 +71,7 @@ def test_kill_9_at_random_points_of_a_cold_prepare(mnist_server, tmp_path):
     duration = time.monotonic() - started
 
     # a new seed every run: the points of many runs add up (DATAMAESTRO_FAULT_ROUNDS=100 for a long hunt)
-    for point in range(int(os.environ.get("DATAMAESTRO_FAULT_ROUNDS", "10"))):
+    for point in range(int(os.environ.get("DATAMAESTRO_FAULT_ROUNDS", "6"))):
         data_dir, store_dir = tmp_path / f"data{point}", tmp_path / f"store{point}"
         process = start(data_dir, store_dir)
         time.sleep(rng.uniform(0.1, duration))

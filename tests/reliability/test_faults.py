@@ -21,7 +21,7 @@ from .harness import Datamaestro, finish, readable_problems, signal_problems, st
 from .samples import DATASETS, SERVED, VALIDATED
 
 # a new seed every run: the rounds of many runs add up (DATAMAESTRO_FAULT_ROUNDS=100 for a long hunt)
-ROUNDS = int(os.environ.get("DATAMAESTRO_FAULT_ROUNDS", "8"))
+ROUNDS = int(os.environ.get("DATAMAESTRO_FAULT_ROUNDS", "6"))
 SIGNALS = [signal.SIGKILL, signal.SIGTERM, signal.SIGINT, None]
 #: slow enough that a kill lands in the middle of bodies, fast enough for CI
 THROTTLE = {"chunk": 32 * 1024, "pause": 0.01}

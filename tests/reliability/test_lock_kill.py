@@ -10,12 +10,13 @@ writes the new lock.
 
 from __future__ import annotations
 
+import os
 import signal
 
 from .harness import PROCESS_TIMEOUT, Datamaestro, signal_problems, store_problems, tmp_entries
 from .samples import SERVED
 
-ROUNDS = 4
+ROUNDS = int(os.environ.get("DATAMAESTRO_FAULT_ROUNDS", "3"))
 OLD = ["org.example"]
 NEW = ["org.example", "org.samples.corpus", "com.lecun.mnist"]
 
