@@ -177,13 +177,7 @@ class _FunctionDerived(Derived):
 
     def __init__(self, name, inputs, function: Callable, *, kind: str, version: str, transient: bool, varname: str | None):
         super().__init__(name, inputs, kind=kind, version=version, transient=transient, varname=varname)
-        qualname = getattr(function, "__qualname__", None)
-        if not callable(function) or not qualname or "<lambda>" in qualname:
-            raise DefinitionError(
-                f"{name}: the function of a derived resource must be a named function (not {function!r})",
-                hint="its module and name go into the recipe key; define it with `def`",
-            )
-        self.function = function
+        self.function = _named_function(function, f"{name}: the function of a derived resource")
 
     def recipe(self) -> dict:
         """Adds the function's qualified name."""
@@ -251,13 +245,7 @@ class custom_download(Derived):
 
     def __init__(self, varname: str, downloader: Callable, *, transient: bool = False, version: str = "1"):
         super().__init__(varname, [], kind="tree", version=version, transient=transient, varname=varname)
-        qualname = getattr(downloader, "__qualname__", None)
-        if not callable(downloader) or not qualname or "<lambda>" in qualname:
-            raise DefinitionError(
-                f"{varname}: the downloader of a custom_download must be a named function (not {downloader!r})",
-                hint="its module and name go into the recipe key; define it with `def`",
-            )
-        self.downloader = downloader
+        self.downloader = _named_function(downloader, f"{varname}: the downloader of a custom_download")
         self._context = None
 
     def recipe(self) -> dict:
@@ -276,3 +264,17 @@ class custom_download(Derived):
         """Creates the folder and lets the downloader fill it."""
         output.mkdir()
         self.downloader(self._context, output, force=False)
+
+
+def _named_function(function: Callable, what: str) -> Callable:
+    """``function`` when it is a named function (its module and name go into a recipe key).
+
+    :raises DefinitionError: a lambda, or something not callable
+    """
+    qualname = getattr(function, "__qualname__", None)
+    if not callable(function) or not qualname or "<lambda>" in qualname:
+        raise DefinitionError(
+            f"{what} must be a named function (not {function!r})",
+            hint="its module and name go into the recipe key; define it with `def`",
+        )
+    return function
