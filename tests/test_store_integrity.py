@@ -72,6 +72,26 @@ def test_a_tree_holding_a_changed_file_is_removed_on_use(tmp_path):
     assert not store.output_present(Output(Kind.TREE, tree)) and not store.output_present(Output(Kind.TREE, other))
 
 
+def test_objects_taken_from_a_peer_store_are_stamped_when_committed(tmp_path):
+    from datamaestro.remotes import PathPeer, transfer
+
+    peer = Store(tmp_path / "peer")
+    linked = peer.ingest_stream([b"linked from the peer"])
+    copied = peer.ingest_stream([b"copied: its peer stamp is gone"])
+    peer.layout.stamp_path(copied).unlink()
+    store = Store(tmp_path / "store")
+    report = transfer(store, [linked, copied], [PathPeer(peer.root)])
+    assert sum(report.taken.values()) == 2
+    for digest in (linked, copied):
+        assert read_stamp(store.layout, digest) == stamp_text(os.stat(store.path_of(digest)), store.layout.precise_stat)
+    # the same inode as the peer's object: its stamp is linked, not written again (no new inode)
+    assert os.stat(store.path_of(linked)).st_ino == os.stat(peer.path_of(linked)).st_ino
+    assert os.lstat(store.layout.stamp_path(linked)).st_ino == os.lstat(peer.layout.stamp_path(linked)).st_ino
+    # stamped at commit: an edit right after the transfer is caught on the first use
+    change_in_place(store.path_of(copied))
+    assert [c.digest for c in store.check_on_use([Output(Kind.FILE, copied)])] == [copied]
+
+
 def test_verify_rehashes_and_stamps_again_an_object_whose_bytes_are_right(tmp_path):
     """A restored backup or a `touch` changes the stat, not the bytes: verify says so by stamping it again."""
     store = Store(tmp_path / "store")

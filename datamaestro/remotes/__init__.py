@@ -74,7 +74,18 @@ class PathPeer(Peer):
         """Links (or copies) many objects from the folder at once, each checked (see :meth:`ObjectStore.stage_files`)."""
         root = os.fspath(self.root)
         pairs = [(digest, f"{root}/{object_key(digest)}") for digest in digests]
-        return store.objects.stage_files(pairs, link=self.link)
+        outcomes = store.objects.stage_files(pairs, link=self.link)
+        if not self.link:
+            return outcomes
+        from dataclasses import replace
+
+        from ..store.objects import Staged
+
+        # a linked object is the peer's inode: its stamp can be linked too (see record_stamps)
+        return [
+            replace(outcome, stamp_source=f"{root}/stamps/{object_key(digest).partition('/')[2]}") if isinstance(outcome, Staged) else outcome
+            for digest, outcome in zip(digests, outcomes)
+        ]
 
     def get_action(self, key: str) -> bytes | None:
         """Reads the record from the folder's ``actions/``."""

@@ -138,7 +138,8 @@ def _objects_of(store: "Store", output: Output) -> tuple[list[str], Path | None]
     files = _TREE_FILES.get(key)
     if files is None:
         try:
-            files = tuple(dict.fromkeys(store.trees.iter_object_digests(output.digest)))
+            # checked once here, not on every use
+            files = tuple(digest for digest in dict.fromkeys(store.trees.iter_object_digests(output.digest)) if is_digest(digest))
         except (StoreError, KeyError, TypeError, OSError):
             return [output.digest], tree
         if len(_TREE_FILES) >= _TREE_FILES_KEPT:
@@ -174,11 +175,13 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
     for output in outputs:
         if output is None or not output.kind.stored or not output.digest:
             continue
+        if not is_digest(output.digest):
+            continue
         digests, tree = _objects_of(store, output)
         damaged = False
         for digest in digests:
-            if digest in seen or not is_digest(digest):
-                damaged = damaged or not seen.get(digest, True)
+            if digest in seen:
+                damaged = damaged or not seen[digest]
                 continue
             seen[digest] = False
             name = f"{digest[7:9]}/{digest[9:]}"

@@ -297,17 +297,51 @@ def record_stamp(layout: Layout, digest: str, st: os.stat_result, *, replace: bo
         return False
 
 
+def record_stamps(layout: Layout, committed: list[tuple[str, os.stat_result, str | None]]) -> None:
+    """Stamps many objects just committed: ``(digest, stat, stamp source or None)``.
+
+    An object hard-linked from a peer store is the peer's inode: when the
+    peer's stamp (``stamp source``) says exactly what this object's stat
+    says, it is hard-linked as this object's stamp, which allocates no
+    inode (a new symbolic link per object would double the inodes a sync
+    makes). Otherwise, or when the link is refused, :func:`record_stamp`.
+    """
+    precise = layout.precise_stat
+    stamps = os.fspath(layout.stamps)
+    made: set[str] = set()
+    for digest, st, source in committed:
+        if source is not None:
+            hexdigest = hex_of(digest)
+            fan = f"{stamps}/{hexdigest[:2]}"
+            try:
+                if os.readlink(source) == stamp_text(st, precise):
+                    if fan not in made:
+                        layout.mkdir(Path(fan))
+                        made.add(fan)
+                    os.link(source, f"{fan}/{hexdigest[2:]}", follow_symlinks=False)
+                    continue
+            except FileExistsError:
+                pass  # stamped by another process: record_stamp checks what it says
+            except OSError:
+                pass  # no stamp there, another file system, or linking refused: a new one
+        record_stamp(layout, digest, st, replace=True)
+
+
 @dataclass(frozen=True)
 class Staged:
     """A checked object waiting in ``tmp/`` to be made visible (see :meth:`ObjectStore.commit_staged`).
 
     :param read_only: the file already has the objects' mode (no chmod needed)
+    :param stamp_source: the stamp of the file it was hard-linked from (a
+        peer store's): linked as this object's stamp when it describes the
+        same inode, which costs no new inode (see :func:`record_stamps`)
     """
 
     tmp: Path
     digest: str
     size: int
     read_only: bool = False
+    stamp_source: str | None = None
 
 
 _syncfs = None
@@ -639,6 +673,7 @@ class ObjectStore:
         # paths, and each fan-out folder made once (remembered: they are never removed)
         objects = os.fspath(self.layout.objects)
         sep = os.sep
+        committed: list[tuple[str, os.stat_result, str | None]] = []
         for item in staged:
             hexdigest = hex_of(item.digest)
             fan = objects + sep + hexdigest[:2]
@@ -653,6 +688,7 @@ class ObjectStore:
                 if os.path.lexists(target):
                     os.unlink(tmp)  # another writer was first: same bytes by definition
                     continue
+                st = os.lstat(tmp)  # a rename changes neither size, mtime nor inode
                 try:
                     os.rename(tmp, target)
                 except FileNotFoundError:
@@ -664,6 +700,8 @@ class ObjectStore:
             except OSError as exc:
                 _unlink_quietly(tmp)
                 raise disk_error(exc, "adding an object") from None
+            committed.append((item.digest, st, item.stamp_source))
+        record_stamps(self.layout, committed)
 
     def ingest_stream(self, chunks: Iterable[bytes]) -> str:
         """Stores the bytes of an iterable of chunks; returns their digest."""
