@@ -87,19 +87,25 @@ def digest_of_file(path, *, threads: bool = True) -> str:
     return format_digest(h.hexdigest())
 
 
-def read_small_file(path: str, buffer: bytearray) -> int | None:
+def read_small_file(path: str, buffer: bytearray, expected: int | None = None) -> int | None:
     """Reads a whole file into ``buffer``: its size, or None when it does not fit.
 
     Low-level reads (``os.open``/``os.readv`` into a reused buffer: no file
     object, no allocation per file), for hashing many small objects, where
     the per-file Python cost is what bounds the work. Reads until end of
     file, since network file systems may return less than asked.
+
+    :param expected: the size a ``stat`` just gave: once that many bytes are
+        read, no further read looks for the end of the file (a system call
+        per file saved)
     """
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.readv(fd, [buffer])
         if size == len(buffer):
             return None
+        if size == expected:
+            return size
         view = None
         while size:
             view = view or memoryview(buffer)

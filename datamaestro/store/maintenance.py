@@ -325,6 +325,11 @@ def _unordered_map(fn, items: list, workers: int, batch: int = 256) -> Iterator:
     than hashing it), and at most a few batches per worker are queued, so a
     store of millions of objects does not hold millions of futures.
     """
+    if workers == 1:
+        # no pool: a second thread would only take turns with this one
+        for index in range(0, len(items), batch):
+            yield from fn(items[index : index + batch])
+        return
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending = set()
         for index in range(0, len(items), batch):
@@ -339,13 +344,14 @@ def _unordered_map(fn, items: list, workers: int, batch: int = 256) -> Iterator:
                 yield from future.result()
 
 
-def _hash_small_objects(objects: str, hexdigests: list[str]) -> list[tuple]:
+def _hash_small_objects(objects: str, stamps: str, precise: bool, hexdigests: list[str]) -> list[tuple]:
     """Rehashes a batch of objects that fit in one read; larger ones come back with digest ``LARGE``.
 
-    One ``os.open``/``os.read`` per object and no stat, ``Path`` nor file
-    object: on many small objects the per-file Python work, not hashing,
-    is what bounds verify. Result per object: ``(hex, actual hex or None
-    or LARGE, size, error)``.
+    One ``os.open``/``os.read`` per object and no ``Path`` nor file object:
+    on many small objects the per-file Python work, not hashing, is what
+    bounds verify. A right object's stamp is compared here too, by the same
+    thread (one ``stat``, one ``readlink``). Result per object: ``(hex,
+    actual hex or None or LARGE, size, error, stamp to record again)``.
     """
     from blake3 import blake3
 
@@ -354,20 +360,43 @@ def _hash_small_objects(objects: str, hexdigests: list[str]) -> list[tuple]:
     sep = os.sep
     buffer = small_file_buffer()
     view = memoryview(buffer)
+    limit = len(buffer)
     for hexdigest in hexdigests:
+        name = hexdigest[:2] + sep + hexdigest[2:]
+        path = objects + sep + name
         try:
-            size = read_small_file(objects + sep + hexdigest[:2] + sep + hexdigest[2:], buffer)
+            st = os.lstat(path)  # for the stamp, and the size to read
+            size = read_small_file(path, buffer, st.st_size) if st.st_size < limit else None
         except FileNotFoundError:
-            append((hexdigest, None, 0, None))  # removed meanwhile (gc): nothing to check
+            append((hexdigest, None, 0, None, False))  # removed meanwhile (gc): nothing to check
             continue
         except OSError as exc:
-            append((hexdigest, None, 0, exc))
+            append((hexdigest, None, 0, exc, False))
             continue
         if size is None:
-            append((hexdigest, _LARGE, 0, None))
-        else:
-            append((hexdigest, blake3(view[:size]).hexdigest(), size, None))
+            append((hexdigest, _LARGE, 0, None, False))
+            continue
+        actual = blake3(view[:size]).hexdigest()
+        append((hexdigest, actual, size, None, actual == hexdigest and _stamp_is_stale(st, stamps + sep + name, precise)))
     return results
+
+
+def _stamp_is_stale(st: os.stat_result | None, stamp: str, precise: bool) -> bool:
+    """Whether an object's stamp is missing or says something else than its ``stat`` (to be recorded again)."""
+    if st is None:
+        return False  # gone meanwhile: nothing to stamp
+    try:
+        recorded = os.readlink(stamp)
+    except OSError:
+        return True
+    return not stamp_matches(recorded, st, precise)[0]
+
+
+def _lstat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
 
 
 _LARGE = "large"
@@ -392,11 +421,14 @@ def verify(
     whose bytes are right but whose stamp (what the on-use check compares a
     ``stat`` with) says otherwise is stamped again.
 
-    Small objects are read and hashed by a pool of ``jobs`` threads in
-    batches; large ones afterwards, one at a time, mapped into memory and
-    hashed by blake3 on every core (as ``b3sum`` does).
+    Small objects are read and hashed in batches by ``jobs`` threads; large
+    ones afterwards, one at a time, mapped into memory and hashed by blake3
+    on every core (as ``b3sum`` does).
 
-    :param jobs: threads reading small objects (default: the number of CPUs)
+    :param jobs: threads reading small objects (default: one on a local file
+        system, where threads only slow each other down on small files, as
+        measured; four per CPU on a network file system, where each read
+        waits on the server)
     :param progress: called as ``progress(objects_done, objects_total)``
         after each object
     :param digests: only these objects (``sync --verify full``: a project's
@@ -431,11 +463,11 @@ def verify(
             return hexdigest, None, 0, exc
 
     mismatched = []
-    good = []
+    stale = []  # right objects whose stamp is missing or says otherwise
     large = []
     done = 0
 
-    def count(hexdigest: str, actual: str | None, size: int, error: OSError | None) -> None:
+    def count(hexdigest: str, actual: str | None, size: int, error: OSError | None, restamp: bool) -> None:
         nonlocal done
         done += 1
         if error is not None:
@@ -443,19 +475,25 @@ def verify(
         elif actual is not None:
             report.checked += 1
             report.bytes += size
-            (good if actual == hexdigest else mismatched).append(format_digest(hexdigest))
+            if actual != hexdigest:
+                mismatched.append(format_digest(hexdigest))
+            elif restamp:
+                stale.append(format_digest(hexdigest))
         if progress is not None:
             progress(done, total)
 
-    workers = jobs or os.cpu_count() or 1
-    for hexdigest, actual, size, error in _unordered_map(partial(_hash_small_objects, objects), hexdigests, workers):
+    workers = jobs or (1 if store.layout.local else 4 * (os.cpu_count() or 1))
+    stamps, precise = os.fspath(store.layout.stamps), store.layout.precise_stat
+    for hexdigest, actual, size, error, restamp in _unordered_map(partial(_hash_small_objects, objects, stamps, precise), hexdigests, workers):
         if actual is _LARGE:
             large.append(hexdigest)
         else:
-            count(hexdigest, actual, size, error)
+            count(hexdigest, actual, size, error, restamp)
     for hexdigest in large:
-        count(*check_large(hexdigest))
-    _restamp(store, good)
+        name = hexdigest[:2] + os.sep + hexdigest[2:]
+        hexdigest, actual, size, error = check_large(hexdigest)
+        count(hexdigest, actual, size, error, actual == hexdigest and _stamp_is_stale(_lstat_or_none(objects + os.sep + name), stamps + os.sep + name, precise))
+    _restamp(store, stale)
 
     if mismatched:
         # gc must not run while objects move to quarantine and trees go
@@ -486,7 +524,7 @@ def verify(
 
 
 def _restamp(store: Store, digests: list[str]) -> None:
-    """Stamps again the rehashed, right objects whose stamp is missing or says otherwise (a ``touch``, a restore)."""
+    """Stamps again rehashed, right objects whose stamp was found missing or saying otherwise (a ``touch``, a restore)."""
     precise = store.layout.precise_stat
     for digest in digests:
         with contextlib.suppress(OSError):

@@ -60,6 +60,11 @@ SHARED_LEASE_DIR_MODE = 0o2775
 #: mounts without ``use_ino``, 9p) and whose mtime another mount may see to
 #: the second only: an object's stamp there holds its size and mtime in seconds
 COARSE_STAT_FS = ("fuse", "9p", "virtiofs")
+#: File systems on a local disk or in memory: a ``stat`` or a small read
+#: there costs microseconds, so one thread goes fastest through many small
+#: files (threads only fight for the interpreter); elsewhere each call waits
+#: on the network, and many threads hide that wait
+LOCAL_FS = ("ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "zfs", "f2fs", "apfs", "hfs", "overlay", "ramfs", "bcachefs")
 # A tmp entry of another host cannot be checked for liveness: reap it only
 # when it is this old (seconds).
 STALE_FOREIGN_TMP = 24 * 3600
@@ -109,6 +114,7 @@ class Layout:
         self.stamps = self.root / "stamps"
         self._privileged: bool | None = None
         self._precise_stat: bool | None = None
+        self._local: bool | None = None
 
     @property
     def dir_mode(self) -> int:
@@ -152,6 +158,13 @@ class Layout:
     def may_remove(self, st: os.stat_result) -> bool:
         """True when this process may rename or unlink an entry of the given ``stat`` (sticky folders)."""
         return self.privileged or st.st_uid == os.geteuid()
+
+    @property
+    def local(self) -> bool:
+        """True when the store is on a local file system (see :data:`LOCAL_FS`); False on network ones and when unknown."""
+        if self._local is None:
+            self._local = _filesystem_type(self.root) in LOCAL_FS
+        return self._local
 
     @property
     def precise_stat(self) -> bool:
