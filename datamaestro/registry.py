@@ -77,14 +77,16 @@ class Registry:
         self._index: list[IndexEntry] | None = None
         self._problems: dict[str, str] = {}
         self._repository_entries: list[RepositoryEntry] | None = None
+        self._entry_points: list | None = None
 
     # -- entry points
-    @staticmethod
-    def entry_points():
-        """The ``datamaestro.repositories`` entry points, sorted by name."""
-        from importlib.metadata import entry_points
+    def entry_points(self):
+        """The ``datamaestro.repositories`` entry points, sorted by name (read once per registry: a scan of every installed distribution)."""
+        if self._entry_points is None:
+            from importlib.metadata import entry_points
 
-        return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+            self._entry_points = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+        return self._entry_points
 
     def repositories(self) -> dict[str, Repository]:
         """Every installed repository, by namespace (imports each plugin's top package).
@@ -166,7 +168,7 @@ class Registry:
         return self.context.data_dir / "cache" / "index.json"
 
     def fingerprint(self) -> str:
-        """Changes whenever an installed plugin changes (no plugin is imported)."""
+        """Changes whenever an installed plugin changes (no plugin is imported; its files are stat'ed on every call)."""
         from .store.digests import canonical_json, digest_bytes
 
         parts = []

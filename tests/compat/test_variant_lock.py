@@ -17,9 +17,11 @@ FAMILY = "org.texts.sizes"
 @pytest.fixture
 def family_context(mnist_server, tmp_path, monkeypatch):
     """A project whose context also sees the family repository (tests/familyplugin)."""
-    installed = Registry.entry_points()
+    from importlib.metadata import entry_points
+
+    installed = sorted(entry_points(group="datamaestro.repositories"), key=lambda ep: ep.name)
     family = EntryPoint(name="family", value="familyplugin:FamilyRepository", group="datamaestro.repositories")
-    monkeypatch.setattr(Registry, "entry_points", staticmethod(lambda: [*installed, family]))
+    monkeypatch.setattr(Registry, "entry_points", lambda self: [*installed, family])
     project = tmp_path / "project"
     project.mkdir()
     (project / "pyproject.toml").write_text('[project]\nname = "xp"\n')
