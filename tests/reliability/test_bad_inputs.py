@@ -143,9 +143,9 @@ CASES = [
     Case("cli-data-is-a-file", ["--data", "{tmp}/afile", "prepare", "org.example"], 1, ["creating the store", "Not a directory"]),
     Case("cli-store-not-a-store", ["--store", "{tmp}/notstore", "prepare", "org.example"], 1, ["notstore is not a datamaestro store (no VERSION file) and is not empty"]),
     Case("cli-store-version", ["--store", "{tmp}/v99", "prepare", "org.example"], 1, ["has layout version 99, this datamaestro reads version 1"]),
-    Case("cli-jobs-negative", ["store", "verify", "-j", "-3"], 2, ["Invalid value for '--jobs' / '-j': Input should be greater than or equal to 1"]),
-    Case("cli-sync-jobs-zero", ["sync", "-j", "0"], 2, ["Invalid value for '--jobs' / '-j': Input should be greater than or equal to 1"], pyproject=PROJECT),
-    Case("cli-grace-negative", ["store", "gc", "--grace", "-5"], 2, ["Invalid value for '--grace': Input should be greater than or equal to 0"]),
+    Case("cli-jobs-negative", ["store", "verify", "-j", "-3"], 2, ["Invalid value for '--jobs' / '-j': -3 is not in the range x>=1"]),
+    Case("cli-sync-jobs-zero", ["sync", "-j", "0"], 2, ["Invalid value for '--jobs' / '-j': 0 is not in the range x>=1"], pyproject=PROJECT),
+    Case("cli-grace-negative", ["store", "gc", "--grace", "-5"], 2, ["Invalid value for '--grace': -5.0 is not in the range x>=0"]),
     Case("cli-unknown-group", ["store", "init", "--group", "no-such-group-here"], 2, ["unknown Unix group 'no-such-group-here'", "getent group"]),
     Case("cli-offline-missing", ["--offline", "prepare", "com.lecun.mnist"], 1, ["offline mode: 4 download(s) needed", "http://127.0.0.1:9/mnist/t10k-labels-idx1-ubyte.gz"]),
 ]
