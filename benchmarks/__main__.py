@@ -182,6 +182,25 @@ def markdown(rows: list[Row], curves: list[Curve], description: dict[str, str], 
     return "\n".join(lines)
 
 
+def _replaced(results: Path, names: list[str], rows: list[Row], curves: list[Curve], description: dict) -> tuple[list[Row], list[Curve], dict]:
+    """The figures of ``results`` (a full run's JSON) with those of ``names`` replaced by the new ones, in the same order."""
+    previous = json.loads(results.read_text())
+    old_rows = [Row(**r) for r in previous["rows"]]
+    old_curves = [Curve(**c) for c in previous["curves"]]
+    merged_rows: list[Row] = []
+    for name in available():
+        if name in names:
+            merged_rows += [r for r in rows if r.benchmark == name]
+        else:
+            merged_rows += [r for r in old_rows if r.benchmark == name]
+    merged_curves = [c for c in old_curves if c.benchmark not in names] + curves
+    merged = dict(previous["machine"])
+    rerun = f"{', '.join(names)} at commit {description.get('commit', '?')}, {description.get('date', '?')} (load at start {description.get('load average at start (1, 5, 15 min)', '?')})"
+    key = "run again"
+    merged[key] = f"{merged[key]}; {rerun}" if key in merged else rerun
+    return merged_rows, merged_curves, merged
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parses arguments, runs the benchmarks, prints and writes the results; non-zero if one failed."""
     names_available = available()
@@ -191,17 +210,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offline", action="store_true", help="skip the figures that need PyPI (the original datamaestro's virtualenv); they are printed as skipped")
     parser.add_argument("--work", type=Path, default=WORK_DIR, help="work folder (default: benchmarks/.work)")
     parser.add_argument("--output", type=Path, help="Markdown file to write (default: benchmarks/results.md for a full run of all)")
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="run the NAMEs again and put their figures in place of theirs in benchmarks/results.* (the others are kept, "
+        "and the page says which were run again, when and at which commit)",
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in names_available]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(names_available)}")
+    if args.replace and (args.quick or args.offline or not args.names or args.output):
+        parser.error("--replace takes benchmark names, and neither --quick, --offline nor --output")
     names = args.names or names_available
     work = args.work.resolve()
     output = args.output
     if output is None:
         complete = not args.quick and names == names_available
         complete = complete and not args.offline
-        output = BENCH_DIR / "results.md" if complete else work / ("results-quick.md" if args.quick else "results-partial.md")
+        output = BENCH_DIR / "results.md" if complete or args.replace else work / ("results-quick.md" if args.quick else "results-partial.md")
 
     description = machine(work)
     results: list[Row | Curve] = []
@@ -209,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         results += run_benchmark(name, work, args.quick, args.offline)
     rows = [r for r in results if isinstance(r, Row)]
     curves = [r for r in results if isinstance(r, Curve)]
+    if args.replace:
+        rows, curves, description = _replaced(output.with_suffix(".json"), names, rows, curves, description)
 
     # other work on the machine skews timings: say how busy it was
     description["load average at end (1, 5, 15 min)"] = ", ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -219,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{what}: {row.benchmark}: {row.measure} ({row.skipped})", file=sys.stderr)
     output.parent.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python -m benchmarks", *(["--quick"] if args.quick else []), *(["--offline"] if args.offline else []), *args.names])
+    if args.replace:
+        command = "python -m benchmarks"  # the page is still the full run's, with some benchmarks run again
     # the figures for tools, next to the page
     output.with_suffix(".json").write_text(
         json.dumps({"machine": description, "rows": [asdict(r) for r in rows], "curves": [asdict(c) for c in curves]}, indent=2) + "\n"

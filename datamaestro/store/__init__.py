@@ -605,10 +605,19 @@ class Store:
         """A unique path in the store's ``tmp/`` (same file system as objects)."""
         return self.layout.tmp_path(hint)
 
-    def partial_folder(self) -> Path:
-        """Where interrupted downloads are kept for a later run (``tmp/partial``); kept a week."""
+    def partial_folder(self) -> Path | None:
+        """Where interrupted downloads are kept for a later run (``tmp/partial``, kept a week); None on a FUSE or 9p mount.
+
+        A download kept for a later run is written twice (the partial file
+        and the object). Chunk-based FUSE file systems (SeaweedFS, JuiceFS)
+        keep each piece flushed between two slow writes as a new chunk: a
+        1 GiB download filled the 5 GiB of a SeaweedFS test server. There
+        an interrupted download starts again from its first byte.
+        """
         from .objects import PARTIAL_FOLDER
 
+        if not self.layout.precise_stat:
+            return None
         return self.layout.tmp / PARTIAL_FOLDER
 
     def drop_own_tmp(self) -> None:

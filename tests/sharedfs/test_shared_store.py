@@ -181,3 +181,16 @@ def test_lock_on_one_machine_and_sync_on_the_other_downloads_nothing(sites, serv
     assert synced.returncode == 0, synced.stderr
     assert served_counts(served) == before
     assert readable_ok(b, served) == []
+
+
+def test_a_download_into_a_store_on_a_fuse_mount_keeps_no_partial_file(sites, served):
+    # a partial file doubles the writes, which a chunk-based FUSE file system keeps as garbage chunks
+    from datamaestro.store import Store
+
+    a, _ = sites
+    done = a.run("prepare", MNIST)
+    assert done.returncode == 0, done.stderr
+    assert Store(a.store).partial_folder() is None
+    assert not (a.store / "tmp" / "partial").exists()
+    assert readable_ok(a, served) == []
+    assert Store(a.data / "local-store").partial_folder() is not None  # a local disk keeps them
