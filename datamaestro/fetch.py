@@ -500,6 +500,10 @@ class PartialDownload:
             os.replace(tmp, self.meta_path)
         except OSError as exc:
             logger.debug("cannot record the partial download of %s: %s", self.url, exc)
+            try:
+                tmp.unlink(missing_ok=True)  # a full disk leaves a half-written record: no trace of it
+            except OSError:
+                pass
 
     def append(self, chunk: bytes) -> None:
         """Keeps received bytes (straight to the file: a kill keeps them)."""
@@ -517,7 +521,7 @@ class PartialDownload:
         if self._fd is None:
             return
         if not keep or not self.meta or os.fstat(self._fd).st_size == 0:
-            for path in (self.data_path, self.meta_path):
+            for path in (self.data_path, self.meta_path, self.meta_path.with_name(self.meta_path.name + ".new")):
                 try:
                     path.unlink(missing_ok=True)
                 except OSError:

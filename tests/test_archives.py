@@ -118,6 +118,20 @@ def test_tar_formats(http_server, dm_context, suffix, mode):
     assert list(dm_context.store.layout.tmp.iterdir()) == []
 
 
+def test_a_python_without_tar_filters_refuses_to_extract(http_server, dm_context, monkeypatch):
+    # Python before 3.11.4 (Debian's 3.11.2, for one) has no extraction filters: no unfiltered extraction, one message
+    import tarfile
+
+    monkeypatch.delattr(tarfile, "data_filter")
+    url = serve(http_server, "files.tar", tar_bytes(FILES, "w"))
+    definition = make_dataset("test.archives.oldpython", TarDownloader("files", url))
+    with pytest.raises(ArchiveError) as info:
+        Pipeline(dm_context).run(definition)
+    assert "needs Python 3.11.4 or later" in str(info.value) and url in str(info.value)
+    assert not definition.datapath.exists()
+    assert_store_clean(dm_context)
+
+
 def test_second_run_downloads_nothing(http_server, dm_context):
     url = serve(http_server, "files.tar.gz", tar_bytes(FILES, "w:gz"))
     Pipeline(dm_context).run(make_dataset("test.archives.first", TarDownloader("files", url)))

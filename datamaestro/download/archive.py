@@ -414,6 +414,15 @@ class TarDownloader(ArchiveDownloader):
 
     def _extract(self, archive_path: Path, folder: Path) -> None:
         """Checks every member, then extracts the selected ones through the ``data`` filter."""
+        if not hasattr(tarfile, "data_filter"):
+            import platform
+
+            # the filter refuses what escapes the folder, device files, setuid bits: never extract without it
+            raise ArchiveError(
+                f"{self.url}: extracting a tar archive safely needs Python 3.11.4 or later (tar extraction filters); "
+                f"this is Python {platform.python_version()}",
+                hint="run datamaestro with a newer Python (3.11.4+, 3.12+)",
+            )
         try:
             with tarfile.open(archive_path, "r:*", errorlevel=1) as archive:
                 selected = self._select(self._members(archive))
