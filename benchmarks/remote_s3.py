@@ -146,7 +146,8 @@ class Aws:
     """``aws`` on the server: its command lines, the untimed bucket chores, and waiting for the server to be idle.
 
     :param server_pid: the server's process (one ``weed`` process, all its threads)
-    :param settle: wait for the server to be idle before each timed run (not in a quick run: a smoke test)
+    :param settle: wait for the server to be idle before each timed run, and drop each round's buckets
+        after it (not in a quick run: a smoke test, whose server is thrown away at the end)
     """
 
     def __init__(self, program: str, endpoint: str, env: dict[str, str], server_pid: int, *, settle: bool = True):
@@ -292,8 +293,9 @@ def _alternate(aws: Aws, case: str, runs: int, push: dict, pull: dict) -> dict[s
             times["push"][tool].append(push[tool](buckets[tool]))
         for tool in order:
             times["pull"][tool].append(pull[tool](buckets["dm"]))
-        for bucket in buckets.values():
-            aws.drop_bucket(bucket)
+        if aws.settle:
+            for bucket in buckets.values():
+                aws.drop_bucket(bucket)
     return times
 
 
