@@ -27,38 +27,38 @@ from benchmarks._plot import headroom, parse_target  # noqa: E402
 QUICK_SECONDS = {"remote_s3": 25, "prepare_warm": 10, "sharedfs": 9, "sync": 7, "ingest_memory": 7, "scaling": 5}
 
 
-def balanced_halves(names: list[str]) -> list[list[str]]:
-    """The benchmarks in two groups of about the same quick-run time (longest first, each to the lighter group)."""
-    halves: list[list[str]] = [[], []]
-    load = [0, 0]
+def balanced_groups(names: list[str], count: int = 3) -> list[list[str]]:
+    """The benchmarks in ``count`` groups of about the same quick-run time (longest first, each to the lightest group)."""
+    groups: list[list[str]] = [[] for _ in range(count)]
+    load = [0] * count
     for name in sorted(names, key=lambda n: -QUICK_SECONDS.get(n, 3)):
-        lighter = load.index(min(load))
-        halves[lighter].append(name)
-        load[lighter] += QUICK_SECONDS.get(name, 3)
-    return halves
+        lightest = load.index(min(load))
+        groups[lightest].append(name)
+        load[lightest] += QUICK_SECONDS.get(name, 3)
+    return [group for group in groups if group]
 
 
 def test_quick_offline_run_gives_rows_for_every_benchmark(tmp_path):
-    # two runners at once, each with half the benchmarks: most of their time is spent waiting on
-    # servers and child processes, and the suite has a time budget (timings mean nothing here)
+    # three runners at once, each with a third of the benchmarks by time: most of their time is spent
+    # waiting on servers and child processes, and the suite has a time budget (timings mean nothing here)
     names = available()
-    halves = balanced_halves(names)
+    groups = balanced_groups(names)
     runners = [
         subprocess.Popen(
-            [sys.executable, "-m", "benchmarks", "--quick", "--offline", "--work", str(tmp_path / f"half{i}"), *half],
+            [sys.executable, "-m", "benchmarks", "--quick", "--offline", "--work", str(tmp_path / f"group{i}"), *group],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for i, half in enumerate(halves)
+        for i, group in enumerate(groups)
     ]
     outputs = [runner.communicate(timeout=600) for runner in runners]
     for runner, (stdout, stderr) in zip(runners, outputs):
         assert runner.returncode == 0, stdout[-2000:] + stderr[-4000:]
     rows, curves = [], []
-    for i in range(2):
-        part = json.loads((tmp_path / f"half{i}" / "results-quick.json").read_text())
+    for i in range(len(groups)):
+        part = json.loads((tmp_path / f"group{i}" / "results-quick.json").read_text())
         rows += part["rows"]
         curves += part["curves"]
     results = {"rows": rows, "curves": curves}
@@ -78,11 +78,11 @@ def test_quick_offline_run_gives_rows_for_every_benchmark(tmp_path):
     for curve in curves:
         for points in curve["series"].values():
             assert len(points) >= 2 and all(y > 0 for _, y in points), curve
-    half = tmp_path / f"half{next(i for i, names in enumerate(halves) if 'scaling' in names)}"
-    page = (half / "results-quick.md").read_text()
+    scaling = tmp_path / f"group{next(i for i, names in enumerate(groups) if 'scaling' in names)}"
+    page = (scaling / "results-quick.md").read_text()
     assert "## Scaling curves" in page and "python -m benchmarks --quick --offline" in page
     if importlib.util.find_spec("matplotlib") is not None:
-        assert (half / "results-quick.png").stat().st_size > 0
+        assert (scaling / "results-quick.png").stat().st_size > 0
     # the committed figures are never replaced by a quick run
     assert "results-quick" not in (REPO / "benchmarks" / "results.md").read_text()
 
