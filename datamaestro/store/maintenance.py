@@ -381,22 +381,13 @@ def _hash_small_objects(objects: str, stamps: str, precise: bool, hexdigests: li
     return results
 
 
-def _stamp_is_stale(st: os.stat_result | None, stamp: str, precise: bool) -> bool:
+def _stamp_is_stale(st: os.stat_result, stamp: str, precise: bool) -> bool:
     """Whether an object's stamp is missing or says something else than its ``stat`` (to be recorded again)."""
-    if st is None:
-        return False  # gone meanwhile: nothing to stamp
     try:
         recorded = os.readlink(stamp)
     except OSError:
         return True
     return not stamp_matches(recorded, st, precise)[0]
-
-
-def _lstat_or_none(path: str) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except OSError:
-        return None
 
 
 _LARGE = "large"
@@ -453,14 +444,16 @@ def verify(
             return digest, None, 0, exc
 
     def check_large(hexdigest: str):
-        path = objects + os.sep + hexdigest[:2] + os.sep + hexdigest[2:]
+        """Like a small object's result in :func:`_hash_small_objects`, hashed from a mapping on every core."""
+        name = hexdigest[:2] + os.sep + hexdigest[2:]
         try:
-            size = os.stat(path).st_size
-            return hexdigest, hex_of(digest_of_mapped_file(path)), size, None
+            st = os.stat(objects + os.sep + name)
+            actual = hex_of(digest_of_mapped_file(objects + os.sep + name))
         except FileNotFoundError:
-            return hexdigest, None, 0, None
+            return hexdigest, None, 0, None, False
         except OSError as exc:
-            return hexdigest, None, 0, exc
+            return hexdigest, None, 0, exc, False
+        return hexdigest, actual, st.st_size, None, actual == hexdigest and _stamp_is_stale(st, stamps + os.sep + name, precise)
 
     mismatched = []
     stale = []  # right objects whose stamp is missing or says otherwise
@@ -490,9 +483,7 @@ def verify(
         else:
             count(hexdigest, actual, size, error, restamp)
     for hexdigest in large:
-        name = hexdigest[:2] + os.sep + hexdigest[2:]
-        hexdigest, actual, size, error = check_large(hexdigest)
-        count(hexdigest, actual, size, error, actual == hexdigest and _stamp_is_stale(_lstat_or_none(objects + os.sep + name), stamps + os.sep + name, precise))
+        count(*check_large(hexdigest))
     _restamp(store, stale)
 
     if mismatched:
