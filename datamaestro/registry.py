@@ -162,10 +162,9 @@ class Registry:
         return None
 
     # -- the index
-    @property
-    def index_path(self) -> Path:
-        """Where the index is cached."""
-        return self.context.data_dir / "cache" / "index.json"
+    def index_entry_name(self, fingerprint: str) -> str:
+        """The index's name in the code cache (see :mod:`datamaestro.codecache`): one file per set of installed plugins."""
+        return f"index/{fingerprint[7:39]}.json"
 
     def fingerprint(self) -> str:
         """Changes whenever an installed plugin changes (no plugin is imported; its files are stat'ed on every call)."""
@@ -207,18 +206,25 @@ class Registry:
         return self._repository_entries or []
 
     def _read_index(self, fingerprint: str):
+        from .codecache import read_entry
+
+        text = read_entry(self.context, self.index_entry_name(fingerprint))
+        if text is None:
+            return None
         try:
-            data = json.loads(self.index_path.read_text())
+            data = json.loads(text)
             if data.get("format") != INDEX_FORMAT or data.get("fingerprint") != fingerprint:
                 return None
             return (
                 [RepositoryEntry(**entry) for entry in data["repositories"]],
                 [IndexEntry(**entry) for entry in data["datasets"]],
             )
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             return None
 
     def _write_index(self, fingerprint: str, content) -> None:
+        from .codecache import write_entry
+
         repositories, datasets = content
         data = {
             "format": INDEX_FORMAT,
@@ -226,14 +232,8 @@ class Registry:
             "repositories": [asdict(r) for r in repositories],
             "datasets": [asdict(d) for d in datasets],
         }
-        try:
-            self.index_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.index_path.with_name(f".index.{os.getpid()}.json")
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, self.index_path)
-        except OSError as exc:
-            # A read-only data dir still works, only slower
-            logger.debug("cannot write the dataset index: %s", exc)
+        # nowhere to write (read-only home and data dir) only makes the next call slower
+        write_entry(self.context, self.index_entry_name(fingerprint), json.dumps(data), prune=True)
 
     def _build_index(self):
         repositories: list[RepositoryEntry] = []

@@ -25,6 +25,7 @@ ENV_LEASE_TTL = "DATAMAESTRO_LEASE_TTL"
 ENV_TIMEOUT = "DATAMAESTRO_TIMEOUT"
 ENV_REMOTES = "DATAMAESTRO_REMOTES"
 ENV_MIRRORS = "DATAMAESTRO_MIRRORS"
+ENV_CACHE = "DATAMAESTRO_CACHE"
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
@@ -266,6 +267,21 @@ def user_settings_path() -> Path:
     from platformdirs import user_config_dir
 
     return Path(user_config_dir("datamaestro")) / "settings.toml"
+
+
+def user_cache_dir() -> Path:
+    """Where facts about the installed code are cached for every data dir: ``$DATAMAESTRO_CACHE``, else the platform's cache dir.
+
+    The dataset index and the lock checks depend only on the installed
+    plugins and the project's files, not on a data dir: kept per user, a
+    new data dir (a new project, a fresh ``sync``) does not import every
+    plugin again to learn them.
+    """
+    if env := os.environ.get(ENV_CACHE):
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir as platform_cache_dir
+
+    return Path(platform_cache_dir("datamaestro"))
 
 
 def _check_named_settings_file(path: Path) -> None:

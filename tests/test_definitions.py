@@ -163,9 +163,12 @@ def test_search_terms(dm_context):
         ids("colour:red")
 
 
-def test_index_is_cached_and_search_imports_no_plugin_module(dm_context):
+def test_index_is_cached_and_search_imports_no_plugin_module(dm_context, tmp_path):
+    """The index is kept per user: a search on another, new data dir imports no plugin either."""
     dm_context.registry.index()
-    assert dm_context.registry.index_path.is_file()
+    fingerprint = dm_context.registry.fingerprint()
+    assert (Path(os.environ["DATAMAESTRO_CACHE"]) / dm_context.registry.index_entry_name(fingerprint)).is_file()
+    assert not (dm_context.data_dir / "cache" / "index").exists()
     code = (
         "import sys, json\n"
         "from datamaestro.context import Context\n"
@@ -174,11 +177,24 @@ def test_index_is_cached_and_search_imports_no_plugin_module(dm_context):
         "loaded = [m for m in sys.modules if m.startswith('datamaestro_testimage.config') or m in ('experimaestro', 'numpy', 'requests')]\n"
         "print(json.dumps([ids, loaded]))\n"
     )
-    env = {**os.environ, "DATAMAESTRO_DIR": str(dm_context.data_dir)}
+    env = {**os.environ, "DATAMAESTRO_DIR": str(tmp_path / "another-data-dir")}
     output = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     ids, loaded = json.loads(output)
     assert ids == ["com.lecun.mnist"]
     assert loaded == []
+
+
+def test_index_falls_back_to_the_data_dir_when_the_user_cache_cannot_be_written(dm_context, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("DATAMAESTRO_CACHE", str(blocker / "cache"))  # mkdir fails even for root
+    dm_context.registry.index()
+    name = dm_context.registry.index_entry_name(dm_context.registry.fingerprint())
+    assert (dm_context.data_dir / "cache" / name).is_file()
+    # the next registry reads it instead of importing the plugins again
+    dm_context.registry._index = None
+    monkeypatch.setattr(type(dm_context.registry), "_build_index", lambda self: pytest.fail("the index was built again"))
+    assert "com.lecun.mnist" in [entry.id for entry in dm_context.registry.index()]
 
 
 def test_index_rebuilt_when_a_plugin_changes(dm_context):

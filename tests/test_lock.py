@@ -242,6 +242,25 @@ def test_prepare_with_an_explicit_lock_and_a_stale_definition(locked, tmp_path):
     assert check.returncode == 2 and f"the definition of {MNIST} changed" in check.stderr
 
 
+def test_a_new_data_dir_reuses_the_check_of_an_unchanged_lock(locked, tmp_path, monkeypatch):
+    """The verdict "lock up to date" depends on the code and the project only: another data dir does not import the definitions again."""
+    from datamaestro.lock import resolve
+
+    checked = []
+    real = resolve.out_of_date
+    monkeypatch.setattr(resolve, "out_of_date", lambda *args: checked.append(args) or real(*args))
+    with in_project(locked, tmp_path / "fresh") as context:
+        assert resolve.check_project(context) == []
+        assert checked == []
+        assert not (tmp_path / "fresh" / "cache").exists()
+    # a lock file changed by hand is checked again
+    lock_file = locked / "datamaestro.lock"
+    lock_file.write_text(lock_file.read_text() + "\n")
+    with in_project(locked, tmp_path / "fresh") as context:
+        assert resolve.check_project(context) == []
+        assert len(checked) == 1
+
+
 # -- malformed lock files
 
 VALID_LOCK = """# This file is written by `datamaestro lock`: do not edit it by hand.

@@ -11,11 +11,11 @@ serve now.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from ..codecache import read_entry, write_entry
 from ..errors import LockFileError, UsageError
 from ..store.digests import canonical_json, digest_bytes
 from .fileformat import read_lock, write_lock
@@ -193,13 +193,8 @@ def check_project(context: "Context", lock: Lock | None = None) -> list[str]:
     if lock is None and path.exists():
         lock = read_lock(path)
     key = _check_key(context, path)
-    note = _check_note(context, path)
-    if key is not None and lock is not None:
-        try:
-            if note.read_text() == key:
-                return []
-        except OSError:
-            pass
+    if key is not None and lock is not None and read_entry(context, _check_note(path)) == key:
+        return []
     reasons = out_of_date(context, lock, requested_ids(context))
     if not reasons and key is not None:
         _remember_check(context, path)
@@ -220,20 +215,13 @@ def _check_key(context: "Context", path: Path) -> str | None:
     return digest_bytes(canonical_json(description))
 
 
-def _check_note(context: "Context", path: Path) -> Path:
-    return context.data_dir / "cache" / "lock-checks" / (digest_bytes(str(path.absolute()).encode())[7:39] + ".key")
+def _check_note(path: Path) -> str:
+    """The name in the code cache (see :mod:`datamaestro.codecache`) of a lock file's last successful check."""
+    return "lock-checks/" + digest_bytes(str(path.absolute()).encode())[7:39] + ".key"
 
 
 def _remember_check(context: "Context", path: Path) -> None:
     """Notes that the project's lock is up to date (best effort: a cache)."""
     key = _check_key(context, path)
-    if key is None:
-        return
-    note = _check_note(context, path)
-    try:
-        note.parent.mkdir(parents=True, exist_ok=True)
-        tmp = note.with_name(f".{note.name}.{os.getpid()}")
-        tmp.write_text(key)
-        os.replace(tmp, note)
-    except OSError:
-        pass
+    if key is not None:
+        write_entry(context, _check_note(path), key)

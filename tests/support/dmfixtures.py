@@ -14,6 +14,7 @@ def isolated_environment(tmp_path_factory, monkeypatch):
     (home / "settings.toml").touch()  # DATAMAESTRO_CONFIG must name a file that exists
     monkeypatch.setenv("DATAMAESTRO_CONFIG", str(home / "settings.toml"))
     monkeypatch.setenv("DATAMAESTRO_DIR", str(home / "datamaestro"))
+    monkeypatch.setenv("DATAMAESTRO_CACHE", str(home / "cache"))
     monkeypatch.delenv("DATAMAESTRO_STORE", raising=False)
     monkeypatch.delenv("DATAMAESTRO_OFFLINE", raising=False)
     # the test plugin (on the path, see tests/conftest.py) declares the namespace
