@@ -366,10 +366,17 @@ def test_stage_files_links_checks_and_commits_a_batch(tmp_path):
     staged = outcomes[: len(digests)]
     assert [s.digest for s in staged] == digests and [s.size for s in staged] == [len(c) for c in contents]
     assert isinstance(outcomes[-2], IntegrityError) and outcomes[-1] is None
-    # linked, not copied: the same inode as the peer's object (same owner, same file system)
-    assert os.stat(staged[1].tmp).st_ino == os.stat(peer.path_of(digests[1])).st_ino
+    # linked, not copied: the same inode as the peer's object (same owner, same file system);
+    # small objects straight into objects/ (the inode hashed through an open descriptor), large ones through tmp/
+    in_place = [s.tmp is None for s in staged]
+    assert in_place == [True, True, True, False]
+    assert [os.stat(store.path_of(s.digest) if s.tmp is None else s.tmp).st_ino for s in staged] == [os.stat(peer.path_of(d)).st_ino for d in digests]
+    assert not store.layout.stamp_path(digests[1]).exists()  # stamped at commit
     store.objects.commit_staged(staged)
     assert [store.path_of(d).read_bytes() for d in digests] == contents
+    assert all(os.path.islink(store.layout.stamp_path(d)) for d in digests)
+    # an object another writer stored meanwhile is left as it is (None: nothing to commit)
+    assert store.objects.stage_files(pairs[1:2], link=True) == [None]
     assert store.objects.absent(digests + [wrong]) == [wrong]
     assert not list((tmp_path / "store" / "tmp").iterdir())
     # many digests: one listing per fan-out folder

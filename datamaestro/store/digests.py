@@ -101,23 +101,28 @@ def read_small_file(path: str, buffer: bytearray, expected: int | None = None) -
     """
     fd = os.open(path, os.O_RDONLY)
     try:
-        size = os.readv(fd, [buffer])
-        if size == len(buffer):
-            return None
-        if size == expected:
-            return size
-        view = None
-        while size:
-            view = view or memoryview(buffer)
-            more = os.readv(fd, [view[size:]])
-            if not more:
-                break
-            size += more
-            if size == len(buffer):
-                return None
-        return size
+        return read_small_fd(fd, buffer, expected)
     finally:
         os.close(fd)
+
+
+def read_small_fd(fd: int, buffer: bytearray, expected: int | None = None) -> int | None:
+    """:func:`read_small_file` on a file already open: its size, or None when it does not fit in ``buffer``."""
+    size = os.readv(fd, [buffer])
+    if size == len(buffer):
+        return None
+    if size == expected:
+        return size
+    view = None
+    while size:
+        view = view or memoryview(buffer)
+        more = os.readv(fd, [view[size:]])
+        if not more:
+            break
+        size += more
+        if size == len(buffer):
+            return None
+    return size
 
 
 def small_file_buffer() -> bytearray:

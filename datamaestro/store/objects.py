@@ -4,6 +4,9 @@ Every write goes to ``tmp/`` on the store's file system, is hashed while it
 is written, fsynced, made read-only and only then renamed into
 ``objects/ab/cdef...``: a reader never sees a partial object and a crash
 leaves nothing but garbage in ``tmp/`` (reaped by :func:`reap_tmp`).
+A small object hard-linked from a peer store is the exception: its bytes
+are already durable and immutable, so the very inode hashed is linked into
+place (see :meth:`ObjectStore.stage_files`).
 """
 
 from __future__ import annotations
@@ -22,12 +25,19 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from ..errors import IntegrityError, StoreError
-from .digests import CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of, read_small_file, small_file_buffer
+from .digests import CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of, read_small_fd, read_small_file, small_file_buffer
 
 logger = logging.getLogger(__name__)
 
 OBJECT_MODE = 0o444
 HOST = socket.gethostname()
+
+#: a file open in this process can be linked by its descriptor (``linkat`` of ``/proc/self/fd/N``): the inode hashed is the inode linked
+PROC_FD = os.path.isdir("/proc/self/fd")
+#: :meth:`ObjectStore._link_in_place` may not link this peer's objects: copy them
+LINK_REFUSED = object()
+#: :meth:`ObjectStore._link_in_place` leaves a large object to be linked through ``tmp/`` and hashed by threads
+LINK_LARGE = object()
 
 #: per thread, an event after which this thread may create nothing in ``tmp/`` (see :func:`stop_new_tmp_files`)
 _stopping = threading.local()
@@ -347,7 +357,7 @@ def record_stamps(layout: Layout, committed: list[tuple[str, os.stat_result, str
 
 @dataclass(frozen=True)
 class Staged:
-    """A checked object waiting in ``tmp/`` to be made visible (see :meth:`ObjectStore.commit_staged`).
+    """A checked object waiting in ``tmp/`` to be made visible (see :meth:`ObjectStore.commit_staged`), or already linked in place and waiting for its stamp.
 
     :param read_only: the file already has the objects' mode (no chmod needed)
     :param stamp_source: the stamp of the file it was hard-linked from (a
@@ -355,11 +365,13 @@ class Staged:
         same inode, which costs no new inode (see :func:`record_stamps`)
     """
 
-    tmp: Path
+    tmp: Path | None
     digest: str
     size: int
     read_only: bool = False
     stamp_source: str | None = None
+    #: already in ``objects/`` (``tmp`` is None): linked there by :meth:`ObjectStore.stage_files`, this is its inode's stat
+    in_place: os.stat_result | None = None
 
 
 _syncfs = None
@@ -477,6 +489,63 @@ class ObjectWriter:
             self.abort()
 
 
+class _PeerLinker:
+    """Links small objects of a peer store into ``objects/`` by their open descriptor (see :meth:`ObjectStore.stage_files`).
+
+    Entered once per batch: the file system is flushed (the peer's bytes
+    reach the disk before they become objects of this store) and
+    ``/proc/self/fd`` opened (per batch, not per process: a forked child
+    must name its own descriptors).
+    """
+
+    def __init__(self, objects: "ObjectStore"):
+        self.objects = objects
+        self.euid = os.geteuid()
+
+    def __enter__(self) -> "_PeerLinker":
+        sync_filesystem(self.objects.layout.tmp)
+        self.device = os.stat(self.objects.layout.tmp).st_dev
+        self.open_files = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        os.close(self.open_files)
+
+    def take(self, digest: str, source: str, buffer: bytearray, view: memoryview) -> "Staged | IntegrityError | None | object":
+        """Hashes a small peer object from an open file and links that inode as the object, or says why not (:data:`LINK_REFUSED`, :data:`LINK_LARGE`).
+
+        None: another writer stored the object first (its stamp is its own).
+        """
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            st = os.fstat(fd)
+            # another user's file (they could change it), another file system, a writable file (not an object)
+            if st.st_uid != self.euid or st.st_dev != self.device or st.st_mode & 0o222:
+                return LINK_REFUSED
+            if st.st_size > SMALL_FILE:
+                return LINK_LARGE
+            size = read_small_fd(fd, buffer, st.st_size)
+            if size != st.st_size:  # changing under our eyes: not an object
+                return LINK_REFUSED
+            actual = format_digest(blake3_of(view[:size]))
+            if actual != digest:
+                return IntegrityError(f"{source}: content hashes to {actual}, not {digest}")
+            hexdigest = hex_of(digest)
+            fan = self.objects.fan(hexdigest[:2])
+            try:
+                # linkat(AT_SYMLINK_FOLLOW) of the descriptor's entry: the inode itself (plain link() would link the magic link)
+                os.link(str(fd), f"{fan}{os.sep}{hexdigest[2:]}", src_dir_fd=self.open_files, follow_symlinks=True)
+            except FileExistsError:
+                return None
+            except OSError as exc:
+                if exc.errno in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.ENOTSUP):
+                    return LINK_REFUSED
+                raise
+            return Staged(None, digest, size, read_only=True, in_place=st)
+        finally:
+            os.close(fd)
+
+
 class ObjectStore:
     """The ``objects/`` folder: put, test and open file objects by digest."""
 
@@ -565,10 +634,17 @@ class ObjectStore:
 
         The per-object work is what a copy of many small files costs: one
         link (or copy), one read, one hash; no ``Path`` object, no stat of
-        the source nor of ``tmp/`` per object (the link is checked on the
-        linked inode itself). One outcome per pair: the :class:`Staged`
-        object, None when the source does not exist, or the
+        the source nor of ``tmp/`` per object. One outcome per pair: the
+        :class:`Staged` object, None when the source does not exist (or
+        another writer stored the object meanwhile), or the
         :class:`IntegrityError` of bytes that do not match (nothing kept).
+
+        A small object that may be linked is hashed from an open file and
+        that very inode linked into ``objects/`` (``/proc/self/fd``): no
+        ``tmp/`` name, no rename, no check that the name is free (the link
+        fails if it is not). The file system is flushed once first, so that
+        the peer's bytes are on disk before they become an object of this
+        store; :meth:`commit_staged` then only stamps it.
         """
         tmp_dir = os.fspath(self.layout.tmp)
         self.layout.tmp_path()  # makes tmp/ when missing
@@ -577,30 +653,46 @@ class ObjectStore:
         buffer = small_file_buffer()
         view = memoryview(buffer)
         outcomes: list = []
-        for index, (digest, source) in enumerate(pairs):
-            tmp = f"{prefix}{index}.import"
-            try:
-                staged = self._link_and_hash(source, tmp, euid, buffer, view) if link else None
-                if staged is None:
-                    # a peer's objects share one owner and file system: once refused, copy the rest
-                    link = False
-                    staged = self._copy_small(source, tmp, buffer, view) or self._copy(Path(source), Path(tmp), digest)
-            except FileNotFoundError as exc:
-                _unlink_quietly(tmp)
-                if exc.filename in (source, os.fspath(source)):
-                    outcomes.append(None)
+        with _PeerLinker(self) if link and PROC_FD else contextlib.nullcontext() as linker:
+            for index, (digest, source) in enumerate(pairs):
+                tmp = f"{prefix}{index}.import"
+                try:
+                    if linker is not None:
+                        outcome = linker.take(digest, source, buffer, view)
+                        if outcome is LINK_REFUSED:
+                            linker = None
+                        elif outcome is not LINK_LARGE:
+                            outcomes.append(outcome)
+                            continue
+                    staged = self._link_and_hash(source, tmp, euid, buffer, view) if link else None
+                    if staged is None:
+                        # a peer's objects share one owner and file system: once refused, copy the rest
+                        link, linker = False, None
+                        staged = self._copy_small(source, tmp, buffer, view) or self._copy(Path(source), Path(tmp), digest)
+                except FileNotFoundError as exc:
+                    _unlink_quietly(tmp)
+                    if exc.filename in (source, os.fspath(source)):
+                        outcomes.append(None)
+                        continue
+                    raise disk_error(exc, f"copying {source} into the store") from None
+                except OSError as exc:
+                    _unlink_quietly(tmp)
+                    raise disk_error(exc, f"copying {source} into the store") from None
+                actual, size = staged
+                if actual != digest:
+                    _unlink_quietly(tmp)
+                    outcomes.append(IntegrityError(f"{source}: content hashes to {actual}, not {digest}"))
                     continue
-                raise disk_error(exc, f"copying {source} into the store") from None
-            except OSError as exc:
-                _unlink_quietly(tmp)
-                raise disk_error(exc, f"copying {source} into the store") from None
-            actual, size = staged
-            if actual != digest:
-                _unlink_quietly(tmp)
-                outcomes.append(IntegrityError(f"{source}: content hashes to {actual}, not {digest}"))
-                continue
-            outcomes.append(Staged(Path(tmp), digest, size, read_only=True))
+                outcomes.append(Staged(Path(tmp), digest, size, read_only=True))
         return outcomes
+
+    def fan(self, prefix: str) -> str:
+        """The fan-out folder ``objects/<prefix>``, made when this process has not seen it yet (they are never removed)."""
+        fan = f"{os.fspath(self.layout.objects)}{os.sep}{prefix}"
+        if fan not in self._fans:
+            self.layout.mkdir(Path(fan))
+            self._fans.add(fan)
+        return fan
 
     @staticmethod
     def _copy_small(source: str, tmp: str, buffer: bytearray, view: memoryview) -> tuple[str, int] | None:
@@ -682,22 +774,19 @@ class ObjectStore:
                 return format_digest(h.hexdigest()), size
 
     def commit_staged(self, staged: Iterable["Staged"]) -> None:
-        """Makes staged objects durable (one flush of the file system), then visible."""
+        """Makes staged objects durable (one flush of the file system), then visible, then stamps them."""
         staged = list(staged)
         if not staged:
             return
-        sync_filesystem(self.layout.tmp)
-        # metadata calls dominate the import of many small objects: string
-        # paths, and each fan-out folder made once (remembered: they are never removed)
-        objects = os.fspath(self.layout.objects)
+        committed: list[tuple[str, os.stat_result, str | None]] = [(item.digest, item.in_place, item.stamp_source) for item in staged if item.in_place is not None]
+        staged = [item for item in staged if item.in_place is None]
+        if staged:
+            sync_filesystem(self.layout.tmp)
+        # metadata calls dominate the import of many small objects: string paths
         sep = os.sep
-        committed: list[tuple[str, os.stat_result, str | None]] = []
         for item in staged:
             hexdigest = hex_of(item.digest)
-            fan = objects + sep + hexdigest[:2]
-            if fan not in self._fans:
-                self.layout.mkdir(Path(fan))
-                self._fans.add(fan)
+            fan = self.fan(hexdigest[:2])
             tmp = os.fspath(item.tmp)
             target = fan + sep + hexdigest[2:]
             try:
