@@ -79,7 +79,8 @@ def test_version_global_options_after_the_command_and_search(tmp_path):
     assert missed.stdout == "" and "no dataset matches" in missed.stderr and "did you mean tag:images?" in missed.stderr
 
     assert first_words(invoke("search", "mnist", "--data", str(tmp_path / "dm")).stdout) == ["com.lecun.mnist"]
-    assert (tmp_path / "dm" / "cache").is_dir()  # --data after the command was used
+    invoke("store", "du", "--data", str(tmp_path / "dm"))
+    assert (tmp_path / "dm" / "store").is_dir()  # --data after the command was used
     # free text matches tasks and tags; a tag matches in the singular or the plural
     assert first_words(invoke("search", "classification").stdout) == ["com.lecun.mnist", "org.example.digits"]
     assert first_words(invoke("search", "tag:image").stdout) == ["com.lecun.mnist"]

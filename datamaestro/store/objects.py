@@ -34,9 +34,9 @@ HOST = socket.gethostname()
 
 #: a file open in this process can be linked by its descriptor (``linkat`` of ``/proc/self/fd/N``): the inode hashed is the inode linked
 PROC_FD = os.path.isdir("/proc/self/fd")
-#: :meth:`ObjectStore._link_in_place` may not link this peer's objects: copy them
+#: :meth:`_PeerLinker.take` may not link this peer's objects: copy them
 LINK_REFUSED = object()
-#: :meth:`ObjectStore._link_in_place` leaves a large object to be linked through ``tmp/`` and hashed by threads
+#: :meth:`_PeerLinker.take` leaves a large object to be linked through ``tmp/`` and hashed by threads
 LINK_LARGE = object()
 
 #: per thread, an event after which this thread may create nothing in ``tmp/`` (see :func:`stop_new_tmp_files`)
