@@ -1,8 +1,8 @@
 """The registry: installed repositories, found through entry points, and the dataset index.
 
 Importing every plugin module on every command would make ``search`` slow
-with thousands of datasets, so the registry keeps an index (JSON, in
-``<data dir>/cache``) keyed by a fingerprint of the installed plugins (entry
+with thousands of datasets, so the registry keeps an index (JSON, in the
+user's code cache, :mod:`datamaestro.codecache`) keyed by a fingerprint of the installed plugins (entry
 points, versions, and the size and mtime of every module of their config
 packages): the index is rebuilt only when a plugin changes.
 
@@ -81,11 +81,11 @@ class Registry:
 
     # -- entry points
     def entry_points(self):
-        """The ``datamaestro.repositories`` entry points, sorted by name (read once per registry: a scan of every installed distribution)."""
+        """The ``datamaestro.repositories`` entry points, sorted by name (read once per registry; see :mod:`datamaestro.entrypoints`)."""
         if self._entry_points is None:
-            from importlib.metadata import entry_points
+            from .entrypoints import installed_entry_points
 
-            self._entry_points = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+            self._entry_points = installed_entry_points(self.context, ENTRY_POINT_GROUP)
         return self._entry_points
 
     def repositories(self) -> dict[str, Repository]:
