@@ -189,8 +189,9 @@ class Side:
         return run_checked([*self.command, *args], env=self.env, cwd=self.home).stdout
 
     def drop_index(self) -> None:
-        """Removes this datamaestro's dataset index (the next search rebuilds it)."""
+        """Removes this datamaestro's dataset index and all it caches of the installed code (the next search rebuilds them)."""
         shutil.rmtree(self.home / "datamaestro" / "cache", ignore_errors=True)
+        shutil.rmtree(Path(self.env["XDG_CACHE_HOME"]) / "datamaestro", ignore_errors=True)
 
 
 def alternate(new: Side, original: Side, args: list[str], runs: int) -> tuple[list[float], list[float]]:
