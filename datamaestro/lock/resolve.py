@@ -197,7 +197,7 @@ def check_project(context: "Context", lock: Lock | None = None) -> list[str]:
         return []
     reasons = out_of_date(context, lock, requested_ids(context))
     if not reasons and key is not None:
-        _remember_check(context, path)
+        write_entry(context, _check_note(path), key)
     return reasons
 
 
