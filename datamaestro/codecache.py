@@ -47,7 +47,7 @@ def read_entry(context: "Context", relative: str) -> str | None:
 def write_entry(context: "Context", relative: str, text: str, *, prune: bool = False) -> Path | None:
     """Writes an entry (atomically) in the first location that accepts it; None when none does (the cache is optional).
 
-    :param prune: the entry's folder holds one file per fingerprint: keep
+    :param prune: the entry's folder holds one file per set of plugins (or interpreter and path): keep
         the :data:`KEEP` most recently written
     """
     for path in locations(context, relative):

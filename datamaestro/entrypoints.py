@@ -115,5 +115,5 @@ def installed_entry_points(context: "Context", group: str) -> list:
                 "dist": [distribution.metadata["Name"] or "", distribution.version] if distribution is not None else None,
             }
         )
-    write_entry(context, name, json.dumps({"key": path_key, "files": files, "files_key": _files_key(files), "entry_points": records}))
+    write_entry(context, name, json.dumps({"key": path_key, "files": files, "files_key": _files_key(files), "entry_points": records}), prune=True)
     return found
