@@ -34,6 +34,8 @@ HOST = socket.gethostname()
 
 #: a file open in this process can be linked by its descriptor (``linkat`` of ``/proc/self/fd/N``): the inode hashed is the inode linked
 PROC_FD = os.path.isdir("/proc/self/fd")
+#: what ``link()`` fails with where a hard link cannot be made (another file system, too many links, refused): another way is taken
+LINK_REFUSALS = (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.ENOTSUP)
 #: :meth:`_PeerLinker.take` may not link this peer's objects: copy them
 LINK_REFUSED = object()
 #: :meth:`_PeerLinker.take` leaves a large object to be linked through ``tmp/`` and hashed by threads
@@ -84,6 +86,11 @@ SMALL_FILE = 1 << 20
 PARTIAL_FOLDER = "partial"
 #: an interrupted download untouched for this long is not resumed but removed (seconds)
 STALE_PARTIAL = 7 * 24 * 3600
+
+
+def mismatch(source, actual: str, digest: str) -> IntegrityError:
+    """The error of a file said to hold ``digest`` whose bytes hash to ``actual``."""
+    return IntegrityError(f"{source}: content hashes to {actual}, not {digest}")
 
 
 def disk_error(exc: OSError, what: str) -> StoreError:
@@ -529,7 +536,7 @@ class _PeerLinker:
                 return LINK_REFUSED
             actual = format_digest(blake3_of(view[:size]))
             if actual != digest:
-                return IntegrityError(f"{source}: content hashes to {actual}, not {digest}")
+                return mismatch(source, actual, digest)
             hexdigest = hex_of(digest)
             fan = self.objects.fan(hexdigest[:2])
             try:
@@ -538,7 +545,7 @@ class _PeerLinker:
             except FileExistsError:
                 return None
             except OSError as exc:
-                if exc.errno in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.ENOTSUP):
+                if exc.errno in LINK_REFUSALS:
                     return LINK_REFUSED
                 raise
             return Staged(None, digest, size, read_only=True, in_place=st)
@@ -625,7 +632,7 @@ class ObjectStore:
             raise disk_error(exc, f"copying {source} into the store") from None
         if actual != digest:
             tmp.unlink(missing_ok=True)
-            raise IntegrityError(f"{source}: content hashes to {actual}, not {digest}")
+            raise mismatch(source, actual, digest)
         # a copy is created read-only, a link shares an object's inode (read-only too)
         return Staged(tmp, digest, size, read_only=True)
 
@@ -681,7 +688,7 @@ class ObjectStore:
                 actual, size = staged
                 if actual != digest:
                     _unlink_quietly(tmp)
-                    outcomes.append(IntegrityError(f"{source}: content hashes to {actual}, not {digest}"))
+                    outcomes.append(mismatch(source, actual, digest))
                     continue
                 outcomes.append(Staged(Path(tmp), digest, size, read_only=True))
         return outcomes

@@ -8,7 +8,6 @@ to the objects (relative symlinks where hard links are not possible).
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import stat
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from ..errors import StoreError
 from .digests import canonical_json, digest_bytes, hex_of
-from .objects import Layout, ObjectStore, disk_error, remove_tree
+from .objects import LINK_REFUSALS, Layout, ObjectStore, disk_error, remove_tree
 
 TREE_FORMAT = "datamaestro-tree/1"
 
@@ -140,7 +139,7 @@ class TreeStore:
         except FileNotFoundError:
             raise StoreError(f"object {digest} of a tree is missing from the store", hint="run `datamaestro store verify`") from None
         except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EMLINK, errno.EPERM, errno.ENOTSUP):
+            if exc.errno not in LINK_REFUSALS:
                 raise
             os.symlink(os.path.relpath(source, os.path.dirname(path)), path)
 
