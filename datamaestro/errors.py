@@ -177,3 +177,18 @@ class LockFileError(DatamaestroError):
 
 class RemoteError(DatamaestroError):
     """A remote cache refused a push, or could not be reached."""
+
+
+class UntrustedInputError(IntegrityError):
+    """A document that came from outside (a tree, an action record, a lock entry, a peer's view or manifest) failed validation.
+
+    Treated like a corrupt object: nothing of it is written, and the next
+    remote, then the original source, is used. The message names the source,
+    e.g. ``refused tree blake3:… from lab (s3://…): entry '../../x' leaves the tree``.
+
+    :param source: who served it (a remote's description, a peer, a file path); '' when unknown
+    """
+
+    def __init__(self, message: str, *, source: str = "", hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.source = source
