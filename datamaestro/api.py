@@ -324,12 +324,23 @@ def export_lock(lock_path: "Path | str", folder: "Path | str", *, jobs: int | No
 
 @_scoped
 def push_datasets(
-    remote: str, dataset_ids: "list[str] | tuple" = (), *, lock: bool = False, jobs: int | None = None, context: Context | None = None
+    remote: str,
+    dataset_ids: "list[str] | tuple" = (),
+    *,
+    lock: bool = False,
+    jobs: int | None = None,
+    sign: "Path | str | None" = None,
+    context: Context | None = None,
 ) -> "PushReport":
-    """Pushes the objects and action records of datasets (or of the project's lock) to a remote cache (see :mod:`datamaestro.push`)."""
+    """Pushes the objects and action records of datasets (or of the project's lock) to a remote cache (see :mod:`datamaestro.push`).
+
+    :param sign: a secret key file that signs the action records (``store key generate``; default: the remote's ``signing_key``)
+    """
+    from pathlib import Path
+
     from .push import push
 
-    return push(_context(context), remote, list(dataset_ids), use_lock=lock, jobs=jobs)
+    return push(_context(context), remote, list(dataset_ids), use_lock=lock, jobs=jobs, sign=None if sign is None else Path(sign))
 
 
 def config_to_json(config) -> dict:
@@ -379,7 +390,16 @@ def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict
     for resource in described["resources"]:
         # what the [mirrors] setting makes of each URL, tried before it
         resource["mirrors"] = {url: fetcher.mirrors_of(url) for url in resource["urls"]}
+    described["remotes"] = describe_remotes(ctx)
     return described
+
+
+def describe_remotes(context: Context | None = None) -> list[dict]:
+    """The remote caches of the settings: name, URL, and how their action records are trusted (``trusted_keys``)."""
+    from .remotes.signing import describe_trust
+
+    ctx = _context(context)
+    return [{"name": name, "url": spec["url"], "records": describe_trust(spec)} for name, spec in ctx.settings.remotes.items()]
 
 
 def _describe(definition, ctx: Context, states) -> dict:

@@ -218,6 +218,11 @@ def info(dataset_id: str = typer.Argument(..., metavar="ID")):
         for url in resource["urls"]:
             echo(f"      {url}")
             echo_mirrors(resource["mirrors"].get(url, []))
+    if description.get("remotes"):
+        echo("")
+        echo("remote caches (asked before the original sources):")
+        for remote in description["remotes"]:
+            echo(f"  {remote['name']} ({remote['url']}): {remote['records']}")
 
 
 def echo_mirrors(mirrors: list[str]) -> None:
@@ -625,11 +630,12 @@ def store_push(
     dataset_ids: List[str] = typer.Argument(None, metavar="[ID]..."),
     lock: bool = typer.Option(False, "--lock", help="Also push every dataset the project's datamaestro.lock pins."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Uploads at once (default 16)."),
+    sign: Optional[Path] = typer.Option(None, "--sign", metavar="FILE", help="Sign the action records with this secret key (`store key generate`); default: the remote's signing_key."),
 ):
     """Upload what this store holds of some datasets (objects, trees, action records) to a remote cache."""
     from .api import push_datasets
 
-    report = push_datasets(remote, list(dataset_ids or []), lock=lock, jobs=jobs, context=state.context())
+    report = push_datasets(remote, list(dataset_ids or []), lock=lock, jobs=jobs, sign=sign, context=state.context())
     if state.json:
         echo_json(asdict(report))
         return
@@ -639,8 +645,30 @@ def store_push(
         echo(
             f"pushed {report.objects_sent} objects ({human_bytes(report.bytes_sent)}) and {report.actions_sent} action records "
             f"of {len(report.datasets)} datasets to {report.remote}; {report.objects_present} objects were there already "
-            f"({report.seconds:.1f}s)"
+            f"({report.seconds:.1f}s)" + (f"; records signed by {report.signed_by}" if report.signed_by else "")
         )
+
+
+key_app = typer.Typer(help="Keys that sign the action records pushed to a remote cache.", no_args_is_help=True, rich_markup_mode=None)
+store_app.add_typer(key_app, name="key")
+
+
+@key_app.command("generate")
+def store_key_generate(
+    name: str = typer.Argument(..., metavar="NAME", help="The key's name (lab-ci): signatures and trusted_keys carry it."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="FILE", help="Where to write the secret key (default: <config folder>/keys/NAME.secret)."),
+):
+    """Write a new Ed25519 secret key (mode 0600); its public key, for trusted_keys, is the last line printed."""
+    from .remotes.signing import generate_key
+
+    path, public = generate_key(name, out)
+    if state.json:
+        echo_json({"name": name, "secret_key_file": str(path), "public_key": public})
+        return
+    if not state.quiet:
+        echo(f"secret key written to {path} (mode 0600): keep it secret, e.g. as a CI secret; never commit it")
+        echo("its public key, for trusted_keys = [...] in the members' [remotes.NAME]:")
+    echo(public)
 
 
 datafolders_app = typer.Typer(help="Folders you provide by hand (licensed data), by id.", no_args_is_help=True, rich_markup_mode=None)

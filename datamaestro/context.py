@@ -321,6 +321,11 @@ class Context:
                     logger.info("remote %s (%s) left out: offline", name, spec["url"])
                     continue
                 opened.append(open_remote(spec["url"], self.peer_fetcher, endpoint=spec.get("endpoint"), name=name, option=f"remote {name}:", timeouts=self._timeouts()))
+                if spec.get("trusted_keys"):
+                    # its records are used only when signed by one of these keys (remotes/signing.py)
+                    from .remotes.signing import RecordTrust
+
+                    opened[-1].record_trust = RecordTrust(opened[-1].label, spec["trusted_keys"])
             self._remotes = opened
         return self._remotes
 

@@ -283,6 +283,8 @@ class Pipeline:
                 continue
             if data is None:
                 continue
+            if remote.record_trust is not None and not remote.record_trust.admits(key, data):
+                continue  # not signed by a key the settings trust: the next remote, or the sources
             try:
                 output = Output.from_json(json.loads(data)["output"])
             except (ValueError, KeyError, TypeError):

@@ -22,6 +22,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import RemoteError, UsageError
@@ -48,6 +49,7 @@ class PushReport:
     :param actions_sent: action records uploaded
     :param notes: what could not be pushed, and why (a dataset never prepared here)
     :param seconds: wall-clock duration
+    :param signed_by: the name of the key that signed the action records (None: unsigned)
     """
 
     remote: str
@@ -58,23 +60,28 @@ class PushReport:
     actions_sent: int = 0
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    signed_by: str | None = None
 
 
-def push(context: "Context", target: str, dataset_ids: list[str], *, use_lock: bool = False, jobs: int | None = None) -> PushReport:
+def push(
+    context: "Context", target: str, dataset_ids: list[str], *, use_lock: bool = False, jobs: int | None = None, sign: "Path | None" = None
+) -> PushReport:
     """Pushes the objects and action records of some datasets (or of the project's lock) to a remote.
 
     :param target: a remote's name in the settings, or a URL (``s3://bucket/prefix``) or folder
     :param dataset_ids: the datasets to push
     :param use_lock: also push every dataset the project's ``datamaestro.lock`` pins
     :param jobs: uploads at once (default: 16)
-    :raises UsageError: no dataset named, no lock, an unknown remote, a read-only remote
+    :param sign: a secret key file signing the action records (default: the remote's ``signing_key`` setting, if any)
+    :raises UsageError: no dataset named, no lock, an unknown remote, a read-only remote, a secret key others may read
     :raises RemoteError: the remote refused or could not be reached
     """
     start = time.monotonic()
     remote = context.remote(target)
     if not remote.writable:
         raise UsageError(f"{remote.label} is read-only: nothing can be pushed to it", hint="push to a folder or an s3:// remote")
-    report = PushReport(remote.label)
+    signer = _signer(context, target, sign)  # before anything goes up: a key others may read stops the push
+    report = PushReport(remote.label, signed_by=signer.name if signer else None)
     ids = list(dataset_ids)
     pinned: list = []
     if use_lock:
@@ -97,12 +104,38 @@ def push(context: "Context", target: str, dataset_ids: list[str], *, use_lock: b
         _upload(context, remote, missing, report, jobs or 16)
         # records last: a reader never follows one to an object not there yet
         for key, record in records.items():
-            remote.put_action(key, canonical_json({"key": key, "recipe": record.recipe, "output": record.output.to_json(), "created": record.created}))
+            document = {"key": key, "recipe": record.recipe, "output": record.output.to_json(), "created": record.created}
+            signatures = _signatures(remote, key, record.output, signer)
+            if signatures:
+                document["signatures"] = signatures
+            remote.put_action(key, canonical_json(document))
             report.actions_sent += 1
     except PeerUnavailable as error:
         raise RemoteError(f"push to {remote.label} failed: {error}", hint="what was sent stays; run the push again to send the rest") from None
     report.seconds = time.monotonic() - start
     return report
+
+
+def _signer(context: "Context", target: str, sign: "Path | None"):
+    """The secret key that signs the records: ``--sign``, else the remote's ``signing_key``, else None."""
+    path = sign if sign is not None else (context.settings.remotes.get(target) or {}).get("signing_key")
+    if path is None:
+        return None
+    from .remotes.signing import load_signing_key
+
+    return load_signing_key(Path(path))
+
+
+def _signatures(remote, key: str, output, signer) -> list[str]:
+    """The signatures a pushed record carries: the remote's record's (when it says the same) and ours.
+
+    Pushing again never drops what others signed: a record signed by the
+    lab's CI stays signed when a member pushes it unsigned, and a second key
+    adds its signature beside the first.
+    """
+    from .remotes.signing import merge_signatures
+
+    return merge_signatures(remote.get_action(key), key, output, signer.sign(key, output) if signer else None)
 
 
 def _records(context: "Context", definitions, report: PushReport) -> dict[str, ActionRecord]:

@@ -10,6 +10,7 @@ tried first.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -55,8 +56,8 @@ class Settings:
     :param keep_downloads: keep downloaded archives in the store after extraction
     :param datafolders: name -> folder that a user provides by hand
     :param agreements: user-agreement id -> accepted (``datamaestro`` asks once)
-    :param remotes: name -> ``{"url": ..., "endpoint": ...}``: remote caches
-        looked up before the original URLs (see ``docs/remote-cache.md``)
+    :param remotes: name -> ``{"url": ..., "endpoint": ..., "trusted_keys": [...], "signing_key": ...}``:
+        remote caches looked up before the original URLs (see ``docs/remote-cache.md``)
     """
 
     data_dir: Path = field(default_factory=lambda: Path.home() / "datamaestro")
@@ -183,7 +184,9 @@ def _agreements(value: Any, key: str, origin: str) -> dict[str, bool]:
     return dict(value)
 
 
-REMOTE_KEYS = ("url", "endpoint")
+REMOTE_KEYS = ("url", "endpoint", "trusted_keys", "signing_key")
+#: a public key of ``trusted_keys``: NAME:BASE64 of 32 bytes (checked again, with the library, when the remote is opened)
+PUBLIC_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}:[A-Za-z0-9+/]{43}=$")
 
 
 def _remotes(value: Any, key: str, origin: str) -> dict[str, dict[str, str]]:
@@ -198,6 +201,15 @@ def _remotes(value: Any, key: str, origin: str) -> dict[str, dict[str, str]]:
             raise SettingsError(f"{origin}: [{key}.{name}] has unknown keys {unknown}", hint=f"known keys: {', '.join(REMOTE_KEYS)}")
         if "endpoint" in table and (not isinstance(table["endpoint"], str) or not table["endpoint"].startswith(("http://", "https://"))):
             raise SettingsError(f"{origin}: [{key}.{name}] endpoint must be an http(s):// URL, got {table['endpoint']!r}")
+        if "trusted_keys" in table and (
+            not isinstance(table["trusted_keys"], list) or not all(isinstance(k, str) and PUBLIC_KEY_PATTERN.match(k) for k in table["trusted_keys"])
+        ):
+            raise SettingsError(
+                f"{origin}: [{key}.{name}] trusted_keys must be a list of public keys NAME:BASE64, got {table['trusted_keys']!r}",
+                hint="the last line `datamaestro store key generate NAME` printed, e.g. trusted_keys = [\"lab-ci:...\"]",
+            )
+        if "signing_key" in table and (not isinstance(table["signing_key"], str) or not table["signing_key"]):
+            raise SettingsError(f"{origin}: [{key}.{name}] signing_key must be the path of a secret key file, got {table['signing_key']!r}")
         remotes[name] = {k: table[k] for k in REMOTE_KEYS if k in table}
     return remotes
 

@@ -27,7 +27,7 @@ def test_help_imports_nothing_heavy():
         "sys.argv = ['datamaestro', '--help']\n"
         "try:\n    runpy.run_module('datamaestro', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
-        "heavy = [m for m in ('experimaestro', 'numpy', 'requests', 'boto3', 'botocore', 'obstore', 's3fs') if m in sys.modules]\n"
+        "heavy = [m for m in ('experimaestro', 'numpy', 'requests', 'boto3', 'botocore', 'obstore', 's3fs', 'cryptography') if m in sys.modules]\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -35,6 +35,9 @@ class Peer:
     label: str = ""
     #: whether :meth:`put_object` and :meth:`put_action` work
     writable: bool = False
+    #: which of its action records may be used (:class:`~datamaestro.remotes.signing.RecordTrust`,
+    #: from ``trusted_keys``); None: every record, trusted as the remote is
+    record_trust = None
 
     def stage(self, store: "Store", digest: str) -> "Staged | None":
         """Copies the object ``digest`` into the store's tmp, checked; None when the remote lacks it.
