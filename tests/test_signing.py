@@ -12,6 +12,7 @@ import re
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -71,21 +72,22 @@ def test_a_secret_key_others_may_read_is_refused(tmp_path):
             load_signing_key(path)
 
 
-def test_a_signature_covers_the_key_kind_digest_and_size(tmp_path):
+def test_a_signature_covers_the_key_kind_digest_size_and_source_digest(tmp_path):
     from datamaestro.remotes.signing import RecordTrust, generate_key, load_signing_key
     from datamaestro.store import Output
 
     path, public = generate_key("lab-ci", tmp_path / "ci.secret")
     signer = load_signing_key(path)
     key, other_key = "blake3:" + "1" * 64, "blake3:" + "2" * 64
-    output = Output("file", digest="blake3:" + "a" * 64, size=10)
+    output = Output("file", digest="blake3:" + "a" * 64, source_digest="blake3:" + "c" * 64, url="http://example.org/a", size=10)
     signature = signer.sign(key, output)
     trust = RecordTrust("lab", [public])
 
     assert trust.verified(key, output, [signature])
     assert not trust.verified(other_key, output, [signature])  # a record moved to another recipe
-    for changed in (Output("tree", digest=output.digest, size=10), Output("file", digest="blake3:" + "b" * 64, size=10), Output("file", digest=output.digest, size=11)):
-        assert not trust.verified(key, changed, [signature])
+    for field, value in (("kind", "tree"), ("digest", "blake3:" + "b" * 64), ("size", 11), ("source_digest", "blake3:" + "d" * 64)):
+        assert not trust.verified(key, replace(output, **{field: value}), [signature]), field
+    assert trust.verified(key, replace(output, url="http://mirror.example.org/a"), [signature])  # the URL is only shown
     assert not RecordTrust("lab", [public.replace("lab-ci:", "other:")]).verified(key, output, [signature])
 
 

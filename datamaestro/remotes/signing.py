@@ -11,10 +11,13 @@ for the action cache.
 **What is signed.** The bytes :func:`signed_bytes` returns: the line
 ``datamaestro action record v1`` and a newline, then the canonical JSON
 (sorted keys, no spaces, UTF-8) of ``{"digest", "key", "kind", "size",
-"value"}`` — the recipe key the record answers, the output's kind, digest,
-size and (for a ``value`` output) its JSON value, ``null`` where the output
-has none. A reader builds these bytes from the key it asked for, never from
-the key the document claims, so a record moved to another key fails.
+"source_digest", "value"}`` — the recipe key the record answers, the
+output's kind, digest, size, source digest (a lock made from the record pins
+it, and checks later downloads against it) and (for a ``value`` output) its
+JSON value, ``null`` where the output has none. The URL is not signed: it is
+only shown in messages, and differs from machine to machine (mirrors). A
+reader builds these bytes from the key it asked for, never from the key the
+document claims, so a record moved to another key fails.
 
 **Where signatures go.** A record's JSON gets ``"signatures": ["NAME:BASE64",
 ...]``: the name of the key and the 64-byte Ed25519 signature, in base64.
@@ -104,6 +107,7 @@ def signed_bytes(key: str, output: "Output") -> bytes:
             "key": key,
             "kind": str(output.kind),
             "size": output.size,
+            "source_digest": output.source_digest,
             "value": output.value if output.kind == "value" else None,
         }
     )
