@@ -103,13 +103,18 @@ def push(
         report.objects_present = len(digests) - len(missing)
         _upload(context, remote, missing, report, jobs or 16)
         # records last: a reader never follows one to an object not there yet
-        for key, record in records.items():
+        # (in parallel: each is read first, to keep the signatures it has)
+        def put_record(item: tuple[str, ActionRecord]) -> None:
+            key, record = item
             document = {"key": key, "recipe": record.recipe, "output": record.output.to_json(), "created": record.created}
             signatures = _signatures(remote, key, record.output, signer)
             if signatures:
                 document["signatures"] = signatures
             remote.put_action(key, canonical_json(document))
-            report.actions_sent += 1
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs or 16)) as pool:
+            for _ in pool.map(put_record, records.items()):
+                report.actions_sent += 1
     except PeerUnavailable as error:
         raise RemoteError(f"push to {remote.label} failed: {error}", hint="what was sent stays; run the push again to send the rest") from None
     report.seconds = time.monotonic() - start
