@@ -193,7 +193,7 @@ def test_a_secret_key_readable_by_others_is_refused(served, s3, bucket, tmp_path
     result = dm(project, "store", "push", "lab", MNIST, "--sign", str(tmp_path / "ci.secret"), data=tmp_path / "a", env=remote_env(s3, bucket), check=False)
 
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "may be read by others (mode 0644)" in result.stderr and "chmod 600" in result.stderr
+    assert "may be read or changed by others than its owner (mode 0644)" in result.stderr and "chmod 600" in result.stderr
     # refused before anything went up
     try:
         records = remote_records(s3, bucket)

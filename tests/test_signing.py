@@ -66,9 +66,9 @@ def test_a_secret_key_others_may_read_is_refused(tmp_path):
 
     path, public = generate_key("lab-ci", tmp_path / "ci.secret")
     assert load_signing_key(path).public_key() == public
-    for mode in (0o640, 0o604):
+    for mode in (0o640, 0o604, 0o620):
         os.chmod(path, mode)
-        with pytest.raises(UsageError, match=f"may be read by others \\(mode {mode:04o}\\)"):
+        with pytest.raises(UsageError, match=f"may be read or changed by others than its owner \\(mode {mode:04o}\\)"):
             load_signing_key(path)
 
 

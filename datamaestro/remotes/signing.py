@@ -216,7 +216,7 @@ def load_signing_key(path: Path) -> SigningKey:
             raise UsageError(f"the secret key {path} is not a file")
         if info.st_mode & 0o077:
             raise UsageError(
-                f"the secret key {path} may be read by others (mode {stat.S_IMODE(info.st_mode):04o}): it is not used",
+                f"the secret key {path} may be read or changed by others than its owner (mode {stat.S_IMODE(info.st_mode):04o}): it is not used",
                 hint=f"chmod 600 {path} (and make a new key if others may have read it)",
             )
         text = os.read(fd, 4096).decode("ascii", errors="replace")
