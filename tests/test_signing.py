@@ -110,3 +110,46 @@ def test_trusted_keys_without_the_library_say_what_to_install(tmp_path):
     env = {**os.environ, "DATAMAESTRO_REMOTES": f'lab = {{ url = "{tmp_path / "store"}", trusted_keys = ["{public}"] }}'}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert "REFUSED" in result.stdout and "datamaestro[signing]" in result.stdout, result.stdout + result.stderr
+
+
+def test_malformed_records_and_signatures_are_ignored_not_errors(tmp_path):
+    import json
+
+    from datamaestro.remotes.signing import RecordTrust, generate_key, load_signing_key
+    from datamaestro.store import Output
+
+    path, public = generate_key("lab-ci", tmp_path / "ci.secret")
+    key = "blake3:" + "1" * 64
+    output = Output("file", digest="blake3:" + "a" * 64, size=10)
+    good = load_signing_key(path).sign(key, output)
+    trust = RecordTrust("lab", [public])
+    record = {"key": key, "output": output.to_json()}
+    for document in (
+        b"not json",
+        json.dumps([1, 2]).encode(),
+        json.dumps({**record, "signatures": "lab-ci:abc"}).encode(),
+        json.dumps({**record, "signatures": [None, 3, "lab-ci", "lab-ci:!!!", "x" * 10_000]}).encode(),
+        json.dumps({**record, "output": {"kind": "nonsense"}, "signatures": [good]}).encode(),
+    ):
+        assert not trust.admits(key, document)
+    assert trust.ignored == 5
+    assert trust.admits(key, json.dumps({**record, "signatures": ["lab-ci:" + "A" * 86 + "==", good]}).encode())
+
+
+def test_a_push_keeps_the_remote_s_signatures_only_when_its_record_says_the_same(tmp_path):
+    import json
+
+    from datamaestro.remotes.signing import generate_key, load_signing_key, merge_signatures
+    from datamaestro.store import Output
+
+    first = load_signing_key(generate_key("lab-ci", tmp_path / "a.secret")[0])
+    second = load_signing_key(generate_key("gpu-ci", tmp_path / "b.secret")[0])
+    key = "blake3:" + "1" * 64
+    output = Output("file", digest="blake3:" + "a" * 64, size=10)
+    remote = json.dumps({"key": key, "output": output.to_json(), "signatures": [first.sign(key, output)]}).encode()
+    other = Output("file", digest="blake3:" + "b" * 64, size=10)
+
+    assert [s.partition(":")[0] for s in merge_signatures(remote, key, output, second.sign(key, output))] == ["lab-ci", "gpu-ci"]
+    assert merge_signatures(remote, key, output, None) == [first.sign(key, output)]  # an unsigned push keeps them
+    assert merge_signatures(remote, key, other, None) == []  # they signed something else
+    assert merge_signatures(remote, key, output, first.sign(key, output)) == [first.sign(key, output)]  # no duplicate
