@@ -49,6 +49,8 @@ class CheckStatus(str, Enum):
 
     OK = "ok"
     FAILED = "failed"
+    #: nothing remote to check (a resource made from local data)
+    SKIPPED = "skipped"
     ERROR = "error"
 
 
@@ -150,6 +152,10 @@ class Resource:
         if self.varname is None:
             self.varname = attribute.lower()
         self.definition = definition
+        # a dataset object of the original API lists the resources bound to it
+        attach = getattr(definition, "attach_resource", None)
+        if attach is not None:
+            attach(self)
 
     #: the resources whose outputs this one needs (default: those in ``_dependencies``); subclasses override it with a method
     dependencies = _Dependencies()

@@ -102,9 +102,30 @@ class reference(Resource):
         """The referenced dataset's config (built, not prepared)."""
         return self.target_definition.config()
 
+    def _resolve_reference(self):
+        """The referenced dataset: its definition, or the object given when it is not a dataset of this datamaestro (1.16's API)."""
+        try:
+            return self.target_definition
+        except DefinitionError:
+            return self.target
+
     def prepare(self):
-        """The referenced dataset's config (the original API's name)."""
-        return self.value()
+        """The referenced dataset's config (the original API's name): its definition's ``_prepare()``, as 1.16 called it."""
+        from ..definition import DatasetDefinition
+
+        resolved = self._resolve_reference()
+        if isinstance(resolved, DatasetDefinition):
+            return resolved._prepare()
+        return resolved.prepare()
+
+    def download(self, force: bool = False) -> None:
+        """Makes the referenced dataset's data present (the original API; a pipeline produces it as an input instead)."""
+        legacy = getattr(self.target, "__datamaestro__", None)
+        if legacy is not None:
+            # a dataset object of datamaestro 1
+            legacy._download_or_raise(force)
+            return
+        self._resolve_reference().download(force)
 
     def config(self):
         """The referenced dataset's config (the original API's name)."""
