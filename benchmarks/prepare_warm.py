@@ -93,6 +93,8 @@ def run(work: Path, quick: bool) -> list[Row]:
     for _ in range(runs):  # in turns
         process.append(time_command(child_command("prepare", big), env=env))
         experimaestro.append(time_command([sys.executable, "-c", "import experimaestro"], env=env))
+    # the ratio pair by pair: a pair shares the machine's speed of the moment (other processes load it)
+    process_ratio = median([p / x for p, x in zip(process, experimaestro)])
     process, experimaestro = median(process), median(experimaestro)
     fresh_dir(Path(env["DATAMAESTRO_DIR"]))
 
@@ -112,9 +114,10 @@ def run(work: Path, quick: bool) -> list[Row]:
         compare(NAME, '`python -c "import datamaestro.api"`', imports * 1000, bare * 1000, "ms", f"context; median of {runs} runs; reference: `python -c pass`"),
         compare(NAME, f"warm `prepare_dataset` in a new process, {label}", process * 1000, imports * 1000, "ms",
                 f"context; median of {runs} runs of `python -m benchmarks._child prepare {big}`; reference: the import of datamaestro.api"),
-        compare(NAME, f'warm `prepare_dataset` in a new process vs `python -c "import experimaestro"`, {label}', process * 1000, experimaestro * 1000, "ms",
-                f"median of {runs} runs, in turns; a config must be built, so experimaestro is imported: the target is what "
-                "datamaestro adds on top (numpy only when `.data()` is called)", target=f"≤ {EXPERIMAESTRO:g}", met=lambda ratio: ratio <= EXPERIMAESTRO),
+        Row(NAME, f'warm `prepare_dataset` in a new process vs `python -c "import experimaestro"`, {label}', process * 1000, experimaestro * 1000,
+            process_ratio, f"≤ {EXPERIMAESTRO:g}", "ms",
+            f"{runs} pairs run in turns, ratio = median of the pairs' ratios (values: medians of each side); a config must be built, so experimaestro "
+            "is imported: the target is what datamaestro adds on top (numpy only when `.data()` is called)", met=process_ratio <= EXPERIMAESTRO),
         Row(NAME, f'a script\'s warm `prepare_dataset("{MNIST}")` (test plugin) in a new process vs `python -c "import experimaestro"`',
             median([p for p, _ in pairs]) * 1000, median([x for _, x in pairs]) * 1000, script_ratio, f"≤ {SCRIPT:g}", "ms",
             f"{len(pairs)} pairs run in turns, ratio = median of the pairs' ratios (values: medians of each side); "
