@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 _state = threading.local()
 
 #: attributes the pipeline or the base class set, which say nothing of the output
-_NOT_PARAMETERS = {"definition", "attribute", "_dependencies", "_dependents", "_post", "transient", "varname", "_entry", "_download_called"}
+_NOT_PARAMETERS = {"definition", "attribute", "_dependencies", "_dependents", "_post", "transient", "varname", "_entry"}
 
 
 def legacy_parameters(resource: "Resource") -> dict[str, Any]:
