@@ -262,8 +262,8 @@ class GeneratedDownload(Resource):
 
     def produce(self, job) -> "Any":
         """Runs the dataset's ``download()``."""
-        from .errors import DownloadError
-        from .store import Output
+        from ..errors import DownloadError
+        from ..store import Output
 
         try:
             ok = self.dataset_object.download()
@@ -272,6 +272,10 @@ class GeneratedDownload(Resource):
         except Exception as exc:
             raise DownloadError(f"{self.dataset_object.id}: {type(exc).__name__}: {exc}", hint="see the dataset's documentation; run with --traceback for details") from exc
         if ok is False:
+            # a dataset folder of 1.16 says which resource failed, and why
+            error = getattr(self.dataset_object, "_download_error", None)
+            if isinstance(error, DatamaestroError):
+                raise error
             raise DownloadError(f"{self.dataset_object.id}: its download failed", hint="run with --debug for the dataset's messages")
         return Output(Kind.VALUE, value=None)
 
