@@ -135,7 +135,10 @@ class Resource:
     def __call__(self, target):
         """Used as a decorator on a decorator-style definition: adds itself to it."""
         definition = getattr(target, "__dataset__", None)
-        if getattr(definition, "target", None) is target:
+        if callable(getattr(target, "attach_resource", None)):
+            # a dataset object of the original API (the resource decorates it directly)
+            self.bind(self.varname, target)
+        elif getattr(definition, "target", None) is target:
             # above @dataset: the definition exists
             definition.add_resource(self.varname, self)
         else:

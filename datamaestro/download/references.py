@@ -103,11 +103,13 @@ class reference(Resource):
         return self.target_definition.config()
 
     def _resolve_reference(self):
-        """The referenced dataset: its definition, or the object given when it is not a dataset of this datamaestro (1.16's API)."""
-        try:
+        """The referenced dataset (1.16's API): the definition of a ``@dataset`` target or id, else the dataset object given, which answers for itself."""
+        from ..definition import DatasetDefinition
+
+        target = self.target
+        if isinstance(target, (DatasetDefinition, str)) or isinstance(getattr(target, "__dataset__", None), DatasetDefinition):
             return self.target_definition
-        except DefinitionError:
-            return self.target
+        return target
 
     def prepare(self):
         """The referenced dataset's config (the original API's name): its definition's ``_prepare()``, as 1.16 called it."""

@@ -15,12 +15,6 @@ EXPECTED_FAILURES = {
         "FileResource.name is the file name (the entry of views, manifests and lock files), .varname the variable",
     "test_resource.py::TestFileDownloader::test_construction":
         "FileResource.name is the file name (the entry of views, manifests and lock files), .varname the variable",
-    "test_resource.py::TestLegacyDecoratorDataset::test_filedownloader_decorator":
-        "a resource used as a decorator attaches to a @dataset definition, keyed by its variable name",
-    "test_resource.py::TestLegacyDecoratorDataset::test_reference_resource":
-        "reference.prepare() builds the referenced dataset's config; a mock is not a dataset",
-    "test_resource.py::TestReferenceResource::test_prepare_delegates":
-        "reference.prepare() builds the referenced dataset's config; a mock is not a dataset",
     "test_resource.py::TestReferenceResource::test_requires_reference":
         "reference(None) raises DefinitionError (a message with a hint), not AssertionError",
     "test_resource.py::TestCustomDownload::test_construction":
@@ -29,8 +23,6 @@ EXPECTED_FAILURES = {
         "a custom_download's function must be a named function: its module and name go into the recipe key",
     "test_resource.py::TestCustomDownloadFunctional::test_prepare_returns_datapath":
         "a custom_download's function must be a named function: its module and name go into the recipe key",
-    "test_resource.py::TestTodoResource::test_raises_not_implemented":
-        "Todo fails when the dataset is prepared (DefinitionError); its config still builds (datamaestro check)",
     "test_resource.py::TestLinksResource::test_has_files_false":
         "links is a folder of the store (a tree of the linked datasets' files), not the dataset folder itself",
     "test_resource.py::TestLinksResource::test_path_is_datapath":
