@@ -29,14 +29,8 @@ EXPECTED_FAILURES = {
         "links is a folder of the store (a tree of the linked datasets' files), not the dataset folder itself",
     "test_resource.py::TestLinksResource::test_prepare_returns_path":
         "links is a folder of the store (a tree of the linked datasets' files), not the dataset folder itself",
-    "test_resource.py::TestArchiveDownloaderBase::test_extractall_default":
-        "archive resources extract through the store's safe tree writer; 1.16's extractall/subpath attributes are not kept",
-    "test_resource.py::TestArchiveDownloaderBase::test_extractall_with_subpath":
-        "archive resources extract through the store's safe tree writer; 1.16's extractall/subpath attributes are not kept",
-    "test_resource.py::TestArchiveDownloaderBase::test_extractall_with_files":
-        "archive resources extract through the store's safe tree writer; 1.16's extractall/subpath attributes are not kept",
     "test_resource.py::TestArchiveDownloaderBase::test_subpath_trailing_slash":
-        "archive resources extract through the store's safe tree writer; 1.16's extractall/subpath attributes are not kept",
+        "an archive's subpath is kept normalized (no trailing /): it is part of the recipe key, hence of lock fingerprints",
     "test_resource.py::TestMultiple::test_import_list":
         "download.multiple.List and Datasets are retired (their constructors did not work in 1.16): not Download subclasses",
     "test_resource.py::TestMultiple::test_import_datasets":
