@@ -78,6 +78,9 @@ class Context:
         progress: bool | None = None,
         lock: Path | str | bool | None = None,
     ):
+        if isinstance(settings, (str, Path)):
+            # the original API: Context(data_dir)
+            overrides, settings = {**(overrides or {}), "data_dir": Path(settings)}, None
         if settings is None:
             settings, pyproject = load_settings(overrides, project_dir=project_dir)
         else:
@@ -622,7 +625,11 @@ _COMPAT_NAMES = {
     "get_dataset": "datamaestro.api",
     "prepare_dataset": "datamaestro.api",
     "find_dataset": "datamaestro.api",
+    "_resolve_dataset_id": "datamaestro.compat.generated",
 }
+
+#: names above whose attribute is called otherwise in its module
+_COMPAT_ATTRIBUTES = {"_resolve_dataset_id": "resolve_dataset_id"}
 
 
 def __getattr__(name: str):
@@ -632,4 +639,4 @@ def __getattr__(name: str):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(module), _COMPAT_ATTRIBUTES.get(name, name))

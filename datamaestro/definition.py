@@ -146,8 +146,16 @@ class DatasetDefinition:
         """The repository whose config package holds this definition, in the session in scope."""
         return self.repository_in(session.current())
 
+    @repository.setter
+    def repository(self, repository: "Repository | None") -> None:
+        # the original API let code (tests, in-memory repositories) say which repository holds a definition
+        self.__dict__["_repository"] = repository
+
     def repository_in(self, context) -> "Repository | None":
-        """The repository of this definition in a given context (None outside one)."""
+        """The repository of this definition in a given context (None outside one); the one set on it, if any."""
+        repository = self.__dict__.get("_repository")
+        if repository is not None:
+            return repository
         return context.registry.repository_for_module(self.module)
 
     @property
@@ -489,6 +497,9 @@ def dataset(base: type | None = None, **metadata) -> Callable:
         target.__dataset__ = definition
         return target
 
+    # what the original API's ``DatasetWrapper(annotation, target)`` reads
+    decorate.base = base
+    decorate.metadata = metadata
     return decorate
 
 

@@ -49,6 +49,8 @@ class CheckStatus(str, Enum):
 
     OK = "ok"
     FAILED = "failed"
+    #: nothing remote to check (a resource made from local data)
+    SKIPPED = "skipped"
     ERROR = "error"
 
 
@@ -133,7 +135,10 @@ class Resource:
     def __call__(self, target):
         """Used as a decorator on a decorator-style definition: adds itself to it."""
         definition = getattr(target, "__dataset__", None)
-        if getattr(definition, "target", None) is target:
+        if callable(getattr(target, "attach_resource", None)):
+            # a dataset object of the original API (the resource decorates it directly)
+            self.bind(self.varname, target)
+        elif getattr(definition, "target", None) is target:
             # above @dataset: the definition exists
             definition.add_resource(self.varname, self)
         else:
@@ -150,6 +155,10 @@ class Resource:
         if self.varname is None:
             self.varname = attribute.lower()
         self.definition = definition
+        # a dataset object of the original API lists the resources bound to it
+        attach = getattr(definition, "attach_resource", None)
+        if attach is not None:
+            attach(self)
 
     #: the resources whose outputs this one needs (default: those in ``_dependencies``); subclasses override it with a method
     dependencies = _Dependencies()

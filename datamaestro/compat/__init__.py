@@ -4,7 +4,8 @@ The published plugins and code written for datamaestro 1.16 import these
 names from their 1.x paths (``datamaestro.definitions``, ``datamaestro.stream``,
 ``datamaestro.utils``, ...), which re-export them from here. The core never
 imports this package: it offers hooks (``as_definition()``, a definition's
-``production_checks``, a transform's ``streaming()``) that these classes fill.
+``production_checks``, a transform's ``streaming()``, a bound object's
+``attach_resource()``) that these classes fill.
 """
 
 from __future__ import annotations

@@ -73,6 +73,9 @@ class AbstractDataset:
         self.tasks: set[str] = set()
         self.aliases: set[str] = set()
         self.resources: dict[str, Resource] = {}
+        #: the resources in the order they are produced (1.16's dataset folder, see :mod:`datamaestro.compat.folder`)
+        self.ordered_resources: list[Resource] = []
+        self._download_error = None
         self.hooks: dict[str, list[Callable]] = {"pre-use": [], "pre-download": []}
         self.timestamp = False
         self.version = None
@@ -89,8 +92,29 @@ class AbstractDataset:
 
     @property
     def context(self):
-        """The session in scope."""
-        return session.current()
+        """The repository's context, else the session in scope."""
+        context = getattr(self.repository, "context", None)
+        return context if context is not None else session.current()
+
+    def attach_resource(self, resource: Resource) -> None:
+        """Lists a resource bound to this dataset (under its variable name), as 1.16's ``bind`` did.
+
+        :raises AssertionError: the name is taken (1.16's error)
+        """
+        key = resource.varname or resource.name
+        if key in self.resources:
+            raise AssertionError(f"Name {key} already declared as a resource")
+        self.resources[key] = resource
+        self.ordered_resources.append(resource)
+
+    @staticmethod
+    def find(name: str, context=None):
+        """The dataset with this id (the original API), in ``context`` or the session in scope.
+
+        :raises UsageError: no installed dataset has this id
+        """
+        context = session.current() if context is None else context
+        return context.dataset(name)
 
     @property
     def datapath(self) -> Path:
@@ -103,25 +127,47 @@ class AbstractDataset:
         raise NotImplementedError(f"{type(self).__name__} must implement _prepare()")
 
     def prepare(self, download: bool = False, variant_kwargs: dict | None = None):
-        """The config; ``download=True`` fetches the data first."""
-        config = self._prepare()
+        """The config; ``download=True`` fetches the data first.
+
+        :raises DownloadError: a resource could not be produced (chained to its error)
+        """
+        config = self._prepare(variant_kwargs=variant_kwargs) if variant_kwargs is not None else self._prepare()
         if download:
-            self.download()
+            self._download_or_raise()
         return config
 
     def download(self, force: bool = False) -> bool:
-        """Fetches the data, wherever it lives (default: nothing to fetch)."""
-        return True
+        """Fetches the data, wherever it lives: the resources bound to this dataset, into its folder (1.16's flow, see :mod:`datamaestro.compat.folder`); nothing without resources.
+
+        False when a resource failed.
+        """
+        if not self.ordered_resources:
+            return True
+        from .folder import download
+
+        return download(self, force)
+
+    def _download_or_raise(self, force: bool = False) -> None:
+        """:meth:`download`, raising the :class:`DownloadError` (chained to the resource's error) instead of returning False."""
+        from ..errors import DownloadError
+
+        self._download_error = None
+        if self.download(force) is False:
+            raise self._download_error or DownloadError(f"Could not download dataset {self.id or self!r}", hint="see the messages above")
 
     def is_prepared(self) -> bool:
-        """Whether the data is there already; False by default.
+        """Whether the data is there already: every bound resource is (reads only); False without resources.
 
         The data of a generated dataset lives where its own code puts it (the
         ir_datasets cache), out of the store's sight: without an override,
         datamaestro runs ``download()``, which the dataset makes cheap when
         its data is there.
         """
-        return False
+        if not self.ordered_resources:
+            return False
+        from .folder import is_prepared
+
+        return is_prepared(self)
 
     def register_hook(self, name: str, hook: Callable) -> None:
         """Registers a hook (``pre-use``, ``pre-download``)."""
@@ -216,8 +262,8 @@ class GeneratedDownload(Resource):
 
     def produce(self, job) -> "Any":
         """Runs the dataset's ``download()``."""
-        from .errors import DownloadError
-        from .store import Output
+        from ..errors import DownloadError
+        from ..store import Output
 
         try:
             ok = self.dataset_object.download()
@@ -226,6 +272,10 @@ class GeneratedDownload(Resource):
         except Exception as exc:
             raise DownloadError(f"{self.dataset_object.id}: {type(exc).__name__}: {exc}", hint="see the dataset's documentation; run with --traceback for details") from exc
         if ok is False:
+            # a dataset folder of 1.16 says which resource failed, and why
+            error = getattr(self.dataset_object, "_download_error", None)
+            if isinstance(error, DatamaestroError):
+                raise error
             raise DownloadError(f"{self.dataset_object.id}: its download failed", hint="run with --debug for the dataset's messages")
         return Output(Kind.VALUE, value=None)
 
@@ -238,6 +288,48 @@ class GeneratedDownload(Resource):
     def value(self):
         """Nothing: generated datasets build their config themselves."""
         return None
+
+
+def resolve_dataset_id(dataset, variant: dict | None = None, context=None):
+    """The dataset and the variant's axis values (1.16's ``datamaestro.context._resolve_dataset_id``).
+
+    ``dataset`` is an id (``"id[axis=value]"``), a definition or a
+    ``@dataset`` target; ``variant`` selects a variant without a selector.
+
+    :raises VariantError: (a ``ValueError``) a selector and ``variant``
+        both given, a variant for a dataset without variants, an unknown
+        axis or value
+    """
+    from ..errors import VariantError
+    from ..variants import split_id_selector
+
+    selector = ""
+    if isinstance(dataset, str):
+        name, selector = split_id_selector(dataset)
+        definition = AbstractDataset.find(name, context=context)
+    else:
+        definition = getattr(dataset, "__dataset__", dataset)
+        name = definition.id
+    definition = getattr(definition, "__dataset__", definition)
+    if selector and variant is not None:
+        raise VariantError(f"dataset {name!r} received both a selector {selector!r} and a `variant` kwarg; pass only one", hint=f"use {name}[{selector}] alone")
+    variants = getattr(definition, "variants", None)
+    if variants is None:
+        if selector:
+            raise VariantError(f"dataset {name!r} does not declare variants but selector {selector!r} was supplied", hint=f"use {name}")
+        if variant:
+            raise VariantError(f"dataset {name!r} does not declare variants but `variant` kwarg {variant!r} was supplied", hint="drop variant=")
+        return definition, {}
+    if variant is not None:
+        axes = getattr(variants, "axes", None)
+        if isinstance(axes, dict):
+            unknown = sorted(set(variant) - set(axes))
+            if unknown:
+                raise VariantError(f"unknown variant axes {unknown} for dataset {name!r}", hint=f"axes: {', '.join(sorted(axes))}")
+        values = dict(variant)
+    else:
+        values = variants.parse_selector(selector)
+    return definition, variants.resolve(**values)
 
 
 # recipes, pickles and messages keep naming the 1.x module

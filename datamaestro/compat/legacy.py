@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 _state = threading.local()
 
 #: attributes the pipeline or the base class set, which say nothing of the output
-_NOT_PARAMETERS = {"definition", "attribute", "_dependencies", "_dependents", "_post", "transient", "varname"}
+_NOT_PARAMETERS = {"definition", "attribute", "_dependencies", "_dependents", "_post", "transient", "varname", "_entry"}
 
 
 def legacy_parameters(resource: "Resource") -> dict[str, Any]:
@@ -265,14 +265,125 @@ class LegacyResourceMixin:
         """The value given to decorator-style definitions (the original API's name of ``value``)."""
         return super().value()
 
-    @property
-    def transient_path(self) -> Path:
-        """Where a resource of the original API writes (inside the work folder the pipeline gives)."""
-        return self.path
+    # -- 1.16's dataset folder (a dataset object with its own ``datapath``, see :mod:`datamaestro.compat.folder`)
+    def _folder_dataset(self):
+        """The 1.16 dataset object this resource is bound to (None when bound to a definition, or unbound)."""
+        from .generated import AbstractDataset
+
+        definition = self.__dict__.get("definition")
+        return definition if isinstance(definition, AbstractDataset) else None
+
+    def bind(self, attribute: str, definition) -> None:
+        """Attaches the resource to its dataset; to a 1.16 dataset object as 1.16 did.
+
+        There, the resource takes the attribute's name (unless given a
+        ``varname``) and is registered in ``dataset.resources`` and
+        ``dataset.ordered_resources``; its file keeps its own name.
+
+        :raises AssertionError: already bound, or the name is taken (1.16's errors)
+        """
+        from .generated import AbstractDataset
+
+        if not isinstance(definition, AbstractDataset):
+            return super().bind(attribute, definition)
+        if self.__dict__.get("definition") is not None:
+            raise AssertionError(f"Resource {self.name} is already bound to a dataset")
+        derived = self.name.split("/")[-1].split(".")[0] if self.name else None
+        key = self.varname if self.varname and self.varname != derived else attribute
+        if key in definition.resources:
+            raise AssertionError(f"Name {key} already declared as a resource")
+        self._entry = self.name if self.name is not None else key
+        self.attribute = attribute
+        self.name = key
+        self.varname = key
+        self.definition = definition
+        definition.resources[key] = self
+        definition.ordered_resources.append(self)
 
     @property
-    def context(self) -> "LegacyContext":
-        """The original API's context: settings, ``downloadURL``, ``datapath``."""
+    def filename(self) -> str | None:
+        """The file's name in the dataset folder, extension included."""
+        return self.__dict__.get("_entry", self.name)
+
+    @property
+    def path(self) -> Path:
+        """The output's path: ``<datapath>/<file name>`` in a 1.16 dataset folder, else the readable path."""
+        dataset = self._folder_dataset()
+        if dataset is None:
+            return super().path
+        return Path(dataset.datapath) / self._entry
+
+    @property
+    def transient_path(self) -> Path:
+        """Where a resource of the original API writes: ``<datapath>/.downloads/<file name>`` in a 1.16 dataset folder, else its path in the work folder the pipeline gives."""
+        dataset = self._folder_dataset()
+        if dataset is None:
+            return self.path
+        return Path(dataset.datapath) / ".downloads" / self._entry
+
+    @property
+    def state(self) -> ResourceState:
+        """In a 1.16 dataset folder, its ``.state.json``; else the store's action records (see :class:`ResourceState`)."""
+        dataset = self._folder_dataset()
+        if dataset is None:
+            return core.Resource.state.fget(self)
+        from .folder import ResourceStateFile
+
+        return ResourceStateFile(dataset.datapath).read(self.name)
+
+    @state.setter
+    def state(self, value: ResourceState) -> None:
+        # only a 1.16 dataset folder records states itself; the store's action records are not written from here
+        dataset = self._folder_dataset()
+        if dataset is not None:
+            from .folder import ResourceStateFile
+
+            ResourceStateFile(dataset.datapath).write(self.name, value)
+
+    @property
+    def dependents(self) -> list:
+        """The resources that use this one (set by the dataset once its resources are bound)."""
+        return self.__dict__.get("_dependents", [])
+
+    @property
+    def can_recover(self) -> bool:
+        """Whether a partial output can be resumed (kept after a failure); False by default."""
+        return False
+
+    def stream(self):
+        """A byte stream of the output before it is complete; None (not supported) by default."""
+        return None
+
+    def files_present(self) -> bool:
+        """Whether the output is in the dataset folder (a folder at the dataset's own path must hold data)."""
+        dataset = self._folder_dataset()
+        if dataset is None:
+            return self.path.exists()
+        from .folder import folder_has_data
+
+        return folder_has_data(self.path, Path(dataset.datapath))
+
+    def cleanup(self) -> None:
+        """Removes the output and its transient data from a 1.16 dataset folder (state NONE).
+
+        Nothing for a resource of a definition: the store's garbage
+        collector removes outputs nothing uses.
+        """
+        dataset = self._folder_dataset()
+        if dataset is None:
+            return
+        from .folder import delete_path
+
+        for path in (self.path, self.transient_path):
+            delete_path(path)
+        self.state = ResourceState.NONE
+
+    @property
+    def context(self):
+        """The original API's context: the dataset's in a 1.16 dataset folder, else settings, ``downloadURL``, ``datapath``."""
+        dataset = self._folder_dataset()
+        if dataset is not None:
+            return dataset.context
         return LegacyContext.current()
 
 

@@ -106,6 +106,13 @@ class linkpath(Resource):
     def _found(self, path) -> bool:
         raise NotImplementedError
 
+    def _check_path(self, path) -> bool:
+        """Whether ``path`` is what this resource takes: a folder (or file) of the right kind that passes the checker (1.16's API)."""
+        path = Path(path)
+        if not self._found(path):
+            return False
+        return self.checker is None or bool(self.checker.check(path))
+
     def _resolve(self, context):
         """The first existing proposal, or raises with every place looked at."""
         from .datafolders import ResolvablePath, describe_proposal

@@ -18,25 +18,27 @@ import zlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from struct import Struct
-from typing import BinaryIO
-
-import numpy as np
+from typing import TYPE_CHECKING, BinaryIO
 
 from datamaestro.errors import DatamaestroError, IntegrityError
 
 from . import Base, File
 
+if TYPE_CHECKING:
+    import numpy as np
+
 #: The two bytes every gzip stream starts with (RFC 1952).
 GZIP_MAGIC = b"\x1f\x8b"
 
-#: IDX type code (third byte of the magic number) → big-endian numpy dtype.
+#: IDX type code (third byte of the magic number) → big-endian numpy dtype
+#: (named: numpy is imported only when data is read, not to build a config)
 IDX_DTYPES = {
-    0x08: np.dtype(">u1"),
-    0x09: np.dtype(">i1"),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
+    0x08: ">u1",
+    0x09: ">i1",
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
 }
 
 #: numpy 1.x cannot build arrays of more dimensions; a larger count in a
@@ -101,6 +103,8 @@ class IDX(Tensor, File):
 
 def _map_plain(path: Path) -> np.ndarray:
     """Maps an uncompressed IDX file, read-only."""
+    import numpy as np
+
     with path.open("rb") as fp:
         dtype, shape = _read_header(fp, path)
         offset = fp.tell()
@@ -114,6 +118,8 @@ def _map_plain(path: Path) -> np.ndarray:
 
 def _read_gzipped(path: Path) -> np.ndarray:
     """Decompresses a gzipped IDX file in memory."""
+    import numpy as np
+
     try:
         with gzip.open(path, "rb") as fp:
             content = fp.read()
@@ -163,7 +169,9 @@ def _read_header(fp: BinaryIO, path: Path) -> tuple[np.dtype, tuple[int, ...]]:
             f"{len(dims) // IDX.DIM.size} present)"
         )
     shape = tuple(size for (size,) in IDX.DIM.iter_unpack(dims))
-    return dtype, shape
+    import numpy as np
+
+    return np.dtype(dtype), shape
 
 
 def _check_size(

@@ -10,12 +10,14 @@ here add the original datamaestro's API (``download()``/``_download()``,
 """
 
 from ..compat.legacy import Download, FileResource, FolderResource, LocalResourceMixin, Resource, ResourceState, ValueResource
+from ..compat.folder import ResourceStateFile
 from ..resource import CheckStatus, ResourceCheckResult
+from ..resource import _warned as _deprecation_warned  # noqa: F401 (1.16's name of the warned-once set)
 from .custom import custom_download
 from .files import FilesCopy
 
 __all__ = [
-    "CheckStatus", "Download", "FileResource", "FilesCopy", "ResourceCheckResult", "FolderResource", "LocalResourceMixin", "Resource", "ResourceState", "ValueResource",
+    "CheckStatus", "Download", "FileResource", "FilesCopy", "ResourceCheckResult", "FolderResource", "ResourceStateFile", "LocalResourceMixin", "Resource", "ResourceState", "ValueResource",
     "custom_download", "reference",
 ]
 

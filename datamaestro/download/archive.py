@@ -166,6 +166,11 @@ class ArchiveDownloader(FolderResource):
         """The archive's URL."""
         return [self.url]
 
+    @property
+    def extractall(self) -> bool:
+        """Whether the whole archive is extracted: no subpath, no file selection (1.16's name)."""
+        return self.subpath is None and self.files is None
+
     # -- selection
     def _relative(self, member: _Member) -> str | None:
         """The member's path below ``subpath``; None when it is not below it."""

@@ -34,6 +34,12 @@ class FilesCopy(FolderResource):
         self.files = dict(files)
         self._dependencies.append(source)
 
+    def check(self):
+        """Nothing remote to check: the files come from another resource (SKIPPED, as in 1.16)."""
+        from ..resource import CheckStatus, ResourceCheckResult
+
+        return ResourceCheckResult(resource=self.name, status=CheckStatus.SKIPPED, message="Local resource")
+
     def recipe(self) -> dict[str, Any]:
         """The file mapping."""
         return {**super().recipe(), "files": dict(sorted(self.files.items()))}

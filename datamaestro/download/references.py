@@ -102,9 +102,32 @@ class reference(Resource):
         """The referenced dataset's config (built, not prepared)."""
         return self.target_definition.config()
 
+    def _resolve_reference(self):
+        """The referenced dataset (1.16's API): the definition of a ``@dataset`` target or id, else the dataset object given, which answers for itself."""
+        from ..definition import DatasetDefinition
+
+        target = self.target
+        if isinstance(target, (DatasetDefinition, str)) or isinstance(getattr(target, "__dataset__", None), DatasetDefinition):
+            return self.target_definition
+        return target
+
     def prepare(self):
-        """The referenced dataset's config (the original API's name)."""
-        return self.value()
+        """The referenced dataset's config (the original API's name): its definition's ``_prepare()``, as 1.16 called it."""
+        from ..definition import DatasetDefinition
+
+        resolved = self._resolve_reference()
+        if isinstance(resolved, DatasetDefinition):
+            return resolved._prepare()
+        return resolved.prepare()
+
+    def download(self, force: bool = False) -> None:
+        """Makes the referenced dataset's data present (the original API; a pipeline produces it as an input instead)."""
+        legacy = getattr(self.target, "__datamaestro__", None)
+        if legacy is not None:
+            # a dataset object of datamaestro 1
+            legacy._download_or_raise(force)
+            return
+        self._resolve_reference().download(force)
 
     def config(self):
         """The referenced dataset's config (the original API's name)."""

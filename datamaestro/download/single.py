@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import lzma
-import tarfile
 import zlib
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Sequence
@@ -191,6 +190,8 @@ class ConcatDownloader(FileResource):
 
     def produce(self, job: "Job") -> Output:
         """Downloads the archive to tmp, then streams its members into one object."""
+        import tarfile  # here: a warm prepare, which builds configs only, does not need it
+
         from .transforms import infer_transforms
 
         with downloaded_file(job, self.url) as (archive_path, result):

@@ -6,10 +6,11 @@ replaces it. Its constructor did not work in datamaestro 1.16 either.
 
 from __future__ import annotations
 
+from ..compat.legacy import Download
 from .multiple import _Retired
 
 
-class _gsync(_Retired):
+class _gsync(_Retired, Download):
     """The original's ``gsutil rsync`` resource."""
 
     replacement = "a custom_download whose function runs `gsutil -m rsync gs://... <root>`"

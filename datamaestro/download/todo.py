@@ -17,5 +17,13 @@ class Todo(Resource):
         )
 
     def value(self):
-        """Nothing yet."""
+        """Nothing yet (the config still builds: ``datamaestro check`` builds every config)."""
         return None
+
+    def download(self, force: bool = False):
+        """Not written yet (the original API)."""
+        raise NotImplementedError(f"{self.name}: this dataset's download is not written yet")
+
+    def prepare(self):
+        """Not written yet: there is no value to give (the original API)."""
+        raise NotImplementedError(f"{self.name}: this dataset's download is not written yet")
