@@ -793,14 +793,26 @@ def _warm_prepare(argv: list[str]) -> bool:
     return True
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` comes (through its chain of causes) from a Ctrl-C."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def main() -> None:
     """The console script: runs the app, turning DatamaestroError into one message."""
     import signal
 
     signal.signal(signal.SIGTERM, _terminate)
-    if _warm_prepare(sys.argv[1:]):
-        return
     try:
+        if _warm_prepare(sys.argv[1:]):
+            return
         app()
     except DatamaestroError as error:
         if state.traceback:
@@ -815,3 +827,8 @@ def main() -> None:
     except Terminated:
         typer.echo("terminated", err=True)
         sys.exit(143)
+    except SystemExit as exit_:
+        # typer turns a KeyboardInterrupt into Exit(130) itself, silently
+        if exit_.code == 130 and _interrupted(exit_):
+            typer.echo("interrupted", err=True)
+        raise
