@@ -100,7 +100,10 @@ def push(context: "Context", target: str, dataset_ids: list[str], *, use_lock: b
             remote.put_action(key, canonical_json({"key": key, "recipe": record.recipe, "output": record.output.to_json(), "created": record.created}))
             report.actions_sent += 1
     except PeerUnavailable as error:
-        raise RemoteError(f"push to {remote.label} failed: {error}", hint="what was sent stays; run the push again to send the rest") from None
+        from .remotes import reason_of
+
+        hint = getattr(error, "hint", None) or "what was sent stays; run the push again to send the rest"
+        raise RemoteError(f"push to {remote.label} failed: {reason_of(remote, error)}", hint=hint) from None
     report.seconds = time.monotonic() - start
     return report
 
