@@ -258,3 +258,20 @@ def test_create_dataset_under_a_module_refuses_and_says_where_to_add_it(tmp_path
     # nothing was written that Python cannot import: the repository checks clean
     checked = run(*data, "check", "nc", env=env)
     assert "is not a package" not in checked.stderr and "FAILED" not in checked.stdout
+
+
+def test_small_edges_a_new_user_meets(tmp_path):
+    data = ["--data", str(tmp_path / "dm")]
+    # lock in a project that lists no dataset: says to add one first
+    project = make_project(tmp_path / "project")
+    locked = run(*data, "lock", cwd=project)
+    assert "the project lists no dataset" in locked.stderr and "datamaestro add ID" in locked.stderr
+    # a typo in free text: the close word is suggested, as for ids and tag:
+    missed = run(*data, "search", "mnsit", status=1)
+    assert "no dataset matches" in missed.stderr and "did you mean mnist?" in missed.stderr
+    # a typo in a setting: the close key, not the whole list
+    settings = tmp_path / "settings.toml"
+    settings.write_text("read_timout = 3\n")
+    wrong = run(*data, "search", "mnist", env={"DATAMAESTRO_CONFIG": str(settings)}, status=2)
+    assert "unknown setting 'read_timout'" in wrong.stderr and "did you mean read_timeout?" in wrong.stderr
+    assert "known settings" not in wrong.stderr
