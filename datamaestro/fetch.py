@@ -473,8 +473,8 @@ class PartialDownload:
 
     def _record_parts(self, done: int | None = None) -> None:
         with self._lock:
-            if self._fd is None:
-                return  # closed already (a worker late to stop)
+            if self._fd is None or "parts" not in self.meta:
+                return  # closed already, or started over in one stream (a worker late to stop)
             # counts taken before the sync: each covers bytes already written, which the sync puts on disk
             received = dict(self._received)
             os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
@@ -548,6 +548,7 @@ class PartialDownload:
         """Drops every kept byte (the download starts over)."""
         self.seek(0)
         self.meta = {}
+        self._received = {}
 
     def close(self, *, keep: bool) -> None:
         """Releases the file; ``keep=False`` removes it (done, or not worth resuming)."""
