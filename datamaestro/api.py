@@ -385,7 +385,8 @@ def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict
 
         # a family without a selector is described as a family (a required axis is not asked for)
         definition = resolve_dataset(dataset_id, ctx)[0] if split_id_selector(dataset_id)[1] else ctx.dataset(dataset_id)
-        described = _describe(definition, ctx, states=Pipeline(ctx))
+        # the states of this store only: info never contacts a remote cache (it may be slow, or refuse)
+        described = _describe(definition, ctx, states=Pipeline(ctx, use_remotes=False))
     fetcher = ctx.fetcher()
     for resource in described["resources"]:
         # what the [mirrors] setting makes of each URL, tried before it

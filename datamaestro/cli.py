@@ -328,6 +328,11 @@ def rm(
     release = report.release
     for message in release.errors if release else []:
         typer.echo(f"error: {message}", err=True)
+    if release is not None and release.left_to_owner:
+        echo(
+            f"{'would leave' if dry_run else 'left'} {release.left_to_owner} entries of other members: in a group store only "
+            "the store's owner (or root) collects them"
+        )
     if state.quiet:
         return
     echo(f"{'would remove' if dry_run else 'removed'} {report.folder}")
@@ -381,6 +386,8 @@ def lock(
             echo("datamaestro.lock is up to date")
         return
     report = lock_project(upgrade=(list(dataset_ids or []) or True) if upgrade else False, context=context)
+    if not report.resolved and not report.kept:
+        typer.echo("the project lists no dataset ([tool.datamaestro] datasets in pyproject.toml): add one with `datamaestro add ID`, then lock", err=True)
     if state.json:
         echo_json({"path": report.path, "written": report.written, "kept": report.kept, "resolved": report.resolved})
         return
@@ -781,7 +788,7 @@ _WARM_OPTIONS = {"--data": ("data_dir", True), "--store": ("store_dir", True), "
 
 
 def _warm_prepare(argv: list[str]) -> bool:
-    """Answers ``datamaestro [--data D] [--store S] [--offline] [-q] prepare ID`` from a warm record; False otherwise.
+    """Answers ``datamaestro [--data D] [--store S] [--offline] [-q] prepare ID`` (those options before or after the command) from a warm record; False otherwise.
 
     Running a typer command loads its parameter machinery (pydantic), which
     costs more than the whole warm answer: so this one command line is read
@@ -791,7 +798,13 @@ def _warm_prepare(argv: list[str]) -> bool:
     overrides: dict[str, Any] = {}
     quiet = False
     index = 0
-    while index < len(argv) and argv[index] in _WARM_OPTIONS:
+    rest: list[str] = []
+    # the options may come before or after the command, as the full command line allows
+    while index < len(argv):
+        if argv[index] not in _WARM_OPTIONS:
+            rest.append(argv[index])
+            index += 1
+            continue
         name, takes_value = _WARM_OPTIONS[argv[index]]
         if takes_value:
             if index + 1 >= len(argv):
@@ -804,7 +817,6 @@ def _warm_prepare(argv: list[str]) -> bool:
         else:
             overrides[name] = True
         index += 1
-    rest = argv[index:]
     if len(rest) != 2 or rest[0] != "prepare" or rest[1].startswith("-"):
         return False
     try:
@@ -821,14 +833,26 @@ def _warm_prepare(argv: list[str]) -> bool:
     return True
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` comes (through its chain of causes) from a Ctrl-C."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def main() -> None:
     """The console script: runs the app, turning DatamaestroError into one message."""
     import signal
 
     signal.signal(signal.SIGTERM, _terminate)
-    if _warm_prepare(sys.argv[1:]):
-        return
     try:
+        if _warm_prepare(sys.argv[1:]):
+            return
         app()
     except DatamaestroError as error:
         if state.traceback:
@@ -843,3 +867,8 @@ def main() -> None:
     except Terminated:
         typer.echo("terminated", err=True)
         sys.exit(143)
+    except SystemExit as exit_:
+        # typer turns a KeyboardInterrupt into Exit(130) itself, silently
+        if exit_.code == 130 and _interrupted(exit_):
+            typer.echo("interrupted", err=True)
+        raise

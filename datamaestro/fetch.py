@@ -52,6 +52,8 @@ MAX_DELAY = 30.0
 MAX_REDIRECTS = 20
 #: the smallest part of a parallel download (bytes)
 PART_MIN = 1 << 20
+#: a part records how far it got every this many bytes (a kill -9 loses at most this much per connection)
+PART_CHECKPOINT = 8 << 20
 RETRY_STATUSES = {408, 425, 429}
 
 DEAD_HINT = "the URL is dead: check it or set a mirror in settings ([mirrors])"
@@ -391,6 +393,8 @@ class PartialDownload:
         self.meta: dict = {}
         self._fd: int | None = None
         self._lock = threading.Lock()
+        #: bytes on disk of each unfinished part (from its start), as the workers write them
+        self._received: dict[int, int] = {}
 
     @classmethod
     def open(cls, folder: Path | None, url: str) -> "PartialDownload | None":
@@ -436,7 +440,8 @@ class PartialDownload:
         """Makes the file ``size`` bytes long (sparse) for parts written at their offsets, and records it."""
         os.ftruncate(self._fd, 0)
         os.ftruncate(self._fd, size)
-        self.meta["parts"] = {"size": part_size, "done": []}
+        self.meta["parts"] = {"size": part_size, "done": [], "kept": {}}
+        self._received = {}
         self._save()
 
     def write_at(self, offset: int, chunk: bytes) -> None:
@@ -448,9 +453,37 @@ class PartialDownload:
 
     def part_done(self, index: int) -> None:
         """Records a finished part (its bytes on disk first, so a crash never records a part it lost)."""
-        os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
+        self._record_parts(done=index)
+
+    def part_kept(self, index: int, length: int) -> int:
+        """How many bytes from the start of unfinished part ``index`` an earlier run kept (0 when the record is not sound)."""
+        kept = self.meta["parts"].get("kept")
+        value = kept.get(str(index), 0) if isinstance(kept, dict) else 0
+        value = value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < length else 0
+        self._received[index] = value
+        return value
+
+    def part_received(self, index: int, received: int) -> None:
+        """Notes that the first ``received`` bytes of part ``index`` are written (recorded at the next checkpoint)."""
+        self._received[index] = received
+
+    def checkpoint(self) -> None:
+        """Records how far each unfinished part got, so that a later run resumes each at its own offset."""
+        self._record_parts()
+
+    def _record_parts(self, done: int | None = None) -> None:
         with self._lock:
-            self.meta["parts"]["done"].append(index)
+            if self._fd is None or "parts" not in self.meta:
+                return  # closed already, or started over in one stream (a worker late to stop)
+            # counts taken before the sync: each covers bytes already written, which the sync puts on disk
+            received = dict(self._received)
+            os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
+            parts = self.meta["parts"]
+            if done is not None:
+                parts["done"].append(done)
+                self._received.pop(done, None)
+                received.pop(done, None)
+            parts["kept"] = {str(index): count for index, count in sorted(received.items()) if count > 0 and index not in parts["done"]}
             self._save()
 
     def resumable(self) -> int:
@@ -515,6 +548,7 @@ class PartialDownload:
         """Drops every kept byte (the download starts over)."""
         self.seek(0)
         self.meta = {}
+        self._received = {}
 
     def close(self, *, keep: bool) -> None:
         """Releases the file; ``keep=False`` removes it (done, or not worth resuming)."""
@@ -1031,13 +1065,17 @@ class Fetcher:
         part_size = partial.meta["parts"]["size"]
         done = set(partial.meta["parts"]["done"])
         pending: queue.Queue = queue.Queue()
+        kept: dict[int, int] = {}
         for index in range(-(-size // part_size)):
             if index not in done:
+                kept[index] = partial.part_kept(index, min(part_size, size - index * part_size))
                 pending.put(index)
         stream.set_total(size)
-        stream.progress.advance(sum(min(part_size, size - index * part_size) for index in done))
-        if done:
-            logger.info("resuming %s: %d of %d parts kept by an earlier run", url, len(done), -(-size // part_size))
+        already = sum(min(part_size, size - index * part_size) for index in done) + sum(kept.values())
+        stream.progress.advance(already)
+        if already:
+            started = sum(1 for count in kept.values() if count)
+            logger.info("resuming %s: %d of %d parts kept by an earlier run, %d more begun (%d of %d bytes)", url, len(done), -(-size // part_size), started, already, size)
 
         session = requests.Session()
         session.headers.update(self.session.headers)
@@ -1056,7 +1094,7 @@ class Fetcher:
                     return
                 start = index * part_size
                 try:
-                    self._part(session, url, partial, index, start, min(size, start + part_size) - 1, size, stream.progress, stop)
+                    self._part(session, url, partial, index, start, min(size, start + part_size) - 1, size, stream.progress, stop, kept[index])
                 except BaseException as exc:  # handed to the main thread
                     errors.append(exc)
                     stop.set()
@@ -1074,6 +1112,7 @@ class Fetcher:
             stop.set()  # the finished parts are recorded: the next run resumes them
             for worker in workers:
                 worker.join(1.0)
+            self._checkpoint(partial)  # and how far each other part got
             raise
         finally:
             session.close()
@@ -1084,18 +1123,33 @@ class Fetcher:
             stream.single = True
             return None
         if errors:
+            self._checkpoint(partial)
             raise errors[0]
         # the whole, read back: hashed, checked, and through the transforms into the sink
         for chunk in partial.read(size):
             stream.feed(chunk, keep=False, show=False)
         return url
 
-    def _part(self, session, url: str, partial: "PartialDownload", index: int, start: int, end: int, size: int, progress: ProgressBar, stop: threading.Event) -> None:
-        """Downloads bytes ``start..end`` (inclusive) into the partial file, with retries of its own."""
+    @staticmethod
+    def _checkpoint(partial: "PartialDownload") -> None:
+        """Records the parts' progress on the way out; a failure to record only costs a later run some bytes."""
+        try:
+            partial.checkpoint()
+        except (OSError, ValueError) as exc:
+            logger.debug("cannot record the parts of %s: %s", partial.url, exc)
+
+    def _part(
+        self, session, url: str, partial: "PartialDownload", index: int, start: int, end: int, size: int, progress: ProgressBar, stop: threading.Event, kept: int = 0
+    ) -> None:
+        """Downloads bytes ``start..end`` (inclusive) into the partial file, with retries of its own.
+
+        ``kept``: bytes from ``start`` an earlier run left on disk; the part resumes after them.
+        """
         import requests
         import urllib3
 
-        offset, attempt = start, 0
+        offset, attempt = start + kept, 0
+        unrecorded = 0
         quiet_since = time.monotonic()
         validator = partial.validator()
         while not stop.is_set():
@@ -1117,7 +1171,8 @@ class Fetcher:
                     first, total = _content_range(response.headers.get("Content-Range"))
                     if first != offset or (total is not None and total != size):
                         raise _NoRanges(f"the server answered bytes {offset}-{end} with {response.headers.get('Content-Range')}")
-                    chunks = response.raw.stream(CHUNK_SIZE, decode_content=False)
+                    # what has arrived, not a full CHUNK_SIZE: a Ctrl-C loses no bytes that were received
+                    chunks = iter(lambda: response.raw.read1(CHUNK_SIZE, decode_content=False), b"")
                     while offset <= end and not stop.is_set():
                         try:
                             chunk = next(chunks, None)
@@ -1128,7 +1183,12 @@ class Fetcher:
                         chunk = chunk[: end + 1 - offset]
                         partial.write_at(offset, chunk)
                         offset += len(chunk)
+                        partial.part_received(index, offset - start)
                         progress.advance(len(chunk))
+                        unrecorded += len(chunk)
+                        if unrecorded >= PART_CHECKPOINT:
+                            self._checkpoint(partial)
+                            unrecorded = 0
                 if stop.is_set():
                     return
                 if offset <= end:

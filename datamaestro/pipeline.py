@@ -269,17 +269,19 @@ class Pipeline:
         """The output the first remote cache that knows a recipe key records for it (digest only)."""
         import json
 
-        from .remotes import PeerUnavailable
+        from .remotes import PeerUnavailable, is_left_out, leave_out
         from .store.digests import is_digest
 
         for remote in self.remotes:
-            if remote.label in self._dead_remotes:
+            if remote.label in self._dead_remotes or is_left_out(remote):
                 continue
             try:
                 data = remote.get_action(key)
             except PeerUnavailable as error:
                 self._dead_remotes.add(remote.label)
-                logger.warning("remote cache %s left out: %s", remote.label, error)
+                line = leave_out(remote, error)
+                if line is not None:  # once per run, not once per resource or dataset
+                    logger.warning("%s", line)
                 continue
             if data is None:
                 continue
@@ -590,11 +592,13 @@ class Pipeline:
             return None
         if not offer.kind.stored:
             return offer
-        from .remotes import pull_outputs
+        from .remotes import is_left_out, pull_outputs
 
-        report = pull_outputs(self.store, [offer], [r for r in self.remotes if r.label not in self._dead_remotes])
-        for line in report.refused + report.unavailable:
+        report = pull_outputs(self.store, [offer], [r for r in self.remotes if r.label not in self._dead_remotes and not is_left_out(r)])
+        for line in report.refused:
             logger.warning("%s/%s: %s", definition.id, resource.name, line)
+        for line in report.unavailable:  # of the remote, not of this resource
+            logger.warning("%s", line)
         if not self.store.output_present(offer):
             logger.info("%s/%s: no remote cache has it whole; producing it from its sources", definition.id, resource.name)
             return None

@@ -116,7 +116,10 @@ def push(
             for _ in pool.map(put_record, records.items()):
                 report.actions_sent += 1
     except PeerUnavailable as error:
-        raise RemoteError(f"push to {remote.label} failed: {error}", hint="what was sent stays; run the push again to send the rest") from None
+        from .remotes import reason_of
+
+        hint = getattr(error, "hint", None) or "what was sent stays; run the push again to send the rest"
+        raise RemoteError(f"push to {remote.label} failed: {reason_of(remote, error)}", hint=hint) from None
     report.seconds = time.monotonic() - start
     return report
 

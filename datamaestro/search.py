@@ -10,6 +10,7 @@ or ``type:tensor.IDX``). A tag or task matches in the singular or the plural
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Iterable
 
 from .errors import UsageError
@@ -75,6 +76,13 @@ def no_match_hint(entries: Iterable[IndexEntry], terms: Iterable[str]) -> str | 
     }
     for term in terms:
         field, colon, value = term.partition(":")
+        if not colon and not any(p(e) for p in parse_terms([term]) for e in entries):
+            # free text none matches: the words of ids, aliases, names, tags and tasks close to it (a typo)
+            words = {w for e in entries for text in (e.id, *e.aliases, e.name or "", *e.tags, *e.tasks) for w in re.split(r"[\s._/-]+", text.lower()) if len(w) > 2}
+            close = difflib.get_close_matches(term.lower(), sorted(words), n=3, cutoff=0.7)
+            if close:
+                return f"no dataset mentions {term!r}; did you mean {' or '.join(close)}?"
+            continue
         if not colon or field not in known:
             continue
         values = known[field]

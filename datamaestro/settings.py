@@ -252,8 +252,11 @@ def parse_table(table: dict, origin: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, raw in table.items():
         if key not in PARSERS:
-            known = ", ".join(sorted(PARSERS))
-            raise SettingsError(f"{origin}: unknown setting {key!r}", hint=f"known settings: {known}")
+            import difflib
+
+            close = difflib.get_close_matches(key, sorted(PARSERS), n=2, cutoff=0.7)
+            hint = f"did you mean {' or '.join(close)}?" if close else f"known settings: {', '.join(sorted(PARSERS))}"
+            raise SettingsError(f"{origin}: unknown setting {key!r}", hint=hint)
         field_name, parser = PARSERS[key]
         parsed = parser(raw, key, origin)
         if field_name is not None:

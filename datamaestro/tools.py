@@ -292,6 +292,20 @@ def create_definition(repository_id: str, dataset_id: str, context: "Context") -
     path = folder.joinpath("config", *parts[:-1], parts[-1].replace("-", "_") + ".py")
     if path.exists():
         raise UsageError(f"{path} already exists", hint="edit it, or choose another id")
+    for depth in range(1, len(parts)):
+        # a parent id that is a module: a folder of that name beside it is a package Python cannot import
+        module = folder.joinpath("config", *parts[: depth - 1], parts[depth - 1].replace("-", "_") + ".py")
+        if module.is_file():
+            parent, rest = ".".join(parts[:depth]), ".".join(parts[depth:])
+            raise UsageError(
+                f"{parent} is a module ({module}): {dataset_id} cannot have a module of its own under it",
+                hint=f"add the definition to {module} with @dataset(id={rest!r}) (its id is then {dataset_id}), or choose an id beside it",
+            )
+    if path.with_suffix("").joinpath("__init__.py").is_file():
+        raise UsageError(
+            f"{dataset_id} is a package ({path.with_suffix('')}): a module {path.name} beside it would never be imported",
+            hint=f"write the definition in {path.with_suffix('') / '__init__.py'} with @dataset(id=\"\"), or choose another id",
+        )
     name = "".join(word.capitalize() for word in re.split(r"[-_]", parts[-1])) or "Data"
     if name[0].isdigit():
         name = f"Data{name}"

@@ -230,3 +230,48 @@ def test_reading_missing_data_names_the_dataset_and_what_to_run(mnist_server, dm
     shutil.rmtree(dm_context.data_dir / "store")
     with pytest.raises(MissingDataError, match="the data of com.lecun.mnist is missing"), get_dataset("com.lecun.mnist", context=dm_context).test.labels.open("rb"):
         pass
+
+
+def make_plugin(root: Path, namespace: str) -> Path:
+    """A repository ``namespace`` in ``root`` (package ``datamaestro_<namespace>``, found on PYTHONPATH); returns its config folder."""
+    info = root / f"datamaestro_{namespace}-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: datamaestro-{namespace}\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(f"[datamaestro.repositories]\n{namespace} = datamaestro_{namespace}:Repository\n")
+    package = root / f"datamaestro_{namespace}"
+    (package / "config").mkdir(parents=True)
+    (package / "__init__.py").write_text(f'import datamaestro\n\n\nclass Repository(datamaestro.Repository):\n    """A test repository."""\n\n    NAMESPACE = "{namespace}"\n')
+    (package / "config" / "__init__.py").write_text("")
+    return package / "config"
+
+
+def test_create_dataset_under_a_module_refuses_and_says_where_to_add_it(tmp_path):
+    config = make_plugin(tmp_path / "plugin", "nc")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "plugin"), os.environ.get("PYTHONPATH", "")])}
+    data = ["--data", str(tmp_path / "dm")]
+    written = run(*data, "create-dataset", "nc", "org.words", env=env).stdout.strip()
+    assert Path(written) == config / "org" / "words.py"
+    refused = run(*data, "create-dataset", "nc", "org.words.newone", env=env, status=2)
+    assert f"org.words is a module ({config / 'org' / 'words.py'})" in refused.stderr
+    assert "add the definition to" in refused.stderr and "@dataset(id='newone')" in refused.stderr
+    assert not (config / "org" / "words").exists()
+    # nothing was written that Python cannot import: the repository checks clean
+    checked = run(*data, "check", "nc", env=env)
+    assert "is not a package" not in checked.stderr and "FAILED" not in checked.stdout
+
+
+def test_small_edges_a_new_user_meets(tmp_path):
+    data = ["--data", str(tmp_path / "dm")]
+    # lock in a project that lists no dataset: says to add one first
+    project = make_project(tmp_path / "project")
+    locked = run(*data, "lock", cwd=project)
+    assert "the project lists no dataset" in locked.stderr and "datamaestro add ID" in locked.stderr
+    # a typo in free text: the close word is suggested, as for ids and tag:
+    missed = run(*data, "search", "mnsit", status=1)
+    assert "no dataset matches" in missed.stderr and "did you mean mnist?" in missed.stderr
+    # a typo in a setting: the close key, not the whole list
+    settings = tmp_path / "settings.toml"
+    settings.write_text("read_timout = 3\n")
+    wrong = run(*data, "search", "mnist", env={"DATAMAESTRO_CONFIG": str(settings)}, status=2)
+    assert "unknown setting 'read_timout'" in wrong.stderr and "did you mean read_timeout?" in wrong.stderr
+    assert "known settings" not in wrong.stderr

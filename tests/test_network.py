@@ -153,9 +153,48 @@ def test_a_parallel_download_stopped_midway_keeps_its_finished_parts(mnist_serve
     assert result.returncode == 0, result.stderr
     assert "parts kept by an earlier run" in result.stderr
     asked = [h["Range"] for _, _, h in mnist_server.requests_for("example/readme.txt")[before:]]
-    # the finished parts are not asked again; the others are, whole
-    assert sorted(asked) == sorted(f"bytes={i << 20}-{((i + 1) << 20) - 1}" for i in range(4) if i not in done)
+    # the finished parts are not asked again; each other one from where it stopped
+    ends = sorted(int(r.split("-")[1]) for r in asked)
+    assert ends == sorted(((i + 1) << 20) - 1 for i in range(4) if i not in done)
+    assert all(int(r[6:].split("-")[0]) >= int(r.split("-")[1]) + 1 - (1 << 20) for r in asked)
     assert (data / "data" / "image" / "org" / "example" / "readme.txt").read_bytes() == payload
+    assert list((data / "store" / "tmp").iterdir()) == []
+
+
+def test_a_big_file_interrupted_three_times_resumes_each_part_at_its_own_offset(mnist_server, tmp_path):
+    import random
+    import signal
+
+    # 24 MiB in 8 parts of 3 MiB, two at a time: each Ctrl-C lands in the middle of two parts
+    size, path = 24 << 20, "example/readme.txt"
+    payload = os.urandom(size)
+    (mnist_server.root / path).write_bytes(payload)
+    write_settings(mnist_server.base_url, extra="connections = 2\nparallel_min_size = 1048576\n")
+    mnist_server.set_fault(path, "throttle", chunk=65536, pause=0.01)
+    data = tmp_path / "data"
+    rng = random.Random()
+    for _ in range(3):
+        # a random point 2 to 4 MiB into this run
+        target = mnist_server.sent_bytes(path) + rng.randint(2 << 20, 4 << 20)
+        process = subprocess.Popen(["datamaestro", "--data", str(data), "prepare", "org.example"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + PROCESS_TIMEOUT
+            while mnist_server.sent_bytes(path) < target and time.monotonic() < deadline and process.poll() is None:
+                time.sleep(0.02)
+        finally:
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
+        # Ctrl-C: one line, no traceback
+        assert process.returncode == 130, stderr
+        assert [line for line in stderr.splitlines() if line.strip() == "interrupted"] == ["interrupted"], stderr
+        assert "Traceback" not in stderr
+    mnist_server.clear_faults()
+    result = datamaestro("prepare", "org.example", data=data)
+    assert result.returncode == 0, result.stderr
+    assert "more begun" in result.stderr
+    assert (data / "data" / "image" / "org" / "example" / "readme.txt").read_bytes() == payload
+    # every byte received was kept: what the server sent in all is the file and at most 10% more
+    assert mnist_server.sent_bytes(path) <= size * 1.1, (mnist_server.sent_bytes(path), size)
     assert list((data / "store" / "tmp").iterdir()) == []
 
 

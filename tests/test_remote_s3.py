@@ -293,3 +293,80 @@ def test_an_endpoint_that_never_answers_times_out_with_one_message(served, s3, b
         listener.close()
     assert result.returncode == 1 and "did not answer in time" in result.stderr and "Traceback" not in result.stderr
     assert accepted and took < 60
+
+
+def remote_lines(stderr: str, needle: str) -> list[str]:
+    """The lines of ``stderr`` that mention ``needle``."""
+    return [line for line in stderr.splitlines() if needle in line]
+
+
+def test_a_denied_remote_is_said_once_per_run_with_its_name_once(served, s3, bucket, tmp_path):
+    project = make_project(tmp_path / "project")
+    wrong = remote_env(s3, bucket, secret="not-the-secret")
+    prepared = dm(project, "prepare", MNIST, data=tmp_path / "b", env=wrong)
+    said = remote_lines(prepared.stderr, "access denied")
+    assert len(said) == 1, prepared.stderr
+    assert said[0].count(f"lab ({bucket})") == 1 and "WARNING" in said[0], said
+    # no bare line repeating it
+    assert not [line for line in prepared.stderr.splitlines() if line.strip().startswith(f"lab ({bucket})")], prepared.stderr
+    # sync: once too, for every dataset of the lock
+    dm(project, "add", MNIST, BUNDLE, data=tmp_path / "b")
+    dm(project, "lock", data=tmp_path / "b")
+    synced = dm(project, "sync", data=tmp_path / "c", env=wrong)
+    assert len(remote_lines(synced.stderr, "access denied")) == 1, synced.stderr
+    assert readable_files(tmp_path / "c", "image", MNIST) == readable_files(tmp_path / "b", "image", MNIST)
+
+
+def test_without_credentials_the_message_says_none_were_found_and_requests_went_unsigned(served, s3, bucket, tmp_path):
+    project = make_project(tmp_path / "project")
+    env = {"DATAMAESTRO_REMOTES": f'lab = {{ url = "{bucket}", endpoint = "{s3.s3_endpoint}" }}', "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    result = subprocess.run(
+        ["datamaestro", "--data", str(tmp_path / "b"), "prepare", MNIST], cwd=project, env={**clean, **env}, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    said = remote_lines(result.stderr, "access denied")
+    assert len(said) == 1 and "no credentials found" in said[0] and "requests unsigned" in said[0], result.stderr
+
+
+def test_info_does_not_contact_the_remote_cache(served, tmp_path):
+    import socket
+
+    # an endpoint that counts the connections made to it, and answers none
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0)
+    project = make_project(tmp_path / "project")
+    env = remote_env(None, "s3://lab/datamaestro", endpoint=f"http://127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        result = dm(project, "info", MNIST, data=tmp_path / "b", env=env)
+        try:
+            connection, _ = listener.accept()
+            connection.close()
+            contacted = True
+        except BlockingIOError:
+            contacted = False
+    finally:
+        listener.close()
+    assert not contacted and "remote" not in result.stderr, result.stderr
+    assert "train_images" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def full_s3(tmp_path_factory):
+    """A SeaweedFS S3 endpoint with no room left: every upload fails with its 500 InternalError."""
+    work = tmp_path_factory.mktemp("s3full")
+    with SeaweedServer(work / "server", s3_config=s3_identities(work / "identities.json", ACCESS, SECRET), volume_max=1, volume_size_limit_mb=1) as server:
+        yield server
+
+
+def test_a_server_error_says_the_s3_code_and_message_with_a_hint_that_fits(served, full_s3, bucket, tmp_path):
+    project = make_project(tmp_path / "project")
+    dm(project, "prepare", MNIST, data=tmp_path / "a")
+    result = push(project, tmp_path / "a", remote_env(full_s3, bucket), MNIST, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    error = next(line for line in result.stderr.splitlines() if line.startswith("error: "))
+    assert "the server answered 500: InternalError: We encountered an internal error" in error, result.stderr
+    assert "<?xml" not in result.stderr and error.count(f"lab ({bucket})") == 1, result.stderr
+    assert "failed on its side" in result.stderr and "run the push again to send the rest" not in result.stderr

@@ -131,6 +131,25 @@ def test_sync_fetches_an_object_changed_in_place_again(tmp_path):
     assert readable_files(project.data, "image", "com.lecun.mnist") == expected
 
 
+@pytest.mark.usefixtures("served")
+def test_a_repair_says_so_in_one_warning_and_sync_verify_full_counts_it(tmp_path):
+    project = lock_project(make_project(tmp_path / "project"), tmp_path / "a", "org.example")
+    readme = (project.data / "data" / "image" / "org" / "example" / "readme.txt").resolve()
+    change_in_place(readme)
+    # a warm prepare: exit 0, and one warning line that says what changed, where it went, and that it is fetched again
+    warm = dm(project, "prepare", "org.example", data=project.data)
+    said = [line for line in warm.stderr.splitlines() if "was damaged" in line]
+    assert len(said) == 1, warm.stderr
+    assert "WARNING" in said[0] and "changed after it was stored (size 8 -> 16" in said[0], said
+    assert f"moved to {project.data / 'store' / 'quarantine'}" in said[0] and said[0].endswith("fetched again"), said
+    assert readme.read_bytes() == b"read me\n"
+    # sync --verify full counts the object its check on use has just quarantined
+    change_in_place(readme)  # fetched again into the same object
+    verified = dm(project, "sync", "--verify", "full", data=project.data)
+    assert "rehashed 2 objects: 1 damaged" in verified.stdout, verified.stdout + verified.stderr
+    assert sum("was damaged" in line for line in verified.stderr.splitlines()) == 1, verified.stderr
+
+
 #: Checks one object of a store, as a user who may only read it; prints the error.
 READ_ONLY_CHECK = r"""
 import sys

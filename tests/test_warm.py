@@ -57,6 +57,26 @@ def test_warm_prepare_imports_no_definition_and_sees_a_missing_object(mnist_serv
     assert [{**r, "state": None} for r in full["resources"]] == [{**r, "state": None} for r in described["resources"]]
 
 
+#: the console script's main() with the full command line (typer's app) replaced by a failure: only the warm fast path can answer
+_FAST_ONLY = (
+    "import sys\n"
+    "import datamaestro.cli as cli\n"
+    "def full(*args, **kwargs):\n    print('the full command line ran', file=sys.stderr)\n    sys.exit(99)\n"
+    "cli.app = full\n"
+    "sys.argv = ['datamaestro', *sys.argv[1:]]\n"
+    "cli.main()\n"
+)
+
+
+def test_the_warm_path_reads_options_placed_after_the_command(mnist_server, tmp_path):
+    data = tmp_path / "dm"
+    first, _ = prepare(data)
+    for command in (["--data", str(data), "prepare", MNIST], ["prepare", MNIST, "--data", str(data), "--offline"], ["prepare", "--quiet", "--data", str(data), MNIST]):
+        result = subprocess.run([sys.executable, "-c", _FAST_ONLY, *command], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (command, result.stderr)
+        assert json.loads(result.stdout) == first
+
+
 def test_a_changed_plugin_lock_or_action_makes_the_record_stale(mnist_server, dm_context, monkeypatch, tmp_path):
     config = api.prepare_dataset_json(MNIST, context=dm_context)
     assert warm.warm_config(dm_context, MNIST) == config

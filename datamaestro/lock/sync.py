@@ -223,9 +223,13 @@ def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, j
     jobs = jobs or default_jobs(opened)
     entries = [lock.datasets[dataset_id] for dataset_id in sorted(lock.datasets)]
     # objects changed since they were stored go to quarantine here, and are taken again below
-    store.check_on_use([o for entry in entries for o in entry.outputs() if o.kind.stored and store.output_present(o)])
+    changed = store.check_on_use([o for entry in entries for o in entry.outputs() if o.kind.stored and store.output_present(o)])
     if verify == "full":
         _verify_present(store, entries, verify_jobs, report)
+        # the check on use found these damaged a moment before the rehash: counted with what it finds
+        moved = [found.digest for found in changed if found.quarantined is not None]
+        report.verified += len(moved)
+        report.damaged = moved + report.damaged
     before = {entry.id: all(store.output_present(o) for o in entry.outputs()) for entry in entries}
     outputs = list({(o.kind, o.digest): o for entry in entries for o in entry.outputs()}.values())
     report.transfer = pull_outputs(store, outputs, opened, jobs)

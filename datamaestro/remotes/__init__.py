@@ -183,6 +183,32 @@ class HttpPeer(Peer):
 
 NETWORK_SCHEMES = ("http", "https", "s3", "gs", "az", "abfs", "abfss")
 
+_LEFT_OUT = threading.Lock()
+
+
+def reason_of(peer: Peer, error: PeerUnavailable) -> str:
+    """What ``error`` says of ``peer``, without the peer's name when it starts with it (it is said once, by the caller)."""
+    reason = str(error)
+    return reason[len(peer.label) + 2 :] if reason.startswith(f"{peer.label}: ") else reason
+
+
+def leave_out(peer: Peer, error: PeerUnavailable) -> str | None:
+    """Marks ``peer`` as left out for the rest of the run (``peer.left_out``); the line that says so, the first time only.
+
+    A remote that cannot serve is said once per run, however many
+    resources, datasets or pipelines then skip it.
+    """
+    with _LEFT_OUT:
+        if getattr(peer, "left_out", None) is not None:
+            return None
+        peer.left_out = reason_of(peer, error)
+    return f"remote cache {peer.label} left out: {peer.left_out}"
+
+
+def is_left_out(peer: Peer) -> bool:
+    """True once :func:`leave_out` marked ``peer`` for this run."""
+    return getattr(peer, "left_out", None) is not None
+
 
 def open_remote(
     url: str,
@@ -295,7 +321,7 @@ def transfer(store: "Store", digests: Iterable[str], peers: list[Peer], *, jobs:
         for index, peer in enumerate(peers):
             if not left:
                 break
-            if index in dead:
+            if index in dead or is_left_out(peer):
                 continue
             outcomes = peer.stage_batch(store, left)
             again = []
@@ -308,7 +334,9 @@ def transfer(store: "Store", digests: Iterable[str], peers: list[Peer], *, jobs:
                     with lock:
                         if index not in dead:
                             dead.add(index)
-                            report.unavailable.append(f"{peer.label}: {outcome}")
+                            line = leave_out(peer, outcome)
+                            if line is not None:  # said once per run
+                                report.unavailable.append(line)
                     again.append(digest)
                 elif outcome is None:
                     if not store.objects.has(digest):  # else another process stored it meanwhile

@@ -25,7 +25,9 @@ left as it is.
 from __future__ import annotations
 
 import configparser
+import html
 import os
+import re
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -89,6 +91,31 @@ def aws_credentials(environ: dict[str, str] | None = None) -> dict[str, str]:
     return found
 
 
+_STATUS = re.compile(r"status code: (\d{3})")
+_XML_FIELD = {name: re.compile(rf"<{name}>([^<]{{0,400}})</{name}>") for name in ("Code", "Message")}
+
+
+def _server_error(text: str) -> tuple[int, str] | None:
+    """The HTTP status and the S3 error (``Code: Message``) that obstore's text of a failed request holds; None when it holds none.
+
+    The body is the server's: only its code and message are kept,
+    unescaped, cut short and stripped of control characters.
+    """
+    status = _STATUS.search(text)
+    code = _XML_FIELD["Code"].search(text)
+    if status is None or code is None:
+        return None
+    message = _XML_FIELD["Message"].search(text)
+
+    def clean(value: str) -> str:
+        return "".join(char if char.isprintable() else " " for char in html.unescape(value)).strip()[:200]
+
+    said = clean(code.group(1))
+    if message is not None and clean(message.group(1)):
+        said = f"{said}: {clean(message.group(1))}"
+    return int(status.group(1)), said
+
+
 class ObjectStoreRemote(Peer):
     """A remote store on object storage (see the module documentation).
 
@@ -115,6 +142,8 @@ class ObjectStoreRemote(Peer):
         self.prefix = parts.path.strip("/")
         self._timeouts = (connect_timeout, read_timeout)
         self._store = None
+        #: no credentials were found: requests go unsigned (a public bucket)
+        self.unsigned = False
         self._lock = threading.Lock()
 
     # -- the client, made on first use
@@ -142,6 +171,7 @@ class ObjectStoreRemote(Peer):
         if scheme == "s3":
             credentials = aws_credentials()
             options.update(credentials or {"skip_signature": True})
+            self.unsigned = not credentials
             options.setdefault("region", os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
             if self.endpoint:
                 options["endpoint"] = self.endpoint.rstrip("/")
@@ -163,8 +193,14 @@ class ObjectStoreRemote(Peer):
         full = str(exc)
         # obstore puts the status and the S3 code in the message only (its first line for display)
         text = full.splitlines()[0] if full else type(exc).__name__
+        hint = None
+        server_error = _server_error(full)
         if isinstance(exc, (errors.PermissionDeniedError, errors.UnauthenticatedError)) or any(code in full for code in ("403 Forbidden", "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId")):
-            reason = "access denied (403): check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the AWS_PROFILE of ~/.aws/credentials)"
+            if self.unsigned:
+                reason = "access denied (403): no credentials found, requests unsigned: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the AWS_PROFILE of ~/.aws/credentials"
+            else:
+                reason = "access denied (403): check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the AWS_PROFILE of ~/.aws/credentials)"
+            hint = "check the credentials: what was sent stays"
         elif "NoSuchBucket" in full:
             reason = f"no bucket {self.bucket!r}"
         elif any(word in full for word in ("ConnectionRefused", "Connection refused", "dns error", "failed to lookup")):
@@ -173,9 +209,18 @@ class ObjectStoreRemote(Peer):
             reason = f"{self.endpoint or 'the endpoint'} did not answer in time {doing} (connect_timeout / read_timeout of the settings)"
         elif "error sending request" in full:
             reason = f"cannot reach {self.endpoint or 'the endpoint'} ({text[:160]})"
+        elif server_error is not None:
+            status, said = server_error
+            reason = f"the server answered {status}: {said}"
+            if status >= 500:
+                hint = "the server failed on its side (the code and message above are its own): what was sent stays; try again later, and tell its administrators if it persists"
+            else:
+                hint = "the server refused the request: check the remote's url and endpoint in the settings"
         else:
             reason = text[:300]
-        return PeerUnavailable(f"{self.label}: {reason}")
+        error = PeerUnavailable(f"{self.label}: {reason}")
+        error.hint = hint  # read by those that turn it into an error of their own (push)
+        return error
 
     def _is_missing(self, exc: BaseException) -> bool:
         errors = _obstore().exceptions

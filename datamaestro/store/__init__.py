@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import grp
+import logging
 import os
 import re
 import time
@@ -570,9 +571,13 @@ class Store:
         :returns: the changed objects, quarantined (:class:`~datamaestro.store.integrity.Changed`)
         :raises IntegrityError: a changed object this user may not move (another member's)
         """
-        from .integrity import check_on_use
+        from .integrity import check_on_use, repair_warning
 
-        return check_on_use(self, outputs)
+        changed = check_on_use(self, outputs)
+        if changed:
+            # a repair the user did not ask for is said, once: a damaged store is worth knowing about
+            logging.getLogger(__name__).warning("%s", repair_warning(self.root, changed))
+        return changed
 
     def output_present(self, output: Output) -> bool:
         """True when everything an output names is in the store."""

@@ -230,3 +230,21 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
             "to quarantine/), then run again: the data is fetched again",
         )
     return changed
+
+
+def repair_warning(store_root: Path, changed: list[Changed]) -> str:
+    """The one line that says a store was damaged and repaired: what changed, where it went, that it is fetched again.
+
+    :param store_root: the store
+    :param changed: what :func:`check_on_use` moved aside or removed (not empty)
+    """
+    moved = [found for found in changed if found.quarantined is not None]
+    folders = [found for found in changed if found.quarantined is None]
+    parts = []
+    if moved:
+        first = moved[0]
+        more = f" ({len(moved) - 1} more object(s) too)" if len(moved) > 1 else ""
+        parts.append(f"object {first.digest} changed after it was stored ({first.why}): moved to {first.quarantined}{more}")
+    if folders:
+        parts.append(f"{len(folders)} materialized folder(s) held a changed or missing file: removed")
+    return f"the store {store_root} was damaged: {'; '.join(parts)}; fetched again"

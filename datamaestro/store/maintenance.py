@@ -722,7 +722,7 @@ def _prune_markers(root: Root, linked: set[str], grace: float, now: float) -> No
                 marker.unlink(missing_ok=True)
 
 
-def _mine(store: Store, path: Path, report: GcReport) -> bool:
+def _mine(store: Store, path: Path, report: "GcReport | ReleaseReport") -> bool:
     """True when this process may remove ``path``; else counts it in ``left_to_owner`` (a group store's member)."""
     try:
         st = os.lstat(path)
@@ -873,6 +873,8 @@ class ReleaseReport:
     :param kept: the roots that still keep the manifest (then nothing of it is freed)
     :param kept_objects: objects of the dataset kept because something else uses them
     :param errors: entries that could not be deleted (``path: error``)
+    :param left_to_owner: entries of other members, left alone (a group
+        store: only the store's owner, or root, collects them; as gc does)
     """
 
     manifest: str
@@ -884,6 +886,7 @@ class ReleaseReport:
     kept: list[Keeper] = field(default_factory=list)
     kept_objects: int = 0
     errors: list[str] = field(default_factory=list)
+    left_to_owner: int = 0
 
 
 def release(
@@ -926,11 +929,12 @@ def release(
             report.errors.append("another process holds a store lease (it may be using this data): nothing freed; run `datamaestro store gc` later")
             return report
         views = store.views.path_of(manifest)
-        if views.is_dir():
+        # another member's entries (a group store) are left to the store's owner, as gc leaves them
+        if views.is_dir() and _mine(store, views, report):
             if dry_run or _remove_folder(views, report.errors):
                 report.views_deleted.append(manifest)
         for digest, path in _tree_folders(store):
-            if digest in own.trees and digest not in live.trees:
+            if digest in own.trees and digest not in live.trees and _mine(store, path, report):
                 if dry_run or _remove_folder(path, report.errors):
                     report.trees_deleted.append(digest)
         for digest in sorted(own.objects):
@@ -938,6 +942,8 @@ def release(
                 report.kept_objects += 1
                 continue
             path = store.objects.path_of(digest)
+            if os.path.lexists(path) and not _mine(store, path, report):
+                continue
             try:
                 size = os.lstat(path).st_size
                 if not dry_run:

@@ -182,8 +182,8 @@ _MAIN_FRAME = re.compile(r'datamaestro[/\\]cli\.py", line \d+, in main\b')
 def signal_problems(outcome: Outcome) -> list[str]:
     """What is wrong with how a process ended after being sent a signal (or not).
 
-    A process that got SIGINT exits 130 without a traceback (typer turns
-    the KeyboardInterrupt into that status), or, when the signal came
+    A process that got SIGINT exits 130 with the one line ``interrupted``
+    and no traceback, or, when the signal came
     before datamaestro's code ran (interpreter start-up), dies of it.
     SIGTERM unwinds it (exit 143, "terminated", no traceback: what was
     half-written leaves tmp/ at once) or, before main() installs its
@@ -205,7 +205,11 @@ def signal_problems(outcome: Outcome) -> list[str]:
         if status == 1:
             return clean_failure_problems(outcome)
         if status == 130:
-            return ["SIGINT: a traceback was printed"] if "Traceback" in outcome.stderr else []
+            if "Traceback" in outcome.stderr:
+                return ["SIGINT: a traceback was printed"]
+            if "interrupted" not in (line.strip() for line in outcome.stderr.splitlines()):
+                return ["SIGINT: exit status 130 without the line 'interrupted'"]
+            return []
         return [f"SIGINT: exit status {status}"]
     if status == -outcome.signalled:
         return []

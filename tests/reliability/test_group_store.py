@@ -344,3 +344,35 @@ def test_a_member_killed_mid_prepare_leaves_nothing_the_other_cannot_finish(lab)
 
 if sys.platform != "linux":  # pragma: no cover - setpriv and useradd are Linux tools
     pytestmark = pytest.mark.skip(reason="real Unix users are made with Linux tools (setpriv, useradd)")
+
+
+def test_rm_by_a_member_leaves_another_members_objects_to_the_owner(lab):
+    """bob's `rm` of a dataset whose objects alice stored says they are left to the store's owner, and is no error."""
+    dataset = "org.example"
+    store = lab.base / "rm-store"
+    init = subprocess.run(
+        [str(lab.bin / "datamaestro"), "--store", str(store), "store", "init", "--group", lab.users.group],
+        capture_output=True, text=True, env={**lab.env("alice"), "HOME": str(lab.base)}, timeout=PROCESS_TIMEOUT,
+    )
+    assert init.returncode == 0, _describe(init)
+
+    def as_user(role: str, data: Path, *args: str) -> subprocess.CompletedProcess:
+        if not data.exists():
+            data.mkdir()
+            os.chown(data, lab.uid(role), lab.users.users[role].gid)
+        command = [*lab.users.users[role].wrapper(), str(lab.bin / "datamaestro"), "--data", str(data), "--store", str(store), *args]
+        return subprocess.run(command, capture_output=True, text=True, env=lab.env(role), preexec_fn=_group_umask, timeout=PROCESS_TIMEOUT)
+
+    alice_data, bob_data = lab.base / "rm-alice", lab.base / "rm-bob"
+    assert as_user("alice", alice_data, "prepare", dataset).returncode == 0
+    assert as_user("bob", bob_data, "prepare", dataset).returncode == 0  # alice's objects, reused
+    shutil.rmtree(alice_data)  # only bob's folder keeps the data now
+    before = owned_by(store, lab.uid("alice"))
+    assert before
+
+    removed = as_user("bob", bob_data, "rm", dataset)
+    assert removed.returncode == 0, _describe(removed)
+    assert "error" not in removed.stderr, _describe(removed)
+    assert "entries of other members: in a group store only the store's owner (or root) collects them" in removed.stdout
+    assert owned_by(store, lab.uid("alice")) == before
+    assert store_problems(store) == []

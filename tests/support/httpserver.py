@@ -11,6 +11,7 @@ request and misbehaves on demand::
         url = server.url("a.gz")
         ...
         assert server.count("a.gz") == 3
+        server.sent_bytes("a.gz")   # bytes of body written, over every request
 
 Faults (``set_fault(path, kind, times=None, **params)``; ``times`` is how many
 requests the fault applies to, ``None`` for all of them):
@@ -150,6 +151,8 @@ class ControlledServer:
         self.root = Path(root if root is not None else self._tmp.name)
         #: every request received: (method, path, headers)
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        #: bytes of body written to the network, per path (what a client cost the server)
+        self.sent: dict[str, int] = {}
         self._faults: dict[str, list[Fault]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -213,6 +216,15 @@ class ControlledServer:
         path = _normalize(path)
         with self._lock:
             return sum(1 for _, p, _ in self.requests if p == path)
+
+    def sent_bytes(self, path: str) -> int:
+        """How many bytes of body were written for ``path`` (received or not by the client)."""
+        with self._lock:
+            return self.sent.get(_normalize(path), 0)
+
+    def _count_sent(self, path: str, count: int) -> None:
+        with self._lock:
+            self.sent[path] = self.sent.get(path, 0) + count
 
     def requests_for(self, path: str) -> list[tuple[str, str, dict[str, str]]]:
         """The requests made for ``path``, in order."""
@@ -338,18 +350,19 @@ class ControlledServer:
         elif kind == "reset":
             count = min(length, params["after"])
         if "throttle" in modifiers:
-            self._send_throttled(handler, content, file, start, count, modifiers["throttle"])
+            self._send_throttled(handler, path, content, file, start, count, modifiers["throttle"])
         elif content is not None:
             handler.wfile.write(content[start : start + count])
+            self._count_sent(path, count)
         elif count > 0:  # sendfile() reads a count of 0 as "up to the end"
             with file.open("rb") as fp:
-                handler.connection.sendfile(fp, start, count)
+                self._count_sent(path, handler.connection.sendfile(fp, start, count))
         if kind == "reset":
             # Give the client time to read what was sent: an RST drops unread data
             self._stopping.wait(params.get("pause", 0.2))
             self._reset(handler)
 
-    def _send_throttled(self, handler: _Handler, content: bytes | None, file: Path, start: int, count: int, params: dict) -> None:
+    def _send_throttled(self, handler: _Handler, path: str, content: bytes | None, file: Path, start: int, count: int, params: dict) -> None:
         """Sends ``count`` bytes from ``start`` in small pieces, pausing after each one."""
         if content is None:
             with file.open("rb") as fp:
@@ -357,8 +370,10 @@ class ControlledServer:
                 content, start = fp.read(count), 0
         chunk = params.get("chunk", 16 * 1024)
         for offset in range(start, start + count, chunk):
-            handler.wfile.write(content[offset : min(offset + chunk, start + count)])
+            piece = content[offset : min(offset + chunk, start + count)]
+            handler.wfile.write(piece)
             handler.wfile.flush()
+            self._count_sent(path, len(piece))
             if self._stopping.wait(params.get("pause", 0.02)):
                 return
 
