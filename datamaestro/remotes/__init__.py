@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
-from ..errors import DownloadError, IntegrityError, OfflineError, StoreError, UsageError
+from ..errors import DownloadError, IntegrityError, OfflineError, StoreError, UntrustedInputError, UsageError
 from .base import Peer, PeerUnavailable, action_key, object_key
 
 if TYPE_CHECKING:
@@ -269,10 +269,16 @@ class Transfer:
     refused: list[str] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    #: the label of the peer that served each tree document (what a refusal names)
+    sources: dict[str, str] = field(default_factory=dict)
+    #: tree documents refused (not materialized)
+    rejected: set[str] = field(default_factory=set)
 
 
-def transfer(store: "Store", digests: Iterable[str], peers: list[Peer], *, jobs: int = 8) -> Transfer:
+def transfer(store: "Store", digests: Iterable[str], peers: list[Peer], *, jobs: int = 8, record_sources: bool = False) -> Transfer:
     """Takes objects the store lacks from the peers, in order, on a thread pool.
+
+    :param record_sources: note which peer served each object (:attr:`Transfer.sources`; for tree documents)
 
     Each object is asked of each peer in turn until one serves the right
     bytes; a peer serving wrong bytes is reported and the next one asked.
@@ -338,6 +344,8 @@ def transfer(store: "Store", digests: Iterable[str], peers: list[Peer], *, jobs:
                         report.missing.append(digest)
                     continue
                 report.taken[label] = report.taken.get(label, 0) + 1
+                if record_sources:
+                    report.sources[digest] = label
                 report.bytes += staged.size
                 pending.append(staged)
             store.objects.commit_staged(pending)
@@ -354,11 +362,25 @@ def wanted_objects(store: "Store", outputs: Iterable["Output"], peers: list[Peer
     outputs = [o for o in outputs if o.kind in ("file", "tree") and not store.output_present(o)]
     files = [o.digest for o in outputs if o.kind == "file"]
     trees = [o.digest for o in outputs if o.kind == "tree"]
-    _merge(report, transfer(store, trees, peers, jobs=jobs))
+    taken = transfer(store, trees, peers, jobs=jobs, record_sources=True)
+    _merge(report, taken)
     for digest in trees:
         if store.objects.has(digest):
-            files.extend(store.trees.iter_object_digests(digest))
+            try:
+                files.extend(store.trees.iter_object_digests(digest))
+            except (UntrustedInputError, StoreError, KeyError, TypeError, ValueError) as error:
+                refuse_tree(report, digest, error)
     return list(dict.fromkeys(files))
+
+
+def refuse_tree(report: Transfer, digest: str, error: Exception) -> None:
+    """Notes a tree document that fails validation, naming the remote that served it (it is then not used)."""
+    source = report.sources.get(digest, "")
+    why = error.message if isinstance(error, IntegrityError | StoreError) else f"malformed ({type(error).__name__}: {error})"
+    prefix = f"refused tree {digest} from {source}: " if source else f"refused tree {digest}: "
+    line = why if why.startswith("refused tree") else prefix + why
+    report.refused.append(line)
+    report.rejected.add(digest)
 
 
 def _merge(report: Transfer, other: Transfer) -> None:
@@ -368,6 +390,8 @@ def _merge(report: Transfer, other: Transfer) -> None:
     report.refused += other.refused
     report.unavailable += [line for line in other.unavailable if line not in report.unavailable]
     report.missing += other.missing
+    report.sources.update(other.sources)
+    report.rejected |= other.rejected
 
 
 def pull_outputs(store: "Store", outputs: list["Output"], peers: list[Peer], jobs: int = 8) -> Transfer:
@@ -380,9 +404,12 @@ def pull_outputs(store: "Store", outputs: list["Output"], peers: list[Peer], job
         return report
     _merge(report, transfer(store, wanted_objects(store, outputs, peers, jobs, report), peers, jobs=jobs))
     for output in outputs:
-        if output.kind == "tree" and not store.trees.has(output.digest) and store.objects.has(output.digest):
+        if output.kind == "tree" and output.digest not in report.rejected and not store.trees.has(output.digest) and store.objects.has(output.digest):
             try:
                 store.trees.materialize(output.digest)
+            except UntrustedInputError as error:
+                # a document from outside that fails validation: nothing of it written, the next source is used
+                refuse_tree(report, output.digest, error)
             except StoreError:
                 pass  # a file no peer had: the pipeline makes the tree
     # what no peer had is the pipeline's business: not an error here
