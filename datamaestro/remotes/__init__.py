@@ -25,14 +25,14 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
 from ..errors import DownloadError, IntegrityError, OfflineError, StoreError, UntrustedInputError, UsageError
-from .base import MAX_RECORD_BYTES, MAX_TREE_DOCUMENT, Peer, PeerUnavailable, action_key, object_key
+from ..store.trees import MAX_TREE_DOCUMENT
+from .base import MAX_RECORD_BYTES, Peer, PeerUnavailable, action_key, object_key
 
 if TYPE_CHECKING:
     from ..fetch import Fetcher
@@ -369,21 +369,67 @@ def transfer(
     # wait for the GIL behind the staging threads after each one
     # (overlapping the two with one staging thread was measured: no faster)
     per_window = max(1, BATCH // size)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for start in range(0, len(chunks), per_window):
-            pending = []
-            for digest, label, staged in (result for chunk in pool.map(take_chunk, chunks[start : start + per_window]) for result in chunk):
-                if staged is None:
-                    if not store.objects.has(digest):
-                        report.missing.append(digest)
-                    continue
-                report.taken[label] = report.taken.get(label, 0) + 1
-                if record_sources:
-                    report.sources[digest] = label
-                report.bytes += staged.size
-                pending.append(staged)
-            store.objects.commit_staged(pending)
+    for start in range(0, len(chunks), per_window):
+        pending = []
+        for digest, label, staged in (result for chunk in _map_stoppable(store, take_chunk, chunks[start : start + per_window], jobs) for result in chunk):
+            if staged is None:
+                if not store.objects.has(digest):
+                    report.missing.append(digest)
+                continue
+            report.taken[label] = report.taken.get(label, 0) + 1
+            if record_sources:
+                report.sources[digest] = label
+            report.bytes += staged.size
+            pending.append(staged)
+        store.objects.commit_staged(pending)
     return report
+
+
+def _map_stoppable(store: "Store", function: Callable, items: list, jobs: int) -> list:
+    """``[function(item) for item in items]`` on up to ``jobs`` daemon threads, which a signal stops at once.
+
+    A pool's threads are joined before the process may exit: one waiting on
+    a peer that never answers would keep a Ctrl-C or a SIGTERM waiting too.
+    These are daemon threads: on a signal, the main thread stops waiting,
+    removes what they left in ``tmp/`` and unwinds (as the pipeline's
+    downloads do). One item runs in the calling thread.
+    """
+    if len(items) <= 1 or jobs <= 1:
+        return [function(item) for item in items]
+    results: list = [None] * len(items)
+    errors: list[BaseException] = []
+    pending = list(enumerate(items))
+    guard = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with guard:
+                if errors or not pending:
+                    return
+                index, item = pending.pop(0)
+            try:
+                results[index] = function(item)
+            except BaseException as exc:  # handed to the calling thread
+                with guard:
+                    errors.append(exc)
+                return
+
+    workers = [threading.Thread(target=work, name=f"transfer {n}", daemon=True) for n in range(min(jobs, len(items)))]
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            while worker.is_alive():
+                worker.join(0.1)  # wakes up for Ctrl-C and SIGTERM
+    except BaseException:
+        with guard:
+            pending.clear()
+        if any(worker.is_alive() for worker in workers):
+            store.drop_own_tmp()
+        raise
+    if errors:
+        raise errors[0]
+    return results
 
 
 def wanted_objects(store: "Store", outputs: Iterable["Output"], peers: list[Peer], jobs: int, report: Transfer, limits: dict[str, int] | None = None) -> list[str]:
@@ -410,7 +456,7 @@ def wanted_objects(store: "Store", outputs: Iterable["Output"], peers: list[Peer
         if store.objects.has(digest):
             try:
                 listed = {}
-                for entry in store.trees.read(digest)["entries"]:
+                for entry in store.trees.read(digest, source=report.sources.get(digest, ""))["entries"]:
                     if entry["kind"] == "file":
                         listed[entry["digest"]] = entry.get("size")
             except (UntrustedInputError, StoreError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as error:
@@ -456,7 +502,7 @@ def pull_outputs(store: "Store", outputs: list["Output"], peers: list[Peer], job
     for output in outputs:
         if output.kind == "tree" and output.digest not in report.rejected and not store.trees.has(output.digest) and store.objects.has(output.digest):
             try:
-                store.trees.materialize(output.digest)
+                store.trees.materialize(output.digest, source=report.sources.get(output.digest, ""))
             except UntrustedInputError as error:
                 # a document from outside that fails validation: nothing of it written, the next source is used
                 refuse_tree(report, output.digest, error)

@@ -14,8 +14,6 @@ if TYPE_CHECKING:
 
 #: the largest action record a remote may serve (bytes): more is refused unread
 MAX_RECORD_BYTES = 4 << 20
-#: the largest tree document a remote may serve (bytes, about a million entries): more is cut off
-MAX_TREE_DOCUMENT = 256 << 20
 
 
 class PeerUnavailable(Exception):
