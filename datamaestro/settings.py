@@ -66,6 +66,10 @@ class Settings:
     :param agreements: user-agreement id -> accepted (``datamaestro`` asks once)
     :param remotes: name -> ``{"url": ..., "endpoint": ...}``: remote caches
         looked up before the original URLs (see ``docs/remote-cache.md``)
+    :param max_expanded_size: the most bytes one download may expand to
+        (decompressed, or an archive's extracted files)
+    :param max_expansion_ratio: the most bytes one download may expand to per
+        byte downloaded (a download counts as at least 1 MiB)
     """
 
     data_dir: Path = field(default_factory=lambda: Path.home() / "datamaestro")
@@ -85,6 +89,8 @@ class Settings:
     datafolders: dict[str, Path] = field(default_factory=dict)
     agreements: dict[str, bool] = field(default_factory=dict)
     remotes: dict[str, dict[str, str]] = field(default_factory=dict)
+    max_expanded_size: int = 1 << 40
+    max_expansion_ratio: float = 250.0
 
     @property
     def store_path(self) -> Path:
@@ -241,6 +247,8 @@ PARSERS = {
     "datafolders": ("datafolders", _folders),
     "agreements": ("agreements", _agreements),
     "remotes": ("remotes", _remotes),
+    "max_expanded_size": ("max_expanded_size", _positive_count),
+    "max_expansion_ratio": ("max_expansion_ratio", _number),
     "datasets": (None, _datasets),
     TRUSTED_TABLE: (None, _trusted),
 }

@@ -257,3 +257,15 @@ def test_a_missing_object_is_a_store_error_and_leaves_nothing(store):
     with pytest.raises(StoreError, match="missing from the store"):
         store.materialize("tree", digest)
     assert list(store.layout.tmp.iterdir()) == []
+
+
+def test_a_folder_whose_links_chain_out_of_it_is_not_stored(store, tmp_path):
+    """Each link stays inside lexically; together they leave: ingest_tree stores no such tree."""
+    folder = tmp_path / "folder"
+    (folder / "a").mkdir(parents=True)
+    (folder / "a" / "x").write_text("x")
+    (folder / "a" / "b").symlink_to("..")
+    (folder / "c").symlink_to("a/b/..")
+    with pytest.raises(UntrustedInputError, match="'c' is a symbolic link to 'a/b/..', which leaves the tree"):
+        store.ingest_tree(folder)
+    assert not store.layout.trees.exists() or not any(store.layout.trees.rglob("*"))

@@ -156,8 +156,11 @@ class TreeStore:
 
         An entry is ``{"path", "kind": "file", "digest", "size"}``,
         ``{"path", "kind": "symlink", "target"}`` or ``{"path", "kind": "dir"}``.
+
+        :raises UntrustedInputError: the entries break a rule of
+            :func:`validate_tree` (checked before anything is stored)
         """
-        entries = sorted(entries, key=lambda e: e["path"])
+        entries = validate_tree(entries)
         data = canonical_json({"format": TREE_FORMAT, "entries": entries})
         digest = digest_bytes(data)
         if not self.objects.has(digest):
