@@ -171,6 +171,7 @@ def test_a_hostile_tree_from_a_folder_remote_is_refused_and_the_origin_used(lab,
 
     assert f"refused tree {digest} from lab ({lab.remote})" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+    assert not object_path(lab.tmp / "b" / "store", digest).exists()  # in quarantine, not among the objects
     assert_from_origin(lab, served, lab.tmp / "b", before)
 
 

@@ -460,21 +460,32 @@ def wanted_objects(store: "Store", outputs: Iterable["Output"], peers: list[Peer
                     if entry["kind"] == "file":
                         listed[entry["digest"]] = entry.get("size")
             except (UntrustedInputError, StoreError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as error:
-                refuse_tree(report, digest, error)
+                refuse_tree(store, report, digest, error)
                 continue
             files.extend(listed)
             limits.update({d: size for d, size in listed.items() if isinstance(size, int) and not isinstance(size, bool)})
     return list(dict.fromkeys(files))
 
 
-def refuse_tree(report: Transfer, digest: str, error: Exception) -> None:
-    """Notes a tree document that fails validation, naming the remote that served it (it is then not used)."""
+def refuse_tree(store: "Store", report: Transfer, digest: str, error: Exception) -> None:
+    """Notes a tree document that fails validation, naming the remote that served it, and moves it to quarantine.
+
+    It is then not used (the next source is), and nothing of it stays among
+    the store's objects; the quarantine keeps it, with why, for whoever
+    looks into the remote.
+    """
     source = report.sources.get(digest, "")
     why = error.message if isinstance(error, IntegrityError | StoreError) else f"malformed ({type(error).__name__}: {error})"
     prefix = f"refused tree {digest} from {source}: " if source else f"refused tree {digest}: "
     line = why if why.startswith("refused tree") else prefix + why
     report.refused.append(line)
     report.rejected.add(digest)
+    from ..store.integrity import quarantine_object
+
+    try:
+        quarantine_object(store.layout, digest, digest, os.stat(store.objects.path_of(digest)).st_size, why=line)
+    except OSError:
+        pass  # gone meanwhile, or another member's object (a group store): it stays, unused
 
 
 def _merge(report: Transfer, other: Transfer) -> None:
@@ -505,7 +516,7 @@ def pull_outputs(store: "Store", outputs: list["Output"], peers: list[Peer], job
                 store.trees.materialize(output.digest, source=report.sources.get(output.digest, ""))
             except UntrustedInputError as error:
                 # a document from outside that fails validation: nothing of it written, the next source is used
-                refuse_tree(report, output.digest, error)
+                refuse_tree(store, report, output.digest, error)
             except StoreError:
                 pass  # a file no peer had: the pipeline makes the tree
     # what no peer had is the pipeline's business: not an error here
