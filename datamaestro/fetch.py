@@ -1153,14 +1153,17 @@ class Fetcher:
                     first, total = _content_range(response.headers.get("Content-Range"))
                     if first != offset or (total is not None and total != size):
                         raise _NoRanges(f"the server answered bytes {offset}-{end} with {response.headers.get('Content-Range')}")
-                    chunks = response.raw.stream(CHUNK_SIZE, decode_content=False)
+                    pace = _Pace(self.timeout)
                     while offset <= end and not stop.is_set():
                         try:
-                            chunk = next(chunks, None)
+                            chunk = response.raw.read1(CHUNK_SIZE, decode_content=False) or None
                         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
                             raise self._broken(exc, _Position(offset - start, end + 1 - start), timeouts[1]) from None
                         if chunk is None or stop.is_set():
                             break  # stopped: the file may be closed already
+                        if not pace.advance(len(chunk)):
+                            self.hosts.mark_down(url, "too slow")
+                            raise _failure(url, f"too slow: part {index} brought fewer than {PACE_BYTES // 1024} KiB in {self.timeout:.3g} s (a body sent drop by drop)", TIMEOUT_HINT)
                         chunk = chunk[: end + 1 - offset]
                         partial.write_at(offset, chunk)
                         offset += len(chunk)

@@ -347,6 +347,19 @@ def test_the_first_sigterm_stops_a_command_waiting_on_a_dripping_peer(lab, serve
     assert_nothing_outside(lab, lab.tmp / "b")
 
 
+def test_sync_from_a_dripping_web_peer_ends_within_the_timeout_from_the_origin(lab, served):
+    """The issue's case: `sync --timeout` with a web peer sending a byte at a time gives the peer up and syncs from the origin."""
+    locked(lab)
+    key = str(object_path(Path(), lab.tree_record["output"]["digest"]))
+    before = served.count(ARCHIVE)
+    with HostilePeer(lab.remote) as peer:
+        peer.behaviour[key] = "drip"
+        result = dm(lab.project, "--timeout", "2", "sync", "--frozen", "--from", peer.url, data=lab.tmp / "b")
+        assert key in peer.seen
+    assert "too slow" in result.stderr, result.stderr
+    assert_from_origin(lab, served, lab.tmp / "b", before)
+
+
 # -- a lock and a peer store
 
 

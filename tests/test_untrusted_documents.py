@@ -26,6 +26,8 @@ def record(**output) -> bytes:
 def test_a_record_as_the_store_writes_it_is_read():
     parsed = parse_record(record(url="http://example.org/x", source_digest=DIGEST), KEY, source="lab")
     assert parsed.output.kind == Kind.FILE and parsed.output.digest == DIGEST and parsed.output.size == 9
+    signed = parse_record(canonical_json({"key": KEY, "recipe": {}, "output": {"kind": "file", "digest": DIGEST}, "signatures": ["lab:AAAA"]}), KEY)
+    assert signed.output.digest == DIGEST  # a signed push's field (remotes/signing.py)
     value = parse_record(canonical_json({"key": KEY, "recipe": {}, "output": {"kind": "value", "value": {"n": [1, 2]}}}), KEY)
     assert value.output.value == {"n": [1, 2]}
 
@@ -48,6 +50,7 @@ def test_a_record_as_the_store_writes_it_is_read():
         (canonical_json({"recipe": [], "output": {"kind": "value"}}), "no recipe object"),
         (canonical_json({"recipe": {}, "output": "file"}), "no output object"),
         (canonical_json([1, 2]), "not a JSON object"),
+        (canonical_json({"recipe": {}, "output": {"kind": "value"}, "signatures": "lab:AAAA"}), "signatures is not a list"),
         (b"\xff not json", "not JSON"),
         (b'{"recipe": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested deeper"),
         (canonical_json({"recipe": {"a": json.loads("[" * 100 + "]" * 100)}, "output": {"kind": "value"}}), "nested deeper"),

@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 MAX_RECORD_BYTES = 4 << 20
 #: the deepest nesting of lists and objects a record may hold (recipes nest a few levels)
 MAX_RECORD_DEPTH = 64
-#: the fields the store writes in a record, and in its output
-RECORD_FIELDS = frozenset({"key", "recipe", "output", "created"})
+#: the fields the store writes in a record (``signatures``: added by a signed push, see remotes/signing.py), and in its output
+RECORD_FIELDS = frozenset({"key", "recipe", "output", "created", "signatures"})
 OUTPUT_FIELDS = frozenset({"kind", "digest", "source_digest", "url", "size", "value"})
 #: the longest URL an output may carry
 MAX_URL = 8192
@@ -149,6 +149,9 @@ def parse_record(data: bytes, key: str, *, source: str = "") -> ActionRecord:
         raise refuse("no recipe object")
     if not isinstance(created, (int, float)) or isinstance(created, bool):
         raise refuse("created is not a number")
+    signatures = document.get("signatures", [])
+    if not isinstance(signatures, list) or not all(isinstance(s, str) for s in signatures):
+        raise refuse("signatures is not a list of strings")
     if not isinstance(raw, dict):
         raise refuse("no output object")
     unknown = set(raw) - OUTPUT_FIELDS
