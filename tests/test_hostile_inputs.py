@@ -313,6 +313,17 @@ def test_a_peer_streaming_without_end_is_cut_at_the_size_the_tree_names(lab, ser
     assert leftovers == []
 
 
+def test_a_record_streamed_without_end_is_cut_off_and_refused(lab, served):
+    key = str(record_path(Path(), lab.tree_key))
+    before = served.count(ARCHIVE)
+    with HostilePeer(lab.remote) as peer:
+        peer.behaviour[key] = "endless"
+        result = dm(lab.project, "prepare", BUNDLE, data=lab.tmp / "b", env=web_env(peer.url))
+        assert key in peer.seen
+    assert f"refused action record {lab.tree_key} from {peer.url}" in result.stderr and "more than a record holds" in result.stderr, result.stderr
+    assert_from_origin(lab, served, lab.tmp / "b", before)
+
+
 def test_a_peer_dripping_its_body_is_given_up_within_the_timeout(lab, served):
     """One byte at a time, each before the read timeout: given up after --timeout, not retried, the origin used."""
     key = str(object_path(Path(), lab.tree_record["output"]["digest"]))
