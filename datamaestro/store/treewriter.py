@@ -77,16 +77,17 @@ def split_tree_path(path) -> list[str]:
         raise TreeRefusal(path, "holds a NUL character")
     if path.startswith("/"):
         raise TreeRefusal(path, "is an absolute path")
-    if len(os.fsencode(path)) > PATH_MAX_BYTES:
+    # (this runs for every entry of every tree: the common case is kept cheap)
+    size = len(path) if path.isascii() else len(os.fsencode(path))
+    if size > PATH_MAX_BYTES:
         raise TreeRefusal(path[:80] + "...", f"has a path longer than {PATH_MAX_BYTES} bytes")
     parts = path.split("/")
-    for part in parts:
-        if part == "..":
-            raise TreeRefusal(path, "leaves the tree")
-        if part in ("", "."):
-            raise TreeRefusal(path, "is not a normalised path (an empty or '.' component)")
-        if len(os.fsencode(part)) > NAME_MAX_BYTES:
-            raise TreeRefusal(path, f"has a name longer than {NAME_MAX_BYTES} bytes")
+    if ".." in parts:
+        raise TreeRefusal(path, "leaves the tree")
+    if "" in parts or "." in parts:
+        raise TreeRefusal(path, "is not a normalised path (an empty or '.' component)")
+    if size > NAME_MAX_BYTES and any(len(os.fsencode(part)) > NAME_MAX_BYTES for part in parts):
+        raise TreeRefusal(path, f"has a name longer than {NAME_MAX_BYTES} bytes")
     return parts
 
 

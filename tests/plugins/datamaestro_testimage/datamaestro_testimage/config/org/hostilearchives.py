@@ -11,6 +11,10 @@ from datamaestro.download.single import FileDownloader
 from datamaestro_testimage import BASE_URL
 
 
+class ExpandedFile(File):
+    """A file that was decompressed (a type of its own: searches for data.File list only the example)."""
+
+
 @dataset(url="http://example.org/hostile")
 class Escape(Dataset):
     """A tar archive climbing out of its folder past PATH_MAX"""
@@ -27,8 +31,8 @@ class Gzbomb(Dataset):
 
     DATA = FileDownloader("bomb.txt", BASE_URL + "hostile/bomb.txt.gz")
 
-    def config(self) -> File:
-        return File.C(path=self.DATA.path)
+    def config(self) -> ExpandedFile:
+        return ExpandedFile.C(path=self.DATA.path)
 
 
 @dataset(url="http://example.org/hostile")
