@@ -510,6 +510,30 @@ def accept_agreement(agreement_id: str, *, context: Context | None = None):
     return accept(agreement_id, _context(context))
 
 
+def trust_project(directory: Path | None = None) -> tuple[Path, Path, list[str]]:
+    """Trusts the project of ``directory`` (default: the current folder) as its file is now: ``datamaestro trust``.
+
+    Records the path and blake3 digest of its ``pyproject.toml`` in the user
+    settings file, so that the settings of its ``[tool.datamaestro]`` that
+    say where bytes come from or go (``remotes``, ``mirrors``, ``store``,
+    ``data``, ``agreements``) are used; a change of the file needs a new trust.
+
+    :returns: the project file, the user settings file, the trusted settings the project sets
+    :raises UsageError: no ``pyproject.toml`` in the folder or above
+    """
+    from pathlib import Path
+
+    from .errors import UsageError
+    from .settings import TRUST_KEYS, find_pyproject, project_table, trust_project as record
+
+    pyproject = find_pyproject(directory)
+    if pyproject is None:
+        raise UsageError(f"no pyproject.toml in {directory or Path.cwd()} or above: no project to trust")
+    table = project_table(pyproject)
+    settings_file, _ = record(pyproject)
+    return pyproject, settings_file, [key for key in TRUST_KEYS if key in table]
+
+
 @_scoped
 def find_orphans(*, context: Context | None = None, sizes: bool = False):
     """Folders of ``<data dir>/data`` no installed dataset claims."""

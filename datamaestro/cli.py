@@ -723,6 +723,17 @@ def agree(agreement_id: str = typer.Argument(..., metavar="ID", help="The agreem
 
 
 @app.command()
+def trust():
+    """Use this project's remotes, mirrors, store, data and agreements (its pyproject.toml as it is now; read them first)."""
+    from .api import trust_project
+
+    pyproject, settings_file, keys = trust_project()
+    if not state.quiet:
+        what = f"its {', '.join(keys)} are used" if keys else "it sets none of remotes, mirrors, store, data, agreements"
+        echo(f"trusted {pyproject} as it is now: {what} (recorded in {settings_file}; run `datamaestro trust` again after it changes)")
+
+
+@app.command()
 def orphans(size: bool = typer.Option(False, "--size", help="Show the size of each folder.")):
     """List folders under <data dir>/data that no installed dataset claims."""
     from .api import find_orphans

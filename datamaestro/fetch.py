@@ -130,6 +130,34 @@ class BytesSink:
         return bytes(self.buffer)
 
 
+#: a body must bring this many bytes (or end) every ``timeout`` seconds: a deadline a dripping body cannot dodge
+PACE_BYTES = 64 << 10
+
+
+class _Pace:
+    """The progress a body makes: at least :data:`PACE_BYTES` (or its end) every ``timeout`` seconds.
+
+    The read timeout bounds each read only; a server that sends a byte
+    before each read times out would hold a download for ever. With this,
+    a body of n bytes takes at most about ``timeout × (1 + n / PACE_BYTES)``
+    seconds (at the default 60 s, a source slower than 1 KiB/s is given up).
+    """
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.since = time.monotonic()
+        self.count = 0
+
+    def advance(self, received: int) -> bool:
+        """Counts bytes received; False when the window ran out before enough came."""
+        self.count += received
+        now = time.monotonic()
+        if self.count >= PACE_BYTES:
+            self.since, self.count = now, 0
+            return True
+        return now - self.since <= self.timeout
+
+
 class _Retry(Exception):
     """A transient failure of one attempt; never leaves this module."""
 
@@ -1007,15 +1035,23 @@ class Fetcher:
                 if served_by is not None:
                     return served_by
                 return self._attempt(url, stream, budget)  # in one stream, from byte 0
-            chunks = response.raw.stream(CHUNK_SIZE, decode_content=False)
+            pace = _Pace(self.timeout)
             while True:
                 try:
-                    chunk = next(chunks, None)
+                    # what has arrived, at once: a body dripping a byte at a time is seen (and cut) as it drips
+                    chunk = response.raw.read1(CHUNK_SIZE, decode_content=False)
                 except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
                     raise self._broken(exc, stream, timeouts[1]) from None
-                if chunk is None:
+                if not chunk:
                     break
                 self._check_cancel()
+                if not pace.advance(len(chunk)):
+                    self.hosts.mark_down(url, "too slow")
+                    raise _failure(
+                        url,
+                        f"too slow: fewer than {PACE_BYTES // 1024} KiB in {self.timeout:.3g} s after {stream.received} bytes (a body sent drop by drop)",
+                        TIMEOUT_HINT,
+                    )
                 if skip:
                     # The server ignored Range: drop what we already have
                     if len(chunk) <= skip:
@@ -1172,14 +1208,17 @@ class Fetcher:
                     if first != offset or (total is not None and total != size):
                         raise _NoRanges(f"the server answered bytes {offset}-{end} with {response.headers.get('Content-Range')}")
                     # what has arrived, not a full CHUNK_SIZE: a Ctrl-C loses no bytes that were received
-                    chunks = iter(lambda: response.raw.read1(CHUNK_SIZE, decode_content=False), b"")
+                    pace = _Pace(self.timeout)
                     while offset <= end and not stop.is_set():
                         try:
-                            chunk = next(chunks, None)
+                            chunk = response.raw.read1(CHUNK_SIZE, decode_content=False) or None
                         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
                             raise self._broken(exc, _Position(offset - start, end + 1 - start), timeouts[1]) from None
                         if chunk is None or stop.is_set():
                             break  # stopped: the file may be closed already
+                        if not pace.advance(len(chunk)):
+                            self.hosts.mark_down(url, "too slow")
+                            raise _failure(url, f"too slow: part {index} brought fewer than {PACE_BYTES // 1024} KiB in {self.timeout:.3g} s (a body sent drop by drop)", TIMEOUT_HINT)
                         chunk = chunk[: end + 1 - offset]
                         partial.write_at(offset, chunk)
                         offset += len(chunk)

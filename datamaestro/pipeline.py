@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import DatamaestroError, IntegrityError, OfflineError, StoreError
+from .errors import DatamaestroError, IntegrityError, OfflineError, StoreError, UntrustedInputError
 from .store import ActionRecord, Output, recipe_key
 from .store.objects import disk_error, stop_new_tmp_files
 from .store.digests import format_digest, hasher
@@ -202,6 +202,8 @@ class Pipeline:
         #: remote caches asked before the original sources (the settings' ``[remotes]``)
         self.remotes = context.remotes() if use_remotes else []
         self._dead_remotes: set[str] = set()
+        #: recipe key -> label of the remote whose action record is offered
+        self._offered_by: dict[str, str] = {}
         #: names of the resources taken from a remote cache during the run
         self.pulled: list[str] = []
         self._known: dict[int, Lookup] = {}
@@ -261,18 +263,27 @@ class Pipeline:
             elif output is None and pin is not None and pin.kind.stored and pin.digest:
                 remote = pin  # the lock names the bytes: any remote holding them will do
             elif output is None:
-                remote = self._remote_record(key)
+                remote = self._remote_record(key, resource)
         found = self._known[id(resource)] = Lookup(recipe, key, output, remote)
         return found
 
-    def _remote_record(self, key: str) -> Output | None:
-        """The output the first remote cache that knows a recipe key records for it (digest only)."""
-        import json
+    def _remote_record(self, key: str, resource: "Resource | None" = None, *, after: str | None = None) -> Output | None:
+        """The output the first remote cache that knows a recipe key records for it (digest only).
 
+        A record is validated before use (:func:`~datamaestro.store.actions.parse_record`),
+        and refused when its output kind is not one the resource produces: the
+        next remote is asked then, as for a record no remote has.
+
+        :param after: ask only the remotes after the one of this label (the one before served something refused)
+        """
         from .remotes import PeerUnavailable, is_left_out, leave_out
-        from .store.digests import is_digest
+        from .store.actions import parse_record
 
-        for remote in self.remotes:
+        remotes = self.remotes
+        if after is not None:
+            labels = [remote.label for remote in remotes]
+            remotes = remotes[labels.index(after) + 1 :] if after in labels else []
+        for remote in remotes:
             if remote.label in self._dead_remotes or is_left_out(remote):
                 continue
             try:
@@ -288,12 +299,17 @@ class Pipeline:
             if remote.record_trust is not None and not remote.record_trust.admits(key, data):
                 continue  # not signed by a key the settings trust: the next remote, or the sources
             try:
-                output = Output.from_json(json.loads(data)["output"])
-            except (ValueError, KeyError, TypeError):
-                logger.warning("remote cache %s: unreadable action record %s", remote.label, key)
+                output = parse_record(data, key, source=remote.label).output
+                if resource is not None and output.kind not in produced_kinds(resource):
+                    raise UntrustedInputError(
+                        f"refused action record {key} from {remote.label}: its output is a {output.kind}, "
+                        f"{resource.name} gives a {' or a '.join(produced_kinds(resource))}",
+                        source=remote.label,
+                    )
+            except UntrustedInputError as error:
+                logger.warning("%s", error.message)
                 continue
-            if output.kind.stored and not is_digest(output.digest or ""):
-                continue
+            self._offered_by[key] = remote.label
             return output
         return None
 
@@ -594,14 +610,23 @@ class Pipeline:
             return offer
         from .remotes import is_left_out, pull_outputs
 
-        report = pull_outputs(self.store, [offer], [r for r in self.remotes if r.label not in self._dead_remotes and not is_left_out(r)])
-        for line in report.refused:
-            logger.warning("%s/%s: %s", definition.id, resource.name, line)
-        for line in report.unavailable:  # of the remote, not of this resource
-            logger.warning("%s", line)
-        if not self.store.output_present(offer):
-            logger.info("%s/%s: no remote cache has it whole; producing it from its sources", definition.id, resource.name)
-            return None
+        key = found.key
+        while True:
+            report = pull_outputs(
+                self.store, [offer], [r for r in self.remotes if r.label not in self._dead_remotes and not is_left_out(r)]
+            )
+            for line in report.refused:
+                logger.warning("%s/%s: %s", definition.id, resource.name, line)
+            for line in report.unavailable:  # of the remote, not of this resource
+                logger.warning("%s", line)
+            if self.store.output_present(offer):
+                break
+            # a record whose tree was refused: the next remote's record may name another one
+            served_by = self._offered_by.pop(key, None) if report.rejected else None
+            offer = self._remote_record(key, resource, after=served_by) if served_by else None
+            if offer is None or not offer.kind.stored:
+                logger.info("%s/%s: no remote cache has it whole; producing it from its sources", definition.id, resource.name)
+                return None
         logger.info("%s/%s: taken from %s", definition.id, resource.name, ", ".join(report.taken) or "a remote cache")
         self.pulled.append(resource.name)
         return offer
@@ -666,6 +691,21 @@ class Pipeline:
             shutil.rmtree(path, ignore_errors=True)
             return Output(Kind.TREE, digest)
         return None
+
+
+def produced_kinds(resource) -> tuple[Kind, ...]:
+    """The output kinds a resource may produce: its declared kind.
+
+    A class that declares no kind of its own (the original API's generic
+    ``Resource``: its ``download()`` writes a file or a folder) may give a
+    file or a tree, never a value.
+    """
+    from .resource import Resource
+
+    declared = "kind" in vars(resource) or any("kind" in vars(cls) for cls in type(resource).__mro__ if cls is not Resource and issubclass(cls, Resource))
+    if declared:
+        return (Kind(resource.kind),)
+    return (Kind.FILE, Kind.TREE)
 
 
 def _doing(definition, resource) -> str:

@@ -9,6 +9,7 @@ tried first.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -27,6 +28,14 @@ ENV_TIMEOUT = "DATAMAESTRO_TIMEOUT"
 ENV_REMOTES = "DATAMAESTRO_REMOTES"
 ENV_MIRRORS = "DATAMAESTRO_MIRRORS"
 ENV_CACHE = "DATAMAESTRO_CACHE"
+
+logger = logging.getLogger(__name__)
+
+#: settings of a project's [tool.datamaestro] that say where bytes come from or go: used only once the
+#: user trusts the project (`datamaestro trust`), since a cloned repository is someone else's file
+TRUST_KEYS = ("remotes", "mirrors", "store", "data", "agreements")
+#: the user settings' table of trusted projects: pyproject path -> blake3 digest of its bytes when trusted
+TRUSTED_TABLE = "trusted_projects"
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
@@ -58,6 +67,10 @@ class Settings:
     :param agreements: user-agreement id -> accepted (``datamaestro`` asks once)
     :param remotes: name -> ``{"url": ..., "endpoint": ..., "trusted_keys": [...], "signing_key": ...}``:
         remote caches looked up before the original URLs (see ``docs/remote-cache.md``)
+    :param max_expanded_size: the most bytes one download may expand to
+        (decompressed, or an archive's extracted files)
+    :param max_expansion_ratio: the most bytes one download may expand to per
+        byte downloaded (a download counts as at least 1 MiB)
     """
 
     data_dir: Path = field(default_factory=lambda: Path.home() / "datamaestro")
@@ -77,6 +90,8 @@ class Settings:
     datafolders: dict[str, Path] = field(default_factory=dict)
     agreements: dict[str, bool] = field(default_factory=dict)
     remotes: dict[str, dict[str, str]] = field(default_factory=dict)
+    max_expanded_size: int = 1 << 40
+    max_expansion_ratio: float = 250.0
 
     @property
     def store_path(self) -> Path:
@@ -214,6 +229,12 @@ def _remotes(value: Any, key: str, origin: str) -> dict[str, dict[str, str]]:
     return remotes
 
 
+def _trusted(value: Any, key: str, origin: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise SettingsError(f"{origin}: [{key}] must be a table of pyproject path = digest (written by `datamaestro trust`)")
+    return dict(value)
+
+
 def _datasets(value: Any, key: str, origin: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise SettingsError(f"{origin}: {key!r} must be a list of dataset ids")
@@ -238,7 +259,10 @@ PARSERS = {
     "datafolders": ("datafolders", _folders),
     "agreements": ("agreements", _agreements),
     "remotes": ("remotes", _remotes),
+    "max_expanded_size": ("max_expanded_size", _positive_count),
+    "max_expansion_ratio": ("max_expansion_ratio", _number),
     "datasets": (None, _datasets),
+    TRUSTED_TABLE: (None, _trusted),
 }
 
 
@@ -395,10 +419,23 @@ def load_settings(
             _check_named_settings_file(path)
         if path.is_file():
             layers.append(parse_table(read_toml(path), str(path)))
+    trusted: dict[str, str] = {}
+    if use_user_file and path.is_file():
+        trusted = _trusted(read_toml(path).get(TRUSTED_TABLE, {}), TRUSTED_TABLE, str(path))
     pyproject = find_pyproject(project_dir)
     table = project_table(pyproject)
     if table:
-        layers.append(parse_table(table, f"{pyproject} [tool.datamaestro]"))
+        parsed = parse_table(table, f"{pyproject} [tool.datamaestro]")
+        # a project cannot trust itself, nor others
+        parsed.pop(TRUSTED_TABLE, None)
+        if TRUSTED_TABLE in table:
+            raise SettingsError(f"{pyproject} [tool.datamaestro]: {TRUSTED_TABLE!r} belongs to the user settings file", hint="remove it; run `datamaestro trust` instead")
+        ignored = [key for key in TRUST_KEYS if key in table]
+        if ignored and not is_trusted(pyproject, trusted):
+            _warn_untrusted(pyproject, ignored)
+            for key in ignored:
+                parsed.pop(PARSERS[key][0], None)
+        layers.append(parsed)
     layers.append(_env_values())
     layers.append({k: v for k, v in (overrides or {}).items() if v is not None})
 
@@ -421,6 +458,48 @@ def load_settings(
         raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
     settings = replace(Settings(), **values, mirrors=mirrors, datafolders=folders, agreements=agreements, remotes=remotes)
     return settings, pyproject
+
+
+def project_digest(pyproject: Path) -> str:
+    """The blake3 digest of a project file's bytes (what trusting it records)."""
+    from blake3 import blake3  # the store's hash (settings sit below the store: no import of it)
+
+    try:
+        return "blake3:" + blake3(Path(pyproject).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise SettingsError(f"{pyproject}: cannot read: {exc.strerror}") from None
+
+
+def is_trusted(pyproject: Path, trusted: dict[str, str]) -> bool:
+    """True when the user trusted this very project file, as it is now (its path and digest recorded)."""
+    recorded = trusted.get(str(Path(pyproject).resolve()))
+    return recorded is not None and recorded == project_digest(pyproject)
+
+
+_warned: set[tuple[str, tuple[str, ...]]] = set()
+
+
+def _warn_untrusted(pyproject: Path, ignored: list[str]) -> None:
+    """One warning per project and process: which of its settings are ignored, and how to use them."""
+    key = (str(pyproject), tuple(ignored))
+    if key in _warned:
+        return
+    _warned.add(key)
+    logger.warning(
+        "%s sets %s in [tool.datamaestro]: ignored, since this project is not trusted (or changed since); "
+        "read them, then run `datamaestro trust` in its folder to use them",
+        pyproject, ", ".join(ignored),
+    )
+
+
+def trust_project(pyproject: Path) -> tuple[Path, str]:
+    """Records a project file as trusted, as it is now (``datamaestro trust``); returns the user settings file and the digest.
+
+    Its ``remotes``, ``mirrors``, ``store``, ``data`` and ``agreements`` are
+    then used, until the file changes (trust it again then).
+    """
+    digest = project_digest(pyproject)
+    return set_user_setting(TRUSTED_TABLE, str(Path(pyproject).resolve()), digest), digest
 
 
 def set_user_setting(table: str, key: str, value: Any) -> Path:

@@ -7,6 +7,7 @@ and leave the store (objects, trees, tmp) and the readable path untouched.
 from __future__ import annotations
 
 import io
+import os
 import random
 import stat
 import tarfile
@@ -118,18 +119,21 @@ def test_tar_formats(http_server, dm_context, suffix, mode):
     assert list(dm_context.store.layout.tmp.iterdir()) == []
 
 
-def test_a_python_without_tar_filters_refuses_to_extract(http_server, dm_context, monkeypatch):
-    # Python before 3.11.4 (Debian's 3.11.2, for one) has no extraction filters: no unfiltered extraction, one message
+def test_a_python_without_tar_filters_extracts_safely(http_server, dm_context, monkeypatch):
+    # Python before 3.11.4 (Debian's 3.11.2, for one) has no extraction filters: datamaestro does not use them
     import tarfile
 
     monkeypatch.delattr(tarfile, "data_filter")
+    monkeypatch.delattr(tarfile.TarFile, "extractall")
+    monkeypatch.delattr(tarfile.TarFile, "extract")
     url = serve(http_server, "files.tar", tar_bytes(FILES, "w"))
     definition = make_dataset("test.archives.oldpython", TarDownloader("files", url))
-    with pytest.raises(ArchiveError) as info:
-        Pipeline(dm_context).run(definition)
-    assert "needs Python 3.11.4 or later" in str(info.value) and url in str(info.value)
-    assert not definition.datapath.exists()
-    assert_store_clean(dm_context)
+    Pipeline(dm_context).run(definition)
+    assert output_files(definition.datapath / "files") == FILES
+    evil_url = serve(http_server, "evil.tar", tar_bytes([("good.txt", b"g"), tar_special("etc", tarfile.SYMTYPE, "../../etc")]))
+    run_refused_again = make_dataset("test.archives.oldpython2", TarDownloader("files", evil_url))
+    with pytest.raises(ArchiveError, match="'etc'"):
+        Pipeline(dm_context).run(run_refused_again)
 
 
 def test_second_run_downloads_nothing(http_server, dm_context):
@@ -279,6 +283,14 @@ HOSTILE_TARS = {
     "hardlink-absolute": ([("good.txt", b"g"), tar_special("hard", tarfile.LNKTYPE, "/etc/passwd")], "hard"),
     "device": ([("good.txt", b"g"), tar_special("null", tarfile.CHRTYPE)], "null"),
     "fifo": ([("good.txt", b"g"), tar_special("pipe", tarfile.FIFOTYPE)], "pipe"),
+    # the same chain, the link that uses the other first: resolved through the archive's own links, whatever the order
+    "symlink-chain-reversed": ([("good.txt", b"g"), ("a/x", b"x"), tar_special("c", tarfile.SYMTYPE, "a/b/.."), tar_special("a/b", tarfile.SYMTYPE, "..")], "c"),
+    # a file written below a link of the archive would go wherever the link points
+    "below-symlink": ([("good.txt", b"g"), ("sub/x", b"x"), tar_special("evil", tarfile.SYMTYPE, "sub"), ("evil/planted", b"p")], "evil/planted"),
+    "below-file": ([("good.txt", b"g"), ("f", b"f"), ("f/x", b"x")], "f/x"),
+    "hardlink-missing": ([("good.txt", b"g"), tar_special("hard", tarfile.LNKTYPE, "nothere")], "hard"),
+    "hardlink-to-symlink": ([("good.txt", b"g"), tar_special("link", tarfile.SYMTYPE, "good.txt"), tar_special("hard", tarfile.LNKTYPE, "link")], "hard"),
+    "hardlink-through-symlink": ([("sub/flag", b"g"), tar_special("escape", tarfile.SYMTYPE, "sub"), tar_special("hard", tarfile.LNKTYPE, "escape/flag")], "hard"),
 }
 
 
@@ -331,3 +343,63 @@ def test_refusal_leaves_the_previous_data_unchanged(http_server, dm_context):
     assert output_files(good.datapath / "data") == FILES
     assert list(dm_context.store.layout.tmp.iterdir()) == []
     assert not (dm_context.store.layout.tmp.parent / "evil").exists()
+
+
+# -- issue 23 point 5: members of one name, zips written by Python
+
+
+def test_a_file_after_a_link_of_the_same_name_replaces_the_link_and_never_writes_through_it(http_server, dm_context):
+    """As tar does, the last member of a name is the one kept; the earlier link is never followed."""
+    entries = [("b.txt", b"original"), tar_special("a", tarfile.SYMTYPE, "b.txt"), ("a", b"new")]
+    url = serve(http_server, "samename.tar", tar_bytes(entries))
+    definition = make_dataset("test.archives.samename", TarDownloader("data", url))
+    Pipeline(dm_context).run(definition)
+    folder = definition.datapath / "data"
+    assert not (folder / "a").is_symlink()
+    assert output_files(folder) == {"a": b"new", "b.txt": b"original"}
+
+
+def test_a_link_after_a_file_of_the_same_name_replaces_it(http_server, dm_context):
+    entries = [("b.txt", b"b"), ("a", b"old"), tar_special("a", tarfile.SYMTYPE, "b.txt")]
+    url = serve(http_server, "samename2.tar", tar_bytes(entries))
+    definition = make_dataset("test.archives.samename2", TarDownloader("data", url))
+    Pipeline(dm_context).run(definition)
+    assert os.readlink(definition.datapath / "data" / "a") == "b.txt"
+
+
+def test_a_folder_and_a_file_of_the_same_name_are_refused(http_server, dm_context):
+    entries = [("good.txt", b"g"), tar_special("a", tarfile.DIRTYPE), ("a", b"file")]
+    url = serve(http_server, "clash.tar", tar_bytes(entries))
+    error = run_refused(dm_context, make_dataset("test.archives.clash", TarDownloader("data", url)), "a", url)
+    assert "both a folder and a file" in str(error)
+    url = serve(http_server, "clash2.tar", tar_bytes([("a/x", b"x"), ("a", b"file")]))
+    error = run_refused(dm_context, make_dataset("test.archives.clash2", TarDownloader("data", url)), "a/x", url)
+    assert "is below a file of the archive ('a')" in str(error)
+
+
+def test_a_hard_link_to_a_file_left_out_takes_its_content(http_server, dm_context):
+    entries = [("other/a.txt", b"alpha"), tar_special("keep/hard", tarfile.LNKTYPE, "other/a.txt"), ("keep/b.txt", b"b")]
+    url = serve(http_server, "hard.tar", tar_bytes(entries))
+    definition = make_dataset("test.archives.hardout", TarDownloader("data", url, subpath="keep"))
+    Pipeline(dm_context).run(definition)
+    assert output_files(definition.datapath / "data") == {"hard": b"alpha", "b.txt": b"b"}
+
+
+def test_a_zip_written_by_python_writestr_is_extracted(http_server, dm_context):
+    """zipfile.writestr with a name writes permissions without a file type: those are files, not special files."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in FILES.items():
+            archive.writestr(name, data)
+        archive.writestr("empty/", b"")
+    url = serve(http_server, "writestr.zip", buffer.getvalue())
+    definition = make_dataset("test.archives.writestr", ZipDownloader("files", url))
+    Pipeline(dm_context).run(definition)
+    assert output_files(definition.datapath / "files") == FILES
+    assert (definition.datapath / "files" / "empty").is_dir()
+
+
+def test_long_names_and_paths_are_refused(http_server, dm_context):
+    url = serve(http_server, "long.tar", tar_bytes([("good.txt", b"g"), ("/".join(["d" * 200] * 11) + "/x", b"x")]))
+    error = run_refused(dm_context, make_dataset("test.archives.long", TarDownloader("data", url)), "/".join(["d" * 200] * 11) + "/x", url)
+    assert "longer than 2048 bytes" in str(error)

@@ -186,7 +186,9 @@ def test_reset_mid_body_resumes_with_range(http_server, fetcher):
     assert result.source_digest == "blake3:" + blake3(BIG).hexdigest()
     first, second = http_server.requests_for("big.bin")
     assert "Range" not in first[2]
-    assert second[2]["Range"] == f"bytes={MIB}-"
+    # resumed from what arrived before the reset (read as it comes: up to the reset, not whole MiB chunks)
+    start = int(second[2]["Range"].removeprefix("bytes=").removesuffix("-"))
+    assert 0 < start <= MIB + MIB // 2
 
 
 def test_resume_without_range_support_skips(http_server, fetcher):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from datamaestro.errors import SettingsError
-from datamaestro.settings import load_settings
+from datamaestro.settings import load_settings, trust_project
 
 
 def write(path: Path, text: str) -> Path:
@@ -51,6 +51,7 @@ def test_precedence_option_env_project_user(monkeypatch, tmp_path):
 def test_mirrors_merge_higher_first(monkeypatch, tmp_path):
     user_file(monkeypatch, tmp_path, '[mirrors]\n"http://a/" = ["http://user/"]\n"http://b/" = "http://userb/"\n')
     write(tmp_path / "pyproject.toml", '[tool.datamaestro.mirrors]\n"http://a/" = ["http://project/"]\n')
+    trust_project(tmp_path / "pyproject.toml")  # a project's mirrors count once it is trusted
     settings, _ = load_settings(project_dir=tmp_path)
     assert settings.mirrors == {"http://a/": ["http://project/", "http://user/"], "http://b/": ["http://userb/"]}
 

@@ -1,12 +1,19 @@
 """Archive resources: :class:`ZipDownloader` and :class:`TarDownloader`.
 
 Both download an archive, extract it (or part of it) and store the result as
-a tree. The archive is checked before anything of it reaches the store: a
+a tree. The archive is checked as a whole before anything of it is written: a
 member that would land outside the extraction folder (``../x``, ``/etc/x``,
-``C:\\x``), a link leading out of it, or a device file or fifo makes the whole
-archive fail with one :class:`~datamaestro.errors.ArchiveError` naming the
-URL and the member. Whatever was extracted is then removed: the store, its
-``tmp/`` folder and the dataset's readable path are as they were.
+``C:\\x``), below a link or a file of the archive, a link leading out of it
+(resolved through the archive's own links, never through ``realpath``), a
+hard link to anything but an earlier file, or a device file or fifo makes the
+whole archive fail with one :class:`~datamaestro.errors.ArchiveError` naming
+the URL and the member. The members are then written by datamaestro itself
+through the store's :class:`~datamaestro.store.treewriter.TreeWriter`
+(relative to folder descriptors, never through a link, never over an entry),
+not by :mod:`tarfile`'s extraction, so that this holds on every Python; what
+they expand to is bounded (:class:`~datamaestro.store.expansion.ExpansionBudget`).
+Whatever was extracted is removed on failure: the store, its ``tmp/`` folder
+and the dataset's readable path are as they were.
 """
 
 from __future__ import annotations
@@ -16,7 +23,6 @@ import lzma
 import os
 import posixpath
 import re
-import shutil
 import stat
 import tarfile
 import zipfile
@@ -26,9 +32,11 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..errors import ArchiveError, DefinitionError
 from ..store import Output
+from ..store.expansion import ExpansionBudget
 from ..store.objects import disk_error, remove_tree
+from ..store.treewriter import MAX_ENTRIES, TreeRefusal, TreeWriter, resolve_link, split_tree_path
 from ..resource import FolderResource
-from .single import _checkers, downloaded_file
+from .single import _checkers, downloaded_file, expansion_budget
 from ..store.actions import Kind
 
 if TYPE_CHECKING:
@@ -47,12 +55,6 @@ def _escapes(path: str) -> bool:
     return normalized == ".." or normalized.startswith("../") or posixpath.isabs(normalized)
 
 
-def _inside(path: str | Path, real_folder: str) -> bool:
-    """True when ``path``, all links resolved, is ``real_folder`` or below it."""
-    resolved = os.path.realpath(path)
-    return resolved == real_folder or resolved.startswith(real_folder + os.sep)
-
-
 class _Member:
     """One archive member, as the checks see it.
 
@@ -62,15 +64,23 @@ class _Member:
     :param link: the link target (symlinks: relative to the member's folder;
         hardlinks: a member name)
     :param raw: the ``TarInfo`` or ``ZipInfo``
+    :param index: its place in the archive
+    :param size: the size the archive announces for its content
     """
 
-    __slots__ = ("name", "kind", "link", "raw")
+    __slots__ = ("name", "kind", "link", "raw", "index", "size", "path", "source")
 
-    def __init__(self, name: str, kind: str, link: str | None, raw):
+    def __init__(self, name: str, kind: str, link: str | None, raw, index: int = 0, size: int = 0):
         self.name = name
         self.kind = kind
         self.link = link
         self.raw = raw
+        self.index = index
+        self.size = size
+        #: its path in the output (set by the plan; None: not written)
+        self.path: str | None = None
+        #: a hard link's file member (set by the plan)
+        self.source: _Member | None = None
 
 
 class ArchiveDownloader(FolderResource):
@@ -223,58 +233,48 @@ class ArchiveDownloader(FolderResource):
             if posixpath.isabs(member.link) or _escapes(member.link):
                 raise self._refuse(member.name, f"is a hard link to {member.link!r}, outside the extraction folder")
 
-    def _check_links(self, root: Path, folder: Path) -> None:
-        """Every symlink of the output must stay inside it, lexically and once resolved.
-
-        Catches chains of links that each look harmless (``a/b -> ..`` then
-        ``c -> a/b/..``) and links that ``subpath`` left pointing out of the
-        kept folder.
-        """
-        real_root = os.path.realpath(root)
-        for dirpath, dirnames, filenames in os.walk(root):
-            for name in dirnames + filenames:
-                path = os.path.join(dirpath, name)
-                if not os.path.islink(path):
-                    continue
-                target = os.readlink(path)
-                relative = os.path.relpath(path, root)
-                if os.path.isabs(target) or _escapes(posixpath.join(posixpath.dirname(relative), target)) or not _inside(path, real_root):
-                    raise self._refuse(os.path.relpath(path, folder), f"is a symbolic link to {target!r}, outside the extracted folder")
+    def _check_count(self, count: int) -> None:
+        if count > MAX_ENTRIES:
+            raise ArchiveError(f"{self.url}: more than {MAX_ENTRIES} members; the archive was not extracted", hint="the archive is malformed or hostile")
 
     # -- production
     def produce(self, job: "Job") -> Output:
-        """Downloads the archive into tmp, extracts it, checks it and stores the tree."""
+        """Downloads the archive into tmp, checks every member, writes the selected ones and stores the tree."""
         folder = job.tmp_path(".extract")
         with downloaded_file(job, self.url, self.checkers) as (archive_path, result):
+            budget = expansion_budget(job, self.url, os.stat(archive_path).st_size)
             try:
                 os.mkdir(folder, 0o700)
                 try:
-                    self._extract(archive_path, folder)
+                    self._extract(archive_path, folder, budget)
+                except TreeRefusal as refusal:
+                    raise self._refuse(refusal.path, refusal.why) from None
                 except OSError as exc:
                     if exc.errno in _DISK_ERRNOS:
                         raise disk_error(exc, f"extracting {self.url}") from None
                     raise ArchiveError(f"{self.url}: cannot extract {exc.filename or ''}: {exc.strerror or exc}") from None
-                root = self._root(folder)
-                self._check_links(root, folder)
-                digest = job.store.ingest_tree(root, move=True)
+                digest = job.store.ingest_tree(folder, move=True)
             finally:
                 remove_tree(folder)
         return Output(Kind.TREE, digest, source_digest=result.source_digest, url=result.url, size=result.size)
 
-    def _root(self, folder: Path) -> Path:
-        """The folder to store: ``subpath`` if given, unwrapped when it holds a single folder."""
-        root = folder / self.subpath if self.subpath else folder
-        if not root.is_dir() or root.is_symlink():
-            raise ArchiveError(f"{self.url}: no folder {self.subpath!r} in the archive", hint="check the subpath of the definition")
-        children = list(root.iterdir())
-        if len(children) == 1 and children[0].is_dir() and not children[0].is_symlink():
-            return children[0]
-        return root
+    def _plan(self, members: list[_Member]) -> list[_Member]:
+        """The members to write, in archive order, each with its path in the output (``member.path``); checked as a whole.
 
-    def _select(self, members: list[_Member]) -> list[_Member]:
-        """Checks every member (a single bad one refuses the archive) and keeps the selected ones."""
+        Every member is checked (a single bad one refuses the archive); the
+        selected ones are placed below ``subpath``, unwrapped when they hold a
+        single folder (as the original datamaestro did); of members with one
+        name, the last is kept (as tar does), never written over the first; no
+        member may be below a file or a link of the output; every link must
+        stay inside the output, resolved through the output's own links; a
+        hard link takes the content of the file it names.
+        """
+        seen: dict[str, _Member] = {}
         for member in members:
             self._check_member(member)
+            if member.kind == "hardlink":
+                member.source = self._hardlink_source(member, seen)
+            seen[member.name] = member
         selected = [m for m in members if self._selected(m)]
         if not selected:
             sample = ", ".join(m.name for m in members[:5]) or "none"
@@ -282,7 +282,64 @@ class ArchiveDownloader(FolderResource):
                 f"{self.url}: no member of the archive matches the definition (subpath {self.subpath!r}, files {self._files_text()})",
                 hint=f"the archive's first members are: {sample}",
             )
-        return selected
+        final: dict[str, _Member] = {}
+        for member in selected:
+            path = self._relative(member)
+            previous = final.get(path)
+            if previous is not None and (previous.kind == "dir") != (member.kind == "dir"):
+                raise self._refuse(member.name, "is both a folder and a file or link in the archive")
+            final[path] = member
+        prefix = self._wrapper(final)
+        kinds: dict[str, str] = {}
+        for path, member in final.items():
+            if prefix is not None:
+                if path == prefix:
+                    continue
+                path = path[len(prefix) + 1 :]
+            member.path = path
+            kinds[path] = "dir" if member.kind == "dir" else "symlink" if member.kind == "symlink" else "file"
+        planned = [m for m in final.values() if m.path is not None]
+        links = {m.path: m.link for m in planned if m.kind == "symlink"}
+        for member in planned:
+            try:
+                split_tree_path(member.path)
+                cut = member.path.rfind("/")
+                while cut > 0:
+                    parent_kind = kinds.get(member.path[:cut])
+                    if parent_kind in ("file", "symlink"):
+                        what = "a file" if parent_kind == "file" else "a symbolic link"
+                        raise TreeRefusal(member.path, f"is below {what} of the archive ({member.path[:cut]!r}): it would be written through it")
+                    cut = member.path.rfind("/", 0, cut)
+                if member.kind == "symlink":
+                    resolve_link(member.path, member.link, links)
+            except TreeRefusal as refusal:
+                raise self._refuse(member.name, refusal.why) from None
+        self._check_count(len(planned))
+        return sorted(planned, key=lambda m: m.index)
+
+    def _hardlink_source(self, member: _Member, seen: dict[str, _Member]) -> _Member:
+        """The file member whose content a hard link takes: the last member of that name before it."""
+        name = "/".join(part for part in member.link.split("/") if part not in ("", "."))
+        source = seen.get(name)
+        if source is not None and source.kind == "hardlink":
+            source = source.source
+        if source is None or source.kind != "file":
+            raise self._refuse(member.name, f"is a hard link to {member.link!r}, which is not a file before it in the archive")
+        return source
+
+    @staticmethod
+    def _wrapper(final: dict[str, _Member]) -> str | None:
+        """The single top folder holding everything kept, unwrapped (None when there is none)."""
+        tops = {path.split("/", 1)[0] for path in final}
+        if len(tops) != 1:
+            return None
+        top = tops.pop()
+        member = final.get(top)
+        if member is not None and member.kind != "dir":
+            return None
+        if member is None and not any(path.startswith(top + "/") for path in final):
+            return None
+        return top
 
     def _files_text(self) -> str:
         if isinstance(self.files, frozenset):
@@ -295,9 +352,14 @@ class ArchiveDownloader(FolderResource):
             hint="the server may have sent an error page or a truncated file; check the URL, or use the resource that matches the file's format",
         )
 
-    def _extract(self, archive_path: Path, folder: Path) -> None:
-        """Extracts the selected members into ``folder``. Subclasses implement it."""
+    def _extract(self, archive_path: Path, folder: Path, budget: ExpansionBudget) -> None:
+        """Writes the selected members into ``folder`` through a :class:`TreeWriter`. Subclasses implement it."""
         raise NotImplementedError
+
+    @staticmethod
+    def _declare(planned: list[_Member], budget: ExpansionBudget) -> None:
+        """Checks the sizes the archive announces for what will be written, before any byte is."""
+        budget.declare(sum(m.size for m in planned if m.kind == "file") + sum(m.source.size for m in planned if m.kind == "hardlink"))
 
 
 class ZipDownloader(ArchiveDownloader):
@@ -320,9 +382,11 @@ class ZipDownloader(ArchiveDownloader):
 
     label = "zip"
 
-    def _members(self, archive: zipfile.ZipFile) -> list[_Member]:
+    def _members(self, archive: zipfile.ZipFile, budget: ExpansionBudget) -> list[_Member]:
+        infos = archive.infolist()
+        self._check_count(len(infos))
         members = []
-        for info in archive.infolist():
+        for index, info in enumerate(infos):
             raw_name = info.filename.replace("\\", "/")
             if _DRIVE.match(raw_name):
                 raise self._refuse(info.filename, "has an absolute path (a Windows drive)")
@@ -330,61 +394,60 @@ class ZipDownloader(ArchiveDownloader):
             if info.flag_bits & 0x1:
                 raise ArchiveError(f"{self.url}: member {info.filename!r} is encrypted", hint="encrypted zip archives are not supported")
             mode = info.external_attr >> 16 if info.create_system == 3 else 0
+            # zipfile.writestr and some tools write permissions without a file type: a file
+            file_type = stat.S_IFMT(mode)
             link = None
-            if raw_name.endswith("/") or stat.S_ISDIR(mode):
+            if raw_name.endswith("/") or file_type == stat.S_IFDIR:
                 kind = "dir"
-            elif stat.S_ISLNK(mode):
+            elif file_type == stat.S_IFLNK:
                 kind = "symlink"
                 if info.file_size > _MAX_LINK_TARGET:
                     raise self._refuse(info.filename, "is a symbolic link with an impossibly long target")
                 link = archive.read(info).decode("utf-8", "surrogateescape")
-            elif mode and not stat.S_ISREG(mode):
+            elif file_type not in (0, stat.S_IFREG):
                 kind = "special"
             else:
                 kind = "file"
             if name:
-                members.append(_Member(name, kind, link, info))
+                members.append(_Member(name, kind, link, info, index, info.file_size))
+        total = sum(m.size for m in members if m.kind == "file")
+        if total > budget.limit:
+            budget.declare(total)
         return members
 
-    def _extract(self, archive_path: Path, folder: Path) -> None:
+    def _extract(self, archive_path: Path, folder: Path, budget: ExpansionBudget) -> None:
         """Writes the selected members ourselves: zipfile has no extraction filter."""
         try:
             with zipfile.ZipFile(archive_path) as archive:
-                for member in self._select(self._members(archive)):
-                    self._write(archive, member, folder)
+                planned = self._plan(self._members(archive, budget))
+                self._declare(planned, budget)
+                with TreeWriter(folder, budget=budget) as writer:
+                    for member in planned:
+                        if member.kind == "dir":
+                            writer.directory(member.path)
+                        elif member.kind == "symlink":
+                            writer.symlink(member.path, member.link)
+                        else:
+                            writer.file(member.path, _chunks(archive.open(member.raw)))
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, UnicodeDecodeError) as exc:
             raise self._invalid(exc) from None
 
-    def _write(self, archive: zipfile.ZipFile, member: _Member, folder: Path) -> None:
-        path = folder / member.name
-        if member.kind == "dir":
-            path.mkdir(parents=True, exist_ok=True)
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # A parent could be a link made by an earlier member: writing through
-        # it must still land inside the folder.
-        real_folder = os.path.realpath(folder)
-        if not _inside(path.parent, real_folder):
-            raise self._refuse(member.name, "would be written through a link outside the extraction folder")
-        if os.path.lexists(path) and not path.is_dir():
-            # a later member of the same name replaces it, never writes through it
-            path.unlink()
-        if member.kind == "symlink":
-            if not _inside(path.parent / member.link, real_folder):
-                raise self._refuse(member.name, f"is a symbolic link to {member.link!r}, outside the extraction folder")
-            os.symlink(member.link, path)
-            return
-        with archive.open(member.raw) as source, open(path, "xb") as target:
-            shutil.copyfileobj(source, target, 1 << 20)
+
+def _chunks(fp):
+    """The content of an open member, in chunks (closed at the end)."""
+    with fp:
+        while chunk := fp.read(1 << 20):
+            yield chunk
 
 
 class TarDownloader(ArchiveDownloader):
     """Downloads a tar archive (``.tar``, ``.tar.gz``/``.tgz``, ``.tar.bz2``, ``.tar.xz``) and stores its content as a folder.
 
     See :class:`ArchiveDownloader` for the parameters. The compression is
-    recognized from the bytes, whatever the URL says. Extraction uses
-    Python's ``data`` filter on top of datamaestro's own checks: permissions
-    are sanitized, and no member can be written or linked outside the folder.
+    recognized from the bytes, whatever the URL says. datamaestro writes the
+    members itself (see the module's documentation): no member can be
+    written or linked outside the folder, on any Python; permissions are not
+    kept (stored files are read-only).
 
     Example::
 
@@ -398,9 +461,12 @@ class TarDownloader(ArchiveDownloader):
 
     label = "tar"
 
-    def _members(self, archive: tarfile.TarFile) -> list[_Member]:
+    def _members(self, archive: tarfile.TarFile, budget: ExpansionBudget) -> list[_Member]:
+        """Every member, read header by header: a member announcing more than the bounds stops the reading there."""
         members = []
-        for info in archive.getmembers():
+        total = 0
+        for index, info in enumerate(archive):
+            self._check_count(index + 1)
             name = self._check_name(info.name)
             if info.issym():
                 kind = "symlink"
@@ -410,33 +476,35 @@ class TarDownloader(ArchiveDownloader):
                 kind = "dir"
             elif info.isreg():
                 kind = "file"
+                total += info.size
+                if total > budget.limit:
+                    budget.declare(total)  # before its bytes are even decompressed
             else:
                 kind = "special"
             link = info.linkname if kind in ("symlink", "hardlink") else None
             if name:
-                members.append(_Member(name, kind, link, info))
+                members.append(_Member(name, kind, link, info, index, info.size))
         return members
 
-    def _extract(self, archive_path: Path, folder: Path) -> None:
-        """Checks every member, then extracts the selected ones through the ``data`` filter."""
-        if not hasattr(tarfile, "data_filter"):
-            import platform
-
-            # the filter refuses what escapes the folder, device files, setuid bits: never extract without it
-            raise ArchiveError(
-                f"{self.url}: extracting a tar archive safely needs Python 3.11.4 or later (tar extraction filters); "
-                f"this is Python {platform.python_version()}",
-                hint="run datamaestro with a newer Python (3.11.4+, 3.12+)",
-            )
+    def _extract(self, archive_path: Path, folder: Path, budget: ExpansionBudget) -> None:
+        """Checks every member, then writes the selected ones through a :class:`TreeWriter` (no ``tarfile`` extraction)."""
         try:
             with tarfile.open(archive_path, "r:*", errorlevel=1) as archive:
-                selected = self._select(self._members(archive))
-                archive.extractall(folder, members=[m.raw for m in selected], filter="data")
-        except tarfile.FilterError as exc:
-            raise self._refuse(exc.tarinfo.name, f"is refused by the tar data filter ({exc})") from None
-        except KeyError as exc:
-            # a hard link whose target is not in the archive
-            raise self._invalid(f"hard link target {exc} is missing") from None
+                planned = self._plan(self._members(archive, budget))
+                self._declare(planned, budget)
+                with TreeWriter(folder, budget=budget) as writer:
+                    for member in planned:
+                        if member.kind == "dir":
+                            writer.directory(member.path)
+                        elif member.kind == "symlink":
+                            writer.symlink(member.path, member.link)
+                        elif member.kind == "file":
+                            writer.file(member.path, _chunks(archive.extractfile(member.raw)))
+                        elif member.source.path is not None:
+                            # its file is written already (it comes earlier): a second name inside the tree
+                            writer.hardlink(member.path, member.source.path)
+                        else:
+                            writer.file(member.path, _chunks(archive.extractfile(member.source.raw)))
         except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
             raise self._invalid(exc) from None
         except OSError as exc:

@@ -48,20 +48,33 @@ def _checkers(checker, size: int | None) -> list:
 
 
 class TransformingSink:
-    """A fetch sink that pushes bytes through transforms into an object writer."""
+    """A fetch sink that pushes bytes through transforms into an object writer.
 
-    def __init__(self, writer, transforms: Sequence):
+    :param budget: counts what comes out (an
+        :class:`~datamaestro.store.expansion.ExpansionBudget`): a
+        decompression bomb is refused before it fills the disk
+    :param count_input: the raw bytes are the download (the budget's ratio
+        grows with them); False when the caller declared the download's size
+    """
+
+    def __init__(self, writer, transforms: Sequence, budget=None, *, count_input: bool = True):
         self.writer = writer
         self.transforms = list(transforms)
         self.states = [t.start() for t in self.transforms]
+        self.budget = budget
+        self.count_input = count_input
 
     def write(self, data: bytes) -> None:
         """Feeds raw bytes; writes what comes out of the last transform, piece by piece."""
+        if self.budget is not None and self.count_input:
+            self.budget.add_input(len(data))
         self._push(0, data)
 
     def _push(self, index: int, data: bytes) -> None:
         if index == len(self.states):
             if data:
+                if self.budget is not None:
+                    self.budget.add(len(data))
                 self.writer.write(data)
             return
         for piece in self.states[index].feed_pieces(data):
@@ -70,12 +83,21 @@ class TransformingSink:
     def reset(self) -> None:
         """Starts over: an empty object and fresh transform states."""
         self.writer.reset()
+        if self.budget is not None and self.count_input:
+            self.budget.reset()
         self.states = [t.start() for t in self.transforms]
 
     def finish(self) -> None:
         """Flushes every transform (raises on a truncated compressed stream)."""
         for index, state in enumerate(self.states):
             self._push(index + 1, state.finish())
+
+
+def expansion_budget(job: "Job", what: str, download_size: int = 0):
+    """The bound on what a download expands to, from the session's settings (``max_expanded_size``, ``max_expansion_ratio``)."""
+    from ..store.expansion import ExpansionBudget
+
+    return ExpansionBudget.for_settings(job.context.settings, what, download_size, folder=job.store.layout.tmp)
 
 
 @contextmanager
@@ -150,9 +172,10 @@ class FileDownloader(FileResource):
         return type(self).produce is FileDownloader.produce
 
     def produce(self, job: "Job") -> Output:
-        """Streams the URL through the transforms into a new object."""
+        """Streams the URL through the transforms into a new object (its expansion bounded by the settings)."""
+        budget = expansion_budget(job, self.url) if self.transforms else None
         with job.store.writer() as writer:
-            sink = TransformingSink(writer, self.transforms)
+            sink = TransformingSink(writer, self.transforms, budget)
             result = job.download(self.url, sink, checkers=self.checkers)
             sink.finish()
             digest = writer.commit()
@@ -195,6 +218,7 @@ class ConcatDownloader(FileResource):
         from .transforms import infer_transforms
 
         with downloaded_file(job, self.url) as (archive_path, result):
+            budget = expansion_budget(job, self.url, archive_path.stat().st_size)
             with job.store.writer() as writer:
                 try:
                     with tarfile.open(archive_path) as archive:
@@ -202,7 +226,7 @@ class ConcatDownloader(FileResource):
                             if not member.isreg():
                                 continue
                             transforms = self.transforms if self.transforms is not None else infer_transforms(member.name)
-                            sink = TransformingSink(writer, transforms)
+                            sink = TransformingSink(writer, transforms, budget, count_input=False)
                             stream = archive.extractfile(member)
                             while chunk := stream.read(1 << 20):
                                 sink.write(chunk)

@@ -39,6 +39,7 @@ from typing import Any
 
 from ..errors import LockFileError
 from ..store.digests import is_digest
+from ..store.paths import dataset_id_problem, name_problem, relative_path_problem
 from .model import FORMAT_VERSION, Lock, LockedDataset, LockedResource
 
 HEADER = (
@@ -145,6 +146,10 @@ def loads(text: str, path: Path | str = "datamaestro.lock") -> Lock:
     return _Reader(text, path).lock(data)
 
 
+#: the hint of a lock whose names would place files outside the data dir
+UNTRUSTED_HINT = "the lock file was edited by hand or comes from an untrusted source: restore it from the project, or run `datamaestro lock --upgrade`"
+
+
 class _Reader:
     """Checks a parsed lock file; errors name the line where :class:`_Lines` can find it."""
 
@@ -228,6 +233,13 @@ class _Reader:
         what = self.entry(raw, where, "", "dataset", "id", DATASET_FIELDS)
         dataset_id = self.field(raw, "id", str, where, what)
         repository = self.field(raw, "repository", str, where, what)
+        # both become folders of the data dir: a lock from someone else must not place them elsewhere
+        problem = dataset_id_problem(dataset_id)
+        if problem is not None:
+            self.fail((*where, "id"), f"{what}: the id cannot name folders of the data dir: {problem}", hint=UNTRUSTED_HINT)
+        problem = name_problem(repository)
+        if problem is not None:
+            self.fail((*where, "repository"), f"{what}: the repository cannot name a folder of the data dir: {problem}", hint=UNTRUSTED_HINT)
         plugin_version = self.field(raw, "plugin_version", str, where, what)
         fingerprint = self.digest(raw, "fingerprint", where, what)
         manifest = self.digest(raw, "manifest", where, what)
@@ -244,6 +256,9 @@ class _Reader:
     def resource(self, raw: Any, where: tuple, dataset_what: str) -> LockedResource:
         what = self.entry(raw, where, f"{dataset_what}, ", "resource", "name", RESOURCE_FIELDS)
         name = self.field(raw, "name", str, where, what)
+        problem = relative_path_problem(name)
+        if problem is not None:
+            self.fail((*where, "name"), f"{what}: the resource name must stay inside the dataset folder: {problem}", hint=UNTRUSTED_HINT)
         kind = self.field(raw, "kind", str, where, what)
         if kind not in ("file", "tree"):
             self.fail((*where, "kind"), f"{what}: kind must be \"file\" or \"tree\", got {kind!r}")

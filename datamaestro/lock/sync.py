@@ -202,9 +202,10 @@ def sync_project(
         lock = _load(context, locked=locked, frozen=frozen, report=report)
         return _sync(context, lock, opened, report, jobs=jobs, copy=copy, verify=verify, start=start)
     except DatamaestroError as error:
-        if report.notes:
-            # a skipped peer may be what the failure lacks: say so where the user looks
-            error.hint = "; ".join(report.notes + ([error.hint] if error.hint else []))
+        # a skipped peer, or a document a peer served and that was refused, may be what the failure lacks: say so where the user looks
+        notes = report.notes + report.transfer.refused
+        if notes:
+            error.hint = "; ".join(notes + ([error.hint] if error.hint else []))
         raise
 
 

@@ -25,14 +25,14 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
-from ..errors import DownloadError, IntegrityError, OfflineError, StoreError, UsageError
-from .base import Peer, PeerUnavailable, action_key, object_key
+from ..errors import DownloadError, IntegrityError, OfflineError, StoreError, UntrustedInputError, UsageError
+from ..store.trees import MAX_TREE_DOCUMENT
+from .base import MAX_RECORD_BYTES, Peer, PeerUnavailable, action_key, object_key
 
 if TYPE_CHECKING:
     from ..fetch import Fetcher
@@ -62,19 +62,18 @@ class PathPeer(Peer):
         self.label = str(root)
         self.link = link
 
-    def stage(self, store: "Store", digest: str) -> "Staged | None":
+    def stage(self, store: "Store", digest: str, limit: int | None = None) -> "Staged | None":
         """Copies (or links) the object from the folder, checking its digest."""
-        source = self.root / object_key(digest)
-        try:
-            return store.objects.stage_file(digest, source, link=self.link)
-        except FileNotFoundError:
-            return None
+        outcome = self.stage_batch(store, [digest], {digest: limit} if limit is not None else None)[0]
+        if isinstance(outcome, (IntegrityError, PeerUnavailable)):
+            raise outcome
+        return outcome
 
-    def stage_batch(self, store: "Store", digests: list[str]) -> list:
+    def stage_batch(self, store: "Store", digests: list[str], limits: dict[str, int] | None = None) -> list:
         """Links (or copies) many objects from the folder at once, each checked (see :meth:`ObjectStore.stage_files`)."""
         root = os.fspath(self.root)
         pairs = [(digest, f"{root}/{object_key(digest)}") for digest in digests]
-        outcomes = store.objects.stage_files(pairs, link=self.link)
+        outcomes = store.objects.stage_files(pairs, link=self.link, limits=limits)
         if not self.link:
             return outcomes
         from dataclasses import replace
@@ -90,7 +89,10 @@ class PathPeer(Peer):
     def get_action(self, key: str) -> bytes | None:
         """Reads the record from the folder's ``actions/``."""
         try:
-            return (self.root / action_key(key)).read_bytes()
+            # bounded, and never blocking on a fifo: a folder remote is someone else's folder
+            fd = os.open(self.root / action_key(key), os.O_RDONLY | os.O_NONBLOCK)
+            with open(fd, "rb") as fp:
+                return fp.read(MAX_RECORD_BYTES + 1)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -121,6 +123,33 @@ class PathPeer(Peer):
             raise PeerUnavailable(f"{self.label}: cannot write {relative}: {exc.strerror}") from None
 
 
+class BoundedSink:
+    """Keeps at most ``limit`` bytes of a small document (an action record): what a peer sends past it is dropped.
+
+    The caller sees ``limit`` bytes and refuses the document as too large;
+    a server streaming without end never fills memory.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        """Appends bytes (up to the limit); past it, the transfer stops (the document is refused as too large)."""
+        room = self.limit - len(self._data)
+        self._data += data[:room]
+        if len(data) > room:
+            raise UntrustedInputError(f"a document of more than {self.limit - 1} bytes: refused")
+
+    def reset(self) -> None:
+        """Drops what was received (a transfer restarts)."""
+        self._data.clear()
+
+    def getvalue(self) -> bytes:
+        """The bytes received."""
+        return bytes(self._data)
+
+
 class HttpPeer(Peer):
     """A store's folder published by a web server: ``<base>/objects/ab/cdef...``.
 
@@ -147,11 +176,12 @@ class HttpPeer(Peer):
 
     def get_action(self, key: str) -> bytes | None:
         """Downloads the record (a small JSON document)."""
-        from ..fetch import BytesSink
-
-        sink = BytesSink()
-        if not self._fetch(self.base + action_key(key), sink, f"action {key[7:19]} from {self.base}"):
-            return None
+        sink = BoundedSink(MAX_RECORD_BYTES + 1)
+        try:
+            if not self._fetch(self.base + action_key(key), sink, f"action {key[7:19]} from {self.base}"):
+                return None
+        except UntrustedInputError:
+            pass  # cut off: the caller refuses a record of this size
         return sink.getvalue()
 
     def _fetch(self, url: str, sink, description: str) -> bool:
@@ -173,9 +203,9 @@ class HttpPeer(Peer):
         """A static web server is read-only: nothing can be pushed to it."""
         raise PeerUnavailable(f"{self.label} is read-only (a static web server)")
 
-    def stage(self, store: "Store", digest: str) -> "Staged | None":
-        """Downloads the object into the store's tmp, checking its digest."""
-        with store.objects.writer(expect=digest) as writer:
+    def stage(self, store: "Store", digest: str, limit: int | None = None) -> "Staged | None":
+        """Downloads the object into the store's tmp, checking its digest (and cutting it off past ``limit`` bytes)."""
+        with store.objects.writer(expect=digest, limit=limit) as writer:
             if not self._fetch(self.url_of(digest), writer, f"{digest[7:19]} from {self.base}"):
                 return None
             return writer.stage()
@@ -295,10 +325,20 @@ class Transfer:
     refused: list[str] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    #: the label of the peer that served each tree document (what a refusal names)
+    sources: dict[str, str] = field(default_factory=dict)
+    #: tree documents refused (not materialized)
+    rejected: set[str] = field(default_factory=set)
 
 
-def transfer(store: "Store", digests: Iterable[str], peers: list[Peer], *, jobs: int = 8) -> Transfer:
+def transfer(
+    store: "Store", digests: Iterable[str], peers: list[Peer], *, jobs: int = 8, record_sources: bool = False, limits: dict[str, int] | None = None
+) -> Transfer:
     """Takes objects the store lacks from the peers, in order, on a thread pool.
+
+    :param limits: digest -> the size a document (a tree, a lock) names: a peer sending more is cut off there and refused
+
+    :param record_sources: note which peer served each object (:attr:`Transfer.sources`; for tree documents)
 
     Each object is asked of each peer in turn until one serves the right
     bytes; a peer serving wrong bytes is reported and the next one asked.
@@ -323,7 +363,7 @@ def transfer(store: "Store", digests: Iterable[str], peers: list[Peer], *, jobs:
                 break
             if index in dead or is_left_out(peer):
                 continue
-            outcomes = peer.stage_batch(store, left)
+            outcomes = peer.stage_batch(store, left, limits) if limits else peer.stage_batch(store, left)
             again = []
             for digest, outcome in zip(left, outcomes):
                 if isinstance(outcome, IntegrityError):
@@ -357,36 +397,123 @@ def transfer(store: "Store", digests: Iterable[str], peers: list[Peer], *, jobs:
     # wait for the GIL behind the staging threads after each one
     # (overlapping the two with one staging thread was measured: no faster)
     per_window = max(1, BATCH // size)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for start in range(0, len(chunks), per_window):
-            pending = []
-            for digest, label, staged in (result for chunk in pool.map(take_chunk, chunks[start : start + per_window]) for result in chunk):
-                if staged is None:
-                    if not store.objects.has(digest):
-                        report.missing.append(digest)
-                    continue
-                report.taken[label] = report.taken.get(label, 0) + 1
-                report.bytes += staged.size
-                pending.append(staged)
-            store.objects.commit_staged(pending)
+    for start in range(0, len(chunks), per_window):
+        pending = []
+        for digest, label, staged in (result for chunk in _map_stoppable(store, take_chunk, chunks[start : start + per_window], jobs) for result in chunk):
+            if staged is None:
+                if not store.objects.has(digest):
+                    report.missing.append(digest)
+                continue
+            report.taken[label] = report.taken.get(label, 0) + 1
+            if record_sources:
+                report.sources[digest] = label
+            report.bytes += staged.size
+            pending.append(staged)
+        store.objects.commit_staged(pending)
     return report
 
 
-def wanted_objects(store: "Store", outputs: Iterable["Output"], peers: list[Peer], jobs: int, report: Transfer) -> list[str]:
+def _map_stoppable(store: "Store", function: Callable, items: list, jobs: int) -> list:
+    """``[function(item) for item in items]`` on up to ``jobs`` daemon threads, which a signal stops at once.
+
+    A pool's threads are joined before the process may exit: one waiting on
+    a peer that never answers would keep a Ctrl-C or a SIGTERM waiting too.
+    These are daemon threads: on a signal, the main thread stops waiting,
+    removes what they left in ``tmp/`` and unwinds (as the pipeline's
+    downloads do). One item runs in the calling thread.
+    """
+    if len(items) <= 1 or jobs <= 1:
+        return [function(item) for item in items]
+    results: list = [None] * len(items)
+    errors: list[BaseException] = []
+    pending = list(enumerate(items))
+    guard = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with guard:
+                if errors or not pending:
+                    return
+                index, item = pending.pop(0)
+            try:
+                results[index] = function(item)
+            except BaseException as exc:  # handed to the calling thread
+                with guard:
+                    errors.append(exc)
+                return
+
+    workers = [threading.Thread(target=work, name=f"transfer {n}", daemon=True) for n in range(min(jobs, len(items)))]
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            while worker.is_alive():
+                worker.join(0.1)  # wakes up for Ctrl-C and SIGTERM
+    except BaseException:
+        with guard:
+            pending.clear()
+        if any(worker.is_alive() for worker in workers):
+            store.drop_own_tmp()
+        raise
+    if errors:
+        raise errors[0]
+    return results
+
+
+def wanted_objects(store: "Store", outputs: Iterable["Output"], peers: list[Peer], jobs: int, report: Transfer, limits: dict[str, int] | None = None) -> list[str]:
     """The file objects the given outputs need (:func:`transfer` skips those present).
 
     A tree needs its tree object (taken from the peers first when missing,
     so that its entries can be read) and each file it lists. A tree object
-    no peer has leaves the tree to the pipeline.
+    no peer has leaves the tree to the pipeline; one that fails validation
+    is refused (:attr:`Transfer.rejected`), naming the peer that served it.
+
+    :param limits: filled with the size each object should have, where a
+        document says it (a tree's entries; a file stored as downloaded)
     """
+    limits = {} if limits is None else limits
     outputs = [o for o in outputs if o.kind in ("file", "tree") and not store.output_present(o)]
     files = [o.digest for o in outputs if o.kind == "file"]
+    for output in outputs:
+        if output.kind == "file" and isinstance(output.size, int) and output.source_digest == output.digest:
+            limits[output.digest] = output.size  # stored as downloaded: the size downloaded is the object's
     trees = [o.digest for o in outputs if o.kind == "tree"]
-    _merge(report, transfer(store, trees, peers, jobs=jobs))
+    taken = transfer(store, trees, peers, jobs=jobs, record_sources=True, limits=dict.fromkeys(trees, MAX_TREE_DOCUMENT))
+    _merge(report, taken)
     for digest in trees:
         if store.objects.has(digest):
-            files.extend(store.trees.iter_object_digests(digest))
+            try:
+                listed = {}
+                for entry in store.trees.read(digest, source=report.sources.get(digest, ""))["entries"]:
+                    if entry["kind"] == "file":
+                        listed[entry["digest"]] = entry.get("size")
+            except (UntrustedInputError, StoreError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as error:
+                refuse_tree(store, report, digest, error)
+                continue
+            files.extend(listed)
+            limits.update({d: size for d, size in listed.items() if isinstance(size, int) and not isinstance(size, bool)})
     return list(dict.fromkeys(files))
+
+
+def refuse_tree(store: "Store", report: Transfer, digest: str, error: Exception) -> None:
+    """Notes a tree document that fails validation, naming the remote that served it, and moves it to quarantine.
+
+    It is then not used (the next source is), and nothing of it stays among
+    the store's objects; the quarantine keeps it, with why, for whoever
+    looks into the remote.
+    """
+    source = report.sources.get(digest, "")
+    why = error.message if isinstance(error, IntegrityError | StoreError) else f"malformed ({type(error).__name__}: {error})"
+    prefix = f"refused tree {digest} from {source}: " if source else f"refused tree {digest}: "
+    line = why if why.startswith("refused tree") else prefix + why
+    report.refused.append(line)
+    report.rejected.add(digest)
+    from ..store.integrity import quarantine_object
+
+    try:
+        quarantine_object(store.layout, digest, digest, os.stat(store.objects.path_of(digest)).st_size, why=line)
+    except OSError:
+        pass  # gone meanwhile, or another member's object (a group store): it stays, unused
 
 
 def _merge(report: Transfer, other: Transfer) -> None:
@@ -396,6 +523,8 @@ def _merge(report: Transfer, other: Transfer) -> None:
     report.refused += other.refused
     report.unavailable += [line for line in other.unavailable if line not in report.unavailable]
     report.missing += other.missing
+    report.sources.update(other.sources)
+    report.rejected |= other.rejected
 
 
 def pull_outputs(store: "Store", outputs: list["Output"], peers: list[Peer], jobs: int = 8) -> Transfer:
@@ -406,11 +535,16 @@ def pull_outputs(store: "Store", outputs: list["Output"], peers: list[Peer], job
     report = Transfer()
     if not peers:
         return report
-    _merge(report, transfer(store, wanted_objects(store, outputs, peers, jobs, report), peers, jobs=jobs))
+    limits: dict[str, int] = {}
+    wanted = wanted_objects(store, outputs, peers, jobs, report, limits)
+    _merge(report, transfer(store, wanted, peers, jobs=jobs, limits=limits))
     for output in outputs:
-        if output.kind == "tree" and not store.trees.has(output.digest) and store.objects.has(output.digest):
+        if output.kind == "tree" and output.digest not in report.rejected and not store.trees.has(output.digest) and store.objects.has(output.digest):
             try:
-                store.trees.materialize(output.digest)
+                store.trees.materialize(output.digest, source=report.sources.get(output.digest, ""))
+            except UntrustedInputError as error:
+                # a document from outside that fails validation: nothing of it written, the next source is used
+                refuse_tree(store, report, output.digest, error)
             except StoreError:
                 pass  # a file no peer had: the pipeline makes the tree
     # what no peer had is the pipeline's business: not an error here

@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from ..store.objects import Staged
 
 
+#: the largest action record a remote may serve (bytes): more is refused unread
+MAX_RECORD_BYTES = 4 << 20
+
+
 class PeerUnavailable(Exception):
     """A remote cannot serve anything (down, refusing): it is not asked again in this session."""
 
@@ -39,15 +43,16 @@ class Peer:
     #: from ``trusted_keys``); None: every record, trusted as the remote is
     record_trust = None
 
-    def stage(self, store: "Store", digest: str) -> "Staged | None":
+    def stage(self, store: "Store", digest: str, limit: int | None = None) -> "Staged | None":
         """Copies the object ``digest`` into the store's tmp, checked; None when the remote lacks it.
 
-        :raises IntegrityError: the remote's bytes do not hash to ``digest``
+        :param limit: the object's size when a document names it: more bytes are cut off and refused
+        :raises IntegrityError: the remote's bytes do not hash to ``digest``, or exceed ``limit``
         :raises PeerUnavailable: the remote cannot serve at all
         """
         raise NotImplementedError
 
-    def stage_batch(self, store: "Store", digests: list[str]) -> list:
+    def stage_batch(self, store: "Store", digests: list[str], limits: dict[str, int] | None = None) -> list:
         """:meth:`stage` for several objects: one outcome per digest, in order.
 
         An outcome is the :class:`Staged` object, None (the remote lacks it),
@@ -61,7 +66,7 @@ class Peer:
         outcomes: list = []
         for index, digest in enumerate(digests):
             try:
-                outcomes.append(self.stage(store, digest))
+                outcomes.append(self.stage(store, digest, (limits or {}).get(digest)))
             except IntegrityError as error:
                 outcomes.append(error)
             except PeerUnavailable as error:

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..errors import UsageError
-from .base import Peer, PeerUnavailable, action_key, object_key
+from ..errors import IntegrityError, UsageError
+from .base import MAX_RECORD_BYTES, Peer, PeerUnavailable, action_key, object_key
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -231,15 +231,17 @@ class ObjectStoreRemote(Peer):
         return isinstance(exc, (errors.NotFoundError, FileNotFoundError)) or "NoSuchKey" in text
 
     # -- reading
-    def stage(self, store: "Store", digest: str) -> "Staged | None":
-        """Streams the object into the store's tmp, hashed on the way; None when the remote lacks it."""
+    def stage(self, store: "Store", digest: str, limit: int | None = None) -> "Staged | None":
+        """Streams the object into the store's tmp, hashed on the way (cut off past ``limit`` bytes); None when the remote lacks it."""
         obstore = _obstore()
 
-        with store.objects.writer(expect=digest) as writer:
+        with store.objects.writer(expect=digest, limit=limit) as writer:
             try:
                 result = obstore.get(self.store(), self._key(object_key(digest)))
                 for chunk in result.stream(min_chunk_size=STREAM_CHUNK):
                     writer.write(bytes(chunk))
+            except IntegrityError:
+                raise  # more bytes than the document names: refused, not a failure of the remote
             except Exception as exc:  # obstore raises its own classes, and built-in ones for not-found
                 writer.abort()
                 if self._is_missing(exc):
@@ -252,7 +254,13 @@ class ObjectStoreRemote(Peer):
         obstore = _obstore()
 
         try:
-            return bytes(obstore.get(self.store(), self._key(action_key(key))).bytes())
+            # streamed and bounded: a record larger than any the store writes is refused by its reader, unread
+            data = bytearray()
+            for chunk in obstore.get(self.store(), self._key(action_key(key))).stream(min_chunk_size=STREAM_CHUNK):
+                data += bytes(chunk)
+                if len(data) > MAX_RECORD_BYTES:
+                    break
+            return bytes(data)
         except Exception as exc:
             if self._is_missing(exc):
                 return None

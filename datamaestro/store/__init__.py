@@ -555,10 +555,14 @@ class Store:
         """Stores a folder; returns its tree digest."""
         return self.trees.ingest_tree(folder, move=move)
 
-    def materialize(self, kind: str, digest: str) -> Path:
-        """The readable path of an output: an object's file, a tree's folder."""
+    def materialize(self, kind: str, digest: str, *, source: str = "") -> Path:
+        """The readable path of an output: an object's file, a tree's folder.
+
+        :param source: who served a tree's document (a remote, a peer), named
+            when it is refused (:class:`~datamaestro.errors.UntrustedInputError`)
+        """
         if kind == Kind.TREE:
-            return self.trees.materialize(digest)
+            return self.trees.materialize(digest, source=source)
         return self.objects.path_of(digest)
 
     def check_on_use(self, outputs: Iterable[Output]) -> list:

@@ -18,11 +18,21 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import StoreError, UntrustedInputError
 from .digests import canonical_json, digest_bytes, is_digest
 from .objects import Layout, disk_error
 
 logger = logging.getLogger(__name__)
+
+#: the largest action record read (a record is a recipe and one output: kilobytes; a value resource's JSON at most this)
+MAX_RECORD_BYTES = 4 << 20
+#: the deepest nesting of lists and objects a record may hold (recipes nest a few levels)
+MAX_RECORD_DEPTH = 64
+#: the fields the store writes in a record (``signatures``: added by a signed push, see remotes/signing.py), and in its output
+RECORD_FIELDS = frozenset({"key", "recipe", "output", "created", "signatures"})
+OUTPUT_FIELDS = frozenset({"kind", "digest", "source_digest", "url", "size", "value"})
+#: the longest URL an output may carry
+MAX_URL = 8192
 
 
 def recipe_key(description: dict) -> str:
@@ -86,6 +96,91 @@ class ActionRecord:
     created: float = field(default_factory=time.time)
 
 
+def _depth_within(value, limit: int) -> bool:
+    """True when lists and objects nest at most ``limit`` deep (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > limit:
+                return False
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return True
+
+
+def parse_record(data: bytes, key: str, *, source: str = "") -> ActionRecord:
+    """An action record read from outside (a remote, a peer store), validated before any use.
+
+    The record must be what :meth:`ActionCache.put` writes: a JSON object of
+    bounded size and nesting, for this very key, whose output has a known
+    kind, a digest that is a digest (none for a value), a URL that is a
+    string and a size that is a count.
+
+    :param key: the recipe key the record was asked for
+    :param source: who served it, for the message
+    :raises UntrustedInputError: anything else (nothing of it is used)
+    """
+    where = f"action record {key} from {source}" if source else f"action record {key}"
+
+    def refuse(why: str) -> UntrustedInputError:
+        return UntrustedInputError(f"refused {where}: {why}", source=source)
+
+    if not isinstance(data, (bytes, bytearray)):
+        raise refuse("not a document")
+    if len(data) > MAX_RECORD_BYTES:
+        raise refuse(f"{len(data)} bytes, more than a record holds ({MAX_RECORD_BYTES})")
+    try:
+        document = json.loads(data)
+    except RecursionError:
+        raise refuse(f"nested deeper than {MAX_RECORD_DEPTH} levels") from None
+    except ValueError:
+        raise refuse("not JSON") from None
+    if not isinstance(document, dict):
+        raise refuse("not a JSON object")
+    if not _depth_within(document, MAX_RECORD_DEPTH):
+        raise refuse(f"nested deeper than {MAX_RECORD_DEPTH} levels")
+    unknown = set(document) - RECORD_FIELDS
+    if unknown:
+        raise refuse(f"unknown field {sorted(unknown)[0]!r}")
+    if document.get("key", key) != key:
+        raise refuse(f"it is the record of another recipe ({str(document['key'])[:80]!r})")
+    recipe, raw, created = document.get("recipe"), document.get("output"), document.get("created", 0)
+    if not isinstance(recipe, dict):
+        raise refuse("no recipe object")
+    if not isinstance(created, (int, float)) or isinstance(created, bool):
+        raise refuse("created is not a number")
+    signatures = document.get("signatures", [])
+    if not isinstance(signatures, list) or not all(isinstance(s, str) for s in signatures):
+        raise refuse("signatures is not a list of strings")
+    if not isinstance(raw, dict):
+        raise refuse("no output object")
+    unknown = set(raw) - OUTPUT_FIELDS
+    if unknown:
+        raise refuse(f"unknown output field {sorted(unknown)[0]!r}")
+    kind = raw.get("kind")
+    if kind not in tuple(Kind):
+        raise refuse(f"output kind {str(kind)[:40]!r} is not file, tree or value")
+    kind = Kind(kind)
+    digest = raw.get("digest")
+    if kind.stored and not is_digest(digest):
+        raise refuse(f"output digest {str(digest)[:80]!r} is not a digest")
+    if not kind.stored and digest is not None:
+        raise refuse("a value output with a digest")
+    if kind.stored and raw.get("value") is not None:
+        raise refuse(f"a {kind} output with a value")
+    source_digest = raw.get("source_digest")
+    if source_digest is not None and not is_digest(source_digest):
+        raise refuse(f"source digest {str(source_digest)[:80]!r} is not a digest")
+    url = raw.get("url")
+    if url is not None and (not isinstance(url, str) or len(url) > MAX_URL or "\0" in url):
+        raise refuse("url is not a URL")
+    size = raw.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise refuse(f"size {str(size)[:40]!r} is not a count of bytes")
+    output = Output(kind, digest, source_digest, url, size, raw.get("value"))
+    return ActionRecord(key=key, recipe=recipe, output=output, created=created)
+
+
 class ActionCache:
     """The ``actions/`` folder."""
 
@@ -100,12 +195,10 @@ class ActionCache:
         """The record of a recipe key, or None (also when the record is unreadable)."""
         try:
             with open(self.path_of(key), "rb") as fp:
-                data = json.load(fp)
-            output = Output.from_json(data["output"])
-            if output.kind.stored and not is_digest(output.digest or ""):
-                return None
-            return ActionRecord(key=key, recipe=data["recipe"], output=output, created=data.get("created", 0))
-        except (OSError, ValueError, KeyError, TypeError, StoreError):
+                # a record of a shared store may be another member's: read as any document from outside
+                data = fp.read(MAX_RECORD_BYTES + 1)
+            return parse_record(data, key, source=str(self.layout.root))
+        except (OSError, StoreError, UntrustedInputError):
             return None
 
     def put(self, record: ActionRecord) -> None:

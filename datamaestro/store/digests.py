@@ -99,7 +99,7 @@ def read_small_file(path: str, buffer: bytearray, expected: int | None = None) -
         read, no further read looks for the end of the file (a system call
         per file saved)
     """
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a fifo among the files read must not block
     try:
         return read_small_fd(fd, buffer, expected)
     finally:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from ..errors import IntegrityError, StoreError
+from ..errors import IntegrityError, StoreError, UntrustedInputError
 from .actions import Kind, Output
 from .digests import hex_of, is_digest
 from .objects import Layout, record_stamp, remove_tree, stamp_matches
@@ -140,7 +140,7 @@ def _objects_of(store: "Store", output: Output) -> tuple[list[str], Path | None]
         try:
             # checked once here, not on every use
             files = tuple(digest for digest in dict.fromkeys(store.trees.iter_object_digests(output.digest)) if is_digest(digest))
-        except (StoreError, KeyError, TypeError, OSError):
+        except (StoreError, UntrustedInputError, OSError):
             return [output.digest], tree
         if len(_TREE_FILES) >= _TREE_FILES_KEPT:
             _TREE_FILES.clear()

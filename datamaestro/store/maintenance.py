@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from ..errors import StoreError
+from ..errors import StoreError, UntrustedInputError
 from . import SHARED_FILE, Store, create_store, group_id, make_folders, replace_store_file
 from .digests import digest_of_file, digest_of_mapped_file, format_digest, hex_of, is_digest, read_small_file, small_file_buffer
 from .leases import filesystem_now, live_leases
@@ -163,7 +163,7 @@ class _Resolver:
             return
         reach.trees.add(digest)
         reach.objects.add(digest)
-        with contextlib.suppress(StoreError, KeyError, TypeError):
+        with contextlib.suppress(StoreError, UntrustedInputError):
             reach.objects.update(self.store.trees.iter_object_digests(digest))
 
 
@@ -541,7 +541,7 @@ def _check_trees(store: Store, corrupt: set[str], report: VerifyReport) -> None:
         if not damaged:
             try:
                 damaged = not corrupt.isdisjoint(set(store.trees.iter_object_digests(digest)))
-            except (StoreError, KeyError, TypeError):
+            except (StoreError, UntrustedInputError):
                 _report_unreadable(store, digest, report)
                 continue
         if damaged:

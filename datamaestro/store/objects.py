@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
-from ..errors import IntegrityError, StoreError
+from ..errors import IntegrityError, StoreError, UntrustedInputError
 from .digests import CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of, read_small_fd, read_small_file, small_file_buffer
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,11 @@ STALE_PARTIAL = 7 * 24 * 3600
 def mismatch(source, actual: str, digest: str) -> IntegrityError:
     """The error of a file said to hold ``digest`` whose bytes hash to ``actual``."""
     return IntegrityError(f"{source}: content hashes to {actual}, not {digest}")
+
+
+def not_a_file(source) -> IntegrityError:
+    """The refusal of an object source that is not a regular file (a device that never ends, a fifo that blocks)."""
+    return UntrustedInputError(f"refused {source}: not a regular file")
 
 
 def disk_error(exc: OSError, what: str) -> StoreError:
@@ -418,11 +424,14 @@ class ObjectWriter:
     :param expect: the digest the bytes must have (bytes taken from another
         store): :meth:`commit` and :meth:`stage` refuse anything else, and
         nothing enters the store
+    :param limit: the most bytes the object has (its size, when a document
+        names it): a source sending more is cut off there
     """
 
-    def __init__(self, objects: "ObjectStore", expect: str | None = None):
+    def __init__(self, objects: "ObjectStore", expect: str | None = None, limit: int | None = None):
         self.objects = objects
         self.expect = expect
+        self.limit = limit
         self.tmp = objects.layout.tmp_path(".part")
         self.size = 0
         self._hasher = hasher()
@@ -433,7 +442,13 @@ class ObjectWriter:
         self.digest: str | None = None
 
     def write(self, data: bytes) -> None:
-        """Appends bytes to the object."""
+        """Appends bytes to the object.
+
+        :raises UntrustedInputError: past ``limit`` bytes (a source streaming without end: cut off, dropped)
+        """
+        if self.limit is not None and self.size + len(data) > self.limit:
+            self.abort()
+            raise UntrustedInputError(f"refused {self.expect or 'an object'}: more than the {self.limit} bytes it has (cut off)")
         self._hasher.update(data)
         try:
             self._fp.write(data)
@@ -523,9 +538,11 @@ class _PeerLinker:
 
         None: another writer stored the object first (its stamp is its own).
         """
-        fd = os.open(source, os.O_RDONLY)
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # a fifo planted in a peer folder must not block
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return not_a_file(source)
             # another user's file (they could change it), another file system, a writable file (not an object)
             if st.st_uid != self.euid or st.st_dev != self.device or st.st_mode & 0o222:
                 return LINK_REFUSED
@@ -601,9 +618,9 @@ class ObjectStore:
         except FileNotFoundError:
             raise StoreError(f"object {digest} is not in the store") from None
 
-    def writer(self, expect: str | None = None) -> ObjectWriter:
+    def writer(self, expect: str | None = None, limit: int | None = None) -> ObjectWriter:
         """A writer for a new object (see :class:`ObjectWriter`)."""
-        return ObjectWriter(self, expect)
+        return ObjectWriter(self, expect, limit)
 
     def stage_file(self, digest: str, source: Path, *, link: bool = False) -> Staged:
         """Copies a file said to hold ``digest`` into ``tmp/`` and checks it.
@@ -636,7 +653,7 @@ class ObjectStore:
         # a copy is created read-only, a link shares an object's inode (read-only too)
         return Staged(tmp, digest, size, read_only=True)
 
-    def stage_files(self, pairs: list[tuple[str, str]], *, link: bool = False) -> list["Staged | IntegrityError | None"]:
+    def stage_files(self, pairs: list[tuple[str, str]], *, link: bool = False, limits: dict[str, int] | None = None) -> list["Staged | IntegrityError | None"]:
         """:meth:`stage_file` for many objects at once: ``(digest, source path)`` pairs.
 
         The per-object work is what a copy of many small files costs: one
@@ -652,6 +669,10 @@ class ObjectStore:
         fails if it is not). The file system is flushed once first, so that
         the peer's bytes are on disk before they become an object of this
         store; :meth:`commit_staged` then only stamps it.
+
+        :param limits: digest -> the size a document names for it: a larger
+            file is refused before it is copied; a source that is not a
+            regular file (a device, a fifo) is refused too
         """
         tmp_dir = os.fspath(self.layout.tmp)
         self.layout.tmp_path()  # makes tmp/ when missing
@@ -675,7 +696,11 @@ class ObjectStore:
                     if staged is None:
                         # a peer's objects share one owner and file system: once refused, copy the rest
                         link, linker = False, None
-                        staged = self._copy_small(source, tmp, buffer, view) or self._copy(Path(source), Path(tmp), digest)
+                        staged = self._copy_small(source, tmp, buffer, view) or self._copy(Path(source), Path(tmp), digest, (limits or {}).get(digest))
+                except IntegrityError as error:
+                    _unlink_quietly(tmp)
+                    outcomes.append(error)
+                    continue
                 except FileNotFoundError as exc:
                     _unlink_quietly(tmp)
                     if exc.filename in (source, os.fspath(source)):
@@ -726,14 +751,14 @@ class ObjectStore:
         except OSError:
             return None  # another file system, or links refused: copy
         try:
-            fd = os.open(tmp, os.O_RDONLY)
+            fd = os.open(tmp, os.O_RDONLY | os.O_NONBLOCK)  # a fifo must not block
         except OSError:
             _unlink_quietly(tmp)
             raise
         try:
             st = os.fstat(fd)
-            # another user's file (they could change it), or a writable file (not an object): copy
-            if st.st_uid != euid or st.st_mode & 0o222:
+            # another user's file (they could change it), a writable file or not a file at all (not an object): copy, or refuse
+            if st.st_uid != euid or st.st_mode & 0o222 or not stat.S_ISREG(st.st_mode):
                 os.unlink(tmp)
                 return None
             if st.st_size > SMALL_FILE:
@@ -761,10 +786,18 @@ class ObjectStore:
         return True
 
     @staticmethod
-    def _copy(source: Path, tmp: Path, digest: str) -> tuple[str, int]:
-        """Copies ``source`` to ``tmp`` hashing it on the way; returns (digest, size)."""
-        with open(source, "rb") as src:
-            size = os.fstat(src.fileno()).st_size
+    def _copy(source: Path, tmp: Path, digest: str, limit: int | None = None) -> tuple[str, int]:
+        """Copies ``source`` to ``tmp`` hashing it on the way; returns (digest, size).
+
+        :raises IntegrityError: ``source`` is not a regular file, or larger than ``limit``
+        """
+        with open(os.open(source, os.O_RDONLY | os.O_NONBLOCK), "rb") as src:
+            st = os.fstat(src.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise not_a_file(source)
+            size = st.st_size
+            if limit is not None and size > limit:
+                raise UntrustedInputError(f"refused {digest}: {source} has {size} bytes, more than the {limit} it should")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OBJECT_MODE)
             with open(fd, "wb") as out:
                 if size <= SMALL_FILE:

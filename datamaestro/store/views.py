@@ -16,8 +16,9 @@ import stat
 import uuid
 from pathlib import Path
 
-from ..errors import StoreError
-from .digests import canonical_json, digest_bytes, hex_of
+from ..errors import StoreError, UntrustedInputError
+from .digests import canonical_json, digest_bytes, hex_of, is_digest
+from .paths import relative_path_problem
 from .objects import Layout, ObjectStore, disk_error, remove_tree
 from .trees import TreeStore
 from .actions import Kind
@@ -55,15 +56,21 @@ class ViewStore:
         with self.objects.open(manifest) as fp:
             try:
                 document = json.load(fp)
-                return {name: (e["kind"], e["digest"]) for name, e in document["resources"].items()}
-            except (ValueError, KeyError, TypeError):
+                entries = {name: (e["kind"], e["digest"]) for name, e in document["resources"].items()}
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
                 raise StoreError(f"object {manifest} is not a dataset manifest") from None
+        # an object of the store may have come from a peer (an export, a remote): its names are checked as any outside input
+        check_manifest_entries(entries, f"manifest {manifest}")
+        return entries
 
     def publish(self, entries: dict[str, tuple[str, str]]) -> tuple[str, Path]:
         """Stores a manifest and makes its view; returns (manifest digest, view path).
 
         Every object and tree the manifest names must be in the store.
+
+        :raises UntrustedInputError: a name that leaves the view, or a kind or digest that is not one
         """
+        check_manifest_entries(entries, "dataset manifest")
         data = canonical_json(manifest_document(entries))
         digest = digest_bytes(data)
         view = self.path_of(digest)
@@ -93,6 +100,19 @@ class ViewStore:
             remove_tree(work)
             raise disk_error(exc, "publishing a dataset view") from None
         return digest, view
+
+
+def check_manifest_entries(entries: dict, what: str) -> None:
+    """Refuses manifest entries whose name would leave the view folder, or whose kind or digest is not one.
+
+    :raises UntrustedInputError: naming the first bad entry
+    """
+    for name, value in entries.items():
+        problem = relative_path_problem(name)
+        if problem is None and not (isinstance(value, tuple) and len(value) == 2 and value[0] in (Kind.FILE, Kind.TREE) and is_digest(value[1])):
+            problem = f"entry {name!r} is not a file or tree digest"
+        if problem is not None:
+            raise UntrustedInputError(f"refused {what}: {problem}")
 
 
 def _freeze_view(folder: Path) -> None:
