@@ -10,10 +10,8 @@ resource, never a traceback.
 
 from __future__ import annotations
 
-import bz2
 import gzip
 import io
-import lzma
 import os
 import tarfile
 import zipfile
