@@ -10,10 +10,8 @@ resource, never a traceback.
 
 from __future__ import annotations
 
-import bz2
 import gzip
 import io
-import lzma
 import os
 import tarfile
 import zipfile
@@ -253,3 +251,22 @@ def test_an_expansion_stops_when_the_disk_is_almost_full(http_server, dm_context
         Pipeline(dm_context).run(definition)
     assert list(dm_context.store.objects.iter_digests()) == []
     assert [p for p in dm_context.store.layout.tmp.iterdir() if p.name != "partial"] == []
+
+
+def test_a_concatenation_of_gzipped_members_is_bounded_as_a_whole(http_server, tmp_path):
+    """ConcatDownloader decompresses every member of a tar into one file: the bound is on the sum."""
+    from datamaestro.context import Context
+    from datamaestro.download.single import ConcatDownloader
+    from datamaestro.errors import ArchiveError
+    from datamaestro.pipeline import Pipeline
+    from test_archives import make_dataset, serve
+
+    parts = {f"part{i}.gz": gzip.compress(zeros(MiB)) for i in range(3)}
+    url = serve(http_server, "parts.tar", tar_of(parts, "w"))
+    overrides = {"data_dir": tmp_path / "data", "max_expanded_size": 2 * MiB}
+    with Context(overrides=overrides, progress=False, project_dir=tmp_path) as context:
+        definition = make_dataset("test.hostile.concat", ConcatDownloader("all.bin", url))
+        with pytest.raises(ArchiveError, match=f"expands to more than max_expanded_size = {2 * MiB}"):
+            Pipeline(context).run(definition)
+        assert list(context.store.objects.iter_digests()) == []
+        assert [p for p in context.store.layout.tmp.iterdir() if p.name != "partial"] == []

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 
 from ..errors import StoreError, UntrustedInputError
-from .digests import canonical_json, digest_bytes, hex_of, is_digest
+from .digests import canonical_json, digest_bytes, is_digest
 from .objects import Layout, ObjectStore, disk_error, remove_tree
 from .treewriter import MAX_ENTRIES, TreeRefusal, TreeWriter, resolve_link, split_tree_path
 
