@@ -445,6 +445,13 @@ class Context:
                 f"{lock.path}: {definition.id} is locked for another version of its definition",
                 hint=f"run `datamaestro lock` to lock the definition as it is now (`datamaestro lock --upgrade {definition.id}` also downloads its data again)",
             )
+        from .lock.fingerprint import DAMAGED_LOCK_HINT, entry_problem
+
+        problem = entry_problem(entry, definition)
+        if problem is not None:
+            from .errors import LockFileError
+
+            raise LockFileError(f"{lock.path}: {key}: {problem}", hint=DAMAGED_LOCK_HINT)
         stamp = (str(lock.path), tuple(lock.manifests()))
         if stamp not in self._rooted:
             self.store.register_root("lock", lock.path, lock.manifests())

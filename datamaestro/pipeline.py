@@ -26,15 +26,17 @@ published.
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import logging
 import os
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from .errors import DatamaestroError, IntegrityError, OfflineError, StoreError
 from .store import ActionRecord, Output, recipe_key
@@ -439,25 +441,27 @@ class Pipeline:
                 check(definition, self.context)
         # leftovers of killed writers (downloads, views): one scandir of tmp/
         self.store.reap_tmp()
-        done = self._download_concurrently(definition, to_produce, legacy)
-        for resource in to_produce:
-            if id(resource) not in done and self._produce(definition, resource, self.pins.get(resource.name), legacy):
-                done[id(resource)] = True
-        produced = [resource.name for resource in to_produce if done.get(id(resource))]
-        entries = {}
-        outputs = {}
-        for resource in targets:
-            _, output = self.lookup(resource)
-            outputs[resource.name] = output
-            if resource.name in self.pins:
-                check_pin(definition, resource, output, self.pins[resource.name])
-            if output.kind in ("file", "tree"):
-                entries[resource.name] = (output.kind, output.digest)
-        if locked is not None and manifest_digest(entries) != locked.manifest:
-            raise IntegrityError(
-                f"{definition.id}: the dataset's manifest is {manifest_digest(entries)}, the lock pins {locked.manifest}",
-                hint=f"the definition changed what the dataset holds; run `datamaestro lock --upgrade {definition.id}` if the change is wanted",
-            )
+        # a dataset referenced on the way is shown only once this one is complete and checked
+        with publications_held(self.context):
+            done = self._download_concurrently(definition, to_produce, legacy)
+            for resource in to_produce:
+                if id(resource) not in done and self._produce(definition, resource, self.pins.get(resource.name), legacy):
+                    done[id(resource)] = True
+            produced = [resource.name for resource in to_produce if done.get(id(resource))]
+            entries = {}
+            outputs = {}
+            for resource in targets:
+                _, output = self.lookup(resource)
+                outputs[resource.name] = output
+                if resource.name in self.pins:
+                    check_pin(definition, resource, output, self.pins[resource.name])
+                if output.kind in ("file", "tree"):
+                    entries[resource.name] = (output.kind, output.digest)
+            if locked is not None and manifest_digest(entries) != locked.manifest:
+                raise IntegrityError(
+                    f"{definition.id}: the dataset's manifest is {manifest_digest(entries)}, the lock pins {locked.manifest}",
+                    hint=f"the definition changed what the dataset holds; run `datamaestro lock --upgrade {definition.id}` if the change is wanted",
+                )
         try:
             manifest, view = publish_dataset(self.context, location.readable, entries)
             missing = not all(self.store.output_present(o) for o in outputs.values())
@@ -673,13 +677,58 @@ def _doing(definition, resource) -> str:
     return f"downloading {shown} for {definition.id}/{resource.name}"
 
 
+#: the publications held back by the innermost :func:`publications_held` block (None: publish at once)
+_HELD: "contextvars.ContextVar[list | None]" = contextvars.ContextVar("datamaestro_held_publications", default=None)
+
+
+@contextmanager
+def publications_held(context: "Context", *, jobs: int = 1) -> Iterator[None]:
+    """Holds back the views and readable links of the datasets prepared in a block until the whole block succeeds.
+
+    A command that fails (a pin or manifest mismatch, a 404 on its last
+    file, SIGTERM) thus publishes nothing: no new view, no readable folder
+    changed; the objects it stored stay (content-addressed, they are used
+    by the next run). Inside an outer block, the outer one publishes. A
+    held dataset's manifest object is stored at once, so that a dataset
+    referencing it can read it.
+
+    :param jobs: datasets published at once when the block succeeds
+    """
+    if _HELD.get() is not None:
+        yield
+        return
+    held: list[tuple[Path, dict[str, tuple[str, str]]]] = []
+    token = _HELD.set(held)
+    try:
+        yield
+    finally:
+        _HELD.reset(token)
+    # reached only when the block succeeded
+    unique = list({(str(readable), manifest_digest(entries)): (readable, entries) for readable, entries in held}.values())
+    if jobs > 1 and len(unique) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(jobs, len(unique))) as pool:
+            list(pool.map(lambda item: publish_dataset(context, *item), unique))
+    else:
+        for readable, entries in unique:
+            publish_dataset(context, readable, entries)
+
+
 def publish_dataset(context: "Context", readable: Path, entries: dict[str, tuple[str, str]]) -> tuple[str, Path]:
     """Publishes a manifest's view and swings a readable folder onto it; returns (manifest, view).
 
     The data dir is registered as a gc root first, so that a concurrent
-    ``store gc`` sees the link made here.
+    ``store gc`` sees the link made here. Inside a :func:`publications_held`
+    block, only the manifest object is stored: the view and the link are
+    made when the block succeeds.
     """
     store = context.store
+    held = _HELD.get()
+    if held is not None:
+        manifest = store.views.store_manifest(entries)
+        held.append((readable, dict(entries)))
+        return manifest, store.views.path_of(manifest)
     try:
         root = store.register_root("data", context.data_dir)
     except StoreError as error:

@@ -66,3 +66,24 @@ def test_links_follow_a_change_of_the_referenced_data(dm_context, http_server):
     second = Pipeline(dm_context).run(Both.__dataset__)
     assert second.manifest != first.manifest
     assert (second.datapath / "all" / "a" / "a.txt").read_bytes() == b"A2"
+
+
+def test_a_failed_dataset_shows_none_of_the_datasets_it_referenced(dm_context, http_server):
+    """A 404 on the dataset's own file, after its references were prepared: no view, no readable folder of any of them."""
+    import pytest
+
+    from datamaestro.errors import DatamaestroError
+
+    A, B, Both = make_datasets(http_server)
+    Both.__dataset__.add_resource("missing", FileDownloader("missing.txt", http_server.url("missing.txt")))
+    views = dm_context.store.root / "views"
+    with pytest.raises(DatamaestroError, match="404"):
+        Pipeline(dm_context).run(Both.__dataset__)
+    assert not A.__dataset__.datapath.exists() and not B.__dataset__.datapath.exists()
+    assert not views.is_dir() or not any(views.iterdir())
+    # their data stays in the store: once the file is there, nothing of them is downloaded again
+    (http_server.root / "missing.txt").write_bytes(b"M")
+    asked = len(http_server.requests)
+    Pipeline(dm_context).run(Both.__dataset__)
+    assert (A.__dataset__.datapath / "a.txt").read_bytes() == b"A"
+    assert [path for _, path, _ in http_server.requests[asked:]] == ["/missing.txt"]
