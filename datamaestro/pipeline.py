@@ -113,8 +113,17 @@ class Job:
         return self.store.tmp_path(hint)
 
     def prepare_dataset(self, definition: "DatasetDefinition") -> "PipelineResult":
-        """Prepares another dataset (a reference) with a pipeline of its own, on the same context."""
-        return Pipeline(self.context).run(definition)
+        """Prepares another dataset (a reference) with a pipeline of its own, on the same context.
+
+        It is shown (view, readable folder) as soon as it is complete, also
+        inside :func:`publications_held`: it is a whole dataset, and the
+        resources that reference it may read it through its folder.
+        """
+        token = _HELD.set(None)
+        try:
+            return Pipeline(self.context).run(definition)
+        finally:
+            _HELD.reset(token)
 
 
 class _PinCheck:
@@ -441,27 +450,25 @@ class Pipeline:
                 check(definition, self.context)
         # leftovers of killed writers (downloads, views): one scandir of tmp/
         self.store.reap_tmp()
-        # a dataset referenced on the way is shown only once this one is complete and checked
-        with publications_held(self.context):
-            done = self._download_concurrently(definition, to_produce, legacy)
-            for resource in to_produce:
-                if id(resource) not in done and self._produce(definition, resource, self.pins.get(resource.name), legacy):
-                    done[id(resource)] = True
-            produced = [resource.name for resource in to_produce if done.get(id(resource))]
-            entries = {}
-            outputs = {}
-            for resource in targets:
-                _, output = self.lookup(resource)
-                outputs[resource.name] = output
-                if resource.name in self.pins:
-                    check_pin(definition, resource, output, self.pins[resource.name])
-                if output.kind in ("file", "tree"):
-                    entries[resource.name] = (output.kind, output.digest)
-            if locked is not None and manifest_digest(entries) != locked.manifest:
-                raise IntegrityError(
-                    f"{definition.id}: the dataset's manifest is {manifest_digest(entries)}, the lock pins {locked.manifest}",
-                    hint=f"the definition changed what the dataset holds; run `datamaestro lock --upgrade {definition.id}` if the change is wanted",
-                )
+        done = self._download_concurrently(definition, to_produce, legacy)
+        for resource in to_produce:
+            if id(resource) not in done and self._produce(definition, resource, self.pins.get(resource.name), legacy):
+                done[id(resource)] = True
+        produced = [resource.name for resource in to_produce if done.get(id(resource))]
+        entries = {}
+        outputs = {}
+        for resource in targets:
+            _, output = self.lookup(resource)
+            outputs[resource.name] = output
+            if resource.name in self.pins:
+                check_pin(definition, resource, output, self.pins[resource.name])
+            if output.kind in ("file", "tree"):
+                entries[resource.name] = (output.kind, output.digest)
+        if locked is not None and manifest_digest(entries) != locked.manifest:
+            raise IntegrityError(
+                f"{definition.id}: the dataset's manifest is {manifest_digest(entries)}, the lock pins {locked.manifest}",
+                hint=f"the definition changed what the dataset holds; run `datamaestro lock --upgrade {definition.id}` if the change is wanted",
+            )
         try:
             manifest, view = publish_dataset(self.context, location.readable, entries)
             missing = not all(self.store.output_present(o) for o in outputs.values())
@@ -688,9 +695,10 @@ def publications_held(context: "Context", *, jobs: int = 1) -> Iterator[None]:
     A command that fails (a pin or manifest mismatch, a 404 on its last
     file, SIGTERM) thus publishes nothing: no new view, no readable folder
     changed; the objects it stored stay (content-addressed, they are used
-    by the next run). Inside an outer block, the outer one publishes. A
-    held dataset's manifest object is stored at once, so that a dataset
-    referencing it can read it.
+    by the next run), and so does each held dataset's manifest object.
+    Inside an outer block, the outer one publishes. A dataset prepared
+    because another references it is shown at once (see
+    :meth:`Job.prepare_dataset`).
 
     :param jobs: datasets published at once when the block succeeds
     """
