@@ -176,42 +176,75 @@ def test_a_failed_sync_publishes_nothing(two_datasets, served, tmp_path, failure
     assert set(published(data)) >= {"data/image/com/lecun/mnist/.view", "data/image/org/pinned/bundle/.view"}
 
 
-def test_a_failed_prepare_publishes_nothing(two_datasets, served, tmp_path):
-    """A 404 on the last file of a dataset: nothing of it is shown, in a data dir that shows other data."""
+LABELS = MNIST_FILES["train_labels.idx"]
+
+
+def edit_mnist_manifest(project: Path) -> None:
+    lock_file = project / "datamaestro.lock"
+    text = lock_file.read_text()
+    manifest = re.search(rf'id = "{MNIST}"\n(?:.*\n)*?manifest = "blake3:([0-9a-f]+)"', text).group(1)
+    lock_file.write_text(text.replace(manifest, "0" * 64))
+
+
+PREPARE_FAILURES = {
+    "pin-mismatch": (lambda server, project: server.set_fault(LABELS, "wrong-bytes", content=gzip.compress(b"\0\0\x08\x01\0\0\0\x01\x07", mtime=0)), 1, "the lock pins blake3:"),
+    "404-last-file": (lambda server, project: server.set_fault(LABELS, "404"), 1, "HTTP 404"),
+    "manifest-mismatch": (lambda server, project: edit_mnist_manifest(project), 2, "entries make the manifest"),
+}
+
+
+@pytest.mark.parametrize("failure", sorted(PREPARE_FAILURES))
+def test_a_failed_prepare_publishes_nothing(two_datasets, served, tmp_path, failure):
+    """A dataset that fails after its first download: nothing of it is shown, in a data dir that shows other data."""
     data = tmp_path / "b"
     dm(two_datasets, "prepare", BUNDLE, data=data)
     before = published(data)
-    served.set_fault(MNIST_FILES["train_labels.idx"], "404")
+    cause, status, words = PREPARE_FAILURES[failure]
+    cause(served, two_datasets)
     result = dm(two_datasets, "prepare", MNIST, data=data, check=False)
-    assert result.returncode == 1 and "HTTP 404" in result.stderr, result.stderr
+    assert published(data) == before, result.stderr
+    assert result.returncode == status and words in result.stderr, result.stderr
+
+
+def run_until_asked(command: list[str], project: Path, server, path: str) -> subprocess.CompletedProcess:
+    """Runs a command, and sends it SIGTERM once it has asked the server for ``path`` (served so slowly that it never ends)."""
+    config = Path(os.environ["DATAMAESTRO_CONFIG"])
+    # the client waits for the rest of the body as long as the test needs
+    config.write_text("read_timeout = 600\n" + config.read_text())
+    server.set_fault(path, "throttle", chunk=1, pause=600)
+    asked = server.count(path)  # by the lock, in this process
+    process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while server.count(path) == asked:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, f"{' '.join(command)} never asked for {path}"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    server.clear_faults()
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def test_sigterm_during_the_last_download_of_a_prepare_publishes_nothing(two_datasets, served, tmp_path):
+    data = tmp_path / "b"
+    dm(two_datasets, "prepare", BUNDLE, data=data)
+    before = published(data)
+    result = run_until_asked(["datamaestro", "--data", str(data), "prepare", MNIST], two_datasets, served, LABELS)
+    assert result.returncode == 143 and "terminated" in result.stderr, result.stderr
     assert published(data) == before
 
 
 def test_sigterm_during_the_last_download_of_a_sync_publishes_nothing(two_datasets, served, tmp_path):
-    config = Path(os.environ["DATAMAESTRO_CONFIG"])
-    # the client waits for the rest of the body as long as the test needs
-    config.write_text("read_timeout = 600\n" + config.read_text())
-    served.set_fault(TEXT, "throttle", chunk=1, pause=600)
     data = tmp_path / "b"
-    asked = served.count(TEXT)  # by the lock, in this process
-    process = subprocess.Popen(
-        ["datamaestro", "--data", str(data), "sync"], cwd=two_datasets, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while served.count(TEXT) == asked:  # MNIST is done: the bundle's downloads have begun
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the sync never asked for the last file"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 143 and "terminated" in err, err
+    # MNIST is done when the bundle's downloads begin
+    result = run_until_asked(["datamaestro", "--data", str(data), "sync"], two_datasets, served, TEXT)
+    assert result.returncode == 143 and "terminated" in result.stderr, result.stderr
     assert published(data) == {}
     # every MNIST object stayed in the store: the next sync downloads none of them again
-    served.clear_faults()
     before = {path: served.count(path) for path in MNIST_FILES.values()}
     dm(two_datasets, "sync", data=data)
     assert {path: served.count(path) for path in MNIST_FILES.values()} == before
