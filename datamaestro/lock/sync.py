@@ -241,16 +241,18 @@ def sync_project(
         # those locked again on the way too: a failed sync leaves the readable folders as they were
         with publications_held(context, jobs=jobs or default_jobs(opened)):
             lock = _load(context, locked=locked, frozen=frozen, report=report)
-            return _sync(context, lock, opened, report, jobs=jobs, copy=copy, verify=verify, start=start)
+            _sync(context, lock, opened, report, jobs=jobs, copy=copy, verify=verify)
     except DatamaestroError as error:
         if report.notes:
             # a skipped peer may be what the failure lacks: say so where the user looks
             error.hint = "; ".join(report.notes + ([error.hint] if error.hint else []))
         raise
+    report.seconds = time.monotonic() - start
+    return report
 
 
-def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, jobs: int | None, copy: bool, verify: str, start: float) -> SyncReport:
-    """The work of :func:`sync_project` once the lock and the peers are open."""
+def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, jobs: int | None, copy: bool, verify: str) -> None:
+    """The work of :func:`sync_project` once the lock and the peers are open (filling ``report``)."""
     from ..pipeline import publish_dataset
 
     store = context.store
@@ -283,14 +285,18 @@ def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, j
     for entry in ready:
         # held back (see sync_project) until every dataset is present
         publish_dataset(context, *_entries_to_publish(context, entry))
-    with context.using_lock(report.lock):
-        for entry in entries:
-            if entry.id in complete:
-                continue
+    pending = []
+    for entry in entries:
+        if entry.id not in complete:
             try:
-                definition = context.dataset(entry.id)
-                # --frozen imports a definition only here: its entries must fit it before anything is downloaded
-                _refuse_damaged(report.lock, _damage(entry, definition))
+                pending.append((entry, context.dataset(entry.id)))
+            except DatamaestroError as error:
+                errors.append(error)
+    # --frozen imports the definitions only here: the entries must fit them before anything is downloaded
+    _refuse_damaged(report.lock, [damage for entry, definition in pending for damage in _damage(entry, definition)])
+    with context.using_lock(report.lock):
+        for entry, definition in pending:
+            try:
                 context.prepare(definition, locked=entry)
                 report.datasets[entry.id] = "produced"
             except DatamaestroError as error:
@@ -305,8 +311,6 @@ def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, j
     for entry in ready:
         report.datasets[entry.id] = "present" if before[entry.id] else "from peers"
     store.register_root("lock", report.lock, lock.manifests())
-    report.seconds = time.monotonic() - start
-    return report
 
 
 def _copying(peer: PathPeer) -> PathPeer:
