@@ -133,6 +133,22 @@ def test_a_lost_transient_table_is_accepted(served, tmp_path):
     assert "1 produced" in dm(project, "sync", "--frozen", data=tmp_path / "b").stdout
 
 
+def test_an_extra_transient_table_is_refused_before_anything_is_downloaded(served, tmp_path):
+    """A transient table is not in the manifest: sync --frozen finds it against the definition it imports, before producing anything."""
+    project = lock_project(make_project(tmp_path / "project"), tmp_path / "a", MNIST, BUNDLE)
+    lock_file = project / "datamaestro.lock"
+    text = lock_file.read_text()
+    extra = resource_table(text, "text.txt").replace('name = "text.txt"', 'name = "other.txt"')
+    lock_file.write_text(text.replace(resource_table(text, "text.txt"), resource_table(text, "text.txt") + extra))
+    requests = downloads(served)
+    check = dm(project, "lock", "--check", data=project.data, check=False)
+    assert check.returncode == 2 and f"{BUNDLE}: [[dataset.resource]] entry 'other.txt' is not a resource of the definition" in check.stderr
+    fresh = tmp_path / "b"
+    result = dm(project, "sync", "--frozen", data=fresh, check=False)
+    assert result.returncode == 2 and "'other.txt' is not a resource of the definition" in result.stderr, result.stderr
+    assert downloads(served) == requests and published(fresh) == {}
+
+
 # -- a failed sync or prepare publishes nothing
 
 
