@@ -100,6 +100,8 @@ class Context:
         #: (path, mtime, size) -> parsed lock, so that a rewritten file is read again
         self._lock_cache: tuple[tuple, "Lock"] | None = None
         self._fingerprints: dict[int, str] = {}
+        #: id(definition) -> the lock entry last found to fit it (held, so that its id is never reused)
+        self._fitting: dict[int, "LockedDataset"] = {}
         self._rooted: set[tuple] = set()
 
     # -- the original datamaestro's attributes
@@ -453,6 +455,16 @@ class Context:
                 f"{lock.path}: {definition.id} is locked for another version of its definition",
                 hint=f"run `datamaestro lock` to lock the definition as it is now (`datamaestro lock --upgrade {definition.id}` also downloads its data again)",
             )
+        if self._fitting.get(id(definition)) is not entry:
+            # a table lost, added or renamed leaves the fingerprint as it was
+            from .lock.fingerprint import DAMAGED_LOCK_HINT, entry_problem
+
+            problem = entry_problem(entry, definition)
+            if problem is not None:
+                from .errors import LockFileError
+
+                raise LockFileError(f"{lock.path}: {key}: {problem}", hint=DAMAGED_LOCK_HINT)
+            self._fitting[id(definition)] = entry
         stamp = (str(lock.path), tuple(lock.manifests()))
         if stamp not in self._rooted:
             self.store.register_root("lock", lock.path, lock.manifests())

@@ -26,15 +26,17 @@ published.
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import logging
 import os
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from .errors import DatamaestroError, IntegrityError, OfflineError, StoreError, UntrustedInputError
 from .store import ActionRecord, Output, recipe_key
@@ -111,8 +113,17 @@ class Job:
         return self.store.tmp_path(hint)
 
     def prepare_dataset(self, definition: "DatasetDefinition") -> "PipelineResult":
-        """Prepares another dataset (a reference) with a pipeline of its own, on the same context."""
-        return Pipeline(self.context).run(definition)
+        """Prepares another dataset (a reference) with a pipeline of its own, on the same context.
+
+        It is shown (view, readable folder) as soon as it is complete, also
+        inside :func:`publications_held`: it is a whole dataset, and the
+        resources that reference it may read it through its folder.
+        """
+        token = _HELD.set(None)
+        try:
+            return Pipeline(self.context).run(definition)
+        finally:
+            _HELD.reset(token)
 
 
 class _PinCheck:
@@ -719,13 +730,59 @@ def _doing(definition, resource) -> str:
     return f"downloading {shown} for {definition.id}/{resource.name}"
 
 
+#: the publications held back by the innermost :func:`publications_held` block (None: publish at once)
+_HELD: "contextvars.ContextVar[list | None]" = contextvars.ContextVar("datamaestro_held_publications", default=None)
+
+
+@contextmanager
+def publications_held(context: "Context", *, jobs: int = 1) -> Iterator[None]:
+    """Holds back the views and readable links of the datasets prepared in a block until the whole block succeeds.
+
+    A command that fails (a pin or manifest mismatch, a 404 on its last
+    file, SIGTERM) thus publishes nothing: no new view, no readable folder
+    changed; the objects it stored stay (content-addressed, they are used
+    by the next run), and so does each held dataset's manifest object.
+    Inside an outer block, the outer one publishes. A dataset prepared
+    because another references it is shown at once (see
+    :meth:`Job.prepare_dataset`).
+
+    :param jobs: datasets published at once when the block succeeds
+    """
+    if _HELD.get() is not None:
+        yield
+        return
+    held: list[tuple[Path, dict[str, tuple[str, str]]]] = []
+    token = _HELD.set(held)
+    try:
+        yield
+    finally:
+        _HELD.reset(token)
+    # reached only when the block succeeded
+    unique = list({(str(readable), manifest_digest(entries)): (readable, entries) for readable, entries in held}.values())
+    if jobs > 1 and len(unique) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(jobs, len(unique))) as pool:
+            list(pool.map(lambda item: publish_dataset(context, *item), unique))
+    else:
+        for readable, entries in unique:
+            publish_dataset(context, readable, entries)
+
+
 def publish_dataset(context: "Context", readable: Path, entries: dict[str, tuple[str, str]]) -> tuple[str, Path]:
     """Publishes a manifest's view and swings a readable folder onto it; returns (manifest, view).
 
     The data dir is registered as a gc root first, so that a concurrent
-    ``store gc`` sees the link made here.
+    ``store gc`` sees the link made here. Inside a :func:`publications_held`
+    block, only the manifest object is stored: the view and the link are
+    made when the block succeeds.
     """
     store = context.store
+    held = _HELD.get()
+    if held is not None:
+        manifest = store.views.store_manifest(entries)
+        held.append((readable, dict(entries)))
+        return manifest, store.views.path_of(manifest)
     try:
         root = store.register_root("data", context.data_dir)
     except StoreError as error:

@@ -66,3 +66,29 @@ def test_links_follow_a_change_of_the_referenced_data(dm_context, http_server):
     second = Pipeline(dm_context).run(Both.__dataset__)
     assert second.manifest != first.manifest
     assert (second.datapath / "all" / "a" / "a.txt").read_bytes() == b"A2"
+
+
+
+def test_a_failed_dataset_is_not_shown_and_the_datasets_it_referenced_are(dm_context, http_server):
+    """A 404 on the dataset's own file, after its references were prepared: no view, no readable folder of it.
+
+    The referenced datasets are whole: they are shown as soon as they are
+    complete, so that the dataset's resources may read them through their folders.
+    """
+    import pytest
+
+    from datamaestro.errors import DatamaestroError
+
+    A, B, Both = make_datasets(http_server)
+    Both.__dataset__.add_resource("missing", FileDownloader("missing.txt", http_server.url("missing.txt")))
+    with pytest.raises(DatamaestroError, match="404"):
+        Pipeline(dm_context).run(Both.__dataset__)
+    assert not Both.__dataset__.datapath.exists()
+    assert (A.__dataset__.datapath / "a.txt").read_bytes() == b"A" and (B.__dataset__.datapath / "b.txt").read_bytes() == b"B"
+    assert len(list((dm_context.store.root / "views").iterdir())) == 2  # A's and B's
+    # once the file is there, nothing else is downloaded again
+    (http_server.root / "missing.txt").write_bytes(b"M")
+    asked = len(http_server.requests)
+    Pipeline(dm_context).run(Both.__dataset__)
+    assert (Both.__dataset__.datapath / "missing.txt").read_bytes() == b"M"
+    assert [path for _, path, _ in http_server.requests[asked:]] == ["/missing.txt"]

@@ -13,9 +13,15 @@ from ..store.digests import canonical_json, digest_bytes
 
 if TYPE_CHECKING:
     from ..definition import DatasetDefinition
+    from .model import LockedDataset
 
 #: bump when the fingerprint's description changes (every lock becomes out of date)
 FINGERPRINT_FORMAT = 1
+#: what to do about an entry whose resources do not fit (see :func:`entry_problem`)
+DAMAGED_LOCK_HINT = (
+    "the lock file was cut or edited by hand: run `datamaestro lock` to lock the dataset again "
+    "(or restore the file from version control)"
+)
 
 
 def fingerprint(definition: "DatasetDefinition") -> str:
@@ -44,3 +50,46 @@ def fingerprint(definition: "DatasetDefinition") -> str:
         "resources": resources,
     }
     return digest_bytes(canonical_json(description))
+
+
+def entry_problem(entry: "LockedDataset", definition: "DatasetDefinition | None" = None) -> str | None:
+    """Why a lock entry's resources cannot be what it pins, or not the definition's (None: they fit).
+
+    The fingerprint says which definition an entry was written for, not that
+    the entry is whole: a ``[[dataset.resource]]`` table lost (a file cut
+    after a complete table, a table deleted), added or renamed leaves it
+    unchanged. So the entries are compared
+
+    - with the definition's resources, when it is given: every resource
+      with files that is not transient must have an entry, every entry must
+      name a resource of the definition, transient as it is (a transient
+      input may have none: its dependents' pins cover it);
+    - with the manifest the entry pins (no definition needed): the
+      non-transient entries must make it, as ``lock`` wrote them.
+
+    :returns: one clause naming the entry (``resource x.idx has no
+        [[dataset.resource]] entry``), or None
+    """
+    from ..store.views import manifest_digest
+
+    if definition is not None:
+        resources = {resource.name: resource for resource in definition.ordered_resources()}
+        locked = {resource.name: resource for resource in entry.resources}
+        extra = sorted(set(locked) - set(resources))
+        if extra:
+            return f"[[dataset.resource]] entry {extra[0]!r} is not a resource of the definition"
+        for name, resource in sorted(resources.items()):
+            has_files = resource.has_files() if hasattr(resource, "has_files") else resource.kind != "value"
+            pinned = locked.get(name)
+            if pinned is None:
+                if has_files and not resource.transient:
+                    return f"resource {name!r} of the definition has no [[dataset.resource]] entry"
+            elif not has_files:
+                return f"[[dataset.resource]] entry {name!r} names a resource without files"
+            elif pinned.transient != bool(resource.transient):
+                said = ("transient", "is not") if pinned.transient else ("not transient", "is")
+                return f"[[dataset.resource]] entry {name!r} is {said[0]}, the definition's resource {said[1]}"
+    made = manifest_digest(entry.entries())
+    if made != entry.manifest:
+        return f"its [[dataset.resource]] entries make the manifest {made}, not the {entry.manifest} it pins (an entry was removed, added or edited)"
+    return None

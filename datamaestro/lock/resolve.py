@@ -19,7 +19,7 @@ from ..codecache import read_entry, write_entry
 from ..errors import LockFileError, UsageError
 from ..store.digests import canonical_json, digest_bytes
 from .fileformat import read_lock, write_lock
-from .fingerprint import FINGERPRINT_FORMAT, fingerprint  # noqa: F401 (part of this module's API)
+from .fingerprint import FINGERPRINT_FORMAT, entry_problem, fingerprint  # noqa: F401 (part of this module's API)
 from .model import FORMAT_VERSION, Lock, LockedDataset, LockedResource
 from .project import lock_file, requested_ids
 
@@ -105,6 +105,8 @@ def out_of_date(context: "Context", lock: Lock | None, requested: list[str]) -> 
                 reasons.append(f"{dataset_id} is not locked")
         elif entry.fingerprint != fingerprint(definition):
             reasons.append(f"the definition of {dataset_id} changed")
+        elif (problem := entry_problem(entry, definition)) is not None:
+            reasons.append(f"{dataset_id}: {problem}")
     unused = sorted(set(lock.datasets) - set(definitions) - set(removed))
     if unused:
         reasons.append(f"locked but no longer used: {', '.join(unused)}")
@@ -164,7 +166,8 @@ def lock_project(context: "Context", *, upgrade: bool | Iterable[str] = False) -
     datasets = {}
     for dataset_id, definition in sorted(definitions.items()):
         entry = previous.datasets.get(dataset_id) if previous is not None else None
-        if entry is not None and dataset_id not in upgraded and entry.fingerprint == fingerprint(definition):
+        # an entry cut or edited (a resource's table lost, added, renamed) is resolved again, as a changed definition
+        if entry is not None and dataset_id not in upgraded and entry.fingerprint == fingerprint(definition) and entry_problem(entry, definition) is None:
             datasets[dataset_id] = entry
             report.kept.append(dataset_id)
         else:
@@ -176,6 +179,23 @@ def lock_project(context: "Context", *, upgrade: bool | Iterable[str] = False) -
     context.store.register_root("lock", path, lock.manifests())
     _remember_check(context, path)
     return report
+
+
+def damaged_entries(context: "Context", lock: Lock) -> list[str]:
+    """The entries of a lock cut or edited for a definition that did not change (empty: none).
+
+    Each is ``<id>: <what is wrong>`` (see :func:`entry_problem`): the
+    lock's own damage, which ``sync`` refuses rather than locking again,
+    unlike a definition that changed.
+    """
+    damaged = []
+    for dataset_id, definition in sorted(closure(context, requested_ids(context)).items()):
+        entry = lock.datasets.get(dataset_id)
+        if entry is not None and entry.fingerprint == fingerprint(definition):
+            problem = entry_problem(entry, definition)
+            if problem is not None:
+                damaged.append(f"{dataset_id}: {problem}")
+    return damaged
 
 
 def check_project(context: "Context", lock: Lock | None = None) -> list[str]:

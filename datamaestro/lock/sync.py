@@ -4,14 +4,19 @@
 verified, and shown by its readable folder:
 
 1. the lock is checked against the project (``locked``: fail when out of
-   date; default: lock again what changed; ``frozen``: take it as is);
+   date; default: lock again what changed; ``frozen``: take it as is); an
+   entry whose resources do not fit (a table lost, added, renamed) is
+   refused in every mode;
 2. what the store lacks is taken from the peers (``--from``), objects and
    whole derived trees alike, each checked against its digest, on a thread pool;
-3. a dataset whose outputs are all present is published at once (its
+3. a dataset whose outputs are all present is published from the lock (its
    manifest's view, its readable folder): no definition is even imported;
 4. the others run through the pipeline with their pins (downloads from the
    original URLs, checked before they enter the store);
 5. the lock file is registered as a gc root with its manifests.
+
+Publications (3, 4) are held back until every dataset succeeded
+(:func:`~datamaestro.pipeline.publications_held`): a failed sync shows nothing.
 
 A warm ``sync`` costs a few ``stat`` calls per dataset: objects are
 immutable and named by their digest, so presence is proof.
@@ -21,7 +26,6 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
@@ -31,7 +35,8 @@ from .fileformat import read_lock
 from .model import Lock, LockedDataset
 from ..remotes import PathPeer, Transfer, open_peers, pull_outputs, transfer
 from .project import lock_file
-from .resolve import check_project, lock_project
+from .fingerprint import DAMAGED_LOCK_HINT, entry_problem
+from .resolve import check_project, damaged_entries, lock_project
 from ..store.actions import Kind
 from ..store.objects import on_local_disk
 
@@ -128,27 +133,58 @@ def _verify_present(store, entries: list[LockedDataset], jobs: int | None, repor
         raise StoreError(f"cannot rehash the project's data: {found.errors[0]}", hint="check the store's permissions and disk, then run `datamaestro store verify`")
 
 
-def _publish(context: "Context", entry: LockedDataset) -> None:
-    """Shows a present dataset: its view and its readable folder, without its definition."""
-    from ..pipeline import publish_dataset
+def _entries_to_publish(context: "Context", entry: LockedDataset) -> tuple[Path, dict[str, tuple[str, str]]]:
+    """The readable folder of a present dataset and the entries of its view, taken from the lock (no definition)."""
+    return context.readable_path(entry.repository, entry.id), entry.entries()
 
-    readable = context.readable_path(entry.repository, entry.id)
-    manifest, _ = publish_dataset(context, readable, entry.entries())
-    if manifest != entry.manifest:
-        raise IntegrityError(
-            f"{entry.id}: its pinned resources make the manifest {manifest}, the lock pins {entry.manifest}",
-            hint="the lock file was edited by hand: restore it, or run `datamaestro lock --upgrade`",
-        )
+
+def _damage(entry: LockedDataset, definition=None) -> list[str]:
+    """``["<id>: <what is wrong>"]`` when an entry's resources do not fit (its manifest; its definition when given), else ``[]``."""
+    problem = entry_problem(entry, definition)
+    return [f"{entry.id}: {problem}"] if problem is not None else []
+
+
+def _refuse_damaged(path: Path, damaged: list[str]) -> None:
+    """Raises the error of lock entries cut or edited (see :func:`~datamaestro.lock.fingerprint.entry_problem`)."""
+    if damaged:
+        raise LockFileError(f"{path}: {'; '.join(damaged)}", hint=DAMAGED_LOCK_HINT)
+
+
+def _check_frozen(context: "Context", path: Path, lock: Lock) -> None:
+    """Refuses entries whose resources do not make the manifest they pin, without importing definitions.
+
+    The definition of a damaged entry is imported only to name the entry
+    (when its plugin is installed).
+    """
+    damaged = []
+    for dataset_id, entry in sorted(lock.datasets.items()):
+        found = _damage(entry)
+        if found:
+            try:
+                found = _damage(entry, context.dataset(dataset_id)) or found
+            except DatamaestroError:
+                pass  # its plugin is not installed: the manifest says enough
+        damaged.extend(found)
+    _refuse_damaged(path, damaged)
 
 
 def _load(context: "Context", *, locked: bool, frozen: bool, report: SyncReport) -> Lock:
-    """The lock to sync, checked (or written again) as the mode asks."""
+    """The lock to sync, checked (or written again) as the mode asks.
+
+    Entries cut or edited (a resource's table lost, added or renamed) are
+    refused in every mode, before anything is downloaded: locking again
+    would hide that the committed file is damaged.
+    """
     path = lock_file(context)
     if frozen:
-        return read_lock(path)
+        lock = read_lock(path)
+        _check_frozen(context, path, lock)
+        return lock
     lock = read_lock(path) if path.exists() else None
     reasons = check_project(context, lock)
     if reasons:
+        if lock is not None:
+            _refuse_damaged(path, damaged_entries(context, lock))
         if locked:
             raise LockFileError(f"{path} is out of date: {'; '.join(reasons)}", hint="run `datamaestro lock` and commit the lock file")
         lock = lock_project(context).lock
@@ -198,19 +234,28 @@ def sync_project(
     opened, report.notes = open_peers(
         peers, context.peer_fetcher, offline=context.settings.offline, timeouts=(context.settings.connect_timeout, context.settings.read_timeout), link=not copy
     )
+    from ..pipeline import publications_held
+
     try:
-        lock = _load(context, locked=locked, frozen=frozen, report=report)
-        return _sync(context, lock, opened, report, jobs=jobs, copy=copy, verify=verify, start=start)
+        # every dataset is shown (view, readable folder) only once all are present and checked,
+        # those locked again on the way too: a failed sync leaves the readable folders as they were
+        with publications_held(context, jobs=jobs or default_jobs(opened)):
+            lock = _load(context, locked=locked, frozen=frozen, report=report)
+            _sync(context, lock, opened, report, jobs=jobs, copy=copy, verify=verify)
     except DatamaestroError as error:
         # a skipped peer, or a document a peer served and that was refused, may be what the failure lacks: say so where the user looks
         notes = report.notes + report.transfer.refused
         if notes:
             error.hint = "; ".join(notes + ([error.hint] if error.hint else []))
         raise
+    report.seconds = time.monotonic() - start
+    return report
 
 
-def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, jobs: int | None, copy: bool, verify: str, start: float) -> SyncReport:
-    """The work of :func:`sync_project` once the lock and the peers are open."""
+def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, jobs: int | None, copy: bool, verify: str) -> None:
+    """The work of :func:`sync_project` once the lock and the peers are open (filling ``report``)."""
+    from ..pipeline import publish_dataset
+
     store = context.store
     # registered first: what this sync brings is kept from the start
     store.register_root("lock", report.lock, lock.manifests())
@@ -237,24 +282,30 @@ def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, j
 
     ready = [entry for entry in entries if all(store.output_present(o) for o in entry.outputs())]
     for entry in ready:
+        # checked when the lock was loaded; again here, as no definition checks these before they are shown
+        _refuse_damaged(report.lock, _damage(entry))
         _check_sizes(store, entry)
-    with ThreadPoolExecutor(max_workers=min(len(ready), jobs) or 1) as pool:
-        list(pool.map(lambda entry: _publish(context, entry), ready))
-    for entry in ready:
-        report.datasets[entry.id] = "present" if before[entry.id] else "from peers"
-
+    complete = {entry.id for entry in ready}
     errors: list[DatamaestroError] = []
-    with context.using_lock(report.lock):
-        for entry in entries:
-            if entry.id in report.datasets:
-                continue
+    for entry in ready:
+        # held back (see sync_project) until every dataset is present
+        publish_dataset(context, *_entries_to_publish(context, entry))
+    pending = []
+    for entry in entries:
+        if entry.id not in complete:
             try:
-                context.prepare(context.dataset(entry.id), locked=entry)
+                pending.append((entry, context.dataset(entry.id)))
+            except DatamaestroError as error:
+                errors.append(error)
+    # --frozen imports the definitions only here: the entries must fit them before anything is downloaded
+    _refuse_damaged(report.lock, [damage for entry, definition in pending for damage in _damage(entry, definition)])
+    with context.using_lock(report.lock):
+        for entry, definition in pending:
+            try:
+                context.prepare(definition, locked=entry)
                 report.datasets[entry.id] = "produced"
             except DatamaestroError as error:
                 errors.append(error)
-    store.register_root("lock", report.lock, lock.manifests())
-    report.seconds = time.monotonic() - start
     if len(errors) == 1:
         raise errors[0]
     if errors:
@@ -262,7 +313,9 @@ def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, j
             f"{len(errors)} datasets could not be synced:\n" + "\n".join(f"  - {e.message}" for e in errors),
             hint=errors[0].hint,
         )
-    return report
+    for entry in ready:
+        report.datasets[entry.id] = "present" if before[entry.id] else "from peers"
+    store.register_root("lock", report.lock, lock.manifests())
 
 
 def _copying(peer: PathPeer) -> PathPeer:

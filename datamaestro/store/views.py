@@ -63,6 +63,18 @@ class ViewStore:
         check_manifest_entries(entries, f"manifest {manifest}")
         return entries
 
+    def store_manifest(self, entries: dict[str, tuple[str, str]]) -> str:
+        """Stores a manifest as an object (not its view); returns its digest.
+
+        :raises UntrustedInputError: a name that leaves the view, or a kind or digest that is not one
+        """
+        check_manifest_entries(entries, "dataset manifest")
+        data = canonical_json(manifest_document(entries))
+        digest = digest_bytes(data)
+        if not self.objects.has(digest):
+            self.objects.ingest_stream([data])
+        return digest
+
     def publish(self, entries: dict[str, tuple[str, str]]) -> tuple[str, Path]:
         """Stores a manifest and makes its view; returns (manifest digest, view path).
 
@@ -70,14 +82,10 @@ class ViewStore:
 
         :raises UntrustedInputError: a name that leaves the view, or a kind or digest that is not one
         """
-        check_manifest_entries(entries, "dataset manifest")
-        data = canonical_json(manifest_document(entries))
-        digest = digest_bytes(data)
-        view = self.path_of(digest)
         # the manifest first, even when the view exists: a view is useless to
         # gc and verify without it (a store deleted in the middle of a publish)
-        if not self.objects.has(digest):
-            self.objects.ingest_stream([data])
+        digest = self.store_manifest(entries)
+        view = self.path_of(digest)
         if view.is_dir():
             return digest, view
         work = self.layout.tmp_path(".view")

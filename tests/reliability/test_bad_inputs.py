@@ -68,6 +68,18 @@ def special(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
 
 
 PROJECT = '[project]\nname = "p"\n[tool.datamaestro]\ndatasets = ["org.example"]\n'
+
+
+def other_output_pin(good: str) -> str:
+    """The lock pinning another output digest, its manifest made again to match: a whole lock whose pin the data does not match."""
+    from datamaestro.lock.fileformat import loads
+    from datamaestro.store.views import manifest_digest
+
+    text = re.sub(r'\ndigest = "blake3:[0-9a-f]{4}', '\ndigest = "blake3:0000', good)
+    entry = loads(text).datasets["org.example"]
+    return text.replace(entry.manifest, manifest_digest(entry.entries()))
+
+
 CORPUS = "samples/corpus.tar.gz"
 IMAGES = "mnist/train-images-idx3-ubyte.gz"
 READ_IMAGES = "from datamaestro import prepare_dataset\nprepare_dataset('com.lecun.mnist').train.images.data()\n"
@@ -112,7 +124,9 @@ CASES = [
     Case("lock-size", ["sync", "--frozen"], 1, ["org.example/readme.txt from http://", "bytes downloaded, the lock records size 3", "datamaestro lock --upgrade org.example"], pyproject=PROJECT, lock=lambda good: re.sub(r"\nsize = \d+", "\nsize = 3", good)),
     Case("lock-missing", ["sync", "--frozen"], 2, ["datamaestro.lock: no such lock file", "run `datamaestro lock`"], pyproject=PROJECT),
     Case("lock-out-of-date", ["sync", "--locked"], 2, ["is out of date: there is no lock file yet"], pyproject=PROJECT),
-    Case("lock-pin-differs", ["sync", "--frozen"], 1, ["output digest is blake3:", "the lock pins blake3:0000", "datamaestro lock --upgrade org.example"], pyproject=PROJECT, lock=lambda good: re.sub(r'\ndigest = "blake3:[0-9a-f]{4}', '\ndigest = "blake3:0000', good)),
+    Case("lock-pin-differs", ["sync", "--frozen"], 1, ["output digest is blake3:", "the lock pins blake3:0000", "datamaestro lock --upgrade org.example"], pyproject=PROJECT, lock=other_output_pin),
+    Case("lock-entry-lost", ["sync"], 2, ["datamaestro.lock: org.example: resource 'readme.txt' of the definition has no [[dataset.resource]] entry", "run `datamaestro lock`"], pyproject=PROJECT, lock=lambda good: good[: good.rindex("[[dataset.resource]]")]),
+    Case("lock-manifest-edited", ["sync", "--frozen"], 2, ["org.example: its [[dataset.resource]] entries make the manifest blake3:", "run `datamaestro lock`"], pyproject=PROJECT, lock=lambda good: re.sub(r'\nmanifest = "blake3:[0-9a-f]{4}', '\nmanifest = "blake3:0000', good)),
     # -- URLs (a definition's, through the mirror of the settings)
     Case("url-404", ["prepare", "org.example"], 1, ["cannot download http://127.0.0.1:9/example/readme.txt from any of its 2 sources", "example/readme.txt: HTTP 404 Not Found"], faults={"example/readme.txt": ("404", {})}),
     Case("url-5xx", ["prepare", "org.example"], 1, ["HTTP 503", "gave up after 2 attempts"], faults={"example/readme.txt": ("503", {})}),
