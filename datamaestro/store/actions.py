@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import StoreError
 from .digests import canonical_json, digest_bytes, is_digest
-from .objects import Layout, disk_error
+from .objects import Layout, create_new, disk_error
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class ActionCache:
         tmp = self.layout.tmp_path(".action")
         try:
             self.layout.mkdir(target.parent)
-            with open(tmp, "wb") as fp:
+            with create_new(tmp) as fp:
                 fp.write(data)
                 fp.flush()
                 os.fsync(fp.fileno())

@@ -15,7 +15,9 @@ is otherwise refused with an error saying who may repair it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import pwd
 import time
@@ -25,13 +27,15 @@ from typing import TYPE_CHECKING, Iterable
 
 from ..errors import IntegrityError, StoreError
 from .actions import Kind, Output
-from .digests import hex_of, is_digest
-from .objects import Layout, record_stamp, remove_tree, stamp_matches
+from .digests import CHUNK_SIZE, digest_bytes, format_digest, hasher, hex_of, is_digest
+from .objects import READ_NOFOLLOW, Layout, record_stamp, remove_tree, stamp_matches, write_new
 
 if TYPE_CHECKING:
     from . import Store
 
 QUARANTINE_NOTE = ".json"
+
+logger = logging.getLogger(__name__)
 
 
 def owner_name(uid: int) -> str:
@@ -57,7 +61,7 @@ def quarantine_object(layout: Layout, digest: str, actual: str | None, size: int
     target = layout.quarantine / hexdigest
     n = 0
     # an object quarantined earlier may have been fetched again and damaged again
-    while target.exists() or target.with_name(target.name + QUARANTINE_NOTE).exists():
+    while os.path.lexists(target) or os.path.lexists(target.with_name(target.name + QUARANTINE_NOTE)):
         n += 1
         target = layout.quarantine / f"{hexdigest}.{n}"
     source = layout.fanout(layout.objects, digest)
@@ -78,7 +82,11 @@ def quarantine_object(layout: Layout, digest: str, actual: str | None, size: int
     }
     if why:
         note["why"] = why
-    target.with_name(target.name + QUARANTINE_NOTE).write_text(json.dumps(note, indent=2) + "\n")
+    try:
+        # a new file, never through a link: quarantine/ is a folder every member writes
+        write_new(target.with_name(target.name + QUARANTINE_NOTE), (json.dumps(note, indent=2) + "\n").encode())
+    except FileExistsError:
+        logger.warning("the quarantine note of %s was not written: an entry of that name was there first", target)
     return target
 
 
@@ -108,6 +116,66 @@ class Changed:
     why: str
     owner: str
     quarantined: Path | None = None
+
+
+class ReaderChecks:
+    """What this user has itself hashed of other members' objects: ``<user cache>/checked/<store>/ab/cdef…``.
+
+    A member may alter its own objects and set their size and modification
+    time back (``touch -r``), and may rewrite their stamps too: neither says
+    anything to another member. What no user can set back is an inode's
+    change time (``ctime``). Before this user is handed another member's
+    object, the object is hashed once by this user; the record (a symbolic
+    link, as a stamp, in a folder only this user may write) keeps its inode,
+    change time and size. The next uses cost one ``readlink``; any change of
+    the object since (an edit, a ``chmod``, a ``touch``) changes its ctime,
+    and it is hashed again.
+    """
+
+    def __init__(self, store_root: Path):
+        from ..settings import user_cache_dir
+
+        name = hex_of(digest_bytes(os.fsencode(os.path.realpath(store_root))))[:32]
+        self.folder = user_cache_dir() / "checked" / name
+
+    @staticmethod
+    def text(st: os.stat_result) -> str:
+        """What a record says of an object: inode, change time, size."""
+        return f"ino={st.st_ino},ctime={st.st_ctime_ns},size={st.st_size}"
+
+    def known(self, digest: str, st: os.stat_result) -> bool:
+        """True when this user hashed this very object as it is now (one ``readlink``)."""
+        try:
+            return os.readlink(f"{self.folder}/{digest[7:9]}/{digest[9:]}") == self.text(st)
+        except OSError:
+            return False
+
+    def remember(self, digest: str, st: os.stat_result) -> None:
+        """Records that the object was hashed right (best effort: without a record, it is hashed again next time)."""
+        fan = self.folder / digest[7:9]
+        path = fan / digest[9:]
+        try:
+            fan.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = fan / f".{digest[9:]}.{os.getpid()}"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            os.symlink(self.text(st), tmp)
+            os.replace(tmp, path)
+        except OSError as exc:
+            logger.debug("cannot record the check of %s: %s", digest, exc)
+
+
+def _hash_as_it_is(path: str) -> tuple[str, os.stat_result, os.stat_result]:
+    """The digest of a file and its ``stat`` before and after it was read (one descriptor, never through a link)."""
+    fd = os.open(path, READ_NOFOLLOW)
+    try:
+        before = os.fstat(fd)
+        digest = hasher()
+        while chunk := os.read(fd, CHUNK_SIZE):
+            digest.update(chunk)
+        return format_digest(digest.hexdigest()), before, os.fstat(fd)
+    finally:
+        os.close(fd)
 
 
 def _difference(recorded: str, now: str) -> str:
@@ -172,6 +240,8 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
     refused: list[Changed] = []
     # digest -> True when it is as stored (an object may be in several outputs)
     seen: dict[str, bool] = {}
+    uid = os.geteuid()
+    readers: ReaderChecks | None = None
     for output in outputs:
         if output is None or not output.kind.stored or not output.digest:
             continue
@@ -196,14 +266,28 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
             except OSError:
                 recorded = None
             if recorded is None:
-                record_stamp(layout, digest, st)  # stored before stamps: trusted from now on
+                record_stamp(layout, digest, st)  # stored before stamps: trusted from now on (by its owner)
+                same, why = True, None
+            else:
+                same, now = stamp_matches(recorded, st, precise)
+                why = None if same else _difference(recorded, now)
+            if same and st.st_uid != uid:
+                # another member's object: its stamp is its owner's word; this user's own hash is not
+                if readers is None:
+                    readers = ReaderChecks(store.root)
+                if not readers.known(digest, st):
+                    try:
+                        actual, before, after = _hash_as_it_is(f"{objects}/{name}")
+                    except OSError:
+                        actual, before, after = None, st, st
+                    if actual == digest and before.st_ctime_ns == after.st_ctime_ns:
+                        readers.remember(digest, after)
+                    elif actual is not None:
+                        why = f"its bytes hash to {actual}, with its size and modification time as recorded"
+            if why is None:
                 seen[digest] = True
                 continue
-            same, now = stamp_matches(recorded, st, precise)
-            if same:
-                seen[digest] = True
-                continue
-            found = Changed(digest, _difference(recorded, now), owner_name(st.st_uid))
+            found = Changed(digest, why, owner_name(st.st_uid))
             damaged = True
             if layout.may_remove(st):
                 try:

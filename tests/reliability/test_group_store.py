@@ -342,5 +342,137 @@ def test_a_member_killed_mid_prepare_leaves_nothing_the_other_cannot_finish(lab)
     assert store_problems(lab.store) == []
 
 
+def lock_names(lab, dataset: str) -> list[str]:
+    """The names of the store locks a prepare of ``dataset`` takes (what any member can learn: keys are the same for all).
+
+    Learnt from a prepare in a store of root's own, as a member would learn
+    them from another store or from ``actions/``.
+    """
+    reference = lab.base / f"reference-{dataset}"
+    made = subprocess.run(
+        [str(lab.bin / "datamaestro"), "--quiet", "--data", str(reference / "data"), "--store", str(reference / "store"), "prepare", dataset],
+        capture_output=True, text=True, env={**lab.env("alice"), "HOME": str(lab.base)}, timeout=PROCESS_TIMEOUT,
+    )
+    assert made.returncode == 0, _describe(made)
+    return sorted(path.name.removesuffix(".lock") for path in (reference / "store" / "locks").glob("*.lock"))
+
+
+#: Run by bob: plants, at the given names, links to a file of alice's (a member needs no rights on the target to make a link).
+PLANT = r"""
+import os, sys
+target = sys.argv[1]
+for name in sys.argv[2:]:
+    os.symlink(target, name)
+"""
+
+
+def run_as(lab, role: str, data_dir: Path, store: Path, *args: str) -> subprocess.CompletedProcess:
+    """``datamaestro ARGS`` as a user, on the given data dir and store."""
+    user = lab.users.users[role]
+    return subprocess.run(
+        [*user.wrapper(), str(lab.bin / "datamaestro"), "--quiet", "--data", str(data_dir), "--store", str(store), *args],
+        capture_output=True, text=True, env=lab.env(role), preexec_fn=_group_umask, timeout=PROCESS_TIMEOUT,
+    )
+
+
+def fresh_group_store(lab, name: str) -> Path:
+    """Another group store of the lab's group, owned by root (no lock file taken in it yet)."""
+    store = lab.base / name
+    made = subprocess.run(
+        [str(lab.bin / "datamaestro"), "--store", str(store), "store", "init", "--group", lab.users.group],
+        capture_output=True, text=True, env={"PATH": os.environ["PATH"], "HOME": str(lab.base), "DATAMAESTRO_CONFIG": str(lab.settings)},
+        timeout=PROCESS_TIMEOUT,
+    )
+    assert made.returncode == 0, made.stderr
+    return store
+
+
+def test_a_link_planted_by_a_member_is_never_written_through(lab):
+    """bob plants links to a private file of alice's at the holder notes and a lock file of a dataset alice prepares next.
+
+    alice's prepare writes nothing through them (her file keeps its bytes),
+    goes on without the lock bob blocked, names bob, and serves the data.
+    """
+    dataset = MNIST
+    store = fresh_group_store(lab, "planted-store")
+    data_dir = lab.base / "alice-planted"
+    data_dir.mkdir()
+    os.chown(data_dir, lab.uid("alice"), lab.users.users["alice"].gid)
+    names = lock_names(lab, dataset)
+    assert names
+    precious = lab.base / "alice-home" / "precious.txt"
+    precious.write_text("alice's own notes\n")
+    os.chown(precious, lab.uid("alice"), lab.users.users["alice"].gid)
+    os.chmod(precious, 0o600)
+    before = (precious.read_bytes(), os.stat(precious).st_mtime_ns)
+    locks = store / "locks"
+    holders = [str(locks / f"{name}.holder") for name in names]
+    blocked = str(locks / f"{names[0]}.lock")
+    planted = lab.python("bob", PLANT, str(precious), *holders, blocked)
+    assert planted.returncode == 0, planted.stderr
+
+    outcome = run_as(lab, "alice", data_dir, store, "prepare", dataset)
+    assert (precious.read_bytes(), os.stat(precious).st_mtime_ns) == before, precious.read_bytes()
+    assert outcome.returncode == 0, _describe(outcome)
+    assert "cannot be used" in outcome.stderr and lab.users.users["bob"].name in outcome.stderr, _describe(outcome)
+    assert readable_problems(data_dir, {dataset: lab.expected[dataset]}, complete=[dataset]) == []
+    # what bob planted stays his (the sticky folder), and blocks nothing
+    assert all(os.path.islink(name) for name in [*holders, blocked])
+    assert store_problems(store) == []
+
+
+#: Run by a user: overwrites its own object in place with bytes of the same size, then sets its mtime back (``touch -r``).
+EDIT_WITH_MTIME_RESTORED = r"""
+import os, sys
+path = sys.argv[1]
+st = os.stat(path)
+os.chmod(path, 0o644)
+with open(path, "r+b") as fp:
+    data = fp.read()
+    fp.seek(0)
+    fp.write(bytes(b ^ 0x20 for b in data[:8]) + data[8:])
+os.chmod(path, 0o444)
+os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+"""
+
+
+def test_an_edit_with_its_mtime_restored_is_not_served_to_another_member(lab):
+    """alice alters her object keeping its size and mtime: bob's next prepare refuses it, naming alice."""
+    dataset = "org.example"
+    for role in ("alice", "bob"):
+        prepared = lab.run(role, "prepare", dataset)
+        assert prepared.returncode == 0, _describe(prepared)
+    view = Path(os.path.realpath(lab.data_dir("alice") / lab.expected[dataset].folder / ".view"))
+    obj = Path(os.path.realpath(next(p for p in view.iterdir())))
+    assert os.stat(obj).st_uid == lab.uid("alice")
+    stamp = os.readlink(lab.store / "stamps" / obj.parent.name / obj.name)
+    edited = lab.python("alice", EDIT_WITH_MTIME_RESTORED, str(obj))
+    assert edited.returncode == 0, edited.stderr
+    assert os.readlink(lab.store / "stamps" / obj.parent.name / obj.name) == stamp  # the stamp still matches
+
+    refused = lab.run("bob", "prepare", dataset)
+    assert refused.returncode == 1, _describe(refused)
+    assert "was changed after it was stored" in refused.stderr and lab.users.users["alice"].name in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # a member who never used it is refused too (its first use hashes it)
+    fresh = lab.base / "bob-fresh"
+    fresh.mkdir()
+    os.chown(fresh, lab.uid("bob"), lab.users.users["bob"].gid)
+    first_use = subprocess.run(
+        [*lab.users.users["bob"].wrapper(), str(lab.bin / "datamaestro"), "--quiet", "--data", str(fresh), "--store", str(lab.store), "prepare", dataset],
+        capture_output=True, text=True, env=lab.env("bob"), preexec_fn=_group_umask, timeout=PROCESS_TIMEOUT,
+    )
+    assert first_use.returncode == 1, _describe(first_use)
+    assert lab.users.users["alice"].name in first_use.stderr
+
+    # the object's owner gets it fetched again, and bob is served again
+    repaired = lab.run("alice", "store", "verify")
+    assert repaired.returncode == 1, _describe(repaired)
+    again = lab.run("bob", "prepare", dataset)
+    assert again.returncode == 0, _describe(again)
+    assert readable_problems(lab.data_dir("bob"), {dataset: lab.expected[dataset]}, complete=[dataset]) == []
+    assert store_problems(lab.store) == []
+
+
 if sys.platform != "linux":  # pragma: no cover - setpriv and useradd are Linux tools
     pytestmark = pytest.mark.skip(reason="real Unix users are made with Linux tools (setpriv, useradd)")
