@@ -162,7 +162,7 @@ def disk_error(exc: OSError, what: str) -> StoreError:
         return StoreError(f"file too large while {what}", hint="the file-size limit of this process (ulimit -f) is too small")
     if exc.errno == errno.EROFS:
         return StoreError(
-            f"the store is on a read-only file system: cannot write it while {what}: {exc.filename or ''}",
+            f"the store is on a read-only file system: cannot write it while {what}",
             hint="the data it holds is served as it is; to add data, point DATAMAESTRO_STORE at a store you may write",
         )
     if exc.errno in (errno.EACCES, errno.EPERM):
@@ -275,7 +275,7 @@ class Layout:
         try:
             os.rename(work, target)
         except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) and not (exc.errno in (errno.EPERM, errno.EACCES) and os.path.isdir(target)):
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) and not (read_only_store_error(exc) and os.path.isdir(target)):
                 raise
             remove_tree(work)
             return False
@@ -690,7 +690,8 @@ class ObjectStore:
             else:
                 actual, size = self._copy(source, tmp, digest)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # a read-only file system refuses even that (EROFS)
             if isinstance(exc, FileNotFoundError) and exc.filename == str(source):
                 raise
             raise disk_error(exc, f"copying {source} into the store") from None
@@ -933,9 +934,10 @@ class ObjectStore:
             st = os.lstat(tmp)  # a rename changes neither size, mtime nor inode
             os.rename(tmp, target)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            if exc.errno in (errno.EPERM, errno.EACCES) and target.exists():
-                return  # another member's object came first (sticky folder): the work is done
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # a read-only file system refuses even that (EROFS)
+            if read_only_store_error(exc) and target.exists():
+                return  # another member's object came first (sticky folder), or a read-only store has it: the work is done
             raise disk_error(exc, "adding an object") from None
         record_stamp(self.layout, digest, st, replace=True)
 

@@ -145,6 +145,7 @@ def test_read_only_mount_serves_what_it_holds(served, tmp_path, read_only_mount)
     for args in (("prepare", MNIST), ("--offline", "prepare", MNIST)):
         outcome = reader.run(*args)
         assert outcome.returncode == 0, outcome.describe()
+        assert outcome.stderr.count(UNREGISTERED) == 1, outcome.describe()
         assert "Traceback" not in outcome.stderr
         assert json.loads(outcome.stdout)["train"]["images"]["path"].startswith(str(mount))
         assert readable_problems(mount, served.expected, complete=[MNIST]) == []

@@ -342,19 +342,25 @@ def test_a_member_killed_mid_prepare_leaves_nothing_the_other_cannot_finish(lab)
     assert store_problems(lab.store) == []
 
 
-def lock_names(lab, dataset: str) -> list[str]:
-    """The names of the store locks a prepare of ``dataset`` takes (what any member can learn: keys are the same for all).
+def reference_store(lab, dataset: str) -> Path:
+    """A store of root's own where ``dataset`` was prepared: what any member can learn of the names a prepare uses.
 
-    Learnt from a prepare in a store of root's own, as a member would learn
-    them from another store or from ``actions/``.
+    Recipe keys and manifest digests are the same in every store: a member
+    learns them from another store, or from ``actions/``.
     """
     reference = lab.base / f"reference-{dataset}"
-    made = subprocess.run(
-        [str(lab.bin / "datamaestro"), "--quiet", "--data", str(reference / "data"), "--store", str(reference / "store"), "prepare", dataset],
-        capture_output=True, text=True, env={**lab.env("alice"), "HOME": str(lab.base)}, timeout=PROCESS_TIMEOUT,
-    )
-    assert made.returncode == 0, _describe(made)
-    return sorted(path.name.removesuffix(".lock") for path in (reference / "store" / "locks").glob("*.lock"))
+    if not (reference / "store").is_dir():
+        made = subprocess.run(
+            [str(lab.bin / "datamaestro"), "--quiet", "--data", str(reference / "data"), "--store", str(reference / "store"), "prepare", dataset],
+            capture_output=True, text=True, env={**lab.env("alice"), "HOME": str(lab.base)}, timeout=PROCESS_TIMEOUT,
+        )
+        assert made.returncode == 0, _describe(made)
+    return reference / "store"
+
+
+def lock_names(lab, dataset: str) -> list[str]:
+    """The names of the store locks a prepare of ``dataset`` takes."""
+    return sorted(path.name.removesuffix(".lock") for path in (reference_store(lab, dataset) / "locks").glob("*.lock"))
 
 
 #: Run by bob: plants, at the given names, links to a file of alice's (a member needs no rights on the target to make a link).
@@ -419,6 +425,45 @@ def test_a_link_planted_by_a_member_is_never_written_through(lab):
     # what bob planted stays his (the sticky folder), and blocks nothing
     assert all(os.path.islink(name) for name in [*holders, blocked])
     assert store_problems(store) == []
+
+
+#: Run by bob: makes, under a view's name, a folder of his own whose entries link to a file of his.
+PLANT_VIEW = r"""
+import os, sys
+view, names, target = sys.argv[1], sys.argv[2:-1], sys.argv[-1]
+os.mkdir(view)
+for name in names:
+    os.makedirs(os.path.dirname(os.path.join(view, name)), exist_ok=True)
+    os.symlink(target, os.path.join(view, name))
+"""
+
+
+def test_a_view_planted_by_a_member_is_not_served(lab):
+    """bob makes the view of a manifest before anybody published it, its links pointing at his bytes: alice is refused, naming bob."""
+    dataset = "org.example"
+    store = fresh_group_store(lab, "planted-view-store")
+    reference = reference_store(lab, dataset)
+    (view,) = [p for p in (reference / "views").iterdir()]
+    names = sorted(str(p.relative_to(view)) for p in view.rglob("*") if p.is_symlink())
+    evil = lab.base / "bob-home" / "evil.txt"
+    evil.write_text("bob's bytes\n")
+    os.chown(evil, lab.uid("bob"), lab.users.users["bob"].gid)
+    planted = lab.python("bob", PLANT_VIEW, str(store / "views" / view.name), *names, str(evil))
+    assert planted.returncode == 0, planted.stderr
+    data_dir = lab.base / "alice-view"
+    data_dir.mkdir()
+    os.chown(data_dir, lab.uid("alice"), lab.users.users["alice"].gid)
+
+    refused = run_as(lab, "alice", data_dir, store, "prepare", dataset)
+    assert refused.returncode == 1, _describe(refused)
+    assert "does not show its manifest" in refused.stderr and lab.users.users["bob"].name in refused.stderr, _describe(refused)
+    assert "Traceback" not in refused.stderr
+    assert not any(p.read_bytes() == evil.read_bytes() for p in data_dir.rglob("*") if p.is_file())
+    # the store's owner removes it; alice is served then
+    shutil.rmtree(store / "views" / view.name)
+    served = run_as(lab, "alice", data_dir, store, "prepare", dataset)
+    assert served.returncode == 0, _describe(served)
+    assert readable_problems(data_dir, {dataset: lab.expected[dataset]}, complete=[dataset]) == []
 
 
 #: Run by a user: overwrites its own object in place with bytes of the same size, then sets its mtime back (``touch -r``).
