@@ -152,14 +152,24 @@ class ReaderChecks:
 
     def remember(self, digest: str, st: os.stat_result) -> None:
         """Records that the object was hashed right (best effort: without a record, it is hashed again next time)."""
-        fan = self.folder / digest[7:9]
-        path = fan / digest[9:]
+        fan = f"{self.folder}/{digest[7:9]}"
+        path = f"{fan}/{digest[9:]}"
+        text = self.text(st)
         try:
-            fan.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = fan / f".{digest[9:]}.{os.getpid()}"
+            try:
+                os.symlink(text, path)  # one call in the usual case
+                return
+            except FileNotFoundError:
+                os.makedirs(fan, mode=0o700, exist_ok=True)
+                os.symlink(text, path)
+                return
+            except FileExistsError:
+                pass
+            # an outdated record (the object was checked again): replaced in one rename
+            tmp = f"{fan}/.{digest[9:]}.{os.getpid()}"
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            os.symlink(self.text(st), tmp)
+            os.symlink(text, tmp)
             os.replace(tmp, path)
         except OSError as exc:
             logger.debug("cannot record the check of %s: %s", digest, exc)
