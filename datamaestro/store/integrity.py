@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import pwd
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +189,64 @@ def _hash_as_it_is(path: str) -> tuple[str, os.stat_result, os.stat_result]:
         os.close(fd)
 
 
+def _foreign_folder(path: Path, uid: int) -> bool:
+    """True for a folder (not a link) owned by another user; False when it is this user's or absent."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return st.st_uid != uid
+
+
+def _tree_difference(store: "Store", digest: str, tree: Path) -> str | None:
+    """What a materialized tree holds that its document does not say (None: exactly its entries, files linked to their objects).
+
+    One ``lstat`` per entry: a file must be its object's very inode (or a
+    link to it, where hard links are refused), a link must say what the
+    document says, and nothing else may be there.
+    """
+    try:
+        if not stat.S_ISDIR(os.lstat(tree).st_mode):
+            return "it is not a folder"
+        entries = store.trees.read(digest)["entries"]
+    except (OSError, StoreError, KeyError, TypeError) as exc:
+        return f"unreadable ({exc})"
+    root, objects = os.fspath(tree), os.fspath(store.layout.objects)
+    precise = store.layout.precise_stat
+    leaves = 0
+    try:
+        for entry in entries:
+            path = f"{root}/{entry['path']}"
+            st = os.lstat(path)
+            kind = entry["kind"]
+            if kind == "dir":
+                if not stat.S_ISDIR(st.st_mode):
+                    return f"{entry['path']} is not a folder"
+                continue
+            leaves += 1
+            if kind == "symlink":
+                if not stat.S_ISLNK(st.st_mode) or os.readlink(path) != entry["target"]:
+                    return f"{entry['path']} is not the link it was"
+                continue
+            hexdigest = hex_of(entry["digest"])
+            source = f"{objects}/{hexdigest[:2]}/{hexdigest[2:]}"
+            if stat.S_ISLNK(st.st_mode):
+                if os.readlink(path) != os.path.relpath(source, os.path.dirname(path)):
+                    return f"{entry['path']} links elsewhere"
+            elif not stat.S_ISREG(st.st_mode):
+                return f"{entry['path']} is not a file"
+            else:
+                linked = os.stat(source)
+                # where inode numbers are not stable (FUSE, 9p), the size is what can be compared
+                same = (st.st_ino, st.st_dev) == (linked.st_ino, linked.st_dev) if precise else st.st_size == linked.st_size
+                if not same:
+                    return f"{entry['path']} is not its object"
+        found = sum(len(files) + sum(1 for d in dirs if os.path.islink(os.path.join(top, d))) for top, dirs, files in os.walk(root))
+    except (OSError, KeyError, TypeError) as exc:
+        return f"an entry is missing or unreadable ({exc})"
+    return None if found == leaves else f"{found - leaves} entries that are not in the tree"
+
+
 def _difference(recorded: str, now: str) -> str:
     before = dict(part.split("=", 1) for part in recorded.split(",") if "=" in part)
     after = dict(part.split("=", 1) for part in now.split(",") if "=" in part)
@@ -308,6 +367,10 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
                 changed.append(found)
             else:
                 refused.append(found)
+        if not damaged and tree is not None and _foreign_folder(tree, uid):
+            # another member's materialized folder: its owner may make it writable and
+            # swap a file (a new inode: the objects' check cannot see it)
+            damaged = _tree_difference(store, output.digest, tree) is not None
         if damaged and tree is not None and os.path.isdir(tree):
             owner = owner_name(os.lstat(tree).st_uid)
             if remove_entry(layout, tree):

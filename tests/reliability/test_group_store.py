@@ -519,5 +519,63 @@ def test_an_edit_with_its_mtime_restored_is_not_served_to_another_member(lab):
     assert store_problems(lab.store) == []
 
 
+#: Run by alice: stores a folder of her own holding the given text; prints its materialized folder.
+ALICE_TEXT_TREE = r"""
+import sys
+from pathlib import Path
+from datamaestro.store import Store
+store, folder, text = Store(Path(sys.argv[1])), Path(sys.argv[2]), sys.argv[3]
+(folder / "sub").mkdir(parents=True)
+(folder / "sub" / "a.txt").write_text(text)
+print(store.trees.path_of(store.ingest_tree(folder)))
+"""
+
+#: Run by a tree's owner: makes a folder of its materialized tree writable and puts another file in place of one.
+SWAP_IN_TREE = r"""
+import os, sys
+path = sys.argv[1]
+folder = os.path.dirname(path)
+os.chmod(folder, 0o755)
+os.unlink(path)
+with open(path, "w") as fp:
+    fp.write("other bytes")
+os.chmod(folder, 0o555)
+"""
+
+#: Run by a member: the on-use check of a tree (what a warm prepare or sync does before handing it out).
+CHECK_TREE = r"""
+import sys
+from pathlib import Path
+from datamaestro.errors import IntegrityError
+from datamaestro.store import Store
+from datamaestro.store.actions import Kind, Output
+try:
+    Store(Path(sys.argv[1])).check_on_use([Output(Kind.TREE, sys.argv[2])])
+    print("served")
+except IntegrityError as exc:
+    print(f"refused: {exc}")
+"""
+
+
+def test_a_file_swapped_in_another_members_tree_is_not_served(lab):
+    """alice replaces a file of her materialized tree by another file (a new inode): bob's on-use check refuses the tree, naming alice."""
+    made = lab.python("alice", ALICE_TEXT_TREE, str(lab.store), str(lab.base / "alice-home" / "swapped"), "alice's tree file")
+    assert made.returncode == 0, made.stderr
+    tree = Path(made.stdout.strip())
+    digest = f"blake3:{tree.parent.name}{tree.name}"
+    checked = lab.python("bob", CHECK_TREE, str(lab.store), digest)
+    assert checked.stdout.strip() == "served", checked.stdout + checked.stderr
+    swapped = lab.python("alice", SWAP_IN_TREE, str(tree / "sub" / "a.txt"))
+    assert swapped.returncode == 0, swapped.stderr
+
+    checked = lab.python("bob", CHECK_TREE, str(lab.store), digest)
+    assert checked.stdout.startswith("refused:") and lab.users.users["alice"].name in checked.stdout, checked.stdout + checked.stderr
+    # the store's owner's check removes the folder (the next use materializes it again from the objects)
+    owner = subprocess.run([str(lab.bin / "python"), "-c", CHECK_TREE, str(lab.store), digest], capture_output=True, text=True, timeout=PROCESS_TIMEOUT)
+    assert owner.returncode == 0, owner.stderr
+    assert not tree.exists()
+    assert store_problems(lab.store) == []
+
+
 if sys.platform != "linux":  # pragma: no cover - setpriv and useradd are Linux tools
     pytestmark = pytest.mark.skip(reason="real Unix users are made with Linux tools (setpriv, useradd)")
