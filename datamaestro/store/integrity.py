@@ -189,6 +189,17 @@ def _hash_as_it_is(path: str) -> tuple[str, os.stat_result, os.stat_result]:
         os.close(fd)
 
 
+def _planted_stamp(layout: Layout, stamp: str, st: os.stat_result) -> bool:
+    """True for a stamp made by neither the object's owner, the store's owner nor root: another member's, planted."""
+    if not layout.shared:
+        return False
+    try:
+        maker = os.lstat(stamp).st_uid
+        return maker not in (st.st_uid, 0, os.stat(layout.root).st_uid)
+    except OSError:
+        return False
+
+
 def _foreign_folder(path: Path, uid: int) -> bool:
     """True for a folder (not a link) owned by another user; False when it is this user's or absent."""
     try:
@@ -340,6 +351,14 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
             else:
                 same, now = stamp_matches(recorded, st, precise)
                 why = None if same else _difference(recorded, now)
+                if not same and _planted_stamp(layout, f"{stamps}/{name}", st):
+                    # a stamp another member made before the object was stored (the
+                    # name is the digest, known to all): it says nothing of the object
+                    logger.warning(
+                        "the stamp of object %s was made by %s, not by the object's owner: it is ignored "
+                        "(the store's owner may remove it)", digest, owner_name(os.lstat(f"{stamps}/{name}").st_uid),
+                    )
+                    same, why = True, None
             if same and st.st_uid != uid:
                 # another member's object: its stamp is its owner's word; this user's own hash is not
                 if readers is None:

@@ -63,6 +63,8 @@ class LeaseInfo:
     age: float
     #: when the lease was taken, on the file system's clock (what ``store gc`` compares entries with)
     started: float = 0.0
+    #: the user owning the lease folder (-1: unknown)
+    uid: int = -1
 
     @property
     def mine(self) -> bool:
@@ -72,7 +74,13 @@ class LeaseInfo:
     def describe(self) -> str:
         """``process 1234 on node-a (downloading x, since 12:03:10)``."""
         since = time.strftime("%H:%M:%S", time.localtime(self.since)) if self.since else "?"
-        return f"process {self.pid} on {self.host} ({self.what}, since {since})"
+        # in a group store, whose lease it is (a member could make one that claims anything)
+        user = ""
+        if self.uid >= 0 and self.uid != os.geteuid():
+            from .integrity import owner_name
+
+            user = f" of user {owner_name(self.uid)}"
+        return f"process {self.pid} on {self.host}{user} ({self.what}, since {since})"
 
 
 def lease_folder(layout: Layout) -> Path:
@@ -128,9 +136,12 @@ def _unlink_quietly(path: Path) -> None:
 def read_lease(path: Path, now: float) -> LeaseInfo | None:
     """The holder of a lease folder and the age of its heartbeat (None when the lease is gone)."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except FileNotFoundError:
         return None
+    if not stat.S_ISDIR(st.st_mode):
+        # no process makes anything but a folder here: a member planted it; expired at once, so that it is broken
+        return LeaseInfo(path.name, "?", 0, "an entry that is no lease", 0.0, float("inf"), st.st_mtime, st.st_uid)
     try:
         raw, held = read_regular(path / HOLDER, limit=4096)  # never through a planted link
         data = json.loads(raw)
@@ -139,7 +150,7 @@ def read_lease(path: Path, now: float) -> LeaseInfo | None:
     except (OSError, ValueError, KeyError, TypeError):
         # taken a moment ago, its holder file not written yet (or the holder died in between)
         host, pid, what, since, started = "?", 0, "starting", 0.0, st.st_mtime
-    return LeaseInfo(path.name, host, pid, what, since, max(0.0, now - st.st_mtime), started)
+    return LeaseInfo(path.name, host, pid, what, since, max(0.0, now - st.st_mtime), started, st.st_uid)
 
 
 def live_leases(layout: Layout, ttl: float = DEFAULT_TTL) -> list[LeaseInfo]:

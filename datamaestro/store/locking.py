@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ..errors import LockTimeoutError
 from . import leases
+from .integrity import owner_name
 from .objects import HOST, Layout, disk_error, read_regular, write_aside
 
 logger = logging.getLogger(__name__)
@@ -54,16 +55,6 @@ def describe_holder(note: Path) -> str:
         return f"process {data['pid']} on {data['host']}{user} ({data['what']}, since {since})"
     except (OSError, ValueError, KeyError, TypeError, OverflowError):
         return "an unknown process"
-
-
-def owner_name(uid: int) -> str:
-    """The user name of ``uid`` (its number when it has none)."""
-    import pwd
-
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 @contextmanager

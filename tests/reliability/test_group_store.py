@@ -427,6 +427,35 @@ def test_a_link_planted_by_a_member_is_never_written_through(lab):
     assert store_problems(store) == []
 
 
+#: Run by bob: makes stamps (symbolic links whose text says size, mtime and inode) that match nothing.
+PLANT_STAMPS = r"""
+import os, sys
+for path in sys.argv[1:]:
+    os.symlink("size=1,mtime=1,ino=1", path)
+"""
+
+
+def test_stamps_planted_by_a_member_do_not_make_another_fetch_again_and_again(lab):
+    """bob stamps, wrongly, the objects alice is about to store: her prepares ignore his stamps (naming him) and download once."""
+    dataset = "org.example.digits"
+    store = fresh_group_store(lab, "planted-stamp-store")
+    reference = reference_store(lab, dataset)
+    stamps = [store / "stamps" / p.parent.name / p.name for p in (reference / "objects").rglob("*") if p.is_file()]
+    planted = lab.python("bob", PLANT_STAMPS, *map(str, stamps))
+    assert planted.returncode == 0, planted.stderr
+    data_dir = lab.base / "alice-stamps"
+    data_dir.mkdir()
+    os.chown(data_dir, lab.uid("alice"), lab.users.users["alice"].gid)
+    requests = lab.server.count("example/digits.csv.gz")
+    for _ in range(2):
+        outcome = run_as(lab, "alice", data_dir, store, "prepare", dataset)
+        assert outcome.returncode == 0, _describe(outcome)
+    assert lab.server.count("example/digits.csv.gz") == requests + 1
+    assert "stamp" in outcome.stderr and lab.users.users["bob"].name in outcome.stderr, _describe(outcome)
+    assert list((store / "quarantine").iterdir()) == []
+    assert readable_problems(data_dir, {dataset: lab.expected[dataset]}, complete=[dataset]) == []
+
+
 #: Run by bob: makes, under a view's name, a folder of his own whose entries link to a file of his.
 PLANT_VIEW = r"""
 import os, sys
