@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,8 @@ from .digests import canonical_json, digest_bytes, format_digest, hex_of
 from .objects import HOST, Layout, disk_error, read_regular, write_new
 
 ROOT_KINDS = ("data", "lock")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,9 +108,19 @@ def mark_published(layout: Layout, root: Root, manifest: str) -> None:
         return
     try:
         layout.mkdir(root.markers)
-        if os.path.islink(root.markers):
-            # a member planted a link in the root's place: nothing is written through it
-            raise PermissionError(errno.EPERM, "a symbolic link, not the root's folder", str(root.markers))
+        markers, note = os.lstat(root.markers), os.lstat(root.note)
+        if not stat.S_ISDIR(markers.st_mode) or (markers.st_uid != note.st_uid and layout.shared):
+            # made by another member before this root was registered (its name can be
+            # guessed): a link is never written through, and another's folder could
+            # lose this root's markers
+            from .integrity import owner_name
+
+            logger.warning(
+                "the markers folder %s of a gc root belongs to %s: %s is not recorded there, and `store gc` on "
+                "another machine may not know it is used (the store's owner may remove that folder)",
+                root.markers, owner_name(markers.st_uid), manifest,
+            )
+            return
         write_new(marker, b"")
     except FileExistsError:
         return  # another publisher of this manifest was first

@@ -456,6 +456,35 @@ def test_stamps_planted_by_a_member_do_not_make_another_fetch_again_and_again(la
     assert readable_problems(data_dir, {dataset: lab.expected[dataset]}, complete=[dataset]) == []
 
 
+#: Run by bob: makes the markers folder of the gc root a data dir will have (its name is a hash of host and path).
+PLANT_MARKERS = r"""
+import os, socket, sys
+from datamaestro.store.digests import digest_bytes, hex_of
+store, data_dir = sys.argv[1], sys.argv[2]
+name = hex_of(digest_bytes(f"{socket.gethostname()}:{data_dir}".encode()))[:32]
+os.mkdir(os.path.join(store, "roots", "data", name + ".manifests"), 0o777)
+print(name)
+"""
+
+
+def test_a_markers_folder_planted_by_a_member_is_not_used(lab):
+    """bob makes the folder of the manifest markers of alice's next gc root: alice records nothing there (he could delete it) and names him."""
+    dataset = "org.example"
+    store = fresh_group_store(lab, "planted-markers-store")
+    data_dir = lab.base / "alice-markers"
+    data_dir.mkdir()
+    os.chown(data_dir, lab.uid("alice"), lab.users.users["alice"].gid)
+    planted = lab.python("bob", PLANT_MARKERS, str(store), str(data_dir))
+    assert planted.returncode == 0, planted.stderr
+    markers = store / "roots" / "data" / f"{planted.stdout.strip()}.manifests"
+
+    outcome = run_as(lab, "alice", data_dir, store, "prepare", dataset)
+    assert outcome.returncode == 0, _describe(outcome)
+    assert list(markers.iterdir()) == []
+    assert "markers folder" in outcome.stderr and lab.users.users["bob"].name in outcome.stderr, _describe(outcome)
+    assert readable_problems(data_dir, {dataset: lab.expected[dataset]}, complete=[dataset]) == []
+
+
 #: Run by bob: makes, under a view's name, a folder of his own whose entries link to a file of his.
 PLANT_VIEW = r"""
 import os, sys
