@@ -166,15 +166,15 @@ def _local_lock(layout: Layout, name: str, *, timeout: float, what: str):
     except PlantedLockFile as planted:
         _planted(layout, planted, what)
         fd = None
-    except LockTimeoutError:
-        if fd is not None:
-            os.close(fd)
-        raise
     except OSError as exc:
         if fd is not None:
             os.close(fd)
         # the lock file cannot be created: a full disk, a store one may only read
         raise disk_error(exc, f"taking the lock for {what}") from None
+    except BaseException:  # a timeout, a signal while waiting
+        if fd is not None:
+            os.close(fd)
+        raise
     if fd is None:
         yield
         return
