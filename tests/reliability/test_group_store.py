@@ -372,12 +372,13 @@ for name in sys.argv[2:]:
 """
 
 
-def run_as(lab, role: str, data_dir: Path, store: Path, *args: str) -> subprocess.CompletedProcess:
-    """``datamaestro ARGS`` as a user, on the given data dir and store."""
+def run_as(lab, role: str, data_dir: Path, store: Path, *args: str, settings: Path | None = None) -> subprocess.CompletedProcess:
+    """``datamaestro ARGS`` as a user, on the given data dir and store (and settings file)."""
     user = lab.users.users[role]
+    env = {**lab.env(role), **({"DATAMAESTRO_CONFIG": str(settings)} if settings else {})}
     return subprocess.run(
         [*user.wrapper(), str(lab.bin / "datamaestro"), "--quiet", "--data", str(data_dir), "--store", str(store), *args],
-        capture_output=True, text=True, env=lab.env(role), preexec_fn=_group_umask, timeout=PROCESS_TIMEOUT,
+        capture_output=True, text=True, env=env, preexec_fn=_group_umask, timeout=PROCESS_TIMEOUT,
     )
 
 
@@ -425,6 +426,45 @@ def test_a_link_planted_by_a_member_is_never_written_through(lab):
     # what bob planted stays his (the sticky folder), and blocks nothing
     assert all(os.path.islink(name) for name in [*holders, blocked])
     assert store_problems(store) == []
+
+
+#: Run by bob: holds a store lock (as a process would that never ends) with a holder note claiming anything; until stdin closes.
+HOLD_LOCK = r"""
+import fcntl, json, os, sys, time
+lock, note = sys.argv[1], sys.argv[2]
+fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+fcntl.flock(fd, fcntl.LOCK_EX)
+with open(note, "w") as fp:
+    json.dump({"host": "elsewhere", "pid": 1, "time": time.time(), "what": "nothing at all"}, fp)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_lock_held_by_a_member_is_reported_with_its_name(lab):
+    """bob holds the lock of a step alice needs, with a note claiming another host: alice's timeout names bob."""
+    dataset = "org.example"
+    store = fresh_group_store(lab, "held-lock-store")
+    (name,) = lock_names(lab, dataset)
+    data_dir = lab.base / "alice-held"
+    data_dir.mkdir()
+    os.chown(data_dir, lab.uid("alice"), lab.users.users["alice"].gid)
+    settings = lab.base / "short-lock-settings.toml"
+    settings.write_text(lab.settings.read_text().replace("lock_timeout = 60", "lock_timeout = 1"))
+    os.chmod(settings, 0o644)
+    holder = subprocess.Popen(
+        [*lab.users.users["bob"].wrapper(), str(lab.bin / "python"), "-c", HOLD_LOCK, str(store / "locks" / f"{name}.lock"), str(store / "locks" / f"{name}.holder")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=lab.env("bob"), preexec_fn=_group_umask,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        outcome = run_as(lab, "alice", data_dir, store, "prepare", dataset, settings=settings)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=PROCESS_TIMEOUT)
+    assert outcome.returncode == 1, _describe(outcome)
+    assert "timed out" in outcome.stderr and f"of user {lab.users.users['bob'].name}" in outcome.stderr, _describe(outcome)
+    assert "Traceback" not in outcome.stderr
 
 
 #: Run by bob: makes stamps (symbolic links whose text says size, mtime and inode) that match nothing.
