@@ -428,6 +428,21 @@ def test_a_link_planted_by_a_member_is_never_written_through(lab):
     assert store_problems(store) == []
 
 
+def test_a_data_dir_this_user_may_not_write_is_named_before_any_download(lab):
+    """alice's data dir belongs to root (mode 755): one error naming it, with the hint, and no request."""
+    dataset = "org.example"
+    store = fresh_group_store(lab, "unwritable-data-store")
+    data_dir = lab.base / "root-owned-data"
+    data_dir.mkdir()
+    os.chmod(data_dir, 0o755)
+    requests = lab.server.count("example/readme.txt")
+    outcome = run_as(lab, "alice", data_dir, store, "prepare", dataset)
+    assert outcome.returncode == 1, _describe(outcome)
+    assert f"the data dir {data_dir} is read-only for this user" in outcome.stderr and "DATAMAESTRO_DIR" in outcome.stderr, _describe(outcome)
+    assert "Traceback" not in outcome.stderr
+    assert lab.server.count("example/readme.txt") == requests
+
+
 #: Run by bob: holds a store lock (as a process would that never ends) with a holder note claiming anything; until stdin closes.
 HOLD_LOCK = r"""
 import fcntl, json, os, sys, time
