@@ -120,60 +120,92 @@ class Changed:
 
 
 class ReaderChecks:
-    """What this user has itself hashed of other members' objects: ``<user cache>/checked/<store>/ab/cdef…``.
+    """What this user has itself hashed of other users' objects: ``<user cache>/checked/<store>.log``.
 
     A member may alter its own objects and set their size and modification
     time back (``touch -r``), and may rewrite their stamps too: neither says
     anything to another member. What no user can set back is an inode's
-    change time (``ctime``). Before this user is handed another member's
-    object, the object is hashed once by this user; the record (a symbolic
-    link, as a stamp, in a folder only this user may write) keeps its inode,
-    change time and size. The next uses cost one ``readlink``; any change of
-    the object since (an edit, a ``chmod``, a ``touch``) changes its ctime,
-    and it is hashed again.
+    change time (``ctime``). Before this user is handed another user's
+    object, the object is hashed once by this user; the record, in a file
+    only this user may write, keeps its inode, change time and size. Any
+    change of the object since (an edit, a ``chmod``, a ``touch``) changes
+    its ctime, and it is hashed again.
+
+    The records are lines ``<hex digest> <inode> <ctime ns> <size>``,
+    appended in one write per check (a file per record made the first use
+    of many small objects cost a file creation each, 0.3 ms); the last line
+    of a digest counts, a line that does not parse is ignored (the object is
+    hashed again), and the file is written anew when it holds many outdated
+    lines.
     """
+
+    #: the log is rewritten with only its current records when it has this many lines more than records
+    COMPACT_SLACK = 10_000
 
     def __init__(self, store_root: Path):
         from ..settings import user_cache_dir
 
         name = hex_of(digest_bytes(os.fsencode(os.path.realpath(store_root))))[:32]
-        self.folder = user_cache_dir() / "checked" / name
+        self.path = user_cache_dir() / "checked" / f"{name}.log"
+        self._records: dict[str, str] | None = None
+        self._lines = 0
+        self._new: list[str] = []
 
     @staticmethod
     def text(st: os.stat_result) -> str:
         """What a record says of an object: inode, change time, size."""
-        return f"ino={st.st_ino},ctime={st.st_ctime_ns},size={st.st_size}"
+        return f"{st.st_ino} {st.st_ctime_ns} {st.st_size}"
+
+    def _load(self) -> dict[str, str]:
+        if self._records is None:
+            self._records = {}
+            try:
+                fd = os.open(self.path, READ_NOFOLLOW)
+                with open(fd, "rb") as fp:
+                    data = fp.read()
+            except OSError:
+                data = b""
+            for line in data.decode("ascii", "replace").splitlines():
+                fields = line.split(" ")
+                if len(fields) == 4 and len(fields[0]) == 64 and all(f.isdigit() for f in fields[1:]):
+                    self._records[fields[0]] = " ".join(fields[1:])
+                self._lines += 1
+        return self._records
 
     def known(self, digest: str, st: os.stat_result) -> bool:
-        """True when this user hashed this very object as it is now (one ``readlink``)."""
-        try:
-            return os.readlink(f"{self.folder}/{digest[7:9]}/{digest[9:]}") == self.text(st)
-        except OSError:
-            return False
+        """True when this user hashed this very object as it is now."""
+        return self._load().get(digest[7:]) == self.text(st)
 
     def remember(self, digest: str, st: os.stat_result) -> None:
-        """Records that the object was hashed right (best effort: without a record, it is hashed again next time)."""
-        fan = f"{self.folder}/{digest[7:9]}"
-        path = f"{fan}/{digest[9:]}"
+        """Records that the object was hashed right (kept by :meth:`flush`)."""
         text = self.text(st)
+        self._load()[digest[7:]] = text
+        self._new.append(f"{digest[7:]} {text}\n")
+
+    def flush(self) -> None:
+        """Appends the new records in one write (best effort: without a record, an object is hashed again next time)."""
+        if not self._new:
+            return
+        lines, self._new = self._new, []
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if self._lines + len(lines) > len(self._records) + self.COMPACT_SLACK:
+                # written anew: a private name, then a rename (records other processes appended meanwhile may be lost: hashed again)
+                tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                write_new(tmp, "".join(f"{key} {value}\n" for key, value in self._records.items()).encode(), 0o600)
+                os.replace(tmp, self.path)
+                self._lines = len(self._records)
+                return
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o600)
             try:
-                os.symlink(text, path)  # one call in the usual case
-                return
-            except FileNotFoundError:
-                os.makedirs(fan, mode=0o700, exist_ok=True)
-                os.symlink(text, path)
-                return
-            except FileExistsError:
-                pass
-            # an outdated record (the object was checked again): replaced in one rename
-            tmp = f"{fan}/.{digest[9:]}.{os.getpid()}"
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            os.symlink(text, tmp)
-            os.replace(tmp, path)
+                os.write(fd, "".join(lines).encode())
+            finally:
+                os.close(fd)
+            self._lines += len(lines)
         except OSError as exc:
-            logger.debug("cannot record the check of %s: %s", digest, exc)
+            logger.debug("cannot record the checks of %d objects in %s: %s", len(lines), self.path, exc)
 
 
 def _hash_as_it_is(path: str) -> tuple[str, os.stat_result, os.stat_result]:
@@ -396,6 +428,8 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
                 changed.append(Changed(output.digest, "its materialized folder held a changed or missing file (removed)", owner))
             else:
                 refused.append(Changed(output.digest, "its materialized folder holds a changed or missing file", owner))
+    if readers is not None:
+        readers.flush()
     if refused:
         first = refused[0]
         raise IntegrityError(
