@@ -482,6 +482,42 @@ def test_a_lock_held_by_a_member_is_reported_with_its_name(lab):
     assert "Traceback" not in outcome.stderr
 
 
+#: Run by bob: plants, where a download of the URL keeps its bytes for a resume, a link to a file of alice's and a record claiming a resume.
+PLANT_PARTIAL = r"""
+import json, os, socket, sys
+from blake3 import blake3
+store, url, target = sys.argv[1:4]
+folder = os.path.join(store, "tmp", "partial")
+os.makedirs(folder, exist_ok=True)
+name = f"{socket.gethostname()}.{blake3(url.encode()).hexdigest()[:32]}"
+os.symlink(target, os.path.join(folder, name + ".data"))
+with open(os.path.join(folder, name + ".json"), "w") as fp:
+    json.dump({"url": url, "size": 1000, "etag": '"planted"', "last_modified": None}, fp)
+"""
+
+
+def test_a_partial_download_planted_by_a_member_is_not_written_through(lab):
+    """bob plants the partial download of a URL alice fetches next as a link to her file: her file keeps its bytes, her data is right."""
+    dataset = "org.example"
+    store = fresh_group_store(lab, "planted-partial-store")
+    precious = lab.base / "alice-home" / "precious-partial.txt"
+    precious.write_text("alice's other notes\n")
+    os.chown(precious, lab.uid("alice"), lab.users.users["alice"].gid)
+    os.chmod(precious, 0o600)
+    before = (precious.read_bytes(), os.stat(precious).st_mtime_ns)
+    url = f"{lab.server.base_url.rstrip('/')}/example/readme.txt"
+    planted = lab.python("bob", PLANT_PARTIAL, str(store), url, str(precious))
+    assert planted.returncode == 0, planted.stderr
+    data_dir = lab.base / "alice-partial"
+    data_dir.mkdir()
+    os.chown(data_dir, lab.uid("alice"), lab.users.users["alice"].gid)
+
+    outcome = run_as(lab, "alice", data_dir, store, "prepare", dataset)
+    assert (precious.read_bytes(), os.stat(precious).st_mtime_ns) == before, precious.read_bytes()
+    assert outcome.returncode == 0, _describe(outcome)
+    assert readable_problems(data_dir, {dataset: lab.expected[dataset]}, complete=[dataset]) == []
+
+
 #: Run by bob: makes stamps (symbolic links whose text says size, mtime and inode) that match nothing.
 PLANT_STAMPS = r"""
 import os, sys
