@@ -11,6 +11,7 @@ One store and one server serve the whole module; the tests run in order
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -666,6 +667,44 @@ def test_an_edit_with_its_mtime_restored_is_not_served_to_another_member(lab):
     assert again.returncode == 0, _describe(again)
     assert readable_problems(lab.data_dir("bob"), {dataset: lab.expected[dataset]}, complete=[dataset]) == []
     assert store_problems(lab.store) == []
+
+
+#: Run by a user: overwrites the first bytes of its own object in place (same size), then sets its mtime back.
+OVERWRITE_WITH_MTIME_RESTORED = r"""
+import os, sys
+path = sys.argv[1]
+st = os.stat(path)
+os.chmod(path, 0o644)
+with open(path, "r+b") as fp:
+    fp.write(b"zzzzzzzz ")
+os.chmod(path, 0o444)
+os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+"""
+
+
+def test_another_members_altered_input_does_not_feed_a_derivation(lab):
+    """alice's transient text, altered with its mtime set back, is refused as the input of bob's derivation, naming alice."""
+    dataset = "org.samples.tokens"
+    store = fresh_group_store(lab, "derivation-store")
+    alice_data, bob_data = lab.base / "alice-derive", lab.base / "bob-derive"
+    for role, folder in (("alice", alice_data), ("bob", bob_data)):
+        folder.mkdir()
+        os.chown(folder, lab.uid(role), lab.users.users[role].gid)
+    made = run_as(lab, "alice", alice_data, store, "prepare", dataset)
+    assert made.returncode == 0, _describe(made)
+    # the derivation's output goes (as gc would take it); its transient input stays, alice's
+    tokens = Path(os.path.realpath(alice_data / lab.expected[dataset].folder / "tokens.txt"))
+    tokens.unlink()
+    raw = gzip.decompress((lab.server.root / "samples" / "text.txt.gz").read_bytes())
+    text = [p for p in (store / "objects").rglob("*") if p.is_file() and p.read_bytes() == raw]
+    assert len(text) == 1 and os.stat(text[0]).st_uid == lab.uid("alice"), text
+    edited = lab.python("alice", OVERWRITE_WITH_MTIME_RESTORED, str(text[0]))
+    assert edited.returncode == 0, edited.stderr
+
+    outcome = run_as(lab, "bob", bob_data, store, "prepare", dataset)
+    assert outcome.returncode == 1, _describe(outcome)
+    assert "was changed after it was stored" in outcome.stderr and lab.users.users["alice"].name in outcome.stderr, _describe(outcome)
+    assert "Traceback" not in outcome.stderr
 
 
 #: Run by alice: stores a folder of her own holding the given text; prints its materialized folder.
