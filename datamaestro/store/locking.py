@@ -2,10 +2,12 @@
 
 A store lock is two things, taken in this order:
 
-1. a ``filelock.FileLock`` (``flock``): processes of one machine queue in the
-   kernel and wake up at once when the holder is done; a dead holder's lock
-   is released by the kernel. Next to it the holder writes who it is, so
-   that a waiting process can say whom it waits for.
+1. an ``flock`` on a lock file (opened without following a link, and used
+   only when it is a plain file: see :func:`_open_lock_file`): processes of
+   one machine wait for it, polling every :data:`POLL_INTERVAL`; a dead
+   holder's lock is released by the kernel. Next to it the holder writes who
+   it is (under a private name, then renamed), so that a waiting process
+   can say whom it waits for.
 2. a lease (:mod:`datamaestro.store.leases`), made with ``mkdir``: it works
    where ``flock`` does not cross machines (NFS ``nolock``, Lustre without
    ``flock``, FUSE file systems). Only the process holding the local lock
