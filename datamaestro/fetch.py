@@ -24,12 +24,14 @@ module (the CLI's ``--help``) costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import os
 import re
 import socket
+import stat
 import sys
 import threading
 import time
@@ -394,6 +396,10 @@ class _Stream:
         return "blake3:" + self.hasher.hexdigest()
 
 
+#: never open a file through a symbolic link (the store's tmp/ is written by every member of a group store)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
 class PartialDownload:
     """The raw bytes of a download, kept in a folder (the store's ``tmp/partial``) so that a later run resumes it.
 
@@ -438,7 +444,8 @@ class PartialDownload:
         for _ in range(3):  # the folder may be removed by another process that found it empty
             try:
                 partial.folder.mkdir(parents=True, exist_ok=True)
-                fd = os.open(partial.data_path, os.O_RDWR | os.O_CREAT, 0o644)
+                # never through a link: in a group store, tmp/ is a folder every member writes
+                fd = os.open(partial.data_path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
                 break
             except FileNotFoundError:
                 continue
@@ -451,6 +458,13 @@ class PartialDownload:
                 return None
         if fd is None:
             return None
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or st.st_nlink != 1 or not stat.S_ISREG(st.st_mode):
+            # another user's file (a member of a group store could plant one to
+            # have its bytes resumed from): downloaded whole, without resume
+            logger.debug("not resuming %s from %s: not this user's own file", url, partial.data_path)
+            os.close(fd)
+            return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -458,7 +472,11 @@ class PartialDownload:
             return None  # another process of this host is at it
         partial._fd = fd
         try:
-            meta = json.loads(partial.meta_path.read_text())
+            meta_fd = os.open(partial.meta_path, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK)
+            with open(meta_fd, "rb") as fp:
+                if os.fstat(fp.fileno()).st_uid != os.geteuid():
+                    raise ValueError("another user's record")
+                meta = json.loads(fp.read(1 << 16))
             partial.meta = meta if isinstance(meta, dict) and meta.get("url") == url else {}
         except (OSError, ValueError):
             partial.meta = {}
@@ -557,7 +575,11 @@ class PartialDownload:
         """Writes the record aside, then renames it over the old one."""
         tmp = self.meta_path.with_name(self.meta_path.name + ".new")
         try:
-            tmp.write_text(json.dumps(self.meta))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # a leftover of a kill (or an entry another member put there: then this fails)
+            # a new file, never through a link, then renamed over the record
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644), "w") as fp:
+                fp.write(json.dumps(self.meta))
             os.replace(tmp, self.meta_path)
         except OSError as exc:
             logger.debug("cannot record the partial download of %s: %s", self.url, exc)

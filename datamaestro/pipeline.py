@@ -465,6 +465,8 @@ class Pipeline:
             if urls:
                 raise OfflineError(urls)
         if to_produce:
+            # a data dir the dataset cannot be linked into is said before any download
+            check_data_dir(self.context.data_dir, location.readable)
             # what must hold before anything of the dataset is fetched (a licence to accept)
             for check in definition.production_checks:
                 check(definition, self.context)
@@ -644,6 +646,11 @@ class Pipeline:
 
     def _make(self, definition, resource, expected, legacy: Path | None) -> tuple[Output, dict, str]:
         """Produces a resource from its inputs (produced first when missing); returns its output, recipe and key."""
+        # inputs already in the store are checked as outputs are (another member's
+        # object, altered with its mtime set back, must not feed a derivation)
+        present = [o for o in (self.lookup(d)[1] for d in resource.dependencies()) if o is not None and o.kind.stored and self.store.output_present(o)]
+        if present and self.store.check_on_use(present):
+            self._known.clear()  # one was moved aside: it is produced again below
         for dependency in self.needed(resource.dependencies()):
             # inputs a remote cache was to spare us, which it could not serve after all
             self._produce(definition, dependency, self.pins.get(dependency.name), legacy)
@@ -795,8 +802,35 @@ def publish_dataset(context: "Context", readable: Path, entries: dict[str, tuple
             store.mark_published(root, manifest)
         except StoreError as error:
             _unregistered(error, context)
-    point_readable_path(readable, view, context.data_dir, list(entries))
+    try:
+        point_readable_path(readable, view, context.data_dir, list(entries))
+    except StoreError:
+        check_data_dir(context.data_dir, readable)  # the data dir, not the store, refused it: say so
+        raise
     return manifest, view
+
+
+def check_data_dir(data_dir: Path, readable: Path) -> None:
+    """Raises when the readable folder of a dataset cannot be made or changed in the data dir (a read-only one).
+
+    :raises DatamaestroError: the data dir is on a read-only file system, or
+        this user may not write the folder that would hold the readable folder
+    """
+    folder = Path(readable)
+    while not os.path.lexists(folder) and folder.parent != folder:
+        folder = folder.parent
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return  # nothing to tell: what fails later says why
+    effective = os.access in os.supports_effective_ids
+    if not read_only and os.access(folder, os.W_OK | os.X_OK, effective_ids=effective):
+        return
+    why = "is on a read-only file system" if read_only else f"is read-only for this user ({folder} may not be written)"
+    raise DatamaestroError(
+        f"the data dir {data_dir} {why}: the dataset's folder {readable} cannot be made there",
+        hint="choose a data dir you may write with --data or DATAMAESTRO_DIR (the store may stay where it is: --store, DATAMAESTRO_STORE)",
+    )
 
 
 def _unregistered(error: StoreError, context: "Context") -> None:

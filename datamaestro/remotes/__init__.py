@@ -22,12 +22,13 @@ HTTP goes through a :class:`~datamaestro.fetch.Fetcher` made by the context
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, BinaryIO, Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
 from ..errors import DownloadError, IntegrityError, OfflineError, StoreError, UntrustedInputError, UsageError
@@ -104,22 +105,33 @@ class PathPeer(Peer):
 
     def put_object(self, digest: str, path: Path) -> None:
         """Copies the object to a temporary name in the folder, then renames it into place."""
-        self._put(object_key(digest), lambda tmp: shutil.copyfile(path, tmp), mode=0o444)
+        def copy(out) -> None:
+            with open(path, "rb") as source:
+                shutil.copyfileobj(source, out)
+
+        self._put(object_key(digest), copy, mode=0o444)
 
     def put_action(self, key: str, data: bytes) -> None:
         """Writes the record to a temporary name in the folder, then renames it into place."""
-        self._put(action_key(key), lambda tmp: tmp.write_bytes(data), mode=0o644)
+        self._put(action_key(key), lambda out: out.write(data), mode=0o644)
 
-    def _put(self, relative: str, write: Callable[[Path], object], *, mode: int) -> None:
+    def _put(self, relative: str, write: Callable[[BinaryIO], object], *, mode: int) -> None:
         target = self.root / relative
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            write(tmp)
-            os.chmod(tmp, mode)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)  # a leftover of a kill
+            from ..store.objects import create_new
+
+            # a new file, never through a link: a lab's cache folder is written by many users
+            with create_new(tmp, mode) as out:
+                write(out)
+                os.fchmod(out.fileno(), mode)  # whatever the umask
             os.replace(tmp, target)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             raise PeerUnavailable(f"{self.label}: cannot write {relative}: {exc.strerror}") from None
 
 

@@ -61,7 +61,7 @@ from .actions import ActionCache, ActionRecord, Output, recipe_key
 from .digests import format_digest, hex_of, is_digest
 from . import leases
 from .locking import store_lock
-from .objects import SHARED_DIR_MODE, SHARED_LEASE_DIR_MODE, Layout, ObjectStore, ObjectWriter, disk_error, reap_tmp
+from .objects import SHARED_DIR_MODE, SHARED_LEASE_DIR_MODE, Layout, ObjectStore, ObjectWriter, disk_error, reap_tmp, write_new
 from .roots import Root, iter_roots, mark_published, register_root
 from .trees import TreeStore
 from .views import ViewStore, current_view, manifest_digest, point_readable_path
@@ -240,10 +240,7 @@ def _foreign_entries(root: Path) -> list[str]:
 
 
 def _write_synced(path: Path, text: str) -> None:
-    with open(path, "w") as fp:
-        fp.write(text)
-        fp.flush()
-        os.fsync(fp.fileno())
+    write_new(path, text.encode(), sync=True)
 
 
 def replace_store_file(layout: Layout, name: str, text: str) -> None:

@@ -9,7 +9,7 @@ output here and never repeats the work.
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import json
 import logging
 import os
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import StoreError, UntrustedInputError
 from .digests import canonical_json, digest_bytes, is_digest
-from .objects import Layout, disk_error
+from .objects import Layout, create_new, disk_error, read_only_store_error
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ class ActionCache:
         tmp = self.layout.tmp_path(".action")
         try:
             self.layout.mkdir(target.parent)
-            with open(tmp, "wb") as fp:
+            with create_new(tmp) as fp:
                 fp.write(data)
                 fp.flush()
                 os.fsync(fp.fileno())
@@ -222,8 +222,9 @@ class ActionCache:
             os.chmod(tmp, 0o444 if self.layout.shared else 0o644)
             os.replace(tmp, target)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            if exc.errno in (errno.EPERM, errno.EACCES) and target.exists():
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # a read-only file system refuses even that (EROFS)
+            if read_only_store_error(exc) and target.exists():
                 # another member's record, in a sticky folder: it stays
                 existing = self.get(record.key)
                 if existing is None or existing.output.digest != record.output.digest:

@@ -15,9 +15,12 @@ is otherwise refused with an error saying who may repair it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import pwd
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +28,15 @@ from typing import TYPE_CHECKING, Iterable
 
 from ..errors import IntegrityError, StoreError, UntrustedInputError
 from .actions import Kind, Output
-from .digests import hex_of, is_digest
-from .objects import Layout, record_stamp, remove_tree, stamp_matches
+from .digests import CHUNK_SIZE, digest_bytes, format_digest, hasher, hex_of, is_digest
+from .objects import READ_NOFOLLOW, Layout, record_stamp, remove_tree, stamp_matches, write_new
 
 if TYPE_CHECKING:
     from . import Store
 
 QUARANTINE_NOTE = ".json"
+
+logger = logging.getLogger(__name__)
 
 
 def owner_name(uid: int) -> str:
@@ -57,7 +62,7 @@ def quarantine_object(layout: Layout, digest: str, actual: str | None, size: int
     target = layout.quarantine / hexdigest
     n = 0
     # an object quarantined earlier may have been fetched again and damaged again
-    while target.exists() or target.with_name(target.name + QUARANTINE_NOTE).exists():
+    while os.path.lexists(target) or os.path.lexists(target.with_name(target.name + QUARANTINE_NOTE)):
         n += 1
         target = layout.quarantine / f"{hexdigest}.{n}"
     source = layout.fanout(layout.objects, digest)
@@ -78,7 +83,11 @@ def quarantine_object(layout: Layout, digest: str, actual: str | None, size: int
     }
     if why:
         note["why"] = why
-    target.with_name(target.name + QUARANTINE_NOTE).write_text(json.dumps(note, indent=2) + "\n")
+    try:
+        # a new file, never through a link: quarantine/ is a folder every member writes
+        write_new(target.with_name(target.name + QUARANTINE_NOTE), (json.dumps(note, indent=2) + "\n").encode())
+    except FileExistsError:
+        logger.warning("the quarantine note of %s was not written: an entry of that name was there first", target)
     return target
 
 
@@ -108,6 +117,177 @@ class Changed:
     why: str
     owner: str
     quarantined: Path | None = None
+
+
+class ReaderChecks:
+    """What this user has itself hashed of other users' objects: ``<user cache>/checked/<store>.log``.
+
+    A member may alter its own objects and set their size and modification
+    time back (``touch -r``), and may rewrite their stamps too: neither says
+    anything to another member. What no user can set back is an inode's
+    change time (``ctime``). Before this user is handed another user's
+    object, the object is hashed once by this user; the record, in a file
+    only this user may write, keeps its inode, change time and size. Any
+    change of the object since (an edit, a ``chmod``, a ``touch``) changes
+    its ctime, and it is hashed again.
+
+    The records are lines ``<hex digest> <inode> <ctime ns> <size>``,
+    appended in one write per check (a file per record made the first use
+    of many small objects cost a file creation each, 0.3 ms); the last line
+    of a digest counts, a line that does not parse is ignored (the object is
+    hashed again), and the file is written anew when it holds many outdated
+    lines.
+    """
+
+    #: the log is rewritten with only its current records when it has this many lines more than records
+    COMPACT_SLACK = 10_000
+
+    def __init__(self, store_root: Path):
+        from ..settings import user_cache_dir
+
+        name = hex_of(digest_bytes(os.fsencode(os.path.realpath(store_root))))[:32]
+        self.path = user_cache_dir() / "checked" / f"{name}.log"
+        self._records: dict[str, str] | None = None
+        self._lines = 0
+        self._new: list[str] = []
+
+    @staticmethod
+    def text(st: os.stat_result) -> str:
+        """What a record says of an object: inode, change time, size."""
+        return f"{st.st_ino} {st.st_ctime_ns} {st.st_size}"
+
+    def _load(self) -> dict[str, str]:
+        if self._records is None:
+            self._records = {}
+            try:
+                fd = os.open(self.path, READ_NOFOLLOW)
+                with open(fd, "rb") as fp:
+                    data = fp.read()
+            except OSError:
+                data = b""
+            for line in data.decode("ascii", "replace").splitlines():
+                fields = line.split(" ")
+                if len(fields) == 4 and len(fields[0]) == 64 and all(f.isdigit() for f in fields[1:]):
+                    self._records[fields[0]] = " ".join(fields[1:])
+                self._lines += 1
+        return self._records
+
+    def known(self, digest: str, st: os.stat_result) -> bool:
+        """True when this user hashed this very object as it is now."""
+        return self._load().get(digest[7:]) == self.text(st)
+
+    def remember(self, digest: str, st: os.stat_result) -> None:
+        """Records that the object was hashed right (kept by :meth:`flush`)."""
+        text = self.text(st)
+        self._load()[digest[7:]] = text
+        self._new.append(f"{digest[7:]} {text}\n")
+
+    def flush(self) -> None:
+        """Appends the new records in one write (best effort: without a record, an object is hashed again next time)."""
+        if not self._new:
+            return
+        lines, self._new = self._new, []
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if self._lines + len(lines) > len(self._records) + self.COMPACT_SLACK:
+                # written anew: a private name, then a rename (records other processes appended meanwhile may be lost: hashed again)
+                tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                write_new(tmp, "".join(f"{key} {value}\n" for key, value in self._records.items()).encode(), 0o600)
+                os.replace(tmp, self.path)
+                self._lines = len(self._records)
+                return
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o600)
+            try:
+                os.write(fd, "".join(lines).encode())
+            finally:
+                os.close(fd)
+            self._lines += len(lines)
+        except OSError as exc:
+            logger.debug("cannot record the checks of %d objects in %s: %s", len(lines), self.path, exc)
+
+
+def _hash_as_it_is(path: str) -> tuple[str, os.stat_result, os.stat_result]:
+    """The digest of a file and its ``stat`` before and after it was read (one descriptor, never through a link)."""
+    fd = os.open(path, READ_NOFOLLOW)
+    try:
+        before = os.fstat(fd)
+        digest = hasher()
+        while chunk := os.read(fd, CHUNK_SIZE):
+            digest.update(chunk)
+        return format_digest(digest.hexdigest()), before, os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
+def _planted_stamp(layout: Layout, stamp: str, st: os.stat_result) -> bool:
+    """True for a stamp made by neither the object's owner, the store's owner nor root: another member's, planted."""
+    if not layout.shared:
+        return False
+    try:
+        maker = os.lstat(stamp).st_uid
+        return maker not in (st.st_uid, 0, os.stat(layout.root).st_uid)
+    except OSError:
+        return False
+
+
+def _foreign_folder(path: Path, uid: int) -> bool:
+    """True for a folder (not a link) owned by another user; False when it is this user's or absent."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return st.st_uid != uid
+
+
+def _tree_difference(store: "Store", digest: str, tree: Path) -> str | None:
+    """What a materialized tree holds that its document does not say (None: exactly its entries, files linked to their objects).
+
+    One ``lstat`` per entry: a file must be its object's very inode (or a
+    link to it, where hard links are refused), a link must say what the
+    document says, and nothing else may be there.
+    """
+    try:
+        if not stat.S_ISDIR(os.lstat(tree).st_mode):
+            return "it is not a folder"
+        entries = store.trees.read(digest)["entries"]
+    except (OSError, StoreError, KeyError, TypeError) as exc:
+        return f"unreadable ({exc})"
+    root, objects = os.fspath(tree), os.fspath(store.layout.objects)
+    precise = store.layout.precise_stat
+    leaves = 0
+    try:
+        for entry in entries:
+            path = f"{root}/{entry['path']}"
+            st = os.lstat(path)
+            kind = entry["kind"]
+            if kind == "dir":
+                if not stat.S_ISDIR(st.st_mode):
+                    return f"{entry['path']} is not a folder"
+                continue
+            leaves += 1
+            if kind == "symlink":
+                if not stat.S_ISLNK(st.st_mode) or os.readlink(path) != entry["target"]:
+                    return f"{entry['path']} is not the link it was"
+                continue
+            hexdigest = hex_of(entry["digest"])
+            source = f"{objects}/{hexdigest[:2]}/{hexdigest[2:]}"
+            if stat.S_ISLNK(st.st_mode):
+                if os.readlink(path) != os.path.relpath(source, os.path.dirname(path)):
+                    return f"{entry['path']} links elsewhere"
+            elif not stat.S_ISREG(st.st_mode):
+                return f"{entry['path']} is not a file"
+            else:
+                linked = os.stat(source)
+                # where inode numbers are not stable (FUSE, 9p), the size is what can be compared
+                same = (st.st_ino, st.st_dev) == (linked.st_ino, linked.st_dev) if precise else st.st_size == linked.st_size
+                if not same:
+                    return f"{entry['path']} is not its object"
+        found = sum(len(files) + sum(1 for d in dirs if os.path.islink(os.path.join(top, d))) for top, dirs, files in os.walk(root))
+    except (OSError, KeyError, TypeError) as exc:
+        return f"an entry is missing or unreadable ({exc})"
+    return None if found == leaves else f"{found - leaves} entries that are not in the tree"
 
 
 def _difference(recorded: str, now: str) -> str:
@@ -172,6 +352,8 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
     refused: list[Changed] = []
     # digest -> True when it is as stored (an object may be in several outputs)
     seen: dict[str, bool] = {}
+    uid = os.geteuid()
+    readers: ReaderChecks | None = None
     for output in outputs:
         if output is None or not output.kind.stored or not output.digest:
             continue
@@ -196,14 +378,36 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
             except OSError:
                 recorded = None
             if recorded is None:
-                record_stamp(layout, digest, st)  # stored before stamps: trusted from now on
+                record_stamp(layout, digest, st)  # stored before stamps: trusted from now on (by its owner)
+                same, why = True, None
+            else:
+                same, now = stamp_matches(recorded, st, precise)
+                why = None if same else _difference(recorded, now)
+                if not same and _planted_stamp(layout, f"{stamps}/{name}", st):
+                    # a stamp another member made before the object was stored (the
+                    # name is the digest, known to all): it says nothing of the object
+                    logger.warning(
+                        "the stamp of object %s was made by %s, not by the object's owner: it is ignored "
+                        "(the store's owner may remove it)", digest, owner_name(os.lstat(f"{stamps}/{name}").st_uid),
+                    )
+                    same, why = True, None
+            if same and st.st_uid != uid:
+                # another member's object: its stamp is its owner's word; this user's own hash is not
+                if readers is None:
+                    readers = ReaderChecks(store.root)
+                if not readers.known(digest, st):
+                    try:
+                        actual, before, after = _hash_as_it_is(f"{objects}/{name}")
+                    except OSError:
+                        actual, before, after = None, st, st
+                    if actual == digest and before.st_ctime_ns == after.st_ctime_ns:
+                        readers.remember(digest, after)
+                    elif actual is not None:
+                        why = f"its bytes hash to {actual}, with its size and modification time as recorded"
+            if why is None:
                 seen[digest] = True
                 continue
-            same, now = stamp_matches(recorded, st, precise)
-            if same:
-                seen[digest] = True
-                continue
-            found = Changed(digest, _difference(recorded, now), owner_name(st.st_uid))
+            found = Changed(digest, why, owner_name(st.st_uid))
             damaged = True
             if layout.may_remove(st):
                 try:
@@ -214,12 +418,18 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
                 changed.append(found)
             else:
                 refused.append(found)
+        if not damaged and tree is not None and _foreign_folder(tree, uid):
+            # another member's materialized folder: its owner may make it writable and
+            # swap a file (a new inode: the objects' check cannot see it)
+            damaged = _tree_difference(store, output.digest, tree) is not None
         if damaged and tree is not None and os.path.isdir(tree):
             owner = owner_name(os.lstat(tree).st_uid)
             if remove_entry(layout, tree):
                 changed.append(Changed(output.digest, "its materialized folder held a changed or missing file (removed)", owner))
             else:
                 refused.append(Changed(output.digest, "its materialized folder holds a changed or missing file", owner))
+    if readers is not None:
+        readers.flush()
     if refused:
         first = refused[0]
         raise IntegrityError(

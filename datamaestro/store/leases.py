@@ -31,6 +31,7 @@ import errno
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import LockTimeoutError
-from .objects import HOST, SHARED_LEASE_DIR_MODE, Layout, _pid_alive, disk_error, remove_tree
+from .objects import CREATE_NEW, HOST, SHARED_LEASE_DIR_MODE, Layout, _pid_alive, disk_error, read_regular, remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class LeaseInfo:
     age: float
     #: when the lease was taken, on the file system's clock (what ``store gc`` compares entries with)
     started: float = 0.0
+    #: the user owning the lease folder (-1: unknown)
+    uid: int = -1
 
     @property
     def mine(self) -> bool:
@@ -71,7 +74,13 @@ class LeaseInfo:
     def describe(self) -> str:
         """``process 1234 on node-a (downloading x, since 12:03:10)``."""
         since = time.strftime("%H:%M:%S", time.localtime(self.since)) if self.since else "?"
-        return f"process {self.pid} on {self.host} ({self.what}, since {since})"
+        # in a group store, whose lease it is (a member could make one that claims anything)
+        user = ""
+        if self.uid >= 0 and self.uid != os.geteuid():
+            from .integrity import owner_name
+
+            user = f" of user {owner_name(self.uid)}"
+        return f"process {self.pid} on {self.host}{user} ({self.what}, since {since})"
 
 
 def lease_folder(layout: Layout) -> Path:
@@ -95,16 +104,24 @@ def filesystem_now(layout: Layout) -> float:
     takes no lease there either).
     """
     probe = layout.tmp / f"{HOST}.{os.getpid()}.clock"
+    # its name can be guessed: opened without following a link, and used
+    # only when it is this user's own plain file (not one a member planted)
+    flags = os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         try:
-            os.utime(probe, None)
+            fd = os.open(probe, flags)
         except FileNotFoundError:
             layout.mkdir(layout.tmp)
-            with open(probe, "ab"):
-                pass
+            fd = os.open(probe, flags | os.O_CREAT | os.O_EXCL, 0o644)
             atexit.register(_unlink_quietly, probe)
-            os.utime(probe, None)
-        return os.stat(probe).st_mtime
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                return time.time()
+            os.utime(fd, None)
+            return os.fstat(fd).st_mtime
+        finally:
+            os.close(fd)
     except OSError:
         return time.time()
 
@@ -119,18 +136,21 @@ def _unlink_quietly(path: Path) -> None:
 def read_lease(path: Path, now: float) -> LeaseInfo | None:
     """The holder of a lease folder and the age of its heartbeat (None when the lease is gone)."""
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except FileNotFoundError:
         return None
+    if not stat.S_ISDIR(st.st_mode):
+        # no process makes anything but a folder here: a member planted it; expired at once, so that it is broken
+        return LeaseInfo(path.name, "?", 0, "an entry that is no lease", 0.0, float("inf"), st.st_mtime, st.st_uid)
     try:
-        holder = path / HOLDER
-        data = json.loads(holder.read_text())
+        raw, held = read_regular(path / HOLDER, limit=4096)  # never through a planted link
+        data = json.loads(raw)
         host, pid, what, since = str(data["host"]), int(data["pid"]), str(data["what"]), float(data["since"])
-        started = os.stat(holder).st_mtime  # written once, when the lease was taken
+        started = held.st_mtime  # written once, when the lease was taken
     except (OSError, ValueError, KeyError, TypeError):
         # taken a moment ago, its holder file not written yet (or the holder died in between)
         host, pid, what, since, started = "?", 0, "starting", 0.0, st.st_mtime
-    return LeaseInfo(path.name, host, pid, what, since, max(0.0, now - st.st_mtime), started)
+    return LeaseInfo(path.name, host, pid, what, since, max(0.0, now - st.st_mtime), started, st.st_uid)
 
 
 def live_leases(layout: Layout, ttl: float = DEFAULT_TTL) -> list[LeaseInfo]:
@@ -177,9 +197,10 @@ class Lease:
     def refresh(self) -> bool:
         """Touches the lease; False when it is no longer ours (broken by a waiter who judged us dead)."""
         try:
-            if os.stat(self.path).st_ino != self._inode:
+            # never through a link: the lease folder sits in a folder every member may write
+            if os.stat(self.path, follow_symlinks=False).st_ino != self._inode:
                 raise FileNotFoundError(self.path)
-            os.utime(self.path, None)
+            os.utime(self.path, None, follow_symlinks=False)
             return True
         except OSError:
             if not self.lost:
@@ -298,12 +319,26 @@ def acquire(
 def _write_holder(layout: Layout, path: Path, what: str) -> None:
     """Writes who holds a just-taken lease (written aside, then renamed: a reader never sees half of it)."""
     note = {"host": HOST, "pid": os.getpid(), "what": what, "since": time.time()}
-    tmp = path / f".{HOLDER}.{os.getpid()}"
+    # ``leases/`` is not sticky: another member may rename the folder just
+    # made and put a link in its place. The note is written relative to the
+    # folder this process made (opened without following a link, and owned by
+    # this user), never through its name.
     try:
-        tmp.write_text(json.dumps(note))
-        os.replace(tmp, path / HOLDER)
+        folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return
+    try:
+        if os.fstat(folder).st_uid != os.geteuid():
+            return
+        tmp = f".{HOLDER}.{os.getpid()}.{time.monotonic_ns()}"
+        fd = os.open(tmp, CREATE_NEW, 0o644, dir_fd=folder)
+        with open(fd, "w") as fp:
+            fp.write(json.dumps(note))
+        os.replace(tmp, HOLDER, src_dir_fd=folder, dst_dir_fd=folder)
     except OSError:
         pass  # the note is informative: waiters say "starting" and expiry still works
+    finally:
+        os.close(folder)
 
 
 def _break(layout: Layout, path: Path, judged: LeaseInfo, ttl: float) -> None:

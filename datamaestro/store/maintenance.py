@@ -14,6 +14,7 @@ manifests it lists while the lock file exists.
 from __future__ import annotations
 
 import contextlib
+import errno
 import grp
 import os
 import shutil
@@ -1129,15 +1130,28 @@ def _share_entry(path: Path, gid: int, group: str, mode: int | None) -> None:
     An entry removed meanwhile (a holder note, a tmp file: the store may be in
     use, or still being created by another process) needs nothing.
     """
+    # through a descriptor opened without following a link: a member may have
+    # put a link in place of its own entry since it was listed, and root (who
+    # runs this) must not change the file it points to
     try:
-        st = os.lstat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EOPNOTSUPP):
+            return  # a link, a socket: nothing of the store to give
+        if not isinstance(exc, PermissionError):
+            raise
+        raise StoreError(
+            f"cannot give {path} to group {group}: {exc.strerror}",
+            hint="run `datamaestro store init --group` as the owner of the store's files (or as root)",
+        ) from None
     try:
+        st = os.fstat(fd)
         if st.st_gid != gid:
-            os.chown(path, -1, gid, follow_symlinks=False)
+            os.fchown(fd, -1, gid)
         if mode is not None and (st.st_gid != gid or stat.S_IMODE(st.st_mode) != mode):
-            os.chmod(path, mode)
+            os.fchmod(fd, mode)
     except FileNotFoundError:
         return
     except PermissionError as exc:
@@ -1145,3 +1159,5 @@ def _share_entry(path: Path, gid: int, group: str, mode: int | None) -> None:
             f"cannot give {path} to group {group}: {exc.strerror}",
             hint="run `datamaestro store init --group` as the owner of the store's files (or as root)",
         ) from None
+    finally:
+        os.close(fd)

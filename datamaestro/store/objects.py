@@ -89,6 +89,64 @@ PARTIAL_FOLDER = "partial"
 STALE_PARTIAL = 7 * 24 * 3600
 
 
+#: how a file is created in a store folder: never through a symbolic link, never over an existing entry
+#: (in a group store's shared folders another member may have planted either at a name it could guess)
+CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+#: how a file of a store folder is read: never through a symbolic link, never blocking on a planted FIFO
+READ_NOFOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+def create_new(path: Path | str, mode: int = 0o644) -> BinaryIO:
+    """Opens a new file for writing (``O_CREAT|O_EXCL|O_NOFOLLOW``): an entry of that name, even a dangling link, is ``FileExistsError``."""
+    return open(os.open(path, CREATE_NEW, mode), "wb")
+
+
+def write_new(path: Path | str, data: bytes, mode: int = 0o644, *, sync: bool = False) -> None:
+    """Writes ``data`` to a new file (see :func:`create_new`); ``sync``: fsynced before it is closed."""
+    with create_new(path, mode) as fp:
+        fp.write(data)
+        if sync:
+            fp.flush()
+            os.fsync(fp.fileno())
+
+
+def write_aside(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replaces ``path`` by a file holding ``data``: written new under a private name beside it, then renamed.
+
+    The rename replaces whatever entry ``path`` is (a link is replaced, never
+    followed); in a sticky folder it fails with ``PermissionError`` when that
+    entry is another member's.
+    """
+    tmp = Path(path).with_name(f".{Path(path).name}.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:12]}")
+    try:
+        write_new(tmp, data, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_regular(path: Path | str, limit: int = 1 << 20) -> tuple[bytes, os.stat_result]:
+    """The bytes (at most ``limit``) and the ``stat`` of a regular file, read without following a link.
+
+    :raises OSError: a link (``ELOOP``), no such file, or not a regular file (``EINVAL``)
+    """
+    fd = os.open(path, READ_NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return os.read(fd, limit), st
+    finally:
+        os.close(fd)
+
+
+def read_only_store_error(exc: OSError) -> bool:
+    """True for the errors of a store this process may only read: no permission, or a read-only file system."""
+    return exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 def mismatch(source, actual: str, digest: str) -> IntegrityError:
     """The error of a file said to hold ``digest`` whose bytes hash to ``actual``."""
     return IntegrityError(f"{source}: content hashes to {actual}, not {digest}")
@@ -107,7 +165,12 @@ def disk_error(exc: OSError, what: str) -> StoreError:
         return StoreError(f"disk quota exceeded while {what}", hint="free some space or raise your quota, then run again")
     if exc.errno == errno.EFBIG:
         return StoreError(f"file too large while {what}", hint="the file-size limit of this process (ulimit -f) is too small")
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if exc.errno == errno.EROFS:
+        return StoreError(
+            f"the store is on a read-only file system: cannot write it while {what}",
+            hint="the data it holds is served as it is; to add data, point DATAMAESTRO_STORE at a store you may write",
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
         return StoreError(
             f"no permission to write the store while {what}: {exc.filename or ''}",
             hint="ask the store's owner for write access, or point DATAMAESTRO_STORE at a store of your own",
@@ -217,7 +280,7 @@ class Layout:
         try:
             os.rename(work, target)
         except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) and not (exc.errno in (errno.EPERM, errno.EACCES) and os.path.isdir(target)):
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) and not (read_only_store_error(exc) and os.path.isdir(target)):
                 raise
             remove_tree(work)
             return False
@@ -436,7 +499,7 @@ class ObjectWriter:
         self.size = 0
         self._hasher = hasher()
         try:
-            self._fp: BinaryIO | None = open(self.tmp, "wb")
+            self._fp: BinaryIO | None = create_new(self.tmp)
         except OSError as exc:
             raise disk_error(exc, "writing an object") from None
         self.digest: str | None = None
@@ -643,7 +706,8 @@ class ObjectStore:
             else:
                 actual, size = self._copy(source, tmp, digest)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # a read-only file system refuses even that (EROFS)
             if isinstance(exc, FileNotFoundError) and exc.filename == str(source):
                 raise
             raise disk_error(exc, f"copying {source} into the store") from None
@@ -902,9 +966,10 @@ class ObjectStore:
             st = os.lstat(tmp)  # a rename changes neither size, mtime nor inode
             os.rename(tmp, target)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            if exc.errno in (errno.EPERM, errno.EACCES) and target.exists():
-                return  # another member's object came first (sticky folder): the work is done
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # a read-only file system refuses even that (EROFS)
+            if read_only_store_error(exc) and target.exists():
+                return  # another member's object came first (sticky folder), or a read-only store has it: the work is done
             raise disk_error(exc, "adding an object") from None
         record_stamp(self.layout, digest, st, replace=True)
 

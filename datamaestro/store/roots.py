@@ -16,16 +16,21 @@ follows the data dir's links, exactly, and prunes the markers no link uses.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from .digests import canonical_json, digest_bytes, format_digest, hex_of
-from .objects import HOST, Layout, disk_error
+from .objects import HOST, Layout, disk_error, read_regular, write_new
 
 ROOT_KINDS = ("data", "lock")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,17 +80,21 @@ def register_root(layout: Layout, kind: str, path: Path, manifests: list[str] | 
         root = Root(kind, Path(absolute), note, tuple(manifests), HOST)
         found = _read(note) if note.is_file() else None
         if found is not None and (found.kind, found.path, found.manifests, found.host) == (kind, root.path, root.manifests, HOST):
-            return found
+            # a data root's markers say what gc keeps: another member's note (one it
+            # could have planted for this path) is no place for this user's
+            if kind != "data" or _owned_here(layout, note):
+                return found
+            continue
         tmp = layout.tmp_path(".root")
         try:
             layout.mkdir(note.parent)
-            tmp.write_bytes(canonical_json({"kind": kind, "path": absolute, "manifests": manifests, "host": HOST}))
-            if layout.shared:
-                os.chmod(tmp, 0o444)  # nobody rewrites another member's root in place
+            # nobody rewrites another member's root in place: read-only in a group store
+            write_new(tmp, canonical_json({"kind": kind, "path": absolute, "manifests": manifests, "host": HOST}), 0o444 if layout.shared else 0o644)
             os.replace(tmp, note)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            if exc.errno in (errno.EPERM, errno.EACCES) and note.exists() and layout.shared:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)  # a read-only file system refuses even that (EROFS)
+            if exc.errno in (errno.EPERM, errno.EACCES) and os.path.lexists(note) and layout.shared:
                 continue
             raise disk_error(exc, "registering a gc root") from None
         return root
@@ -95,19 +104,41 @@ def register_root(layout: Layout, kind: str, path: Path, manifests: list[str] | 
 def mark_published(layout: Layout, root: Root, manifest: str) -> None:
     """Records that a data root published a manifest (one marker file, created once)."""
     marker = root.markers / hex_of(manifest)
-    if marker.exists():
+    if os.path.lexists(marker):
         return
     try:
         layout.mkdir(root.markers)
-        with open(marker, "ab"):
-            pass
+        markers, note = os.lstat(root.markers), os.lstat(root.note)
+        if not stat.S_ISDIR(markers.st_mode) or (markers.st_uid != note.st_uid and layout.shared):
+            # made by another member before this root was registered (its name can be
+            # guessed): a link is never written through, and another's folder could
+            # lose this root's markers
+            from .integrity import owner_name
+
+            logger.warning(
+                "the markers folder %s of a gc root belongs to %s: %s is not recorded there, and `store gc` on "
+                "another machine may not know it is used (the store's owner may remove that folder)",
+                root.markers, owner_name(markers.st_uid), manifest,
+            )
+            return
+        write_new(marker, b"")
+    except FileExistsError:
+        return  # another publisher of this manifest was first
     except OSError as exc:
         raise disk_error(exc, "registering a gc root") from None
 
 
+def _owned_here(layout: Layout, note: Path) -> bool:
+    """True for a note this user owns (or may remove: the store's owner, a private store)."""
+    try:
+        return layout.may_remove(os.lstat(note))
+    except OSError:
+        return False
+
+
 def _read(note: Path) -> Root | None:
     try:
-        data = json.loads(note.read_text())
+        data = json.loads(read_regular(note)[0])  # never through a link
         markers = note.with_suffix(".manifests")
         published = tuple(sorted(format_digest(name) for name in os.listdir(markers))) if markers.is_dir() else ()
         return Root(data["kind"], Path(data["path"]), note, tuple(data.get("manifests", [])), data.get("host", ""), published)

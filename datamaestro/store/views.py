@@ -11,12 +11,13 @@ never sees a half-updated dataset and paths resolved earlier keep working.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import uuid
 from pathlib import Path
 
-from ..errors import StoreError, UntrustedInputError
+from ..errors import IntegrityError, StoreError, UntrustedInputError
 from .digests import canonical_json, digest_bytes, hex_of, is_digest
 from .paths import relative_path_problem
 from .objects import Layout, ObjectStore, disk_error, remove_tree
@@ -24,6 +25,8 @@ from .trees import TreeStore
 from .actions import Kind
 
 MANIFEST_FORMAT = "datamaestro-manifest/1"
+
+logger = logging.getLogger(__name__)
 
 
 def manifest_document(entries: dict[str, tuple[str, str]]) -> dict:
@@ -86,7 +89,7 @@ class ViewStore:
         # gc and verify without it (a store deleted in the middle of a publish)
         digest = self.store_manifest(entries)
         view = self.path_of(digest)
-        if view.is_dir():
+        if os.path.lexists(view) and self._sound(view, entries):
             return digest, view
         work = self.layout.tmp_path(".view")
         try:
@@ -110,6 +113,39 @@ class ViewStore:
         return digest, view
 
 
+    def _sound(self, view: Path, entries: dict[str, tuple[str, str]]) -> bool:
+        """True when a view in place may be used: this user's own, or one holding exactly the links of the manifest.
+
+        In a group store a view may be another member's, who could have made
+        it before anybody published that manifest, or changed it since (its
+        owner may make it writable again). Such a view is checked (one
+        ``readlink`` per entry); an unsound one is removed when this user may
+        (False: make it again), else refused, naming its owner.
+
+        :raises IntegrityError: an unsound view of another member
+        """
+        st = os.lstat(view)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+            return True
+        expected = {}
+        for name, (kind, target_digest) in entries.items():
+            target = self.trees.path_of(target_digest) if kind == Kind.TREE else self.objects.path_of(target_digest)
+            expected[name] = os.path.relpath(target, view / os.path.dirname(name))
+        problem = "it is not a folder" if not stat.S_ISDIR(st.st_mode) else _view_difference(view, expected)
+        if problem is None:
+            return True
+        from .integrity import owner_name, remove_entry
+
+        owner = owner_name(st.st_uid)
+        if remove_entry(self.layout, view):
+            logger.warning("removed the view %s of %s: %s; it is made again", view, owner, problem)
+            return False
+        raise IntegrityError(
+            f"the view {view} of the store does not show its manifest ({problem}); it belongs to {owner} and this user may not remove it",
+            hint=f"ask {owner} or the store's owner to remove it (`datamaestro store verify` lists it), then run again",
+        )
+
+
 def check_manifest_entries(entries: dict, what: str) -> None:
     """Refuses manifest entries whose name would leave the view folder, or whose kind or digest is not one.
 
@@ -121,6 +157,22 @@ def check_manifest_entries(entries: dict, what: str) -> None:
             problem = f"entry {name!r} is not a file or tree digest"
         if problem is not None:
             raise UntrustedInputError(f"refused {what}: {problem}")
+
+def _view_difference(view: Path, expected: dict[str, str]) -> str | None:
+    """What a view holds that its manifest does not say (None: exactly its links, and folders for nested names)."""
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(view):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            relative = os.path.relpath(path, view)
+            if os.path.islink(path):
+                if expected.get(relative) != os.readlink(path):
+                    return f"{relative} links elsewhere" if relative in expected else f"{relative} is no resource of it"
+                found.add(relative)
+            elif not (os.path.isdir(path) and any(key.startswith(relative + "/") for key in expected)):
+                return f"{relative} is no link of it"
+    missing = sorted(set(expected) - found)
+    return f"{missing[0]} is missing" if missing else None
 
 
 def _freeze_view(folder: Path) -> None:

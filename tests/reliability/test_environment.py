@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 
 from support.users import read_only_wrapper
 
@@ -95,6 +96,81 @@ def test_read_only_store(served, tmp_path, dm):
     missing = reader.run("prepare", "org.example.digits")
     assert_clean_failure(missing, "no permission to write the store", "DATAMAESTRO_STORE")
     assert store_problems(dm.store_dir) == []
+
+
+@pytest.fixture
+def read_only_mount(tmp_path):
+    """A function making a read-only bind mount of a folder (``mount --bind D M && mount -o remount,bind,ro M``).
+
+    Skips the test where mounting is not allowed; every mount is undone at the end.
+    """
+    if os.geteuid() != 0 or not shutil.which("mount") or sys.platform != "linux":
+        pytest.skip("a bind mount needs root (CI and the dev container run the tests as root)")
+    mounted: list[Path] = []
+
+    def mount(source: Path) -> Path:
+        point = tmp_path / f"mount{len(mounted)}"
+        point.mkdir()
+        bound = subprocess.run(["mount", "--bind", str(source), str(point)], capture_output=True, text=True)
+        if bound.returncode != 0:
+            pytest.skip(f"cannot bind-mount here: {bound.stderr.strip()}")
+        mounted.append(point)
+        remounted = subprocess.run(["mount", "-o", "remount,bind,ro", str(point)], capture_output=True, text=True)
+        if remounted.returncode != 0:
+            pytest.skip(f"cannot make a bind mount read-only here: {remounted.stderr.strip()}")
+        return point
+
+    try:
+        yield mount
+    finally:
+        for point in reversed(mounted):
+            subprocess.run(["umount", str(point)], check=False, capture_output=True)
+
+
+#: the documented warning of a data dir that cannot be registered as a gc root (pipeline.py)
+UNREGISTERED = "will not know that"
+
+
+def test_read_only_mount_serves_what_it_holds(served, tmp_path, read_only_mount):
+    """A data dir and its store bind-mounted read-only (EROFS): a warm prepare serves the data with one warning.
+
+    Also with ``--offline``, and with ``--store M/store --data elsewhere``;
+    what the mount lacks is one clear error.
+    """
+    writer = Datamaestro(tmp_path / "D", tmp_path / "D" / "store")
+    assert writer.run("prepare", MNIST).returncode == 0
+    mount = read_only_mount(tmp_path / "D")
+    requests = served.count()
+    reader = Datamaestro(mount, mount / "store")
+    for args in (("prepare", MNIST), ("--offline", "prepare", MNIST)):
+        outcome = reader.run(*args)
+        assert outcome.returncode == 0, outcome.describe()
+        assert outcome.stderr.count(UNREGISTERED) == 1, outcome.describe()
+        assert "Traceback" not in outcome.stderr
+        assert json.loads(outcome.stdout)["train"]["images"]["path"].startswith(str(mount))
+        assert readable_problems(mount, served.expected, complete=[MNIST]) == []
+    elsewhere = Datamaestro(tmp_path / "elsewhere", mount / "store")
+    for args in (("prepare", MNIST), ("--offline", "prepare", MNIST)):
+        outcome = elsewhere.run(*args)
+        assert outcome.returncode == 0, outcome.describe()
+        assert outcome.stderr.count(UNREGISTERED) == 1, outcome.describe()
+        assert "read-only file system" in outcome.stderr, outcome.describe()
+        assert readable_problems(elsewhere.data_dir, served.expected, complete=[MNIST]) == []
+    assert served.count() == requests
+    missing = elsewhere.run("prepare", "org.example.digits")
+    assert_clean_failure(missing, "read-only file system", "DATAMAESTRO_STORE")
+    assert store_problems(tmp_path / "D" / "store") == []
+
+
+def test_read_only_data_dir_is_named_before_any_download(served, tmp_path, read_only_mount):
+    """A read-only data dir with a writable store: one error naming the data dir, before any request."""
+    (tmp_path / "empty").mkdir()
+    mount = read_only_mount(tmp_path / "empty")
+    requests = served.count()
+    outcome = Datamaestro(mount, tmp_path / "store").run("prepare", MNIST)
+    assert_clean_failure(outcome, f"the data dir {mount}", "read-only file system", "--data", "DATAMAESTRO_DIR")
+    assert "store's owner" not in outcome.stderr
+    assert served.count() == requests
 
 
 # -- the store deleted while a process uses it

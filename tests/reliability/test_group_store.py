@@ -11,6 +11,7 @@ One store and one server serve the whole module; the tests run in order
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -339,6 +340,428 @@ def test_a_member_killed_mid_prepare_leaves_nothing_the_other_cannot_finish(lab)
     finished = lab.run("bob", "prepare", dataset)
     assert finished.returncode == 0, _describe(finished)
     assert readable_problems(lab.data_dir("bob"), {dataset: lab.expected[dataset]}, complete=[dataset]) == []
+    assert store_problems(lab.store) == []
+
+
+def reference_store(lab, dataset: str) -> Path:
+    """A store of root's own where ``dataset`` was prepared: what any member can learn of the names a prepare uses.
+
+    Recipe keys and manifest digests are the same in every store: a member
+    learns them from another store, or from ``actions/``.
+    """
+    reference = lab.base / f"reference-{dataset}"
+    if not (reference / "store").is_dir():
+        made = subprocess.run(
+            [str(lab.bin / "datamaestro"), "--quiet", "--data", str(reference / "data"), "--store", str(reference / "store"), "prepare", dataset],
+            capture_output=True, text=True, env={**lab.env("alice"), "HOME": str(lab.base)}, timeout=PROCESS_TIMEOUT,
+        )
+        assert made.returncode == 0, _describe(made)
+    return reference / "store"
+
+
+def lock_names(lab, dataset: str) -> list[str]:
+    """The names of the store locks a prepare of ``dataset`` takes."""
+    return sorted(path.name.removesuffix(".lock") for path in (reference_store(lab, dataset) / "locks").glob("*.lock"))
+
+
+#: Run by bob: plants, at the given names, links to a file of alice's (a member needs no rights on the target to make a link).
+PLANT = r"""
+import os, sys
+target = sys.argv[1]
+for name in sys.argv[2:]:
+    os.symlink(target, name)
+"""
+
+
+def run_as(lab, role: str, data_dir: Path, store: Path, *args: str, settings: Path | None = None) -> subprocess.CompletedProcess:
+    """``datamaestro ARGS`` as a user, on the given data dir and store (and settings file)."""
+    user = lab.users.users[role]
+    env = {**lab.env(role), **({"DATAMAESTRO_CONFIG": str(settings)} if settings else {})}
+    return subprocess.run(
+        [*user.wrapper(), str(lab.bin / "datamaestro"), "--quiet", "--data", str(data_dir), "--store", str(store), *args],
+        capture_output=True, text=True, env=env, preexec_fn=_group_umask, timeout=PROCESS_TIMEOUT,
+    )
+
+
+def fresh_group_store(lab, name: str) -> Path:
+    """Another group store of the lab's group, owned by root (no lock file taken in it yet)."""
+    store = lab.base / name
+    made = subprocess.run(
+        [str(lab.bin / "datamaestro"), "--store", str(store), "store", "init", "--group", lab.users.group],
+        capture_output=True, text=True, env={"PATH": os.environ["PATH"], "HOME": str(lab.base), "DATAMAESTRO_CONFIG": str(lab.settings)},
+        timeout=PROCESS_TIMEOUT,
+    )
+    assert made.returncode == 0, made.stderr
+    return store
+
+
+def test_a_link_planted_by_a_member_is_never_written_through(lab):
+    """bob plants links to a private file of alice's at the holder notes and a lock file of a dataset alice prepares next.
+
+    alice's prepare writes nothing through them (her file keeps its bytes),
+    goes on without the lock bob blocked, names bob, and serves the data.
+    """
+    dataset = MNIST
+    store = fresh_group_store(lab, "planted-store")
+    data_dir = lab.base / "alice-planted"
+    data_dir.mkdir()
+    os.chown(data_dir, lab.uid("alice"), lab.users.users["alice"].gid)
+    names = lock_names(lab, dataset)
+    assert names
+    precious = lab.base / "alice-home" / "precious.txt"
+    precious.write_text("alice's own notes\n")
+    os.chown(precious, lab.uid("alice"), lab.users.users["alice"].gid)
+    os.chmod(precious, 0o600)
+    before = (precious.read_bytes(), os.stat(precious).st_mtime_ns)
+    locks = store / "locks"
+    holders = [str(locks / f"{name}.holder") for name in names]
+    blocked = str(locks / f"{names[0]}.lock")
+    planted = lab.python("bob", PLANT, str(precious), *holders, blocked)
+    assert planted.returncode == 0, planted.stderr
+
+    outcome = run_as(lab, "alice", data_dir, store, "prepare", dataset)
+    assert (precious.read_bytes(), os.stat(precious).st_mtime_ns) == before, precious.read_bytes()
+    assert outcome.returncode == 0, _describe(outcome)
+    assert "cannot be used" in outcome.stderr and lab.users.users["bob"].name in outcome.stderr, _describe(outcome)
+    assert readable_problems(data_dir, {dataset: lab.expected[dataset]}, complete=[dataset]) == []
+    # what bob planted stays his (the sticky folder), and blocks nothing
+    assert all(os.path.islink(name) for name in [*holders, blocked])
+    assert store_problems(store) == []
+
+
+def test_a_data_dir_this_user_may_not_write_is_named_before_any_download(lab):
+    """alice's data dir belongs to root (mode 755): one error naming it, with the hint, and no request."""
+    dataset = "org.example"
+    store = fresh_group_store(lab, "unwritable-data-store")
+    data_dir = lab.base / "root-owned-data"
+    data_dir.mkdir()
+    os.chmod(data_dir, 0o755)
+    requests = lab.server.count("example/readme.txt")
+    outcome = run_as(lab, "alice", data_dir, store, "prepare", dataset)
+    assert outcome.returncode == 1, _describe(outcome)
+    assert f"the data dir {data_dir} is read-only for this user" in outcome.stderr and "DATAMAESTRO_DIR" in outcome.stderr, _describe(outcome)
+    assert "Traceback" not in outcome.stderr
+    assert lab.server.count("example/readme.txt") == requests
+
+
+#: Run by bob: holds a store lock (as a process would that never ends) with a holder note claiming anything; until stdin closes.
+HOLD_LOCK = r"""
+import fcntl, json, os, sys, time
+lock, note = sys.argv[1], sys.argv[2]
+fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+fcntl.flock(fd, fcntl.LOCK_EX)
+with open(note, "w") as fp:
+    json.dump({"host": "elsewhere", "pid": 1, "time": time.time(), "what": "nothing at all"}, fp)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_lock_held_by_a_member_is_reported_with_its_name(lab):
+    """bob holds the lock of a step alice needs, with a note claiming another host: alice's timeout names bob."""
+    dataset = "org.example"
+    store = fresh_group_store(lab, "held-lock-store")
+    (name,) = lock_names(lab, dataset)
+    data_dir = lab.base / "alice-held"
+    data_dir.mkdir()
+    os.chown(data_dir, lab.uid("alice"), lab.users.users["alice"].gid)
+    settings = lab.base / "short-lock-settings.toml"
+    settings.write_text(lab.settings.read_text().replace("lock_timeout = 60", "lock_timeout = 1"))
+    os.chmod(settings, 0o644)
+    holder = subprocess.Popen(
+        [*lab.users.users["bob"].wrapper(), str(lab.bin / "python"), "-c", HOLD_LOCK, str(store / "locks" / f"{name}.lock"), str(store / "locks" / f"{name}.holder")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=lab.env("bob"), preexec_fn=_group_umask,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        outcome = run_as(lab, "alice", data_dir, store, "prepare", dataset, settings=settings)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=PROCESS_TIMEOUT)
+    assert outcome.returncode == 1, _describe(outcome)
+    assert "timed out" in outcome.stderr and f"of user {lab.users.users['bob'].name}" in outcome.stderr, _describe(outcome)
+    assert "Traceback" not in outcome.stderr
+
+
+#: Run by bob: plants, where a download of the URL keeps its bytes for a resume, a link to a file of alice's and a record claiming a resume.
+PLANT_PARTIAL = r"""
+import json, os, socket, sys
+from blake3 import blake3
+store, url, target = sys.argv[1:4]
+folder = os.path.join(store, "tmp", "partial")
+os.makedirs(folder, exist_ok=True)
+name = f"{socket.gethostname()}.{blake3(url.encode()).hexdigest()[:32]}"
+os.symlink(target, os.path.join(folder, name + ".data"))
+with open(os.path.join(folder, name + ".json"), "w") as fp:
+    json.dump({"url": url, "size": 1000, "etag": '"planted"', "last_modified": None}, fp)
+"""
+
+
+def test_a_partial_download_planted_by_a_member_is_not_written_through(lab):
+    """bob plants the partial download of a URL alice fetches next as a link to her file: her file keeps its bytes, her data is right."""
+    dataset = "org.example"
+    store = fresh_group_store(lab, "planted-partial-store")
+    precious = lab.base / "alice-home" / "precious-partial.txt"
+    precious.write_text("alice's other notes\n")
+    os.chown(precious, lab.uid("alice"), lab.users.users["alice"].gid)
+    os.chmod(precious, 0o600)
+    before = (precious.read_bytes(), os.stat(precious).st_mtime_ns)
+    url = f"{lab.server.base_url.rstrip('/')}/example/readme.txt"
+    planted = lab.python("bob", PLANT_PARTIAL, str(store), url, str(precious))
+    assert planted.returncode == 0, planted.stderr
+    data_dir = lab.base / "alice-partial"
+    data_dir.mkdir()
+    os.chown(data_dir, lab.uid("alice"), lab.users.users["alice"].gid)
+
+    outcome = run_as(lab, "alice", data_dir, store, "prepare", dataset)
+    assert (precious.read_bytes(), os.stat(precious).st_mtime_ns) == before, precious.read_bytes()
+    assert outcome.returncode == 0, _describe(outcome)
+    assert readable_problems(data_dir, {dataset: lab.expected[dataset]}, complete=[dataset]) == []
+
+
+#: Run by bob: makes stamps (symbolic links whose text says size, mtime and inode) that match nothing.
+PLANT_STAMPS = r"""
+import os, sys
+for path in sys.argv[1:]:
+    os.symlink("size=1,mtime=1,ino=1", path)
+"""
+
+
+def test_stamps_planted_by_a_member_do_not_make_another_fetch_again_and_again(lab):
+    """bob stamps, wrongly, the objects alice is about to store: her prepares ignore his stamps (naming him) and download once."""
+    dataset = "org.example.digits"
+    store = fresh_group_store(lab, "planted-stamp-store")
+    reference = reference_store(lab, dataset)
+    stamps = [store / "stamps" / p.parent.name / p.name for p in (reference / "objects").rglob("*") if p.is_file()]
+    planted = lab.python("bob", PLANT_STAMPS, *map(str, stamps))
+    assert planted.returncode == 0, planted.stderr
+    data_dir = lab.base / "alice-stamps"
+    data_dir.mkdir()
+    os.chown(data_dir, lab.uid("alice"), lab.users.users["alice"].gid)
+    requests = lab.server.count("example/digits.csv.gz")
+    for _ in range(2):
+        outcome = run_as(lab, "alice", data_dir, store, "prepare", dataset)
+        assert outcome.returncode == 0, _describe(outcome)
+    assert lab.server.count("example/digits.csv.gz") == requests + 1
+    assert "stamp" in outcome.stderr and lab.users.users["bob"].name in outcome.stderr, _describe(outcome)
+    assert list((store / "quarantine").iterdir()) == []
+    assert readable_problems(data_dir, {dataset: lab.expected[dataset]}, complete=[dataset]) == []
+
+
+#: Run by bob: makes the markers folder of the gc root a data dir will have (its name is a hash of host and path).
+PLANT_MARKERS = r"""
+import os, socket, sys
+from datamaestro.store.digests import digest_bytes, hex_of
+store, data_dir = sys.argv[1], sys.argv[2]
+name = hex_of(digest_bytes(f"{socket.gethostname()}:{data_dir}".encode()))[:32]
+os.mkdir(os.path.join(store, "roots", "data", name + ".manifests"), 0o777)
+print(name)
+"""
+
+
+def test_a_markers_folder_planted_by_a_member_is_not_used(lab):
+    """bob makes the folder of the manifest markers of alice's next gc root: alice records nothing there (he could delete it) and names him."""
+    dataset = "org.example"
+    store = fresh_group_store(lab, "planted-markers-store")
+    data_dir = lab.base / "alice-markers"
+    data_dir.mkdir()
+    os.chown(data_dir, lab.uid("alice"), lab.users.users["alice"].gid)
+    planted = lab.python("bob", PLANT_MARKERS, str(store), str(data_dir))
+    assert planted.returncode == 0, planted.stderr
+    markers = store / "roots" / "data" / f"{planted.stdout.strip()}.manifests"
+
+    outcome = run_as(lab, "alice", data_dir, store, "prepare", dataset)
+    assert outcome.returncode == 0, _describe(outcome)
+    assert list(markers.iterdir()) == []
+    assert "markers folder" in outcome.stderr and lab.users.users["bob"].name in outcome.stderr, _describe(outcome)
+    assert readable_problems(data_dir, {dataset: lab.expected[dataset]}, complete=[dataset]) == []
+
+
+#: Run by bob: makes, under a view's name, a folder of his own whose entries link to a file of his.
+PLANT_VIEW = r"""
+import os, sys
+view, names, target = sys.argv[1], sys.argv[2:-1], sys.argv[-1]
+os.mkdir(view)
+for name in names:
+    os.makedirs(os.path.dirname(os.path.join(view, name)), exist_ok=True)
+    os.symlink(target, os.path.join(view, name))
+"""
+
+
+def test_a_view_planted_by_a_member_is_not_served(lab):
+    """bob makes the view of a manifest before anybody published it, its links pointing at his bytes: alice is refused, naming bob."""
+    dataset = "org.example"
+    store = fresh_group_store(lab, "planted-view-store")
+    reference = reference_store(lab, dataset)
+    (view,) = [p for p in (reference / "views").iterdir()]
+    names = sorted(str(p.relative_to(view)) for p in view.rglob("*") if p.is_symlink())
+    evil = lab.base / "bob-home" / "evil.txt"
+    evil.write_text("bob's bytes\n")
+    os.chown(evil, lab.uid("bob"), lab.users.users["bob"].gid)
+    planted = lab.python("bob", PLANT_VIEW, str(store / "views" / view.name), *names, str(evil))
+    assert planted.returncode == 0, planted.stderr
+    data_dir = lab.base / "alice-view"
+    data_dir.mkdir()
+    os.chown(data_dir, lab.uid("alice"), lab.users.users["alice"].gid)
+
+    refused = run_as(lab, "alice", data_dir, store, "prepare", dataset)
+    assert refused.returncode == 1, _describe(refused)
+    assert "does not show its manifest" in refused.stderr and lab.users.users["bob"].name in refused.stderr, _describe(refused)
+    assert "Traceback" not in refused.stderr
+    assert not any(p.read_bytes() == evil.read_bytes() for p in data_dir.rglob("*") if p.is_file())
+    # the store's owner removes it; alice is served then
+    shutil.rmtree(store / "views" / view.name)
+    served = run_as(lab, "alice", data_dir, store, "prepare", dataset)
+    assert served.returncode == 0, _describe(served)
+    assert readable_problems(data_dir, {dataset: lab.expected[dataset]}, complete=[dataset]) == []
+
+
+#: Run by a user: overwrites its own object in place with bytes of the same size, then sets its mtime back (``touch -r``).
+EDIT_WITH_MTIME_RESTORED = r"""
+import os, sys
+path = sys.argv[1]
+st = os.stat(path)
+os.chmod(path, 0o644)
+with open(path, "r+b") as fp:
+    data = fp.read()
+    fp.seek(0)
+    fp.write(bytes(b ^ 0x20 for b in data[:8]) + data[8:])
+os.chmod(path, 0o444)
+os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+"""
+
+
+def test_an_edit_with_its_mtime_restored_is_not_served_to_another_member(lab):
+    """alice alters her object keeping its size and mtime: bob's next prepare refuses it, naming alice."""
+    dataset = "org.example"
+    for role in ("alice", "bob"):
+        prepared = lab.run(role, "prepare", dataset)
+        assert prepared.returncode == 0, _describe(prepared)
+    view = Path(os.path.realpath(lab.data_dir("alice") / lab.expected[dataset].folder / ".view"))
+    obj = Path(os.path.realpath(next(p for p in view.iterdir())))
+    assert os.stat(obj).st_uid == lab.uid("alice")
+    stamp = os.readlink(lab.store / "stamps" / obj.parent.name / obj.name)
+    edited = lab.python("alice", EDIT_WITH_MTIME_RESTORED, str(obj))
+    assert edited.returncode == 0, edited.stderr
+    assert os.readlink(lab.store / "stamps" / obj.parent.name / obj.name) == stamp  # the stamp still matches
+
+    refused = lab.run("bob", "prepare", dataset)
+    assert refused.returncode == 1, _describe(refused)
+    assert "was changed after it was stored" in refused.stderr and lab.users.users["alice"].name in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # a member who never used it is refused too (its first use hashes it)
+    fresh = lab.base / "bob-fresh"
+    fresh.mkdir()
+    os.chown(fresh, lab.uid("bob"), lab.users.users["bob"].gid)
+    first_use = subprocess.run(
+        [*lab.users.users["bob"].wrapper(), str(lab.bin / "datamaestro"), "--quiet", "--data", str(fresh), "--store", str(lab.store), "prepare", dataset],
+        capture_output=True, text=True, env=lab.env("bob"), preexec_fn=_group_umask, timeout=PROCESS_TIMEOUT,
+    )
+    assert first_use.returncode == 1, _describe(first_use)
+    assert lab.users.users["alice"].name in first_use.stderr
+
+    # the object's owner gets it fetched again, and bob is served again
+    repaired = lab.run("alice", "store", "verify")
+    assert repaired.returncode == 1, _describe(repaired)
+    again = lab.run("bob", "prepare", dataset)
+    assert again.returncode == 0, _describe(again)
+    assert readable_problems(lab.data_dir("bob"), {dataset: lab.expected[dataset]}, complete=[dataset]) == []
+    assert store_problems(lab.store) == []
+
+
+#: Run by a user: overwrites the first bytes of its own object in place (same size), then sets its mtime back.
+OVERWRITE_WITH_MTIME_RESTORED = r"""
+import os, sys
+path = sys.argv[1]
+st = os.stat(path)
+os.chmod(path, 0o644)
+with open(path, "r+b") as fp:
+    fp.write(b"zzzzzzzz ")
+os.chmod(path, 0o444)
+os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+"""
+
+
+def test_another_members_altered_input_does_not_feed_a_derivation(lab):
+    """alice's transient text, altered with its mtime set back, is refused as the input of bob's derivation, naming alice."""
+    dataset = "org.samples.tokens"
+    store = fresh_group_store(lab, "derivation-store")
+    alice_data, bob_data = lab.base / "alice-derive", lab.base / "bob-derive"
+    for role, folder in (("alice", alice_data), ("bob", bob_data)):
+        folder.mkdir()
+        os.chown(folder, lab.uid(role), lab.users.users[role].gid)
+    made = run_as(lab, "alice", alice_data, store, "prepare", dataset)
+    assert made.returncode == 0, _describe(made)
+    # the derivation's output goes (as gc would take it); its transient input stays, alice's
+    tokens = Path(os.path.realpath(alice_data / lab.expected[dataset].folder / "tokens.txt"))
+    tokens.unlink()
+    raw = gzip.decompress((lab.server.root / "samples" / "text.txt.gz").read_bytes())
+    text = [p for p in (store / "objects").rglob("*") if p.is_file() and p.read_bytes() == raw]
+    assert len(text) == 1 and os.stat(text[0]).st_uid == lab.uid("alice"), text
+    edited = lab.python("alice", OVERWRITE_WITH_MTIME_RESTORED, str(text[0]))
+    assert edited.returncode == 0, edited.stderr
+
+    outcome = run_as(lab, "bob", bob_data, store, "prepare", dataset)
+    assert outcome.returncode == 1, _describe(outcome)
+    assert "was changed after it was stored" in outcome.stderr and lab.users.users["alice"].name in outcome.stderr, _describe(outcome)
+    assert "Traceback" not in outcome.stderr
+
+
+#: Run by alice: stores a folder of her own holding the given text; prints its materialized folder.
+ALICE_TEXT_TREE = r"""
+import sys
+from pathlib import Path
+from datamaestro.store import Store
+store, folder, text = Store(Path(sys.argv[1])), Path(sys.argv[2]), sys.argv[3]
+(folder / "sub").mkdir(parents=True)
+(folder / "sub" / "a.txt").write_text(text)
+print(store.trees.path_of(store.ingest_tree(folder)))
+"""
+
+#: Run by a tree's owner: makes a folder of its materialized tree writable and puts another file in place of one.
+SWAP_IN_TREE = r"""
+import os, sys
+path = sys.argv[1]
+folder = os.path.dirname(path)
+os.chmod(folder, 0o755)
+os.unlink(path)
+with open(path, "w") as fp:
+    fp.write("other bytes")
+os.chmod(folder, 0o555)
+"""
+
+#: Run by a member: the on-use check of a tree (what a warm prepare or sync does before handing it out).
+CHECK_TREE = r"""
+import sys
+from pathlib import Path
+from datamaestro.errors import IntegrityError
+from datamaestro.store import Store
+from datamaestro.store.actions import Kind, Output
+try:
+    Store(Path(sys.argv[1])).check_on_use([Output(Kind.TREE, sys.argv[2])])
+    print("served")
+except IntegrityError as exc:
+    print(f"refused: {exc}")
+"""
+
+
+def test_a_file_swapped_in_another_members_tree_is_not_served(lab):
+    """alice replaces a file of her materialized tree by another file (a new inode): bob's on-use check refuses the tree, naming alice."""
+    made = lab.python("alice", ALICE_TEXT_TREE, str(lab.store), str(lab.base / "alice-home" / "swapped"), "alice's tree file")
+    assert made.returncode == 0, made.stderr
+    tree = Path(made.stdout.strip())
+    digest = f"blake3:{tree.parent.name}{tree.name}"
+    checked = lab.python("bob", CHECK_TREE, str(lab.store), digest)
+    assert checked.stdout.strip() == "served", checked.stdout + checked.stderr
+    swapped = lab.python("alice", SWAP_IN_TREE, str(tree / "sub" / "a.txt"))
+    assert swapped.returncode == 0, swapped.stderr
+
+    checked = lab.python("bob", CHECK_TREE, str(lab.store), digest)
+    assert checked.stdout.startswith("refused:") and lab.users.users["alice"].name in checked.stdout, checked.stdout + checked.stderr
+    # the store's owner's check removes the folder (the next use materializes it again from the objects)
+    owner = subprocess.run([str(lab.bin / "python"), "-c", CHECK_TREE, str(lab.store), digest], capture_output=True, text=True, timeout=PROCESS_TIMEOUT)
+    assert owner.returncode == 0, owner.stderr
+    assert not tree.exists()
     assert store_problems(lab.store) == []
 
 
