@@ -31,9 +31,10 @@ ENV_CACHE = "DATAMAESTRO_CACHE"
 
 logger = logging.getLogger(__name__)
 
-#: settings of a project's [tool.datamaestro] that say where bytes come from or go: used only once the
-#: user trusts the project (`datamaestro trust`), since a cloned repository is someone else's file
-TRUST_KEYS = ("remotes", "mirrors", "store", "data", "agreements")
+#: settings of a project's [tool.datamaestro] that say where bytes come from or go, or how much may be
+#: written: used only once the user trusts the project (`datamaestro trust`), since a cloned repository is
+#: someone else's file (a data folder mapped to ~/.ssh, or bounds lifted so that a bomb fills the disk)
+TRUST_KEYS = ("remotes", "mirrors", "store", "data", "agreements", "datafolders", "max_expanded_size", "max_expansion_ratio")
 #: the user settings' table of trusted projects: pyproject path -> blake3 digest of its bytes when trusted
 TRUSTED_TABLE = "trusted_projects"
 

@@ -270,3 +270,17 @@ def test_a_concatenation_of_gzipped_members_is_bounded_as_a_whole(http_server, t
             Pipeline(context).run(definition)
         assert list(context.store.objects.iter_digests()) == []
         assert [p for p in context.store.layout.tmp.iterdir() if p.name != "partial"] == []
+
+
+def test_a_cloned_project_cannot_lift_the_bounds_until_it_is_trusted(hostile, tmp_path):
+    """A project's pyproject.toml raising max_expanded_size / max_expansion_ratio is someone else's say: the user's bounds hold."""
+    (hostile.root / "hostile" / "bomb.txt.gz").write_bytes(gzip.compress(zeros(3 * MiB)))
+    settings(hostile, f"max_expanded_size = {2 * MiB}\n")
+    (tmp_path / "pyproject.toml").write_text(f"[tool.datamaestro]\nmax_expanded_size = {1 << 40}\nmax_expansion_ratio = 1000000\n")
+    before = snapshot(tmp_path / "data" / "outside")
+
+    result = prepare(tmp_path, "org.hostilearchives.gzbomb")
+
+    assert f"more than max_expanded_size = {2 * MiB} (2.0 MiB)" in error_line(result)
+    assert "max_expanded_size, max_expansion_ratio in [tool.datamaestro]: ignored" in result.stderr
+    assert_nothing_kept(tmp_path, "org.hostilearchives.gzbomb", before)

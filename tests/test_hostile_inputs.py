@@ -534,3 +534,20 @@ def test_a_hostile_document_on_the_s3_remote_is_refused_and_the_origin_used(s3, 
     assert expected in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert_from_origin(lab, served, lab.tmp / "b", before)
+
+
+def test_a_cloned_project_mapping_a_data_folder_is_not_trusted_until_the_user_says_so(tmp_path):
+    """A project's [datafolders] would make a folder of this machine (~/.ssh) a dataset: ignored until trusted."""
+    secret = tmp_path / "home" / ".ssh"
+    secret.mkdir(parents=True)
+    project = tmp_path / "cloned"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(f'[tool.datamaestro.datafolders]\n"trec.robust" = "{secret}"\n')
+
+    untrusted = dm(project, "datafolders", "list", data=tmp_path / "data")
+
+    assert str(secret) not in untrusted.stdout
+    warnings = [line for line in untrusted.stderr.splitlines() if "not trusted" in line]
+    assert len(warnings) == 1 and "sets datafolders" in warnings[0], untrusted.stderr
+    dm(project, "trust")
+    assert str(secret) in dm(project, "datafolders", "list", data=tmp_path / "data").stdout
