@@ -810,8 +810,10 @@ def publish_dataset(context: "Context", readable: Path, entries: dict[str, tuple
     return manifest, view
 
 
-def check_data_dir(data_dir: Path, readable: Path) -> None:
+def check_data_dir(data_dir: Path, readable: Path, *, doing: str = "") -> None:
     """Raises when the readable folder of a dataset cannot be made or changed in the data dir (a read-only one).
+
+    :param doing: what cannot be done, for the message (default: the folder cannot be made)
 
     :raises DatamaestroError: the data dir is on a read-only file system, or
         this user may not write the folder that would hold the readable folder
@@ -827,8 +829,9 @@ def check_data_dir(data_dir: Path, readable: Path) -> None:
     if not read_only and os.access(folder, os.W_OK | os.X_OK, effective_ids=effective):
         return
     why = "is on a read-only file system" if read_only else f"is read-only for this user ({folder} may not be written)"
+    doing = doing or f"the dataset's folder {readable} cannot be made there"
     raise DatamaestroError(
-        f"the data dir {data_dir} {why}: the dataset's folder {readable} cannot be made there",
+        f"the data dir {data_dir} {why}: {doing}",
         hint="choose a data dir you may write with --data or DATAMAESTRO_DIR (the store may stay where it is: --store, DATAMAESTRO_STORE)",
     )
 

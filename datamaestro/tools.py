@@ -7,6 +7,7 @@ Called through :mod:`datamaestro.api` by the CLI; each function takes the
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -14,12 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .errors import DatamaestroError, UsageError
+from .errors import DatamaestroError, StoreError, UsageError
 
 if TYPE_CHECKING:
     from .check import CheckReport
     from .context import Context
     from .store.maintenance import ReleaseReport
+
+logger = logging.getLogger(__name__)
 
 
 def config_to_xpm(config) -> list:
@@ -118,6 +121,10 @@ def remove_dataset(dataset_id: str, context: "Context", *, dry_run: bool = False
         )
     report = RemoveReport(definition.id, folder, dry_run, [e.name for e in entries])
     if not dry_run:
+        from .pipeline import check_data_dir
+
+        # a read-only data dir (a read-only mount, another user's) is said before anything is removed
+        check_data_dir(context.data_dir, folder, doing=f"{definition.id} cannot be removed from {folder}")
         # the `.view` link last: a reader sees the dataset complete or gone
         for entry in sorted(entries, key=lambda e: e.name == VIEW_LINK):
             entry.unlink(missing_ok=True)
@@ -130,8 +137,25 @@ def remove_dataset(dataset_id: str, context: "Context", *, dry_run: bool = False
             except OSError:
                 break  # not empty: a nested dataset, or one's own files
     if manifest is not None:
-        report.release = release(context.store, manifest, folder=folder, data_dir=context.data_dir, dry_run=dry_run)
+        try:
+            report.release = release(context.store, manifest, folder=folder, data_dir=context.data_dir, dry_run=dry_run)
+        except StoreError as exc:
+            if dry_run or not store_read_only(context.store.root):
+                raise
+            # a store one may only read (a read-only mount, another user's): the folder is gone all the same
+            logger.warning("%s; %s was removed from this data dir, nothing was freed in the store", exc.message, definition.id)
     return report
+
+
+def store_read_only(root: Path) -> bool:
+    """True when this user may not write a store's folder (a read-only file system, or no permission)."""
+    try:
+        if os.statvfs(root).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    effective = os.access in os.supports_effective_ids
+    return not os.access(root, os.W_OK | os.X_OK, effective_ids=effective)
 
 
 def why_kept(target: str, context: "Context") -> tuple[str, list]:

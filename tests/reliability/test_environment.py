@@ -173,6 +173,25 @@ def test_read_only_data_dir_is_named_before_any_download(served, tmp_path, read_
     assert served.count() == requests
 
 
+def test_rm_on_a_read_only_mount_is_one_message_and_changes_nothing(served, tmp_path, read_only_mount):
+    """``rm`` of a dataset in a read-only data dir (EROFS) is one clear error, not a traceback; with a read-only store only, the folder goes."""
+    writer = Datamaestro(tmp_path / "D", tmp_path / "D" / "store")
+    assert writer.run("prepare", MNIST).returncode == 0
+    mount = read_only_mount(tmp_path / "D")
+    removed = Datamaestro(mount, mount / "store").run("rm", MNIST)
+    assert_clean_failure(removed, f"the data dir {mount}", "read-only file system", "--data")
+    assert readable_problems(mount, served.expected, complete=[MNIST]) == []
+
+    elsewhere = Datamaestro(tmp_path / "elsewhere", mount / "store")
+    assert elsewhere.run("prepare", MNIST).returncode == 0
+    # the store cannot be written: the folder goes all the same, and one warning says that nothing was freed
+    outcome = elsewhere.run("rm", MNIST)
+    assert outcome.returncode == 0 and "Traceback" not in outcome.stderr, outcome.describe()
+    assert "read-only file system" in outcome.stderr and "nothing was freed" in outcome.stderr, outcome.describe()
+    assert not (tmp_path / "elsewhere" / "data" / "image" / "com" / "lecun" / "mnist").exists()
+    assert store_problems(tmp_path / "D" / "store") == []
+
+
 # -- the store deleted while a process uses it
 
 
