@@ -160,6 +160,46 @@ class _Pace:
         return now - self.since <= self.timeout
 
 
+class _SlowHead(Exception):
+    """A server sent its status line and headers drop by drop, past the deadline; never leaves this module."""
+
+
+def _get_within(session, url: str, deadline: float, **kwargs):
+    """``session.get(url, **kwargs)``, given up when the answer's head (status line, headers) takes more than ``deadline`` seconds.
+
+    The read timeout bounds each read only: a server sending a byte of its
+    headers before each read times out would hold the request for ever
+    (http.client reads a header line of up to 64 KiB, and 100 of them). The
+    request runs on a daemon thread; once given up, its answer is closed
+    when it comes (its connection is never reused).
+
+    :raises _SlowHead: no complete head within ``deadline``
+    """
+    outcome: dict = {}
+    done = threading.Event()
+    abandoned = threading.Event()
+
+    def request() -> None:
+        try:
+            outcome["response"] = session.get(url, **kwargs)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+            if abandoned.is_set() and "response" in outcome:
+                outcome["response"].close()
+
+    threading.Thread(target=request, name="datamaestro-head", daemon=True).start()
+    if not done.wait(deadline):
+        abandoned.set()
+        if done.is_set() and "response" in outcome:  # came just now
+            outcome["response"].close()
+        raise _SlowHead()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["response"]
+
+
 class _Retry(Exception):
     """A transient failure of one attempt; never leaves this module."""
 
@@ -1045,9 +1085,11 @@ class Fetcher:
             headers["If-Range"] = stream.partial.validator()
         timeouts = (min(self.connect_timeout, budget), min(self.read_timeout, budget))
         try:
-            response = self.session.get(url, headers=headers, stream=True, timeout=timeouts)
+            response = _get_within(self.session, url, timeouts[0] + budget, headers=headers, stream=True, timeout=timeouts)
         except requests.RequestException as exc:
             raise self._request_error(url, exc, timeouts) from None
+        except _SlowHead:
+            raise self._slow_head(url, budget) from None
         with response:
             self._check_status(url, response, stream)
             skip = self._body_start(response, stream)
@@ -1219,9 +1261,11 @@ class Fetcher:
                 if validator:
                     headers["If-Range"] = validator
                 try:
-                    response = session.get(url, headers=headers, stream=True, timeout=timeouts)
+                    response = _get_within(session, url, timeouts[0] + budget, headers=headers, stream=True, timeout=timeouts)
                 except requests.RequestException as exc:
                     raise self._request_error(url, exc, timeouts) from None
+                except _SlowHead:
+                    raise self._slow_head(url, budget) from None
                 with response:
                     if response.status_code == 200:
                         raise _NoRanges("the server answered a range with the whole file (it changed, or it serves no ranges)")
@@ -1261,6 +1305,11 @@ class Fetcher:
                     quiet_since = time.monotonic()
                 self._pause(url, exc, attempt, quiet_since, progress, f" part {index}")
                 attempt += 1
+
+    def _slow_head(self, url: str, budget: float) -> DownloadError:
+        """The final failure of a server whose answer's head did not come whole in time (not retried: the host is left out)."""
+        self.hosts.mark_down(url, "too slow")
+        return _failure(url, f"too slow: no complete answer (status and headers) within {budget:.3g} s (headers sent drop by drop)", TIMEOUT_HINT)
 
     def _request_error(self, url: str, exc: Exception, timeouts: tuple[float, float]) -> Exception:
         """Classifies an error raised before the body: a _Retry or a final DownloadError.

@@ -250,6 +250,17 @@ class HostilePeer:
                 peer.seen.append(path)
                 behaviour = peer.behaviour.get(path)
                 file = peer.root / path
+                if behaviour == "drip-head":
+                    # the status line, then a header a byte at a time: each byte before the read timeout
+                    try:
+                        self.wfile.write(b"HTTP/1.0 200 OK\r\nX-Slow: ")
+                        self.wfile.flush()
+                        while not peer.stopping.wait(0.2):
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                    except OSError:
+                        pass
+                    return
                 if behaviour is None and not file.is_file():
                     self.send_error(404)
                     return
@@ -333,6 +344,18 @@ def test_a_peer_dripping_its_body_is_given_up_within_the_timeout(lab, served):
         result = dm(lab.project, "--timeout", "2", "prepare", BUNDLE, data=lab.tmp / "b", env=web_env(peer.url, "2"))
         assert peer.seen.count(key) == 1  # given up at once, not retried
     assert "too slow" in result.stderr, result.stderr
+    assert_from_origin(lab, served, lab.tmp / "b", before)
+
+
+def test_a_peer_dripping_its_headers_is_given_up_within_the_timeout(lab, served):
+    """The answer's head a byte at a time (no body yet, so no pace of the body): given up after --timeout, not retried, the origin used."""
+    key = str(object_path(Path(), lab.tree_record["output"]["digest"]))
+    before = served.count(ARCHIVE)
+    with HostilePeer(lab.remote) as peer:
+        peer.behaviour[key] = "drip-head"
+        result = dm(lab.project, "--timeout", "2", "prepare", BUNDLE, data=lab.tmp / "b", env=web_env(peer.url, "2"))
+        assert peer.seen.count(key) == 1  # given up at once, not retried
+    assert "too slow: no complete answer" in result.stderr, result.stderr
     assert_from_origin(lab, served, lab.tmp / "b", before)
 
 
