@@ -190,7 +190,7 @@ def _get_within(session, url: str, deadline: float, **kwargs):
                 outcome["response"].close()
 
     threading.Thread(target=request, name="datamaestro-head", daemon=True).start()
-    if not done.wait(deadline):
+    if not done.wait(min(deadline, threading.TIMEOUT_MAX)):
         abandoned.set()
         if done.is_set() and "response" in outcome:  # came just now
             outcome["response"].close()

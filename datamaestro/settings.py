@@ -10,6 +10,7 @@ tried first.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import tomllib
@@ -116,7 +117,8 @@ def _bool(value: Any, key: str, origin: str) -> bool:
 
 
 def _number(value: Any, key: str, origin: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    # nan and inf are refused: a deadline of nan is never reached (a lease never expires), one of inf waits for ever
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise SettingsError(f"{origin}: {key!r} must be a positive number, got {value!r}")
     return float(value)
 
@@ -438,7 +440,11 @@ def load_settings(
                 parsed.pop(PARSERS[key][0], None)
         layers.append(parsed)
     layers.append(_env_values())
-    layers.append({k: v for k, v in (overrides or {}).items() if v is not None})
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for key, (field_name, parser) in PARSERS.items():
+        if parser is _number and field_name in given:
+            given[field_name] = _number(given[field_name], key, "the command line")
+    layers.append(given)
 
     values: dict[str, Any] = {}
     mirrors: dict[str, list[str]] = {}

@@ -580,3 +580,20 @@ def test_a_cloned_project_mapping_a_data_folder_is_not_trusted_until_the_user_sa
     assert len(warnings) == 1 and "sets datafolders" in warnings[0], untrusted.stderr
     dm(project, "trust")
     assert str(secret) in dm(project, "datafolders", "list", data=tmp_path / "data").stdout
+
+
+@pytest.mark.parametrize("setting", ["timeout = nan", "lease_ttl = nan", "read_timeout = inf"])
+def test_a_deadline_that_never_comes_is_refused_with_one_message(tmp_path, setting):
+    """nan and inf are TOML numbers: a lease of nan never expires, a timeout of inf never ends a dripping peer; refused wherever they come from."""
+    project = tmp_path / "cloned"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(f"[tool.datamaestro]\n{setting}\n")
+    key = setting.split(" = ")[0]
+
+    result = dm(project, "search", "zzz", data=tmp_path / "data", check=False)
+
+    assert result.returncode == 2 and f"'{key}' must be a positive number" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    for value in ("nan", "inf"):
+        on_the_command_line = dm(tmp_path, "--timeout", value, "search", "zzz", data=tmp_path / "data", check=False)
+        assert on_the_command_line.returncode == 2 and "'timeout' must be a positive number" in on_the_command_line.stderr
