@@ -76,7 +76,7 @@ def register_root(layout: Layout, kind: str, path: Path, manifests: list[str] | 
     # in a group store another member may have registered the same path (a
     # shared project's lock file): its note cannot be replaced (sticky
     # folder), so this user keeps a note of its own beside it
-    for note in (layout.roots / kind / f"{name}.json", layout.roots / kind / f"{name}.{os.geteuid()}.json"):
+    for note in _note_candidates(layout.roots / kind, name):
         root = Root(kind, Path(absolute), note, tuple(manifests), HOST)
         found = _read(note) if note.is_file() else None
         if found is not None and (found.kind, found.path, found.manifests, found.host) == (kind, root.path, root.manifests, HOST):
@@ -99,6 +99,28 @@ def register_root(layout: Layout, kind: str, path: Path, manifests: list[str] | 
             raise disk_error(exc, "registering a gc root") from None
         return root
     raise disk_error(PermissionError(errno.EPERM, "not permitted", str(note)), "registering a gc root")
+
+
+def _note_candidates(folder: Path, name: str):
+    """The names a root's note may have, in the order tried: ``NAME.json``, ``NAME.UID.json``, then this user's own.
+
+    Both first names can be guessed (a member knows another's data dir and
+    user id) and made beforehand by another member, who keeps them in a
+    sticky folder: the last is this user's note under a name nobody can
+    guess (``NAME.UID.<random>.json``), found again by listing the folder.
+    """
+    uid = os.geteuid()
+    yield folder / f"{name}.json"
+    yield folder / f"{name}.{uid}.json"
+    try:
+        own = sorted(entry for entry in os.listdir(folder) if entry.startswith(f"{name}.{uid}.") and entry.endswith(".json") and entry != f"{name}.{uid}.json")
+    except OSError:
+        own = []
+    for entry in own:
+        with contextlib.suppress(OSError):
+            if os.lstat(folder / entry).st_uid == uid:
+                yield folder / entry
+    yield folder / f"{name}.{uid}.{os.urandom(8).hex()}.json"
 
 
 def mark_published(layout: Layout, root: Root, manifest: str) -> None:

@@ -577,6 +577,39 @@ def test_a_markers_folder_planted_by_a_member_is_not_used(lab):
     assert readable_problems(data_dir, {dataset: lab.expected[dataset]}, complete=[dataset]) == []
 
 
+#: Run by bob: writes, under both names alice's root note of a data dir may have, notes of his that alice cannot replace.
+PLANT_ROOT_NOTES = r"""
+import json, os, socket, sys
+from datamaestro.store.digests import digest_bytes, hex_of
+store, data_dir, alice = sys.argv[1], sys.argv[2], sys.argv[3]
+name = hex_of(digest_bytes(f"{socket.gethostname()}:{data_dir}".encode()))[:32]
+for note in (f"{name}.json", f"{name}.{alice}.json"):
+    path = os.path.join(store, "roots", "data", note)
+    with open(path, "w") as fp:
+        json.dump({"kind": "data", "path": "/nowhere", "manifests": [], "host": "elsewhere"}, fp)
+    os.chmod(path, 0o444)
+"""
+
+
+def test_root_notes_planted_by_a_member_leave_the_data_dir_registered(lab):
+    """bob writes both guessable names of alice's gc root note: alice registers hers under a name of her own, with no warning (gc would have collected her data)."""
+    dataset = "org.example"
+    store = fresh_group_store(lab, "planted-roots-store")
+    data_dir = lab.base / "alice-roots"
+    data_dir.mkdir()
+    os.chown(data_dir, lab.uid("alice"), lab.users.users["alice"].gid)
+    planted = lab.python("bob", PLANT_ROOT_NOTES, str(store), str(data_dir), str(lab.uid("alice")))
+    assert planted.returncode == 0, planted.stderr
+
+    for attempt in range(2):  # the second run finds her note again, and makes no other
+        outcome = run_as(lab, "alice", data_dir, store, "prepare", dataset)
+        assert outcome.returncode == 0, _describe(outcome)
+        assert "gc root" not in outcome.stderr, _describe(outcome)
+    notes = [note for note in (store / "roots" / "data").glob("*.json") if os.lstat(note).st_uid == lab.uid("alice")]
+    assert len(notes) == 1 and json.loads(notes[0].read_text())["path"] == str(data_dir), notes
+    assert readable_problems(data_dir, {dataset: lab.expected[dataset]}, complete=[dataset]) == []
+
+
 #: Run by bob: makes, under a view's name, a folder of his own whose entries link to a file of his.
 PLANT_VIEW = r"""
 import os, sys
