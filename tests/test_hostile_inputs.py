@@ -237,6 +237,9 @@ class HostilePeer:
         self.behaviour: dict[str, str] = {}
         self.seen: list[str] = []
         self.stopping = threading.Event()
+        #: bytes an endless body sent; ``cap``: where it ends after all (a test that must fail without filling the disk)
+        self.sent = 0
+        self.cap: int | None = None
         peer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -269,8 +272,9 @@ class HostilePeer:
                 try:
                     if behaviour == "endless":
                         block = b"\0" * 65536
-                        while not peer.stopping.is_set():
+                        while not peer.stopping.is_set() and (peer.cap is None or peer.sent < peer.cap):
                             self.wfile.write(block)
+                            peer.sent += len(block)
                     elif behaviour == "drip":
                         while not peer.stopping.wait(0.2):
                             self.wfile.write(b"x")
@@ -597,3 +601,45 @@ def test_a_deadline_that_never_comes_is_refused_with_one_message(tmp_path, setti
     for value in ("nan", "inf"):
         on_the_command_line = dm(tmp_path, "--timeout", value, "search", "zzz", data=tmp_path / "data", check=False)
         assert on_the_command_line.returncode == 2 and "'timeout' must be a positive number" in on_the_command_line.stderr
+
+
+def test_a_peer_streaming_an_unsized_file_without_end_is_cut_before_the_disk_is_full(lab, served, monkeypatch):
+    """A derived file's record names no size: the peer's endless body is cut off when the store's disk nears its reserve; the file is made here."""
+    from datamaestro.store import expansion
+    from support.lockproject import in_project
+
+    outputs = [json.loads(p.read_bytes())["output"] for p in (lab.remote / "actions").rglob("*.json")]
+    unsized = next(o for o in outputs if o["kind"] == "file" and o.get("size") is None)
+    key = str(object_path(Path(), unsized["digest"]))
+    data = lab.tmp / "b"
+    real_statvfs = os.statvfs
+
+    class SmallDisk:
+        """The store's disk as if it had 1 MiB more than the reserve (what its tmp/ holds taken off)."""
+
+        def __init__(self, st):
+            tmp = data / "store" / "tmp"
+            used = sum(path.stat().st_size for path in tmp.rglob("*") if path.is_file()) if tmp.is_dir() else 0
+            self.f_frsize, self.f_flag = st.f_frsize, st.f_flag
+            self.f_bavail = (expansion.FREE_SPACE_RESERVE + (1 << 20) - used) // st.f_frsize
+
+    before = served.count(ARCHIVE)
+    with HostilePeer(lab.remote) as peer:
+        peer.behaviour[key] = "endless"
+        peer.cap = 64 << 20  # without the check, all of it would be taken (and refused only for its digest)
+        for name, value in web_env(peer.url).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(os, "statvfs", lambda path: SmallDisk(real_statvfs(path)))
+        monkeypatch.setattr(expansion, "FREE_SPACE_EVERY", 256 << 10)
+        with in_project(lab.project, data) as context:
+            api.prepare_dataset(BUNDLE, context=context)
+        assert key in peer.seen
+    monkeypatch.undo()
+    assert peer.sent < peer.cap, "the body was read past the disk's reserve"
+    # the file is made again here from its inputs (the tree came whole from the peer)
+    files = readable_files(data, "image", BUNDLE)
+    assert {f"files/{name}": content for name, content in PINNED_FILES.items()}.items() <= files.items()
+    assert files["upper.txt"] == b"SOME TEXT\n" and served.count(ARCHIVE) == before
+    assert dm(lab.project, "store", "verify", data=data).returncode == 0
+    assert [p for p in (data / "store" / "tmp").iterdir() if p.name != "partial"] == []
+    assert_nothing_outside(lab, data)

@@ -27,6 +27,7 @@ from typing import BinaryIO, Iterable
 
 from ..errors import IntegrityError, StoreError, UntrustedInputError
 from .digests import CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of, read_small_fd, read_small_file, small_file_buffer
+from . import expansion
 
 logger = logging.getLogger(__name__)
 
@@ -503,6 +504,21 @@ class ObjectWriter:
         except OSError as exc:
             raise disk_error(exc, "writing an object") from None
         self.digest: str | None = None
+        self._next_space_check = 0
+
+    def _check_space(self, needed: int) -> None:
+        """Refuses the object when the store's disk would keep less than :data:`~datamaestro.store.expansion.FREE_SPACE_RESERVE` free."""
+        try:
+            st = os.statvfs(self.objects.layout.tmp)
+        except OSError:
+            return
+        free = st.f_bavail * st.f_frsize
+        if free - needed < expansion.FREE_SPACE_RESERVE:
+            self.abort()
+            raise UntrustedInputError(
+                f"refused {self.expect}: no document names its size, and after {self.size} bytes the store's disk has "
+                f"{free >> 20} MiB free ({expansion.FREE_SPACE_RESERVE >> 20} MiB are always left free): cut off"
+            )
 
     def write(self, data: bytes) -> None:
         """Appends bytes to the object.
@@ -512,6 +528,11 @@ class ObjectWriter:
         if self.limit is not None and self.size + len(data) > self.limit:
             self.abort()
             raise UntrustedInputError(f"refused {self.expect or 'an object'}: more than the {self.limit} bytes it has (cut off)")
+        if self.limit is None and self.expect is not None and self.size >= self._next_space_check:
+            # bytes of another store whose size no document names (a derived file): a peer
+            # streaming without end is cut off before the disk is full
+            self._next_space_check = self.size + expansion.FREE_SPACE_EVERY
+            self._check_space(len(data))
         self._hasher.update(data)
         try:
             self._fp.write(data)
