@@ -242,6 +242,7 @@ def test_an_expansion_stops_when_the_disk_is_almost_full(http_server, dm_context
             used = sum(path.stat().st_size for path in tmp.rglob("*") if path.is_file())
             self.f_frsize = st.f_frsize
             self.f_flag = st.f_flag  # os is one module: the pipeline's check of the data dir reads it too
+            self.f_blocks = st.f_blocks
             self.f_bavail = (expansion.FREE_SPACE_RESERVE + MiB - used) // st.f_frsize
 
     monkeypatch.setattr(expansion.os, "statvfs", lambda path: SmallDisk(real_statvfs(path)))

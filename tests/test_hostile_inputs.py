@@ -621,6 +621,7 @@ def test_a_peer_streaming_an_unsized_file_without_end_is_cut_before_the_disk_is_
             tmp = data / "store" / "tmp"
             used = sum(path.stat().st_size for path in tmp.rglob("*") if path.is_file()) if tmp.is_dir() else 0
             self.f_frsize, self.f_flag = st.f_frsize, st.f_flag
+            self.f_blocks = st.f_blocks
             self.f_bavail = (expansion.FREE_SPACE_RESERVE + (1 << 20) - used) // st.f_frsize
 
     before = served.count(ARCHIVE)

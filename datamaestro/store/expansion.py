@@ -23,8 +23,13 @@ from ..errors import ArchiveError
 
 #: a download counts as at least this many bytes for the ratio bound
 RATIO_FLOOR = 1 << 20
-#: the free space an expansion never takes (bytes)
+#: the free space an expansion never takes (bytes), on a disk of at least 20 times that
 FREE_SPACE_RESERVE = 256 << 20
+
+
+def free_space_reserve(st: os.statvfs_result) -> int:
+    """The free space kept on a file system: :data:`FREE_SPACE_RESERVE`, or a 20th of a smaller one (a small tmpfs would refuse everything)."""
+    return min(FREE_SPACE_RESERVE, st.f_blocks * st.f_frsize // 20)
 #: the free space is looked at again after this many bytes
 FREE_SPACE_EVERY = 64 << 20
 
@@ -112,10 +117,11 @@ class ExpansionBudget:
         except OSError:
             return
         free = st.f_bavail * st.f_frsize
-        if free - needed < FREE_SPACE_RESERVE:
+        reserve = free_space_reserve(st)
+        if free - needed < reserve:
             left = f"{_size_text(free)} free" + (f", {_size_text(needed)} needed" if needed else "")
             raise ArchiveError(
                 f"{self.what}: the store's disk is almost full while expanding ({left}; "
-                f"{_size_text(FREE_SPACE_RESERVE)} are always left free): nothing of it was kept",
+                f"{_size_text(reserve)} are always left free): nothing of it was kept",
                 hint="free some disk space (see `datamaestro store gc`) and run again",
             )

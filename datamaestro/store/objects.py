@@ -507,17 +507,18 @@ class ObjectWriter:
         self._next_space_check = 0
 
     def _check_space(self, needed: int) -> None:
-        """Refuses the object when the store's disk would keep less than :data:`~datamaestro.store.expansion.FREE_SPACE_RESERVE` free."""
+        """Refuses the object when the store's disk would keep less than its reserve free (:func:`~datamaestro.store.expansion.free_space_reserve`)."""
         try:
             st = os.statvfs(self.objects.layout.tmp)
         except OSError:
             return
         free = st.f_bavail * st.f_frsize
-        if free - needed < expansion.FREE_SPACE_RESERVE:
+        reserve = expansion.free_space_reserve(st)
+        if free - needed < reserve:
             self.abort()
             raise UntrustedInputError(
                 f"refused {self.expect}: no document names its size, and after {self.size} bytes the store's disk has "
-                f"{free >> 20} MiB free ({expansion.FREE_SPACE_RESERVE >> 20} MiB are always left free): cut off"
+                f"{free >> 20} MiB free ({reserve >> 20} MiB are always left free): cut off"
             )
 
     def write(self, data: bytes) -> None:
