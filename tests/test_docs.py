@@ -85,8 +85,8 @@ def named_ids(words: list[str]) -> list[str]:
         if before in TAKES_ID and _ID.match(word) and word.upper() != word:
             ids.append(word)
     if words[:2] == ["store", "push"]:
-        # store push REMOTE ID...
-        ids += [word for word in words[3:] if _ID.match(word) and "." in word]
+        # store push REMOTE ID... (the value of --sign is a file, not an id)
+        ids += [word for before, word in zip(words[2:], words[3:]) if _ID.match(word) and "." in word and before != "--sign"]
     return ids
 
 
