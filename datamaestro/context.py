@@ -467,7 +467,7 @@ class Context:
             self._fitting[id(definition)] = entry
         stamp = (str(lock.path), tuple(lock.manifests()))
         if stamp not in self._rooted:
-            self.store.register_root("lock", lock.path, lock.manifests())
+            self.store.register_lock_root(lock.path, lock.manifests())
             self._rooted.add(stamp)
         return entry
 

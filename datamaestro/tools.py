@@ -140,22 +140,12 @@ def remove_dataset(dataset_id: str, context: "Context", *, dry_run: bool = False
         try:
             report.release = release(context.store, manifest, folder=folder, data_dir=context.data_dir, dry_run=dry_run)
         except StoreError as exc:
-            if dry_run or not store_read_only(context.store.root):
+            if dry_run or not context.store.read_only():
                 raise
             # a store one may only read (a read-only mount, another user's): the folder is gone all the same
             logger.warning("%s; %s was removed from this data dir, nothing was freed in the store", exc.message, definition.id)
     return report
 
-
-def store_read_only(root: Path) -> bool:
-    """True when this user may not write a store's folder (a read-only file system, or no permission)."""
-    try:
-        if os.statvfs(root).f_flag & os.ST_RDONLY:
-            return True
-    except OSError:
-        return False
-    effective = os.access in os.supports_effective_ids
-    return not os.access(root, os.W_OK | os.X_OK, effective_ids=effective)
 
 
 def why_kept(target: str, context: "Context") -> tuple[str, list]:

@@ -176,7 +176,7 @@ def lock_project(context: "Context", *, upgrade: bool | Iterable[str] = False) -
     lock = Lock(requested=tuple(sorted(requested)), datasets=datasets, datamaestro=__version__, version=FORMAT_VERSION, path=path)
     report.written = write_lock(lock, path)
     report.lock = lock
-    context.store.register_root("lock", path, lock.manifests())
+    context.store.register_lock_root(path, lock.manifests())
     _remember_check(context, path)
     return report
 

@@ -258,7 +258,7 @@ def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, j
 
     store = context.store
     # registered first: what this sync brings is kept from the start
-    store.register_root("lock", report.lock, lock.manifests())
+    store.register_lock_root(report.lock, lock.manifests())
     # then the remote caches of the settings, as a prepare asks them
     remotes = context.remotes()
     if copy:
@@ -315,7 +315,7 @@ def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, j
         )
     for entry in ready:
         report.datasets[entry.id] = "present" if before[entry.id] else "from peers"
-    store.register_root("lock", report.lock, lock.manifests())
+    store.register_lock_root(report.lock, lock.manifests())
 
 
 def _copying(peer: PathPeer) -> PathPeer:

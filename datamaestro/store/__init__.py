@@ -599,6 +599,26 @@ class Store:
         """Registers a data dir (``data``) or a lock file (``lock``, with its manifests) as a gc root."""
         return register_root(self.layout, kind, path, manifests)
 
+    def read_only(self) -> bool:
+        """True when this user may not write the store's folder (a read-only file system, or no permission)."""
+        try:
+            if os.statvfs(self.root).f_flag & os.ST_RDONLY:
+                return True
+        except OSError:
+            return False
+        return not os.access(self.root, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids)
+
+    def register_lock_root(self, path: Path, manifests: list[str]) -> None:
+        """Registers a lock file as a gc root; on a store one may only read, one warning instead (its data is served all the same)."""
+        try:
+            register_root(self.layout, "lock", path, manifests)
+        except StoreError as error:
+            if not self.read_only():
+                raise
+            logging.getLogger(__name__).warning(
+                "%s; `datamaestro store gc` on this store will not know that the lock file %s pins its data", error.message, path
+            )
+
     def mark_published(self, root: Root, manifest: str) -> None:
         """Records that a data root published a manifest, so that gc on another machine keeps it."""
         mark_published(self.layout, root, manifest)

@@ -192,6 +192,26 @@ def test_rm_on_a_read_only_mount_is_one_message_and_changes_nothing(served, tmp_
     assert store_problems(tmp_path / "D" / "store") == []
 
 
+def test_a_project_new_to_a_read_only_store_is_served_what_it_holds(served, tmp_path, read_only_mount):
+    """A project whose lock was never registered in a read-only store (a clone of it): sync and prepare serve the data, one warning each, no error."""
+    from support.lockproject import lock_project, make_project
+
+    project = lock_project(make_project(tmp_path / "project"), tmp_path / "D", MNIST)
+    assert Datamaestro(tmp_path / "D", tmp_path / "D" / "store", cwd=project).run("sync", "--frozen").returncode == 0
+    clone = tmp_path / "clone"
+    shutil.copytree(project, clone)
+    mount = read_only_mount(tmp_path / "D")
+    requests = served.count()
+    reader = Datamaestro(tmp_path / "E", mount / "store", cwd=clone)
+    for args in (("sync", "--frozen"), ("prepare", MNIST)):
+        outcome = reader.run(*args)
+        assert outcome.returncode == 0, outcome.describe()
+        assert f"will not know that the lock file {clone / 'datamaestro.lock'} pins its data" in outcome.stderr, outcome.describe()
+        assert "Traceback" not in outcome.stderr
+    assert readable_problems(tmp_path / "E", served.expected, complete=[MNIST]) == []
+    assert served.count() == requests
+
+
 # -- the store deleted while a process uses it
 
 
