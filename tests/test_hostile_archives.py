@@ -240,8 +240,12 @@ def test_an_expansion_stops_when_the_disk_is_almost_full(http_server, dm_context
 
         def __init__(self, st):
             used = sum(path.stat().st_size for path in tmp.rglob("*") if path.is_file())
+            self._real = st
             self.f_frsize = st.f_frsize
             self.f_bavail = (expansion.FREE_SPACE_RESERVE + MiB - used) // st.f_frsize
+
+        def __getattr__(self, name):  # the rest as the real disk says (os.statvfs is patched for every caller)
+            return getattr(self._real, name)
 
     monkeypatch.setattr(expansion.os, "statvfs", lambda path: SmallDisk(real_statvfs(path)))
     monkeypatch.setattr(expansion, "FREE_SPACE_EVERY", 256 << 10)

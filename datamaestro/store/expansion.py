@@ -10,7 +10,8 @@ refuses, with one message naming what is expanded, once
   the download counts as at least :data:`RATIO_FLOOR` bytes, so small files
   that compress well are never refused);
 - or the free space of the store's file system falls below
-  :data:`FREE_SPACE_RESERVE` (checked every :data:`FREE_SPACE_EVERY` bytes).
+  :data:`FREE_SPACE_RESERVE`, or a twentieth of the file system on one
+  smaller than 5 GiB (checked every :data:`FREE_SPACE_EVERY` bytes).
 
 The caller removes what was written (a tmp object, a work folder).
 """
@@ -112,10 +113,12 @@ class ExpansionBudget:
         except OSError:
             return
         free = st.f_bavail * st.f_frsize
-        if free - needed < FREE_SPACE_RESERVE:
+        # a small file system (a quota, a tmpfs) keeps a share of itself, not 256 MiB it may not even have
+        reserve = min(FREE_SPACE_RESERVE, st.f_blocks * st.f_frsize // 20)
+        if free - needed < reserve:
             left = f"{_size_text(free)} free" + (f", {_size_text(needed)} needed" if needed else "")
             raise ArchiveError(
                 f"{self.what}: the store's disk is almost full while expanding ({left}; "
-                f"{_size_text(FREE_SPACE_RESERVE)} are always left free): nothing of it was kept",
+                f"{_size_text(reserve)} are always left free): nothing of it was kept",
                 hint="free some disk space (see `datamaestro store gc`) and run again",
             )
