@@ -796,6 +796,8 @@ class Fetcher:
                     logger.debug("%s: %s", candidate, reason)
                     failures.append((candidate, _failure(candidate, reason, UNREACHABLE_HINT)))
                     continue
+                # a cancelled thread creates no partial file (the process cleaning up would miss it)
+                self._check_cancel()
                 stream.partial = PartialDownload.open(partial_dir, candidate)
                 # kept for a later run when the network failed or the user stopped us; bytes
                 # that fail a check, a source that has no such file, a full disk: not worth it
