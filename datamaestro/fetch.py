@@ -611,6 +611,11 @@ def _answer(exc: Exception) -> str:
 def _mirror_advice(mirror_failures: list[Exception]) -> str:
     """What to do when the mirrors were tried and failed, by what the first mirror answered."""
     first = mirror_failures[0] if mirror_failures else None
+    if first is not None and _answer(first).startswith("was left out"):
+        # left out for what it answered another download of this session (which of the
+        # downloads running at once met it first is a matter of timing): advise by that answer
+        cause = _reason(first).partition("(")[2].rstrip(")")
+        first = DownloadError(cause, reason=cause)
     if isinstance(first, IntegrityError):
         return "the mirror's copy differs from the original: replace it, or fix the [mirrors] setting"
     if isinstance(first, DownloadError) and (first.missing or _reason(first).startswith("no such file")):
