@@ -698,7 +698,11 @@ def publish_dataset(context: "Context", readable: Path, entries: dict[str, tuple
     """Publishes a manifest's view and swings a readable folder onto it; returns (manifest, view).
 
     The data dir is registered as a gc root first, so that a concurrent
-    ``store gc`` sees the link made here.
+    ``store gc`` sees the link made here; the rest (every output checked to
+    be in the store, the view, the root's marker, the link) holds the gc
+    lock (:func:`_gc_held_off`).
+
+    :raises StoreError: an output left the store before its publication
     """
     store = context.store
     try:
