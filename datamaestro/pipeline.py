@@ -26,6 +26,7 @@ published.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import errno
 import logging
@@ -38,12 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from .errors import DatamaestroError, IntegrityError, OfflineError, StoreError, UntrustedInputError
+from .errors import DatamaestroError, IntegrityError, LockTimeoutError, OfflineError, StoreError, UntrustedInputError
 from .store import ActionRecord, Output, recipe_key
+from .store.leases import hold_while_working
 from .store.objects import disk_error, stop_new_tmp_files
 from .store.digests import format_digest, hasher
-from .store.views import VIEW_LINK, manifest_digest, point_readable_path
+from .store.views import VIEW_LINK, current_view, manifest_digest, point_readable_path
 from .store.actions import Kind
+from .store.testpoints import pause
 
 if TYPE_CHECKING:
     from .context import Context
@@ -222,6 +225,8 @@ class Pipeline:
         self.pins: dict[str, Output] = {}
         #: download again what has URLs, whatever the cache says (``lock --upgrade``)
         self.refresh = False
+        self._working = contextlib.ExitStack()
+        self._working_lease = None
 
     # -- keys and lookups
     def _inputs(self, resource: "Resource") -> dict | None:
@@ -449,7 +454,14 @@ class Pipeline:
             location = self.context.locate(definition, locked)
         self.pins = dict(pins or {})
         self.refresh = refresh
-        return self._run(definition, locked, location, retry=True)
+        # holds the working lease of the run, once it has something to produce (a
+        # dataset prepared within another's run keeps the outer lease if it has one)
+        outer = self._working, self._working_lease
+        try:
+            with contextlib.ExitStack() as self._working:
+                return self._run(definition, locked, location, retry=True)
+        finally:
+            self._working, self._working_lease = outer
 
     def _run(self, definition: "DatasetDefinition", locked: "LockedDataset | None", location: "Location", *, retry: bool) -> PipelineResult:
         resources = definition.ordered_resources()
@@ -464,6 +476,16 @@ class Pipeline:
             urls = [url for r in missing for url in r.urls() if not fetcher.local_candidates(url)]
             if urls:
                 raise OfflineError(urls)
+        if to_produce and not self._working_lease:
+            # until the publication, what this run produces is referenced by nothing: gc
+            # (of any machine) keeps what is younger than a live lease (store/leases.py)
+            held = _HELD.get()
+            if held is None:
+                self._working_lease = self._working.enter_context(hold_while_working(self.store.layout, ttl=self.store.lease_ttl, what=f"preparing {definition.id}"))
+            else:  # publications held: the block's lease, kept until they are made
+                if held.lease is None:
+                    held.lease = held.working.enter_context(hold_while_working(self.store.layout, ttl=self.store.lease_ttl, what="preparing a sync's datasets"))
+                self._working_lease = held.lease
         if to_produce:
             # a data dir the dataset cannot be linked into is said before any download
             check_data_dir(self.context.data_dir, location.readable)
@@ -491,6 +513,7 @@ class Pipeline:
                 f"{definition.id}: the dataset's manifest is {manifest_digest(entries)}, the lock pins {locked.manifest}",
                 hint=f"the definition changed what the dataset holds; run `datamaestro lock --upgrade {definition.id}` if the change is wanted",
             )
+        pause("before-publish")
         try:
             manifest, view = publish_dataset(self.context, location.readable, entries)
             missing = not all(self.store.output_present(o) for o in outputs.values())
@@ -557,9 +580,12 @@ class Pipeline:
 
         # daemon threads, each in a copy of the caller's context (the session in scope)
         workers = [threading.Thread(target=contextvars.copy_context().run, args=(work,), name=f"download {n}", daemon=True) for n in range(min(width, len(batch)))]
-        for worker in workers:
-            worker.start()
         try:
+            # started within the `try`: a signal that comes while a thread starts (slow on a
+            # loaded machine) must stop the threads already running and clean up after them
+            for worker in workers:
+                worker.start()
+                pause("download-thread-started")
             for worker in workers:
                 while worker.is_alive():
                     worker.join(0.1)  # wakes up for Ctrl-C and SIGTERM
@@ -569,7 +595,8 @@ class Pipeline:
             stop.set()
             deadline = time.monotonic() + 2
             for worker in workers:
-                worker.join(max(0.0, deadline - time.monotonic()))
+                if worker.is_alive():  # not those the signal kept from starting
+                    worker.join(max(0.0, deadline - time.monotonic()))
             if any(worker.is_alive() for worker in workers):
                 self.store.drop_own_tmp()
             raise
@@ -738,7 +765,17 @@ def _doing(definition, resource) -> str:
 
 
 #: the publications held back by the innermost :func:`publications_held` block (None: publish at once)
-_HELD: "contextvars.ContextVar[list | None]" = contextvars.ContextVar("datamaestro_held_publications", default=None)
+@dataclass
+class _HeldPublications:
+    """The publications a :func:`publications_held` block holds back, and the working lease that covers them."""
+
+    entries: list = field(default_factory=list)
+    #: released once the held publications are made (or the block failed)
+    working: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    lease: object = None
+
+
+_HELD: "contextvars.ContextVar[_HeldPublications | None]" = contextvars.ContextVar("datamaestro_held_publications", default=None)
 
 
 @contextmanager
@@ -758,55 +795,71 @@ def publications_held(context: "Context", *, jobs: int = 1) -> Iterator[None]:
     if _HELD.get() is not None:
         yield
         return
-    held: list[tuple[Path, dict[str, tuple[str, str]]]] = []
-    token = _HELD.set(held)
-    try:
-        yield
-    finally:
-        _HELD.reset(token)
-    # reached only when the block succeeded
-    unique = list({(str(readable), manifest_digest(entries)): (readable, entries) for readable, entries in held}.values())
-    if jobs > 1 and len(unique) > 1:
-        from concurrent.futures import ThreadPoolExecutor
+    held = _HeldPublications()
+    # the working lease a pipeline takes in the block lives until the held publications are
+    # made: what it produced is referenced by nothing before, and gc keeps it only under a lease
+    with held.working:
+        token = _HELD.set(held)
+        try:
+            yield
+        finally:
+            _HELD.reset(token)
+        # reached only when the block succeeded
+        unique = list({(str(readable), manifest_digest(entries)): (readable, entries) for readable, entries in held.entries}.values())
+        if jobs > 1 and len(unique) > 1:
+            from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(jobs, len(unique))) as pool:
-            list(pool.map(lambda item: publish_dataset(context, *item), unique))
-    else:
-        for readable, entries in unique:
-            publish_dataset(context, readable, entries)
+            with ThreadPoolExecutor(max_workers=min(jobs, len(unique))) as pool:
+                list(pool.map(lambda item: publish_dataset(context, *item), unique))
+        else:
+            for readable, entries in unique:
+                publish_dataset(context, readable, entries)
 
 
 def publish_dataset(context: "Context", readable: Path, entries: dict[str, tuple[str, str]]) -> tuple[str, Path]:
     """Publishes a manifest's view and swings a readable folder onto it; returns (manifest, view).
 
     The data dir is registered as a gc root first, so that a concurrent
-    ``store gc`` sees the link made here. Inside a :func:`publications_held`
-    block, only the manifest object is stored: the view and the link are
-    made when the block succeeds.
+    ``store gc`` sees the link made here; the rest (every output checked to
+    be in the store, the view, the root's marker, the link) holds the gc
+    lock (:func:`_gc_held_off`). Inside a :func:`publications_held` block,
+    only the manifest object is stored: the view and the link are made when
+    the block succeeds.
+
+    :raises StoreError: an output left the store before its publication
     """
     store = context.store
     held = _HELD.get()
     if held is not None:
         manifest = store.views.store_manifest(entries)
-        held.append((readable, dict(entries)))
+        held.entries.append((readable, dict(entries)))
         return manifest, store.views.path_of(manifest)
     try:
         root = store.register_root("data", context.data_dir)
     except StoreError as error:
         _unregistered(error, context)
         root = None
-    manifest, view = store.views.publish(entries)
-    if root is not None:
+    with _gc_held_off(context, readable, entries, root):
+        # under the gc lock, what is checked here stays until the link below is made
+        # (a gc that marked before this publication deletes nothing before it is done)
+        missing = [digest for kind, digest in entries.values() if not (store.trees.has(digest) if kind == Kind.TREE else store.objects.has(digest))]
+        if missing:
+            raise StoreError(
+                f"{readable}: {len(missing)} of its files left the store before they were published ({missing[0]})",
+                hint="run the command again; is `datamaestro store gc --grace 0` running in a loop?",
+            )
+        manifest, view = store.views.publish(entries)
+        if root is not None:
+            try:
+                # gc on another machine cannot read this data dir: the marker tells it what to keep
+                store.mark_published(root, manifest)
+            except StoreError as error:
+                _unregistered(error, context)
         try:
-            # gc on another machine cannot read this data dir: the marker tells it what to keep
-            store.mark_published(root, manifest)
-        except StoreError as error:
-            _unregistered(error, context)
-    try:
-        point_readable_path(readable, view, context.data_dir, list(entries))
-    except StoreError:
-        check_data_dir(context.data_dir, readable)  # the data dir, not the store, refused it: say so
-        raise
+            point_readable_path(readable, view, context.data_dir, list(entries))
+        except StoreError:
+            check_data_dir(context.data_dir, readable)  # the data dir, not the store, refused it: say so
+            raise
     return manifest, view
 
 
@@ -831,6 +884,36 @@ def check_data_dir(data_dir: Path, readable: Path) -> None:
         f"the data dir {data_dir} {why}: the dataset's folder {readable} cannot be made there",
         hint="choose a data dir you may write with --data or DATAMAESTRO_DIR (the store may stay where it is: --store, DATAMAESTRO_STORE)",
     )
+
+
+def _gc_held_off(context: "Context", readable: Path, entries: dict[str, tuple[str, str]], root) -> contextlib.AbstractContextManager:
+    """The store's ``gc`` lock, held while a publication makes its outputs reachable (nothing when it changes nothing).
+
+    ``store gc`` (of any machine) marks what the roots reach, then deletes the
+    rest: an output that was unreachable when it marked and that a process
+    publishes before it deletes would be lost. Under the lock, a publication
+    is all before the mark or all after the deletion (then its check finds
+    the output gone, and the pipeline produces it again). A readable folder
+    that shows this manifest already, with its marker, needs no lock (a warm
+    prepare). A store this process may not write to has no gc of its own
+    to hold off.
+    """
+    from .store.maintenance import GC_LOCK
+    from .store.digests import hex_of
+
+    store = context.store
+    manifest = manifest_digest(entries)
+    shown = current_view(readable) == manifest
+    if shown and (root is None or (root.markers / hex_of(manifest)).exists()):
+        return contextlib.nullcontext()
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(store.lock(GC_LOCK, timeout=context.settings.lock_timeout, what=f"publishing {readable.name}"))
+    except LockTimeoutError:
+        raise
+    except StoreError:
+        pass  # a store one may only read: publish what it holds, as before
+    return held
 
 
 def _unregistered(error: StoreError, context: "Context") -> None:

@@ -204,14 +204,17 @@ def test_gc_between_check_and_publish_is_repaired(tmp_path, http_server, monkeyp
         first = Pipeline(context).run(definition)
         remove_tree(first.datapath)  # the data is now unreachable, but its action record stays
         store = context.store
-        publish = store.views.publish
+        register_root = store.register_root
 
-        def gc_then_publish(entries):
-            maintenance.gc(store, grace_seconds=0)  # another user's gc, at the worst moment
-            monkeypatch.setattr(store.views, "publish", publish)
-            return publish(entries)
+        # another user's gc, at the worst moment: the run has found its output in the
+        # store, and is about to publish it (a gc cannot run during the publication
+        # itself: it holds the gc lock)
+        def gc_then_register(*args, **kwargs):
+            maintenance.gc(store, grace_seconds=0)
+            monkeypatch.setattr(store, "register_root", register_root)
+            return register_root(*args, **kwargs)
 
-        monkeypatch.setattr(store.views, "publish", gc_then_publish)
+        monkeypatch.setattr(store, "register_root", gc_then_register)
         result = Pipeline(context).run(definition)
     assert (result.datapath / "data.bin").read_bytes() == PAYLOAD
     assert http_server.count("data.bin") == 2
