@@ -421,18 +421,25 @@ def _break(layout: Layout, path: Path, judged: LeaseInfo, ttl: float, *, taking_
 
 
 def _reap_dead_writes(layout: Layout, holder: LeaseInfo, ttl: float) -> None:
-    """Removes what the dead holder left in ``tmp/`` (its entries are named ``<host>.<pid>.…``)."""
+    """Removes what the dead holder left in ``tmp/`` (its entries are named ``<host>.<pid>.…``).
+
+    Whatever their age: the holder gave no heartbeat for a whole ttl, so it
+    is dead or stalled, and its lease is gone. A file it wrote after its last
+    heartbeat (the heartbeat thread lags on a loaded machine) would otherwise
+    stay until a gc. A holder that only stalled finds its file gone when it
+    comes back and fails with an error (nothing of it was published; the
+    bytes of an object are checked against their digest anyway).
+    """
     if holder.pid <= 0 or not layout.tmp.is_dir():
         return
     prefix = f"{holder.host}.{holder.pid}."
-    now = filesystem_now(layout)
     for entry in os.scandir(layout.tmp):
         if not entry.name.startswith(prefix):
             continue
         try:
             st = entry.stat(follow_symlinks=False)
             # another member's files in a group store: tmp/ is sticky, the store's owner reaps them
-            if now - st.st_mtime > ttl and layout.may_remove(st):
+            if layout.may_remove(st):
                 remove_tree(Path(entry.path))
         except OSError:
             continue
