@@ -228,11 +228,13 @@ def prepare_dataset_json(dataset_id: str, *, context: Context | None = None, loc
             # taken before the prepare: a plugin edited meanwhile leaves a stale record
             valid_for = warm.stamps(ctx)
         definition, variant = find_variant(dataset_id, ctx)
-        result = ctx.prepare(definition, verify=verify)
+        # a family's variant is pinned by its own lock entry when it has one (as by prepare_dataset)
+        entry_id = definition.id + definition.variants.format_selector(variant) if definition.variants is not None else None
+        result = ctx.prepare(definition, verify=verify, entry_id=entry_id)
         config = config_to_json(definition.config(location=result.location, **variant))
         if valid_for is not None:
             description = _describe(definition, ctx, states=None) if not variant else None
-            warm.write_record(ctx, dataset_id, definition, result, config, valid_for, description)
+            warm.write_record(ctx, dataset_id, definition, result, config, valid_for, description, entry_id=entry_id)
         return config
 
 

@@ -85,7 +85,15 @@ def stamps(context: "Context") -> dict:
 
 
 def write_record(
-    context: "Context", dataset_id: str, definition: "DatasetDefinition", result: "PipelineResult", config_json: dict, valid_for: dict, description: dict | None = None
+    context: "Context",
+    dataset_id: str,
+    definition: "DatasetDefinition",
+    result: "PipelineResult",
+    config_json: dict,
+    valid_for: dict,
+    description: dict | None = None,
+    *,
+    entry_id: str | None = None,
 ) -> None:
     """Records what a full prepare of ``dataset_id`` learnt (best effort: a cache).
 
@@ -109,6 +117,8 @@ def write_record(
         "id": dataset_id,
         # the id the lock knows it by (dataset_id may be an alias, or carry a variant selector)
         "canonical": definition.id,
+        # a family variant's own lock entry (``id[axis=value]``), whose pins win over the family's
+        "entry": entry_id,
         "stamps": valid_for,
         "resources": resources,
         "outputs": {name: output.to_json() for name, output in result.outputs.items()},
@@ -200,7 +210,7 @@ def _outputs(context: "Context", record: dict) -> dict | None:
     from .store import Output, recipe_key
 
     store = context.store
-    pins = _pins(context, record["canonical"])
+    pins = _pins(context, record.get("entry") or record["canonical"], record["canonical"])
     outputs: dict = {}
     for resource in record["resources"]:
         name = resource["name"]
@@ -225,12 +235,12 @@ def _outputs(context: "Context", record: dict) -> dict | None:
     return outputs
 
 
-def _pins(context: "Context", dataset_id: str) -> dict:
-    """The pins of the lock in scope for a dataset (its stamp is checked already), by resource name."""
+def _pins(context: "Context", entry_id: str, dataset_id: str) -> dict:
+    """The pins of the lock in scope for a dataset (its stamp is checked already), by resource name: a variant's entry, else the dataset's."""
     lock = context.lockfile()
     if lock is None:
         return {}
-    entry = lock.datasets.get(dataset_id)
+    entry = lock.datasets.get(entry_id) or lock.datasets.get(dataset_id)
     return entry.pins() if entry is not None else {}
 
 
