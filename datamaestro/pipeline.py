@@ -46,7 +46,7 @@ from .store.views import VIEW_LINK, manifest_digest, point_readable_path
 from .store.actions import Kind
 
 if TYPE_CHECKING:
-    from .context import Context
+    from .context import Context, Request
     from .definition import DatasetDefinition, Location
     from .download import Resource
     from .fetch import FetchResult
@@ -121,7 +121,7 @@ class Job:
         """
         token = _HELD.set(None)
         try:
-            return Pipeline(self.context).run(definition)
+            return Pipeline(self.context).run(self.context.request_of(definition))
         finally:
             _HELD.reset(token)
 
@@ -372,7 +372,7 @@ class Pipeline:
         return order
 
     # -- what is there already (read-only)
-    def prepared_manifest(self, definition: "DatasetDefinition", locked: "LockedDataset | None", location: "Location") -> str | None:
+    def prepared_manifest(self, request: "Request") -> str | None:
         """The manifest a dataset has when it is fully present and published; None otherwise.
 
         Read-only and cheap: action records and ``stat`` calls, no rehash, no
@@ -383,7 +383,8 @@ class Pipeline:
         (pinned view, or readable folder) must show that manifest, since
         configs point there.
         """
-        self.pins = dict(locked.pins()) if locked is not None else {}
+        definition, locked, location = request.definition, request.locked, request.location
+        self.pins = request.pins
         entries = {}
         for resource in definition.ordered_resources():
             if getattr(resource, "volatile", False) and id(resource) not in self._known:
@@ -415,41 +416,19 @@ class Pipeline:
         return manifest if shown == view.resolve() else None
 
     # -- running
-    def run(
-        self,
-        definition: "DatasetDefinition",
-        *,
-        pins: dict[str, Output] | None = None,
-        locked: "LockedDataset | None" = None,
-        refresh: bool = False,
-        location: "Location | None" = None,
-    ) -> PipelineResult:
+    def run(self, request: "Request", *, refresh: bool = False) -> PipelineResult:
         """Makes a dataset present in the store and its readable path point at it.
 
-        Without ``pins`` nor ``locked``, the lock in scope of the context (if
-        it pins this dataset) gives them.
-
-        :param pins: expected outputs by resource name
-        :param locked: the dataset's entry of a lock: its pins, and the
-            manifest the result must have (taken as is: no check that the
-            definition still matches it)
+        :param request: the dataset, its lock entry (pins, and the manifest the
+            result must have) and its location (see :meth:`Context.request`)
         :param refresh: download again every resource with URLs (the action
             cache is not trusted for them: ``lock --upgrade``)
-        :param location: where the dataset lives, when the caller knows
-            (:meth:`Context.locate`)
         :raises OfflineError: offline and something must be downloaded
         :raises IntegrityError: an output differs from its pin
-        :raises LockFileError: the lock in scope is out of date for this dataset
         """
-        if pins is None and locked is None:
-            locked = self.context.locked_dataset(definition)
-        if locked is not None:
-            pins = locked.pins()
-        if location is None:
-            location = self.context.locate(definition, locked)
-        self.pins = dict(pins or {})
+        self.pins = request.pins
         self.refresh = refresh
-        return self._run(definition, locked, location, retry=True)
+        return self._run(request.definition, request.locked, request.location, retry=True)
 
     def _run(self, definition: "DatasetDefinition", locked: "LockedDataset | None", location: "Location", *, retry: bool) -> PipelineResult:
         resources = definition.ordered_resources()

@@ -32,13 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .context import Context
-    from .definition import DatasetDefinition
+    from .context import Context, Request
     from .pipeline import PipelineResult
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 2
+FORMAT = 3
 
 
 def record_path(context: "Context", dataset_id: str) -> Path:
@@ -85,23 +84,15 @@ def stamps(context: "Context") -> dict:
 
 
 def write_record(
-    context: "Context",
-    dataset_id: str,
-    definition: "DatasetDefinition",
-    result: "PipelineResult",
-    config_json: dict,
-    valid_for: dict,
-    description: dict | None = None,
-    *,
-    entry_id: str | None = None,
+    context: "Context", dataset_id: str, request: "Request", result: "PipelineResult", config_json: dict, valid_for: dict, description: dict | None = None
 ) -> None:
-    """Records what a full prepare of ``dataset_id`` learnt (best effort: a cache).
+    """Records what a full prepare of ``dataset_id`` (resolved as ``request``) learnt (best effort: a cache).
 
     :param valid_for: the :func:`stamps` taken before the prepare (a plugin
         changed during the prepare then makes the record stale at once)
     """
     resources = []
-    for resource in definition.ordered_resources():
+    for resource in request.definition.ordered_resources():
         if getattr(resource, "volatile", False):
             return  # runs every time (a reference to another dataset): no warm answer
         resources.append(
@@ -115,10 +106,8 @@ def write_record(
     record = {
         "format": FORMAT,
         "id": dataset_id,
-        # the id the lock knows it by (dataset_id may be an alias, or carry a variant selector)
-        "canonical": definition.id,
-        # a family variant's own lock entry (``id[axis=value]``), whose pins win over the family's
-        "entry": entry_id,
+        # the lock entry that pinned it (a variant's own, or the family's): its pins on the next call
+        "lock_entry": request.locked.id if request.locked is not None else None,
         "stamps": valid_for,
         "resources": resources,
         "outputs": {name: output.to_json() for name, output in result.outputs.items()},
@@ -210,7 +199,7 @@ def _outputs(context: "Context", record: dict) -> dict | None:
     from .store import Output, recipe_key
 
     store = context.store
-    pins = _pins(context, record.get("entry") or record["canonical"], record["canonical"])
+    pins = _pins(context, record["lock_entry"])
     outputs: dict = {}
     for resource in record["resources"]:
         name = resource["name"]
@@ -235,12 +224,10 @@ def _outputs(context: "Context", record: dict) -> dict | None:
     return outputs
 
 
-def _pins(context: "Context", entry_id: str, dataset_id: str) -> dict:
-    """The pins of the lock in scope for a dataset (its stamp is checked already), by resource name: a variant's entry, else the dataset's."""
-    lock = context.lockfile()
-    if lock is None:
-        return {}
-    entry = lock.datasets.get(entry_id) or lock.datasets.get(dataset_id)
+def _pins(context: "Context", entry_id: str | None) -> dict:
+    """The pins of the lock entry the recorded request found (the lock file's stamp is checked already), by resource name."""
+    lock = context.lockfile() if entry_id is not None else None
+    entry = lock.datasets.get(entry_id) if lock is not None else None
     return entry.pins() if entry is not None else {}
 
 

@@ -248,7 +248,7 @@ def test_an_expansion_stops_when_the_disk_is_almost_full(http_server, dm_context
     url = serve(http_server, "big.txt.gz", gzip.compress(zeros(3 * MiB)))
     definition = make_dataset("test.hostile.diskfull", FileDownloader("big.txt", url))
     with pytest.raises(ArchiveError, match="disk is almost full"):
-        Pipeline(dm_context).run(definition)
+        Pipeline(dm_context).run(dm_context.request_of(definition))
     assert list(dm_context.store.objects.iter_digests()) == []
     assert [p for p in dm_context.store.layout.tmp.iterdir() if p.name != "partial"] == []
 
@@ -267,6 +267,6 @@ def test_a_concatenation_of_gzipped_members_is_bounded_as_a_whole(http_server, t
     with Context(overrides=overrides, progress=False, project_dir=tmp_path) as context:
         definition = make_dataset("test.hostile.concat", ConcatDownloader("all.bin", url))
         with pytest.raises(ArchiveError, match=f"expands to more than max_expanded_size = {2 * MiB}"):
-            Pipeline(context).run(definition)
+            Pipeline(context).run(context.request_of(definition))
         assert list(context.store.objects.iter_digests()) == []
         assert [p for p in context.store.layout.tmp.iterdir() if p.name != "partial"] == []

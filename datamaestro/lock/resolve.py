@@ -56,7 +56,7 @@ def resolve_dataset(context: "Context", definition: "DatasetDefinition", *, refr
 
     pipeline = Pipeline(context)
     with context.without_lock():
-        result = pipeline.run(definition, pins={}, refresh=refresh)
+        result = pipeline.run(context.request_of(definition, locked=None), refresh=refresh)
     resources = []
     for resource in definition.ordered_resources():
         _, output = pipeline.lookup(resource)
