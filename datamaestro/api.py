@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .lock.sync import ExportReport, SyncReport
     from .push import PushReport
     from .pipeline import PipelineResult
+    from .warm import WarmAnswer
 
 
 def _context(context: Context | None) -> Context:
@@ -127,21 +128,24 @@ def prepare_dataset(
         return request.config()
 
 
-def warm_prepare_json(dataset_id: str, *, context: Context | None = None) -> dict | None:
-    """The config JSON of a dataset from its still-valid warm record; None when a full prepare is needed.
+def warm_prepare(dataset_id: str, *, context: Context | None = None) -> "WarmAnswer":
+    """The warm answer for a dataset: its config JSON from a still-valid warm record (None when a full prepare is needed), and the stamps taken.
 
     Imports no definition (see :mod:`datamaestro.warm`): what a warm
-    ``datamaestro prepare ID`` costs.
+    ``datamaestro prepare ID`` costs. A miss is handed to
+    :func:`prepare_dataset_json` (``warm=``), which then reads nothing again.
     """
     from . import warm
 
     ctx = _context(context)
     with ctx.scope():
-        return warm.warm_config(ctx, dataset_id)
+        return warm.answer(ctx, dataset_id)
 
 
 @_scoped
-def prepare_dataset_json(dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust") -> dict:
+def prepare_dataset_json(
+    dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust", warm: "WarmAnswer | None" = None
+) -> dict:
     """:func:`prepare_dataset`, returning the JSON of the config (what ``datamaestro prepare`` prints).
 
     A dataset prepared before is answered from its warm record (see
@@ -149,25 +153,27 @@ def prepare_dataset_json(dataset_id: str, *, context: Context | None = None, loc
     experimaestro nor numpy is imported. Otherwise the full prepare runs
     and records what the next call needs.
 
+    :param warm: the warm answer :func:`warm_prepare` gave for this id, in this
+        context and with this lock (a miss: the record is not read again)
     :raises DatamaestroError: as :func:`prepare_dataset`
     """
-    from . import warm
+    from . import warm as warm_records
 
     ctx = _context(context)
     with ctx.using_lock(lock):
-        valid_for = None
-        if verify == "trust":
-            found = warm.warm_config(ctx, dataset_id)
-            if found is not None:
-                return found
-            # taken before the prepare: a plugin edited meanwhile leaves a stale record
-            valid_for = warm.stamps(ctx)
+        if verify == "trust" and warm is None:
+            warm = warm_records.answer(ctx, dataset_id)
+        if verify == "trust" and warm.config is not None:
+            return warm.config
         request = ctx.request(dataset_id)
         result = ctx.prepare(request, verify=verify)
         config = config_to_json(request.config())
-        if valid_for is not None:
+        if verify == "trust":
             description = _describe(request.definition, ctx, states=None) if not request.variant else None
-            warm.write_record(ctx, dataset_id, request, result, config, valid_for, description)
+            # valid for the stamps taken before the prepare: a plugin edited meanwhile leaves a stale record
+            record = warm_records.WarmRecord.of(dataset_id, request, result, config, warm.stamps, description)
+            if record is not None:
+                record.write(ctx)
         return config
 
 

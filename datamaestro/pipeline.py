@@ -224,25 +224,20 @@ class Pipeline:
         self.refresh = False
 
     # -- keys and lookups
-    def _inputs(self, resource: "Resource") -> dict | None:
-        """The digests (or values) of a resource's inputs by name; None while one is unknown."""
+    def _inputs(self, resource: "Resource") -> dict[str, Output] | None:
+        """The known outputs (here or in a remote cache) of a resource's inputs by name; None while one is unknown."""
         inputs = {}
         for dependency in resource.dependencies():
             output = self._lookup(dependency).known
             if output is None:
                 return None
-            inputs[dependency.name] = output.digest if output.kind.stored else output.value
+            inputs[dependency.name] = output
         return inputs
 
     def recipe_of(self, resource: "Resource") -> dict | None:
         """The full recipe of a resource, or None while an input's digest is unknown."""
         inputs = self._inputs(resource)
-        if inputs is None:
-            return None
-        recipe = dict(resource.recipe())
-        if inputs:
-            recipe["inputs"] = inputs
-        return recipe
+        return None if inputs is None else full_recipe(resource.recipe(), inputs)
 
     def lookup(self, resource: "Resource") -> tuple[str | None, Output | None]:
         """(recipe key, cached output) of a resource; None where unknown."""
@@ -254,19 +249,11 @@ class Pipeline:
         if known is not None:
             return known
         recipe = self.recipe_of(resource)
-        key = None if recipe is None else recipe_key(recipe)
         pin = self.pins.get(resource.name)
-        if pin is not None and pin.kind.stored and pin.digest and self.store.output_present(pin):
-            # the lock names the output and the store has it: nothing to do,
-            # whatever the action cache says (it may hold another version)
-            output = pin
-        elif key is None or getattr(resource, "volatile", False) or self._refreshed(resource):
-            # volatile resources (references to other datasets) are never
-            # trusted from the cache: they run every time, cheaply when warm
-            output = None
-        else:
-            record = self.store.actions.get(key)
-            output = record.output if record else None
+        # volatile resources (references to other datasets) are never
+        # trusted from the cache: they run every time, cheaply when warm
+        cached = not getattr(resource, "volatile", False) and not self._refreshed(resource)
+        key, output = output_now(self.store, recipe, pin, cached=cached)
         remote = None
         if self.remotes and key is not None and not getattr(resource, "volatile", False) and not self._refreshed(resource):
             if output is not None and output.kind.stored and not self.store.output_present(output):
@@ -331,9 +318,9 @@ class Pipeline:
         bytes when produced again (a derivation that is not reproducible).
         """
         found = self._lookup(resource)
-        if found.recipe is not None and found.recipe.get("inputs", {}) == (self._inputs(resource) or {}):
-            return found.recipe, found.key
         recipe = self.recipe_of(resource)
+        if found.recipe is not None and found.recipe == recipe:
+            return found.recipe, found.key
         return recipe, recipe_key(recipe)
 
     def _refreshed(self, resource: "Resource") -> bool:
@@ -688,6 +675,32 @@ class Pipeline:
             shutil.rmtree(path, ignore_errors=True)
             return Output(Kind.TREE, digest)
         return None
+
+
+def full_recipe(own: dict, inputs: "dict[str, Output]") -> dict:
+    """A resource's full recipe: its own description (``resource.recipe()``) plus its inputs' digests (or values) by name."""
+    recipe = dict(own)
+    if inputs:
+        recipe["inputs"] = {name: output.digest if output.kind.stored else output.value for name, output in inputs.items()}
+    return recipe
+
+
+def output_now(store, recipe: dict | None, pin: Output | None, *, cached: bool = True) -> tuple[str | None, Output | None]:
+    """What output a resource has now: (its recipe key, the output); the one lookup of the pipeline and the warm path.
+
+    A pin (a lock's) whose objects the store has wins, whatever the action
+    cache says (it may hold another version); else the action cache's
+    record for the recipe key (:func:`full_recipe`), unless ``cached`` is
+    False. The key and the output are None where unknown (``recipe`` None:
+    an input's digest is not known yet).
+    """
+    key = None if recipe is None else recipe_key(recipe)
+    if pin is not None and pin.kind.stored and pin.digest and store.output_present(pin):
+        return key, pin
+    if key is None or not cached:
+        return key, None
+    record = store.actions.get(key)
+    return key, record.output if record else None
 
 
 def produced_kinds(resource) -> tuple[Kind, ...]:

@@ -98,7 +98,7 @@ def test_a_changed_plugin_lock_or_action_makes_the_record_stale(mnist_server, dm
     # an action record now names other bytes (produced again meanwhile): the pipeline must decide
     from datamaestro.store import recipe_key
 
-    first = warm.read_record(dm_context, MNIST)["resources"][0]
+    first = warm.WarmRecord.read(dm_context, MNIST).resources[0]
     assert not first["depends"]
     action = dm_context.store.actions.path_of(recipe_key(first["recipe"]))
     os.chmod(action, 0o644)
