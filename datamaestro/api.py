@@ -317,7 +317,6 @@ def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict
     record (no definition imported) while the record is valid.
     """
     from . import warm
-    from .pipeline import Pipeline
 
     ctx = _context(context)
     described = warm.warm_description(ctx, dataset_id)
@@ -327,7 +326,7 @@ def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict
         # a family without a selector is described as a family (a required axis is not asked for)
         definition = ctx.resolve(dataset_id)[0] if split_id_selector(dataset_id)[1] else ctx.dataset(dataset_id)
         # the states of this store only: info never contacts a remote cache (it may be slow, or refuse)
-        described = _describe(definition, ctx, states=Pipeline(ctx, use_remotes=False))
+        described = _describe(definition, ctx, states=ctx.pipeline(use_remotes=False))
     fetcher = ctx.fetcher()
     for resource in described["resources"]:
         # what the [mirrors] setting makes of each URL, tried before it

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .definition import DatasetDefinition, Location
     from .fetch import Fetcher
     from .lock.model import Lock, LockedDataset
-    from .pipeline import PipelineResult
+    from .pipeline import Pipeline, PipelineResult
     from .registry import Registry
     from .store import Store
 
@@ -371,6 +371,15 @@ class Context:
             self._remotes = opened
         return self._remotes
 
+    def pipeline(self, *, use_remotes: bool = True) -> "Pipeline":
+        """A :class:`~datamaestro.pipeline.Pipeline` given this session's services: store, settings, transport, remote caches.
+
+        :param use_remotes: ask the remote caches (False: what this store knows, nothing else)
+        """
+        from .pipeline import Pipeline
+
+        return Pipeline(self.store, settings=self.settings, fetcher=self.fetcher, remotes=self.remotes() if use_remotes else [], requests=self.request_of, context=self)
+
     def remote(self, name_or_url: str):
         """The remote a setting names, or the one at a URL or folder (``store push`` takes either)."""
         from .remotes import open_remote
@@ -693,17 +702,15 @@ class Context:
 
     def prepared_manifest(self, definition: "DatasetDefinition", *, entry_id: str | None = None) -> str | None:
         """The manifest of a dataset when :meth:`is_prepared`, else None (``entry_id``: a variant's lock entry)."""
-        from .pipeline import Pipeline
-
-        return Pipeline(self, use_remotes=False).prepared_manifest(self.request_of(definition, entry_id=entry_id))
+        return self.pipeline(use_remotes=False).prepared_manifest(self.request_of(definition, entry_id=entry_id))
 
     def resource_state(self, resource) -> str:
         """``"none"``, ``"partial"`` or ``"complete"``: a resource's state in the store, as the lock in scope pins it (read-only)."""
-        from .pipeline import COMPLETE, NONE, PARTIAL, Pipeline
+        from .pipeline import COMPLETE, NONE, PARTIAL
 
         if resource.definition is None:
             return NONE
-        pipeline = Pipeline(self, use_remotes=False)
+        pipeline = self.pipeline(use_remotes=False)
         pipeline.pins = self.request_of(resource.definition).pins
         state = pipeline.state(resource)
         return state if state in (COMPLETE, PARTIAL) else NONE
@@ -734,8 +741,6 @@ class Context:
         :param entry_id: a family variant's lock entry (``id[axis=value]``); only with a definition
         :raises UsageError: an unknown ``verify`` mode
         """
-        from .pipeline import Pipeline
-
         if verify not in ("trust", "full"):
             from .errors import UsageError
 
@@ -744,7 +749,7 @@ class Context:
             request = definition
         else:
             request = self.request_of(definition, entry_id=entry_id, locked=READ_LOCK if locked is None else locked)
-        result = Pipeline(self).run(request)
+        result = self.pipeline().run(request)
         if verify == "full":
             from .pipeline import rehash_outputs
 

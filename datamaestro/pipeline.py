@@ -36,7 +36,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from .errors import DatamaestroError, IntegrityError, OfflineError, StoreError, UntrustedInputError
 from .store import ActionRecord, Output, recipe_key
@@ -49,7 +49,9 @@ if TYPE_CHECKING:
     from .context import Context, Request
     from .definition import DatasetDefinition, Location
     from .download import Resource
-    from .fetch import FetchResult
+    from .fetch import Fetcher, FetchResult
+    from .settings import Settings
+    from .store import Store
     from .lock.model import LockedDataset
 
 logger = logging.getLogger(__name__)
@@ -66,8 +68,9 @@ class Job:
 
     def __init__(self, pipeline: "Pipeline", definition: "DatasetDefinition", resource: "Resource", expected: Output | None):
         self.pipeline = pipeline
+        #: the session's context, for plugin code (a 1.x resource, a custom download); the job's own calls go through the pipeline
         self.context = pipeline.context
-        self.store = pipeline.context.store
+        self.store = pipeline.store
         self.definition = definition
         self.resource = resource
         self.expected = expected
@@ -100,7 +103,7 @@ class Job:
             pin = _PinCheck(self)
             checkers = [*checkers, pin]
         try:
-            return self.context.fetcher().fetch(
+            return self.pipeline.fetcher().fetch(
                 url, sink, checkers=checkers, description=description or self.description, partial_dir=self.store.partial_folder()
             )
         except DatamaestroError:
@@ -121,7 +124,8 @@ class Job:
         """
         token = _HELD.set(None)
         try:
-            return Pipeline(self.context).run(self.context.request_of(definition))
+            pipeline = self.pipeline
+            return pipeline.again().run(pipeline.requests(definition))
         finally:
             _HELD.reset(token)
 
@@ -207,11 +211,34 @@ class Lookup:
 class Pipeline:
     """Prepares datasets on a context's store (see the module documentation)."""
 
-    def __init__(self, context: "Context", *, use_remotes: bool = True):
+    def __init__(
+        self,
+        store: "Store",
+        *,
+        settings: "Settings",
+        fetcher: "Callable[[], Fetcher]",
+        remotes: list,
+        requests: "Callable[[DatasetDefinition], Request]",
+        context: "Context",
+    ):
+        """Built by :meth:`Context.pipeline`, which hands it the session's services.
+
+        :param store: where outputs, action records and views are kept
+        :param settings: the session's settings (offline, ``parallel_downloads``, ``lock_timeout``, the data dir)
+        :param fetcher: gives the session's transport, made on first use (a run
+            with nothing to download makes none)
+        :param remotes: the remote caches asked before the original sources
+        :param requests: the :class:`Request` of a referenced dataset (:meth:`Context.request_of`)
+        :param context: handed to plugin code only (``job.context``, a
+            definition's production checks); the pipeline asks it nothing
+        """
+        self.store = store
+        self.settings = settings
+        self.fetcher = fetcher
+        self.requests = requests
         self.context = context
-        self.store = context.store
         #: remote caches asked before the original sources (the settings' ``[remotes]``)
-        self.remotes = context.remotes() if use_remotes else []
+        self.remotes = remotes
         self._dead_remotes: set[str] = set()
         #: recipe key -> label of the remote whose action record is offered
         self._offered_by: dict[str, str] = {}
@@ -222,6 +249,10 @@ class Pipeline:
         self.pins: dict[str, Output] = {}
         #: download again what has URLs, whatever the cache says (``lock --upgrade``)
         self.refresh = False
+
+    def again(self) -> "Pipeline":
+        """A new pipeline on the same services (another dataset's run: a reference's)."""
+        return Pipeline(self.store, settings=self.settings, fetcher=self.fetcher, remotes=self.remotes, requests=self.requests, context=self.context)
 
     # -- keys and lookups
     def _inputs(self, resource: "Resource") -> dict[str, Output] | None:
@@ -423,16 +454,16 @@ class Pipeline:
         legacy = self._legacy_folder(location.readable)
         self._check_on_use(targets)
         to_produce = self.needed(targets)
-        if to_produce and self.context.settings.offline:
+        if to_produce and self.settings.offline:
             missing = [r for r in to_produce if not (legacy and (legacy / r.name).exists()) and self.state(r) != REMOTE]
-            fetcher = self.context.fetcher()
+            fetcher = self.fetcher()
             # a URL with a file:// mirror is read from this machine: no network
             urls = [url for r in missing for url in r.urls() if not fetcher.local_candidates(url)]
             if urls:
                 raise OfflineError(urls)
         if to_produce:
             # a data dir the dataset cannot be linked into is said before any download
-            check_data_dir(self.context.data_dir, location.readable)
+            check_data_dir(self.settings.data_dir, location.readable)
             # what must hold before anything of the dataset is fetched (a licence to accept)
             for check in definition.production_checks:
                 check(definition, self.context)
@@ -490,7 +521,7 @@ class Pipeline:
         """
         import contextvars
 
-        width = self.context.settings.parallel_downloads
+        width = self.settings.parallel_downloads
         batch = [
             r
             for r in to_produce
@@ -498,7 +529,7 @@ class Pipeline:
         ]
         if width < 2 or len(batch) < 2:
             return {}
-        fetcher = self.context.fetcher()  # one transport for every thread, made before them
+        fetcher = self.fetcher()  # one transport for every thread, made before them
         results: dict[int, bool] = {}
         errors: dict[int, BaseException] = {}
         pending = list(batch)
@@ -561,8 +592,7 @@ class Pipeline:
     def _produce(self, definition, resource, expected, legacy: Path | None) -> bool:
         """Produces one resource under its store lock; False when another process had done it."""
         recipe, key = self._recipe_for_production(resource)
-        settings = self.context.settings
-        with self.store.lock(key, timeout=settings.lock_timeout, what=_doing(definition, resource)):
+        with self.store.lock(key, timeout=self.settings.lock_timeout, what=_doing(definition, resource)):
             volatile = getattr(resource, "volatile", False)
             record = None if volatile or self._refreshed(resource) else self.store.actions.get(key)
             did_work = record is None or not self.store.output_present(record.output)

@@ -52,9 +52,7 @@ def resolve_dataset(context: "Context", definition: "DatasetDefinition", *, refr
 
     :param refresh: download every URL again (``lock --upgrade``)
     """
-    from ..pipeline import Pipeline
-
-    pipeline = Pipeline(context)
+    pipeline = context.pipeline()
     with context.without_lock():
         result = pipeline.run(context.request_of(definition, locked=None), refresh=refresh)
     resources = []
