@@ -910,3 +910,5 @@ def main() -> None:
         if exit_.code == 130 and _interrupted(exit_):
             typer.echo("interrupted", err=True)
         raise
+    finally:
+        state.warm_miss = None  # for this command line only (an in-process runner runs many)
