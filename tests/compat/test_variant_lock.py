@@ -89,3 +89,21 @@ def test_cli_prepare_of_a_variant_uses_its_lock_entry(mnist_server, tmp_path):
     (mnist_server.root / "example" / "readme.txt").write_bytes(b"other bytes\n")
     refused = run("--store", str(tmp_path / "other-store"), "prepare", large, status=1)
     assert "the lock pins" in refused.stderr
+
+
+def test_a_request_carries_the_variant_its_entry_and_its_location(family_context):
+    """``Context.request`` resolves once: the variant's values, its entry id, the entry that pins it, the pinned view; frozen."""
+    import dataclasses
+
+    add_datasets([f"{FAMILY}[size=large]"])
+    lock_project()
+    request = family_context.request(f"{FAMILY}[ size = large ]")
+    entry = family_context.lockfile().datasets[f"{FAMILY}[size=large]"]
+    assert (request.definition.id, dict(request.variant), request.entry_id) == (FAMILY, {"size": "large"}, f"{FAMILY}[size=large]")
+    assert request.locked == entry and request.pins == entry.pins()
+    assert request.location.pinned_view == family_context.store.views.path_of(entry.manifest)
+    # the family's default variant has no entry of its own, nor the family one: nothing pins it
+    default = family_context.request(FAMILY)
+    assert (default.entry_id, default.locked, default.location.pinned_view) == (f"{FAMILY}[size=small]", None, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.locked = None
