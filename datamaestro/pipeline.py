@@ -37,7 +37,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from .errors import DatamaestroError, IntegrityError, LockTimeoutError, OfflineError, StoreError, UntrustedInputError
 from .store import ActionRecord, Output, recipe_key
@@ -49,10 +49,12 @@ from .store.actions import Kind
 from .store.testpoints import pause
 
 if TYPE_CHECKING:
-    from .context import Context
+    from .context import Context, Request
     from .definition import DatasetDefinition, Location
     from .download import Resource
-    from .fetch import FetchResult
+    from .fetch import Fetcher, FetchResult
+    from .settings import Settings
+    from .store import Store
     from .lock.model import LockedDataset
 
 logger = logging.getLogger(__name__)
@@ -69,8 +71,9 @@ class Job:
 
     def __init__(self, pipeline: "Pipeline", definition: "DatasetDefinition", resource: "Resource", expected: Output | None):
         self.pipeline = pipeline
+        #: the session's context, for plugin code (a 1.x resource, a custom download); the job's own calls go through the pipeline
         self.context = pipeline.context
-        self.store = pipeline.context.store
+        self.store = pipeline.store
         self.definition = definition
         self.resource = resource
         self.expected = expected
@@ -103,7 +106,7 @@ class Job:
             pin = _PinCheck(self)
             checkers = [*checkers, pin]
         try:
-            return self.context.fetcher().fetch(
+            return self.pipeline.fetcher().fetch(
                 url, sink, checkers=checkers, description=description or self.description, partial_dir=self.store.partial_folder()
             )
         except DatamaestroError:
@@ -124,7 +127,8 @@ class Job:
         """
         token = _HELD.set(None)
         try:
-            return Pipeline(self.context).run(definition)
+            pipeline = self.pipeline
+            return pipeline.again().run(pipeline.requests(definition))
         finally:
             _HELD.reset(token)
 
@@ -210,11 +214,34 @@ class Lookup:
 class Pipeline:
     """Prepares datasets on a context's store (see the module documentation)."""
 
-    def __init__(self, context: "Context", *, use_remotes: bool = True):
+    def __init__(
+        self,
+        store: "Store",
+        *,
+        settings: "Settings",
+        fetcher: "Callable[[], Fetcher]",
+        remotes: list,
+        requests: "Callable[[DatasetDefinition], Request]",
+        context: "Context",
+    ):
+        """Built by :meth:`Context.pipeline`, which hands it the session's services.
+
+        :param store: where outputs, action records and views are kept
+        :param settings: the session's settings (offline, ``parallel_downloads``, ``lock_timeout``, the data dir)
+        :param fetcher: gives the session's transport, made on first use (a run
+            with nothing to download makes none)
+        :param remotes: the remote caches asked before the original sources
+        :param requests: the :class:`Request` of a referenced dataset (:meth:`Context.request_of`)
+        :param context: handed to plugin code only (``job.context``, a
+            definition's production checks); the pipeline asks it nothing
+        """
+        self.store = store
+        self.settings = settings
+        self.fetcher = fetcher
+        self.requests = requests
         self.context = context
-        self.store = context.store
         #: remote caches asked before the original sources (the settings' ``[remotes]``)
-        self.remotes = context.remotes() if use_remotes else []
+        self.remotes = remotes
         self._dead_remotes: set[str] = set()
         #: recipe key -> label of the remote whose action record is offered
         self._offered_by: dict[str, str] = {}
@@ -228,26 +255,25 @@ class Pipeline:
         self._working = contextlib.ExitStack()
         self._working_lease = None
 
+    def again(self) -> "Pipeline":
+        """A new pipeline on the same services (another dataset's run: a reference's)."""
+        return Pipeline(self.store, settings=self.settings, fetcher=self.fetcher, remotes=self.remotes, requests=self.requests, context=self.context)
+
     # -- keys and lookups
-    def _inputs(self, resource: "Resource") -> dict | None:
-        """The digests (or values) of a resource's inputs by name; None while one is unknown."""
+    def _inputs(self, resource: "Resource") -> dict[str, Output] | None:
+        """The known outputs (here or in a remote cache) of a resource's inputs by name; None while one is unknown."""
         inputs = {}
         for dependency in resource.dependencies():
             output = self._lookup(dependency).known
             if output is None:
                 return None
-            inputs[dependency.name] = output.digest if output.kind.stored else output.value
+            inputs[dependency.name] = output
         return inputs
 
     def recipe_of(self, resource: "Resource") -> dict | None:
         """The full recipe of a resource, or None while an input's digest is unknown."""
         inputs = self._inputs(resource)
-        if inputs is None:
-            return None
-        recipe = dict(resource.recipe())
-        if inputs:
-            recipe["inputs"] = inputs
-        return recipe
+        return None if inputs is None else full_recipe(resource.recipe(), inputs)
 
     def lookup(self, resource: "Resource") -> tuple[str | None, Output | None]:
         """(recipe key, cached output) of a resource; None where unknown."""
@@ -259,19 +285,11 @@ class Pipeline:
         if known is not None:
             return known
         recipe = self.recipe_of(resource)
-        key = None if recipe is None else recipe_key(recipe)
         pin = self.pins.get(resource.name)
-        if pin is not None and pin.kind.stored and pin.digest and self.store.output_present(pin):
-            # the lock names the output and the store has it: nothing to do,
-            # whatever the action cache says (it may hold another version)
-            output = pin
-        elif key is None or getattr(resource, "volatile", False) or self._refreshed(resource):
-            # volatile resources (references to other datasets) are never
-            # trusted from the cache: they run every time, cheaply when warm
-            output = None
-        else:
-            record = self.store.actions.get(key)
-            output = record.output if record else None
+        # volatile resources (references to other datasets) are never
+        # trusted from the cache: they run every time, cheaply when warm
+        cached = not getattr(resource, "volatile", False) and not self._refreshed(resource)
+        key, output = output_now(self.store, recipe, pin, cached=cached)
         remote = None
         if self.remotes and key is not None and not getattr(resource, "volatile", False) and not self._refreshed(resource):
             if output is not None and output.kind.stored and not self.store.output_present(output):
@@ -336,9 +354,9 @@ class Pipeline:
         bytes when produced again (a derivation that is not reproducible).
         """
         found = self._lookup(resource)
-        if found.recipe is not None and found.recipe.get("inputs", {}) == (self._inputs(resource) or {}):
-            return found.recipe, found.key
         recipe = self.recipe_of(resource)
+        if found.recipe is not None and found.recipe == recipe:
+            return found.recipe, found.key
         return recipe, recipe_key(recipe)
 
     def _refreshed(self, resource: "Resource") -> bool:
@@ -377,7 +395,7 @@ class Pipeline:
         return order
 
     # -- what is there already (read-only)
-    def prepared_manifest(self, definition: "DatasetDefinition", locked: "LockedDataset | None", location: "Location") -> str | None:
+    def prepared_manifest(self, request: "Request") -> str | None:
         """The manifest a dataset has when it is fully present and published; None otherwise.
 
         Read-only and cheap: action records and ``stat`` calls, no rehash, no
@@ -388,7 +406,8 @@ class Pipeline:
         (pinned view, or readable folder) must show that manifest, since
         configs point there.
         """
-        self.pins = dict(locked.pins()) if locked is not None else {}
+        definition, locked, location = request.definition, request.locked, request.location
+        self.pins = request.pins
         entries = {}
         for resource in definition.ordered_resources():
             if getattr(resource, "volatile", False) and id(resource) not in self._known:
@@ -420,46 +439,24 @@ class Pipeline:
         return manifest if shown == view.resolve() else None
 
     # -- running
-    def run(
-        self,
-        definition: "DatasetDefinition",
-        *,
-        pins: dict[str, Output] | None = None,
-        locked: "LockedDataset | None" = None,
-        refresh: bool = False,
-        location: "Location | None" = None,
-    ) -> PipelineResult:
+    def run(self, request: "Request", *, refresh: bool = False) -> PipelineResult:
         """Makes a dataset present in the store and its readable path point at it.
 
-        Without ``pins`` nor ``locked``, the lock in scope of the context (if
-        it pins this dataset) gives them.
-
-        :param pins: expected outputs by resource name
-        :param locked: the dataset's entry of a lock: its pins, and the
-            manifest the result must have (taken as is: no check that the
-            definition still matches it)
+        :param request: the dataset, its lock entry (pins, and the manifest the
+            result must have) and its location (see :meth:`Context.request`)
         :param refresh: download again every resource with URLs (the action
             cache is not trusted for them: ``lock --upgrade``)
-        :param location: where the dataset lives, when the caller knows
-            (:meth:`Context.locate`)
         :raises OfflineError: offline and something must be downloaded
         :raises IntegrityError: an output differs from its pin
-        :raises LockFileError: the lock in scope is out of date for this dataset
         """
-        if pins is None and locked is None:
-            locked = self.context.locked_dataset(definition)
-        if locked is not None:
-            pins = locked.pins()
-        if location is None:
-            location = self.context.locate(definition, locked)
-        self.pins = dict(pins or {})
+        self.pins = request.pins
         self.refresh = refresh
         # holds the working lease of the run, once it has something to produce (a
         # dataset prepared within another's run keeps the outer lease if it has one)
         outer = self._working, self._working_lease
         try:
             with contextlib.ExitStack() as self._working:
-                return self._run(definition, locked, location, retry=True)
+                return self._run(request.definition, request.locked, request.location, retry=True)
         finally:
             self._working, self._working_lease = outer
 
@@ -469,9 +466,9 @@ class Pipeline:
         legacy = self._legacy_folder(location.readable)
         self._check_on_use(targets)
         to_produce = self.needed(targets)
-        if to_produce and self.context.settings.offline:
+        if to_produce and self.settings.offline:
             missing = [r for r in to_produce if not (legacy and (legacy / r.name).exists()) and self.state(r) != REMOTE]
-            fetcher = self.context.fetcher()
+            fetcher = self.fetcher()
             # a URL with a file:// mirror is read from this machine: no network
             urls = [url for r in missing for url in r.urls() if not fetcher.local_candidates(url)]
             if urls:
@@ -488,7 +485,7 @@ class Pipeline:
                 self._working_lease = held.lease
         if to_produce:
             # a data dir the dataset cannot be linked into is said before any download
-            check_data_dir(self.context.data_dir, location.readable)
+            check_data_dir(self.settings.data_dir, location.readable)
             # what must hold before anything of the dataset is fetched (a licence to accept)
             for check in definition.production_checks:
                 check(definition, self.context)
@@ -547,7 +544,7 @@ class Pipeline:
         """
         import contextvars
 
-        width = self.context.settings.parallel_downloads
+        width = self.settings.parallel_downloads
         batch = [
             r
             for r in to_produce
@@ -555,7 +552,7 @@ class Pipeline:
         ]
         if width < 2 or len(batch) < 2:
             return {}
-        fetcher = self.context.fetcher()  # one transport for every thread, made before them
+        fetcher = self.fetcher()  # one transport for every thread, made before them
         results: dict[int, bool] = {}
         errors: dict[int, BaseException] = {}
         pending = list(batch)
@@ -622,8 +619,7 @@ class Pipeline:
     def _produce(self, definition, resource, expected, legacy: Path | None) -> bool:
         """Produces one resource under its store lock; False when another process had done it."""
         recipe, key = self._recipe_for_production(resource)
-        settings = self.context.settings
-        with self.store.lock(key, timeout=settings.lock_timeout, what=_doing(definition, resource)):
+        with self.store.lock(key, timeout=self.settings.lock_timeout, what=_doing(definition, resource)):
             volatile = getattr(resource, "volatile", False)
             record = None if volatile or self._refreshed(resource) else self.store.actions.get(key)
             did_work = record is None or not self.store.output_present(record.output)
@@ -736,6 +732,32 @@ class Pipeline:
             shutil.rmtree(path, ignore_errors=True)
             return Output(Kind.TREE, digest)
         return None
+
+
+def full_recipe(own: dict, inputs: "dict[str, Output]") -> dict:
+    """A resource's full recipe: its own description (``resource.recipe()``) plus its inputs' digests (or values) by name."""
+    recipe = dict(own)
+    if inputs:
+        recipe["inputs"] = {name: output.digest if output.kind.stored else output.value for name, output in inputs.items()}
+    return recipe
+
+
+def output_now(store, recipe: dict | None, pin: Output | None, *, cached: bool = True) -> tuple[str | None, Output | None]:
+    """What output a resource has now: (its recipe key, the output); the one lookup of the pipeline and the warm path.
+
+    A pin (a lock's) whose objects the store has wins, whatever the action
+    cache says (it may hold another version); else the action cache's
+    record for the recipe key (:func:`full_recipe`), unless ``cached`` is
+    False. The key and the output are None where unknown (``recipe`` None:
+    an input's digest is not known yet).
+    """
+    key = None if recipe is None else recipe_key(recipe)
+    if pin is not None and pin.kind.stored and pin.digest and store.output_present(pin):
+        return key, pin
+    if key is None or not cached:
+        return key, None
+    record = store.actions.get(key)
+    return key, record.output if record else None
 
 
 def produced_kinds(resource) -> tuple[Kind, ...]:
