@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .lock.sync import ExportReport, SyncReport
     from .push import PushReport
     from .pipeline import PipelineResult
+    from .warm import WarmAnswer
 
 
 def _context(context: Context | None) -> Context:
@@ -53,88 +54,23 @@ def get_dataset(dataset_id, *, variant: dict | None = None, context: Context | N
     :raises DatasetNotFoundError: unknown id (with the closest ids)
     :raises VariantError: a bad selector or variant (also a ``ValueError``)
     """
-    ctx = _context(context)
-    definition, variant = resolve_dataset(dataset_id, ctx, variant=variant)
-    return definition.config(**variant)
+    return _context(context).request(dataset_id, variant=variant).config()
 
 
 def find_variant(dataset_id: str, context: Context):
     """The definition of ``id`` or ``id[axis=value,...]`` and the selected variant's values."""
-    return resolve_dataset(dataset_id, context)
+    return context.resolve(dataset_id)
 
 
 def resolve_dataset(dataset, context: Context, *, variant: dict | None = None):
-    """The definition a caller means, and the variant's axis values (defaults filled in for a family).
-
-    ``dataset`` is what the original datamaestro's ``prepare_dataset``
-    accepted: an id (``"id[axis=value]"`` selects a variant), a definition,
-    a ``@dataset`` class or function, a generated dataset, or a data config
-    (its dataset is found from its id).
-
-    :raises VariantError: a selector and ``variant`` both given, a variant
-        for a dataset without variants, an unknown axis or value
-    """
-    from .variants import split_id_selector
-
-    selector = ""
-    if isinstance(dataset, str):
-        base_id, selector = split_id_selector(dataset)
-        definition = context.dataset(base_id)
-    else:
-        base_id = None
-        definition = _definition_of(dataset, context)
-        if definition is None:
-            from .errors import UsageError
-
-            raise UsageError(f"{dataset!r} is not a dataset id, definition or data config", hint="e.g. prepare_dataset(\"com.lecun.mnist\")")
-        data_id = _data_id_of(dataset)
-        if data_id is not None and definition.variants is not None:
-            # a family's data config names its variant in its id: family.id[axis=value]@repo
-            selector = split_id_selector(data_id.partition("@")[0])[1].partition("]")[0]
-    name = base_id or definition.id
-    from .errors import VariantError
-
-    if selector and variant is not None and _data_id_of(dataset) is None:
-        raise VariantError(f"dataset {name!r} received both a selector {selector!r} and a `variant` kwarg; pass only one", hint=f"use {name}[{selector}] alone")
-    if definition.variants is None:
-        if selector:
-            raise VariantError(f"dataset {name!r} does not declare variants but selector {selector!r} was supplied", hint=f"use {name}")
-        if variant:
-            raise VariantError(f"dataset {name!r} does not declare variants but `variant` kwarg {variant!r} was supplied", hint="drop variant=")
-        return definition, {}
-    values = dict(variant) if variant is not None else definition.variants.parse_selector(selector)
-    return definition, definition.variants.resolve(**values)
-
-
-def _definition_of(dataset, context: Context):
-    """The definition behind a definition, a ``@dataset`` target, a generated dataset or a data config; None otherwise."""
-    from .definition import DatasetDefinition
-
-    if isinstance(dataset, DatasetDefinition):
-        return dataset
-    definition = getattr(dataset, "__dataset__", None)
-    if isinstance(definition, DatasetDefinition):
-        return definition
-    as_definition = getattr(dataset, "as_definition", None)
-    if callable(as_definition):
-        return as_definition()
-    data_id = _data_id_of(dataset)
-    if data_id is not None:
-        return context.dataset_for_data_id(data_id)
-    return None
-
-
-def _data_id_of(value) -> str | None:
-    """The id of a data config (None for anything else, or a config without one)."""
-    from .data import Base
-
-    return value._data_id() if isinstance(value, Base) else None
+    """The definition a caller means, and the variant's axis values (see :meth:`Context.resolve`)."""
+    return context.resolve(dataset, variant=variant)
 
 
 @_scoped
 def find_dataset(dataset_id, *, context: Context | None = None):
     """The definition of a dataset id or alias (the original datamaestro's name); a selector is ignored."""
-    return resolve_dataset(dataset_id, _context(context))[0]
+    return _context(context).resolve(dataset_id)[0]
 
 
 @_scoped
@@ -177,36 +113,39 @@ def prepare_dataset(
     :raises VariantError: a bad selector or variant (also a ``ValueError``)
     :raises DatamaestroError: any failure, with a message saying what to do
     """
+    from .context import data_id_of
+
     ctx = _context(context)
     with ctx.using_lock(lock):
-        definition, variant = resolve_dataset(dataset_id, ctx, variant=variant)
+        request = ctx.request(dataset_id, variant=variant)
         if download is None:
             # in an experiment, experimaestro prepares it (Base.prepare) where the task runs
             download = not _in_experiment()
-        entry_id = definition.id + definition.variants.format_selector(variant) if definition.variants is not None else None
-        location = ctx.prepare(definition, verify=verify, entry_id=entry_id).location if download else None
-        if location is None and entry_id is not None:
-            location = ctx.locate(definition, entry_id=entry_id)
-        if _data_id_of(dataset_id) is not None:
+        if download:
+            ctx.prepare(request, verify=verify)
+        if data_id_of(dataset_id) is not None:
             return dataset_id
-        return definition.config(location=location, **variant)
+        return request.config()
 
 
-def warm_prepare_json(dataset_id: str, *, context: Context | None = None) -> dict | None:
-    """The config JSON of a dataset from its still-valid warm record; None when a full prepare is needed.
+def warm_prepare(dataset_id: str, *, context: Context | None = None) -> "WarmAnswer":
+    """The warm answer for a dataset: its config JSON from a still-valid warm record (None when a full prepare is needed), and the stamps taken.
 
     Imports no definition (see :mod:`datamaestro.warm`): what a warm
-    ``datamaestro prepare ID`` costs.
+    ``datamaestro prepare ID`` costs. A miss is handed to
+    :func:`prepare_dataset_json` (``warm=``), which then reads nothing again.
     """
     from . import warm
 
     ctx = _context(context)
     with ctx.scope():
-        return warm.warm_config(ctx, dataset_id)
+        return warm.answer(ctx, dataset_id)
 
 
 @_scoped
-def prepare_dataset_json(dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust") -> dict:
+def prepare_dataset_json(
+    dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust", warm: "WarmAnswer | None" = None
+) -> dict:
     """:func:`prepare_dataset`, returning the JSON of the config (what ``datamaestro prepare`` prints).
 
     A dataset prepared before is answered from its warm record (see
@@ -214,25 +153,27 @@ def prepare_dataset_json(dataset_id: str, *, context: Context | None = None, loc
     experimaestro nor numpy is imported. Otherwise the full prepare runs
     and records what the next call needs.
 
+    :param warm: the warm answer :func:`warm_prepare` gave for this id, in this
+        context and with this lock (a miss: the record is not read again)
     :raises DatamaestroError: as :func:`prepare_dataset`
     """
-    from . import warm
+    from . import warm as warm_records
 
     ctx = _context(context)
     with ctx.using_lock(lock):
-        valid_for = None
+        if verify == "trust" and warm is None:
+            warm = warm_records.answer(ctx, dataset_id)
+        if verify == "trust" and warm.config is not None:
+            return warm.config
+        request = ctx.request(dataset_id)
+        result = ctx.prepare(request, verify=verify)
+        config = config_to_json(request.config())
         if verify == "trust":
-            found = warm.warm_config(ctx, dataset_id)
-            if found is not None:
-                return found
-            # taken before the prepare: a plugin edited meanwhile leaves a stale record
-            valid_for = warm.stamps(ctx)
-        definition, variant = find_variant(dataset_id, ctx)
-        result = ctx.prepare(definition, verify=verify)
-        config = config_to_json(definition.config(location=result.location, **variant))
-        if valid_for is not None:
-            description = _describe(definition, ctx, states=None) if not variant else None
-            warm.write_record(ctx, dataset_id, definition, result, config, valid_for, description)
+            description = _describe(request.definition, ctx, states=None) if not request.variant else None
+            # valid for the stamps taken before the prepare: a plugin edited meanwhile leaves a stale record
+            record = warm_records.WarmRecord.of(dataset_id, request, result, config, warm.stamps, description)
+            if record is not None:
+                record.write(ctx)
         return config
 
 
@@ -376,7 +317,6 @@ def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict
     record (no definition imported) while the record is valid.
     """
     from . import warm
-    from .pipeline import Pipeline
 
     ctx = _context(context)
     described = warm.warm_description(ctx, dataset_id)
@@ -384,9 +324,9 @@ def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict
         from .variants import split_id_selector
 
         # a family without a selector is described as a family (a required axis is not asked for)
-        definition = resolve_dataset(dataset_id, ctx)[0] if split_id_selector(dataset_id)[1] else ctx.dataset(dataset_id)
+        definition = ctx.resolve(dataset_id)[0] if split_id_selector(dataset_id)[1] else ctx.dataset(dataset_id)
         # the states of this store only: info never contacts a remote cache (it may be slow, or refuse)
-        described = _describe(definition, ctx, states=Pipeline(ctx, use_remotes=False))
+        described = _describe(definition, ctx, states=ctx.pipeline(use_remotes=False))
     fetcher = ctx.fetcher()
     for resource in described["resources"]:
         # what the [mirrors] setting makes of each URL, tried before it

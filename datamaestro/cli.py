@@ -102,6 +102,8 @@ class State:
     json: bool = False
     traceback: bool = False
     _context: Any = None
+    #: a warm ``prepare`` that missed (see :func:`_warm_prepare`): its options, id, Context and answer, used again by the full command
+    warm_miss: Any = None
 
     def context(self):
         """The Context built from the global options (made current)."""
@@ -168,6 +170,16 @@ def global_options(
     state.json = as_json
     state._context = None  # one per invocation (an in-process runner invokes the app many times)
     state.traceback = traceback or debug
+    miss = state.warm_miss
+    if miss is not None:
+        if (miss.overrides, miss.quiet) == ({k: v for k, v in state.overrides.items() if v is not None}, quiet):
+            # the warm path's Context, built from these same options: one Context per command
+            from .context import Context
+
+            state._context = miss.context
+            Context.set_instance(miss.context)
+        else:
+            state.warm_miss = None
 
 
 @app.command()
@@ -250,7 +262,9 @@ def prepare(
         from .api import prepare_dataset_json
 
         # a warm dataset is answered from its warm record, without importing its definition
-        echo_json(prepare_dataset_json(dataset_id, context=state.context(), lock=lock, verify=verify))
+        miss = state.warm_miss
+        warm = miss.answer if miss is not None and miss.dataset_id == dataset_id and lock is None and state._context is miss.context else None
+        echo_json(prepare_dataset_json(dataset_id, context=state.context(), lock=lock, verify=verify, warm=warm))
         return
     from .api import config_to_xpm, prepare_dataset
 
@@ -831,17 +845,30 @@ def _warm_prepare(argv: list[str]) -> bool:
     if len(rest) != 2 or rest[0] != "prepare" or rest[1].startswith("-"):
         return False
     try:
-        from .api import warm_prepare_json
+        from .api import warm_prepare
         from .context import Context
 
         context = Context(overrides=overrides, progress=False if quiet else None)
-        config = warm_prepare_json(rest[1], context=context)
+        answer = warm_prepare(rest[1], context=context)
     except DatamaestroError:
         return False  # the full command says what is wrong
-    if config is None:
+    if answer.config is None:
+        # the full command uses this Context and this answer: the record is not read twice
+        state.warm_miss = WarmMiss(overrides, quiet, rest[1], context, answer)
         return False
-    echo_json(config)
+    echo_json(answer.config)
     return True
+
+
+@dataclass
+class WarmMiss:
+    """A warm ``prepare`` that found no valid record: what the full command takes over (same options, same id)."""
+
+    overrides: dict
+    quiet: bool
+    dataset_id: str
+    context: Any
+    answer: Any
 
 
 def _interrupted(exc: BaseException) -> bool:
@@ -883,3 +910,5 @@ def main() -> None:
         if exit_.code == 130 and _interrupted(exit_):
             typer.echo("interrupted", err=True)
         raise
+    finally:
+        state.warm_miss = None  # for this command line only (an in-process runner runs many)

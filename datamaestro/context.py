@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from . import session
 from .settings import Settings, load_settings
@@ -25,11 +26,47 @@ if TYPE_CHECKING:
     from .definition import DatasetDefinition, Location
     from .fetch import Fetcher
     from .lock.model import Lock, LockedDataset
-    from .pipeline import PipelineResult
+    from .pipeline import Pipeline, PipelineResult
     from .registry import Registry
     from .store import Store
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One resolved request for a dataset, built once by :meth:`Context.request`: what a prepare starts from.
+
+    Nothing downstream derives any of these again (the pipeline, the
+    config, the warm record all read them from here).
+
+    :ivar definition: the dataset's definition
+    :ivar variant: a family's axis values, defaults filled in (empty without variants)
+    :ivar entry_id: the id a project's lock knows it by: the canonical id,
+        plus a family's canonical selector (``org.family[a=1,b=2]``)
+    :ivar locked: the lock entry that pins it (the variant's own entry, else
+        the family's), checked against the definition; None when no lock pins it
+    :ivar location: its readable folder, and the view the entry pins
+    """
+
+    definition: "DatasetDefinition"
+    variant: Mapping[str, Any]
+    entry_id: str
+    locked: "LockedDataset | None"
+    location: "Location"
+
+    @property
+    def pins(self) -> dict:
+        """The expected outputs by resource name (empty when no lock pins it)."""
+        return dict(self.locked.pins()) if self.locked is not None else {}
+
+    def config(self):
+        """The dataset's config, its paths at :attr:`location` (downloads nothing)."""
+        return self.definition.config(location=self.location, **self.variant)
+
+
+#: ``Context.request_of(..., locked=READ_LOCK)``: the lock in scope gives the entry
+READ_LOCK: Any = object()
 
 
 class _ClassProperty:
@@ -334,6 +371,15 @@ class Context:
             self._remotes = opened
         return self._remotes
 
+    def pipeline(self, *, use_remotes: bool = True) -> "Pipeline":
+        """A :class:`~datamaestro.pipeline.Pipeline` given this session's services: store, settings, transport, remote caches.
+
+        :param use_remotes: ask the remote caches (False: what this store knows, nothing else)
+        """
+        from .pipeline import Pipeline
+
+        return Pipeline(self.store, settings=self.settings, fetcher=self.fetcher, remotes=self.remotes() if use_remotes else [], requests=self.request_of, context=self)
+
     def remote(self, name_or_url: str):
         """The remote a setting names, or the one at a URL or folder (``store push`` takes either)."""
         from .remotes import open_remote
@@ -444,8 +490,8 @@ class Context:
             lock = self.lockfile()
         if lock is None or lock is False:
             return None
-        key = entry_id if entry_id is not None and entry_id in lock.datasets else definition.id
-        if key not in lock.datasets:
+        key = lock_key(lock, definition, entry_id)
+        if key is None:
             return None
         entry = lock.datasets[key]
         if entry.fingerprint != self._fingerprint(definition):
@@ -481,16 +527,109 @@ class Context:
         :param locked: the dataset's lock entry when the caller has it
             (None: not pinned; True: read the lock in scope)
         """
-        from .definition import Location
-
         if locked is True:
             lock = self.lockfile()
-            locked = None
-            if lock is not None:
-                locked = lock.datasets.get(entry_id) if entry_id is not None else None
-                locked = locked or lock.datasets.get(definition.id)
+            key = lock_key(lock, definition, entry_id) if lock is not None else None
+            locked = lock.datasets[key] if key is not None else None
+        return self._location(definition, locked)
+
+    def _location(self, definition: "DatasetDefinition", locked: "LockedDataset | None") -> "Location":
+        """A dataset's readable folder, and the view its lock entry pins (configs point there)."""
+        from .definition import Location
+
         readable = definition.readable_path_in(self)
         return Location(readable, self.store.views.path_of(locked.manifest) if locked else None)
+
+    # -- requests: which definition, which variant, which lock entry, where it lives
+    def request(self, dataset, *, variant: dict | None = None) -> Request:
+        """The :class:`Request` a caller means, resolved once (see :meth:`resolve`), with its lock entry and location.
+
+        :raises VariantError: a bad selector or variant (see :meth:`resolve`)
+        :raises LockFileError: the lock in scope is malformed, or its entry
+            does not fit the definition
+        """
+        definition, values = self.resolve(dataset, variant=variant)
+        return self.request_of(definition, variant=values if definition.variants is not None else None)
+
+    def request_of(
+        self,
+        definition: "DatasetDefinition",
+        *,
+        variant: Mapping[str, Any] | None = None,
+        entry_id: str | None = None,
+        locked: "LockedDataset | None | Any" = READ_LOCK,
+    ) -> Request:
+        """The :class:`Request` of a definition as named (no selector resolved: a family without ``variant`` is its own entry).
+
+        :param variant: a family's resolved axis values (its entry is then ``id[axis=value]``)
+        :param entry_id: the lock entry, when the caller knows it (a variant's data id)
+        :param locked: the lock entry when the caller has it (None: unpinned);
+            by default the lock in scope's, checked against the definition
+        """
+        if entry_id is None:
+            entry_id = definition.id + definition.variants.format_selector(variant) if variant is not None and definition.variants is not None else definition.id
+        if locked is READ_LOCK:
+            locked = self.locked_dataset(definition, entry_id=entry_id)
+        return Request(definition, dict(variant or {}), entry_id, locked, self._location(definition, locked))
+
+    def resolve(self, dataset, *, variant: dict | None = None) -> tuple["DatasetDefinition", dict]:
+        """The definition a caller means, and the variant's axis values (defaults filled in for a family).
+
+        ``dataset`` is what the original datamaestro's ``prepare_dataset``
+        accepted: an id (``"id[axis=value]"`` selects a variant), a definition,
+        a ``@dataset`` class or function, a generated dataset, or a data config
+        (its dataset is found from its id).
+
+        :raises VariantError: a selector and ``variant`` both given, a variant
+            for a dataset without variants, an unknown axis or value
+        """
+        from .variants import split_id_selector
+
+        selector = ""
+        if isinstance(dataset, str):
+            base_id, selector = split_id_selector(dataset)
+            definition = self.dataset(base_id)
+        else:
+            base_id = None
+            definition = self._definition_of(dataset)
+            if definition is None:
+                from .errors import UsageError
+
+                raise UsageError(f"{dataset!r} is not a dataset id, definition or data config", hint="e.g. prepare_dataset(\"com.lecun.mnist\")")
+            data_id = data_id_of(dataset)
+            if data_id is not None and definition.variants is not None:
+                # a family's data config names its variant in its id: family.id[axis=value]@repo
+                selector = split_id_selector(data_id.partition("@")[0])[1].partition("]")[0]
+        name = base_id or definition.id
+        from .errors import VariantError
+
+        if selector and variant is not None and data_id_of(dataset) is None:
+            raise VariantError(f"dataset {name!r} received both a selector {selector!r} and a `variant` kwarg; pass only one", hint=f"use {name}[{selector}] alone")
+        if definition.variants is None:
+            if selector:
+                raise VariantError(f"dataset {name!r} does not declare variants but selector {selector!r} was supplied", hint=f"use {name}")
+            if variant:
+                raise VariantError(f"dataset {name!r} does not declare variants but `variant` kwarg {variant!r} was supplied", hint="drop variant=")
+            return definition, {}
+        values = dict(variant) if variant is not None else definition.variants.parse_selector(selector)
+        return definition, definition.variants.resolve(**values)
+
+    def _definition_of(self, dataset) -> "DatasetDefinition | None":
+        """The definition behind a definition, a ``@dataset`` target, a generated dataset or a data config; None otherwise."""
+        from .definition import DatasetDefinition
+
+        if isinstance(dataset, DatasetDefinition):
+            return dataset
+        definition = getattr(dataset, "__dataset__", None)
+        if isinstance(definition, DatasetDefinition):
+            return definition
+        as_definition = getattr(dataset, "as_definition", None)
+        if callable(as_definition):
+            return as_definition()
+        data_id = data_id_of(dataset)
+        if data_id is not None:
+            return self.dataset_for_data_id(data_id)
+        return None
 
     # -- datasets
     def dataset(self, dataset_id: str) -> "DatasetDefinition":
@@ -563,20 +702,16 @@ class Context:
 
     def prepared_manifest(self, definition: "DatasetDefinition", *, entry_id: str | None = None) -> str | None:
         """The manifest of a dataset when :meth:`is_prepared`, else None (``entry_id``: a variant's lock entry)."""
-        from .pipeline import Pipeline
-
-        locked = self.locked_dataset(definition, entry_id=entry_id)
-        return Pipeline(self, use_remotes=False).prepared_manifest(definition, locked, self.locate(definition, locked))
+        return self.pipeline(use_remotes=False).prepared_manifest(self.request_of(definition, entry_id=entry_id))
 
     def resource_state(self, resource) -> str:
         """``"none"``, ``"partial"`` or ``"complete"``: a resource's state in the store, as the lock in scope pins it (read-only)."""
-        from .pipeline import COMPLETE, NONE, PARTIAL, Pipeline
+        from .pipeline import COMPLETE, NONE, PARTIAL
 
         if resource.definition is None:
             return NONE
-        pipeline = Pipeline(self, use_remotes=False)
-        locked = self.locked_dataset(resource.definition)
-        pipeline.pins = dict(locked.pins()) if locked is not None else {}
+        pipeline = self.pipeline(use_remotes=False)
+        pipeline.pins = self.request_of(resource.definition).pins
         state = pipeline.state(resource)
         return state if state in (COMPLETE, PARTIAL) else NONE
 
@@ -590,7 +725,7 @@ class Context:
 
     def prepare(
         self,
-        definition: "DatasetDefinition",
+        definition: "DatasetDefinition | Request",
         *,
         locked: "LockedDataset | None" = None,
         verify: str = "trust",
@@ -598,27 +733,42 @@ class Context:
     ) -> "PipelineResult":
         """Runs a dataset's resources through the store; returns the pipeline's result.
 
-        :param locked: the dataset's lock entry (default: the lock in scope's)
+        :param definition: the dataset's :class:`Request` (see :meth:`request`), or its definition
+        :param locked: the dataset's lock entry (default: the lock in scope's); only with a definition
         :param verify: ``"trust"``: an object present in the store is what
             its name says (objects are immutable); ``"full"``: rehash every
             object of the dataset
-        :param entry_id: a family variant's lock entry (``id[axis=value]``)
+        :param entry_id: a family variant's lock entry (``id[axis=value]``); only with a definition
         :raises UsageError: an unknown ``verify`` mode
         """
-        from .pipeline import Pipeline
-
         if verify not in ("trust", "full"):
             from .errors import UsageError
 
             raise UsageError(f"verify must be 'trust' or 'full', not {verify!r}")
-        if locked is None:
-            locked = self.locked_dataset(definition, entry_id=entry_id)
-        result = Pipeline(self).run(definition, locked=locked, location=self.locate(definition, locked))
+        if isinstance(definition, Request):
+            request = definition
+        else:
+            request = self.request_of(definition, entry_id=entry_id, locked=READ_LOCK if locked is None else locked)
+        result = self.pipeline().run(request)
         if verify == "full":
             from .pipeline import rehash_outputs
 
-            rehash_outputs(self.store, definition.id, result.outputs)
+            rehash_outputs(self.store, request.definition.id, result.outputs)
         return result
+
+
+def lock_key(lock: "Lock", definition: "DatasetDefinition", entry_id: str | None) -> str | None:
+    """The entry of a lock that pins a dataset: a variant's own (``entry_id``), else the definition's; None when neither is there."""
+    if entry_id is not None and entry_id in lock.datasets:
+        return entry_id
+    return definition.id if definition.id in lock.datasets else None
+
+
+def data_id_of(value) -> str | None:
+    """The id of a data config (None for anything else, or a config without one)."""
+    from .data import Base
+
+    return value._data_id() if isinstance(value, Base) else None
 
 
 def _variant_entry(data_id: str) -> str | None:

@@ -735,6 +735,11 @@ def _answer(exc: Exception) -> str:
 def _mirror_advice(mirror_failures: list[Exception]) -> str:
     """What to do when the mirrors were tried and failed, by what the first mirror answered."""
     first = mirror_failures[0] if mirror_failures else None
+    if first is not None and _answer(first).startswith("was left out"):
+        # left out for what it answered another download of this session (which of the
+        # downloads running at once met it first is a matter of timing): advise by that answer
+        cause = _reason(first).partition("(")[2].rstrip(")")
+        first = DownloadError(cause, reason=cause)
     if isinstance(first, IntegrityError):
         return "the mirror's copy differs from the original: replace it, or fix the [mirrors] setting"
     if isinstance(first, DownloadError) and (first.missing or _reason(first).startswith("no such file")):
@@ -920,6 +925,8 @@ class Fetcher:
                     logger.debug("%s: %s", candidate, reason)
                     failures.append((candidate, _failure(candidate, reason, UNREACHABLE_HINT)))
                     continue
+                # a cancelled thread creates no partial file (the process cleaning up would miss it)
+                self._check_cancel()
                 stream.partial = PartialDownload.open(partial_dir, candidate)
                 # kept for a later run when the network failed or the user stopped us; bytes
                 # that fail a check, a source that has no such file, a full disk: not worth it

@@ -26,6 +26,7 @@ published.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import errno
 import logging
@@ -36,20 +37,24 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from .errors import DatamaestroError, IntegrityError, OfflineError, StoreError, UntrustedInputError
+from .errors import DatamaestroError, IntegrityError, LockTimeoutError, OfflineError, StoreError, UntrustedInputError
 from .store import ActionRecord, Output, recipe_key
+from .store.leases import hold_while_working
 from .store.objects import disk_error, stop_new_tmp_files
 from .store.digests import format_digest, hasher
-from .store.views import VIEW_LINK, manifest_digest, point_readable_path
+from .store.views import VIEW_LINK, current_view, manifest_digest, point_readable_path
 from .store.actions import Kind
+from .store.testpoints import pause
 
 if TYPE_CHECKING:
-    from .context import Context
+    from .context import Context, Request
     from .definition import DatasetDefinition, Location
     from .download import Resource
-    from .fetch import FetchResult
+    from .fetch import Fetcher, FetchResult
+    from .settings import Settings
+    from .store import Store
     from .lock.model import LockedDataset
 
 logger = logging.getLogger(__name__)
@@ -66,8 +71,9 @@ class Job:
 
     def __init__(self, pipeline: "Pipeline", definition: "DatasetDefinition", resource: "Resource", expected: Output | None):
         self.pipeline = pipeline
+        #: the session's context, for plugin code (a 1.x resource, a custom download); the job's own calls go through the pipeline
         self.context = pipeline.context
-        self.store = pipeline.context.store
+        self.store = pipeline.store
         self.definition = definition
         self.resource = resource
         self.expected = expected
@@ -100,7 +106,7 @@ class Job:
             pin = _PinCheck(self)
             checkers = [*checkers, pin]
         try:
-            return self.context.fetcher().fetch(
+            return self.pipeline.fetcher().fetch(
                 url, sink, checkers=checkers, description=description or self.description, partial_dir=self.store.partial_folder()
             )
         except DatamaestroError:
@@ -121,7 +127,8 @@ class Job:
         """
         token = _HELD.set(None)
         try:
-            return Pipeline(self.context).run(definition)
+            pipeline = self.pipeline
+            return pipeline.again().run(pipeline.requests(definition))
         finally:
             _HELD.reset(token)
 
@@ -207,11 +214,34 @@ class Lookup:
 class Pipeline:
     """Prepares datasets on a context's store (see the module documentation)."""
 
-    def __init__(self, context: "Context", *, use_remotes: bool = True):
+    def __init__(
+        self,
+        store: "Store",
+        *,
+        settings: "Settings",
+        fetcher: "Callable[[], Fetcher]",
+        remotes: list,
+        requests: "Callable[[DatasetDefinition], Request]",
+        context: "Context",
+    ):
+        """Built by :meth:`Context.pipeline`, which hands it the session's services.
+
+        :param store: where outputs, action records and views are kept
+        :param settings: the session's settings (offline, ``parallel_downloads``, ``lock_timeout``, the data dir)
+        :param fetcher: gives the session's transport, made on first use (a run
+            with nothing to download makes none)
+        :param remotes: the remote caches asked before the original sources
+        :param requests: the :class:`Request` of a referenced dataset (:meth:`Context.request_of`)
+        :param context: handed to plugin code only (``job.context``, a
+            definition's production checks); the pipeline asks it nothing
+        """
+        self.store = store
+        self.settings = settings
+        self.fetcher = fetcher
+        self.requests = requests
         self.context = context
-        self.store = context.store
         #: remote caches asked before the original sources (the settings' ``[remotes]``)
-        self.remotes = context.remotes() if use_remotes else []
+        self.remotes = remotes
         self._dead_remotes: set[str] = set()
         #: recipe key -> label of the remote whose action record is offered
         self._offered_by: dict[str, str] = {}
@@ -222,27 +252,28 @@ class Pipeline:
         self.pins: dict[str, Output] = {}
         #: download again what has URLs, whatever the cache says (``lock --upgrade``)
         self.refresh = False
+        self._working = contextlib.ExitStack()
+        self._working_lease = None
+
+    def again(self) -> "Pipeline":
+        """A new pipeline on the same services (another dataset's run: a reference's)."""
+        return Pipeline(self.store, settings=self.settings, fetcher=self.fetcher, remotes=self.remotes, requests=self.requests, context=self.context)
 
     # -- keys and lookups
-    def _inputs(self, resource: "Resource") -> dict | None:
-        """The digests (or values) of a resource's inputs by name; None while one is unknown."""
+    def _inputs(self, resource: "Resource") -> dict[str, Output] | None:
+        """The known outputs (here or in a remote cache) of a resource's inputs by name; None while one is unknown."""
         inputs = {}
         for dependency in resource.dependencies():
             output = self._lookup(dependency).known
             if output is None:
                 return None
-            inputs[dependency.name] = output.digest if output.kind.stored else output.value
+            inputs[dependency.name] = output
         return inputs
 
     def recipe_of(self, resource: "Resource") -> dict | None:
         """The full recipe of a resource, or None while an input's digest is unknown."""
         inputs = self._inputs(resource)
-        if inputs is None:
-            return None
-        recipe = dict(resource.recipe())
-        if inputs:
-            recipe["inputs"] = inputs
-        return recipe
+        return None if inputs is None else full_recipe(resource.recipe(), inputs)
 
     def lookup(self, resource: "Resource") -> tuple[str | None, Output | None]:
         """(recipe key, cached output) of a resource; None where unknown."""
@@ -254,19 +285,11 @@ class Pipeline:
         if known is not None:
             return known
         recipe = self.recipe_of(resource)
-        key = None if recipe is None else recipe_key(recipe)
         pin = self.pins.get(resource.name)
-        if pin is not None and pin.kind.stored and pin.digest and self.store.output_present(pin):
-            # the lock names the output and the store has it: nothing to do,
-            # whatever the action cache says (it may hold another version)
-            output = pin
-        elif key is None or getattr(resource, "volatile", False) or self._refreshed(resource):
-            # volatile resources (references to other datasets) are never
-            # trusted from the cache: they run every time, cheaply when warm
-            output = None
-        else:
-            record = self.store.actions.get(key)
-            output = record.output if record else None
+        # volatile resources (references to other datasets) are never
+        # trusted from the cache: they run every time, cheaply when warm
+        cached = not getattr(resource, "volatile", False) and not self._refreshed(resource)
+        key, output = output_now(self.store, recipe, pin, cached=cached)
         remote = None
         if self.remotes and key is not None and not getattr(resource, "volatile", False) and not self._refreshed(resource):
             if output is not None and output.kind.stored and not self.store.output_present(output):
@@ -331,9 +354,9 @@ class Pipeline:
         bytes when produced again (a derivation that is not reproducible).
         """
         found = self._lookup(resource)
-        if found.recipe is not None and found.recipe.get("inputs", {}) == (self._inputs(resource) or {}):
-            return found.recipe, found.key
         recipe = self.recipe_of(resource)
+        if found.recipe is not None and found.recipe == recipe:
+            return found.recipe, found.key
         return recipe, recipe_key(recipe)
 
     def _refreshed(self, resource: "Resource") -> bool:
@@ -372,7 +395,7 @@ class Pipeline:
         return order
 
     # -- what is there already (read-only)
-    def prepared_manifest(self, definition: "DatasetDefinition", locked: "LockedDataset | None", location: "Location") -> str | None:
+    def prepared_manifest(self, request: "Request") -> str | None:
         """The manifest a dataset has when it is fully present and published; None otherwise.
 
         Read-only and cheap: action records and ``stat`` calls, no rehash, no
@@ -383,7 +406,8 @@ class Pipeline:
         (pinned view, or readable folder) must show that manifest, since
         configs point there.
         """
-        self.pins = dict(locked.pins()) if locked is not None else {}
+        definition, locked, location = request.definition, request.locked, request.location
+        self.pins = request.pins
         entries = {}
         for resource in definition.ordered_resources():
             if getattr(resource, "volatile", False) and id(resource) not in self._known:
@@ -415,41 +439,26 @@ class Pipeline:
         return manifest if shown == view.resolve() else None
 
     # -- running
-    def run(
-        self,
-        definition: "DatasetDefinition",
-        *,
-        pins: dict[str, Output] | None = None,
-        locked: "LockedDataset | None" = None,
-        refresh: bool = False,
-        location: "Location | None" = None,
-    ) -> PipelineResult:
+    def run(self, request: "Request", *, refresh: bool = False) -> PipelineResult:
         """Makes a dataset present in the store and its readable path point at it.
 
-        Without ``pins`` nor ``locked``, the lock in scope of the context (if
-        it pins this dataset) gives them.
-
-        :param pins: expected outputs by resource name
-        :param locked: the dataset's entry of a lock: its pins, and the
-            manifest the result must have (taken as is: no check that the
-            definition still matches it)
+        :param request: the dataset, its lock entry (pins, and the manifest the
+            result must have) and its location (see :meth:`Context.request`)
         :param refresh: download again every resource with URLs (the action
             cache is not trusted for them: ``lock --upgrade``)
-        :param location: where the dataset lives, when the caller knows
-            (:meth:`Context.locate`)
         :raises OfflineError: offline and something must be downloaded
         :raises IntegrityError: an output differs from its pin
-        :raises LockFileError: the lock in scope is out of date for this dataset
         """
-        if pins is None and locked is None:
-            locked = self.context.locked_dataset(definition)
-        if locked is not None:
-            pins = locked.pins()
-        if location is None:
-            location = self.context.locate(definition, locked)
-        self.pins = dict(pins or {})
+        self.pins = request.pins
         self.refresh = refresh
-        return self._run(definition, locked, location, retry=True)
+        # holds the working lease of the run, once it has something to produce (a
+        # dataset prepared within another's run keeps the outer lease if it has one)
+        outer = self._working, self._working_lease
+        try:
+            with contextlib.ExitStack() as self._working:
+                return self._run(request.definition, request.locked, request.location, retry=True)
+        finally:
+            self._working, self._working_lease = outer
 
     def _run(self, definition: "DatasetDefinition", locked: "LockedDataset | None", location: "Location", *, retry: bool) -> PipelineResult:
         resources = definition.ordered_resources()
@@ -457,16 +466,26 @@ class Pipeline:
         legacy = self._legacy_folder(location.readable)
         self._check_on_use(targets)
         to_produce = self.needed(targets)
-        if to_produce and self.context.settings.offline:
+        if to_produce and self.settings.offline:
             missing = [r for r in to_produce if not (legacy and (legacy / r.name).exists()) and self.state(r) != REMOTE]
-            fetcher = self.context.fetcher()
+            fetcher = self.fetcher()
             # a URL with a file:// mirror is read from this machine: no network
             urls = [url for r in missing for url in r.urls() if not fetcher.local_candidates(url)]
             if urls:
                 raise OfflineError(urls)
+        if to_produce and not self._working_lease:
+            # until the publication, what this run produces is referenced by nothing: gc
+            # (of any machine) keeps what is younger than a live lease (store/leases.py)
+            held = _HELD.get()
+            if held is None:
+                self._working_lease = self._working.enter_context(hold_while_working(self.store.layout, ttl=self.store.lease_ttl, what=f"preparing {definition.id}"))
+            else:  # publications held: the block's lease, kept until they are made
+                if held.lease is None:
+                    held.lease = held.working.enter_context(hold_while_working(self.store.layout, ttl=self.store.lease_ttl, what="preparing a sync's datasets"))
+                self._working_lease = held.lease
         if to_produce:
             # a data dir the dataset cannot be linked into is said before any download
-            check_data_dir(self.context.data_dir, location.readable)
+            check_data_dir(self.settings.data_dir, location.readable)
             # what must hold before anything of the dataset is fetched (a licence to accept)
             for check in definition.production_checks:
                 check(definition, self.context)
@@ -491,6 +510,7 @@ class Pipeline:
                 f"{definition.id}: the dataset's manifest is {manifest_digest(entries)}, the lock pins {locked.manifest}",
                 hint=f"the definition changed what the dataset holds; run `datamaestro lock --upgrade {definition.id}` if the change is wanted",
             )
+        pause("before-publish")
         try:
             manifest, view = publish_dataset(self.context, location.readable, entries)
             missing = not all(self.store.output_present(o) for o in outputs.values())
@@ -524,7 +544,7 @@ class Pipeline:
         """
         import contextvars
 
-        width = self.context.settings.parallel_downloads
+        width = self.settings.parallel_downloads
         batch = [
             r
             for r in to_produce
@@ -532,7 +552,7 @@ class Pipeline:
         ]
         if width < 2 or len(batch) < 2:
             return {}
-        fetcher = self.context.fetcher()  # one transport for every thread, made before them
+        fetcher = self.fetcher()  # one transport for every thread, made before them
         results: dict[int, bool] = {}
         errors: dict[int, BaseException] = {}
         pending = list(batch)
@@ -557,9 +577,12 @@ class Pipeline:
 
         # daemon threads, each in a copy of the caller's context (the session in scope)
         workers = [threading.Thread(target=contextvars.copy_context().run, args=(work,), name=f"download {n}", daemon=True) for n in range(min(width, len(batch)))]
-        for worker in workers:
-            worker.start()
         try:
+            # started within the `try`: a signal that comes while a thread starts (slow on a
+            # loaded machine) must stop the threads already running and clean up after them
+            for worker in workers:
+                worker.start()
+                pause("download-thread-started")
             for worker in workers:
                 while worker.is_alive():
                     worker.join(0.1)  # wakes up for Ctrl-C and SIGTERM
@@ -569,7 +592,8 @@ class Pipeline:
             stop.set()
             deadline = time.monotonic() + 2
             for worker in workers:
-                worker.join(max(0.0, deadline - time.monotonic()))
+                if worker.is_alive():  # not those the signal kept from starting
+                    worker.join(max(0.0, deadline - time.monotonic()))
             if any(worker.is_alive() for worker in workers):
                 self.store.drop_own_tmp()
             raise
@@ -595,8 +619,7 @@ class Pipeline:
     def _produce(self, definition, resource, expected, legacy: Path | None) -> bool:
         """Produces one resource under its store lock; False when another process had done it."""
         recipe, key = self._recipe_for_production(resource)
-        settings = self.context.settings
-        with self.store.lock(key, timeout=settings.lock_timeout, what=_doing(definition, resource)):
+        with self.store.lock(key, timeout=self.settings.lock_timeout, what=_doing(definition, resource)):
             volatile = getattr(resource, "volatile", False)
             record = None if volatile or self._refreshed(resource) else self.store.actions.get(key)
             did_work = record is None or not self.store.output_present(record.output)
@@ -711,6 +734,32 @@ class Pipeline:
         return None
 
 
+def full_recipe(own: dict, inputs: "dict[str, Output]") -> dict:
+    """A resource's full recipe: its own description (``resource.recipe()``) plus its inputs' digests (or values) by name."""
+    recipe = dict(own)
+    if inputs:
+        recipe["inputs"] = {name: output.digest if output.kind.stored else output.value for name, output in inputs.items()}
+    return recipe
+
+
+def output_now(store, recipe: dict | None, pin: Output | None, *, cached: bool = True) -> tuple[str | None, Output | None]:
+    """What output a resource has now: (its recipe key, the output); the one lookup of the pipeline and the warm path.
+
+    A pin (a lock's) whose objects the store has wins, whatever the action
+    cache says (it may hold another version); else the action cache's
+    record for the recipe key (:func:`full_recipe`), unless ``cached`` is
+    False. The key and the output are None where unknown (``recipe`` None:
+    an input's digest is not known yet).
+    """
+    key = None if recipe is None else recipe_key(recipe)
+    if pin is not None and pin.kind.stored and pin.digest and store.output_present(pin):
+        return key, pin
+    if key is None or not cached:
+        return key, None
+    record = store.actions.get(key)
+    return key, record.output if record else None
+
+
 def produced_kinds(resource) -> tuple[Kind, ...]:
     """The output kinds a resource may produce: its declared kind.
 
@@ -738,7 +787,17 @@ def _doing(definition, resource) -> str:
 
 
 #: the publications held back by the innermost :func:`publications_held` block (None: publish at once)
-_HELD: "contextvars.ContextVar[list | None]" = contextvars.ContextVar("datamaestro_held_publications", default=None)
+@dataclass
+class _HeldPublications:
+    """The publications a :func:`publications_held` block holds back, and the working lease that covers them."""
+
+    entries: list = field(default_factory=list)
+    #: released once the held publications are made (or the block failed)
+    working: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    lease: object = None
+
+
+_HELD: "contextvars.ContextVar[_HeldPublications | None]" = contextvars.ContextVar("datamaestro_held_publications", default=None)
 
 
 @contextmanager
@@ -758,55 +817,71 @@ def publications_held(context: "Context", *, jobs: int = 1) -> Iterator[None]:
     if _HELD.get() is not None:
         yield
         return
-    held: list[tuple[Path, dict[str, tuple[str, str]]]] = []
-    token = _HELD.set(held)
-    try:
-        yield
-    finally:
-        _HELD.reset(token)
-    # reached only when the block succeeded
-    unique = list({(str(readable), manifest_digest(entries)): (readable, entries) for readable, entries in held}.values())
-    if jobs > 1 and len(unique) > 1:
-        from concurrent.futures import ThreadPoolExecutor
+    held = _HeldPublications()
+    # the working lease a pipeline takes in the block lives until the held publications are
+    # made: what it produced is referenced by nothing before, and gc keeps it only under a lease
+    with held.working:
+        token = _HELD.set(held)
+        try:
+            yield
+        finally:
+            _HELD.reset(token)
+        # reached only when the block succeeded
+        unique = list({(str(readable), manifest_digest(entries)): (readable, entries) for readable, entries in held.entries}.values())
+        if jobs > 1 and len(unique) > 1:
+            from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(jobs, len(unique))) as pool:
-            list(pool.map(lambda item: publish_dataset(context, *item), unique))
-    else:
-        for readable, entries in unique:
-            publish_dataset(context, readable, entries)
+            with ThreadPoolExecutor(max_workers=min(jobs, len(unique))) as pool:
+                list(pool.map(lambda item: publish_dataset(context, *item), unique))
+        else:
+            for readable, entries in unique:
+                publish_dataset(context, readable, entries)
 
 
 def publish_dataset(context: "Context", readable: Path, entries: dict[str, tuple[str, str]]) -> tuple[str, Path]:
     """Publishes a manifest's view and swings a readable folder onto it; returns (manifest, view).
 
     The data dir is registered as a gc root first, so that a concurrent
-    ``store gc`` sees the link made here. Inside a :func:`publications_held`
-    block, only the manifest object is stored: the view and the link are
-    made when the block succeeds.
+    ``store gc`` sees the link made here; the rest (every output checked to
+    be in the store, the view, the root's marker, the link) holds the gc
+    lock (:func:`_gc_held_off`). Inside a :func:`publications_held` block,
+    only the manifest object is stored: the view and the link are made when
+    the block succeeds.
+
+    :raises StoreError: an output left the store before its publication
     """
     store = context.store
     held = _HELD.get()
     if held is not None:
         manifest = store.views.store_manifest(entries)
-        held.append((readable, dict(entries)))
+        held.entries.append((readable, dict(entries)))
         return manifest, store.views.path_of(manifest)
     try:
         root = store.register_root("data", context.data_dir)
     except StoreError as error:
         _unregistered(error, context)
         root = None
-    manifest, view = store.views.publish(entries)
-    if root is not None:
+    with _gc_held_off(context, readable, entries, root):
+        # under the gc lock, what is checked here stays until the link below is made
+        # (a gc that marked before this publication deletes nothing before it is done)
+        missing = [digest for kind, digest in entries.values() if not (store.trees.has(digest) if kind == Kind.TREE else store.objects.has(digest))]
+        if missing:
+            raise StoreError(
+                f"{readable}: {len(missing)} of its files left the store before they were published ({missing[0]})",
+                hint="run the command again; is `datamaestro store gc --grace 0` running in a loop?",
+            )
+        manifest, view = store.views.publish(entries)
+        if root is not None:
+            try:
+                # gc on another machine cannot read this data dir: the marker tells it what to keep
+                store.mark_published(root, manifest)
+            except StoreError as error:
+                _unregistered(error, context)
         try:
-            # gc on another machine cannot read this data dir: the marker tells it what to keep
-            store.mark_published(root, manifest)
-        except StoreError as error:
-            _unregistered(error, context)
-    try:
-        point_readable_path(readable, view, context.data_dir, list(entries))
-    except StoreError:
-        check_data_dir(context.data_dir, readable)  # the data dir, not the store, refused it: say so
-        raise
+            point_readable_path(readable, view, context.data_dir, list(entries))
+        except StoreError:
+            check_data_dir(context.data_dir, readable)  # the data dir, not the store, refused it: say so
+            raise
     return manifest, view
 
 
@@ -834,6 +909,36 @@ def check_data_dir(data_dir: Path, readable: Path, *, doing: str = "") -> None:
         f"the data dir {data_dir} {why}: {doing}",
         hint="choose a data dir you may write with --data or DATAMAESTRO_DIR (the store may stay where it is: --store, DATAMAESTRO_STORE)",
     )
+
+
+def _gc_held_off(context: "Context", readable: Path, entries: dict[str, tuple[str, str]], root) -> contextlib.AbstractContextManager:
+    """The store's ``gc`` lock, held while a publication makes its outputs reachable (nothing when it changes nothing).
+
+    ``store gc`` (of any machine) marks what the roots reach, then deletes the
+    rest: an output that was unreachable when it marked and that a process
+    publishes before it deletes would be lost. Under the lock, a publication
+    is all before the mark or all after the deletion (then its check finds
+    the output gone, and the pipeline produces it again). A readable folder
+    that shows this manifest already, with its marker, needs no lock (a warm
+    prepare). A store this process may not write to has no gc of its own
+    to hold off.
+    """
+    from .store.maintenance import GC_LOCK
+    from .store.digests import hex_of
+
+    store = context.store
+    manifest = manifest_digest(entries)
+    shown = current_view(readable) == manifest
+    if shown and (root is None or (root.markers / hex_of(manifest)).exists()):
+        return contextlib.nullcontext()
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(store.lock(GC_LOCK, timeout=context.settings.lock_timeout, what=f"publishing {readable.name}"))
+    except LockTimeoutError:
+        raise
+    except StoreError:
+        pass  # a store one may only read: publish what it holds, as before
+    return held
 
 
 def _unregistered(error: StoreError, context: "Context") -> None:

@@ -148,13 +148,10 @@ def _signatures(remote, key: str, output, signer) -> list[str]:
 
 def _records(context: "Context", definitions, report: PushReport) -> dict[str, ActionRecord]:
     """The local action records of every resource of the datasets, by recipe key."""
-    from .pipeline import Pipeline
-
     store = context.store
     found: dict[str, ActionRecord] = {}
     for definition in definitions:
-        pipeline = Pipeline(context)
-        pipeline.remotes = []  # what this store knows, nothing else
+        pipeline = context.pipeline(use_remotes=False)  # what this store knows, nothing else
         report.datasets.append(definition.id)
         for resource in definition.ordered_resources():
             if getattr(resource, "volatile", False):

@@ -28,17 +28,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .context import Context
-    from .definition import DatasetDefinition
+    from .context import Context, Request
     from .pipeline import PipelineResult
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 2
+FORMAT = 3
 
 
 def record_path(context: "Context", dataset_id: str) -> Path:
@@ -84,90 +84,164 @@ def stamps(context: "Context") -> dict:
     }
 
 
-def write_record(
-    context: "Context", dataset_id: str, definition: "DatasetDefinition", result: "PipelineResult", config_json: dict, valid_for: dict, description: dict | None = None
-) -> None:
-    """Records what a full prepare of ``dataset_id`` learnt (best effort: a cache).
+@dataclass
+class WarmRecord:
+    """What a full prepare of a requested id learnt, for the next warm one (one reader: :meth:`read`, one writer: :meth:`write`).
 
-    :param valid_for: the :func:`stamps` taken before the prepare (a plugin
-        changed during the prepare then makes the record stale at once)
+    :ivar id: the id as the user typed it (an alias, a variant's selector)
+    :ivar lock_entry: the lock entry its :class:`~datamaestro.context.Request`
+        found (a variant's own, or the family's): its pins on the next call
+    :ivar stamps: what the record is valid for (see :func:`stamps`)
+    :ivar resources: each resource's name, own recipe, dependencies' names and transient flag, in order
+    :ivar outputs: the outputs it published, by resource name
+    :ivar manifest: the manifest it published
+    :ivar readable: the dataset's readable folder
+    :ivar config: the JSON of the config it printed (valid for that manifest only)
+    :ivar description: what ``info`` shows but the resources' states; None for a variant
     """
-    resources = []
-    for resource in definition.ordered_resources():
-        if getattr(resource, "volatile", False):
-            return  # runs every time (a reference to another dataset): no warm answer
-        resources.append(
-            {
-                "name": resource.name,
-                "recipe": resource.recipe(),
-                "depends": [dependency.name for dependency in resource.dependencies()],
-                "transient": bool(resource.transient),
-            }
+
+    id: str
+    lock_entry: str | None
+    stamps: dict
+    resources: list
+    outputs: dict
+    manifest: str
+    readable: Path
+    config: dict
+    description: dict | None = None
+
+    @classmethod
+    def of(
+        cls, dataset_id: str, request: "Request", result: "PipelineResult", config_json: dict, valid_for: dict, description: dict | None = None
+    ) -> "WarmRecord | None":
+        """The record of a full prepare of ``dataset_id`` (resolved as ``request``); None when it can have none (a volatile resource).
+
+        :param valid_for: the :func:`stamps` taken before the prepare (a plugin
+            changed during the prepare then makes the record stale at once)
+        """
+        resources = []
+        for resource in request.definition.ordered_resources():
+            if getattr(resource, "volatile", False):
+                return None  # runs every time (a reference to another dataset): no warm answer
+            resources.append(
+                {
+                    "name": resource.name,
+                    "recipe": resource.recipe(),
+                    "depends": [dependency.name for dependency in resource.dependencies()],
+                    "transient": bool(resource.transient),
+                }
+            )
+        return cls(
+            id=dataset_id,
+            lock_entry=request.locked.id if request.locked is not None else None,
+            stamps=valid_for,
+            resources=resources,
+            outputs=dict(result.outputs),
+            manifest=result.manifest,
+            readable=result.location.readable,
+            config=config_json,
+            description=description,
         )
-    record = {
-        "format": FORMAT,
-        "id": dataset_id,
-        # the id the lock knows it by (dataset_id may be an alias, or carry a variant selector)
-        "canonical": definition.id,
-        "stamps": valid_for,
-        "resources": resources,
-        "outputs": {name: output.to_json() for name, output in result.outputs.items()},
-        "manifest": result.manifest,
-        "readable": str(result.location.readable),
-        "config": config_json,
-        # what `info` shows, but the resources' states (read from the store on use)
-        "description": description,
-    }
-    path = record_path(context, dataset_id)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, path)
-    except (OSError, TypeError, ValueError) as exc:
-        # a read-only data dir, or a recipe that is not JSON: prepare stays correct, only slower
-        logger.debug("no warm record for %s: %s", dataset_id, exc)
+
+    def write(self, context: "Context") -> None:
+        """Writes the record (best effort: a cache) in one rename."""
+        document = {
+            "format": FORMAT,
+            **{f.name: getattr(self, f.name) for f in fields(self)},
+            "outputs": {name: output.to_json() for name, output in self.outputs.items()},
+            "readable": str(self.readable),
+        }
+        path = record_path(context, self.id)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(document))
+            os.replace(tmp, path)
+        except (OSError, TypeError, ValueError) as exc:
+            # a read-only data dir, or a recipe that is not JSON: prepare stays correct, only slower
+            logger.debug("no warm record for %s: %s", self.id, exc)
+
+    @classmethod
+    def read(cls, context: "Context", dataset_id: str, valid_for: dict | None = None) -> "WarmRecord | None":
+        """The warm record of ``dataset_id`` if it is still valid for this context (``valid_for``: its :func:`stamps`, when known), else None."""
+        from .store import Output
+
+        try:
+            document = json.loads(record_path(context, dataset_id).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(document, dict) or document.pop("format", None) != FORMAT or document.get("id") != dataset_id:
+            return None
+        if document.get("stamps") != (stamps(context) if valid_for is None else valid_for):
+            return None
+        try:
+            record = cls(**document)
+            record.outputs = {name: Output.from_json(data) for name, data in record.outputs.items()}
+            record.readable = Path(record.readable)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return None
+        return record
+
+    def outputs_now(self, context: "Context") -> dict | None:
+        """Every resource's output as the pipeline finds it now (:func:`~datamaestro.pipeline.output_now`); None when one differs from the record's."""
+        from .pipeline import full_recipe, output_now
+
+        store = context.store
+        pins = _pins(context, self.lock_entry)
+        outputs: dict = {}
+        for resource in self.resources:
+            name = resource["name"]
+            recipe = full_recipe(resource["recipe"], {dependency: outputs[dependency] for dependency in resource["depends"]})
+            _, output = output_now(store, recipe, pins.get(name))
+            if output is None:
+                return None
+            outputs[name] = output
+        if any(outputs.get(name) != output for name, output in self.outputs.items()):
+            return None
+        return outputs
 
 
-def read_record(context: "Context", dataset_id: str) -> dict | None:
-    """The warm record of ``dataset_id`` if it is still valid for this context, else None."""
-    try:
-        record = json.loads(record_path(context, dataset_id).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("id") != dataset_id:
-        return None
-    if record.get("stamps") != stamps(context):
-        return None
-    return record
+@dataclass
+class WarmAnswer:
+    """What the warm path answers for a requested id: the config JSON, or None; and the stamps a new record would be valid for."""
+
+    config: dict | None
+    stamps: dict
 
 
-def warm_config(context: "Context", dataset_id: str) -> dict | None:
-    """The config JSON of a prepared dataset, from its warm record; None when the full prepare must run.
+def answer(context: "Context", dataset_id: str) -> WarmAnswer:
+    """The config JSON of a prepared dataset from its warm record (None when the full prepare must run), with the stamps taken first.
 
     None whenever anything differs from the record: a plugin or datamaestro
     changed, the lock file changed, an action record now names another
-    output, an output is gone from the store, or the manifest differs.
+    output, an output is gone from the store, or the manifest differs. The
+    stamps are those a record written after a full prepare is valid for
+    (taken before it: a plugin edited meanwhile leaves a stale record).
     """
-    found = _record_and_outputs(context, dataset_id)
+    valid_for = stamps(context)
+    found = _record_and_outputs(context, dataset_id, valid_for)
     if found is None:
-        return None
+        return WarmAnswer(None, valid_for)
     record, outputs = found
-    targets = {r["name"]: outputs[r["name"]] for r in record["resources"] if not r["transient"]}
-    handed = hand_out(context, Path(record["readable"]), targets)
-    if handed != record["manifest"]:
-        return None
-    return record["config"]
+    targets = {r["name"]: outputs[r["name"]] for r in record.resources if not r["transient"]}
+    if hand_out(context, record.readable, targets) != record.manifest:
+        return WarmAnswer(None, valid_for)
+    return WarmAnswer(record.config, valid_for)
 
 
-def _record_and_outputs(context: "Context", dataset_id: str) -> tuple[dict, dict] | None:
+def warm_config(context: "Context", dataset_id: str) -> dict | None:
+    """The config JSON of a prepared dataset, from its warm record; None when the full prepare must run (see :func:`answer`)."""
+    return answer(context, dataset_id).config
+
+
+def _record_and_outputs(context: "Context", dataset_id: str, valid_for: dict | None = None) -> "tuple[WarmRecord, dict] | None":
     """A dataset's warm record and its outputs (keys recomputed), or None when there is none or it is stale."""
-    record = read_record(context, dataset_id)
+    record = WarmRecord.read(context, dataset_id, valid_for)
     if record is None:
         return None
     try:
-        outputs = _outputs(context, record)
-    except (KeyError, TypeError, ValueError):
+        outputs = record.outputs_now(context)
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
     return None if outputs is None else (record, outputs)
 
@@ -181,10 +255,10 @@ def warm_description(context: "Context", dataset_id: str) -> dict | None:
     full ``info`` asks them.
     """
     found = _record_and_outputs(context, dataset_id)
-    if found is None or not isinstance(found[0].get("description"), dict):
+    if found is None or not isinstance(found[0].description, dict):
         return None
     record, outputs = found
-    description = dict(record["description"])
+    description = dict(record.description)
     resources = []
     for resource in description["resources"]:
         present = context.store.output_present(outputs[resource["name"]])
@@ -195,42 +269,10 @@ def warm_description(context: "Context", dataset_id: str) -> dict | None:
     return description
 
 
-def _outputs(context: "Context", record: dict) -> dict | None:
-    """Every resource's output, as the pipeline's lookup would find it (pins, else the action cache)."""
-    from .store import Output, recipe_key
-
-    store = context.store
-    pins = _pins(context, record["canonical"])
-    outputs: dict = {}
-    for resource in record["resources"]:
-        name = resource["name"]
-        pin = pins.get(name)
-        if pin is not None and pin.kind.stored and pin.digest and store.output_present(pin):
-            outputs[name] = pin
-            continue
-        recipe = dict(resource["recipe"])
-        inputs = {}
-        for dependency in resource["depends"]:
-            output = outputs[dependency]
-            inputs[dependency] = output.digest if output.kind.stored else output.value
-        if inputs:
-            recipe["inputs"] = inputs
-        action = store.actions.get(recipe_key(recipe))
-        if action is None:
-            return None
-        outputs[name] = action.output
-    recorded = {name: Output.from_json(data) for name, data in record["outputs"].items()}
-    if any(outputs.get(name) != output for name, output in recorded.items()):
-        return None
-    return outputs
-
-
-def _pins(context: "Context", dataset_id: str) -> dict:
-    """The pins of the lock in scope for a dataset (its stamp is checked already), by resource name."""
-    lock = context.lockfile()
-    if lock is None:
-        return {}
-    entry = lock.datasets.get(dataset_id)
+def _pins(context: "Context", entry_id: str | None) -> dict:
+    """The pins of the lock entry the recorded request found (the lock file's stamp is checked already), by resource name."""
+    lock = context.lockfile() if entry_id is not None else None
+    entry = lock.datasets.get(entry_id) if lock is not None else None
     return entry.pins() if entry is not None else {}
 
 

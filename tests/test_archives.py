@@ -21,7 +21,6 @@ from datamaestro.definitions import Dataset, dataset
 from datamaestro.download.archive import TarDownloader, ZipDownloader, tardownloader
 from datamaestro.download.checks import Md5Check
 from datamaestro.errors import ArchiveError, DefinitionError, IntegrityError
-from datamaestro.pipeline import Pipeline
 
 FILES = {"a.txt": b"alpha\n", "sub/b.txt": b"beta\n", "sub/deep/c.txt": b"gamma\n"}
 # incompressible, so that cutting the compressed archive cuts into the member
@@ -99,7 +98,7 @@ def assert_store_clean(context):
 
 def run_refused(context, definition, member: str, url: str) -> ArchiveError:
     with pytest.raises(ArchiveError) as info:
-        Pipeline(context).run(definition)
+        context.pipeline().run(context.request_of(definition))
     message = str(info.value)
     assert repr(member) in message and url in message
     assert not definition.datapath.exists() and not definition.datapath.is_symlink()
@@ -112,7 +111,7 @@ def run_refused(context, definition, member: str, url: str) -> ArchiveError:
 def test_tar_formats(http_server, dm_context, suffix, mode):
     url = serve(http_server, "files" + suffix, tar_bytes(FILES, mode))
     definition = make_dataset("test.archives.tarred", TarDownloader("files", url))
-    result = Pipeline(dm_context).run(definition)
+    result = dm_context.pipeline().run(dm_context.request_of(definition))
     assert output_files(definition.datapath / "files") == FILES
     assert result.outputs["files"].kind == "tree"
     assert result.outputs["files"].size == len((http_server.root / ("files" + suffix)).read_bytes())
@@ -128,20 +127,20 @@ def test_a_python_without_tar_filters_extracts_safely(http_server, dm_context, m
     monkeypatch.delattr(tarfile.TarFile, "extract")
     url = serve(http_server, "files.tar", tar_bytes(FILES, "w"))
     definition = make_dataset("test.archives.oldpython", TarDownloader("files", url))
-    Pipeline(dm_context).run(definition)
+    dm_context.pipeline().run(dm_context.request_of(definition))
     assert output_files(definition.datapath / "files") == FILES
     evil_url = serve(http_server, "evil.tar", tar_bytes([("good.txt", b"g"), tar_special("etc", tarfile.SYMTYPE, "../../etc")]))
     run_refused_again = make_dataset("test.archives.oldpython2", TarDownloader("files", evil_url))
     with pytest.raises(ArchiveError, match="'etc'"):
-        Pipeline(dm_context).run(run_refused_again)
+        dm_context.pipeline().run(dm_context.request_of(run_refused_again))
 
 
 def test_second_run_downloads_nothing(http_server, dm_context):
     url = serve(http_server, "files.tar.gz", tar_bytes(FILES, "w:gz"))
-    Pipeline(dm_context).run(make_dataset("test.archives.first", TarDownloader("files", url)))
+    dm_context.pipeline().run(dm_context.request_of(make_dataset("test.archives.first", TarDownloader("files", url))))
     definition = make_dataset("test.archives.second", TarDownloader("files", url))
-    Pipeline(dm_context).run(definition)
-    Pipeline(dm_context).run(definition)
+    dm_context.pipeline().run(dm_context.request_of(definition))
+    dm_context.pipeline().run(dm_context.request_of(definition))
     assert http_server.count("files.tar.gz") == 1
     assert output_files(definition.datapath / "files") == FILES
 
@@ -149,7 +148,7 @@ def test_second_run_downloads_nothing(http_server, dm_context):
 def test_zip(http_server, dm_context):
     url = serve(http_server, "files.zip", zip_bytes(FILES))
     definition = make_dataset("test.archives.zipped", ZipDownloader("files", url))
-    Pipeline(dm_context).run(definition)
+    dm_context.pipeline().run(dm_context.request_of(definition))
     assert output_files(definition.datapath / "files") == FILES
 
 
@@ -157,7 +156,7 @@ def test_single_top_folder_is_unwrapped(http_server, dm_context):
     """As in the original datamaestro: aclImdb_v1.tar.gz's aclImdb/train is the resource's train."""
     url = serve(http_server, "pkg.tar.gz", tar_bytes({f"pkg/{k}": v for k, v in FILES.items()}, "w:gz"))
     definition = make_dataset("test.archives.unwrapped", TarDownloader("data", url))
-    Pipeline(dm_context).run(definition)
+    dm_context.pipeline().run(dm_context.request_of(definition))
     assert output_files(definition.datapath / "data") == FILES
 
 
@@ -168,7 +167,7 @@ def test_subpath_becomes_the_root(http_server, dm_context, kind):
     url = serve(http_server, f"archive.{kind}", data)
     cls = TarDownloader if kind == "tar" else ZipDownloader
     definition = make_dataset(f"test.archives.sub{kind}", cls("data", url, subpath="top/sub/"))
-    Pipeline(dm_context).run(definition)
+    dm_context.pipeline().run(dm_context.request_of(definition))
     assert output_files(definition.datapath / "data") == {"b.txt": b"beta\n", "deep/c.txt": b"gamma\n"}
 
 
@@ -178,13 +177,13 @@ def test_files_set_and_predicate(http_server, dm_context, kind):
     url = serve(http_server, f"archive.{kind}", data)
     cls = TarDownloader if kind == "tar" else ZipDownloader
     by_set = make_dataset(f"test.archives.set{kind}", cls("data", url, files={"a.txt", "sub/deep/c.txt"}))
-    Pipeline(dm_context).run(by_set)
+    dm_context.pipeline().run(dm_context.request_of(by_set))
     assert output_files(by_set.datapath / "data") == {"a.txt": b"alpha\n", "sub/deep/c.txt": b"gamma\n"}
     by_function = make_dataset(
         f"test.archives.function{kind}",
         cls("data", url, files=lambda path: path.startswith("sub/"), files_key="sub-only"),
     )
-    Pipeline(dm_context).run(by_function)
+    dm_context.pipeline().run(dm_context.request_of(by_function))
     # only sub/ is left, a single folder: unwrapped
     assert output_files(by_function.datapath / "data") == {"b.txt": b"beta\n", "deep/c.txt": b"gamma\n"}
 
@@ -192,7 +191,7 @@ def test_files_set_and_predicate(http_server, dm_context, kind):
 def test_files_relative_to_subpath(http_server, dm_context):
     url = serve(http_server, "archive.tar", tar_bytes(FILES | {"sub/e.txt": b"e"}))
     definition = make_dataset("test.archives.relative", TarDownloader("data", url, subpath="sub", files=["b.txt", "sub/e.txt"]))
-    Pipeline(dm_context).run(definition)
+    dm_context.pipeline().run(dm_context.request_of(definition))
     assert output_files(definition.datapath / "data") == {"b.txt": b"beta\n", "e.txt": b"e"}
 
 
@@ -202,7 +201,7 @@ def test_links_inside_the_archive_are_kept(http_server, dm_context):
     zip_url = serve(http_server, "links.zip", zip_bytes([("data/a.txt", b"alpha"), ("data/link", b"a.txt", stat.S_IFLNK | 0o777), ("other", b"o")]))
     for dataset_id, resource in (("test.archives.tarlinks", TarDownloader("d", tar_url)), ("test.archives.ziplinks", ZipDownloader("d", zip_url))):
         definition = make_dataset(dataset_id, resource)
-        Pipeline(dm_context).run(definition)
+        dm_context.pipeline().run(dm_context.request_of(definition))
         folder = definition.datapath / "d" / "data"
         assert (folder / "link").is_symlink() and (folder / "link").read_bytes() == b"alpha"
     assert (folder.parent.parent / "d" / "other").read_bytes() == b"o"
@@ -212,10 +211,10 @@ def test_checker_applies_to_the_archive_bytes(http_server, dm_context):
     data = tar_bytes(FILES, "w:gz")
     url = serve(http_server, "checked.tar.gz", data)
     good = make_dataset("test.archives.checked", TarDownloader("data", url, checker=Md5Check(md5(data).hexdigest())))
-    Pipeline(dm_context).run(good)
+    dm_context.pipeline().run(dm_context.request_of(good))
     bad = make_dataset("test.archives.badcheck", TarDownloader("data", url, checker=Md5Check("0" * 32)))
     with pytest.raises(IntegrityError):
-        Pipeline(dm_context).run(bad)
+        dm_context.pipeline().run(dm_context.request_of(bad))
     assert list(dm_context.store.layout.tmp.iterdir()) == []
 
 
@@ -242,9 +241,9 @@ def test_definition_errors():
 def test_missing_subpath_and_empty_selection(http_server, dm_context):
     url = serve(http_server, "files.tar", tar_bytes(FILES))
     with pytest.raises(ArchiveError, match="no member"):
-        Pipeline(dm_context).run(make_dataset("test.archives.nosub", TarDownloader("data", url, subpath="nothere")))
+        dm_context.pipeline().run(dm_context.request_of(make_dataset("test.archives.nosub", TarDownloader("data", url, subpath="nothere"))))
     with pytest.raises(ArchiveError, match="no member"):
-        Pipeline(dm_context).run(make_dataset("test.archives.nofile", TarDownloader("data", url, files={"zzz"})))
+        dm_context.pipeline().run(dm_context.request_of(make_dataset("test.archives.nofile", TarDownloader("data", url, files={"zzz"}))))
     assert list(dm_context.store.layout.tmp.iterdir()) == []
 
 
@@ -266,7 +265,7 @@ def test_invalid_archive(http_server, dm_context, cls, path, data):
     url = serve(http_server, path, data)
     definition = make_dataset("test.archives.invalid", cls("data", url))
     with pytest.raises(ArchiveError, match=f"not a valid {cls.label} archive"):
-        Pipeline(dm_context).run(definition)
+        dm_context.pipeline().run(dm_context.request_of(definition))
     assert not definition.datapath.exists()
     assert_store_clean(dm_context)
 
@@ -333,12 +332,12 @@ def test_refusal_leaves_the_previous_data_unchanged(http_server, dm_context):
     """A dataset already prepared keeps its readable path when a new archive is refused."""
     url = serve(http_server, "files.tar", tar_bytes(FILES))
     good = make_dataset("test.archives.replaced", TarDownloader("data", url))
-    Pipeline(dm_context).run(good)
+    dm_context.pipeline().run(dm_context.request_of(good))
     before = good.datapath.resolve()
     evil_url = serve(http_server, "evil.tar", tar_bytes([("a.txt", b"x"), ("../evil", b"e")]))
     evil = make_dataset("test.archives.replaced", TarDownloader("data", evil_url))
     with pytest.raises(ArchiveError, match="evil"):
-        Pipeline(dm_context).run(evil)
+        dm_context.pipeline().run(dm_context.request_of(evil))
     assert good.datapath.resolve() == before
     assert output_files(good.datapath / "data") == FILES
     assert list(dm_context.store.layout.tmp.iterdir()) == []
@@ -353,7 +352,7 @@ def test_a_file_after_a_link_of_the_same_name_replaces_the_link_and_never_writes
     entries = [("b.txt", b"original"), tar_special("a", tarfile.SYMTYPE, "b.txt"), ("a", b"new")]
     url = serve(http_server, "samename.tar", tar_bytes(entries))
     definition = make_dataset("test.archives.samename", TarDownloader("data", url))
-    Pipeline(dm_context).run(definition)
+    dm_context.pipeline().run(dm_context.request_of(definition))
     folder = definition.datapath / "data"
     assert not (folder / "a").is_symlink()
     assert output_files(folder) == {"a": b"new", "b.txt": b"original"}
@@ -363,7 +362,7 @@ def test_a_link_after_a_file_of_the_same_name_replaces_it(http_server, dm_contex
     entries = [("b.txt", b"b"), ("a", b"old"), tar_special("a", tarfile.SYMTYPE, "b.txt")]
     url = serve(http_server, "samename2.tar", tar_bytes(entries))
     definition = make_dataset("test.archives.samename2", TarDownloader("data", url))
-    Pipeline(dm_context).run(definition)
+    dm_context.pipeline().run(dm_context.request_of(definition))
     assert os.readlink(definition.datapath / "data" / "a") == "b.txt"
 
 
@@ -381,7 +380,7 @@ def test_a_hard_link_to_a_file_left_out_takes_its_content(http_server, dm_contex
     entries = [("other/a.txt", b"alpha"), tar_special("keep/hard", tarfile.LNKTYPE, "other/a.txt"), ("keep/b.txt", b"b")]
     url = serve(http_server, "hard.tar", tar_bytes(entries))
     definition = make_dataset("test.archives.hardout", TarDownloader("data", url, subpath="keep"))
-    Pipeline(dm_context).run(definition)
+    dm_context.pipeline().run(dm_context.request_of(definition))
     assert output_files(definition.datapath / "data") == {"hard": b"alpha", "b.txt": b"b"}
 
 
@@ -394,7 +393,7 @@ def test_a_zip_written_by_python_writestr_is_extracted(http_server, dm_context):
         archive.writestr("empty/", b"")
     url = serve(http_server, "writestr.zip", buffer.getvalue())
     definition = make_dataset("test.archives.writestr", ZipDownloader("files", url))
-    Pipeline(dm_context).run(definition)
+    dm_context.pipeline().run(dm_context.request_of(definition))
     assert output_files(definition.datapath / "files") == FILES
     assert (definition.datapath / "files" / "empty").is_dir()
 

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -23,66 +25,40 @@ from benchmarks._common import Row  # noqa: E402
 from benchmarks._plot import headroom, parse_target  # noqa: E402
 
 
-#: rough seconds of each benchmark's quick run on a 2-core machine (others: about 3 s), to balance the two runners
-QUICK_SECONDS = {"remote_s3": 25, "prepare_warm": 10, "sharedfs": 9, "sync": 7, "ingest_memory": 7, "scaling": 5}
-
-
-def balanced_groups(names: list[str], count: int = 3) -> list[list[str]]:
-    """The benchmarks in ``count`` groups of about the same quick-run time (longest first, each to the lightest group)."""
-    groups: list[list[str]] = [[] for _ in range(count)]
-    load = [0] * count
-    for name in sorted(names, key=lambda n: -QUICK_SECONDS.get(n, 3)):
-        lightest = load.index(min(load))
-        groups[lightest].append(name)
-        load[lightest] += QUICK_SECONDS.get(name, 3)
-    return [group for group in groups if group]
-
-
-def test_quick_offline_run_gives_rows_for_every_benchmark(tmp_path):
-    # three runners at once, each with a third of the benchmarks by time: most of their time is spent
-    # waiting on servers and child processes, and the suite has a time budget (timings mean nothing here)
-    names = available()
-    groups = balanced_groups(names)
-    runners = [
-        subprocess.Popen(
-            [sys.executable, "-m", "benchmarks", "--quick", "--offline", "--work", str(tmp_path / f"group{i}"), *group],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i, group in enumerate(groups)
-    ]
-    outputs = [runner.communicate(timeout=600) for runner in runners]
-    for runner, (stdout, stderr) in zip(runners, outputs):
-        assert runner.returncode == 0, stdout[-2000:] + stderr[-4000:]
-    rows, curves = [], []
-    for i in range(len(groups)):
-        part = json.loads((tmp_path / f"group{i}" / "results-quick.json").read_text())
-        rows += part["rows"]
-        curves += part["curves"]
-    results = {"rows": rows, "curves": curves}
-    done = subprocess.CompletedProcess([], 0, "".join(o[0] for o in outputs), "".join(o[1] for o in outputs))
+@pytest.mark.parametrize("name", available())
+def test_quick_offline_run_gives_rows_for_every_benchmark(name, tmp_path):
+    # one test per benchmark: the parallel test run spreads them over its workers (most of their
+    # time is spent waiting on servers and child processes; timings mean nothing here)
+    runner = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--offline", "--work", str(tmp_path), name],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert runner.returncode == 0, runner.stdout[-2000:] + runner.stderr[-4000:]
+    results = json.loads((tmp_path / "results-quick.json").read_text())
+    rows = results["rows"]
     assert not [r for r in rows if r["measure"] == "FAILED"], rows
-    assert {r["benchmark"] for r in rows} == set(names)
+    assert rows and {r["benchmark"] for r in rows} == {name}
     for row in rows:
         # a figure, or the reason why there is none
         assert row["value"] is not None or row["skipped"], row
         if row["skipped"]:
             # only what needs PyPI (the original datamaestro's virtualenv, a reference tool to install) may be skipped
             assert "--offline" in row["skipped"], row
-    assert "skipped" in done.stderr
-    # the scaling curves: both series, every point measured
-    curves = [c for c in results["curves"] if c["benchmark"] == "scaling"]
-    assert len(curves) == 4
-    for curve in curves:
-        for points in curve["series"].values():
-            assert len(points) >= 2 and all(y > 0 for _, y in points), curve
-    scaling = tmp_path / f"group{next(i for i, names in enumerate(groups) if 'scaling' in names)}"
-    page = (scaling / "results-quick.md").read_text()
-    assert "## Scaling curves" in page and "python -m benchmarks --quick --offline" in page
-    if importlib.util.find_spec("matplotlib") is not None:
-        assert (scaling / "results-quick.png").stat().st_size > 0
+            assert "skipped" in runner.stderr
+    if name == "scaling":
+        # the scaling curves: both series, every point measured
+        curves = [c for c in results["curves"] if c["benchmark"] == "scaling"]
+        assert len(curves) == 4
+        for curve in curves:
+            for points in curve["series"].values():
+                assert len(points) >= 2 and all(y > 0 for _, y in points), curve
+        page = (tmp_path / "results-quick.md").read_text()
+        assert "## Scaling curves" in page and "python -m benchmarks --quick --offline" in page
+        if importlib.util.find_spec("matplotlib") is not None:
+            assert (tmp_path / "results-quick.png").stat().st_size > 0
     # the committed figures are never replaced by a quick run
     assert "results-quick" not in (REPO / "benchmarks" / "results.md").read_text()
 

@@ -17,7 +17,6 @@ from datamaestro.download.archive import TarDownloader
 from datamaestro.download.links import linkfolder
 from datamaestro.download.single import FileDownloader
 from datamaestro.errors import DatamaestroError
-from datamaestro.pipeline import Pipeline
 from datamaestro.stream import TransformList
 from datamaestro.stream.compress import Gunzip
 from datamaestro.stream.lines import Filter, Replace
@@ -70,7 +69,7 @@ def test_resources_of_the_original_api_run_through_the_store(dm_context, http_se
         def config(self) -> Folder:
             return Folder.C(path=self.FETCHED.prepare())
 
-    result = Pipeline(dm_context).run(Legacy.__dataset__)
+    result = dm_context.pipeline().run(dm_context.request_of(Legacy.__dataset__))
     folder = result.datapath
     assert (folder / "upper.txt").read_text() == "HELLO\n"
     assert (folder / "fetched" / "copy.txt").read_text() == "hello\n"
@@ -78,7 +77,7 @@ def test_resources_of_the_original_api_run_through_the_store(dm_context, http_se
     assert Legacy.__dataset__.config().path == folder / "fetched"
     assert list((dm_context.store_dir / "tmp").iterdir()) == []
     # warm: nothing runs again
-    assert Pipeline(dm_context).run(Legacy.__dataset__).produced == []
+    assert dm_context.pipeline().run(dm_context.request_of(Legacy.__dataset__)).produced == []
 
 
 def test_a_failing_legacy_resource_says_which_and_leaves_nothing(dm_context, http_server):
@@ -97,7 +96,7 @@ def test_a_failing_legacy_resource_says_which_and_leaves_nothing(dm_context, htt
             return File.C(path=self.OUT.path)
 
     with pytest.raises(DatamaestroError, match="test.compat.broken/out.txt: Broken: ValueError: the plugin's bug"):
-        Pipeline(dm_context).run(Bad.__dataset__)
+        dm_context.pipeline().run(dm_context.request_of(Bad.__dataset__))
     assert list((dm_context.store_dir / "tmp").iterdir()) == []
 
 
@@ -114,7 +113,7 @@ def test_stream_transforms_and_hash_check(dm_context, http_server):
         def config(self) -> File:
             return File.C(path=self.KEPT.path)
 
-    Pipeline(dm_context).run(Streams.__dataset__)
+    dm_context.pipeline().run(dm_context.request_of(Streams.__dataset__))
     folder = Streams.__dataset__.datapath
     assert (folder / "kept.txt").read_text() == "101 a\n"
     assert (folder / "fixed.txt").read_text() == "101 a\n250 b\nNumber:   7 c\n"
@@ -151,14 +150,14 @@ def test_files_copy_and_a_folder_provided_by_hand(dm_context, http_server, tmp_p
             return Folder.C(path=self.DOCUMENTS.path)
 
     with pytest.raises(DatamaestroError) as error:
-        Pipeline(dm_context).run(Manual.__dataset__)
+        dm_context.pipeline().run(dm_context.request_of(Manual.__dataset__))
     assert "datamaestro datafolders set org.example.licensed" in str(error.value)
 
     from datamaestro.api import list_datafolders, set_datafolder
 
     set_datafolder("org.example.licensed", tmp_path / "licensed", context=dm_context)
     assert "[datafolders]" in Path(os.environ["DATAMAESTRO_CONFIG"]).read_text()
-    Pipeline(dm_context).run(Manual.__dataset__)
+    dm_context.pipeline().run(dm_context.request_of(Manual.__dataset__))
     folder = Manual.__dataset__.datapath
     assert (folder / "files" / "test.tsv").read_text() == "q1 d1\n"
     assert (folder / "documents" / "doc.txt").read_text() == "licensed text"
@@ -185,9 +184,9 @@ def test_user_agreement_is_asked_before_downloading_never_for_a_config(dm_contex
     assert Licensed.__dataset__.licence == "Do you accept the terms?"
     monkeypatch.setattr("sys.stdin", None)
     with pytest.raises(DatamaestroError, match="datamaestro agree org.example.terms"):
-        Pipeline(dm_context).run(Licensed.__dataset__)
+        dm_context.pipeline().run(dm_context.request_of(Licensed.__dataset__))
     dm_context.settings.agreements["org.example.terms"] = True
-    Pipeline(dm_context).run(Licensed.__dataset__)
+    dm_context.pipeline().run(dm_context.request_of(Licensed.__dataset__))
 
 
 def test_original_style_ids_templates_variants_and_direct_calls(dm_context):

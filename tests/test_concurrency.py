@@ -2,26 +2,31 @@
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from datamaestro.store import Store
 from datamaestro.store.digests import digest_of_file
+from datamaestro.store.testpoints import ENV_PAUSE
 from support.mnistdata import MNIST_FILES
 
 
 
 
-def start(data_dir: Path, store_dir: Path) -> subprocess.Popen:
+def start(data_dir: Path, store_dir: Path, *, pauses: str = "") -> subprocess.Popen:
+    """Starts ``datamaestro prepare com.lecun.mnist``; ``pauses`` is ``DATAMAESTRO_TEST_PAUSE`` (where it waits)."""
     return subprocess.Popen(
         ["datamaestro", "--quiet", "--data", str(data_dir), "--store", str(store_dir), "prepare", "com.lecun.mnist"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, ENV_PAUSE: pauses},
     )
 
 
@@ -85,11 +90,14 @@ def test_kill_9_at_random_points_of_a_cold_prepare(mnist_server, tmp_path):
         assert_mnist_readable(data_dir, mnist_server.mnist)
 
 
-def test_sigterm_cleans_up_at_once(mnist_server, tmp_path):
+# a loaded machine is slow to schedule a new thread: the signal may come while
+# the first download has begun and the next thread is still being started
+@pytest.mark.parametrize("pauses", ["", "download-thread-started=1"], ids=["at-once", "while-starting-threads"])
+def test_sigterm_cleans_up_at_once(mnist_server, tmp_path, pauses):
     """A scheduler's SIGTERM unwinds the prepare: no half-written file stays in tmp/."""
     for relative in MNIST_FILES.values():
         mnist_server.set_fault(relative, "slow", delay=5)
-    process = start(tmp_path / "data", tmp_path / "store")
+    process = start(tmp_path / "data", tmp_path / "store", pauses=pauses)
     deadline = time.monotonic() + 60
     tmp = tmp_path / "store" / "tmp"
     while not (tmp.is_dir() and any(tmp.iterdir())):  # a download has begun
@@ -99,3 +107,37 @@ def test_sigterm_cleans_up_at_once(mnist_server, tmp_path):
     _, err = process.communicate(timeout=30)
     assert process.returncode == 143 and "terminated" in err
     assert list(tmp.iterdir()) == []
+
+
+def test_gc_that_marked_before_a_publication_deletes_none_of_it(mnist_server, tmp_path):
+    """A gc marks while a dataset's data is unreachable; a prepare reuses that data: it stays readable.
+
+    The gc waits between its mark and its sweep (a pause of the tests); the
+    prepare finds every file in the store and publishes them meanwhile. The
+    publication waits for the gc's lock, then sees the files gone and
+    downloads them again.
+    """
+    data_dir, store_dir = tmp_path / "data", tmp_path / "store"
+    first = start(data_dir, store_dir)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    shutil.rmtree(data_dir / "data")  # the dataset's data is in the store, unreachable
+    gc = subprocess.Popen(
+        ["datamaestro", "--store", str(store_dir), "--data", str(tmp_path / "other"), "store", "gc", "--grace", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, ENV_PAUSE: "gc-sweep=4"},
+    )
+    deadline = time.monotonic() + 60
+    while not (store_dir / "leases" / "gc").is_dir():  # the gc holds its lock: it marks now
+        assert time.monotonic() < deadline and gc.poll() is None
+        time.sleep(0.05)
+    again = start(data_dir, store_dir)
+    _, err = again.communicate(timeout=120)
+    gc_out, gc_err = gc.communicate(timeout=120)
+
+    assert gc.returncode == 0, gc_err
+    assert again.returncode == 0, err
+    assert_mnist_readable(data_dir, mnist_server.mnist)
+    assert_store_sound(store_dir)

@@ -13,7 +13,6 @@ from datamaestro.download.custom import Derived, derived
 from datamaestro.download.multiple import MultipleDownloader
 from datamaestro.download.single import FileDownloader
 from datamaestro.errors import DefinitionError
-from datamaestro.pipeline import Pipeline
 
 TEXT = b"The quick brown Fox\njumps over the lazy Dog\n"
 
@@ -81,13 +80,13 @@ def text_url(http_server):
 
 def test_file_derived_from_a_download(dm_context, text_url, http_server):
     definition = make_dataset("test.custom.tokens", text_url, lambda text: Tokenize("tokens.txt", text, lower=True))
-    result = Pipeline(dm_context).run(definition)
+    result = dm_context.pipeline().run(dm_context.request_of(definition))
     assert (definition.datapath / "tokens.txt").read_text().split() == TEXT.decode().lower().split()
     assert result.outputs["tokens.txt"].kind == "file"
     # the input was transient: only the derived file is in the dataset's folder
     assert not (definition.datapath / "text.txt").exists()
     assert list(dm_context.store.layout.tmp.iterdir()) == []
-    Pipeline(dm_context).run(definition)
+    dm_context.pipeline().run(dm_context.request_of(definition))
     assert CALLS["tokenize"] == 1 and http_server.count("text.txt") == 1
 
 
@@ -95,22 +94,22 @@ def test_collected_transient_input_is_not_fetched_again(dm_context, text_url, ht
     from datamaestro.store.maintenance import gc
 
     definition = make_dataset("test.custom.collected", text_url, lambda text: Tokenize("tokens.txt", text, lower=False))
-    Pipeline(dm_context).run(definition)
+    dm_context.pipeline().run(dm_context.request_of(definition))
     report = gc(dm_context.store, grace_seconds=0)
     assert len(report.objects_deleted) == 1  # the transient download, which no view holds
-    result = Pipeline(dm_context).run(definition)
+    result = dm_context.pipeline().run(dm_context.request_of(definition))
     assert result.produced == [] and http_server.count("text.txt") == 1
     # were the derived output lost too, the transient input would be fetched again first
     from datamaestro.store.objects import remove_tree
 
     remove_tree(dm_context.store.path_of(result.outputs["tokens.txt"].digest))
-    assert Pipeline(dm_context).run(definition).produced == ["text.txt", "tokens.txt"]
+    assert dm_context.pipeline().run(dm_context.request_of(definition)).produced == ["text.txt", "tokens.txt"]
     assert http_server.count("text.txt") == 2
 
 
 def test_tree_derived(dm_context, text_url):
     definition = make_dataset("test.custom.lines", text_url, lambda text: derived("lines", [text], split_lines, kind="tree"))
-    Pipeline(dm_context).run(definition)
+    dm_context.pipeline().run(dm_context.request_of(definition))
     folder = definition.datapath / "lines" / "lines"
     assert (folder / "0.txt").read_text() == "The quick brown Fox"
     assert (folder / "1.txt").read_text() == "jumps over the lazy Dog"
@@ -120,7 +119,7 @@ def test_tree_derived(dm_context, text_url):
 def test_same_derivation_in_two_datasets_runs_once(dm_context, text_url, http_server):
     for dataset_id in ("test.custom.first", "test.custom.second"):
         definition = make_dataset(dataset_id, text_url, lambda text: Tokenize("tokens.txt", text))
-        Pipeline(dm_context).run(definition)
+        dm_context.pipeline().run(dm_context.request_of(definition))
         assert (definition.datapath / "tokens.txt").read_text().startswith("The\n")
     assert CALLS["tokenize"] == 1
     assert http_server.count("text.txt") == 1
@@ -134,14 +133,14 @@ def test_version_and_params_change_the_recipe(dm_context, text_url):
         ("test.custom.again", lambda text: Tokenize("tokens.txt", text, version="2")),
     ]
     for dataset_id, derive in variants:
-        Pipeline(dm_context).run(make_dataset(dataset_id, text_url, derive))
+        dm_context.pipeline().run(dm_context.request_of(make_dataset(dataset_id, text_url, derive)))
     assert CALLS["tokenize"] == 3
 
 
 def test_failed_derivation_leaves_nothing(dm_context, text_url):
     definition = make_dataset("test.custom.failing", text_url, lambda text: derived("out", [text], failing, kind="tree"))
     with pytest.raises(ValueError, match="the derivation failed"):
-        Pipeline(dm_context).run(definition)
+        dm_context.pipeline().run(dm_context.request_of(definition))
     assert list(dm_context.store.layout.tmp.iterdir()) == []
     assert not definition.datapath.exists()
 
@@ -149,7 +148,7 @@ def test_failed_derivation_leaves_nothing(dm_context, text_url):
 def test_prepare_must_write_its_output(dm_context, text_url):
     definition = make_dataset("test.custom.lazy", text_url, lambda text: derived("out.txt", [text], do_nothing))
     with pytest.raises(DefinitionError, match="wrote no file"):
-        Pipeline(dm_context).run(definition)
+        dm_context.pipeline().run(dm_context.request_of(definition))
 
 
 def do_nothing(inputs, output):
@@ -195,8 +194,8 @@ def test_multiple_downloader(dm_context, http_server):
             return Folder.C(path=self.SPLITS.path)
 
     definition = Splits.__dataset__
-    Pipeline(dm_context).run(definition)
-    Pipeline(dm_context).run(definition)
+    dm_context.pipeline().run(dm_context.request_of(definition))
+    dm_context.pipeline().run(dm_context.request_of(definition))
     folder = definition.datapath / "splits"
     assert (folder / "train.txt").read_bytes() == b"train\n"
     assert (folder / "qrels" / "test.txt").read_bytes() == b"test\n"

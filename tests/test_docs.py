@@ -36,6 +36,8 @@ def test_the_derived_example_runs_as_shown():
 PAGES = [ROOT / "README.md", *(DOCS / name for name in ("getting-started.md", "reproducible-data.md", "store.md", "remote-cache.md", "configuration.md", "plugins.md", "writing-definitions.md"))]
 #: commands whose argument is a dataset id (or an alias)
 TAKES_ID = {"add", "remove", "prepare", "info", "rm", "download", "why", "--upgrade"}
+#: options of `store push` followed by a value, which is no dataset id
+TAKES_VALUE = {"--sign", "--jobs", "-j"}
 #: read-only commands, run as the docs show them
 READ_ONLY = {"search", "info", "repositories", "--version", "version"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*(@[a-z0-9_-]+)?$")
@@ -85,8 +87,8 @@ def named_ids(words: list[str]) -> list[str]:
         if before in TAKES_ID and _ID.match(word) and word.upper() != word:
             ids.append(word)
     if words[:2] == ["store", "push"]:
-        # store push REMOTE ID... (the value of --sign is a file, not an id)
-        ids += [word for before, word in zip(words[2:], words[3:]) if _ID.match(word) and "." in word and before != "--sign"]
+        # store push REMOTE ID... (not the value of an option: --sign FILE, --jobs N)
+        ids += [word for before, word in zip(words[2:], words[3:]) if _ID.match(word) and "." in word and before not in TAKES_VALUE]
     return ids
 
 

@@ -4,7 +4,6 @@ from datamaestro.data import File, Folder
 from datamaestro.definitions import Dataset, dataset
 from datamaestro.download.links import links, reference
 from datamaestro.download.single import FileDownloader
-from datamaestro.pipeline import Pipeline
 
 
 def make_datasets(server):
@@ -45,7 +44,7 @@ def make_datasets(server):
 
 def test_links_gather_other_datasets(dm_context, http_server):
     A, B, Both = make_datasets(http_server)
-    result = Pipeline(dm_context).run(Both.__dataset__)
+    result = dm_context.pipeline().run(dm_context.request_of(Both.__dataset__))
     folder = result.datapath / "all"
     assert (folder / "a" / "a.txt").read_bytes() == b"A"
     assert (folder / "b" / "b.txt").read_bytes() == b"B"
@@ -54,16 +53,16 @@ def test_links_gather_other_datasets(dm_context, http_server):
     assert Both.__dataset__.config().path == folder
     # warm: nothing downloaded again
     count = len(http_server.requests)
-    assert sorted(Pipeline(dm_context).run(Both.__dataset__).produced) == ["all.a", "all.b", "first"]  # references only
+    assert sorted(dm_context.pipeline().run(dm_context.request_of(Both.__dataset__)).produced) == ["all.a", "all.b", "first"]  # references only
     assert len(http_server.requests) == count
 
 
 def test_links_follow_a_change_of_the_referenced_data(dm_context, http_server):
     A, B, Both = make_datasets(http_server)
-    first = Pipeline(dm_context).run(Both.__dataset__)
+    first = dm_context.pipeline().run(dm_context.request_of(Both.__dataset__))
     (http_server.root / "a2.txt").write_bytes(b"A2")
     A.DATA.url = http_server.url("a2.txt")  # the definition of A changes
-    second = Pipeline(dm_context).run(Both.__dataset__)
+    second = dm_context.pipeline().run(dm_context.request_of(Both.__dataset__))
     assert second.manifest != first.manifest
     assert (second.datapath / "all" / "a" / "a.txt").read_bytes() == b"A2"
 
@@ -82,13 +81,13 @@ def test_a_failed_dataset_is_not_shown_and_the_datasets_it_referenced_are(dm_con
     A, B, Both = make_datasets(http_server)
     Both.__dataset__.add_resource("missing", FileDownloader("missing.txt", http_server.url("missing.txt")))
     with pytest.raises(DatamaestroError, match="404"):
-        Pipeline(dm_context).run(Both.__dataset__)
+        dm_context.pipeline().run(dm_context.request_of(Both.__dataset__))
     assert not Both.__dataset__.datapath.exists()
     assert (A.__dataset__.datapath / "a.txt").read_bytes() == b"A" and (B.__dataset__.datapath / "b.txt").read_bytes() == b"B"
     assert len(list((dm_context.store.root / "views").iterdir())) == 2  # A's and B's
     # once the file is there, nothing else is downloaded again
     (http_server.root / "missing.txt").write_bytes(b"M")
     asked = len(http_server.requests)
-    Pipeline(dm_context).run(Both.__dataset__)
+    dm_context.pipeline().run(dm_context.request_of(Both.__dataset__))
     assert (Both.__dataset__.datapath / "missing.txt").read_bytes() == b"M"
     assert [path for _, path, _ in http_server.requests[asked:]] == ["/missing.txt"]

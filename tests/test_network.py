@@ -216,3 +216,13 @@ def test_the_files_of_a_dataset_are_downloaded_at_once(mnist_server, tmp_path):
     finally:
         _, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
     assert process.returncode == 0, stderr
+
+
+def test_a_mirror_left_out_is_advised_by_what_it_answered_another_download():
+    # files downloaded at once: the first to meet the dead mirror marks its host down, the
+    # others leave it out; the advice must not depend on which file's error is shown
+    from datamaestro.fetch import UNREACHABLE_HINT, _failure, _mirror_advice
+
+    reason = "left out: nonexistent.invalid failed for another download of this session (the host name nonexistent.invalid does not resolve)"
+    left_out = _failure("http://nonexistent.invalid/mnist/x.gz", reason, UNREACHABLE_HINT)
+    assert _mirror_advice([left_out]) == "check the network connection and the mirror's host name, or fix the [mirrors] setting"

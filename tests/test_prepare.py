@@ -15,7 +15,6 @@ from datamaestro.definitions import Dataset, dataset
 from datamaestro.download.checks import Md5Check
 from datamaestro.download.single import FileDownloader
 from datamaestro.errors import DownloadError, IntegrityError, OfflineError
-from datamaestro.pipeline import Pipeline
 from support.mnistdata import MNIST_FILES, write_mnist
 
 
@@ -162,7 +161,7 @@ def test_failures_leave_store_and_readable_path_unchanged(tmp_path, http_server,
     url = http_server.url("data.bin")
     definition = single_file_dataset(url, checker=Md5Check(hashlib.md5(PAYLOAD).hexdigest()))
     with fast_context(tmp_path / "data") as context:
-        Pipeline(context).run(definition)
+        context.pipeline().run(context.request_of(definition))
         readable = definition.datapath / "data.bin"
         before = store_snapshot(context.store_dir), os.readlink(definition.datapath / ".view")
         # the server now misbehaves, and the definition asks for the file again under a new URL
@@ -170,7 +169,7 @@ def test_failures_leave_store_and_readable_path_unchanged(tmp_path, http_server,
         http_server.set_fault("moved.bin", fault, **params)
         moved = single_file_dataset(http_server.url("moved.bin"), checker=Md5Check(hashlib.md5(PAYLOAD).hexdigest()))
         with pytest.raises(error) as info:
-            Pipeline(context).run(moved)
+            context.pipeline().run(context.request_of(moved))
         message = str(info.value)
         assert http_server.url("moved.bin") in message
         assert info.value.hint
@@ -189,7 +188,7 @@ def test_server_error_then_success(tmp_path, http_server):
     http_server.set_fault("data.bin", "500-then-200")
     definition = single_file_dataset(http_server.url("data.bin"))
     with fast_context(tmp_path / "data") as context:
-        result = Pipeline(context).run(definition)
+        result = context.pipeline().run(context.request_of(definition))
     assert (result.datapath / "data.bin").read_bytes() == PAYLOAD
     assert http_server.count("data.bin") == 2
 
@@ -201,17 +200,20 @@ def test_gc_between_check_and_publish_is_repaired(tmp_path, http_server, monkeyp
     (http_server.root / "data.bin").write_bytes(PAYLOAD)
     definition = single_file_dataset(http_server.url("data.bin"))
     with fast_context(tmp_path / "data") as context:
-        first = Pipeline(context).run(definition)
+        first = context.pipeline().run(context.request_of(definition))
         remove_tree(first.datapath)  # the data is now unreachable, but its action record stays
         store = context.store
-        publish = store.views.publish
+        register_root = store.register_root
 
-        def gc_then_publish(entries):
-            maintenance.gc(store, grace_seconds=0)  # another user's gc, at the worst moment
-            monkeypatch.setattr(store.views, "publish", publish)
-            return publish(entries)
+        # another user's gc, at the worst moment: the run has found its output in the
+        # store, and is about to publish it (a gc cannot run during the publication
+        # itself: it holds the gc lock)
+        def gc_then_register(*args, **kwargs):
+            maintenance.gc(store, grace_seconds=0)
+            monkeypatch.setattr(store, "register_root", register_root)
+            return register_root(*args, **kwargs)
 
-        monkeypatch.setattr(store.views, "publish", gc_then_publish)
-        result = Pipeline(context).run(definition)
+        monkeypatch.setattr(store, "register_root", gc_then_register)
+        result = context.pipeline().run(context.request_of(definition))
     assert (result.datapath / "data.bin").read_bytes() == PAYLOAD
     assert http_server.count("data.bin") == 2

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+import datamaestro.store.actions as actions_module
 from blake3 import blake3
 
 import datamaestro
@@ -401,6 +403,8 @@ def actions_at_2(monkeypatch):
 
     monkeypatch.setitem(LAYOUT_PARTS, "actions", 2)
     monkeypatch.setitem(MIGRATIONS, ("actions", 1), actions_1_to_2)
+    # a datamaestro whose records are at version 2 knows the field it added (records are read strictly)
+    monkeypatch.setattr(actions_module, "RECORD_FIELDS", actions_module.RECORD_FIELDS | {"migrated"})
     return calls
 
 

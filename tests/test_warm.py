@@ -98,7 +98,7 @@ def test_a_changed_plugin_lock_or_action_makes_the_record_stale(mnist_server, dm
     # an action record now names other bytes (produced again meanwhile): the pipeline must decide
     from datamaestro.store import recipe_key
 
-    first = warm.read_record(dm_context, MNIST)["resources"][0]
+    first = warm.WarmRecord.read(dm_context, MNIST).resources[0]
     assert not first["depends"]
     action = dm_context.store.actions.path_of(recipe_key(first["recipe"]))
     os.chmod(action, 0o644)
@@ -106,3 +106,35 @@ def test_a_changed_plugin_lock_or_action_makes_the_record_stale(mnist_server, dm
     document["output"]["digest"] = dm_context.store.ingest_stream([b"other bytes"])
     action.write_text(json.dumps(document))
     assert warm.warm_config(dm_context, MNIST) is None
+
+
+#: the console script in this interpreter, counting the Contexts built and the reads of warm records and of their stamps
+_COUNTED = (
+    "import sys, runpy\n"
+    "from datamaestro import context, warm\n"
+    "counts = {'contexts': 0, 'reads': 0, 'stamps': 0}\n"
+    "init, read, stamps = context.Context.__init__, warm.WarmRecord.read.__func__, warm.stamps\n"
+    "def counted_init(self, *a, **k):\n    counts['contexts'] += 1; init(self, *a, **k)\n"
+    "def counted_read(cls, *a, **k):\n    counts['reads'] += 1; return read(cls, *a, **k)\n"
+    "def counted_stamps(*a, **k):\n    counts['stamps'] += 1; return stamps(*a, **k)\n"
+    "context.Context.__init__, warm.WarmRecord.read, warm.stamps = counted_init, classmethod(counted_read), counted_stamps\n"
+    "sys.argv = ['datamaestro', *sys.argv[1:]]\n"
+    "try:\n    runpy.run_module('datamaestro', run_name='__main__')\n"
+    "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+    "print('COUNTS', counts, file=sys.stderr)\n"
+)
+
+
+def test_a_cold_cli_prepare_builds_one_context_and_reads_the_warm_record_once(mnist_server, tmp_path):
+    """The full command takes over the warm path's Context and answer: nothing is built or read twice."""
+
+    def counts(*options: str) -> dict:
+        result = subprocess.run([sys.executable, "-c", _COUNTED, *options, "prepare", MNIST], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return eval([line for line in result.stderr.splitlines() if line.startswith("COUNTS ")][-1][len("COUNTS ") :])
+
+    data = ["--data", str(tmp_path / "dm")]
+    assert counts(*data) == {"contexts": 1, "reads": 1, "stamps": 1}  # cold: no record yet
+    assert counts(*data, "-q") == {"contexts": 1, "reads": 1, "stamps": 1}  # warm
+    # a stale record (the store moved): the full prepare runs, with the same single Context
+    assert counts(*data, "--store", str(tmp_path / "other-store")) == {"contexts": 1, "reads": 1, "stamps": 1}

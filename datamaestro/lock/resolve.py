@@ -52,11 +52,9 @@ def resolve_dataset(context: "Context", definition: "DatasetDefinition", *, refr
 
     :param refresh: download every URL again (``lock --upgrade``)
     """
-    from ..pipeline import Pipeline
-
-    pipeline = Pipeline(context)
+    pipeline = context.pipeline()
     with context.without_lock():
-        result = pipeline.run(definition, pins={}, refresh=refresh)
+        result = pipeline.run(context.request_of(definition, locked=None), refresh=refresh)
     resources = []
     for resource in definition.ordered_resources():
         _, output = pipeline.lookup(resource)

@@ -302,7 +302,7 @@ def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, j
     with context.using_lock(report.lock):
         for entry, definition in pending:
             try:
-                context.prepare(definition, locked=entry)
+                context.prepare(context.request_of(definition, entry_id=entry.id, locked=entry))
                 report.datasets[entry.id] = "produced"
             except DatamaestroError as error:
                 errors.append(error)

@@ -10,7 +10,8 @@ refuses, with one message naming what is expanded, once
   the download counts as at least :data:`RATIO_FLOOR` bytes, so small files
   that compress well are never refused);
 - or the free space of the store's file system falls below
-  :data:`FREE_SPACE_RESERVE` (checked every :data:`FREE_SPACE_EVERY` bytes).
+  :data:`FREE_SPACE_RESERVE`, or a twentieth of the file system on one
+  smaller than 5 GiB (checked every :data:`FREE_SPACE_EVERY` bytes).
 
 The caller removes what was written (a tmp object, a work folder).
 """
@@ -30,6 +31,8 @@ FREE_SPACE_RESERVE = 256 << 20
 def free_space_reserve(st: os.statvfs_result) -> int:
     """The free space kept on a file system: :data:`FREE_SPACE_RESERVE`, or a 20th of a smaller one (a small tmpfs would refuse everything)."""
     return min(FREE_SPACE_RESERVE, st.f_blocks * st.f_frsize // 20)
+
+
 #: the free space is looked at again after this many bytes
 FREE_SPACE_EVERY = 64 << 20
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import LockTimeoutError
+from ..errors import LockTimeoutError, StoreError
 from .objects import CREATE_NEW, HOST, SHARED_LEASE_DIR_MODE, Layout, _pid_alive, disk_error, read_regular, remove_tree
 
 logger = logging.getLogger(__name__)
@@ -316,6 +316,52 @@ def acquire(
         delay = min(delay * POLL_GROWTH, LONGEST_POLL, ttl / 4)
 
 
+#: the name of a working lease starts with this (see :func:`hold_while_working`)
+WORKING_PREFIX = "working."
+
+
+def hold_while_working(layout: Layout, *, ttl: float = DEFAULT_TTL, what: str = "work on the store") -> "Lease | NoLease":
+    """A lease of this process alone, held from before it produces outputs until it has published them.
+
+    What a process downloads stays unreachable until its manifest is
+    published (view, root marker, readable link); the lease of each download
+    is gone by then. ``store gc`` keeps everything younger than the oldest
+    live lease of another process, so this lease, taken before the first
+    output is produced and released once the publication is done, keeps that
+    gc from collecting what the process is about to reference, on whichever
+    machine it runs.
+
+    A store this process may not write to gets no lease (it produces nothing
+    there either: the production fails with its own message).
+    """
+    name = f"{WORKING_PREFIX}{HOST}.{os.getpid()}.{time.monotonic_ns()}"
+    try:
+        return acquire(layout, name, ttl=ttl, timeout=ttl, what=what)
+    except StoreError:
+        return NoLease()
+
+
+def reap_expired_working_leases(layout: Layout, ttl: float = DEFAULT_TTL) -> int:
+    """Removes the working leases of processes that died holding them; returns how many.
+
+    Nobody waits for a working lease (its name is unique), so no waiter
+    breaks it: ``store gc`` does.
+    """
+    folder = lease_folder(layout)
+    if not folder.is_dir():
+        return 0
+    now = filesystem_now(layout)
+    removed = 0
+    for entry in os.scandir(folder):
+        if not entry.name.startswith(WORKING_PREFIX) or entry.name.endswith(BREAK_SUFFIX):
+            continue
+        info = read_lease(Path(entry.path), now)
+        if info is not None and _expired(info, ttl):
+            _break(layout, Path(entry.path), info, ttl, taking_over=False)
+            removed += 1
+    return removed
+
+
 def _write_holder(layout: Layout, path: Path, what: str) -> None:
     """Writes who holds a just-taken lease (written aside, then renamed: a reader never sees half of it)."""
     note = {"host": HOST, "pid": os.getpid(), "what": what, "since": time.time()}
@@ -341,8 +387,11 @@ def _write_holder(layout: Layout, path: Path, what: str) -> None:
         os.close(folder)
 
 
-def _break(layout: Layout, path: Path, judged: LeaseInfo, ttl: float) -> None:
-    """Removes an expired lease, unless another breaker is at it or the lease came back to life."""
+def _break(layout: Layout, path: Path, judged: LeaseInfo, ttl: float, *, taking_over: bool = True) -> None:
+    """Removes an expired lease, unless another breaker is at it or the lease came back to life.
+
+    :param taking_over: this process breaks it to take it (and says so)
+    """
     breaker = path.with_name(path.name + BREAK_SUFFIX)
     try:
         os.mkdir(breaker)
@@ -360,7 +409,8 @@ def _break(layout: Layout, path: Path, judged: LeaseInfo, ttl: float) -> None:
     try:
         again = read_lease(path, filesystem_now(layout))
         if again is not None and _expired(again, ttl) and (again.host, again.pid) == (judged.host, judged.pid):
-            logger.warning("%s stopped (no heartbeat for %.0fs): taking over", judged.describe(), again.age)
+            if taking_over:
+                logger.warning("%s stopped (no heartbeat for %.0fs): taking over", judged.describe(), again.age)
             _remove_lease(layout, path)
             _reap_dead_writes(layout, judged, ttl)
     finally:
@@ -371,18 +421,25 @@ def _break(layout: Layout, path: Path, judged: LeaseInfo, ttl: float) -> None:
 
 
 def _reap_dead_writes(layout: Layout, holder: LeaseInfo, ttl: float) -> None:
-    """Removes what the dead holder left in ``tmp/`` (its entries are named ``<host>.<pid>.…``)."""
+    """Removes what the dead holder left in ``tmp/`` (its entries are named ``<host>.<pid>.…``).
+
+    Whatever their age: the holder gave no heartbeat for a whole ttl, so it
+    is dead or stalled, and its lease is gone. A file it wrote after its last
+    heartbeat (the heartbeat thread lags on a loaded machine) would otherwise
+    stay until a gc. A holder that only stalled finds its file gone when it
+    comes back and fails with an error (nothing of it was published; the
+    bytes of an object are checked against their digest anyway).
+    """
     if holder.pid <= 0 or not layout.tmp.is_dir():
         return
     prefix = f"{holder.host}.{holder.pid}."
-    now = filesystem_now(layout)
     for entry in os.scandir(layout.tmp):
         if not entry.name.startswith(prefix):
             continue
         try:
             st = entry.stat(follow_symlinks=False)
             # another member's files in a group store: tmp/ is sticky, the store's owner reaps them
-            if now - st.st_mtime > ttl and layout.may_remove(st):
+            if layout.may_remove(st):
                 remove_tree(Path(entry.path))
         except OSError:
             continue

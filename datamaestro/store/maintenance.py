@@ -29,10 +29,11 @@ from typing import Callable, Iterable, Iterator
 from ..errors import StoreError, UntrustedInputError
 from . import SHARED_FILE, Store, create_store, group_id, make_folders, replace_store_file
 from .digests import digest_of_file, digest_of_mapped_file, format_digest, hex_of, is_digest, read_small_file, small_file_buffer
-from .leases import filesystem_now, live_leases
+from .leases import filesystem_now, live_leases, reap_expired_working_leases
 from .integrity import QUARANTINE_NOTE, owner_name, quarantine_object
 from .objects import SHARED_DIR_MODE, SHARED_LEASE_DIR_MODE, disk_error, make_writable, read_stamp, record_stamp, stamp_matches
 from .roots import ROOT_KINDS, Root
+from .testpoints import pause
 from .views import VIEW_LINK
 
 GC_LOCK = "gc"
@@ -656,6 +657,7 @@ def gc(
         grace = max(grace_seconds, now - min(working) + 60) if working else grace_seconds
         reach = _live(store, report, grace, now)
         report.objects_live = len(reach.objects)
+        pause("gc-sweep")
         _sweep_folders(store, _view_folders(store), reach.views, report.views_deleted, now, grace, report)
         _sweep_folders(store, _tree_folders(store), reach.trees, report.trees_deleted, now, grace, report)
         _sweep_objects(store, reach, now, grace, report)
@@ -663,6 +665,7 @@ def gc(
         _sweep_stamps(store, report)
         if not dry_run:
             report.tmp_reaped = store.reap_tmp()
+            reap_expired_working_leases(store.layout, store.lease_ttl)
     report.seconds = time.monotonic() - start
     return report
 

@@ -37,7 +37,7 @@ def test_resource_state_is_read_from_the_store(mnist_server, dm_context):
     prepare_dataset(MNIST_ID)
     assert resource.state == ResourceState.COMPLETE == "complete"
     # its object collected (as `store gc` would): PARTIAL, produced again on the next prepare
-    _, output = __import__("datamaestro.pipeline", fromlist=["Pipeline"]).Pipeline(dm_context).lookup(resource)
+    _, output = dm_context.pipeline().lookup(resource)
     object_path = dm_context.store.objects.path_of(output.digest)
     os.chmod(object_path.parent, 0o755)
     object_path.unlink()

@@ -21,10 +21,9 @@ from support.mnistdata import PLUGIN_PREFIX  # noqa: E402
 from .harness import SEED_ENV, Datamaestro, suite_seed  # noqa: E402
 from .samples import Expected, write_samples  # noqa: E402
 
-#: (test id, seed) of every test that drew a seed in this session
-SEEDS: list[tuple[str, int]] = []
-#: lines that tests report (timings), printed at the end of the session
-REPORT: list[str] = []
+# the seeds and reported lines go into the reports of the tests (user properties), which
+# reach the main process from the workers of a parallel run: tests/conftest.py prints them
+from conftest import REPORT_PROPERTY, SEED_PROPERTY  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
@@ -48,7 +47,7 @@ def rng(request) -> random.Random:
     summary at the end of the session) with the command that replays it.
     """
     seed = suite_seed()
-    SEEDS.append((request.node.nodeid, seed))
+    request.node.user_properties.append((SEED_PROPERTY, f"{seed:>10}  {request.node.nodeid}   (replay: {replay_command(request.node.nodeid, seed)})"))
     print(f"seed {seed}; replay with: {replay_command(request.node.nodeid, seed)}")
     return random.Random(seed)
 
@@ -59,21 +58,9 @@ def report(request):
 
     def add(line: str) -> None:
         print(line)
-        REPORT.append(f"{request.node.nodeid}: {line}")
+        request.node.user_properties.append((REPORT_PROPERTY, f"{request.node.nodeid}: {line}"))
 
     return add
-
-
-def pytest_terminal_summary(terminalreporter):
-    """Lists the seed of every seeded reliability test, passed or failed, and what tests reported."""
-    if SEEDS:
-        terminalreporter.section("reliability seeds")
-        for nodeid, seed in SEEDS:
-            terminalreporter.write_line(f"{seed:>10}  {nodeid}   (replay: {replay_command(nodeid, seed)})")
-    if REPORT:
-        terminalreporter.section("reliability report")
-        for line in REPORT:
-            terminalreporter.write_line(line)
 
 
 @dataclass

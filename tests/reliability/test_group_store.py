@@ -360,8 +360,8 @@ def reference_store(lab, dataset: str) -> Path:
 
 
 def lock_names(lab, dataset: str) -> list[str]:
-    """The names of the store locks a prepare of ``dataset`` takes."""
-    return sorted(path.name.removesuffix(".lock") for path in (reference_store(lab, dataset) / "locks").glob("*.lock"))
+    """The names of the store locks a prepare of ``dataset`` takes for its steps (not the gc lock its publication takes)."""
+    return sorted(path.name.removesuffix(".lock") for path in (reference_store(lab, dataset) / "locks").glob("*.lock") if path.name != "gc.lock")
 
 
 #: Run by bob: plants, at the given names, links to a file of alice's (a member needs no rights on the target to make a link).

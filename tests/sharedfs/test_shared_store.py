@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from datamaestro.store.testpoints import ENV_PAUSE
 from support.idxwriter import idx_bytes
 from support.lockproject import make_project, served  # noqa: F401 (fixture)
 from support.mnistdata import MNIST_FILES
@@ -33,6 +34,8 @@ MNIST = "com.lecun.mnist"
 #: seconds without a heartbeat before a lease is taken over (short, so that a takeover is quick to see)
 LEASE_TTL = 3.0
 TIMEOUT = 180
+#: rounds of the gc-while-preparing race (``DATAMAESTRO_GC_RACE_ROUNDS=20`` to hunt it down)
+GC_RACE_ROUNDS = int(os.environ.get("DATAMAESTRO_GC_RACE_ROUNDS", "2"))
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +55,18 @@ class Site:
         self.store = store
         self.data = data
 
-    def start(self, *args: str, cwd: Path | None = None) -> subprocess.Popen:
-        """Starts ``datamaestro ARGS`` on this machine."""
+    def start(self, *args: str, cwd: Path | None = None, pauses: str = "") -> subprocess.Popen:
+        """Starts ``datamaestro ARGS`` on this machine.
+
+        :param pauses: ``DATAMAESTRO_TEST_PAUSE`` (``point=seconds,...``): where the process waits
+        """
         argv = ["datamaestro", "--quiet", "--data", str(self.data), "--store", str(self.store), *args]
-        env = {**os.environ, "DATAMAESTRO_LEASE_TTL": str(LEASE_TTL)}
+        env = {**os.environ, "DATAMAESTRO_LEASE_TTL": str(LEASE_TTL), ENV_PAUSE: pauses}
         return self.machine.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
 
-    def run(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    def run(self, *args: str, cwd: Path | None = None, pauses: str = "") -> subprocess.CompletedProcess:
         """Runs ``datamaestro ARGS`` on this machine to its end."""
-        process = self.start(*args, cwd=cwd)
+        process = self.start(*args, cwd=cwd, pauses=pauses)
         out, err = process.communicate(timeout=TIMEOUT)
         return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
@@ -145,7 +151,18 @@ def test_a_holder_killed_on_one_machine_is_taken_over_by_the_other(sites, served
     assert not [p for p in (b.store / "tmp").iterdir() if p.name.startswith("machine-a.")]
 
 
-def test_gc_on_one_machine_while_the_other_prepares(sites, served):
+@pytest.fixture
+def busy_cores():
+    """Two processes that keep the cores busy (``sh -c 'while :; do :; done'``), as on a loaded machine."""
+    spinners = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2)]
+    yield
+    for spinner in spinners:
+        spinner.kill()
+        spinner.wait()
+
+
+@pytest.mark.parametrize("round_", range(GC_RACE_ROUNDS))
+def test_gc_on_one_machine_while_the_other_prepares(sites, served, busy_cores, round_):
     a, b = sites
     for path in MNIST_FILES.values():
         served.set_fault(path, "throttle", chunk=128, pause=0.1)
@@ -163,6 +180,25 @@ def test_gc_on_one_machine_while_the_other_prepares(sites, served):
     # machine A cannot read B's data dir: B's root and what it published are kept
     done = a.run("store", "gc", "--grace", "0")
     assert "roots of other machines" in done.stdout
+    assert readable_ok(b, served) == []
+    verify_clean(a)
+
+
+def test_gc_between_the_last_download_and_the_publication_keeps_what_was_downloaded(sites, served):
+    # the race of a loaded machine, made to happen every time: B has downloaded
+    # everything and waits before publishing (no download lease left, no marker
+    # yet); A's gc marks during that wait and sweeps after B has published
+    a, b = sites
+    preparing = b.start("prepare", MNIST, pauses="before-publish=6")
+    collections = 0
+    while preparing.poll() is None:
+        done = a.run("store", "gc", "--grace", "0", pauses="gc-sweep=3")
+        assert done.returncode == 0, done.stderr
+        collections += 1
+    out, err = preparing.communicate()
+
+    assert preparing.returncode == 0, err
+    assert collections >= 2
     assert readable_ok(b, served) == []
     verify_clean(a)
 

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,12 +103,12 @@ class LabUsers:
         tag = uuid.uuid4().hex[:6]
         self.group = f"dmlab{tag}"
         self.users: dict[str, User] = {}
-        subprocess.run(["groupadd", self.group], check=True, capture_output=True)
+        _edit_accounts(["groupadd", self.group])
         try:
             for role in roles:
                 name = f"dm{role[:8]}{tag}"
                 # no home, no login shell: the tests give each user a HOME of its own
-                subprocess.run(["useradd", "-M", "-N", "-g", self.group, "-s", "/usr/sbin/nologin", name], check=True, capture_output=True)
+                _edit_accounts(["useradd", "-M", "-N", "-g", self.group, "-s", "/usr/sbin/nologin", name])
                 entry = pwd.getpwnam(name)
                 self.users[role] = User(name, entry.pw_uid, entry.pw_gid)
         except BaseException:
@@ -119,6 +120,22 @@ class LabUsers:
         for user in self.users.values():
             subprocess.run(["userdel", user.name], check=False, capture_output=True)
         subprocess.run(["groupdel", self.group], check=False, capture_output=True)
+
+
+def _edit_accounts(command: list[str], attempts: int = 5) -> None:
+    """Runs ``groupadd``/``useradd``, again while another process holds the lock of ``/etc/passwd`` or ``/etc/group``.
+
+    Tests running in parallel (and other test runs on the machine) make
+    users at the same moment; the shadow tools then fail at once with
+    "cannot lock /etc/group; try again later".
+    """
+    for attempt in range(attempts):
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        if "lock" not in done.stderr or attempt == attempts - 1:
+            raise subprocess.CalledProcessError(done.returncode, command, done.stdout, done.stderr)
+        time.sleep(0.2 * (attempt + 1))
 
 
 def _uv() -> str | None:
