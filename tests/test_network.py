@@ -193,8 +193,10 @@ def test_a_big_file_interrupted_three_times_resumes_each_part_at_its_own_offset(
     assert result.returncode == 0, result.stderr
     assert "more begun" in result.stderr
     assert (data / "data" / "image" / "org" / "example" / "readme.txt").read_bytes() == payload
-    # every byte received was kept: what the server sent in all is the file and at most 10% more
-    assert mnist_server.sent_bytes(path) <= size * 1.1, (mnist_server.sent_bytes(path), size)
+    # every byte received was kept. What the server sent in all is more than the file by what was in
+    # flight at each Ctrl-C (socket buffers: up to ~1 MiB a connection when the client lags on a busy
+    # machine), so the bound is 25%; resuming whole parts only, as before, sent 1.5 times the file
+    assert mnist_server.sent_bytes(path) <= size * 1.25, (mnist_server.sent_bytes(path), size)
     assert list((data / "store" / "tmp").iterdir()) == []
 
 
