@@ -508,12 +508,10 @@ S3_ACCESS, S3_SECRET = "lab-member", "lab-member-secret"
 
 def s3_bucket(s3, name: str):
     """A bucket of its own, as an obstore handle (what a hostile member with push access uses), and its URL."""
-    from obstore.store import S3Store
+    from support.seaweedfs import bucket_store
 
-    bucket = f"hostile-{name}"
-    store = S3Store(bucket, prefix="datamaestro", endpoint=s3.s3_endpoint, access_key_id=S3_ACCESS, secret_access_key=S3_SECRET,
-                    region="us-east-1", virtual_hosted_style_request=False, client_options={"allow_http": True})
-    return store, f"s3://{bucket}/datamaestro"
+    url = f"s3://hostile-{name}/datamaestro"
+    return bucket_store(s3, url, S3_ACCESS, S3_SECRET), url
 
 
 def s3_env(s3, url: str) -> dict[str, str]:

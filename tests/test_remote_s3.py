@@ -19,7 +19,7 @@ from datamaestro.store import Store
 from datamaestro.store.digests import digest_bytes
 from support.lockproject import dm, make_project, readable_files, served  # noqa: F401 (fixture)
 from support.mnistdata import MNIST_FILES, write_mnist
-from support.seaweedfs import SeaweedServer, free_port, s3_identities, weed_binary
+from support.seaweedfs import SeaweedServer, bucket_store, free_port, s3_identities, weed_binary
 
 pytestmark = pytest.mark.s3
 
@@ -62,12 +62,8 @@ def counts(server) -> dict[str, int]:
 
 
 def _bucket_store(server, url: str):
-    """An obstore handle on the remote's prefix, outside datamaestro (what a lab admin would use)."""
-    from obstore.store import S3Store
-
-    bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    return S3Store(bucket, prefix=prefix, endpoint=server.s3_endpoint, access_key_id=ACCESS, secret_access_key=SECRET, region="us-east-1",
-                   virtual_hosted_style_request=False, client_options={"allow_http": True})
+    """An obstore handle on the remote's prefix, with this module's credentials."""
+    return bucket_store(server, url, ACCESS, SECRET)
 
 
 def remote_objects(server, url: str) -> dict[str, bytes]:

@@ -361,6 +361,26 @@ class ArchiveDownloader(FolderResource):
         """Checks the sizes the archive announces for what will be written, before any byte is."""
         budget.declare(sum(m.size for m in planned if m.kind == "file") + sum(m.source.size for m in planned if m.kind == "hardlink"))
 
+    def _write(self, planned: list[_Member], folder: Path, budget: ExpansionBudget, open_member) -> None:
+        """Checks the announced sizes, then writes the planned members through a :class:`TreeWriter`.
+
+        :param open_member: a member's raw archive entry -> a readable file of its content
+        """
+        self._declare(planned, budget)
+        with TreeWriter(folder, budget=budget) as writer:
+            for member in planned:
+                if member.kind == "dir":
+                    writer.directory(member.path)
+                elif member.kind == "symlink":
+                    writer.symlink(member.path, member.link)
+                elif member.kind == "file":
+                    writer.file(member.path, _chunks(open_member(member.raw)))
+                elif member.source.path is not None:
+                    # its file is written already (it comes earlier): a second name inside the tree
+                    writer.hardlink(member.path, member.source.path)
+                else:
+                    writer.file(member.path, _chunks(open_member(member.source.raw)))
+
 
 class ZipDownloader(ArchiveDownloader):
     """Downloads a zip archive and stores its content as a folder.
@@ -419,16 +439,7 @@ class ZipDownloader(ArchiveDownloader):
         """Writes the selected members ourselves: zipfile has no extraction filter."""
         try:
             with zipfile.ZipFile(archive_path) as archive:
-                planned = self._plan(self._members(archive, budget))
-                self._declare(planned, budget)
-                with TreeWriter(folder, budget=budget) as writer:
-                    for member in planned:
-                        if member.kind == "dir":
-                            writer.directory(member.path)
-                        elif member.kind == "symlink":
-                            writer.symlink(member.path, member.link)
-                        else:
-                            writer.file(member.path, _chunks(archive.open(member.raw)))
+                self._write(self._plan(self._members(archive, budget)), folder, budget, archive.open)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, UnicodeDecodeError) as exc:
             raise self._invalid(exc) from None
 
@@ -490,21 +501,7 @@ class TarDownloader(ArchiveDownloader):
         """Checks every member, then writes the selected ones through a :class:`TreeWriter` (no ``tarfile`` extraction)."""
         try:
             with tarfile.open(archive_path, "r:*", errorlevel=1) as archive:
-                planned = self._plan(self._members(archive, budget))
-                self._declare(planned, budget)
-                with TreeWriter(folder, budget=budget) as writer:
-                    for member in planned:
-                        if member.kind == "dir":
-                            writer.directory(member.path)
-                        elif member.kind == "symlink":
-                            writer.symlink(member.path, member.link)
-                        elif member.kind == "file":
-                            writer.file(member.path, _chunks(archive.extractfile(member.raw)))
-                        elif member.source.path is not None:
-                            # its file is written already (it comes earlier): a second name inside the tree
-                            writer.hardlink(member.path, member.source.path)
-                        else:
-                            writer.file(member.path, _chunks(archive.extractfile(member.source.raw)))
+                self._write(self._plan(self._members(archive, budget)), folder, budget, archive.extractfile)
         except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
             raise self._invalid(exc) from None
         except OSError as exc:

@@ -840,3 +840,12 @@ __all__ = [
     "unavailable_reason",
     "weed_binary",
 ]
+
+
+def bucket_store(server: "SeaweedServer", url: str, access: str, secret: str):
+    """An obstore handle on an ``s3://bucket/prefix`` URL of the server, outside datamaestro (what a lab admin, or a member with push access, uses)."""
+    from obstore.store import S3Store
+
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    return S3Store(bucket, prefix=prefix, endpoint=server.s3_endpoint, access_key_id=access, secret_access_key=secret, region="us-east-1",
+                   virtual_hosted_style_request=False, client_options={"allow_http": True})
