@@ -184,6 +184,11 @@ def test_a_big_file_interrupted_three_times_resumes_each_part_at_its_own_offset(
         finally:
             process.send_signal(signal.SIGINT)
             _, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
+        if process.returncode == 0:
+            # seen once on a loaded machine: the run ended before its Ctrl-C. An exit 0 must then
+            # mean the whole file, identical; the resume itself was not exercised this time
+            assert (data / "data" / "image" / "org" / "example" / "readme.txt").read_bytes() == payload, stderr
+            pytest.skip(f"the download ended before its Ctrl-C could land ({mnist_server.sent_bytes(path)} bytes sent): nothing to resume")
         # Ctrl-C: one line, no traceback
         assert process.returncode == 130, stderr
         assert [line for line in stderr.splitlines() if line.strip() == "interrupted"] == ["interrupted"], stderr
