@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from support.mnistdata import PLUGIN_PREFIX
 
 PROCESS_TIMEOUT = 120
