@@ -8,8 +8,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from support.mnistdata import PLUGIN_PREFIX
 
 PROCESS_TIMEOUT = 120
@@ -178,7 +176,12 @@ def test_a_big_file_interrupted_three_times_resumes_each_part_at_its_own_offset(
     for _ in range(3):
         # a random point 2 to 4 MiB into this run
         target = mnist_server.sent_bytes(path) + rng.randint(2 << 20, 4 << 20)
-        process = subprocess.Popen(["datamaestro", "--data", str(data), "prepare", "org.example"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # Ctrl-C at its default in the child: a test run started in the background of a shell
+        # (`cmd &`) ignores SIGINT, the child would inherit that and never be interrupted
+        process = subprocess.Popen(
+            ["datamaestro", "--data", str(data), "prepare", "org.example"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         try:
             deadline = time.monotonic() + PROCESS_TIMEOUT
             while mnist_server.sent_bytes(path) < target and time.monotonic() < deadline and process.poll() is None:
@@ -186,11 +189,6 @@ def test_a_big_file_interrupted_three_times_resumes_each_part_at_its_own_offset(
         finally:
             process.send_signal(signal.SIGINT)
             _, stderr = process.communicate(timeout=PROCESS_TIMEOUT)
-        if process.returncode == 0:
-            # seen once on a loaded machine: the run ended before its Ctrl-C. An exit 0 must then
-            # mean the whole file, identical; the resume itself was not exercised this time
-            assert (data / "data" / "image" / "org" / "example" / "readme.txt").read_bytes() == payload, stderr
-            pytest.skip(f"the download ended before its Ctrl-C could land ({mnist_server.sent_bytes(path)} bytes sent): nothing to resume")
         # Ctrl-C: one line, no traceback
         assert process.returncode == 130, stderr
         assert [line for line in stderr.splitlines() if line.strip() == "interrupted"] == ["interrupted"], stderr

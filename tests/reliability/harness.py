@@ -126,9 +126,20 @@ class Datamaestro:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **self.env},
-            preexec_fn=self.preexec,
+            preexec_fn=self._child_setup,
             cwd=self.cwd,
         )
+
+    def _child_setup(self) -> None:
+        """In the child before ``exec``: Ctrl-C at its default, then the limits.
+
+        A test run started in the background of a shell (``cmd &``) ignores
+        SIGINT, and a child inherits that: Python then installs no Ctrl-C
+        handler, and a SIGINT sent by the test would be ignored.
+        """
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if self.preexec is not None:
+            self.preexec()
 
     def run(self, *args: str, timeout: float = PROCESS_TIMEOUT) -> Outcome:
         """Runs ``datamaestro ARGS`` to its end."""
