@@ -883,6 +883,14 @@ def _interrupted(exc: BaseException) -> bool:
     return False
 
 
+def _sweep_after_signal() -> None:
+    """The store's tmp swept once more on the way out of a signal (a download thread may have written after the first sweep)."""
+    if "datamaestro.store.objects" in sys.modules:  # nothing to sweep when no store was opened
+        from .store.objects import sweep_own_tmp_again
+
+        sweep_own_tmp_again()
+
+
 def main() -> None:
     """The console script: runs the app, turning DatamaestroError into one message."""
     import signal
@@ -900,14 +908,17 @@ def main() -> None:
         typer.echo(f"error: {error}", err=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
+        _sweep_after_signal()
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except Terminated:
+        _sweep_after_signal()
         typer.echo("terminated", err=True)
         sys.exit(143)
     except SystemExit as exit_:
         # typer turns a KeyboardInterrupt into Exit(130) itself, silently
         if exit_.code == 130 and _interrupted(exit_):
+            _sweep_after_signal()
             typer.echo("interrupted", err=True)
         raise
     finally:

@@ -1068,6 +1068,10 @@ def reap_tmp(layout: Layout, *, now: float | None = None) -> list[Path]:
     return removed
 
 
+#: the tmp folders :func:`drop_own_tmp` swept: swept again by :func:`sweep_own_tmp_again` just before the process exits
+_SWEPT: list[Layout] = []
+
+
 def drop_own_tmp(layout: Layout) -> None:
     """Removes this process's ``tmp/`` entries, and partial downloads that hold nothing.
 
@@ -1075,6 +1079,8 @@ def drop_own_tmp(layout: Layout) -> None:
     own still write (they are not unwound): what they leave is garbage.
     Partial downloads that hold bytes stay, for the next run.
     """
+    if layout not in _SWEPT:
+        _SWEPT.append(layout)
     prefix = f"{HOST}.{os.getpid()}."
     try:
         entries = list(os.scandir(layout.tmp))
@@ -1159,3 +1165,13 @@ def blake3_of(data) -> str:
     from blake3 import blake3
 
     return blake3(data).hexdigest()
+
+
+def sweep_own_tmp_again() -> None:
+    """Sweeps again the tmp folders :func:`drop_own_tmp` swept, as the process exits on a signal.
+
+    A download thread that passed its cancel check just before the first
+    sweep may still have created its tmp file or partial download after it.
+    """
+    for layout in list(_SWEPT):
+        drop_own_tmp(layout)
