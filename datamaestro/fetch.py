@@ -960,6 +960,49 @@ class Fetcher:
                         stream.partial = None
         raise self._all_failed(url, failures)
 
+    def fetch_range(self, url: str, start: int, end: int) -> bytes | None:
+        """Bytes ``start`` to ``end`` (excluded) of ``url``, in one ranged GET; None when the server has no such file.
+
+        A server that ignores ``Range`` sends the whole file: its first
+        ``end`` bytes are read (never more), and the range cut from them. Fewer bytes than asked come back
+        when the file is shorter. No mirrors, no retries: the caller (a
+        remote cache) has other sources.
+
+        :raises OfflineError: in offline mode
+        :raises DownloadError: the server failed, or could not be reached
+        """
+        if self.offline:
+            raise OfflineError([url])
+        self._check_cancel()
+        try:
+            response = self.session.get(url, headers={"Range": f"bytes={start}-{end - 1}"}, stream=True, timeout=(self.connect_timeout, self.read_timeout))
+        except Exception as exc:  # requests' own classes: imported lazily
+            raise _failure(url, f"{type(exc).__name__}: {exc}"[:300], UNREACHABLE_HINT) from None
+        with response:
+            if response.status_code in (404, 410):
+                return None
+            if response.status_code == 416:
+                return b""
+            if response.status_code == 206:
+                first, _ = _content_range(response.headers.get("Content-Range"))
+                if first != start:
+                    raise _failure(url, f"asked for bytes {start}-{end - 1}, answered {response.headers.get('Content-Range')}", UNREACHABLE_HINT)
+                bound, skip = end - start, 0
+            elif response.status_code == 200:
+                bound, skip = end, start  # the whole file, read up to the range's end only
+            else:
+                raise _failure(url, f"the server answered {response.status_code}", UNREACHABLE_HINT)
+            data = bytearray()
+            try:
+                for chunk in response.iter_content(1 << 16):
+                    data += chunk
+                    self._check_cancel()
+                    if len(data) >= bound:
+                        break
+            except Exception as exc:
+                raise _failure(url, f"{type(exc).__name__}: {exc}"[:300], UNREACHABLE_HINT) from None
+            return bytes(data[skip:bound])
+
     def _all_failed(self, url: str, failures: list[tuple[str, Exception]]) -> DatamaestroError:
         """The error of a URL no source could serve: each source tried, what it answered, and a hint that knows the mirrors."""
         if self.offline and all(candidate != url for candidate, _ in failures):

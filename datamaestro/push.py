@@ -99,9 +99,21 @@ def push(
     outputs = [record.output for record in records.values()] + pinned
     digests = _objects_of(store, outputs)
     try:
+        packing = None
+        if remote.writes_packs:
+            # a tree's small objects go up in packs (remotes/packs.py); the rest one by one
+            from .remotes.packs import PackPush
+
+            trees = [output.digest for output in outputs if output is not None and output.kind == Kind.TREE and output.digest in digests]
+            packing = PackPush.plan(remote, store, trees, store.trees.iter_object_digests)
+            # an object some output is (a file, a tree document) also goes up single: readers ask for it by its name
+            named = {output.digest for output in outputs if output is not None}
+            digests = [digest for digest in digests if digest not in packing.covered or digest in named]
         missing = remote.missing(digests)
-        report.objects_present = len(digests) - len(missing)
-        _upload(context, remote, missing, report, jobs or 16)
+        report.objects_present = len(digests) - len(missing) + (packing.present if packing else 0)
+        _upload(context, remote, missing, report, jobs or 16, packing)
+        if packing is not None:
+            packing.write_indexes(remote)  # after every pack is up: what makes them visible
         # records last: a reader never follows one to an object not there yet
         # (in parallel: each is read first, to keep the signatures it has)
         def put_record(item: tuple[str, ActionRecord]) -> None:
@@ -184,27 +196,32 @@ def _objects_of(store, outputs) -> list[str]:
     return [digest for digest in dict.fromkeys(digests) if store.objects.has(digest)]
 
 
-def _upload(context: "Context", remote, digests: list[str], report: PushReport, jobs: int) -> None:
-    """Uploads objects in parallel with a progress bar (bytes) on a terminal, log lines elsewhere."""
+def _upload(context: "Context", remote, digests: list[str], report: PushReport, jobs: int, packing=None) -> None:
+    """Uploads objects (and the packs of ``packing``) in parallel with a progress bar (bytes) on a terminal, log lines elsewhere."""
     from .fetch import ProgressBar
 
     store = context.store
     sizes = {digest: os.stat(store.objects.path_of(digest)).st_size for digest in digests}
     # largest first: the long uploads start at once, the small ones fill in beside them
     digests = sorted(digests, key=lambda digest: -sizes[digest])
+    packs = range(len(packing.plans)) if packing is not None else range(0)
+    total = len(digests) + (packing.objects if packing is not None else 0)
     show = context.progress if context.progress is not None else sys.stderr.isatty()
     lock = threading.Lock()
-    step = max(1, len(digests) // 10)
-    with ProgressBar(show and bool(digests), f"push to {remote.label}") as bar, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        bar.set_total(sum(sizes.values()))
-        futures = {pool.submit(remote.put_object, digest, store.objects.path_of(digest)): digest for digest in digests}
+    step = max(1, total // 10)
+    with ProgressBar(show and bool(total), f"push to {remote.label}") as bar, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        bar.set_total(sum(sizes.values()) + (packing.bytes if packing is not None else 0))
+        futures = {pool.submit(remote.put_object, digest, store.objects.path_of(digest)): (1, sizes[digest]) for digest in digests}
+        for number in packs:
+            futures[pool.submit(packing.send, remote, store, number)] = (len(packing.plans[number]), sum(size for _, size in packing.plans[number]))
         for future in as_completed(futures):
             future.result()
-            digest = futures[future]
+            count, size = futures[future]
             with lock:
-                report.objects_sent += 1
-                report.bytes_sent += sizes[digest]
+                before = report.objects_sent
+                report.objects_sent += count
+                report.bytes_sent += size
                 sent = report.objects_sent
-            bar.advance(sizes[digest])
-            if not show and sent % step == 0:
-                logger.info("push to %s: %d of %d objects sent", remote.label, sent, len(digests))
+            bar.advance(size)
+            if not show and sent // step != before // step:
+                logger.info("push to %s: %d of %d objects sent", remote.label, sent, total)

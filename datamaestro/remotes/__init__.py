@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlsplit
 from ..errors import DownloadError, IntegrityError, OfflineError, StoreError, UntrustedInputError, UsageError
 from ..store.trees import MAX_TREE_DOCUMENT
 from .base import MAX_RECORD_BYTES, Peer, PeerUnavailable, action_key, object_key
+from .packs import note_tree, stage_packed, take_refusals
 
 if TYPE_CHECKING:
     from ..fetch import Fetcher
@@ -57,6 +58,8 @@ class PathPeer(Peer):
     """
 
     writable = True
+    #: a copy of a bucket holds packs; a push to a folder sends objects one by one (they can be hard-linked)
+    reads_packs = True
 
     def __init__(self, root: Path, *, link: bool = True):
         self.root = Path(root)
@@ -102,6 +105,36 @@ class PathPeer(Peer):
     def missing(self, digests: list[str]) -> list[str]:
         """The digests without a file in the folder."""
         return [digest for digest in digests if not (self.root / object_key(digest)).is_file()]
+
+    def read_blob(self, key: str, limit: int) -> bytes | None:
+        """Reads at most ``limit`` bytes of the folder's file ``key`` (a pack index); None when missing."""
+        return self.read_range(key, 0, limit)
+
+    def read_range(self, key: str, start: int, end: int) -> bytes | None:
+        """Bytes ``start`` to ``end`` of the folder's file ``key`` (a regular file, never a fifo or a device); None when missing."""
+        try:
+            fd = os.open(self.root / key, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise PeerUnavailable(f"{self.label}: {exc.strerror}") from None
+        try:
+            import stat
+
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return b""  # not a pack: its members are refused
+            chunks = []
+            while start < end:
+                chunk = os.pread(fd, end - start, start)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                start += len(chunk)
+            return b"".join(chunks)
+        except OSError as exc:
+            raise PeerUnavailable(f"{self.label}: {exc.strerror}") from None
+        finally:
+            os.close(fd)
 
     def put_object(self, digest: str, path: Path) -> None:
         """Copies the object to a temporary name in the folder, then renames it into place."""
@@ -170,6 +203,9 @@ class HttpPeer(Peer):
         is made per thread
     """
 
+    #: a copy of a bucket holds packs: read with ranged GETs
+    reads_packs = True
+
     def __init__(self, base_url: str, fetcher_factory: Callable[[], "Fetcher"]):
         self.base = base_url.rstrip("/") + "/"
         self.label = self.base
@@ -210,6 +246,25 @@ class HttpPeer(Peer):
                 return False
             raise PeerUnavailable(error.message) from None
         return True
+
+    def read_blob(self, key: str, limit: int) -> bytes | None:
+        """Downloads ``key`` (a pack index), cut off past ``limit`` bytes; None when the server has no such file."""
+        sink = BoundedSink(limit)
+        try:
+            if not self._fetch(self.base + key, sink, f"{key.rsplit('/', 1)[-1][:12]} from {self.base}"):
+                return None
+        except UntrustedInputError:
+            pass  # cut off: the caller refuses a document of this size
+        return sink.getvalue()
+
+    def read_range(self, key: str, start: int, end: int) -> bytes | None:
+        """One ranged GET (``Range: bytes=start-end``); from a server that ignores ranges, the file up to ``end``."""
+        try:
+            return self._fetcher().fetch_range(self.base + key, start, end)
+        except OfflineError:
+            raise PeerUnavailable("offline mode") from None
+        except DownloadError as error:
+            raise PeerUnavailable(error.message) from None
 
     def missing(self, digests: list[str]) -> list[str]:
         """A static web server is read-only: nothing can be pushed to it."""
@@ -375,7 +430,11 @@ def transfer(
                 break
             if index in dead or is_left_out(peer):
                 continue
-            outcomes = peer.stage_batch(store, left, limits) if limits else peer.stage_batch(store, left)
+            outcomes = stage_packed(peer, store, left, limits, lambda digests: peer.stage_batch(store, digests, limits) if limits else peer.stage_batch(store, digests))
+            refusals = take_refusals(peer)
+            if refusals:
+                with lock:
+                    report.refused.extend(refusals)
             again = []
             for digest, outcome in zip(left, outcomes):
                 if isinstance(outcome, IntegrityError):
@@ -494,6 +553,7 @@ def wanted_objects(store: "Store", outputs: Iterable["Output"], peers: list[Peer
     _merge(report, taken)
     for digest in trees:
         if store.objects.has(digest):
+            note_tree(peers, digest)  # its small objects may be in packs: their index is read with the first of them
             try:
                 listed = {}
                 for entry in store.trees.read(digest, source=report.sources.get(digest, ""))["entries"]:

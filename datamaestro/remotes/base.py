@@ -42,6 +42,10 @@ class Peer:
     #: which of its action records may be used (:class:`~datamaestro.remotes.signing.RecordTrust`,
     #: from ``trusted_keys``); None: every record, trusted as the remote is
     record_trust = None
+    #: whether the remote may hold packs (:mod:`datamaestro.remotes.packs`): it gives :meth:`read_blob` and :meth:`read_range`
+    reads_packs: bool = False
+    #: whether a push sends small objects in packs (:meth:`write_blob`, :meth:`has_blob`)
+    writes_packs: bool = False
 
     def stage(self, store: "Store", digest: str, limit: int | None = None) -> "Staged | None":
         """Copies the object ``digest`` into the store's tmp, checked; None when the remote lacks it.
@@ -96,4 +100,30 @@ class Peer:
 
     def put_action(self, key: str, data: bytes) -> None:
         """Uploads an action record (after the objects it names)."""
+        raise PeerUnavailable(f"{self.label} is read-only")
+
+    # -- what packs need (remotes with :attr:`reads_packs` / :attr:`writes_packs`)
+    def read_blob(self, key: str, limit: int) -> bytes | None:
+        """The bytes at ``key`` (a pack index), at most ``limit`` of them; None when the remote has none.
+
+        :raises PeerUnavailable: the remote cannot serve at all
+        """
+        return None
+
+    def read_range(self, key: str, start: int, end: int) -> bytes | None:
+        """Bytes ``start`` to ``end`` (excluded) of the blob at ``key`` (a pack); fewer when it is shorter; None when it is missing.
+
+        :raises PeerUnavailable: the remote cannot serve at all
+        """
+        return None
+
+    def has_blob(self, key: str) -> bool:
+        """Whether the remote holds something at ``key`` (a pack index)."""
+        return False
+
+    def write_blob(self, key: str, data: bytes) -> None:
+        """Uploads ``data`` at ``key`` in one atomic write (a pack, an index).
+
+        :raises PeerUnavailable: the remote refuses or is down
+        """
         raise PeerUnavailable(f"{self.label} is read-only")

@@ -129,6 +129,8 @@ class ObjectStoreRemote(Peer):
     """
 
     writable = True
+    reads_packs = True
+    writes_packs = True
 
     def __init__(self, url: str, *, endpoint: str | None = None, name: str | None = None, connect_timeout: float = 10, read_timeout: float = 30):
         parts = urlsplit(url)
@@ -322,3 +324,57 @@ class ObjectStoreRemote(Peer):
             obstore.put(self.store(), self._key(action_key(key)), data)
         except Exception as exc:
             raise self._unavailable(exc, "uploading an action record") from None
+
+    # -- packs (:mod:`datamaestro.remotes.packs`)
+    def read_blob(self, key: str, limit: int) -> bytes | None:
+        """The bytes at ``key``, streamed and cut off past ``limit`` (the caller refuses what is that long); None when missing."""
+        obstore = _obstore()
+
+        data = bytearray()
+        try:
+            for chunk in obstore.get(self.store(), self._key(key)).stream(min_chunk_size=STREAM_CHUNK):
+                data += bytes(chunk)
+                if len(data) >= limit:
+                    break
+        except Exception as exc:
+            if self._is_missing(exc):
+                return None
+            raise self._unavailable(exc, f"reading {key}") from None
+        return bytes(data[:limit])
+
+    def read_range(self, key: str, start: int, end: int) -> bytes | None:
+        """Bytes ``start`` to ``end`` of ``key`` in one ranged GET; None when missing."""
+        obstore = _obstore()
+
+        try:
+            return bytes(obstore.get_range(self.store(), self._key(key), start=start, end=end))
+        except Exception as exc:
+            if self._is_missing(exc):
+                return None
+            if "Range" in str(exc) and ("416" in str(exc) or "not satisfiable" in str(exc).lower()):
+                return b""  # the blob is shorter than the index says: its members are refused
+            raise self._unavailable(exc, f"reading {key}") from None
+
+    def has_blob(self, key: str) -> bool:
+        """One HEAD."""
+        obstore = _obstore()
+
+        try:
+            obstore.head(self.store(), self._key(key))
+            return True
+        except Exception as exc:
+            if self._is_missing(exc) or "NoSuchBucket" in str(exc):
+                return False
+            raise self._unavailable(exc, f"checking {key}") from None
+
+    def write_blob(self, key: str, data: bytes) -> None:
+        """One atomic PUT (``mode="create"`` for a pack, named by its bytes: one already there is left)."""
+        obstore = _obstore()
+        errors = obstore.exceptions
+
+        try:
+            obstore.put(self.store(), self._key(key), data, mode="create" if key.endswith(".pack") else "overwrite")
+        except errors.AlreadyExistsError:
+            return
+        except Exception as exc:
+            raise self._unavailable(exc, f"uploading {key}") from None
