@@ -40,7 +40,7 @@ class _Pace:
 
 
 class _SlowHead(Exception):
-    """A server sent its status line and headers drop by drop, past the deadline; never leaves this module."""
+    """A server sent its status line and headers drop by drop, past the deadline; caught by the :class:`~datamaestro.fetch.fetcher.Fetcher`, never leaves the fetch package."""
 
 
 def _get_within(session, url: str, deadline: float, **kwargs):
@@ -80,7 +80,7 @@ def _get_within(session, url: str, deadline: float, **kwargs):
 
 
 class _Retry(Exception):
-    """A transient failure of one attempt; never leaves this module."""
+    """A transient failure of one attempt; caught by the :class:`~datamaestro.fetch.fetcher.Fetcher`, never leaves the fetch package."""
 
     def __init__(self, reason: str, hint: str = NETWORK_HINT, retry_after: float | None = None, *, timeout: bool = False):
         super().__init__(reason)
@@ -92,4 +92,4 @@ class _Retry(Exception):
 
 
 class _NoRanges(Exception):
-    """The server does not serve the ranges of a parallel download (or its file changed); never leaves this module."""
+    """The server does not serve the ranges of a parallel download (or its file changed); caught by the :class:`~datamaestro.fetch.fetcher.Fetcher`, never leaves the fetch package."""

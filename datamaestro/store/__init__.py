@@ -41,6 +41,11 @@ atomic on a file system shared by several machines even where
 made with "exists is fine", and ``VERSION`` is written to a unique name in
 ``tmp/`` then hard-linked into place (a link never replaces a file), so any
 number of concurrent creators end with one store and one ``VERSION``.
+
+This module holds :class:`Store`; the versions, migrations and creation are
+in :mod:`.versioning`, the folders and how entries are made in them in
+:mod:`.layout` (the bottom of the store), and each part of the layout in a
+module of its own (docs/architecture.md lists them).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``datamaestro store init``: a store created, or an existing one made a group store (:func:`init_store`)."""
+"""``datamaestro store init``: a store created or upgraded in place, and set up for a Unix group (:func:`init_store`)."""
 
 from __future__ import annotations
 

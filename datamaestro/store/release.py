@@ -1,4 +1,4 @@
-"""``datamaestro store release``: what keeps a dataset's data (:func:`keepers`), and the data no root but the given ones keep, removed (:func:`release`)."""
+"""What keeps a store entry alive (:func:`keepers`, behind ``datamaestro store why``), and the data of one removed dataset freed (:func:`release`, behind ``datamaestro rm``)."""
 
 from __future__ import annotations
 
