@@ -241,7 +241,7 @@ class ObjectStoreRemote(Peer):
             try:
                 result = obstore.get(self.store(), self._key(object_key(digest)))
                 for chunk in result.stream(min_chunk_size=STREAM_CHUNK):
-                    writer.write(bytes(chunk))
+                    writer.write(memoryview(chunk))  # hashed and written from obstore's buffer: no copy
             except IntegrityError:
                 raise  # more bytes than the document names: refused, not a failure of the remote
             except Exception as exc:  # obstore raises its own classes, and built-in ones for not-found
