@@ -121,8 +121,10 @@ class PathPeer(Peer):
         try:
             import stat
 
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 return b""  # not a pack: its members are refused
+            end = min(end, st.st_size)  # a buffer the size of the file, not of the bound asked
             chunks = []
             while start < end:
                 chunk = os.pread(fd, end - start, start)

@@ -90,7 +90,7 @@ def index_key(tree: str) -> str:
     return f"packs/trees/{hexdigest[:2]}/{hexdigest[2:]}.idx"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Location:
     """Where a packed object is: its pack (blake3 hex), the pack's size, the object's offset and length in it."""
 
