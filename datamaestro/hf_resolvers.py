@@ -1,4 +1,6 @@
-"""Helpers that other packages contribute (the original datamaestro's ``datamaestro.helpers``).
+"""Local mirrors of Hugging Face repositories: resolvers, built in or contributed by other packages.
+
+The 1.x path of these names is ``datamaestro.helpers`` (a face of this module).
 
 A package registers one entry point in the group ``datamaestro.helpers``
 whose value is a callable without arguments returning
