@@ -177,7 +177,7 @@ def test_one_thread_takes_objects_from_store_folders_on_a_local_disk(tmp_path, m
     from datamaestro.lock import sync as lock_sync
     from datamaestro.remotes.folder import FolderRemote
     from datamaestro.remotes.web import HttpRemote
-    from datamaestro.store.objects import on_local_disk
+    from datamaestro.store.layout import on_local_disk
 
     folder = FolderRemote(tmp_path / "peer")
     web = HttpRemote("http://127.0.0.1:1/", lambda: None)

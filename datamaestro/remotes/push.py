@@ -125,7 +125,7 @@ def objects_of(store: "Store", outputs) -> list[str]:
 
 def upload_objects(store: "Store", remote: Remote, digests: list[str], report: PushReport, jobs: int, *, show_progress: bool = False) -> None:
     """Uploads objects in parallel with a progress bar (bytes) when ``show_progress``, log lines otherwise."""
-    from ..fetch import ProgressBar
+    from ..fetch.progress import ProgressBar
 
     sizes = {digest: os.stat(store.objects.path_of(digest)).st_size for digest in digests}
     # largest first: the long uploads start at once, the small ones fill in beside them
