@@ -228,9 +228,9 @@ def lock_project(*, upgrade: "bool | list[str]" = False, context: Context | None
 @_scoped
 def check_lock(*, context: Context | None = None) -> list[str]:
     """Why the project's lock is out of date; empty when it is up to date."""
-    from .lock.resolve import check_project
+    from .lock.resolve import stale_reasons
 
-    return check_project(_context(context))
+    return stale_reasons(_context(context))
 
 
 @_scoped

@@ -38,7 +38,7 @@ from ..remotes.folder import FolderRemote
 from ..remotes.pull import Transfer, pull_outputs, transfer
 from .project import lock_file
 from .fingerprint import DAMAGED_LOCK_HINT, entry_problem
-from .resolve import check_project, damaged_entries, lock_project
+from .resolve import damaged_entries, lock_project, stale_reasons
 from ..store.actions import Kind
 from ..store.layout import on_local_disk
 
@@ -183,7 +183,7 @@ def _load(context: "Context", *, locked: bool, frozen: bool, report: SyncReport)
         _check_frozen(context, path, lock)
         return lock
     lock = read_lock(path) if path.exists() else None
-    reasons = check_project(context, lock)
+    reasons = stale_reasons(context, lock)
     if reasons:
         if lock is not None:
             _refuse_damaged(path, damaged_entries(context, lock))
