@@ -13,7 +13,7 @@ module (which runs this file first) loads nothing of ``datamaestro.compat``.
 
 from typing import TYPE_CHECKING
 
-from ..lazy import lazy_getattr
+from ..lazy import lazy_dir, lazy_getattr
 
 #: public name -> where it is defined
 _NAMES = {
@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 __getattr__ = lazy_getattr(__name__, _NAMES)
+__dir__ = lazy_dir(__name__, _NAMES)
 
 if TYPE_CHECKING:
     from ..compat.folder import ResourceStateFile  # noqa: F401
