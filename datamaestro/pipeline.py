@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from .errors import DatamaestroError, IntegrityError, LockTimeoutError, OfflineError, StoreError, UntrustedInputError
 from .store import ActionRecord, Output, recipe_key
 from .store.leases import hold_while_working
-from .store.objects import disk_error, stop_new_tmp_files
+from .store.layout import TMP_CREATION, disk_error, stop_new_tmp_files
 from .store.digests import format_digest, hasher
 from .store.views import VIEW_LINK, current_view, manifest_digest, point_readable_path
 from .store.actions import Kind
@@ -310,7 +310,7 @@ class Pipeline:
 
         :param after: ask only the remotes after the one of this label (the one before served something refused)
         """
-        from .remotes import PeerUnavailable, is_left_out, leave_out
+        from .remotes.base import RemoteUnavailable, is_left_out, leave_out
         from .store.actions import parse_record
 
         remotes = self.remotes
@@ -322,7 +322,7 @@ class Pipeline:
                 continue
             try:
                 data = remote.get_action(key)
-            except PeerUnavailable as error:
+            except RemoteUnavailable as error:
                 self._dead_remotes.add(remote.label)
                 line = leave_out(remote, error)
                 if line is not None:  # once per run, not once per resource or dataset
@@ -566,7 +566,7 @@ class Pipeline:
                         return
                     resource = pending.pop(0)
                 try:
-                    with fetcher.cancellable(stop), stop_new_tmp_files(stop):
+                    with fetcher.cancellable(stop, TMP_CREATION), stop_new_tmp_files(stop):
                         did = self._produce(definition, resource, self.pins.get(resource.name), legacy)
                 except BaseException as exc:  # handed to the main thread
                     with guard:
@@ -644,7 +644,8 @@ class Pipeline:
             return None
         if not offer.kind.stored:
             return offer
-        from .remotes import is_left_out, pull_outputs
+        from .remotes.base import is_left_out
+        from .remotes.pull import pull_outputs
 
         key = found.key
         while True:

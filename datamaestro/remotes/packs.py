@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..errors import IntegrityError, UntrustedInputError
 from ..store.digests import format_digest, hex_of
-from .base import Peer, PeerUnavailable
+from .base import Remote, RemoteUnavailable
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -172,11 +172,11 @@ def decode_index(data: bytes, tree: str, source: str) -> dict[str, Location]:
 class PackReader:
     """What one remote's pack indexes say, loaded as trees are asked for (one GET per tree).
 
-    :param peer: the remote; it gives ``read_blob(key, limit)`` and ``read_range(key, start, end)``
+    :param remote: the remote; it gives ``read_blob(key, limit)`` and ``read_range(key, start, end)``
     """
 
-    def __init__(self, peer: Peer):
-        self.peer = peer
+    def __init__(self, remote: Remote):
+        self.remote = remote
         self._lock = threading.Lock()
         self._pending: list[str] = []
         self._seen: set[str] = set()
@@ -201,11 +201,11 @@ class PackReader:
         with self._lock:
             pending, self._pending = self._pending, []
             for tree in pending:
-                data = self.peer.read_blob(index_key(tree), MAX_INDEX_BYTES + 1)
+                data = self.remote.read_blob(index_key(tree), MAX_INDEX_BYTES + 1)
                 if data is None:
                     continue
                 try:
-                    self._locations.update(decode_index(data, tree, self.peer.label))
+                    self._locations.update(decode_index(data, tree, self.remote.label))
                 except UntrustedInputError as error:
                     self._refusals.append(error.message)
 
@@ -223,27 +223,27 @@ class PackReader:
         return packed, rest
 
 
-def reader_of(peer: Peer) -> PackReader | None:
-    """The pack reader of ``peer`` (made on first use), or None for a remote that holds no packs."""
-    if not getattr(peer, "reads_packs", False):
+def reader_of(remote: Remote) -> PackReader | None:
+    """The pack reader of ``remote`` (made on first use), or None for a remote that holds no packs."""
+    if not getattr(remote, "reads_packs", False):
         return None
-    reader = peer.__dict__.get("_pack_reader")
+    reader = remote.__dict__.get("_pack_reader")
     if reader is None:
-        reader = peer.__dict__.setdefault("_pack_reader", PackReader(peer))
+        reader = remote.__dict__.setdefault("_pack_reader", PackReader(remote))
     return reader
 
 
-def note_tree(peers: Iterable[Peer], tree: str) -> None:
+def note_tree(remotes: Iterable[Remote], tree: str) -> None:
     """Tells the remotes that hold packs that the objects of ``tree`` will be asked for."""
-    for peer in peers:
-        reader = reader_of(peer)
+    for remote in remotes:
+        reader = reader_of(remote)
         if reader is not None:
             reader.note_tree(tree)
 
 
-def take_refusals(peer: Peer) -> list[str]:
-    """The lines of the pack indexes ``peer`` served and that were refused, since the last call."""
-    reader = reader_of(peer)
+def take_refusals(remote: Remote) -> list[str]:
+    """The lines of the pack indexes ``remote`` served and that were refused, since the last call."""
+    reader = reader_of(remote)
     return reader.take_refusals() if reader is not None else []
 
 
@@ -270,27 +270,27 @@ def runs(located: dict[str, Location]) -> list[tuple[str, int, int, list[tuple[s
     return found
 
 
-def stage_packed(peer: Peer, store: "Store", digests: list[str], limits: dict[str, int] | None, single: Callable[[list[str]], list]) -> list:
-    """:meth:`Peer.stage_batch` for a remote that may hold packs: packed objects by ranged reads, the others by ``single``.
+def stage_packed(remote: Remote, store: "Store", digests: list[str], limits: dict[str, int] | None, single: Callable[[list[str]], list]) -> list:
+    """:meth:`Remote.stage_batch` for a remote that may hold packs: packed objects by ranged reads, the others by ``single``.
 
-    One outcome per digest, in order (see :meth:`Peer.stage_batch`). A
+    One outcome per digest, in order (see :meth:`Remote.stage_batch`). A
     member whose bytes do not hash to its digest, or whose length is not the
     one its tree document names, is refused alone; a pack that is gone gives
     None for its members (the next source is asked).
     """
-    reader = reader_of(peer)
+    reader = reader_of(remote)
     if reader is None:
         return single(digests)
     located, rest = reader.locate(digests)
     outcomes: dict[str, object] = {}
     if rest:
         outcomes.update(zip(rest, single(rest)))
-    failed: PeerUnavailable | None = None
+    failed: RemoteUnavailable | None = None
     for pack, start, end, members in runs(located):
         if failed is None:
             try:
-                data = peer.read_range(pack_key(pack), start, end)
-            except PeerUnavailable as error:
+                data = remote.read_range(pack_key(pack), start, end)
+            except RemoteUnavailable as error:
                 failed = error
         if failed is not None:
             outcomes.update((digest, failed) for digest, _ in members)
@@ -344,7 +344,7 @@ class PackPush:
     sent: dict[int, tuple[str, int]] = field(default_factory=dict)
 
     @classmethod
-    def plan(cls, remote: Peer, store: "Store", trees: list[str], members_of: Callable[[str], Iterable[str]]) -> "PackPush":
+    def plan(cls, remote: Remote, store: "Store", trees: list[str], members_of: Callable[[str], Iterable[str]]) -> "PackPush":
         """What to pack for ``trees``: a tree whose index is on the remote is there whole; the small objects of the others go in packs.
 
         :param members_of: a tree's object digests (the store's tree reader)
@@ -389,7 +389,7 @@ class PackPush:
         """Bytes sent in packs."""
         return sum(size for plan in self.plans for _, size in plan)
 
-    def send(self, remote: Peer, store: "Store", number: int) -> int:
+    def send(self, remote: Remote, store: "Store", number: int) -> int:
         """Builds pack ``number`` from the store's objects and uploads it (one PUT); returns its size."""
         from ..store.digests import hasher
 
@@ -408,7 +408,7 @@ class PackPush:
         self.sent[number] = (name, len(data))
         return len(data)
 
-    def write_indexes(self, remote: Peer) -> None:
+    def write_indexes(self, remote: Remote) -> None:
         """Writes each tree's index, once every pack is up (what makes the packs visible)."""
         missing = [number for number in range(len(self.plans)) if number not in self.sent]
         if missing:
