@@ -64,10 +64,10 @@ def check_repository(repository: "Repository", context: "Context") -> CheckRepor
     :param repository: the repository (from ``context.registry.repositories()``)
     :param context: the context the configs are built in
     """
-    from .context import Context
+    from . import session
     from .registry import index_entry
 
-    Context.set_instance(context)
+    session.set_default(context)
     report = CheckReport(repository.id)
     start = time.monotonic()
     for name in repository.module_names():

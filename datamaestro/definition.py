@@ -144,19 +144,19 @@ class DatasetDefinition:
     @property
     def repository(self) -> "Repository | None":
         """The repository whose config package holds this definition, in the session in scope."""
-        return self.repository_in(session.current())
+        return self.repository_in(session.current().registry)
 
     @repository.setter
     def repository(self, repository: "Repository | None") -> None:
         # the original API let code (tests, in-memory repositories) say which repository holds a definition
         self.__dict__["_repository"] = repository
 
-    def repository_in(self, context) -> "Repository | None":
-        """The repository of this definition in a given context (None outside one); the one set on it, if any."""
+    def repository_in(self, registry) -> "Repository | None":
+        """The repository of this definition among a registry's (None outside one); the one set on it, if any."""
         repository = self.__dict__.get("_repository")
         if repository is not None:
             return repository
-        return context.registry.repository_for_module(self.module)
+        return registry.repository_for_module(self.module)
 
     @property
     def data_id(self) -> str:
@@ -166,15 +166,15 @@ class DatasetDefinition:
 
     @property
     def datapath(self) -> Path:
-        """The folder configs point at, in the session in scope (see :class:`Location`)."""
+        """The folder configs point at: the location in scope (a :class:`Request`'s, see :meth:`located_at`).
+
+        Outside one (the original API's ``dataset.datapath`` read by user
+        code), the location the session in scope gives (see :class:`Location`).
+        """
         located = _located.get().get(id(self))
         if located is not None:
             return located
         return session.current().locate(self).path
-
-    def datapath_in(self, context) -> Path:
-        """The folder configs point at in a given context: the pinned view when a lock in scope pins this dataset, else the readable folder."""
-        return context.locate(self).path
 
     @contextmanager
     def located_at(self, folder: Path):
@@ -188,11 +188,6 @@ class DatasetDefinition:
             yield folder
         finally:
             _located.reset(token)
-
-    def readable_path_in(self, context) -> Path:
-        """The readable folder: ``<data dir>/data/<repository>/<id as path>``."""
-        repository = self.repository_in(context)
-        return context.readable_path(repository.id if repository is not None else "__custom__", self.id)
 
     # -- metadata
     def _metadata_sources(self) -> list:

@@ -90,7 +90,7 @@ class reference(Resource):
 
     def present_output(self, pipeline) -> Output | None:
         """What :meth:`produce` would give when the referenced dataset is prepared already; else None (read-only)."""
-        manifest = pipeline.context.prepared_manifest(self.target_definition)
+        manifest = pipeline.referenced_manifest(self.target_definition)
         return None if manifest is None else Output(Kind.VALUE, value=manifest)
 
     @property

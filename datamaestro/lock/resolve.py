@@ -73,7 +73,7 @@ def resolve_dataset(context: "Context", definition: "DatasetDefinition", *, refr
                 transient=resource.transient,
             )
         )
-    repository = definition.repository_in(context)
+    repository = definition.repository_in(context.registry)
     return LockedDataset(
         id=entry_id or definition.id,
         repository=repository.id if repository is not None else "__custom__",
