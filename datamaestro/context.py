@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
@@ -23,7 +22,7 @@ from . import session
 from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from .definition import DatasetDefinition, Location
+    from .definition import DatasetDefinition, Location, Request
     from .fetch import Fetcher
     from .lock.model import Lock, LockedDataset
     from .pipeline import Pipeline, PipelineResult
@@ -31,38 +30,6 @@ if TYPE_CHECKING:
     from .store import Store
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Request:
-    """One resolved request for a dataset, built once by :meth:`Context.request`: what a prepare starts from.
-
-    Nothing downstream derives any of these again (the pipeline, the
-    config, the warm record all read them from here).
-
-    :ivar definition: the dataset's definition
-    :ivar variant: a family's axis values, defaults filled in (empty without variants)
-    :ivar entry_id: the id a project's lock knows it by: the canonical id,
-        plus a family's canonical selector (``org.family[a=1,b=2]``)
-    :ivar locked: the lock entry that pins it (the variant's own entry, else
-        the family's), checked against the definition; None when no lock pins it
-    :ivar location: its readable folder, and the view the entry pins
-    """
-
-    definition: "DatasetDefinition"
-    variant: Mapping[str, Any]
-    entry_id: str
-    locked: "LockedDataset | None"
-    location: "Location"
-
-    @property
-    def pins(self) -> dict:
-        """The expected outputs by resource name (empty when no lock pins it)."""
-        return dict(self.locked.pins()) if self.locked is not None else {}
-
-    def config(self):
-        """The dataset's config, its paths at :attr:`location` (downloads nothing)."""
-        return self.definition.config(location=self.location, **self.variant)
 
 
 #: ``Context.request_of(..., locked=READ_LOCK)``: the lock in scope gives the entry
@@ -210,7 +177,7 @@ class Context(metaclass=_WithFace):
         if self._registry is None:
             from .registry import Registry
 
-            self._registry = Registry(self)
+            self._registry = Registry(self.data_dir, self)
         return self._registry
 
     def fetcher(self) -> "Fetcher":
@@ -474,6 +441,8 @@ class Context(metaclass=_WithFace):
         :param locked: the lock entry when the caller has it (None: unpinned);
             by default the lock in scope's, checked against the definition
         """
+        from .definition import Request
+
         if entry_id is None:
             entry_id = definition.id + definition.variants.format_selector(variant) if variant is not None and definition.variants is not None else definition.id
         if locked is READ_LOCK:
@@ -653,6 +622,8 @@ class Context(metaclass=_WithFace):
             from .errors import UsageError
 
             raise UsageError(f"verify must be 'trust' or 'full', not {verify!r}")
+        from .definition import Request
+
         if isinstance(definition, Request):
             request = definition
         else:
@@ -703,6 +674,11 @@ _COMPAT_ATTRIBUTES = {"_resolve_dataset_id": "resolve_dataset_id"}
 
 
 def __getattr__(name: str):
+    if name == "Request":
+        # defined beside Location (below the pipeline, which takes it); imported here on use, as the warm path needs no definition
+        from .definition import Request
+
+        return Request
     # resolved lazily: those modules import this one
     module = _COMPAT_NAMES.get(name)
     if module is None:

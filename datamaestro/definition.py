@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from . import session
 from .errors import DefinitionError
@@ -43,7 +43,9 @@ from .ids import dataset_id
 from .resource import Resource
 
 if TYPE_CHECKING:
+    from .lock.model import LockedDataset
     from .repository import Repository
+
 
 @dataclass(frozen=True)
 class Location:
@@ -61,6 +63,38 @@ class Location:
     def path(self) -> Path:
         """The folder configs point at: the pinned view, else the readable folder."""
         return self.pinned_view if self.pinned_view is not None else self.readable
+
+
+@dataclass(frozen=True)
+class Request:
+    """One resolved request for a dataset, built once by :meth:`Context.request <datamaestro.context.Context.request>`: what a prepare starts from.
+
+    Nothing downstream derives any of these again (the pipeline, the
+    config, the warm record all read them from here).
+
+    :ivar definition: the dataset's definition
+    :ivar variant: a family's axis values, defaults filled in (empty without variants)
+    :ivar entry_id: the id a project's lock knows it by: the canonical id,
+        plus a family's canonical selector (``org.family[a=1,b=2]``)
+    :ivar locked: the lock entry that pins it (the variant's own entry, else
+        the family's), checked against the definition; None when no lock pins it
+    :ivar location: its readable folder, and the view the entry pins
+    """
+
+    definition: "DatasetDefinition"
+    variant: Mapping[str, Any]
+    entry_id: str
+    locked: "LockedDataset | None"
+    location: "Location"
+
+    @property
+    def pins(self) -> dict:
+        """The expected outputs by resource name (empty when no lock pins it)."""
+        return dict(self.locked.pins()) if self.locked is not None else {}
+
+    def config(self):
+        """The dataset's config, its paths at :attr:`location` (downloads nothing)."""
+        return self.definition.config(location=self.location, **self.variant)
 
 
 #: the folder a definition's resources resolve to while its config is built

@@ -37,7 +37,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .errors import DatamaestroError, IntegrityError, LockTimeoutError, OfflineError, StoreError, UntrustedInputError
 from .store import ActionRecord, Output, recipe_key
@@ -49,9 +49,8 @@ from .store.actions import Kind
 from .store.testpoints import pause
 
 if TYPE_CHECKING:
-    from .context import Context, Request
-    from .definition import DatasetDefinition, Location
-    from .download import Resource
+    from .definition import DatasetDefinition, Location, Request
+    from .resource import Resource
     from .fetch import Fetcher, FetchResult
     from .settings import Settings
     from .store import Store
@@ -63,7 +62,7 @@ NONE, PARTIAL, COMPLETE, REMOTE = "none", "partial", "complete", "remote"
 
 
 class Job:
-    """What :meth:`Resource.produce` is given: the store, its inputs, the transport.
+    """What :meth:`Resource.produce` is given: the store, its inputs, the transport (implements :class:`datamaestro.resource.Job`).
 
     :ivar store: the :class:`~datamaestro.store.Store`
     :ivar expected: the pinned output (from a lock) or None
@@ -74,6 +73,7 @@ class Job:
         #: the session's context, for plugin code only (a 1.x resource, a custom download); the job's own calls go through the pipeline
         self.context = pipeline.plugin_context
         self.store = pipeline.store
+        self.settings = pipeline.settings
         self.definition = definition
         self.resource = resource
         self.expected = expected
@@ -222,7 +222,7 @@ class Pipeline:
         fetcher: "Callable[[], Fetcher]",
         remotes: list,
         requests: "Callable[[DatasetDefinition], Request]",
-        plugin_context: "Context",
+        plugin_context: Any,
     ):
         """Built by :meth:`Context.pipeline`, which hands it the session's services.
 
@@ -410,8 +410,8 @@ class Pipeline:
         Read-only and cheap: action records and ``stat`` calls, no rehash, no
         lock taken, nothing written, no remote asked (build the pipeline with
         ``use_remotes=False``). A volatile resource (a reference, a generated
-        dataset's download) answers through its ``present_output(pipeline)``
-        hook; without one, it is taken as not prepared. The dataset's folder
+        dataset's download) answers through its ``present_output(manifest_of)``
+        hook (given :meth:`referenced_manifest`); without one, it is taken as not prepared. The dataset's folder
         (pinned view, or readable folder) must show that manifest, since
         configs point there.
         """
@@ -421,7 +421,7 @@ class Pipeline:
         for resource in definition.ordered_resources():
             if getattr(resource, "volatile", False) and id(resource) not in self._known:
                 hook = getattr(resource, "present_output", None)
-                output = hook(self) if hook is not None else None
+                output = hook(self.referenced_manifest) if hook is not None else None
                 if output is None:
                     return None
                 self._known[id(resource)] = Lookup(None, None, output)

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .context import Context, Request
+    from .context import Context
+    from .definition import Request
     from .pipeline import PipelineResult
 
 logger = logging.getLogger(__name__)

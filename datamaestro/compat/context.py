@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .. import session
 
 if TYPE_CHECKING:
-    from ..context import Context
     from ..settings import Settings
 
 
@@ -47,7 +46,7 @@ class ContextFace:
     traceback = False
 
     @_ClassProperty
-    def INSTANCE(cls) -> "Context":
+    def INSTANCE(cls) -> Any:
         """The session in scope (the original's class attribute)."""
         return session.current()
 
@@ -56,37 +55,35 @@ class ContextFace:
         """The data dir of the session in scope (the original's class attribute)."""
         return session.current().data_dir
 
-    @staticmethod
+    @classmethod
     @contextmanager
-    def frompath(path: Path | str) -> Iterator["Context"]:
-        """A context on another data dir, in scope for a ``with`` block (the original API)."""
-        from ..context import Context
-
-        with Context(overrides={"data_dir": Path(path)}) as context:
+    def frompath(cls, path: Path | str) -> Iterator[Any]:
+        """A context on another data dir, in scope for a ``with`` block (the original API; ``cls`` is the ``Context`` class it is read from)."""
+        with cls(overrides={"data_dir": Path(path)}) as context:
             yield context
 
     @classmethod
-    def instance(cls) -> "Context":
+    def instance(cls) -> Any:
         """The session in scope (the original API's name; see :mod:`datamaestro.session`)."""
         return session.current()
 
     @classmethod
-    def set_instance(cls, context: "Context | None") -> None:
+    def set_instance(cls, context: Any) -> None:
         """Replaces the default session, used outside any ``with Context()`` (None: a new one on next use)."""
         session.set_default(context)
 
     @property
-    def user_settings(self: "Context") -> "Settings":
+    def user_settings(self) -> "Settings":
         """The settings (the original kept user preferences apart)."""
         return self.settings
 
     @property
-    def datapath(self: "Context") -> Path:
+    def datapath(self) -> Path:
         """``<data dir>/data``, where the readable folders of datasets are."""
         return self.data_dir / "data"
 
     @property
-    def cachepath(self: "Context") -> Path:
+    def cachepath(self) -> Path:
         """``<data dir>/cache`` (the dataset index)."""
         return self.data_dir / "cache"
 
@@ -98,15 +95,15 @@ class ContextFace:
         return "PYTEST_CURRENT_TEST" in os.environ
 
     @property
-    def repositorymap(self: "Context") -> dict:
+    def repositorymap(self) -> dict:
         """The repositories by their base module (``datamaestro_image``)."""
         return {repository.basemodule(): repository for repository in self.repositories() if repository.basemodule() is not None}
 
-    def repositories(self: "Context") -> Iterator:
+    def repositories(self) -> Iterator:
         """The installed repositories."""
         return iter(self.registry.repositories().values())
 
-    def repository(self: "Context", repository_id: str | None):
+    def repository(self, repository_id: str | None):
         """The repository of a namespace (None for None).
 
         :raises UsageError: no such repository
@@ -121,13 +118,13 @@ class ContextFace:
             raise UsageError(f"No datasets repository named {repository_id}", hint=f"installed: {known}")
         return found
 
-    def datasets(self: "Context") -> Iterator:
+    def datasets(self) -> Iterator:
         """Every dataset of every repository."""
         for repository in self.repositories():
             yield from repository
 
     @contextmanager
-    def downloadURL(self: "Context", url: str, size: int | None = None) -> Iterator[DownloadedFile]:
+    def downloadURL(self, url: str, size: int | None = None) -> Iterator[DownloadedFile]:
         """Downloads ``url`` into the store's tmp folder for a ``with`` block (the original API).
 
         Goes through the fetcher: mirrors, retries, resume, offline mode.

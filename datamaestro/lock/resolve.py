@@ -211,11 +211,11 @@ def check_project(context: "Context", lock: Lock | None = None) -> list[str]:
     if lock is None and path.exists():
         lock = read_lock(path)
     key = _check_key(context, path)
-    if key is not None and lock is not None and read_entry(context, _check_note(path)) == key:
+    if key is not None and lock is not None and read_entry(context.data_dir, _check_note(path)) == key:
         return []
     reasons = out_of_date(context, lock, requested_ids(context))
     if not reasons and key is not None:
-        write_entry(context, _check_note(path), key)
+        write_entry(context.data_dir, _check_note(path), key)
     return reasons
 
 
@@ -242,4 +242,4 @@ def _remember_check(context: "Context", path: Path) -> None:
     """Notes that the project's lock is up to date (best effort: a cache)."""
     key = _check_key(context, path)
     if key is not None:
-        write_entry(context, _check_note(path), key)
+        write_entry(context.data_dir, _check_note(path), key)
