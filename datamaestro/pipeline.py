@@ -933,7 +933,7 @@ def _gc_held_off(store: "Store", lock_timeout: float, readable: Path, entries: d
     prepare). A store this process may not write to has no gc of its own
     to hold off.
     """
-    from .store.maintenance import GC_LOCK
+    from .store.gc import GC_LOCK
     from .store.digests import hex_of
 
     manifest = manifest_digest(entries)
