@@ -44,7 +44,6 @@ from .resource import Resource
 
 if TYPE_CHECKING:
     from .lock.model import LockedDataset
-    from .repository import Repository
 
 
 @dataclass(frozen=True)
@@ -176,16 +175,16 @@ class DatasetDefinition:
         return dataset_id(self.module, self.qualname, self._explicit_id)
 
     @property
-    def repository(self) -> "Repository | None":
+    def repository(self) -> Any:
         """The repository whose config package holds this definition, in the session in scope."""
         return self.repository_in(session.current().registry)
 
     @repository.setter
-    def repository(self, repository: "Repository | None") -> None:
+    def repository(self, repository: Any) -> None:
         # the original API let code (tests, in-memory repositories) say which repository holds a definition
         self.__dict__["_repository"] = repository
 
-    def repository_in(self, registry) -> "Repository | None":
+    def repository_in(self, registry) -> Any:
         """The repository of this definition among a registry's (None outside one); the one set on it, if any."""
         repository = self.__dict__.get("_repository")
         if repository is not None:
