@@ -127,7 +127,9 @@ class TreeSlices:
             os.close(fd)
         body, check = data[: count * DIGEST_SIZE], data[count * DIGEST_SIZE :]
         if len(body) != count * DIGEST_SIZE or check != _block_check(hexdigest, block, body):
-            logger.debug("the index of tree %s fails its check at block %d: the whole tree is checked", tree, block)
+            logger.debug("the index of tree %s fails its check at block %d: the whole tree is checked, the index written anew", tree, block)
+            with contextlib.suppress(OSError):
+                os.unlink(self.folder / f"{hexdigest}.index")
             return None
         digests = ["blake3:" + body[i : i + DIGEST_SIZE].hex() for i in range(0, len(body), DIGEST_SIZE)]
         return Slice(tree, block, blocks, digests)
