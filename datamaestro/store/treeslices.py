@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .digests import digest_bytes, hasher, hex_of, is_digest
-from .objects import READ_NOFOLLOW, Layout, write_aside
+from .layout import READ_NOFOLLOW, Layout, write_aside
 
 logger = logging.getLogger(__name__)
 
