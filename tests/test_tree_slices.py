@@ -1,9 +1,9 @@
 """The on-use check of a large tree: one slice of its files per use, every file within the documented number of uses.
 
-A tree of more than ``slice_files`` files (512 on the local disk of the
+A tree of more than ``slice_files`` files (128 on the local disk of the
 tests) has its files checked one slice per warm use, round and round: a
 file changed, removed or replaced by a link is caught when its slice comes,
-within ``ceil(files / 512)`` uses (20 for the 10,000 files here), and
+within ``ceil(files / 128)`` uses (79 for the 10,000 files here), and
 repaired as the on-use check does (moved to quarantine, fetched again). A
 small tree is checked whole on every use. The rotation's state (an index
 and a cursor per tree, in the user's cache dir) is outside input: bad state
@@ -124,8 +124,8 @@ def replace_by_link(path: Path) -> None:
     os.symlink(copy, path)
 
 
-#: files in slices 19 (the last: the bound), 2 and 1 (the tree's order is by path: d00/…, d01/…)
-@pytest.mark.parametrize(("damage", "index"), [(change, 9_999), (remove, 1_515), (replace_by_link, 1_006)])
+#: files in slices 5, 2 and 1 (the tree's order is by path: d00/f00000, d00/f00100, …, d01/f00001, …)
+@pytest.mark.parametrize(("damage", "index"), [(change, 5_006), (remove, 6_102), (replace_by_link, 3_801)])
 def test_a_damaged_file_of_a_large_tree_is_caught_when_its_slice_comes(corpus, damage, index):
     block = corpus.block_of(index)
     assert 0 < block < BOUND  # not in the first slice: the uses before it must not see it
@@ -159,7 +159,7 @@ def test_a_small_tree_is_checked_whole_on_its_next_use(mnist_server):
 
 
 def test_concurrent_uses_never_skip_a_slice(corpus):
-    index = 5_555
+    index = 3  # slice 2
     block = corpus.block_of(index)
     expected = corpus.read(index)
     change(corpus.object_path(index))
@@ -182,12 +182,12 @@ def test_concurrent_uses_never_skip_a_slice(corpus):
 HOSTILE_CURSORS = {
     "garbage": b"\x00\xffnot a cursor\n",
     "empty": b"",
-    "beyond the last slice": b"datamaestro-tree-cursor/1 {hex} 20 20\n",
+    "beyond the last slice": b"datamaestro-tree-cursor/1 {hex} {blocks} {blocks}\n",
     "another number of slices": b"datamaestro-tree-cursor/1 {hex} 3 4\n",
-    "negative": b"datamaestro-tree-cursor/1 {hex} -1 20\n",
-    "huge": b"datamaestro-tree-cursor/1 {hex} 99999999999999999999 20\n",
-    "another tree's": b"datamaestro-tree-cursor/1 " + b"0" * 64 + b" 3 20\n",
-    "too long": b"datamaestro-tree-cursor/1 {hex} 3 20\n" + b" " * 4096,
+    "negative": b"datamaestro-tree-cursor/1 {hex} -1 {blocks}\n",
+    "huge": b"datamaestro-tree-cursor/1 {hex} 99999999999999999999 {blocks}\n",
+    "another tree's": b"datamaestro-tree-cursor/1 " + b"0" * 64 + b" 3 {blocks}\n",
+    "too long": b"datamaestro-tree-cursor/1 {hex} 3 {blocks}\n" + b" " * 4096,
 }
 
 
@@ -223,7 +223,7 @@ def test_a_hostile_or_corrupt_state_makes_the_next_use_check_the_whole_tree(tmp_
     assert cursor.read_bytes() == f"datamaestro-tree-cursor/1 {tree[7:]} 0 {BOUND}\n".encode()
     for name, text in HOSTILE_CURSORS.items():
         assert store.check_on_use([output]) == []  # slice 0, then the cursor says 1
-        cursor.write_bytes(text.replace(b"{hex}", tree[7:].encode()))
+        cursor.write_bytes(text.replace(b"{hex}", tree[7:].encode()).replace(b"{blocks}", str(BOUND).encode()))
         assert [c.digest for c in damage_and_use()] == [far, tree], name
         store.check_on_use([output])  # whole (the use after a find): a valid cursor again
         assert cursor.read_bytes().endswith(f" 0 {BOUND}\n".encode()), name
@@ -267,6 +267,16 @@ def test_a_sliced_use_checks_one_slice_and_moves_the_cursor_on(tmp_path):
     assert store.check_on_use([output]) == [] and slices.next_slice(tree).block == 2
     assert [c.digest for c in store.check_on_use([output])] == [files[2 * S], tree]
     assert slices.next_slice(tree) is None  # forgotten: the next use checks the whole tree
+    store.ingest_stream([content])
+    store.trees.materialize(tree)
+    # the last file: caught by the last use of a round, BOUND uses after a whole check, not one earlier
+    assert store.check_on_use([output]) == []  # whole (after the find): the cursor at slice 0
+    assert files.index(files[-1]) // S == BOUND - 1
+    content = store.path_of(files[-1]).read_bytes()
+    change(store.path_of(files[-1]))
+    for use in range(BOUND - 1):
+        assert store.check_on_use([output]) == [], f"use {use + 1} checked slice {use}"
+    assert [c.digest for c in store.check_on_use([output])] == [files[-1], tree]
     store.ingest_stream([content])
     store.trees.materialize(tree)
     # asked to check the whole tree (a derivation's inputs): every file, whatever the cursor says
