@@ -682,7 +682,8 @@ class Pipeline:
         # inputs already in the store are checked as outputs are (another member's
         # object, altered with its mtime set back, must not feed a derivation)
         present = [o for o in (self.lookup(d)[1] for d in resource.dependencies()) if o is not None and o.kind.stored and self.store.output_present(o)]
-        if present and self.store.check_on_use(present):
+        # whole: a derivation reads every file of its inputs anyway
+        if present and self.store.check_on_use(present, whole=True):
             self._known.clear()  # one was moved aside: it is produced again below
         for dependency in self.needed(resource.dependencies()):
             # inputs a remote cache was to spare us, which it could not serve after all
