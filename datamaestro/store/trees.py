@@ -15,7 +15,8 @@ from pathlib import Path
 
 from ..errors import StoreError, UntrustedInputError
 from .digests import canonical_json, digest_bytes, is_digest
-from .objects import Layout, ObjectStore, disk_error, remove_tree
+from .layout import Layout, disk_error, remove_tree
+from .objects import ObjectStore
 from .treewriter import MAX_ENTRIES, TreeRefusal, TreeWriter, resolve_link, split_tree_path
 
 TREE_FORMAT = "datamaestro-tree/1"
