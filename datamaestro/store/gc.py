@@ -217,10 +217,14 @@ def _sweep_folders(store: Store, folders, live: set[str], deleted: list[str], no
 
 
 def _sweep_objects(store: Store, reach: _Reach, now: float, grace: float, report: GcReport) -> None:
+    live = reach.objects
     for hexdigest, entry in list(_fanout(store.layout.objects)):
+        # nothing but a name and a set lookup for a live object (most of a store): no stat, no Path
         digest = format_digest(hexdigest)
+        if digest in live:
+            continue
         path = Path(entry.path)
-        if not is_digest(digest) or digest in reach.objects or not _collectable(path, now, grace, report, store):
+        if not is_digest(digest) or not _collectable(path, now, grace, report, store):
             continue
         try:
             size = os.lstat(path).st_size
@@ -265,8 +269,21 @@ def _sweep_stamps(store: Store, report: GcReport) -> None:
     """Deletes the stamps of objects that are gone (an older datamaestro's gc, a removal by hand)."""
     if report.dry_run:
         return
+    objects = os.fspath(store.layout.objects)
+    listed: dict[str, set[str]] = {}
     for hexdigest, entry in list(_fanout(store.layout.stamps)):
-        if entry.name.startswith(".") or store.objects.has(format_digest(hexdigest)):
+        if entry.name.startswith("."):
+            continue
+        # one listing of each fan-out folder of objects/, not a stat per stamp
+        fan = hexdigest[:2]
+        names = listed.get(fan)
+        if names is None:
+            listed.clear()  # the stamps come fan by fan: one listing held at a time
+            try:
+                names = listed[fan] = set(os.listdir(objects + os.sep + fan))
+            except FileNotFoundError:
+                names = listed[fan] = set()
+        if entry.name in names:
             continue
         with contextlib.suppress(OSError):
             if store.layout.may_remove(entry.stat(follow_symlinks=False)):

@@ -66,6 +66,8 @@ class _Reach:
     views: set[str] = field(default_factory=set)
     trees: set[str] = field(default_factory=set)
     objects: set[str] = field(default_factory=set)
+    #: the size each tree records for its files (filled when asked for: :class:`_Resolver` ``sizes``)
+    sizes: dict[str, int] | None = None
 
 
 class _Resolver:
@@ -139,7 +141,15 @@ class _Resolver:
         reach.trees.add(digest)
         reach.objects.add(digest)
         with contextlib.suppress(StoreError, UntrustedInputError):
-            reach.objects.update(self.store.trees.iter_object_digests(digest))
+            if reach.sizes is None:
+                reach.objects.update(self.store.trees.iter_object_digests(digest))
+                return
+            # the sizes the tree records (checked against each object when it was materialized): no stat per file
+            sizes = reach.sizes
+            for entry in self.store.trees.read(digest)["entries"]:
+                if entry["kind"] == "file":
+                    reach.objects.add(entry["digest"])
+                    sizes[entry["digest"]] = entry["size"]
 
 
 def _unreadable_folder(exc: OSError) -> None:
