@@ -218,12 +218,13 @@ def _sweep_folders(store: Store, folders, live: set[str], deleted: list[str], no
 
 def _sweep_objects(store: Store, reach: _Reach, now: float, grace: float, report: GcReport) -> None:
     live = reach.objects
-    for hexdigest, entry in list(_fanout(store.layout.objects)):
+    objects = os.fspath(store.layout.objects)
+    for hexdigest, full in _fanout_names(objects):
         # nothing but a name and a set lookup for a live object (most of a store): no stat, no Path
         digest = format_digest(hexdigest)
         if digest in live:
             continue
-        path = Path(entry.path)
+        path = Path(full)
         if not is_digest(digest) or not _collectable(path, now, grace, report, store):
             continue
         try:
@@ -239,6 +240,20 @@ def _sweep_objects(store: Store, reach: _Reach, now: float, grace: float, report
             continue
         report.objects_deleted.append(digest)
         report.bytes_deleted += size
+
+
+def _fanout_names(base: str) -> list[tuple[str, str]]:
+    """``(hex name, path)`` of every entry of a two-level fan-out folder, from listings alone (no ``DirEntry`` per object)."""
+    found = []
+    sep = os.sep
+    try:
+        fans = [entry.name for entry in os.scandir(base) if len(entry.name) == 2 and entry.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return found
+    for fan in fans:
+        folder = base + sep + fan + sep
+        found += [(fan + name, folder + name) for name in os.listdir(folder)]
+    return found
 
 
 def _sweep_actions(store: Store, report: GcReport) -> None:
