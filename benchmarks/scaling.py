@@ -19,6 +19,17 @@ which is then stopped. Measured, in this process (imports done):
   ``datamaestro store verify`` runs), against ``sha256sum`` and ``cat``
   over the same object files, page cache warm, runs in turns.
 
+A third series measures warm ``prepare_dataset`` alone against the files
+of the tree, 10 to 1,000,000 (issue 27: at most 2× the 10-file call in the
+same run). Its trees are built straight into a store (see
+:func:`generated_tree`: small distinct files, no fsync per object, the tree
+document and its materialized folder through the store's own functions),
+once: the store of each point is kept in the work folder between runs. Its
+``sync.files`` action record is pointed at that tree, so that the prepare
+finds it as it would after a download. The first warm call (a whole check,
+which writes the rotation's index: see ``docs/store.md``) is reported
+apart; the ratio is the median of the calls after it.
+
 The table gets one row per curve comparing its last point with a target:
 warm prepare of the largest dataset against the smallest (the same time
 whatever the data), verify against ``sha256sum`` (the throughput target of
@@ -28,6 +39,7 @@ whatever the data), verify against ``sha256sum`` (the throughput target of
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -65,6 +77,11 @@ FILE_SIZE = 4 * KiB
 SAME = 1.2
 #: verify: throughput against sha256sum (the target of benchmarks/store_verify.py)
 VERIFY = 3.0
+#: warm prepare against the files of a generated tree (the reference is the first, 10 files)
+TREE_COUNTS = [10, 1_000, 10_000, 100_000, 1_000_000]
+QUICK_TREE_COUNTS = [10, 1_000, 10_000]
+#: a warm prepare of the largest tree may take this much longer than of the 10-file one (issue 27)
+BOUNDED = 2.0
 
 
 @dataclass
@@ -194,6 +211,121 @@ def rows(series: Series, points: list[Point], quick: bool) -> list[Row]:
     ]
 
 
+def generated_tree(store, count: int):
+    """Stores a tree of ``count`` small distinct files in 100 folders, cheaply; returns its :class:`Output`.
+
+    Each object is written under ``tmp/``, made read-only, renamed into
+    place and stamped, as a commit does, but without the fsync of each one
+    (a million fsyncs would take an hour on the development machine); the
+    tree document and its materialized folder are made by
+    ``TreeStore.store_entries``, the store's own path.
+    """
+    from datamaestro.store import Kind, Output
+    from datamaestro.store.digests import digest_bytes
+    from datamaestro.store.stamps import record_stamp
+
+    layout = store.layout
+    layout.mkdir(layout.tmp)
+    tmp = os.fspath(layout.tmp / f"generated.{os.getpid()}")
+    entries = []
+    for index in range(count):
+        data = b"generated file %d\n" % index
+        digest = digest_bytes(data)
+        target = layout.fanout(layout.objects, digest)
+        if not target.exists():
+            with open(tmp, "wb") as fp:
+                fp.write(data)
+            os.chmod(tmp, 0o444)
+            layout.mkdir(target.parent)
+            os.rename(tmp, target)
+        entries.append({"path": f"d{index % 100:02d}/f{index:07d}.txt", "kind": "file", "digest": digest, "size": len(data)})
+    tree = store.trees.store_entries(entries)
+    if not layout.local:
+        # stamped once the tree is materialized: SeaweedFS's link() sets the linked file's modification time
+        # (a commit stamps before, and its tree is linked within the same second); its attribute cache lasts 1 s
+        time.sleep(2)
+    for entry in entries:
+        record_stamp(layout, entry["digest"], os.stat(layout.fanout(layout.objects, entry["digest"])))
+    return Output(Kind.TREE, tree)
+
+
+def tree_store(work: Path, count: int, env: dict[str, str]) -> Path:
+    """The data dir of a prepared ``sync.files`` whose tree is a generated tree of ``count`` files (built once, then kept)."""
+    from datamaestro.api import prepare_dataset
+    from datamaestro.context import Context
+    from datamaestro.store import Store
+    from datamaestro.store.actions import ActionRecord
+
+    data_dir = Path(env["DATAMAESTRO_DIR"])
+    done = data_dir / f"generated-{count}.done"
+    if done.exists():
+        return data_dir
+    fresh_dir(data_dir)
+    with in_environment(env), serving(work, NAME, {COUNT.served_as: tar_of_files(work / "data" / "files-1x1KiB.tar", 1, KiB)}, env):
+        prepare_dataset(COUNT.dataset, context=Context(progress=False))  # the action record of its URL
+    store = Store(data_dir / "store", create=False)
+    (record,) = [r for r in store.actions.iter_records() if r.output.kind == "tree"]
+    output = generated_tree(store, count)
+    store.actions.put(ActionRecord(key=record.key, recipe=record.recipe, output=output))
+    drop_dirty_pages()
+    done.touch()
+    return data_dir
+
+
+def trees_folder(work: Path) -> Path:
+    """Where the generated trees' data dirs are kept: ``$BENCH_TREES_DIR`` (another file system, e.g. a tmpfs), else the work folder."""
+    return Path(os.environ.get("BENCH_TREES_DIR") or work) / "home-scaling"
+
+
+@dataclass
+class TreePoint:
+    """A warm prepare of a generated tree: its files, the first warm call (a whole check) and the median of the next."""
+
+    x: int
+    first: float
+    warm: float
+
+
+def measure_tree_point(work: Path, count: int, calls: int, home: str = "tree") -> TreePoint:
+    """Times warm ``prepare_dataset`` calls of a generated tree of ``count`` files (no server: nothing may be fetched)."""
+    from datamaestro.api import prepare_dataset
+    from datamaestro.context import Context
+
+    env = bench_env(trees_folder(work) / f"{home}-{count}", work)
+    tree_store(work, count, env)
+    with in_environment(env):
+        # the rotation's state goes: the first call checks the whole tree and writes it anew
+        from datamaestro.settings import user_cache_dir
+
+        shutil.rmtree(user_cache_dir() / "checked", ignore_errors=True)
+        first = time_call(lambda: prepare_dataset(COUNT.dataset, context=Context(progress=False)))
+        warm = [time_call(lambda: prepare_dataset(COUNT.dataset, context=Context(progress=False))) for _ in range(calls)]
+    return TreePoint(count, first, median(warm))
+
+
+def tree_results(work: Path, points: list[TreePoint], calls: int, quick: bool) -> list[Row | Curve]:
+    """The row (largest tree against the 10-file one, same run) and the curve of the generated trees."""
+    from datamaestro.store.layout import _filesystem_type
+
+    first, last = points[0], points[-1]
+    note = ("quick sizes: the ratio means little; " if quick else "") + f"stores on {_filesystem_type(trees_folder(work)) or 'an unknown file system'}; " + (
+        f"median of {calls} calls in this process after a first one, new `Context` per call; trees built straight into "
+        f"the store; first call (whole check, writes the index): {last.first * 1000:,.0f} ms for {last.x:,} files"
+    )
+    return [
+        compare(NAME, f"warm `prepare_dataset`, {last.x:,}-file tree vs {first.x:,} files", last.warm * 1000, first.warm * 1000, "ms",
+                note, target=f"≤ {BOUNDED:g}", met=lambda ratio: ratio <= BOUNDED),
+        Curve(
+            NAME, "warm `prepare_dataset` vs files in the tree (generated)", "files in the tree", "files", "ms",
+            {
+                "datamaestro: warm `prepare_dataset`": [[p.x, p.warm * 1000] for p in points],
+                "first warm call (checks the whole tree, writes the index)": [[p.x, p.first * 1000] for p in points],
+            },
+            f"median of {calls} calls in this process after the first, new `Context` per call; one slice of a large tree checked per call",
+        ),
+    ]
+
+
 def run(work: Path, quick: bool) -> list[Row | Curve]:
     """Measures both series, smallest point first."""
     calls, runs = (5, 1) if quick else (20, 3)
@@ -206,4 +338,9 @@ def run(work: Path, quick: bool) -> list[Row | Curve]:
             print(f"  scaling: {series.label(x)}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
         results += rows(series, points, quick)
         results += curves(series, points, calls, runs)
-    return results
+    tree_points = []
+    for count in QUICK_TREE_COUNTS if quick else TREE_COUNTS:
+        started = time.perf_counter()
+        tree_points.append(measure_tree_point(work, count, calls))
+        print(f"  scaling: generated tree of {count:,} files: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    return results + tree_results(work, tree_points, calls, quick)

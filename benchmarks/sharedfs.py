@@ -9,6 +9,14 @@ distant server. Eight processes (4 per machine, one data dir per machine)
 start together on an empty store; the reference is one process alone on
 another empty store of the same file system. Figures: the wall time of the
 eight against the one, and the GET requests the eight made (target: one).
+
+A second measure, :func:`warm_tree_on_mount`: warm ``prepare_dataset`` of
+a tree of 100,000 files whose store and data dir are on one SeaweedFS mount,
+against the same call for a tree of 10 files on the same mount (issue 27:
+at most 2×). The trees are built straight into the store on the mount
+(:func:`benchmarks.scaling.tree_store`); the calls are 1.5 s apart, so that
+the kernel's attribute cache of the mount (1 s) has expired, as for jobs
+started one after another: each call asks the file system again.
 """
 
 from __future__ import annotations
@@ -75,6 +83,55 @@ def run(work: Path, quick: bool) -> list[Row]:
                 target="≤ 1.2", met=lambda ratio: ratio <= 1.2),
         Row(NAME, f"GET requests for the {label}, 8 processes on 2 machines", max(gets), 1, max(gets) / 1, "1 per object", "",
             f"the most of {runs} runs; reference: one request", met=max(gets) == 1),
+        *warm_tree_on_mount(work, quick),
+    ]
+
+
+#: files of the large tree on the mount, and of the reference
+TREE_FILES, QUICK_TREE_FILES, REFERENCE_FILES = 100_000, 2_000, 10
+#: seconds between two warm calls: more than the mount's attribute cache (1 s)
+CALL_SPACING = 1.5
+
+
+def warm_tree_on_mount(work: Path, quick: bool, calls: int | None = None, files: int | None = None) -> list[Row]:
+    """Warm ``prepare_dataset`` of a large tree against a 10-file one, store and data dir on one SeaweedFS mount."""
+    from benchmarks._common import in_environment, time_call
+
+    files = files or (QUICK_TREE_FILES if quick else TREE_FILES)
+    calls = calls or (3 if quick else 9)
+    measure = f"warm `prepare_dataset`, {files:,}-file tree vs {REFERENCE_FILES} files, on a SeaweedFS mount"
+    reason = _unavailable()
+    if reason:
+        return [skipped(NAME, measure, reason, target="≤ 2")]
+    from support.seaweedfs import SeaweedMount, SeaweedServer
+
+    from benchmarks.scaling import COUNT, tree_store
+
+    folder = work / "sharedfs-trees"
+    shutil.rmtree(folder, ignore_errors=True)
+    times: dict[int, list[float]] = {}
+    firsts: dict[int, float] = {}
+    with SeaweedServer(folder / "server", volume_max=40) as server, SeaweedMount(server, folder / "mount", filer_path="trees", workdir=folder / "mount.weed") as mount:
+        for count in (REFERENCE_FILES, files):
+            env = bench_env(work / "home-sharedfs-trees" / str(count), work)
+            shutil.rmtree(Path(env["HOME"]) / ".cache", ignore_errors=True)  # the rotation's state of an earlier run
+            env["DATAMAESTRO_DIR"] = str(mount.path / f"data-{count}")
+            tree_store(work, count, env)
+            with in_environment(env):
+                from datamaestro.api import prepare_dataset
+                from datamaestro.context import Context
+
+                def call():
+                    time.sleep(CALL_SPACING)
+                    return time_call(lambda: prepare_dataset(COUNT.dataset, context=Context(progress=False)))
+
+                firsts[count] = call()  # a whole check: it writes the rotation's index
+                times[count] = [call() for _ in range(calls)]
+    return [
+        compare(NAME, measure, median(times[files]) * 1000, median(times[REFERENCE_FILES]) * 1000, "ms",
+                f"median of {calls} calls {CALL_SPACING} s apart (the mount's attribute cache expired), in one process, new `Context` "
+                f"per call, after a first call (a whole check: {firsts[files] * 1000:,.0f} ms); store and data dir on the mount; "
+                "trees built straight into the store", target="≤ 2", met=lambda ratio: ratio <= 2),
     ]
 
 

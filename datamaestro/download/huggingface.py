@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatamaestroError, DownloadError
-from ..helpers import resolve_hf
+from ..hf_resolvers import resolve_hf
 from ..resource import CheckStatus, FolderResource, ResourceCheckResult, ValueResource
 from ..store import Output
 from ..store.actions import Kind
 
 if TYPE_CHECKING:
-    from ..pipeline import Job
+    from ..resource import Job
 
 logger = logging.getLogger(__name__)
 

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Sequence
 from urllib.parse import urlsplit
 
 from ..errors import ArchiveError, DefinitionError
+from ..lazy import lazy_getattr
 from ..store import Output
 from ..resource import FileResource
 from ..store.actions import Kind
 
 if TYPE_CHECKING:
-    from ..pipeline import Job
+    from ..resource import Job
 
 
 def _transforms(transforms, url: str) -> list:
@@ -97,7 +98,7 @@ def expansion_budget(job: "Job", what: str, download_size: int = 0):
     """The bound on what a download expands to, from the session's settings (``max_expanded_size``, ``max_expansion_ratio``)."""
     from ..store.expansion import ExpansionBudget
 
-    return ExpansionBudget.for_settings(job.context.settings, what, download_size, folder=job.store.layout.tmp)
+    return ExpansionBudget.for_settings(job.settings, what, download_size, folder=job.store.layout.tmp)
 
 
 @contextmanager
@@ -109,9 +110,13 @@ def downloaded_file(job: "Job", url: str, checkers: Sequence = ()):
         with downloaded_file(job, self.url, self.checkers) as (path, result):
             ...  # read path; result is the FetchResult (source digest, size, url)
     """
-    path = job.tmp_path(".download")
+    from ..store.layout import create_new, creating_in_tmp
+
+    with creating_in_tmp():
+        path = job.tmp_path(".download")
+        fp = create_new(path)
     try:
-        with path.open("wb") as fp:
+        with fp:
             result = job.download(url, FileSink(fp), checkers=checkers)
         yield path, result
     finally:
@@ -259,15 +264,9 @@ class FileSink:
 concatdownloader = ConcatDownloader.apply
 
 
-#: deprecated names of the original datamaestro, by the name each stands for
-_DEPRECATED = {"SingleDownload": ("FileDownloader", "SingleDownload is deprecated, use FileDownloader"), "concatdownload": ("concat_apply", "concatdownload is deprecated, use ConcatDownloader")}
-
-
-def __getattr__(name: str):
-    deprecated = _DEPRECATED.get(name)
-    if deprecated is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from ..resource import warn_once
-
-    warn_once(f"{__name__}.{name}", deprecated[1])
-    return FileDownloader if deprecated[0] == "FileDownloader" else ConcatDownloader.apply
+#: deprecated names of the original datamaestro, by the name each stands for (a warning on first use)
+__getattr__ = lazy_getattr(
+    __name__,
+    {"SingleDownload": f"{__name__}:FileDownloader", "concatdownload": f"{__name__}:concatdownloader"},
+    deprecated={"SingleDownload": "SingleDownload is deprecated, use FileDownloader", "concatdownload": "concatdownload is deprecated, use ConcatDownloader"},
+)

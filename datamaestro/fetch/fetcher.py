@@ -9,7 +9,7 @@ import socket
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Sequence
@@ -241,19 +241,24 @@ class Fetcher:
         self.close()
 
     @contextmanager
-    def cancellable(self, event: threading.Event):
+    def cancellable(self, event: threading.Event, creation_lock=None):
         """Within the block, downloads of this thread stop at the next chunk once ``event`` is set.
 
         They stop as a Ctrl-C would (``KeyboardInterrupt``): what was
         received is kept for a later run. The pipeline uses it for the
         downloads it runs in threads, which signals do not reach.
+
+        :param creation_lock: held from the check of ``event`` to the
+            creation of a partial download's files, and by whoever sweeps
+            them when the process stops (the store's ``TMP_CREATION``), so
+            that no file is created after that sweep
         """
-        former = getattr(self._local, "cancel", None)
-        self._local.cancel = event
+        former = getattr(self._local, "cancel", None), getattr(self._local, "creation_lock", None)
+        self._local.cancel, self._local.creation_lock = event, creation_lock
         try:
             yield
         finally:
-            self._local.cancel = former
+            self._local.cancel, self._local.creation_lock = former
 
     def _check_cancel(self) -> None:
         event = getattr(self._local, "cancel", None)
@@ -320,8 +325,10 @@ class Fetcher:
                     failures.append((candidate, _failure(candidate, reason, UNREACHABLE_HINT)))
                     continue
                 # a cancelled thread creates no partial file (the process cleaning up would miss it)
-                self._check_cancel()
-                stream.partial = PartialDownload.open(partial_dir, candidate)
+                creation_lock = getattr(self._local, "creation_lock", None)
+                with creation_lock or nullcontext():
+                    self._check_cancel()
+                    stream.partial = PartialDownload.open(partial_dir, candidate, creation_lock)
                 # kept for a later run when the network failed or the user stopped us; bytes
                 # that fail a check, a source that has no such file, a full disk: not worth it
                 keep = False

@@ -51,12 +51,17 @@ class PartialDownload:
         self.meta: dict = {}
         self._fd: int | None = None
         self._lock = threading.Lock()
+        self._creation_lock = None
         #: bytes on disk of each unfinished part (from its start), as the workers write them
         self._received: dict[int, int] = {}
 
     @classmethod
-    def open(cls, folder: Path | None, url: str) -> "PartialDownload | None":
-        """The partial download of ``url`` in ``folder``, locked for this process; None when it cannot be used."""
+    def open(cls, folder: Path | None, url: str, creation_lock=None) -> "PartialDownload | None":
+        """The partial download of ``url`` in ``folder``, locked for this process; None when it cannot be used.
+
+        :param creation_lock: held while its record is written, as by the
+            sweep of a stopping process (see :meth:`Fetcher.cancellable`)
+        """
         if folder is None or urlsplit(url).scheme.lower() not in ("http", "https"):
             return None
         try:
@@ -64,6 +69,7 @@ class PartialDownload:
         except ImportError:
             return None  # no flock here: no resume
         partial = cls(folder, url)
+        partial._creation_lock = creation_lock
         fd = None
         for _ in range(3):  # the folder may be removed by another process that found it empty
             try:
@@ -196,7 +202,15 @@ class PartialDownload:
         self._save()
 
     def _save(self) -> None:
-        """Writes the record aside, then renames it over the old one."""
+        """Writes the record aside, then renames it over the old one (not when the data file was swept away)."""
+        with self._creation_lock or contextlib.nullcontext():
+            # a stopping process sweeps the partial downloads that hold nothing: one swept
+            # while this thread waited for the server gets no record, which would stay behind
+            if self._fd is not None and os.fstat(self._fd).st_nlink == 0:
+                return
+            self._write_record()
+
+    def _write_record(self) -> None:
         tmp = self.meta_path.with_name(self.meta_path.name + ".new")
         try:
             with contextlib.suppress(FileNotFoundError):

@@ -4,7 +4,9 @@ Every object gets a *stamp* when it is committed (its size, mtime and, where
 the file system keeps inode numbers stable, its inode: see
 :func:`~datamaestro.store.objects.record_stamp`). A warm ``prepare``,
 ``prepare_dataset()`` and ``sync`` call :func:`check_on_use` on what they
-hand out: one ``stat`` (and one ``readlink``) per object, no rehash. An
+hand out: one ``stat`` (and one ``readlink``) per object, no rehash; a
+large tree one slice of its files per use, round and round
+(:mod:`~datamaestro.store.treeslices`). An
 object whose stat no longer matches its stamp was changed after it was
 stored (edited in place by its owner, replaced by root, damaged by a
 restore): it is moved to ``quarantine/`` when this process may move it (its
@@ -310,68 +312,120 @@ _TREE_FILES: dict[tuple[str, str], tuple[str, ...]] = {}
 _TREE_FILES_KEPT = 64
 
 
-def _objects_of(store: "Store", output: Output) -> tuple[list[str], Path | None]:
-    """The objects an output hands out (a tree: its own object first), and its materialized folder (None for a file)."""
-    if output.kind == Kind.FILE:
-        return [output.digest], None
-    tree = store.trees.path_of(output.digest)
-    key = (os.fspath(store.root), output.digest)
-    files = _TREE_FILES.get(key)
-    if files is None:
-        try:
-            # checked once here, not on every use
-            files = tuple(digest for digest in dict.fromkeys(store.trees.iter_object_digests(output.digest)) if is_digest(digest))
-        except (StoreError, UntrustedInputError, OSError):
-            return [output.digest], tree
-        if len(_TREE_FILES) >= _TREE_FILES_KEPT:
-            _TREE_FILES.clear()
-        _TREE_FILES[key] = files
-    return [output.digest, *files], tree
-
-
-def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
-    """The on-use check: compares every object the outputs hand out with its stamp; one ``stat`` each, no rehash.
+def check_on_use(store: "Store", outputs: Iterable[Output], *, whole: bool = False) -> list[Changed]:
+    """The on-use check: compares the objects the outputs hand out with their stamps; one ``stat`` each, no rehash.
 
     Called by a warm ``prepare``, ``prepare_dataset()`` and ``sync`` on the
-    outputs present in the store, before handing them out. An object without
-    a stamp (stored by an older datamaestro) gets one now. An object whose
-    size, mtime or inode differs from its stamp, or a file of a materialized
-    tree whose object is gone, is *changed*: the object is moved to
-    ``quarantine/`` and the materialized tree holding it removed, so that
-    the output is missing and the caller fetches it again.
+    outputs present in the store, before handing them out. A file output is
+    checked on every use; so is a tree of at most
+    :func:`~datamaestro.store.treeslices.slice_files` files. A larger tree
+    has its own object and one slice of its files checked per use, the next
+    slice on the next use (:class:`~datamaestro.store.treeslices.TreeSlices`):
+    every file is checked within ``ceil(files / slice_files)`` uses; the
+    first use (per user) checks it whole, and so does the use after a
+    changed file was found in it.
 
+    An object without a stamp (stored by an older datamaestro) gets one now.
+    An object whose size, mtime or inode differs from its stamp, or a file of
+    a materialized tree whose object is gone, is *changed*: the object is
+    moved to ``quarantine/`` and the materialized tree holding it removed, so
+    that the output is missing and the caller fetches it again.
+
+    :param whole: check every file of every tree (the inputs of a derivation, read whole anyway)
     :returns: the changed objects (quarantined) and the trees removed (empty:
         everything is as stored)
     :raises IntegrityError: a changed object this process may not move
         (another member's, in a group store): the message names its owner
     """
-    layout = store.layout
-    precise = layout.precise_stat
-    # paths as strings: building a Path per object would cost more than its stat
-    objects, stamps = os.fspath(layout.objects), os.fspath(layout.stamps)
-    changed: list[Changed] = []
-    refused: list[Changed] = []
-    # digest -> True when it is as stored (an object may be in several outputs)
-    seen: dict[str, bool] = {}
-    uid = os.geteuid()
-    readers: ReaderChecks | None = None
+    from .treeslices import TreeSlices
+
+    check = _OnUseCheck(store)
+    slices: TreeSlices | None = None
     for output in outputs:
         if output is None or not output.kind.stored or not output.digest:
             continue
         if not is_digest(output.digest):
             continue
-        digests, tree = _objects_of(store, output)
-        damaged = False
-        for digest in digests:
-            if digest in seen:
-                damaged = damaged or not seen[digest]
+        if output.kind == Kind.FILE:
+            check.objects([output.digest])
+            continue
+        tree = store.trees.path_of(output.digest)
+        if slices is None:
+            slices = TreeSlices(store.layout)
+        part = None if whole or _foreign_folder(tree, check.uid) else slices.next_slice(output.digest)
+        if part is not None:
+            damaged, foreign = check.objects([output.digest, *part.digests], tree=True)
+            if damaged or foreign:
+                # a changed file is seldom alone (a script, a restore): the next use checks the whole tree;
+                # another member's object is hashed by this user before each use, which a slice cannot do
+                slices.forget(output.digest)
+            elif slices.advance(part):
                 continue
-            seen[digest] = False
+            else:
+                # the cursor could not be written: the next use would check this slice again, never the others
+                part = None
+        if part is None:
+            files = _files_of(store, output.digest)
+            damaged, foreign = check.objects([output.digest, *(files or ())], tree=True)
+            if files is None:
+                pass  # an unreadable document: only the tree's own object was checked
+            elif not damaged and not foreign and not _foreign_folder(tree, check.uid):
+                slices.checked_whole(output.digest, list(files))
+            elif not damaged and _foreign_folder(tree, check.uid):
+                # another member's materialized folder: its owner may make it writable and
+                # swap a file (a new inode: the objects' check cannot see it)
+                damaged = _tree_difference(store, output.digest, tree) is not None
+        if damaged:
+            check.remove_tree(output.digest, tree)
+    return check.finish()
+
+
+def _files_of(store: "Store", digest: str) -> tuple[str, ...] | None:
+    """The digests of a tree's files, each once (None: its document cannot be read), read once per process."""
+    key = (os.fspath(store.root), digest)
+    files = _TREE_FILES.get(key)
+    if files is None:
+        try:
+            # checked once here, not on every use
+            files = tuple(d for d in dict.fromkeys(store.trees.iter_object_digests(digest)) if is_digest(d))
+        except (StoreError, UntrustedInputError, OSError):
+            return None
+        if len(_TREE_FILES) >= _TREE_FILES_KEPT:
+            _TREE_FILES.clear()
+        _TREE_FILES[key] = files
+    return files
+
+
+class _OnUseCheck:
+    """The objects one on-use check compared with their stamps, and what it found (see :func:`check_on_use`)."""
+
+    def __init__(self, store: "Store"):
+        self.store = store
+        self.layout = store.layout
+        self.precise = self.layout.precise_stat
+        # paths as strings: building a Path per object would cost more than its stat
+        self.objects_folder, self.stamps_folder = os.fspath(self.layout.objects), os.fspath(self.layout.stamps)
+        self.changed: list[Changed] = []
+        self.refused: list[Changed] = []
+        # digest -> True when it is as stored (an object may be in several outputs)
+        self.seen: dict[str, bool] = {}
+        self.uid = os.geteuid()
+        self.readers: ReaderChecks | None = None
+
+    def objects(self, digests: list[str], *, tree: bool = False) -> tuple[bool, bool]:
+        """Checks objects (a tree's own first, then its files); returns (one is changed or missing, one is another user's)."""
+        layout, objects, stamps = self.layout, self.objects_folder, self.stamps_folder
+        damaged = foreign = False
+        for digest in digests:
+            if digest in self.seen:
+                damaged = damaged or not self.seen[digest]
+                continue
+            self.seen[digest] = False
             name = f"{digest[7:9]}/{digest[9:]}"
             try:
                 st = os.stat(f"{objects}/{name}")
             except FileNotFoundError:
-                if tree is not None and digest != output.digest:
+                if tree and digest != digests[0]:
                     damaged = True  # a tree served without one of its objects (moved aside or collected)
                 continue
             try:
@@ -382,7 +436,7 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
                 record_stamp(layout, digest, st)  # stored before stamps: trusted from now on (by its owner)
                 same, why = True, None
             else:
-                same, now = stamp_matches(recorded, st, precise)
+                same, now = stamp_matches(recorded, st, self.precise)
                 why = None if same else _difference(recorded, now)
                 if not same and _planted_stamp(layout, f"{stamps}/{name}", st):
                     # a stamp another member made before the object was stored (the
@@ -392,21 +446,11 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
                         "(the store's owner may remove it)", digest, owner_name(os.lstat(f"{stamps}/{name}").st_uid),
                     )
                     same, why = True, None
-            if same and st.st_uid != uid:
-                # another member's object: its stamp is its owner's word; this user's own hash is not
-                if readers is None:
-                    readers = ReaderChecks(store.root)
-                if not readers.known(digest, st):
-                    try:
-                        actual, before, after = _hash_as_it_is(f"{objects}/{name}")
-                    except OSError:
-                        actual, before, after = None, st, st
-                    if actual == digest and before.st_ctime_ns == after.st_ctime_ns:
-                        readers.remember(digest, after)
-                    elif actual is not None:
-                        why = f"its bytes hash to {actual}, with its size and modification time as recorded"
+            if same and st.st_uid != self.uid:
+                foreign = True
+                why = self._hash_foreign(digest, f"{objects}/{name}", st)
             if why is None:
-                seen[digest] = True
+                self.seen[digest] = True
                 continue
             found = Changed(digest, why, owner_name(st.st_uid))
             damaged = True
@@ -414,33 +458,52 @@ def check_on_use(store: "Store", outputs: Iterable[Output]) -> list[Changed]:
                 try:
                     found.quarantined = quarantine_object(layout, digest, None, st.st_size, why=f"changed after it was stored: {found.why}")
                 except OSError:
-                    refused.append(found)  # a store this user may only read
+                    self.refused.append(found)  # a store this user may only read
                     continue
-                changed.append(found)
+                self.changed.append(found)
             else:
-                refused.append(found)
-        if not damaged and tree is not None and _foreign_folder(tree, uid):
-            # another member's materialized folder: its owner may make it writable and
-            # swap a file (a new inode: the objects' check cannot see it)
-            damaged = _tree_difference(store, output.digest, tree) is not None
-        if damaged and tree is not None and os.path.isdir(tree):
-            owner = owner_name(os.lstat(tree).st_uid)
-            if remove_entry(layout, tree):
-                changed.append(Changed(output.digest, "its materialized folder held a changed or missing file (removed)", owner))
-            else:
-                refused.append(Changed(output.digest, "its materialized folder holds a changed or missing file", owner))
-    if readers is not None:
-        readers.flush()
-    if refused:
-        first = refused[0]
-        raise IntegrityError(
-            f"object {first.digest} of the store {store.root} was changed after it was stored ({first.why}); "
-            f"it belongs to {first.owner} and this user may not move it aside"
-            + (f" ({len(refused) - 1} more)" if len(refused) > 1 else ""),
-            hint=f"ask {first.owner} or the store's owner to run `datamaestro store verify` (it moves changed objects "
-            "to quarantine/), then run again: the data is fetched again",
-        )
-    return changed
+                self.refused.append(found)
+        return damaged, foreign
+
+    def _hash_foreign(self, digest: str, path: str, st: os.stat_result) -> str | None:
+        """Another member's object: its stamp is its owner's word; this user's own hash is not. What differs, or None."""
+        if self.readers is None:
+            self.readers = ReaderChecks(self.store.root)
+        if self.readers.known(digest, st):
+            return None
+        try:
+            actual, before, after = _hash_as_it_is(path)
+        except OSError:
+            return None
+        if actual == digest and before.st_ctime_ns == after.st_ctime_ns:
+            self.readers.remember(digest, after)
+            return None
+        return f"its bytes hash to {actual}, with its size and modification time as recorded"
+
+    def remove_tree(self, digest: str, tree: Path) -> None:
+        """Removes a materialized tree that held a changed or missing file (so that it is produced again)."""
+        if not os.path.isdir(tree):
+            return
+        owner = owner_name(os.lstat(tree).st_uid)
+        if remove_entry(self.layout, tree):
+            self.changed.append(Changed(digest, "its materialized folder held a changed or missing file (removed)", owner))
+        else:
+            self.refused.append(Changed(digest, "its materialized folder holds a changed or missing file", owner))
+
+    def finish(self) -> list[Changed]:
+        """Keeps this user's hashes of other members' objects; the changed objects, or the error of those it may not move."""
+        if self.readers is not None:
+            self.readers.flush()
+        if self.refused:
+            first = self.refused[0]
+            raise IntegrityError(
+                f"object {first.digest} of the store {self.store.root} was changed after it was stored ({first.why}); "
+                f"it belongs to {first.owner} and this user may not move it aside"
+                + (f" ({len(self.refused) - 1} more)" if len(self.refused) > 1 else ""),
+                hint=f"ask {first.owner} or the store's owner to run `datamaestro store verify` (it moves changed objects "
+                "to quarantine/), then run again: the data is fetched again",
+            )
+        return self.changed
 
 
 def repair_warning(store_root: Path, changed: list[Changed]) -> str:

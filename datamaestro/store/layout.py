@@ -43,6 +43,29 @@ def stop_new_tmp_files(event: threading.Event):
         _stopping.event = former
 
 
+#: held by a thread from its check that it may still create in ``tmp/`` to the
+#: creation itself, and by :func:`~datamaestro.store.tmpsweep.drop_own_tmp`
+#: while it sweeps: a thread that passed its check just before the process
+#: began to stop (a loaded machine may then leave it unscheduled for seconds)
+#: creates its entry before the sweep, which removes it, never after (found
+#: under load: a ``.part`` and a partial download created after the sweep
+#: stayed in ``tmp/``)
+TMP_CREATION = threading.RLock()
+
+
+@contextlib.contextmanager
+def creating_in_tmp():
+    """Within the block, this thread names and creates its ``tmp/`` entry, if it may still (see :func:`stop_new_tmp_files`).
+
+    :raises KeyboardInterrupt: this thread's process is stopping: nothing new in ``tmp/``
+    """
+    with TMP_CREATION:
+        event = getattr(_stopping, "event", None)
+        if event is not None and event.is_set():
+            raise KeyboardInterrupt("stopping: nothing new in the store's tmp/")
+        yield
+
+
 #: Mode of the folders of a group store: setgid (new entries take the group),
 #: group-writable, and sticky: a member adds entries but never renames,
 #: replaces or unlinks another member's (only the folder's owner, the

@@ -7,7 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from .layout import HOST, Layout, _pid_alive, remove_tree
+from .layout import HOST, TMP_CREATION, Layout, _pid_alive, remove_tree
+from .testpoints import pause
 
 logger = logging.getLogger(__name__)
 # A tmp entry of another host cannot be checked for liveness: reap it only
@@ -79,6 +80,11 @@ def drop_own_tmp(layout: Layout) -> None:
     """
     if layout not in _SWEPT:
         _SWEPT.append(layout)
+    with TMP_CREATION:  # no entry is created while we sweep (see :data:`~datamaestro.store.layout.TMP_CREATION`)
+        _drop_own_tmp(layout)
+
+
+def _drop_own_tmp(layout: Layout) -> None:
     prefix = f"{HOST}.{os.getpid()}."
     try:
         entries = list(os.scandir(layout.tmp))
@@ -123,3 +129,4 @@ def sweep_own_tmp_again() -> None:
     """
     for layout in list(_SWEPT):
         drop_own_tmp(layout)
+    pause("tmp-swept")

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, BinaryIO
 from ..errors import IntegrityError, UntrustedInputError
 from . import expansion
 from .digests import format_digest, hasher
-from .layout import create_new, disk_error
+from .layout import create_new, creating_in_tmp, disk_error
+from .testpoints import pause
 
 if TYPE_CHECKING:
     from .objects import ObjectStore
@@ -70,13 +71,16 @@ class ObjectWriter:
         self.objects = objects
         self.expect = expect
         self.limit = limit
-        self.tmp = objects.layout.tmp_path(".part")
         self.size = 0
         self._hasher = hasher()
-        try:
-            self._fp: BinaryIO | None = create_new(self.tmp)
-        except OSError as exc:
-            raise disk_error(exc, "writing an object") from None
+        with creating_in_tmp():
+            self.tmp = objects.layout.tmp_path(".part")
+            pause("tmp-create")
+            try:
+                self._fp: BinaryIO | None = create_new(self.tmp)
+            except OSError as exc:
+                raise disk_error(exc, "writing an object") from None
+        pause("tmp-created")
         self.digest: str | None = None
         self._next_space_check = 0
 

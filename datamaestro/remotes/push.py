@@ -1,0 +1,148 @@
+"""Pushing: objects and action records of this store, sent to a remote cache (no dataset known here).
+
+Every record's output needs objects: a file's object, a tree's document and
+every file it lists. Objects the remote has are skipped (one listing, or a
+HEAD each for a few); the others go up in parallel, each in one atomic
+upload; the action records go up last, once every object they name is
+there. A push killed halfway is resumed by running it again: it skips what
+arrived. Which records (of which datasets) is the caller's choice: see
+:mod:`datamaestro.commands.push` (``datamaestro store push``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import RemoteError
+from ..store.actions import ActionRecord, Kind
+from ..store.digests import canonical_json
+from .base import Remote, RemoteUnavailable, reason_of
+
+if TYPE_CHECKING:
+    from ..store import Output, Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PushReport:
+    """What a push did.
+
+    :param remote: the remote's label
+    :param datasets: the datasets pushed (referenced ones included)
+    :param objects_sent: objects uploaded
+    :param objects_present: objects the remote had already
+    :param bytes_sent: bytes uploaded
+    :param actions_sent: action records uploaded
+    :param notes: what could not be pushed, and why (a dataset never prepared here)
+    :param seconds: wall-clock duration
+    :param signed_by: the name of the key that signed the action records (None: unsigned)
+    """
+
+    remote: str
+    datasets: list[str] = field(default_factory=list)
+    objects_sent: int = 0
+    objects_present: int = 0
+    bytes_sent: int = 0
+    actions_sent: int = 0
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    signed_by: str | None = None
+
+
+def push_records(
+    store: "Store",
+    remote: Remote,
+    records: dict[str, ActionRecord],
+    pinned: list["Output"],
+    report: PushReport,
+    *,
+    signer=None,
+    jobs: int = 16,
+    show_progress: bool = False,
+) -> None:
+    """Sends the objects the records' outputs (and ``pinned``) need, then the records, signed by ``signer`` when given.
+
+    :param records: the action records to push, by recipe key
+    :param pinned: more outputs whose objects go up (a lock's pins)
+    :raises RemoteError: the remote refused or could not be reached (what was sent stays)
+    """
+    outputs = [record.output for record in records.values()] + pinned
+    digests = objects_of(store, outputs)
+    try:
+        missing = remote.missing(digests)
+        report.objects_present = len(digests) - len(missing)
+        upload_objects(store, remote, missing, report, jobs, show_progress=show_progress)
+        # records last: a reader never follows one to an object not there yet
+        # (in parallel: each is read first, to keep the signatures it has)
+        def put_record(item: tuple[str, ActionRecord]) -> None:
+            key, record = item
+            document = {"key": key, "recipe": record.recipe, "output": record.output.to_json(), "created": record.created}
+            signatures = _signatures(remote, key, record.output, signer)
+            if signatures:
+                document["signatures"] = signatures
+            remote.put_action(key, canonical_json(document))
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for _ in pool.map(put_record, records.items()):
+                report.actions_sent += 1
+    except RemoteUnavailable as error:
+        hint = getattr(error, "hint", None) or "what was sent stays; run the push again to send the rest"
+        raise RemoteError(f"push to {remote.label} failed: {reason_of(remote, error)}", hint=hint) from None
+
+
+def _signatures(remote: Remote, key: str, output, signer) -> list[str]:
+    """The signatures a pushed record carries: the remote's record's (when it says the same) and ours.
+
+    Pushing again never drops what others signed: a record signed by the
+    lab's CI stays signed when a member pushes it unsigned, and a second key
+    adds its signature beside the first.
+    """
+    from .signing import merge_signatures
+
+    return merge_signatures(remote.get_action(key), key, output, signer.sign(key, output) if signer else None)
+
+
+def objects_of(store: "Store", outputs) -> list[str]:
+    """The objects the outputs need that this store holds (a tree: its document and its files)."""
+    digests: list[str] = []
+    for output in outputs:
+        if output is None or not output.kind.stored or not output.digest:
+            continue
+        if output.kind == Kind.TREE:
+            if store.objects.has(output.digest):
+                digests.append(output.digest)
+                digests.extend(store.trees.iter_object_digests(output.digest))
+        elif store.objects.has(output.digest):
+            digests.append(output.digest)
+    return [digest for digest in dict.fromkeys(digests) if store.objects.has(digest)]
+
+
+def upload_objects(store: "Store", remote: Remote, digests: list[str], report: PushReport, jobs: int, *, show_progress: bool = False) -> None:
+    """Uploads objects in parallel with a progress bar (bytes) when ``show_progress``, log lines otherwise."""
+    from ..fetch.progress import ProgressBar
+
+    sizes = {digest: os.stat(store.objects.path_of(digest)).st_size for digest in digests}
+    # largest first: the long uploads start at once, the small ones fill in beside them
+    digests = sorted(digests, key=lambda digest: -sizes[digest])
+    show = show_progress
+    lock = threading.Lock()
+    step = max(1, len(digests) // 10)
+    with ProgressBar(show and bool(digests), f"push to {remote.label}") as bar, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        bar.set_total(sum(sizes.values()))
+        futures = {pool.submit(remote.put_object, digest, store.objects.path_of(digest)): digest for digest in digests}
+        for future in as_completed(futures):
+            future.result()
+            digest = futures[future]
+            with lock:
+                report.objects_sent += 1
+                report.bytes_sent += sizes[digest]
+                sent = report.objects_sent
+            bar.advance(sizes[digest])
+            if not show and sent % step == 0:
+                logger.info("push to %s: %d of %d objects sent", remote.label, sent, len(digests))
