@@ -353,6 +353,22 @@ def tar_of_files(path: Path, count: int, file_size: int) -> Path:
     return _generate(path, write)
 
 
+def tar_gz_of_files(path: Path, count: int, file_size: int) -> Path:
+    """:func:`tar_of_files`, gzipped (level 6, gzip's default; random content does not shrink): kept when there."""
+    if path.is_file():
+        return path
+    plain = tar_of_files(path.with_name(path.name.removesuffix(".gz")), count, file_size)
+
+    def write(fp):
+        compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: a gzip member
+        with open(plain, "rb") as src:
+            while chunk := src.read(4 * MiB):
+                fp.write(compressor.compress(chunk))
+        fp.write(compressor.flush())
+
+    return _generate(path, write)
+
+
 def link_files(folder: Path, files: dict[str, Path]) -> Path:
     """A fresh folder holding hard links ``name -> file`` (no copy; the server refuses symlinks out of its root)."""
     fresh_dir(folder)

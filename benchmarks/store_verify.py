@@ -20,9 +20,10 @@ subprocess over all the object files.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
-from benchmarks._common import GiB, KiB, MB, MiB, Row, compare, fresh_dir, median, size_label, skipped, slug, time_call, time_command
+from benchmarks._common import GiB, KiB, MB, MiB, Row, bench_env, compare, fresh_dir, median, size_label, skipped, slug, time_call, time_command
 
 NAME = "store_verify"
 TARGET = 3.0
@@ -127,12 +128,21 @@ def against_b3sum(work: Path, quick: bool, offline: bool) -> list[Row]:
             if not report.ok or report.bytes != size:
                 raise RuntimeError(f"verify found problems or missed bytes: {report}")
 
-        times = [(time_call(check), time_command(command)) for _ in range(runs)]
-        ours, theirs = median([t[0] for t in times]), median([t[1] for t in times])
-        rows.append(compare(NAME, f"`verify` vs `b3sum`, {label}", ours, theirs, "s",
-                            f"median of {runs} runs, in turns, page cache warm; {os.cpu_count()} CPUs; verify() in this process "
-                            f"(lists the store, checks trees and views too); reference: one `b3sum` process over the object files "
-                            f"({version([b3sum, '--version'])})", target=f"≤ {target:g}", met=lambda ratio, t=target: ratio <= t))
+        # what a user runs: the console script in a new process (start-up included)
+        cli = [sys.executable, "-m", "datamaestro", "--store", os.fspath(store.root), "store", "verify"]
+        env = bench_env(work / "home-store_verify", work)
+        time_command(cli, env=env)  # bytecode
+        times = [(time_command(cli, env=env), time_call(check), time_command(command)) for _ in range(runs)]
+        ours_cli, ours, theirs = (median([t[i] for t in times]) for i in range(3))
+        how = (f"median of {runs} runs, in turns, page cache warm; {os.cpu_count()} CPUs; reference: one `b3sum` process over the "
+               f"object files ({version([b3sum, '--version'])}); load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+        rows.append(compare(NAME, f"`datamaestro store verify` (command line) vs `b3sum`, {label}", ours_cli, theirs, "s",
+                            how + "; `python -m datamaestro --store S store verify` in a new process: what a user measures "
+                            "(start-up included: about 0.3 s on this machine, which dominates at 10,000 objects)",
+                            target=f"≤ {target:g}", met=lambda ratio, t=target: ratio <= t))
+        rows.append(compare(NAME, f"`verify()` in a running process vs `b3sum`, {label}", ours, theirs, "s",
+                            how + "; context: verify() called in this process (imports paid, as a long-lived tool; lists the store, "
+                            "checks trees and views too)"))
     return rows
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -125,6 +126,33 @@ def test_ingest_tree_stores_and_materializes_a_folder(store, tmp_path):
     again = make_folder(tmp_path / "again")
     assert store.ingest_tree(again, move=True) == digest
     assert not (again / "top.txt").exists()
+
+
+def test_ingest_tree_commits_many_files_in_batches(store, tmp_path, monkeypatch):
+    """Files are hashed as met and committed per batch: duplicates, a file larger than a read buffer, batch edges, both modes."""
+    import datamaestro.store.objects as objects
+
+    monkeypatch.setattr(objects, "INGEST_BATCH", 7)  # several batches and a partial one
+    source = tmp_path / "src"
+    contents = {f"d{i % 3}/f{i:02d}": b"same" if i % 5 == 0 else f"file {i}".encode() for i in range(30)}
+    contents["big/large.bin"] = os.urandom((1 << 20) + 3)  # streamed into an object of its own
+    for name, data in contents.items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(data)
+    copied = store.ingest_tree(source)
+    assert all((source / name).read_bytes() == data for name, data in contents.items())  # a copy keeps the files
+    moved = shutil.copytree(source, tmp_path / "moved")
+    assert store.ingest_tree(moved, move=True) == copied
+    assert not any(path.is_file() for path in moved.rglob("*"))  # moving consumes them
+    tree = store.trees.path_of(copied)
+    for name, data in contents.items():
+        assert (tree / name).read_bytes() == data
+        digest = blake3_of(data)
+        st = os.stat(store.path_of(digest))
+        assert st.st_mode & 0o777 == OBJECT_MODE and st.st_ino == os.stat(tree / name).st_ino
+        assert os.readlink(store.layout.stamp_path(digest))  # stamped, for the on-use check
+    assert {e["path"]: e["size"] for e in store.trees.read(copied)["entries"]} == {n: len(d) for n, d in contents.items()}
+    assert not os.listdir(store.layout.tmp)  # nothing left behind
 
 
 def test_ingest_tree_refuses_an_escaping_symlink(store, tmp_path):

@@ -342,3 +342,35 @@ def test_init_store_refuses_an_unknown_group(tmp_path):
     with pytest.raises(StoreError, match="unknown Unix group 'no-such-group-dm'"):
         init_store(tmp_path / "store", group="no-such-group-dm")
     assert not (tmp_path / "store").exists()
+
+
+def test_gc_keeps_what_a_tree_names_even_when_its_document_does_not_parse(store, tmp_path):
+    """gc reads the digests a tree names from its bytes (no parse): an unparsable document keeps its objects (verify reports it)."""
+    data_dir = tmp_path / "data-dir"
+    add_dataset(store, data_dir, "ds", {}, tree={"a.txt": b"alpha", "sub/b.txt": b"beta"})
+    named = [blake3_of(b"alpha"), blake3_of(b"beta")]
+    loose = store.ingest_stream([b"nobody's"])
+    report = gc(store, grace_seconds=0, now=later())
+    assert loose in report.objects_deleted
+    assert all(store.objects.has(d) for d in named)
+
+    # a document that names objects but is not a tree: what it names is kept all the same
+    named = [store.ingest_stream([b"only named by"]), store.ingest_stream([b"an odd document"])]
+    odd = store.ingest_stream([("not json " + " ".join(named)).encode()])
+    manifest = store.views.store_manifest({"folder": ("tree", odd)})  # a view of it could not be made: a lock pins it
+    lock = tmp_path / "datamaestro.lock"
+    lock.write_text("pins the odd tree\n")
+    store.register_lock_root(lock, [manifest])
+    report = gc(store, grace_seconds=0, now=later())
+    assert not report.objects_deleted
+    assert all(store.objects.has(d) for d in [*named, odd])
+
+
+def test_du_counts_a_trees_files_at_the_sizes_it_records(store, tmp_path):
+    data_dir = tmp_path / "data-dir"
+    add_dataset(store, data_dir, "ds", {"one": b"1" * 10}, tree={"a.txt": b"a" * 100, "b/c.txt": b"c" * 1000})
+    usage = disk_usage(store)
+    (dataset,) = usage.datasets
+    documents = sum(os.path.getsize(store.path_of(d)) for d in (dataset.manifest, *[d for k, d in store.views.read_manifest(dataset.manifest).values() if k == "tree"]))
+    assert dataset.bytes == 10 + 100 + 1000 + documents
+    assert usage.total_bytes == dataset.bytes == dataset.unique_bytes

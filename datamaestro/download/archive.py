@@ -18,6 +18,7 @@ and the dataset's readable path are as they were.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import lzma
 import os
@@ -499,8 +500,9 @@ class TarDownloader(ArchiveDownloader):
 
     def _extract(self, archive_path: Path, folder: Path, budget: ExpansionBudget) -> None:
         """Checks every member, then writes the selected ones through a :class:`TreeWriter` (no ``tarfile`` extraction)."""
+        plain = _gunzipped(archive_path, budget)
         try:
-            with tarfile.open(archive_path, "r:*", errorlevel=1) as archive:
+            with tarfile.open(plain or archive_path, "r:*", errorlevel=1) as archive:
                 self._write(self._plan(self._members(archive, budget)), folder, budget, archive.extractfile)
         except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
             raise self._invalid(exc) from None
@@ -509,6 +511,81 @@ class TarDownloader(ArchiveDownloader):
                 # bz2 and lzma report corrupt streams as errno-less OSErrors
                 raise self._invalid(exc) from None
             raise
+        finally:
+            if plain is not None:
+                os.unlink(plain)
+
+
+#: bytes of compressed input and most bytes of output per decompression call of :func:`_gunzipped`
+_GUNZIP_CHUNK = 1 << 20
+_GUNZIP_OUT = 4 << 20
+
+
+def _gunzipped(archive_path: Path, budget: ExpansionBudget) -> str | None:
+    """A gzipped tar decompressed once into a plain tar beside it (its path), or None to read the archive as it is.
+
+    The members are read twice (all checked, then the selected ones
+    written): through :mod:`gzip`, that decompresses the archive twice, in
+    small Python-level reads (a header of 512 bytes at a time), which on an
+    archive of many small files costs more than writing them. Decompressed
+    once, in large calls, the plain tar is then read from the page cache.
+    The plain tar is bounded like any expansion (a budget of its own, with
+    the settings' bounds and the free-space check); past them, or on
+    anything unexpected in the gzip stream (the usual reading then reports
+    it), it is dropped and None returned.
+    """
+    try:
+        with open(archive_path, "rb") as src:
+            if src.read(2) != b"\x1f\x8b":
+                return None
+    except OSError:
+        return None
+    container = ExpansionBudget(
+        f"{budget.what} (its tar stream)", budget.download_size, max_size=budget.max_size, max_ratio=budget.max_ratio, folder=budget.folder
+    )
+    plain = f"{os.fspath(archive_path)}.tar"
+    try:
+        with open(archive_path, "rb") as src, open(plain, "xb") as out:
+            decompressor = zlib.decompressobj(wbits=31)  # one gzip member
+            fed = False  # the current member has started
+            while chunk := src.read(_GUNZIP_CHUNK):
+                while chunk:
+                    fed = True
+                    data = decompressor.decompress(chunk, _GUNZIP_OUT)
+                    container.add(len(data))
+                    out.write(data)
+                    if decompressor.eof:
+                        chunk = decompressor.unused_data
+                        if chunk and not chunk.startswith(b"\x1f\x8b"):
+                            return _drop(plain)  # trailing bytes: gzip's own reading judges them
+                        decompressor, fed = zlib.decompressobj(wbits=31), False  # the next member, if any
+                    elif decompressor.unconsumed_tail:
+                        chunk = decompressor.unconsumed_tail
+                    elif len(data) == _GUNZIP_OUT:
+                        chunk = b""
+                        while len(data) == _GUNZIP_OUT and not decompressor.eof:  # output still held by zlib
+                            data = decompressor.decompress(b"", _GUNZIP_OUT)
+                            container.add(len(data))
+                            out.write(data)
+                        if decompressor.eof:
+                            chunk = decompressor.unused_data
+                            decompressor, fed = zlib.decompressobj(wbits=31), False
+                            if chunk and not chunk.startswith(b"\x1f\x8b"):
+                                return _drop(plain)
+                    else:
+                        chunk = b""
+            if fed and not decompressor.eof:
+                return _drop(plain)  # truncated: gzip's own reading reports it
+    except (ArchiveError, zlib.error, OSError):
+        return _drop(plain)
+    return plain
+
+
+def _drop(path: str) -> None:
+    """Removes a partial plain tar; returns None (read the archive as it is)."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    return None
 
 
 zipdownloader = ZipDownloader.apply

@@ -64,8 +64,14 @@ def disk_usage(store: Store, data_dirs: list[Path] | None = None) -> DiskUsage:
     :param data_dirs: data dirs to scan (default: the registered data roots
         that still exist); every folder below ``<data dir>/data`` whose
         ``.view`` link leads into this store's views is a dataset
+
+    A tree's files count with the sizes the tree records (each checked
+    against its object when the tree was materialized): no ``stat`` per
+    file, which on a tree of a million files is most of the work; other
+    objects (manifests, tree documents, single files) are looked at.
     """
     resolver = _Resolver(store)
+    recorded: dict[str, int] = {}
     found = []
     for data_dir in _data_dirs(store, data_dirs):
         data = Path(data_dir) / "data"
@@ -74,7 +80,7 @@ def disk_usage(store: Store, data_dirs: list[Path] | None = None) -> DiskUsage:
             # entries and in-flight `.view.<random>` links are not datasets
             if kind != "view" or link.name != VIEW_LINK:
                 continue
-            reach = _Reach()
+            reach = _Reach(sizes=recorded)
             resolver.mark(kind, manifest, reach)
             found.append((Path(data_dir), link.parent.relative_to(data), manifest, reach.objects))
 
@@ -82,7 +88,8 @@ def disk_usage(store: Store, data_dirs: list[Path] | None = None) -> DiskUsage:
     for *_, objects in found:
         for digest in objects:
             users[digest] = users.get(digest, 0) + 1
-    sizes = {digest: _size(store, digest) for digest in users}
+    # a tree's files have the sizes it records; only manifests, tree documents and loose files are looked at
+    sizes = {digest: recorded[digest] if digest in recorded else _size(store, digest) for digest in users}
     datasets = [
         DatasetUsage(
             data_dir=data_dir,

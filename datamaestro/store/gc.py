@@ -217,10 +217,15 @@ def _sweep_folders(store: Store, folders, live: set[str], deleted: list[str], no
 
 
 def _sweep_objects(store: Store, reach: _Reach, now: float, grace: float, report: GcReport) -> None:
-    for hexdigest, entry in list(_fanout(store.layout.objects)):
+    live = reach.objects
+    objects = os.fspath(store.layout.objects)
+    for hexdigest, full in _fanout_names(objects):
+        # nothing but a name and a set lookup for a live object (most of a store): no stat, no Path
         digest = format_digest(hexdigest)
-        path = Path(entry.path)
-        if not is_digest(digest) or digest in reach.objects or not _collectable(path, now, grace, report, store):
+        if digest in live:
+            continue
+        path = Path(full)
+        if not is_digest(digest) or not _collectable(path, now, grace, report, store):
             continue
         try:
             size = os.lstat(path).st_size
@@ -235,6 +240,20 @@ def _sweep_objects(store: Store, reach: _Reach, now: float, grace: float, report
             continue
         report.objects_deleted.append(digest)
         report.bytes_deleted += size
+
+
+def _fanout_names(base: str) -> list[tuple[str, str]]:
+    """``(hex name, path)`` of every entry of a two-level fan-out folder, from listings alone (no ``DirEntry`` per object)."""
+    found = []
+    sep = os.sep
+    try:
+        fans = [entry.name for entry in os.scandir(base) if len(entry.name) == 2 and entry.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return found
+    for fan in fans:
+        folder = base + sep + fan + sep
+        found += [(fan + name, folder + name) for name in os.listdir(folder)]
+    return found
 
 
 def _sweep_actions(store: Store, report: GcReport) -> None:
@@ -265,8 +284,21 @@ def _sweep_stamps(store: Store, report: GcReport) -> None:
     """Deletes the stamps of objects that are gone (an older datamaestro's gc, a removal by hand)."""
     if report.dry_run:
         return
+    objects = os.fspath(store.layout.objects)
+    listed: dict[str, set[str]] = {}
     for hexdigest, entry in list(_fanout(store.layout.stamps)):
-        if entry.name.startswith(".") or store.objects.has(format_digest(hexdigest)):
+        if entry.name.startswith("."):
+            continue
+        # one listing of each fan-out folder of objects/, not a stat per stamp
+        fan = hexdigest[:2]
+        names = listed.get(fan)
+        if names is None:
+            listed.clear()  # the stamps come fan by fan: one listing held at a time
+            try:
+                names = listed[fan] = set(os.listdir(objects + os.sep + fan))
+            except FileNotFoundError:
+                names = listed[fan] = set()
+        if entry.name in names:
             continue
         with contextlib.suppress(OSError):
             if store.layout.may_remove(entry.stat(follow_symlinks=False)):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from ..errors import IntegrityError, StoreError, UntrustedInputError
-from .digests import CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of, read_small_file, small_file_buffer
+from .digests import CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of, read_small_fd, read_small_file, small_file_buffer
 from .layout import HOST, Layout, disk_error, read_only_store_error, sync_filesystem
 from .linker import LINK_LARGE, LINK_REFUSED, _PeerLinker
 from .stamps import record_stamp, record_stamps
@@ -32,6 +32,10 @@ from .layout import create_new, remove_tree, stop_new_tmp_files  # noqa: E402,F4
 from .tmpsweep import sweep_own_tmp_again  # noqa: E402,F401
 
 OBJECT_MODE = 0o444
+#: files an :class:`Ingester` commits at once (one flush of the file system per batch)
+INGEST_BATCH = 16384
+#: or fewer, once their bytes add up to this much
+INGEST_BATCH_BYTES = 256 << 20
 
 #: a file open in this process can be linked by its descriptor (``linkat`` of ``/proc/self/fd/N``): the inode hashed is the inode linked
 PROC_FD = os.path.isdir("/proc/self/fd")
@@ -325,6 +329,10 @@ class ObjectStore:
                 out.write(chunk)
             return out.commit()
 
+    def ingester(self, *, move: bool = False) -> "Ingester":
+        """Stores many files, committed in batches (see :class:`Ingester`); a context manager."""
+        return Ingester(self, move=move)
+
     def ingest_file(self, path: Path, *, move: bool = False) -> str:
         """Stores a file; returns its digest.
 
@@ -391,6 +399,115 @@ class ObjectStore:
                 prefix = fan.name
                 found += [prefix + name for name in os.listdir(fan.path)]
         return found
+
+
+class Ingester:
+    """Stores many files as objects: :meth:`add` hashes a file and says its digest at once; objects become durable and visible in batches.
+
+    The per-file work is what storing a tree of many small files costs, so
+    a small file is read once into a reused buffer and hashed in one call,
+    with string paths only. An ``fsync`` per object would cost more than
+    the rest: a batch (:data:`INGEST_BATCH` files or
+    :data:`INGEST_BATCH_BYTES`) is made durable by one flush of the file
+    system, then renamed into place and stamped
+    (:meth:`ObjectStore.commit_staged`). Every object added is in the store
+    once the ``with`` block ends (or :meth:`commit` returns): a caller names
+    them in a tree only after that. Leaving the block on an exception drops
+    what was not committed.
+
+    :param move: files may be taken (renamed, not copied; gone from their
+        path afterwards). A file already in the store's ``tmp/`` (what an
+        extraction wrote there) is hashed where it is; another is first
+        renamed into ``tmp/``, so that what is hashed is what is committed
+    """
+
+    def __init__(self, objects: ObjectStore, *, move: bool = False):
+        self.objects = objects
+        self.move = move
+        self._private = os.fspath(objects.layout.tmp) + os.sep
+        self._staged: list[Staged] = []
+        self._bytes = 0
+        self._buffer = small_file_buffer()
+        self._view = memoryview(self._buffer)
+
+    def __enter__(self) -> "Ingester":
+        return self
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            for item in self._staged:
+                _unlink_quietly(item.tmp)
+            self._staged.clear()
+
+    def add(self, path) -> tuple[str, int]:
+        """Stores the regular file ``path`` (committed with its batch); returns its digest and size."""
+        path = os.fspath(path)
+        staged = self._take(path) if self.move else self._copy(path)
+        if staged is None:
+            # larger than a buffer, or on another file system: streamed into an object of its own (fsynced)
+            digest = self.objects.ingest_file(Path(path), move=self.move)
+            return digest, os.stat(self.objects.path_of(digest)).st_size
+        self._staged.append(staged)
+        self._bytes += staged.size
+        if len(self._staged) >= INGEST_BATCH or self._bytes >= INGEST_BATCH_BYTES:
+            self.commit()
+        return staged.digest, staged.size
+
+    def commit(self) -> None:
+        """Makes every file added so far durable, then an object of the store."""
+        staged, self._staged, self._bytes = self._staged, [], 0
+        try:
+            self.objects.commit_staged(staged)
+        except BaseException:
+            for item in staged:
+                _unlink_quietly(item.tmp)
+            raise
+
+    def _take(self, path: str) -> Staged | None:
+        """Hashes a file to be moved in place (renamed into ``tmp/`` first when it is elsewhere) and makes it read-only; None: copy it instead."""
+        if not path.startswith(self._private):
+            tmp = os.fspath(self.objects.layout.tmp_path(".in"))
+            try:
+                os.rename(path, tmp)
+            except OSError as exc:
+                if exc.errno == errno.EXDEV:
+                    return None
+                raise disk_error(exc, f"moving {path} into the store") from None
+            path = tmp
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a fifo must not block
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    raise StoreError(f"{path}: not a regular file; cannot be stored")
+                size = read_small_fd(fd, self._buffer, st.st_size) if st.st_size < SMALL_FILE else None
+                if size is not None:
+                    digest = format_digest(blake3_of(self._view[:size]))
+                else:
+                    digest, size = digest_of_file(path), st.st_size
+                os.fchmod(fd, OBJECT_MODE)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise disk_error(exc, f"storing {path}") from None
+        return Staged(path, digest, size, read_only=True)
+
+    def _copy(self, path: str) -> Staged | None:
+        """Copies a small file into ``tmp/``, hashing it; None when it is larger than a buffer."""
+        tmp = os.fspath(self.objects.layout.tmp_path(".in"))
+        try:
+            copied = ObjectStore._copy_small(path, tmp, self._buffer, self._view)
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            if isinstance(exc, FileNotFoundError) and exc.filename == path:
+                raise
+            raise disk_error(exc, f"copying {path} into the store") from None
+        if copied is None:
+            return None
+        digest, size = copied
+        return Staged(tmp, digest, size, read_only=True)
 
 
 def _unlink_quietly(path: str) -> None:

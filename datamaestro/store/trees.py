@@ -130,6 +130,9 @@ class TreeStore:
         """
         folder = Path(folder)
         entries = []
+        # files are hashed as they are met and committed in batches (one flush of the file system each);
+        # what is left uncommitted on an error is in tmp/, swept with this process's other leftovers
+        ingester = self.objects.ingester(move=move)
         for dirpath, dirnames, filenames in os.walk(folder):
             dirnames.sort()
             relative_dir = os.path.relpath(dirpath, folder)
@@ -146,10 +149,11 @@ class TreeStore:
                         raise StoreError(f"{full}: symbolic link to {target} leads outside the folder")
                     entries.append({"path": relative, "kind": "symlink", "target": target})
                 elif stat.S_ISREG(mode):
-                    digest = self.objects.ingest_file(Path(full), move=move)
-                    entries.append({"path": relative, "kind": "file", "digest": digest, "size": os.stat(self.objects.path_of(digest)).st_size})
+                    digest, size = ingester.add(full)
+                    entries.append({"path": relative, "kind": "file", "digest": digest, "size": size})
                 else:
                     raise StoreError(f"{full}: not a regular file, folder or link; cannot be stored")
+        ingester.commit()
         return self.store_entries(entries)
 
     def store_entries(self, entries: list[dict]) -> str:

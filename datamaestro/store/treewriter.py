@@ -249,13 +249,20 @@ class TreeWriter:
             fd = os.open(name, _NEW_FILE_FLAGS, mode, dir_fd=parent)
         except FileExistsError:
             raise TreeRefusal(path, "exists already (never written over)") from None
+        # low-level writes: on an archive of many small files, a file object per member costs more than its bytes
         size = 0
-        with open(fd, "wb", closefd=True) as fp:
+        budget = self.budget
+        try:
             for chunk in chunks:
-                if self.budget is not None:
-                    self.budget.add(len(chunk))
-                fp.write(chunk)
-                size += len(chunk)
+                if budget is not None:
+                    budget.add(len(chunk))
+                view = memoryview(chunk)
+                written = 0
+                while written < len(view):
+                    written += os.write(fd, view[written:])
+                size += written
+        finally:
+            os.close(fd)
         return size
 
     def symlink(self, path: str, target: str) -> None:

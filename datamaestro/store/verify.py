@@ -291,7 +291,8 @@ def _check_trees(store: Store, corrupt: set[str], report: VerifyReport) -> None:
         damaged = digest in corrupt
         if not damaged:
             try:
-                damaged = not corrupt.isdisjoint(set(store.trees.iter_object_digests(digest)))
+                # isdisjoint reads the whole document when nothing is corrupt (which checks that it parses), without a set of it
+                damaged = not corrupt.isdisjoint(store.trees.iter_object_digests(digest))
             except (StoreError, UntrustedInputError):
                 _report_unreadable(store, digest, report)
                 continue

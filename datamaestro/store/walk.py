@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,8 @@ class _Reach:
     views: set[str] = field(default_factory=set)
     trees: set[str] = field(default_factory=set)
     objects: set[str] = field(default_factory=set)
+    #: the size each tree records for its files (filled when asked for: :class:`_Resolver` ``sizes``)
+    sizes: dict[str, int] | None = None
 
 
 class _Resolver:
@@ -138,8 +141,47 @@ class _Resolver:
             return
         reach.trees.add(digest)
         reach.objects.add(digest)
+        if reach.sizes is None:
+            # what keeps objects alive needs no parse: every digest the document names
+            with contextlib.suppress(OSError):
+                reach.objects.update(_named_digests(self.store, digest))
+            return
         with contextlib.suppress(StoreError, UntrustedInputError):
-            reach.objects.update(self.store.trees.iter_object_digests(digest))
+            # the sizes the tree records (checked against each object when it was materialized): no stat per file
+            sizes = reach.sizes
+            for entry in self.store.trees.read(digest)["entries"]:
+                if entry["kind"] == "file":
+                    reach.objects.add(entry["digest"])
+                    sizes[entry["digest"]] = entry["size"]
+
+
+_NAMED_DIGEST = re.compile(rb"blake3:([0-9a-f]{64})")
+#: bytes kept from one read to the next: a digest cut by a read is found whole in the next
+_DIGEST_OVERLAP = len("blake3:") + 63
+
+
+def _named_digests(store: Store, digest: str) -> Iterator[str]:
+    """Every digest the bytes of a stored document name (a tree's), read in a stream, without parsing it.
+
+    What keeps objects alive (gc, release, who keeps an object) only needs
+    the digests a tree names, not the tree checked entry by entry (which
+    materializing it and ``store verify`` do): a scan of the document's
+    bytes finds every file's digest (canonical JSON writes them as they
+    are), at the cost of reading the document, in bounded memory. Anything
+    else in the document that reads as a digest (a file named like one) is
+    kept alive as well, which errs on the side of keeping; so does a
+    document that would not parse (its objects are kept, ``store verify``
+    reports it).
+
+    :raises OSError: the document cannot be read (it is gone)
+    """
+    with open(store.objects.path_of(digest), "rb") as fp:
+        tail = b""
+        while chunk := fp.read(1 << 20):
+            data = tail + chunk
+            # a digest in the overlap is found twice: the caller's set keeps one
+            yield from ("blake3:" + match.decode() for match in _NAMED_DIGEST.findall(data))
+            tail = data[-_DIGEST_OVERLAP:]
 
 
 def _unreadable_folder(exc: OSError) -> None:

@@ -17,3 +17,17 @@ class Files(Dataset):
 
     def config(self) -> Folder:
         return Folder.C(path=self.FILES.path)
+
+
+@dataset(url="https://github.com/experimaestro/datamaestro")
+class Archive(Dataset):
+    """Many small files in a gzipped tar archive (per_file: cold extraction)
+
+    A ``.tar.gz`` of small files in a hundred folders: downloaded, gunzipped,
+    extracted, each file hashed and stored, the tree materialized.
+    """
+
+    FILES = TarDownloader("files", BASE_URL + "files.tar.gz")
+
+    def config(self) -> Folder:
+        return Folder.C(path=self.FILES.path)
