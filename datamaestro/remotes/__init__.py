@@ -496,7 +496,10 @@ def wanted_objects(store: "Store", outputs: Iterable["Output"], peers: list[Peer
         if store.objects.has(digest):
             try:
                 listed = {}
-                for entry in store.trees.read(digest, source=report.sources.get(digest, ""))["entries"]:
+                # the whole document is checked (links included) before any of its objects is asked for
+                source = report.sources.get(digest, "")
+                store.trees.check(digest, source=source)
+                for entry in store.trees.iter_tree_entries(digest, source=source):
                     if entry["kind"] == "file":
                         listed[entry["digest"]] = entry.get("size")
             except (UntrustedInputError, StoreError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as error:
