@@ -312,7 +312,7 @@ def _read_legacy(fp: BinaryIO, start: bytes, checker: TreeChecker) -> Iterator[d
                 pos = 0
             if text.startswith("]", pos):
                 if text[pos:] != _LEGACY_TAIL:
-                    raise _DocumentRefusal(f"it does not end as a {LEGACY_TREE_FORMAT!r} document")
+                    raise _DocumentRefusal(f"the document is truncated or does not end as a {LEGACY_TREE_FORMAT!r} document")
                 checker.finish()
                 return
             if not first:
