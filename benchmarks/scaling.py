@@ -15,7 +15,7 @@ which is then stopped. Measured, in this process (imports done):
   several calls); context series: ``cat`` of the file (reading the data
   once) or ``find -L`` of the folder (walking it once), what a warm
   prepare that looked at the data would cost;
-- :func:`datamaestro.store.maintenance.verify` of the point's store (what
+- :func:`datamaestro.store.verify.verify` of the point's store (what
   ``datamaestro store verify`` runs), against ``sha256sum`` and ``cat``
   over the same object files, page cache warm, runs in turns.
 
@@ -125,7 +125,7 @@ def measure_point(series: Series, x: int, work: Path, calls: int, runs: int) -> 
     from datamaestro.api import prepare_dataset
     from datamaestro.context import Context
     from datamaestro.store import Store
-    from datamaestro.store.maintenance import verify
+    from datamaestro.store.verify import verify
 
     env = bench_env(work / "home-scaling" / f"{series.key}-{x}", work)
     data_dir = fresh_dir(Path(env["DATAMAESTRO_DIR"]))

@@ -12,7 +12,7 @@ A store holding about 2 GiB in files of mixed sizes (a few large ones,
 many of a few MiB, many small ones) is built once in the work folder.
 Every object file is read once with ``cat`` first, so that all three
 measurements find them in the page cache: what is compared is hashing,
-not the disk. datamaestro's side is :func:`datamaestro.store.maintenance.verify`
+not the disk. datamaestro's side is :func:`datamaestro.store.verify.verify`
 called in this process (default ``jobs``); the references run as one
 subprocess over all the object files.
 """
@@ -101,7 +101,7 @@ def build_small_store(root: Path, count: int, size: int):
 def against_b3sum(work: Path, quick: bool, offline: bool) -> list[Row]:
     """verify against b3sum on one large object and on many small ones."""
     from benchmarks._peers import program, version
-    from datamaestro.store.maintenance import verify
+    from datamaestro.store.verify import verify
 
     large_size = 64 * MiB if quick else GiB
     count = 1000 if quick else 10_000
@@ -144,7 +144,7 @@ def build_store_of_one(root: Path, size: int):
 def run(work: Path, quick: bool, offline: bool = False) -> list[Row]:
     """Throughput of verify, sha256sum and cat over the same files (page cache warm); verify against b3sum."""
     rows = against_b3sum(work, quick, offline)
-    from datamaestro.store.maintenance import verify
+    from datamaestro.store.verify import verify
 
     total = 64 * MiB if quick else 2 * GiB
     runs = 3

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from .errors import DatamaestroError, IntegrityError, LockTimeoutError, OfflineError, StoreError, UntrustedInputError
 from .store import ActionRecord, Output, recipe_key
 from .store.leases import hold_while_working
-from .store.objects import disk_error, stop_new_tmp_files
+from .store.layout import TMP_CREATION, disk_error, stop_new_tmp_files
 from .store.digests import format_digest, hasher
 from .store.views import VIEW_LINK, current_view, manifest_digest, point_readable_path
 from .store.actions import Kind
@@ -567,7 +567,7 @@ class Pipeline:
                         return
                     resource = pending.pop(0)
                 try:
-                    with fetcher.cancellable(stop), stop_new_tmp_files(stop):
+                    with fetcher.cancellable(stop, TMP_CREATION), stop_new_tmp_files(stop):
                         did = self._produce(definition, resource, self.pins.get(resource.name), legacy)
                 except BaseException as exc:  # handed to the main thread
                     with guard:

@@ -13,7 +13,7 @@ import pytest
 
 from datamaestro.store import Store
 from datamaestro.store.digests import digest_of_file
-from datamaestro.store.testpoints import ENV_PAUSE
+from datamaestro.store.testpoints import ENV_PAUSE, ENV_PAUSE_LOG
 from support.mnistdata import MNIST_FILES
 
 
@@ -107,6 +107,37 @@ def test_sigterm_cleans_up_at_once(mnist_server, tmp_path, pauses):
     _, err = process.communicate(timeout=30)
     assert process.returncode == 143 and "terminated" in err
     assert list(tmp.iterdir()) == []
+
+
+def test_sigterm_while_a_thread_creates_in_tmp(mnist_server, tmp_path):
+    """SIGTERM reaches the process while a download thread, past its last check, is about to create its tmp file.
+
+    On a loaded machine such a thread may stay unscheduled for seconds (seen
+    in busy runs of the suite: a ``.part`` and a partial download created
+    after the process had swept its tmp entries). Here it waits 6 s at that
+    point and stays there once its file is made, as a thread the exit leaves
+    unscheduled would; the process waits 6 s after its last sweep, so that
+    whatever the thread creates late is still there to be seen.
+    """
+    for relative in MNIST_FILES.values():
+        mnist_server.set_fault(relative, "slow", delay=5)
+    log = tmp_path / "pauses.log"
+    process = subprocess.Popen(
+        ["datamaestro", "--quiet", "--data", str(tmp_path / "data"), "--store", str(tmp_path / "store"), "prepare", "com.lecun.mnist"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, ENV_PAUSE: "tmp-create=6,tmp-created=60,tmp-swept=6", ENV_PAUSE_LOG: str(log)},
+    )
+    deadline = time.monotonic() + 60
+    while not (log.exists() and "tmp-create" in log.read_text()):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143 and "terminated" in err
+    tmp = tmp_path / "store" / "tmp"
+    assert not tmp.exists() or list(tmp.iterdir()) == []
 
 
 def test_gc_that_marked_before_a_publication_deletes_none_of_it(mnist_server, tmp_path):

@@ -91,7 +91,7 @@ def test_file_derived_from_a_download(dm_context, text_url, http_server):
 
 
 def test_collected_transient_input_is_not_fetched_again(dm_context, text_url, http_server):
-    from datamaestro.store.maintenance import gc
+    from datamaestro.store.gc import gc
 
     definition = make_dataset("test.custom.collected", text_url, lambda text: Tokenize("tokens.txt", text, lower=False))
     dm_context.pipeline().run(dm_context.request_of(definition))
@@ -100,7 +100,7 @@ def test_collected_transient_input_is_not_fetched_again(dm_context, text_url, ht
     result = dm_context.pipeline().run(dm_context.request_of(definition))
     assert result.produced == [] and http_server.count("text.txt") == 1
     # were the derived output lost too, the transient input would be fetched again first
-    from datamaestro.store.objects import remove_tree
+    from datamaestro.store.layout import remove_tree
 
     remove_tree(dm_context.store.path_of(result.outputs["tokens.txt"].digest))
     assert dm_context.pipeline().run(dm_context.request_of(definition)).produced == ["text.txt", "tokens.txt"]

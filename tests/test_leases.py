@@ -18,8 +18,8 @@ import pytest
 
 from datamaestro.store import Store
 from datamaestro.store.leases import acquire, lease_folder, live_leases
-from datamaestro.store.maintenance import gc
-from datamaestro.store.objects import HOST
+from datamaestro.store.gc import gc
+from datamaestro.store.layout import HOST
 from support.seaweedfs import Machine, can_make_machines
 
 HOLD = """

@@ -176,7 +176,7 @@ def test_two_projects_with_different_pins_on_one_store(served, tmp_path):
 def test_one_thread_takes_objects_from_store_folders_on_a_local_disk(tmp_path, monkeypatch):
     from datamaestro.lock import sync as lock_sync
     from datamaestro.remotes import HttpPeer, PathPeer
-    from datamaestro.store.objects import on_local_disk
+    from datamaestro.store.layout import on_local_disk
 
     folder = PathPeer(tmp_path / "peer")
     web = HttpPeer("http://127.0.0.1:1/", lambda: None)

@@ -228,7 +228,7 @@ def test_the_files_of_a_dataset_are_downloaded_at_once(mnist_server, tmp_path):
 def test_a_mirror_left_out_is_advised_by_what_it_answered_another_download():
     # files downloaded at once: the first to meet the dead mirror marks its host down, the
     # others leave it out; the advice must not depend on which file's error is shown
-    from datamaestro.fetch import UNREACHABLE_HINT, _failure, _mirror_advice
+    from datamaestro.fetch.failures import UNREACHABLE_HINT, _failure, _mirror_advice
 
     reason = "left out: nonexistent.invalid failed for another download of this session (the host name nonexistent.invalid does not resolve)"
     left_out = _failure("http://nonexistent.invalid/mnist/x.gz", reason, UNREACHABLE_HINT)

@@ -195,7 +195,7 @@ def test_server_error_then_success(tmp_path, http_server):
 
 def test_gc_between_check_and_publish_is_repaired(tmp_path, http_server, monkeypatch):
     from datamaestro.store import maintenance
-    from datamaestro.store.objects import remove_tree
+    from datamaestro.store.layout import remove_tree
 
     (http_server.root / "data.bin").write_bytes(PAYLOAD)
     definition = single_file_dataset(http_server.url("data.bin"))

@@ -16,7 +16,8 @@ from blake3 import blake3
 import datamaestro
 from datamaestro.errors import LockTimeoutError, StoreError
 from datamaestro.store import ActionRecord, Output, Store, current_view, manifest_digest, point_readable_path, recipe_key
-from datamaestro.store.objects import OBJECT_MODE, reap_tmp
+from datamaestro.store.objects import OBJECT_MODE
+from datamaestro.store.tmpsweep import reap_tmp
 
 REPO_ROOT = Path(datamaestro.__file__).resolve().parents[1]
 
@@ -267,7 +268,8 @@ def test_reap_tmp_waits_a_day_for_another_host(store):
 
 
 def test_reap_tmp_with_a_dotted_host_name(store, monkeypatch):
-    monkeypatch.setattr("datamaestro.store.objects.HOST", "node1.example.org")
+    monkeypatch.setattr("datamaestro.store.layout.HOST", "node1.example.org")  # names the tmp entry
+    monkeypatch.setattr("datamaestro.store.tmpsweep.HOST", "node1.example.org")  # reaps it
     entry = store.tmp_path(".part")
     entry.write_bytes(b"x")
     dead = entry.with_name(entry.name.replace(f".{os.getpid()}.", ".999999999."))

@@ -12,8 +12,9 @@ import pytest
 
 from datamaestro.api import prepare_dataset
 from datamaestro.store import Kind, Output, Store
-from datamaestro.store.maintenance import gc, verify
-from datamaestro.store.objects import read_stamp, stamp_matches, stamp_text
+from datamaestro.store.gc import gc
+from datamaestro.store.stamps import read_stamp, stamp_matches, stamp_text
+from datamaestro.store.verify import verify
 
 from support.users import read_only_wrapper
 from support.lockproject import dm, lock_project, make_project, readable_files, served  # noqa: F401

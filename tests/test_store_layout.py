@@ -16,10 +16,12 @@ import datamaestro.store.actions as actions_module
 from blake3 import blake3
 
 import datamaestro
-import datamaestro.store as store_module
+import datamaestro.store.versioning as versioning_module
 from datamaestro.errors import StoreError
 from datamaestro.store import LAYOUT_PARTS, MIGRATIONS, Store, create_store, format_layout
-from datamaestro.store.maintenance import init_store, store_info, verify
+from datamaestro.store.info import store_info
+from datamaestro.store.init import init_store
+from datamaestro.store.verify import verify
 from support.users import read_only_wrapper
 
 REPO_ROOT = Path(datamaestro.__file__).resolve().parents[1]
@@ -43,7 +45,7 @@ RACER = r"""
 import errno, json, os, sys, time
 from pathlib import Path
 from datamaestro.store import Store
-from datamaestro.store.maintenance import init_store
+from datamaestro.store.init import init_store
 
 mode, group, rounds = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 if mode == "nolink":  # a file system without hard links
@@ -212,7 +214,7 @@ def test_a_creator_that_loses_the_race_reads_the_winners_version(tmp_path, monke
 def test_a_version_file_another_machine_linked_is_awaited(tmp_path, monkeypatch):
     """An NFS client may not see, for a while, the VERSION another machine just linked: wait for it."""
     root = tmp_path / "store"
-    real_read = store_module._read_version
+    real_read = versioning_module._read_version
     hidden = {"count": 0}
 
     def read_version(path):
@@ -221,7 +223,7 @@ def test_a_version_file_another_machine_linked_is_awaited(tmp_path, monkeypatch)
             return None
         return real_read(path)
 
-    monkeypatch.setattr(store_module, "_read_version", read_version)
+    monkeypatch.setattr(versioning_module, "_read_version", read_version)
     store = Store(root)
     assert hidden["count"] == 4
     assert store.layout_versions == LAYOUT_PARTS
@@ -443,12 +445,12 @@ def test_a_failed_migration_step_leaves_the_old_version_and_runs_again(tmp_path,
 
 def test_every_part_version_has_its_migration(monkeypatch):
     """A part whose version is raised without a step from the previous version is a bug found at import."""
-    store_module._check_migrations()
+    versioning_module._check_migrations()
     for part, current in LAYOUT_PARTS.items():
         assert all((part, version) in MIGRATIONS for version in range(1, current))
     monkeypatch.setitem(LAYOUT_PARTS, "views", 2)
     with pytest.raises(RuntimeError, match="no migration of the store's views from version 1"):
-        store_module._check_migrations()
+        versioning_module._check_migrations()
 
 
 # -- refused layouts

@@ -18,8 +18,12 @@ from blake3 import blake3
 import datamaestro
 from datamaestro.errors import LockTimeoutError, StoreError
 from datamaestro.store import ActionRecord, Output, Store, point_readable_path, recipe_key
-from datamaestro.store.maintenance import disk_usage, gc, init_store, store_info, verify
-from datamaestro.store.objects import HOST
+from datamaestro.store.du import disk_usage
+from datamaestro.store.gc import gc
+from datamaestro.store.info import store_info
+from datamaestro.store.init import init_store
+from datamaestro.store.layout import HOST
+from datamaestro.store.verify import verify
 
 REPO_ROOT = Path(datamaestro.__file__).resolve().parents[1]
 

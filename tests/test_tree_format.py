@@ -167,7 +167,7 @@ def test_a_store_with_format1_trees_is_migrated_keeping_every_digest(tmp_path):
 
 def test_a_release_that_reads_format1_only_refuses_the_migrated_store(tmp_path):
     """The version is what keeps an earlier release from taking format-2 documents for corrupt objects."""
-    from datamaestro.store import parse_layout
+    from datamaestro.store.versioning import parse_layout
 
     root = tmp_path / "store"
     previous_layout_store(root, {"a": b"a\n"})

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from ..errors import ArchiveError, DefinitionError
 from ..store import Output
 from ..store.expansion import ExpansionBudget
-from ..store.objects import disk_error, remove_tree
+from ..store.layout import disk_error, remove_tree
 from ..store.treewriter import MAX_ENTRIES, TreeRefusal, TreeWriter, resolve_link, split_tree_path
 from ..resource import FolderResource
 from .single import _checkers, downloaded_file, expansion_budget

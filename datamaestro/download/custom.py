@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..errors import DefinitionError
 from ..store import Output
-from ..store.objects import remove_tree
+from ..store.layout import remove_tree
 from ..resource import Resource
 from ..store.actions import Kind
 

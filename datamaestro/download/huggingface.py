@@ -315,7 +315,7 @@ class HFSnapshotDownloader(FolderResource):
 
     def produce(self, job: "Job") -> Output:
         """Fetches the files into the store's tmp folder, then stores them as a tree (an empty one when a local copy serves)."""
-        from ..store.objects import remove_tree
+        from ..store.layout import remove_tree
 
         work = job.tmp_path(".hf")
         work.mkdir()
@@ -350,7 +350,7 @@ class HFSnapshotDownloader(FolderResource):
             raise DownloadError(f"{self.repo_id}: {type(exc).__name__}: {exc}", hint="check the repository name and your Hub token (HF_TOKEN)") from exc
         cache = folder / ".cache"
         if cache.is_dir():
-            from ..store.objects import remove_tree
+            from ..store.layout import remove_tree
 
             remove_tree(cache)
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from ..errors import DefinitionError
 from ..store import Output
-from ..store.objects import remove_tree
+from ..store.layout import remove_tree
 from ..resource import FolderResource
 from .single import FileSink, TransformingSink, _checkers, _transforms
 from ..store.actions import Kind

@@ -109,9 +109,13 @@ def downloaded_file(job: "Job", url: str, checkers: Sequence = ()):
         with downloaded_file(job, self.url, self.checkers) as (path, result):
             ...  # read path; result is the FetchResult (source digest, size, url)
     """
-    path = job.tmp_path(".download")
+    from ..store.layout import create_new, creating_in_tmp
+
+    with creating_in_tmp():
+        path = job.tmp_path(".download")
+        fp = create_new(path)
     try:
-        with path.open("wb") as fp:
+        with fp:
             result = job.download(url, FileSink(fp), checkers=checkers)
         yield path, result
     finally:

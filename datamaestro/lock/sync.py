@@ -38,7 +38,7 @@ from .project import lock_file
 from .fingerprint import DAMAGED_LOCK_HINT, entry_problem
 from .resolve import check_project, damaged_entries, lock_project
 from ..store.actions import Kind
-from ..store.objects import on_local_disk
+from ..store.layout import on_local_disk
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -113,7 +113,7 @@ def _verify_present(store, entries: list[LockedDataset], jobs: int | None, repor
     A damaged object is quarantined (as ``store verify`` does), hence taken
     again from a peer or its source by the rest of the sync.
     """
-    from ..store.maintenance import verify
+    from ..store.verify import verify
 
     digests = []
     for entry in entries:

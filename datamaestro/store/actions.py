@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import StoreError, UntrustedInputError
 from .digests import canonical_json, digest_bytes, is_digest
-from .objects import Layout, create_new, disk_error, read_only_store_error
+from .layout import Layout, create_new, disk_error, read_only_store_error
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Iterable
 from ..errors import IntegrityError, StoreError, UntrustedInputError
 from .actions import Kind, Output
 from .digests import CHUNK_SIZE, digest_bytes, format_digest, hasher, hex_of, is_digest
-from .objects import READ_NOFOLLOW, Layout, record_stamp, remove_tree, stamp_matches, write_new
+from .layout import READ_NOFOLLOW, Layout, remove_tree, write_new
+from .stamps import record_stamp, stamp_matches
 
 if TYPE_CHECKING:
     from . import Store

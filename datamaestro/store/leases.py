@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import LockTimeoutError, StoreError
-from .objects import CREATE_NEW, HOST, SHARED_LEASE_DIR_MODE, Layout, _pid_alive, disk_error, read_regular, remove_tree
+from .layout import CREATE_NEW, HOST, SHARED_LEASE_DIR_MODE, Layout, _pid_alive, disk_error, read_regular, remove_tree
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from ..errors import LockTimeoutError
 from . import leases
 from .integrity import owner_name
-from .objects import HOST, Layout, disk_error, read_regular, write_aside
+from .layout import HOST, Layout, disk_error, read_regular, write_aside
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .digests import canonical_json, digest_bytes, format_digest, hex_of
-from .objects import HOST, Layout, disk_error, read_regular, write_new
+from .layout import HOST, Layout, disk_error, read_regular, write_new
 
 ROOT_KINDS = ("data", "lock")
 

@@ -9,7 +9,13 @@ tests), a pause costs one dictionary lookup. The points:
 - ``download-thread-started``: a pipeline has started one of the threads
   that download a dataset's files at once, and is about to start the next;
 - ``gc-sweep``: ``store gc`` has marked what the roots reach and is about to
-  delete the rest.
+  delete the rest;
+- ``tmp-create``: a thread has the name of a new object's file in the
+  store's ``tmp/`` (its process was not stopping) and is about to create it;
+- ``tmp-created``: that thread has created it (a thread that stays here
+  while its process exits on a signal leaves its file to the sweeps);
+- ``tmp-swept``: a process stopping on a signal has swept its ``tmp/``
+  entries for the last time and is about to exit.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import os
 import time
 
 ENV_PAUSE = "DATAMAESTRO_TEST_PAUSE"
+#: a file to which each pause appends its point's name as it begins, so that a
+#: test acts (sends a signal, say) while the code waits there
+ENV_PAUSE_LOG = "DATAMAESTRO_TEST_PAUSE_LOG"
 
 
 def _pauses() -> dict[str, float]:
@@ -37,4 +46,8 @@ def pause(point: str) -> None:
         return
     seconds = _pauses().get(point, 0.0)
     if seconds > 0:
+        log = os.environ.get(ENV_PAUSE_LOG)
+        if log:
+            with open(log, "a") as fp:
+                fp.write(point + "\n")
         time.sleep(seconds)

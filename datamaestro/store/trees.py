@@ -35,7 +35,8 @@ from typing import BinaryIO, Iterable, Iterator
 
 from ..errors import StoreError, UntrustedInputError
 from .digests import hasher, format_digest, is_digest
-from .objects import Layout, ObjectStore, disk_error, remove_tree
+from .layout import Layout, disk_error, remove_tree
+from .objects import ObjectStore
 from .treewriter import MAX_ENTRIES, TreeRefusal, TreeWriter, check_link_target, resolve_link, split_tree_path
 
 #: the format this release writes

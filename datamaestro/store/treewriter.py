@@ -27,7 +27,7 @@ import os
 from collections import OrderedDict
 from typing import Iterable, Mapping
 
-from .objects import LINK_REFUSALS
+from .layout import LINK_REFUSALS
 
 #: the longest name of one entry (bytes, as the file system's NAME_MAX)
 NAME_MAX_BYTES = 255

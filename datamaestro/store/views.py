@@ -20,7 +20,8 @@ from pathlib import Path
 from ..errors import IntegrityError, StoreError, UntrustedInputError
 from .digests import canonical_json, digest_bytes, hex_of, is_digest
 from .paths import relative_path_problem
-from .objects import Layout, ObjectStore, disk_error, remove_tree
+from .layout import Layout, disk_error, remove_tree
+from .objects import ObjectStore
 from .trees import TreeStore
 from .actions import Kind
 

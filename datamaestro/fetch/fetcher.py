@@ -1,71 +1,34 @@
-"""The transport: HTTP(S) and ``file://`` downloads into a sink, in one pass.
-
-:class:`Fetcher` streams a URL into a :class:`Sink` in 1 MiB chunks. Every
-raw chunk is hashed (blake3, the *source digest*), given to the checkers and
-written to the sink: constant memory, whatever the size. On the way it
-retries (5xx, 429, connection errors, timeouts, truncated bodies) with
-exponential backoff, resumes a broken body with a ``Range`` request, tries
-the mirrors of the settings before the original URL and shows a progress
-bar on a terminal. What cannot pass on a retry is not retried: a host name
-that does not resolve, a refused connection, a 4xx; a host found down is
-left out for the rest of the session (:class:`HostHealth`), and a source
-that sends nothing for ``timeout`` seconds, retries included, is given up. Every failure is a :class:`~datamaestro.errors.DownloadError`
-(or :class:`~datamaestro.errors.IntegrityError` from a checker) that names
-the URL and says what to do::
-
-    fetcher = Fetcher(mirrors={"https://example.org/": ["https://mirror.example.net/"]})
-    sink = BytesSink()
-    result = fetcher.fetch("https://example.org/train.csv.gz", sink)
-    print(result.size, result.source_digest, len(sink.getvalue()))
-
-``requests`` and ``rich`` are imported on first use, so that importing this
-module (the CLI's ``--help``) costs nothing.
-"""
+"""The fetcher: :class:`Fetcher` streams a URL into a sink, with retries, resume, parallel parts, mirrors and a progress bar."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import json
 import logging
-import os
 import re
 import socket
-import stat
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Sequence
 from urllib.parse import unquote, urlsplit
 
-from .errors import DatamaestroError, DownloadError, IntegrityError, OfflineError
+from ..errors import DatamaestroError, DownloadError, IntegrityError, OfflineError
+from .failures import DEAD_HINT, DENIED_HINT, TIMEOUT_HINT, TRUNCATED_HINT, UNREACHABLE_ERRNOS, UNREACHABLE_HINT, _answer, _cause, _describe, _failure, _host, _mirror_advice, _reason
+from .health import HostHealth, host_of
+from .partial import PART_CHECKPOINT, PART_MIN, PartialDownload
+from .progress import ProgressBar
+from .retry import MAX_DELAY, PACE_BYTES, RETRY_STATUSES, _NoRanges, _Pace, _Retry, _SlowHead, _get_within
+from .sinks import CHUNK_SIZE, FetchResult, Sink
 
 if TYPE_CHECKING:
-    from .download.checks import Checker
+    from ..download.checks import Checker
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 1 << 20
-#: longest wait between two attempts, in seconds
-MAX_DELAY = 30.0
 MAX_REDIRECTS = 20
-#: the smallest part of a parallel download (bytes)
-PART_MIN = 1 << 20
-#: a part records how far it got every this many bytes (a kill -9 loses at most this much per connection)
-PART_CHECKPOINT = 8 << 20
-RETRY_STATUSES = {408, 425, 429}
-
-DEAD_HINT = "the URL is dead: check it or set a mirror in settings ([mirrors])"
-DENIED_HINT = "the server refuses access: the data may need a login or a manual download; check the URL or set a mirror in settings ([mirrors])"
-NETWORK_HINT = "check the network connection and the URL, try again later, or set a mirror in settings ([mirrors])"
-TRUNCATED_HINT = "the connection keeps breaking: try again later, or set a mirror in settings ([mirrors])"
-UNREACHABLE_HINT = "check the network connection and the URL's host, or set a mirror in settings ([mirrors])"
-TIMEOUT_HINT = "the server does not answer in time: try again later, raise the timeouts (--timeout; settings timeout, read_timeout), or set a mirror in settings ([mirrors])"
-#: errors of connect() that another try a moment later will meet again
-UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL}
 
 
 def _version() -> str:
@@ -78,287 +41,11 @@ def _version() -> str:
 
 
 @dataclass
-class FetchResult:
-    """What a download gave.
-
-    :param url: the URL after redirects when the original URL served the
-        bytes; the original URL when a mirror served them (mirrors are a
-        local setting and are never recorded)
-    :param size: raw bytes received (as downloaded, before transforms)
-    :param source_digest: ``blake3:<hex>`` of the raw bytes
-    :param served_by: the URL that actually served the bytes (a mirror or
-        the original, after redirects)
-    """
-
-    url: str
-    size: int
-    source_digest: str
-    served_by: str
-
-
-class Sink(Protocol):
-    """Where downloaded bytes go (a file, an object writer, transforms...)."""
-
-    def write(self, data: bytes) -> None:
-        """Appends raw bytes."""
-
-    def reset(self) -> None:
-        """Starts over from byte 0, dropping everything written so far."""
-
-
-class BytesSink:
-    """A sink that keeps the bytes in memory (small files, tests).
-
-    Example::
-
-        sink = BytesSink()
-        Fetcher().fetch("https://example.org/README", sink)
-        print(sink.getvalue().decode())
-    """
-
-    def __init__(self):
-        self.buffer = bytearray()
-
-    def write(self, data: bytes) -> None:
-        """Appends bytes."""
-        self.buffer += data
-
-    def reset(self) -> None:
-        """Drops every byte."""
-        self.buffer.clear()
-
-    def getvalue(self) -> bytes:
-        """The bytes received."""
-        return bytes(self.buffer)
-
-
-#: a body must bring this many bytes (or end) every ``timeout`` seconds: a deadline a dripping body cannot dodge
-PACE_BYTES = 64 << 10
-
-
-class _Pace:
-    """The progress a body makes: at least :data:`PACE_BYTES` (or its end) every ``timeout`` seconds.
-
-    The read timeout bounds each read only; a server that sends a byte
-    before each read times out would hold a download for ever. With this,
-    a body of n bytes takes at most about ``timeout × (1 + n / PACE_BYTES)``
-    seconds (at the default 60 s, a source slower than 1 KiB/s is given up).
-    """
-
-    def __init__(self, timeout: float):
-        self.timeout = timeout
-        self.since = time.monotonic()
-        self.count = 0
-
-    def advance(self, received: int) -> bool:
-        """Counts bytes received; False when the window ran out before enough came."""
-        self.count += received
-        now = time.monotonic()
-        if self.count >= PACE_BYTES:
-            self.since, self.count = now, 0
-            return True
-        return now - self.since <= self.timeout
-
-
-class _SlowHead(Exception):
-    """A server sent its status line and headers drop by drop, past the deadline; never leaves this module."""
-
-
-def _get_within(session, url: str, deadline: float, **kwargs):
-    """``session.get(url, **kwargs)``, given up when the answer's head (status line, headers) takes more than ``deadline`` seconds.
-
-    The read timeout bounds each read only: a server sending a byte of its
-    headers before each read times out would hold the request for ever
-    (http.client reads a header line of up to 64 KiB, and 100 of them). The
-    request runs on a daemon thread; once given up, its answer is closed
-    when it comes (its connection is never reused).
-
-    :raises _SlowHead: no complete head within ``deadline``
-    """
-    outcome: dict = {}
-    done = threading.Event()
-    abandoned = threading.Event()
-
-    def request() -> None:
-        try:
-            outcome["response"] = session.get(url, **kwargs)
-        except BaseException as exc:  # handed to the caller's thread
-            outcome["error"] = exc
-        finally:
-            done.set()
-            if abandoned.is_set() and "response" in outcome:
-                outcome["response"].close()
-
-    threading.Thread(target=request, name="datamaestro-head", daemon=True).start()
-    if not done.wait(min(deadline, threading.TIMEOUT_MAX)):
-        abandoned.set()
-        if done.is_set() and "response" in outcome:  # came just now
-            outcome["response"].close()
-        raise _SlowHead()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["response"]
-
-
-class _Retry(Exception):
-    """A transient failure of one attempt; never leaves this module."""
-
-    def __init__(self, reason: str, hint: str = NETWORK_HINT, retry_after: float | None = None, *, timeout: bool = False):
-        super().__init__(reason)
-        self.reason = reason
-        self.hint = hint
-        self.retry_after = retry_after
-        #: the server did not answer in time (the host is taken as down when this is the last word)
-        self.timeout = timeout
-
-
-class _NoRanges(Exception):
-    """The server does not serve the ranges of a parallel download (or its file changed); never leaves this module."""
-
-
-@dataclass
 class _Position:
     """Where a part stands, for the messages of a broken transfer."""
 
     received: int
     total: int | None
-
-
-def host_of(url: str) -> str:
-    """``scheme://host:port`` of a URL: what :class:`HostHealth` remembers."""
-    parts = urlsplit(url)
-    return f"{parts.scheme.lower()}://{(parts.netloc.rpartition('@')[2]).lower()}"
-
-
-class HostHealth:
-    """The hosts found down during a session, so that the following files do not wait on them again.
-
-    A host is down when its name does not resolve, it refuses connections,
-    it is unreachable, or it did not answer within the timeout. Every
-    fetcher of a context shares one (the context's downloads and its web
-    peers alike); it is thread-safe.
-
-    Example::
-
-        health = HostHealth()
-        health.mark_down("http://mirror.example/a.gz", "connection refused")
-        health.down("http://mirror.example/b.gz")   # "connection refused"
-    """
-
-    def __init__(self):
-        self._down: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def down(self, url: str) -> str | None:
-        """Why the host of ``url`` was found down, or None when it was not."""
-        with self._lock:
-            return self._down.get(host_of(url))
-
-    def mark_down(self, url: str, reason: str) -> None:
-        """Remembers that the host of ``url`` is down, and why."""
-        with self._lock:
-            self._down.setdefault(host_of(url), reason)
-
-
-def _failure(url: str, reason: str, hint: str, *, missing: bool = False) -> DownloadError:
-    return DownloadError(f"cannot download {url}: {reason}", hint=hint, reason=reason, missing=missing)
-
-
-class ProgressBar:
-    """A rich progress bar on stderr, or nothing at all when disabled.
-
-    Downloads that run at once (the independent resources of a dataset)
-    share one live display, one line each: rich allows one at a time.
-    """
-
-    #: the live display shared by the bars of this process, and how many bars use it
-    _shared = None
-    _users = 0
-    _redirected: list = []
-    _lock = threading.Lock()
-
-    def __init__(self, enabled: bool, description: str):
-        self.enabled = enabled
-        self.description = description
-        self._bar = None
-        self._task = None
-
-    def __enter__(self) -> "ProgressBar":
-        if self.enabled:
-            cls = ProgressBar
-            with cls._lock:
-                if cls._shared is None:
-                    from rich.console import Console
-                    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
-                    cls._shared = Progress(
-                        TextColumn("{task.description}"),
-                        BarColumn(),
-                        DownloadColumn(),
-                        TransferSpeedColumn(),
-                        TimeRemainingColumn(),
-                        console=Console(stderr=True),
-                    )
-                    cls._shared.start()
-                    cls._redirected = _redirect_logs()
-                cls._users += 1
-                self._bar = cls._shared
-                self._task = self._bar.add_task(self.description, total=None)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self._bar is None:
-            return
-        cls = ProgressBar
-        with cls._lock:
-            cls._users -= 1
-            if cls._users:
-                # the others go on: this line stays, complete, until the display stops
-                return
-            for handler, stream in cls._redirected:
-                handler.setStream(stream)
-            cls._redirected = []
-            cls._shared.stop()
-            cls._shared = None
-
-    def note(self, text: str | None) -> None:
-        """Shows what is going on next to the label (``retrying in 4 s``); None clears it."""
-        if self._bar is not None:
-            label = f"{self.description} [{text}]" if text else self.description
-            self._bar.update(self._task, description=label)
-
-    def set_total(self, total: int | None) -> None:
-        """Sets the expected number of bytes."""
-        if self._bar is not None:
-            self._bar.update(self._task, total=total)
-
-    def advance(self, count: int) -> None:
-        """Counts received bytes."""
-        if self._bar is not None:
-            self._bar.advance(self._task, count)
-
-    def reset(self) -> None:
-        """Back to zero (another source, or a restart)."""
-        if self._bar is not None:
-            self._bar.reset(self._task, total=None)
-
-
-def _redirect_logs() -> list:
-    """Sends the log lines written to the terminal above the live bar, instead of through it.
-
-    rich replaces ``sys.stderr`` by a proxy that prints above the live
-    bar; the log handlers made before the bar still hold the real stderr,
-    and are pointed at the proxy while the bar lives. Returns (handler,
-    former stream) pairs, to restore.
-    """
-    proxy = sys.stderr
-    if proxy is sys.__stderr__:
-        return []  # rich did not redirect (not a terminal)
-    return [
-        (handler, handler.setStream(proxy))
-        for handler in logging.getLogger().handlers
-        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stderr__
-    ]
 
 
 class _Stream:
@@ -436,228 +123,6 @@ class _Stream:
         return "blake3:" + self.hasher.hexdigest()
 
 
-#: never open a file through a symbolic link (the store's tmp/ is written by every member of a group store)
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-class PartialDownload:
-    """The raw bytes of a download, kept in a folder (the store's ``tmp/partial``) so that a later run resumes it.
-
-    ``<host>.<key>.data`` holds the bytes received, in order; ``<host>.<key>.json``
-    what a resume needs to be safe: the URL, the size, and the server's
-    validators (``ETag``, ``Last-Modified``), sent back in ``If-Range`` so
-    that a file changed on the server is downloaded whole again. The data
-    file is written unbuffered, so that a kill (even ``kill -9``) keeps every
-    byte received; an ``flock`` keeps two processes of this host out of one
-    file. Files are named by host, since a lock does not cross machines.
-
-    :param folder: where partial downloads live
-    :param url: the source's URL (a mirror or the original)
-    """
-
-    def __init__(self, folder: Path, url: str):
-        from blake3 import blake3
-
-        key = blake3(url.encode()).hexdigest()[:32]
-        host = socket.gethostname()
-        self.folder = Path(folder)
-        self.url = url
-        self.data_path = self.folder / f"{host}.{key}.data"
-        self.meta_path = self.folder / f"{host}.{key}.json"
-        self.meta: dict = {}
-        self._fd: int | None = None
-        self._lock = threading.Lock()
-        #: bytes on disk of each unfinished part (from its start), as the workers write them
-        self._received: dict[int, int] = {}
-
-    @classmethod
-    def open(cls, folder: Path | None, url: str) -> "PartialDownload | None":
-        """The partial download of ``url`` in ``folder``, locked for this process; None when it cannot be used."""
-        if folder is None or urlsplit(url).scheme.lower() not in ("http", "https"):
-            return None
-        try:
-            import fcntl
-        except ImportError:
-            return None  # no flock here: no resume
-        partial = cls(folder, url)
-        fd = None
-        for _ in range(3):  # the folder may be removed by another process that found it empty
-            try:
-                partial.folder.mkdir(parents=True, exist_ok=True)
-                # never through a link: in a group store, tmp/ is a folder every member writes
-                fd = os.open(partial.data_path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
-                break
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                logger.debug("no partial download for %s: %s", url, exc)
-                try:
-                    partial.folder.rmdir()  # made just now, and empty (a full disk): leave no trace
-                except OSError:
-                    pass
-                return None
-        if fd is None:
-            return None
-        st = os.fstat(fd)
-        if st.st_uid != os.geteuid() or st.st_nlink != 1 or not stat.S_ISREG(st.st_mode):
-            # another user's file (a member of a group store could plant one to
-            # have its bytes resumed from): downloaded whole, without resume
-            logger.debug("not resuming %s from %s: not this user's own file", url, partial.data_path)
-            os.close(fd)
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return None  # another process of this host is at it
-        partial._fd = fd
-        try:
-            meta_fd = os.open(partial.meta_path, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK)
-            with open(meta_fd, "rb") as fp:
-                if os.fstat(fp.fileno()).st_uid != os.geteuid():
-                    raise ValueError("another user's record")
-                meta = json.loads(fp.read(1 << 16))
-            partial.meta = meta if isinstance(meta, dict) and meta.get("url") == url else {}
-        except (OSError, ValueError):
-            partial.meta = {}
-        return partial
-
-    def start_parts(self, size: int, part_size: int) -> None:
-        """Makes the file ``size`` bytes long (sparse) for parts written at their offsets, and records it."""
-        os.ftruncate(self._fd, 0)
-        os.ftruncate(self._fd, size)
-        self.meta["parts"] = {"size": part_size, "done": [], "kept": {}}
-        self._received = {}
-        self._save()
-
-    def write_at(self, offset: int, chunk: bytes) -> None:
-        """Writes bytes of a part at their offset (thread-safe)."""
-        view = memoryview(chunk)
-        while view:
-            written = os.pwrite(self._fd, view, offset)
-            view, offset = view[written:], offset + written
-
-    def part_done(self, index: int) -> None:
-        """Records a finished part (its bytes on disk first, so a crash never records a part it lost)."""
-        self._record_parts(done=index)
-
-    def part_kept(self, index: int, length: int) -> int:
-        """How many bytes from the start of unfinished part ``index`` an earlier run kept (0 when the record is not sound)."""
-        kept = self.meta["parts"].get("kept")
-        value = kept.get(str(index), 0) if isinstance(kept, dict) else 0
-        value = value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < length else 0
-        self._received[index] = value
-        return value
-
-    def part_received(self, index: int, received: int) -> None:
-        """Notes that the first ``received`` bytes of part ``index`` are written (recorded at the next checkpoint)."""
-        self._received[index] = received
-
-    def checkpoint(self) -> None:
-        """Records how far each unfinished part got, so that a later run resumes each at its own offset."""
-        self._record_parts()
-
-    def _record_parts(self, done: int | None = None) -> None:
-        with self._lock:
-            if self._fd is None or "parts" not in self.meta:
-                return  # closed already, or started over in one stream (a worker late to stop)
-            # counts taken before the sync: each covers bytes already written, which the sync puts on disk
-            received = dict(self._received)
-            os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
-            parts = self.meta["parts"]
-            if done is not None:
-                parts["done"].append(done)
-                self._received.pop(done, None)
-                received.pop(done, None)
-            parts["kept"] = {str(index): count for index, count in sorted(received.items()) if count > 0 and index not in parts["done"]}
-            self._save()
-
-    def resumable(self) -> int:
-        """How many kept bytes a resume can start from (0: none, or nothing to confirm them with).
-
-        The last byte is always asked again, so that the server confirms
-        the validators even when the previous run had received everything.
-        """
-        meta = self.meta
-        size = meta.get("size")
-        if not isinstance(size, int) or size <= 0 or not (meta.get("etag") or meta.get("last_modified")) or meta.get("parts"):
-            return 0
-        return max(0, min(os.fstat(self._fd).st_size, size - 1))
-
-    def validator(self) -> str | None:
-        """What ``If-Range`` sends: a strong ETag, else the Last-Modified date."""
-        etag = self.meta.get("etag")
-        if etag and not etag.startswith("W/"):
-            return etag
-        return self.meta.get("last_modified")
-
-    def read(self, length: int):
-        """Yields the first ``length`` kept bytes, in chunks."""
-        offset = 0
-        while offset < length:
-            chunk = os.pread(self._fd, min(CHUNK_SIZE, length - offset), offset)
-            if not chunk:
-                return
-            offset += len(chunk)
-            yield chunk
-
-    def seek(self, length: int) -> None:
-        """Keeps the first ``length`` bytes; the next ones are appended after them."""
-        os.ftruncate(self._fd, length)
-        os.lseek(self._fd, length, os.SEEK_SET)
-
-    def start(self, size: int | None, etag: str | None, last_modified: str | None) -> None:
-        """Records what the server said of a download started from byte 0."""
-        self.meta = {"url": self.url, "size": size, "etag": etag, "last_modified": last_modified}
-        self._save()
-
-    def _save(self) -> None:
-        """Writes the record aside, then renames it over the old one."""
-        tmp = self.meta_path.with_name(self.meta_path.name + ".new")
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)  # a leftover of a kill (or an entry another member put there: then this fails)
-            # a new file, never through a link, then renamed over the record
-            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644), "w") as fp:
-                fp.write(json.dumps(self.meta))
-            os.replace(tmp, self.meta_path)
-        except OSError as exc:
-            logger.debug("cannot record the partial download of %s: %s", self.url, exc)
-            try:
-                tmp.unlink(missing_ok=True)  # a full disk leaves a half-written record: no trace of it
-            except OSError:
-                pass
-
-    def append(self, chunk: bytes) -> None:
-        """Keeps received bytes (straight to the file: a kill keeps them)."""
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(self._fd, view) :]
-
-    def truncate(self) -> None:
-        """Drops every kept byte (the download starts over)."""
-        self.seek(0)
-        self.meta = {}
-        self._received = {}
-
-    def close(self, *, keep: bool) -> None:
-        """Releases the file; ``keep=False`` removes it (done, or not worth resuming)."""
-        if self._fd is None:
-            return
-        if not keep or not self.meta or os.fstat(self._fd).st_size == 0:
-            for path in (self.data_path, self.meta_path, self.meta_path.with_name(self.meta_path.name + ".new")):
-                try:
-                    path.unlink(missing_ok=True)
-                except OSError:
-                    pass
-        os.close(self._fd)  # releases the flock
-        self._fd = None
-        try:
-            self.folder.rmdir()  # only when empty: no trace of downloads that are done
-        except OSError:
-            pass
-
-
 def _content_range(header: str | None) -> tuple[int | None, int | None]:
     """``bytes 100-199/1000`` -> (100, 1000); unknown parts are None."""
     match = re.match(r"^\s*bytes\s+(\d+)-\d+/(\d+|\*)\s*$", header or "")
@@ -678,81 +143,10 @@ def _file_name(url: str) -> str:
     return PurePosixPath(unquote(urlsplit(url).path)).name or url
 
 
-def _cause(exc: BaseException) -> BaseException:
-    """The innermost exception that requests and urllib3 wrap around the real one."""
-    seen = set()
-    while id(exc) not in seen:
-        seen.add(id(exc))
-        inner = getattr(exc, "reason", None)
-        if not isinstance(inner, BaseException):
-            inner = next((arg for arg in reversed(exc.args) if isinstance(arg, BaseException)), None)
-        if inner is None:
-            break
-        exc = inner
-    return exc
-
-
 def _is_local(url: str) -> bool:
     """A ``file://`` URL of this machine (no network involved)."""
     parts = urlsplit(url)
     return parts.scheme.lower() == "file" and parts.netloc in ("", "localhost")
-
-
-def _host(url: str) -> str:
-    """Where a URL points, for a hint: its host, or its folder for a ``file://`` URL."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() == "file":
-        return str(PurePosixPath(unquote(parts.path)).parent)
-    return parts.netloc or url
-
-
-def _reason(exc: Exception) -> str:
-    """What one source answered, without its URL."""
-    return exc.reason if isinstance(exc, DownloadError) else getattr(exc, "message", str(exc))
-
-
-def _answer(exc: Exception) -> str:
-    """What a source answered, in a few words (``HTTP 404 Not Found``, ``refused the connection``...)."""
-    if isinstance(exc, IntegrityError):
-        return "served other bytes"
-    reason = _reason(exc)
-    lowered = reason.lower()
-    if lowered.startswith("http "):
-        return "answered " + reason.split(" (")[0]
-    if "refused" in lowered:
-        return "refused the connection"
-    if "left out:" in lowered:
-        return "was left out (down for another download)"
-    if any(word in lowered for word in ("does not resolve", "name or service not known", "name resolution", "nodename nor servname", "getaddrinfo", "no such host")):
-        return "has an unknown host name"
-    if "timeout" in lowered or "timed out" in lowered:
-        return "timed out"
-    if lowered.startswith("no such file"):
-        return "has no such file"
-    return "failed (" + reason.split(": ")[0] + ")"
-
-
-def _mirror_advice(mirror_failures: list[Exception]) -> str:
-    """What to do when the mirrors were tried and failed, by what the first mirror answered."""
-    first = mirror_failures[0] if mirror_failures else None
-    if first is not None and _answer(first).startswith("was left out"):
-        # left out for what it answered another download of this session (which of the
-        # downloads running at once met it first is a matter of timing): advise by that answer
-        cause = _reason(first).partition("(")[2].rstrip(")")
-        first = DownloadError(cause, reason=cause)
-    if isinstance(first, IntegrityError):
-        return "the mirror's copy differs from the original: replace it, or fix the [mirrors] setting"
-    if isinstance(first, DownloadError) and (first.missing or _reason(first).startswith("no such file")):
-        return "copy the file to the mirror, or fix its path in the [mirrors] setting"
-    if first is not None and _answer(first) == "has an unknown host name":
-        return "check the network connection and the mirror's host name, or fix the [mirrors] setting"
-    return "check that the mirror is up and reachable from here, or fix the [mirrors] setting"
-
-
-def _describe(exc: BaseException) -> str:
-    """A short text for a network exception, without urllib3's object reprs."""
-    cause = _cause(exc)
-    return re.sub(r"(?:<[^<>]*>|\w+\(host=[^()]*\)):\s*", "", str(cause)) or type(cause).__name__
 
 
 class Fetcher:
@@ -802,7 +196,7 @@ class Fetcher:
         connections: int = 8,
         parallel_min_size: int = 64 << 20,
     ):
-        from .settings import normalise_mirrors
+        from ..settings import normalise_mirrors
 
         self.mirrors = normalise_mirrors({prefix: [targets] if isinstance(targets, str) else list(targets) for prefix, targets in (mirrors or {}).items()})
         self.connect_timeout = connect_timeout
@@ -847,19 +241,24 @@ class Fetcher:
         self.close()
 
     @contextmanager
-    def cancellable(self, event: threading.Event):
+    def cancellable(self, event: threading.Event, creation_lock=None):
         """Within the block, downloads of this thread stop at the next chunk once ``event`` is set.
 
         They stop as a Ctrl-C would (``KeyboardInterrupt``): what was
         received is kept for a later run. The pipeline uses it for the
         downloads it runs in threads, which signals do not reach.
+
+        :param creation_lock: held from the check of ``event`` to the
+            creation of a partial download's files, and by whoever sweeps
+            them when the process stops (the store's ``TMP_CREATION``), so
+            that no file is created after that sweep
         """
-        former = getattr(self._local, "cancel", None)
-        self._local.cancel = event
+        former = getattr(self._local, "cancel", None), getattr(self._local, "creation_lock", None)
+        self._local.cancel, self._local.creation_lock = event, creation_lock
         try:
             yield
         finally:
-            self._local.cancel = former
+            self._local.cancel, self._local.creation_lock = former
 
     def _check_cancel(self) -> None:
         event = getattr(self._local, "cancel", None)
@@ -926,8 +325,10 @@ class Fetcher:
                     failures.append((candidate, _failure(candidate, reason, UNREACHABLE_HINT)))
                     continue
                 # a cancelled thread creates no partial file (the process cleaning up would miss it)
-                self._check_cancel()
-                stream.partial = PartialDownload.open(partial_dir, candidate)
+                creation_lock = getattr(self._local, "creation_lock", None)
+                with creation_lock or nullcontext():
+                    self._check_cancel()
+                    stream.partial = PartialDownload.open(partial_dir, candidate, creation_lock)
                 # kept for a later run when the network failed or the user stopped us; bytes
                 # that fail a check, a source that has no such file, a full disk: not worth it
                 keep = False

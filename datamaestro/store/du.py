@@ -1,0 +1,104 @@
+"""``datamaestro store du``: the disk each dataset's data takes, shared and its own (:func:`disk_usage`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from . import Store
+from .views import VIEW_LINK
+from .walk import _Reach, _Resolver
+
+
+def _data_dirs(store: Store, given: Iterable[Path] | None) -> list[Path]:
+    """The data dirs to scan: the given ones, else the existing registered data roots."""
+    if given is not None:
+        candidates = [Path(d) for d in given]
+    else:
+        candidates = [root.path for root in store.roots() if root.kind == "data" and root.path.is_dir()]
+    unique = {}
+    for folder in candidates:
+        unique.setdefault(os.path.realpath(folder), folder)
+    return list(unique.values())
+
+
+@dataclass
+class DatasetUsage:
+    """The disk usage of one dataset folder (a readable path).
+
+    :param data_dir: the data dir holding the dataset folder
+    :param path: the dataset folder, relative to ``<data dir>/data``
+    :param manifest: the manifest digest of the view it shows
+    :param objects: number of distinct objects it uses (manifest and tree objects included)
+    :param bytes: their total size
+    :param unique_bytes: the part of ``bytes`` no other listed path uses
+    """
+
+    data_dir: Path
+    path: Path
+    manifest: str
+    objects: int
+    bytes: int
+    unique_bytes: int
+
+
+@dataclass
+class DiskUsage:
+    """The result of :func:`disk_usage`.
+
+    :param datasets: one entry per readable path, sorted by data dir and path
+    :param total_bytes: bytes used by all of them, shared objects counted once
+    :param objects: distinct objects used by all of them
+    """
+
+    datasets: list[DatasetUsage]
+    total_bytes: int
+    objects: int
+
+
+def disk_usage(store: Store, data_dirs: list[Path] | None = None) -> DiskUsage:
+    """How much of the store each readable path uses.
+
+    :param data_dirs: data dirs to scan (default: the registered data roots
+        that still exist); every folder below ``<data dir>/data`` whose
+        ``.view`` link leads into this store's views is a dataset
+    """
+    resolver = _Resolver(store)
+    found = []
+    for data_dir in _data_dirs(store, data_dirs):
+        data = Path(data_dir) / "data"
+        for link, kind, manifest in resolver.links(data):
+            # a dataset folder shows its view through a `.view` link; resource
+            # entries and in-flight `.view.<random>` links are not datasets
+            if kind != "view" or link.name != VIEW_LINK:
+                continue
+            reach = _Reach()
+            resolver.mark(kind, manifest, reach)
+            found.append((Path(data_dir), link.parent.relative_to(data), manifest, reach.objects))
+
+    users: dict[str, int] = {}
+    for *_, objects in found:
+        for digest in objects:
+            users[digest] = users.get(digest, 0) + 1
+    sizes = {digest: _size(store, digest) for digest in users}
+    datasets = [
+        DatasetUsage(
+            data_dir=data_dir,
+            path=path,
+            manifest=manifest,
+            objects=len(objects),
+            bytes=sum(sizes[d] for d in objects),
+            unique_bytes=sum(sizes[d] for d in objects if users[d] == 1),
+        )
+        for data_dir, path, manifest, objects in found
+    ]
+    return DiskUsage(datasets=datasets, total_bytes=sum(sizes.values()), objects=len(sizes))
+
+
+def _size(store: Store, digest: str) -> int:
+    try:
+        return os.lstat(store.objects.path_of(digest)).st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,79 @@
+"""The peer linker: small objects of a peer store hard-linked into ``objects/`` by their open descriptor, so that the inode hashed is the inode linked."""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import TYPE_CHECKING
+
+from .digests import format_digest, hex_of, read_small_fd
+from .layout import LINK_REFUSALS, sync_filesystem
+from .writer import SMALL_FILE, Staged, blake3_of, mismatch, not_a_file
+
+if TYPE_CHECKING:
+    from ..errors import IntegrityError
+    from .objects import ObjectStore
+
+#: :meth:`_PeerLinker.take` may not link this peer's objects: copy them
+LINK_REFUSED = object()
+#: :meth:`_PeerLinker.take` leaves a large object to be linked through ``tmp/`` and hashed by threads
+LINK_LARGE = object()
+
+
+class _PeerLinker:
+    """Links small objects of a peer store into ``objects/`` by their open descriptor (see :meth:`ObjectStore.stage_files`).
+
+    Entered once per batch: the file system is flushed (the peer's bytes
+    reach the disk before they become objects of this store) and
+    ``/proc/self/fd`` opened (per batch, not per process: a forked child
+    must name its own descriptors).
+    """
+
+    def __init__(self, objects: "ObjectStore"):
+        self.objects = objects
+        self.euid = os.geteuid()
+
+    def __enter__(self) -> "_PeerLinker":
+        sync_filesystem(self.objects.layout.tmp)
+        self.device = os.stat(self.objects.layout.tmp).st_dev
+        self.open_files = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        os.close(self.open_files)
+
+    def take(self, digest: str, source: str, buffer: bytearray, view: memoryview) -> "Staged | IntegrityError | None | object":
+        """Hashes a small peer object from an open file and links that inode as the object, or says why not (:data:`LINK_REFUSED`, :data:`LINK_LARGE`).
+
+        None: another writer stored the object first (its stamp is its own).
+        """
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # a fifo planted in a peer folder must not block
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return not_a_file(source)
+            # another user's file (they could change it), another file system, a writable file (not an object)
+            if st.st_uid != self.euid or st.st_dev != self.device or st.st_mode & 0o222:
+                return LINK_REFUSED
+            if st.st_size > SMALL_FILE:
+                return LINK_LARGE
+            size = read_small_fd(fd, buffer, st.st_size)
+            if size != st.st_size:  # changing under our eyes: not an object
+                return LINK_REFUSED
+            actual = format_digest(blake3_of(view[:size]))
+            if actual != digest:
+                return mismatch(source, actual, digest)
+            hexdigest = hex_of(digest)
+            fan = self.objects.fan(hexdigest[:2])
+            try:
+                # linkat(AT_SYMLINK_FOLLOW) of the descriptor's entry: the inode itself (plain link() would link the magic link)
+                os.link(str(fd), f"{fan}{os.sep}{hexdigest[2:]}", src_dir_fd=self.open_files, follow_symlinks=True)
+            except FileExistsError:
+                return None
+            except OSError as exc:
+                if exc.errno in LINK_REFUSALS:
+                    return LINK_REFUSED
+                raise
+            return Staged(None, digest, size, read_only=True, in_place=st)
+        finally:
+            os.close(fd)
