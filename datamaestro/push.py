@@ -20,7 +20,8 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from array import array
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -181,7 +182,13 @@ def _objects_of(store, outputs) -> list[str]:
                 digests.extend(store.trees.iter_object_digests(output.digest))
         elif store.objects.has(output.digest):
             digests.append(output.digest)
-    return [digest for digest in dict.fromkeys(digests) if store.objects.has(digest)]
+    # unique by sorting in place: a tree of a million files holds no second table of its digests
+    digests.sort()
+    return [digest for index, digest in enumerate(digests) if (index == 0 or digest != digests[index - 1]) and store.objects.has(digest)]
+
+
+#: objects of at least this size are uploaded first, largest first (the small ones fill in beside them)
+_LARGE = 1 << 20
 
 
 def _upload(context: "Context", remote, digests: list[str], report: PushReport, jobs: int) -> None:
@@ -189,22 +196,38 @@ def _upload(context: "Context", remote, digests: list[str], report: PushReport, 
     from .fetch import ProgressBar
 
     store = context.store
-    sizes = {digest: os.stat(store.objects.path_of(digest)).st_size for digest in digests}
+    # compact tables (a tree of a million files): sizes and the upload order as machine integers
+    sizes = array("q", (os.stat(store.objects.path_of(digest)).st_size for digest in digests))
     # largest first: the long uploads start at once, the small ones fill in beside them
-    digests = sorted(digests, key=lambda digest: -sizes[digest])
+    order = array("q", sorted((index for index, size in enumerate(sizes) if size >= _LARGE), key=lambda index: -sizes[index]))
+    order.extend(index for index, size in enumerate(sizes) if size < _LARGE)
     show = context.progress if context.progress is not None else sys.stderr.isatty()
     lock = threading.Lock()
     step = max(1, len(digests) // 10)
+    # a bounded number of uploads in flight: one future per object of a million-file tree is gigabytes
+    window = max(1, jobs) * 16
     with ProgressBar(show and bool(digests), f"push to {remote.label}") as bar, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        bar.set_total(sum(sizes.values()))
-        futures = {pool.submit(remote.put_object, digest, store.objects.path_of(digest)): digest for digest in digests}
-        for future in as_completed(futures):
-            future.result()
-            digest = futures[future]
-            with lock:
-                report.objects_sent += 1
-                report.bytes_sent += sizes[digest]
-                sent = report.objects_sent
-            bar.advance(sizes[digest])
-            if not show and sent % step == 0:
-                logger.info("push to %s: %d of %d objects sent", remote.label, sent, len(digests))
+        bar.set_total(sum(sizes))
+        futures: dict = {}
+        position = 0
+        while position < len(order) or futures:
+            while position < len(order) and len(futures) < window:
+                index = order[position]
+                position += 1
+                futures[pool.submit(remote.put_object, digests[index], store.objects.path_of(digests[index]))] = index
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = futures.pop(future)
+                try:
+                    future.result()
+                except BaseException:
+                    for other in futures:
+                        other.cancel()
+                    raise
+                with lock:
+                    report.objects_sent += 1
+                    report.bytes_sent += sizes[index]
+                    sent = report.objects_sent
+                bar.advance(sizes[index])
+                if not show and sent % step == 0:
+                    logger.info("push to %s: %d of %d objects sent", remote.label, sent, len(digests))
