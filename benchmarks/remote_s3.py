@@ -14,8 +14,8 @@ the whole benchmark. Two cases:
 - a few large objects: 4 objects of 256 MiB of random bytes, ingested with
   the store API (no dataset has them). Measured in a ``python -c`` child,
   imports included: push = ``remote.missing()`` then
-  ``datamaestro.push._upload`` (the thread pool of ``put_object`` that
-  ``store push`` runs); pull = ``datamaestro.remotes.transfer()`` into an
+  ``datamaestro.remotes.push.upload_objects`` (the thread pool of ``put_object`` that
+  ``store push`` runs); pull = ``datamaestro.remotes.pull.transfer()`` into an
   empty store (what pull-through runs).
 
 The reference is ``aws s3 sync`` (awscli, with the same credentials,
@@ -59,8 +59,7 @@ VOLUME_MB = 64
 PUSH_CHILD = """\
 import json, sys
 from pathlib import Path
-from types import SimpleNamespace
-from datamaestro.push import PushReport, _upload
+from datamaestro.remotes.push import PushReport, upload_objects
 from datamaestro.remotes import open_remote
 from datamaestro.store import Store
 url, endpoint, root, listing, jobs = sys.argv[1:6]
@@ -69,7 +68,7 @@ digests = [d for d in json.loads(Path(listing).read_text()) if store.objects.has
 remote = open_remote(url, None, endpoint=endpoint)
 missing = remote.missing(digests)
 report = PushReport(remote.label)
-_upload(SimpleNamespace(store=store, progress=False), remote, missing, report, int(jobs))
+upload_objects(store, remote, missing, report, int(jobs))
 print(json.dumps({"sent": report.objects_sent, "bytes": report.bytes_sent, "present": len(digests) - len(missing)}))
 """
 
@@ -77,7 +76,8 @@ print(json.dumps({"sent": report.objects_sent, "bytes": report.bytes_sent, "pres
 PULL_CHILD = """\
 import json, sys
 from pathlib import Path
-from datamaestro.remotes import open_remote, transfer
+from datamaestro.remotes import open_remote
+from datamaestro.remotes.pull import transfer
 from datamaestro.store import Store
 url, endpoint, root, listing, jobs = sys.argv[1:6]
 digests = json.loads(Path(listing).read_text())
@@ -233,11 +233,11 @@ def run(work: Path, quick: bool, offline: bool = False) -> list[Row]:
             f"tree materialized); aws: the bucket datamaestro pushed ({small['objects']:,} objects and the record) into an empty folder"
         ),
         (
-            f"{how}; datamaestro: a `python -c` child (imports included) running remote.missing() then datamaestro.push._upload "
+            f"{how}; datamaestro: a `python -c` child (imports included) running remote.missing() then datamaestro.remotes.push.upload_objects "
             f"(multipart above 8 MiB, 4 parts at once per object); aws: a folder of hard links to the same objects, laid out as the store's objects/"
         ),
         (
-            f"{how}; datamaestro: a `python -c` child (imports included) running datamaestro.remotes.transfer() into an empty store "
+            f"{how}; datamaestro: a `python -c` child (imports included) running datamaestro.remotes.pull.transfer() into an empty store "
             f"(hashed on the way); aws: the same bucket into an empty folder"
         ),
     ]

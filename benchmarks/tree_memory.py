@@ -74,7 +74,7 @@ def child(mode: str, args: list[str]) -> dict:
 
     start = time.perf_counter()
     if mode == "imports":
-        import datamaestro.push  # noqa: F401
+        import datamaestro.remotes.push  # noqa: F401
         import datamaestro.remotes  # noqa: F401
         import datamaestro.store.verify  # noqa: F401
 
@@ -94,21 +94,20 @@ def child(mode: str, args: list[str]) -> dict:
         report = verify(store)
         count = report.checked if hasattr(report, "checked") else 0
     elif mode == "pull":
-        from datamaestro.remotes import PathPeer, pull_outputs
+        from datamaestro.remotes.folder import FolderRemote
+        from datamaestro.remotes.pull import pull_outputs
 
-        report = pull_outputs(store, [Output("tree", args[2])], [PathPeer(Path(args[1]))])
+        report = pull_outputs(store, [Output("tree", args[2])], [FolderRemote(Path(args[1]))])
         assert store.trees.has(args[2]), report
         count = sum(report.taken.values())
     elif mode == "push":
-        from types import SimpleNamespace
+        from datamaestro.remotes.folder import FolderRemote
+        from datamaestro.remotes.push import PushReport, objects_of, upload_objects
 
-        from datamaestro.push import PushReport, _objects_of, _upload
-        from datamaestro.remotes import PathPeer
-
-        remote = PathPeer(Path(args[1]))
-        digests = _objects_of(store, [Output("tree", args[2])])
+        remote = FolderRemote(Path(args[1]))
+        digests = objects_of(store, [Output("tree", args[2])])
         report = PushReport(remote.label)
-        _upload(SimpleNamespace(store=store, progress=False), remote, digests, report, 8)
+        upload_objects(store, remote, digests, report, 8)
         count = report.objects_sent
     else:
         raise SystemExit(f"unknown mode {mode}")

@@ -7,27 +7,27 @@ The public API, imported lazily so that ``datamaestro --help`` stays fast::
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from . import session
+from .lazy import lazy_dir, lazy_getattr
 
 __version__ = "2.0.0"
 
-#: public name -> the module that defines it (imported on first access)
+#: public name -> where it is defined (imported on first access)
 _LAZY = {
-    "prepare_dataset": "datamaestro.api",
-    "get_dataset": "datamaestro.api",
-    "Context": "datamaestro.context",
-    "Location": "datamaestro.definition",
-    "Repository": "datamaestro.repository",
-    "DatamaestroError": "datamaestro.errors",
-    "dataset": "datamaestro.definition",
-    "Dataset": "datamaestro.definition",
+    "prepare_dataset": "datamaestro.api:prepare_dataset",
+    "get_dataset": "datamaestro.api:get_dataset",
+    "Context": "datamaestro.context:Context",
+    "Location": "datamaestro.definition:Location",
+    "Repository": "datamaestro.repository:Repository",
+    "DatamaestroError": "datamaestro.errors:DatamaestroError",
+    "dataset": "datamaestro.definition:dataset",
+    "Dataset": "datamaestro.definition:Dataset",
     # names the published plugins import from the original datamaestro
-    "metadata": "datamaestro.compat.decorators",
-    "BaseRepository": "datamaestro.repository",
-    "Base": "datamaestro.data",
+    "metadata": "datamaestro.compat.decorators:metadata",
+    "BaseRepository": "datamaestro.repository:BaseRepository",
+    "Base": "datamaestro.data:Base",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -52,14 +52,5 @@ def _default_context():
 session.set_default_factory(_default_context)
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'datamaestro' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__ = lazy_getattr(__name__, _LAZY, cache=True)
+__dir__ = lazy_dir(__name__, _LAZY)

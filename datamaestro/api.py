@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from .lock.resolve import LockReport
     from .lock.sync import ExportReport, SyncReport
-    from .push import PushReport
+    from .remotes.push import PushReport
     from .pipeline import PipelineResult
     from .warm import WarmAnswer
 
@@ -228,9 +228,9 @@ def lock_project(*, upgrade: "bool | list[str]" = False, context: Context | None
 @_scoped
 def check_lock(*, context: Context | None = None) -> list[str]:
     """Why the project's lock is out of date; empty when it is up to date."""
-    from .lock.resolve import check_project
+    from .lock.resolve import stale_reasons
 
-    return check_project(_context(context))
+    return stale_reasons(_context(context))
 
 
 @_scoped
@@ -273,13 +273,13 @@ def push_datasets(
     sign: "Path | str | None" = None,
     context: Context | None = None,
 ) -> "PushReport":
-    """Pushes the objects and action records of datasets (or of the project's lock) to a remote cache (see :mod:`datamaestro.push`).
+    """Pushes the objects and action records of datasets (or of the project's lock) to a remote cache (see :mod:`datamaestro.commands.push`).
 
     :param sign: a secret key file that signs the action records (``store key generate``; default: the remote's ``signing_key``)
     """
     from pathlib import Path
 
-    from .push import push
+    from .commands.push import push
 
     return push(_context(context), remote, list(dataset_ids), use_lock=lock, jobs=jobs, sign=None if sign is None else Path(sign))
 
@@ -397,12 +397,12 @@ def list_repositories(*, context: Context | None = None):
     return _context(context).registry.repository_entries()
 
 
-# -- data folders, orphans, scaffolding, checks (implemented in datamaestro.tools)
+# -- data folders, orphans, scaffolding, audits (implemented in datamaestro.commands)
 
 
 def config_to_xpm(config) -> list:
     """experimaestro's serialized form of a config (``prepare --encoder xpm``)."""
-    from .tools import config_to_xpm as encode
+    from .commands.xpm import config_to_xpm as encode
 
     return encode(config)
 
@@ -410,7 +410,7 @@ def config_to_xpm(config) -> list:
 @_scoped
 def list_datafolders(*, context: Context | None = None) -> list[dict]:
     """Data folders set, and those the installed datasets ask for."""
-    from .tools import list_datafolders as folders
+    from .commands.datafolders import list_datafolders as folders
 
     return folders(_context(context))
 
@@ -418,23 +418,23 @@ def list_datafolders(*, context: Context | None = None) -> list[dict]:
 @_scoped
 def set_datafolder(folder_id: str, path, *, context: Context | None = None):
     """Records where a data folder is (user settings file); returns the file."""
-    from .tools import set_datafolder as record
+    from .commands.datafolders import set_datafolder as record
 
     return record(folder_id, path, _context(context))
 
 
 @_scoped
 def remove_dataset(dataset_id: str, *, dry_run: bool = False, context: Context | None = None):
-    """Removes a dataset's readable folder and frees what nothing else keeps (see :func:`datamaestro.tools.remove_dataset`)."""
-    from .tools import remove_dataset as remove
+    """Removes a dataset's readable folder and frees what nothing else keeps (see :func:`datamaestro.commands.remove.remove_dataset`)."""
+    from .commands.remove import remove_dataset as remove
 
     return remove(dataset_id, _context(context), dry_run=dry_run)
 
 
 @_scoped
 def why_kept(target: str, *, context: Context | None = None):
-    """The roots keeping a digest or a dataset's data alive (see :func:`datamaestro.tools.why_kept`)."""
-    from .tools import why_kept as why
+    """The roots keeping a digest or a dataset's data alive (see :func:`datamaestro.commands.remove.why_kept`)."""
+    from .commands.remove import why_kept as why
 
     return why(target, _context(context))
 
@@ -445,7 +445,7 @@ def accept_agreement(agreement_id: str, *, context: Context | None = None):
 
     :raises UsageError: no installed dataset asks for this agreement
     """
-    from .tools import accept_agreement as accept
+    from .commands.agreements import accept_agreement as accept
 
     return accept(agreement_id, _context(context))
 
@@ -477,7 +477,7 @@ def trust_project(directory: Path | None = None) -> tuple[Path, Path, list[str]]
 @_scoped
 def find_orphans(*, context: Context | None = None, sizes: bool = False):
     """Folders of ``<data dir>/data`` no installed dataset claims."""
-    from .tools import find_orphans as orphans
+    from .commands.orphans import find_orphans as orphans
 
     return orphans(_context(context), sizes=sizes)
 
@@ -485,7 +485,7 @@ def find_orphans(*, context: Context | None = None, sizes: bool = False):
 @_scoped
 def create_definition(repository: str, dataset_id: str, *, context: Context | None = None):
     """Writes a class-style definition to fill in; returns its path."""
-    from .tools import create_definition as create
+    from .commands.scaffold import create_definition as create
 
     return create(repository, dataset_id, _context(context))
 
@@ -493,6 +493,6 @@ def create_definition(repository: str, dataset_id: str, *, context: Context | No
 @_scoped
 def check_repositories(namespaces: list[str], *, context: Context | None = None):
     """Checks repositories: modules import, ids unique, configs build."""
-    from .tools import check_repositories as check
+    from .commands.audit import audit_repositories as check
 
     return check(namespaces, _context(context))

@@ -154,7 +154,7 @@ def global_options(
 ):
     """Global options go before or after the command: ``datamaestro --data DIR prepare ID``, ``datamaestro prepare ID --offline``."""
     if host:
-        from .remote import run_on_host
+        from .ssh import run_on_host
 
         raise typer.Exit(run_on_host(host, pythonpath, sys.argv[1:]))
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from . import session
+from .lazy import lazy_getattr
 from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -779,26 +780,17 @@ def _variant_entry(data_id: str) -> str | None:
 
 
 #: names the original datamaestro's ``datamaestro.context`` module exported, for the published plugins
-_COMPAT_NAMES = {
-    "DatafolderPath": "datamaestro.datafolders",
-    "ResolvablePath": "datamaestro.datafolders",
-    "Repository": "datamaestro.repository",
-    "BaseRepository": "datamaestro.repository",
-    "get_dataset": "datamaestro.api",
-    "prepare_dataset": "datamaestro.api",
-    "find_dataset": "datamaestro.api",
-    "_resolve_dataset_id": "datamaestro.compat.generated",
-}
-
-#: names above whose attribute is called otherwise in its module
-_COMPAT_ATTRIBUTES = {"_resolve_dataset_id": "resolve_dataset_id"}
-
-
-def __getattr__(name: str):
-    # resolved lazily: those modules import this one
-    module = _COMPAT_NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), _COMPAT_ATTRIBUTES.get(name, name))
+#: (resolved lazily: those modules import this one)
+__getattr__ = lazy_getattr(
+    __name__,
+    {
+        "DatafolderPath": "datamaestro.datafolders:DatafolderPath",
+        "ResolvablePath": "datamaestro.datafolders:ResolvablePath",
+        "Repository": "datamaestro.repository:Repository",
+        "BaseRepository": "datamaestro.repository:BaseRepository",
+        "get_dataset": "datamaestro.api:get_dataset",
+        "prepare_dataset": "datamaestro.api:prepare_dataset",
+        "find_dataset": "datamaestro.api:find_dataset",
+        "_resolve_dataset_id": "datamaestro.compat.generated:resolve_dataset_id",
+    },
+)

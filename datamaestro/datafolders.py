@@ -1,4 +1,4 @@
-"""Folders a user provides by hand (the 1.x module; see :mod:`datamaestro.compat.datafolders`)."""
+"""1.x face: ``datamaestro.datafolders``, folders a user provides by hand (see :mod:`datamaestro.compat.datafolders`)."""
 
 from datamaestro.compat.datafolders import (  # noqa: F401
     ResolvablePath,

@@ -1,4 +1,4 @@
-"""Dataset definitions, as the original datamaestro's ``datamaestro.definitions`` offered them.
+"""1.x face: ``datamaestro.definitions``, dataset definitions as the original datamaestro offered them.
 
 The definition itself is :mod:`datamaestro.definition` (and the id rules
 :mod:`datamaestro.ids`); the decorators and generated datasets of the 1.x
@@ -28,6 +28,7 @@ from .compat.folder import compute_dependents as _compute_dependents  # noqa: F4
 from .compat.folder import topological_sort  # noqa: F401
 from .errors import DownloadError  # noqa: F401
 from .ids import camel_to_dotted  # noqa: F401
+from .lazy import lazy_getattr
 
 
 
@@ -54,10 +55,5 @@ class DatasetWrapper(metaclass=_DatasetWrapperType):
 _EXPERIMAESTRO_NAMES = ("Config", "Meta", "Option", "Param")
 
 
-def __getattr__(name: str):
-    # lazily, so that importing definitions (search, the CLI) does not load experimaestro
-    if name in _EXPERIMAESTRO_NAMES:
-        import experimaestro
-
-        return getattr(experimaestro, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# lazily, so that importing definitions (search, the CLI) does not load experimaestro
+__getattr__ = lazy_getattr(__name__, {name: f"experimaestro:{name}" for name in _EXPERIMAESTRO_NAMES})

@@ -311,7 +311,7 @@ class Pipeline:
 
         :param after: ask only the remotes after the one of this label (the one before served something refused)
         """
-        from .remotes import PeerUnavailable, is_left_out, leave_out
+        from .remotes.base import RemoteUnavailable, is_left_out, leave_out
         from .store.actions import parse_record
 
         remotes = self.remotes
@@ -323,7 +323,7 @@ class Pipeline:
                 continue
             try:
                 data = remote.get_action(key)
-            except PeerUnavailable as error:
+            except RemoteUnavailable as error:
                 self._dead_remotes.add(remote.label)
                 line = leave_out(remote, error)
                 if line is not None:  # once per run, not once per resource or dataset
@@ -646,7 +646,8 @@ class Pipeline:
             return None
         if not offer.kind.stored:
             return offer
-        from .remotes import is_left_out, pull_outputs
+        from .remotes.base import is_left_out
+        from .remotes.pull import pull_outputs
 
         key = found.key
         while True:

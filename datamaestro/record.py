@@ -1,4 +1,4 @@
-"""Records of typed items (the 1.x module; see :mod:`datamaestro.compat.record`)."""
+"""1.x face: ``datamaestro.record``, records of typed items (see :mod:`datamaestro.compat.record`)."""
 
 from datamaestro.compat.record import (  # noqa: F401
     Item,

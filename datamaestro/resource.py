@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DefinitionError
+from .lazy import _warned, warn_once  # noqa: F401 (_warned: the warned-once set, which tests reset here)
 from .store.actions import Kind
 
 if TYPE_CHECKING:
@@ -83,18 +84,6 @@ class _Dependencies:
         if obj is None:
             return self
         return DependencyList(obj._dependencies)
-
-
-_warned: set[str] = set()
-
-
-def warn_once(name: str, message: str) -> None:
-    """Emits a ``DeprecationWarning`` the first time only (per name and process)."""
-    if name not in _warned:
-        _warned.add(name)
-        import warnings
-
-        warnings.warn(message, DeprecationWarning, stacklevel=3)
 
 
 class Resource:

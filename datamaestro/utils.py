@@ -1,4 +1,4 @@
-"""Helpers of the 1.x ``datamaestro.utils`` (see :mod:`datamaestro.compat.utils`)."""
+"""1.x face: ``datamaestro.utils``, the checksums and files of the 1.x API (see :mod:`datamaestro.compat.utils`)."""
 
 from datamaestro.compat.utils import (  # noqa: F401
     CachedFile,

@@ -4,13 +4,22 @@ The contracts live in pyproject.toml (``[tool.importlinter]``); lazy imports
 inside functions count as imports, imports under ``TYPE_CHECKING`` do not.
 """
 
+import ast
+import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import grimp
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: modules that are neither in a layer nor a 1.x face of the contracts, and why
+PUBLIC_FACES = {
+    "datamaestro": "the package's public names, each imported on first use (datamaestro.lazy)",
+    "datamaestro.download": "1.x face: the resources as the published plugins import them, each on first use",
+}
 
 
 def test_import_contracts_are_kept():
@@ -76,3 +85,110 @@ def test_model_classes_read_no_global_context():
         if "Context.instance()" in path.read_text() and path.name != "context.py"
     ]
     assert offenders == []
+
+
+def contracts() -> dict[str, dict]:
+    """The import-linter contracts of pyproject.toml, by name."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return {contract["name"]: contract for contract in config["tool"]["importlinter"]["contracts"]}
+
+
+def layer_modules() -> list[str]:
+    """Every module or package a layer names, top to bottom."""
+    return [name.strip() for layer in contracts()["Layers run one way"]["layers"] for name in layer.split(":")]
+
+
+def one_x_faces() -> list[str]:
+    """The 1.x faces: what the core may never import (the compatibility layer and the 1.x import paths)."""
+    return contracts()["The core never imports the 1.x compatibility layer"]["forbidden_modules"]
+
+
+def package_modules() -> dict[str, Path]:
+    """Every module of the package, by name, found on disk (a new file is found without being named anywhere)."""
+    found = {}
+    for path in sorted((ROOT / "datamaestro").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def within(module: str, containers) -> bool:
+    """True when ``module`` is one of ``containers`` or inside one of them."""
+    return any(module == container or module.startswith(container + ".") for container in containers)
+
+
+def only_a_docstring(path: Path) -> bool:
+    """A module holding nothing but its docstring (a package's table of contents)."""
+    body = ast.parse(path.read_text()).body
+    return len(body) <= 1 and all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body)
+
+
+def unplaced(modules: dict[str, Path]) -> list[str]:
+    """The modules that are in no layer, no 1.x face, and not a declared public face (nor a bare docstring)."""
+    layers, faces = layer_modules(), one_x_faces()
+    return [
+        module
+        for module, path in modules.items()
+        if not within(module, layers) and not within(module, faces) and module not in PUBLIC_FACES and not only_a_docstring(path)
+    ]
+
+
+def test_every_module_is_in_a_layer_or_declared_a_1x_face():
+    assert unplaced(package_modules()) == []
+
+
+def test_a_new_module_outside_every_layer_is_found(tmp_path):
+    stray = tmp_path / "stray.py"
+    stray.write_text("import os\n")
+    modules = {**package_modules(), "datamaestro.stray": stray, "datamaestro.store.anything": stray}
+    assert unplaced(modules) == ["datamaestro.stray"]
+
+
+def test_the_core_contract_covers_every_layer():
+    """The sources of "the core never imports compat" are the layers: a module added to a layer is core at once."""
+    sources = contracts()["The core never imports the 1.x compatibility layer"]["source_modules"]
+    assert sorted(sources) == sorted(layer_modules())
+
+
+def test_the_1x_faces_say_so_in_their_first_line():
+    modules = package_modules()
+    faces = [m for m in modules if (within(m, one_x_faces()) and not within(m, ["datamaestro.compat"])) or m == "datamaestro.download"]
+    assert faces, "no 1.x face found"
+    assert [m for m in faces if not modules[m].read_text().startswith('"""1.x face: ')] == []
+
+
+#: imports each module named on the command line in turn; prints the first after which datamaestro.compat is loaded
+IMPORT_PROBE = """
+import importlib, json, sys
+culprit = None
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+    if culprit is None and "datamaestro.compat" in sys.modules:
+        culprit = name
+print(json.dumps({"culprit": culprit, "imported": len(sys.argv) - 1}))
+"""
+
+
+def first_module_loading_compat(modules: list[str]) -> str | None:
+    """Imports the modules in one fresh interpreter, in order; the first one whose import loaded ``datamaestro.compat``."""
+    done = subprocess.run([sys.executable, "-c", IMPORT_PROBE, *modules], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["imported"] == len(modules)
+    return answer["culprit"]
+
+
+def core_modules() -> list[str]:
+    """Every module of the package in a layer (``__main__`` aside: importing it runs the command line)."""
+    return [module for module in package_modules() if within(module, layer_modules()) and module != "datamaestro.__main__"]
+
+
+def test_importing_any_core_module_leaves_compat_unloaded():
+    """The contracts see no edge from a package's face (``download/__init__.py`` runs before ``download/single.py``): this does."""
+    modules = core_modules()
+    assert "datamaestro.download.single" in modules and "datamaestro.store" in modules
+    assert first_module_loading_compat(modules) is None
+
+
+def test_the_probe_names_a_module_that_loads_compat():
+    assert first_module_loading_compat(["datamaestro.store", "datamaestro.download.sync", "datamaestro.resource"]) == "datamaestro.download.sync"

@@ -250,14 +250,14 @@ def test_a_new_data_dir_reuses_the_check_of_an_unchanged_lock(locked, tmp_path, 
     real = resolve.out_of_date
     monkeypatch.setattr(resolve, "out_of_date", lambda *args: checked.append(args) or real(*args))
     with in_project(locked, tmp_path / "fresh") as context:
-        assert resolve.check_project(context) == []
+        assert resolve.stale_reasons(context) == []
         assert checked == []
         assert not (tmp_path / "fresh" / "cache").exists()
     # a lock file changed by hand is checked again
     lock_file = locked / "datamaestro.lock"
     lock_file.write_text(lock_file.read_text() + "\n")
     with in_project(locked, tmp_path / "fresh") as context:
-        assert resolve.check_project(context) == []
+        assert resolve.stale_reasons(context) == []
         assert len(checked) == 1
 
 

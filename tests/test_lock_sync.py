@@ -175,11 +175,12 @@ def test_two_projects_with_different_pins_on_one_store(served, tmp_path):
 
 def test_one_thread_takes_objects_from_store_folders_on_a_local_disk(tmp_path, monkeypatch):
     from datamaestro.lock import sync as lock_sync
-    from datamaestro.remotes import HttpPeer, PathPeer
+    from datamaestro.remotes.folder import FolderRemote
+    from datamaestro.remotes.web import HttpRemote
     from datamaestro.store.layout import on_local_disk
 
-    folder = PathPeer(tmp_path / "peer")
-    web = HttpPeer("http://127.0.0.1:1/", lambda: None)
+    folder = FolderRemote(tmp_path / "peer")
+    web = HttpRemote("http://127.0.0.1:1/", lambda: None)
     # threads only take turns on small local files; they hide the waits of a network
     assert lock_sync.default_jobs([folder]) == (1 if on_local_disk(tmp_path) else lock_sync.default_jobs())
     assert lock_sync.default_jobs([folder, web]) == lock_sync.default_jobs() > 1

@@ -74,14 +74,15 @@ def test_a_tree_holding_a_changed_file_is_removed_on_use(tmp_path):
 
 
 def test_objects_taken_from_a_peer_store_are_stamped_when_committed(tmp_path):
-    from datamaestro.remotes import PathPeer, transfer
+    from datamaestro.remotes.folder import FolderRemote
+    from datamaestro.remotes.pull import transfer
 
     peer = Store(tmp_path / "peer")
     linked = peer.ingest_stream([b"linked from the peer"])
     copied = peer.ingest_stream([b"copied: its peer stamp is gone"])
     peer.layout.stamp_path(copied).unlink()
     store = Store(tmp_path / "store")
-    report = transfer(store, [linked, copied], [PathPeer(peer.root)])
+    report = transfer(store, [linked, copied], [FolderRemote(peer.root)])
     assert sum(report.taken.values()) == 2
     for digest in (linked, copied):
         assert read_stamp(store.layout, digest) == stamp_text(os.stat(store.path_of(digest)), store.layout.precise_stat)

@@ -18,7 +18,8 @@ import pytest
 from blake3 import blake3
 
 from datamaestro.errors import UntrustedInputError
-from datamaestro.remotes import PathPeer, pull_outputs
+from datamaestro.remotes.folder import FolderRemote
+from datamaestro.remotes.pull import pull_outputs
 from datamaestro.store import LAYOUT_PARTS, Output, Store
 from datamaestro.store.digests import canonical_json
 from datamaestro.store.trees import MAX_TREE_LINE
@@ -190,7 +191,7 @@ def test_format1_and_format2_trees_from_one_remote_are_both_pulled(tmp_path):
     make_folder(tmp_path / "new", files=FILES // 2)
     new_tree = remote.ingest_tree(tmp_path / "new")
     local = Store(tmp_path / "local")
-    report = pull_outputs(local, [Output("tree", old_tree), Output("tree", new_tree)], [PathPeer(remote_root)])
+    report = pull_outputs(local, [Output("tree", old_tree), Output("tree", new_tree)], [FolderRemote(remote_root)])
     assert not report.rejected and not report.refused
     assert local.objects.path_of(old_tree).read_bytes().startswith(b'{"entries":[')
     assert lines_of(local, new_tree)[0] == b'{"format":"datamaestro-tree/2"}'
@@ -206,7 +207,7 @@ def test_a_hostile_streamed_tree_from_a_remote_is_refused_and_quarantined(tmp_pa
     document = format2_document([{"path": "../../outside/planted", "kind": "file", "digest": planted, "size": 8}])
     tree = remote.objects.ingest_stream([document])
     local = Store(tmp_path / "local")
-    report = pull_outputs(local, [Output("tree", tree)], [PathPeer(remote_root)])
+    report = pull_outputs(local, [Output("tree", tree)], [FolderRemote(remote_root)])
     assert tree in report.rejected
     assert not local.trees.has(tree) and not local.objects.has(tree) and not local.objects.has(planted)
     assert not (tmp_path / "outside").exists()

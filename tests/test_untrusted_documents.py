@@ -8,7 +8,8 @@ import pytest
 
 from datamaestro.errors import LockFileError, SettingsError, UntrustedInputError
 from datamaestro.lock.fileformat import read_lock
-from datamaestro.remotes import PathPeer, transfer
+from datamaestro.remotes.folder import FolderRemote
+from datamaestro.remotes.pull import transfer
 from datamaestro.settings import load_settings, trust_project
 from datamaestro.store import Store
 from datamaestro.store.actions import MAX_RECORD_BYTES, Kind, parse_record
@@ -124,7 +125,7 @@ def test_a_peer_object_larger_than_its_document_says_is_cut_off(tmp_path):
     peer = Store(tmp_path / "peer")
     digest = peer.objects.ingest_stream([b"x" * (3 << 20)])
     store = Store(tmp_path / "store")
-    report = transfer(store, [digest], [PathPeer(peer.root, link=False)], limits={digest: 14})
+    report = transfer(store, [digest], [FolderRemote(peer.root, link=False)], limits={digest: 14})
     assert not store.objects.has(digest)
     assert report.refused and "has 3145728 bytes, more than the 14 it should" in report.refused[0]
 
@@ -138,7 +139,7 @@ def test_a_peer_folder_fifo_is_refused_not_waited_for(tmp_path):
     (peer.root / "objects" / hexdigest[:2]).mkdir(parents=True, exist_ok=True)
     os.mkfifo(peer.root / "objects" / hexdigest[:2] / hexdigest[2:])
     store = Store(tmp_path / "store")
-    report = transfer(store, [digest], [PathPeer(peer.root, link=True)])
+    report = transfer(store, [digest], [FolderRemote(peer.root, link=True)])
     assert not store.objects.has(digest) and report.refused
 
 

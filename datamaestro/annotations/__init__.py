@@ -1,1 +1,1 @@
-"""Annotations of datasets (the original datamaestro's ``datamaestro.annotations``)."""
+"""1.x face: ``datamaestro.annotations``, annotations of datasets."""

@@ -1,4 +1,4 @@
-"""User agreements (the 1.x module; see :mod:`datamaestro.compat.agreement`)."""
+"""1.x face: ``datamaestro.annotations.agreement``, user agreements (see :mod:`datamaestro.compat.agreement`)."""
 
 from datamaestro.compat.agreement import (  # noqa: F401
     useragreement,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..check import check_repository
+from ..commands.audit import audit_repository
 from ..errors import DatamaestroError
 
 
@@ -18,9 +18,9 @@ class DatasetTests:
         package = type(self).__module__.split(".")[0]
         for repository in context.registry.repositories().values():
             if repository.package == package:
-                return check_repository(repository, context)
+                return audit_repository(repository, context)
         module = importlib.import_module(package)
-        return check_repository(module.Repository(context), context)
+        return audit_repository(module.Repository(context), context)
 
     def test_datafiles(self):
         """Every config module imports."""

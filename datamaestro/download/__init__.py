@@ -1,36 +1,52 @@
-"""Resources: what the published plugins import as ``datamaestro.download``.
+"""1.x face: ``datamaestro.download``, the resources as the published plugins import them.
 
 The resource protocol is :mod:`datamaestro.resource`; the resources
 themselves are the modules of this package (:mod:`~datamaestro.download.single`,
 :mod:`~datamaestro.download.archive`, :mod:`~datamaestro.download.custom`,
-:mod:`~datamaestro.download.references`, ...). The base classes exported
-here add the original datamaestro's API (``download()``/``_download()``,
-``self.context``) for the resources plugins write themselves (see
-:mod:`datamaestro.compat.legacy`).
+:mod:`~datamaestro.download.references`, ...), which are the core and never
+need this face. The base classes offered here add the original
+datamaestro's API (``download()``/``_download()``, ``self.context``) for the
+resources plugins write themselves (see :mod:`datamaestro.compat.legacy`).
+Every name is imported on first use, so that importing a core resource
+module (which runs this file first) loads nothing of ``datamaestro.compat``.
 """
 
-from ..compat.legacy import Download, FileResource, FolderResource, LocalResourceMixin, Resource, ResourceState, ValueResource
-from ..compat.folder import ResourceStateFile
-from ..resource import CheckStatus, ResourceCheckResult
-from ..resource import _warned as _deprecation_warned  # noqa: F401 (1.16's name of the warned-once set)
-from .custom import custom_download
-from .files import FilesCopy
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_dir, lazy_getattr
+
+#: public name -> where it is defined
+_NAMES = {
+    "CheckStatus": "datamaestro.resource:CheckStatus",
+    "ResourceCheckResult": "datamaestro.resource:ResourceCheckResult",
+    "_deprecation_warned": "datamaestro.lazy:_warned",  # 1.16's name of the warned-once set
+    "custom_download": "datamaestro.download.custom:custom_download",
+    "FilesCopy": "datamaestro.download.files:FilesCopy",
+    # ``from datamaestro.download import reference``: importing the references module loads the definitions
+    "reference": "datamaestro.download.references:reference",
+    "SingleDownload": "datamaestro.download.single:SingleDownload",
+    # the base classes of the 1.x API
+    "Download": "datamaestro.compat.legacy:Download",
+    "FileResource": "datamaestro.compat.legacy:FileResource",
+    "FolderResource": "datamaestro.compat.legacy:FolderResource",
+    "LocalResourceMixin": "datamaestro.compat.legacy:LocalResourceMixin",
+    "Resource": "datamaestro.compat.legacy:Resource",
+    "ResourceState": "datamaestro.compat.legacy:ResourceState",
+    "ValueResource": "datamaestro.compat.legacy:ValueResource",
+    "ResourceStateFile": "datamaestro.compat.folder:ResourceStateFile",
+}
 
 __all__ = [
     "CheckStatus", "Download", "FileResource", "FilesCopy", "ResourceCheckResult", "FolderResource", "ResourceStateFile", "LocalResourceMixin", "Resource", "ResourceState", "ValueResource",
     "custom_download", "reference",
 ]
 
+__getattr__ = lazy_getattr(__name__, _NAMES)
+__dir__ = lazy_dir(__name__, _NAMES)
 
-def __getattr__(name: str):
-    # ``from datamaestro.download import reference`` (the original's import path),
-    # resolved lazily: importing the references module loads the definitions
-    if name == "reference":
-        from .references import reference
-
-        return reference
-    if name == "SingleDownload":
-        from .single import SingleDownload
-
-        return SingleDownload
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if TYPE_CHECKING:
+    from ..compat.folder import ResourceStateFile  # noqa: F401
+    from ..compat.legacy import Download, FileResource, FolderResource, LocalResourceMixin, Resource, ResourceState, ValueResource  # noqa: F401
+    from ..resource import CheckStatus, ResourceCheckResult  # noqa: F401
+    from .custom import custom_download  # noqa: F401
+    from .files import FilesCopy  # noqa: F401

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatamaestroError, DownloadError
-from ..helpers import resolve_hf
+from ..hf_resolvers import resolve_hf
 from ..resource import CheckStatus, FolderResource, ResourceCheckResult, ValueResource
 from ..store import Output
 from ..store.actions import Kind

@@ -1,4 +1,4 @@
-"""Resources of the 1.x API run through the store (see :mod:`datamaestro.compat.legacy`)."""
+"""1.x face: ``datamaestro.download.legacy``, resources of the 1.x API run through the store (see :mod:`datamaestro.compat.legacy`)."""
 
 from datamaestro.compat.legacy import (  # noqa: F401
     _state,

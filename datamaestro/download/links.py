@@ -1,4 +1,4 @@
-"""The original datamaestro's ``datamaestro.download.links``: references to other datasets and data a user provides."""
+"""1.x face: ``datamaestro.download.links``, references to other datasets and data a user provides."""
 
 from ..compat.links import GlobChecker, linkfile, linkfolder, linkpath
 from .references import links, reference

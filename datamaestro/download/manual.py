@@ -1,4 +1,4 @@
-"""Data a user provides by hand (the original datamaestro's ``download.manual`` module).
+"""1.x face: ``datamaestro.download.manual``, data a user provides by hand.
 
 Licensed corpora are obtained by each user; ``datamaestro datafolders set
 ID PATH`` says where, and these resources read them into the store::

@@ -6,6 +6,7 @@ import os
 from typing import TYPE_CHECKING, Mapping
 
 from ..errors import DefinitionError
+from ..lazy import lazy_getattr
 from ..store import Output
 from ..store.layout import remove_tree
 from ..resource import FolderResource
@@ -125,15 +126,12 @@ class Datasets(_Retired):
     replacement = "datamaestro.download.links.links(name, key=OtherDataset, ...)"
 
 
+#: the retired classes, under their public names, whose first use warns
 _retired = {"List": List, "Datasets": Datasets}
+_List, _Datasets = List, Datasets
 del List, Datasets
-
-
-def __getattr__(name: str):
-    retired = _retired.get(name)
-    if retired is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from ..resource import warn_once
-
-    warn_once(f"{__name__}.{name}", f"datamaestro.download.multiple.{name} is deprecated: use {retired.replacement}")
-    return retired
+__getattr__ = lazy_getattr(
+    __name__,
+    {name: f"{__name__}:_{name}" for name in _retired},
+    deprecated={name: f"datamaestro.download.multiple.{name} is deprecated: use {retired.replacement}" for name, retired in _retired.items()},
+)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 from urllib.parse import urlsplit
 
 from ..errors import ArchiveError, DefinitionError
+from ..lazy import lazy_getattr
 from ..store import Output
 from ..resource import FileResource
 from ..store.actions import Kind
@@ -263,15 +264,9 @@ class FileSink:
 concatdownloader = ConcatDownloader.apply
 
 
-#: deprecated names of the original datamaestro, by the name each stands for
-_DEPRECATED = {"SingleDownload": ("FileDownloader", "SingleDownload is deprecated, use FileDownloader"), "concatdownload": ("concat_apply", "concatdownload is deprecated, use ConcatDownloader")}
-
-
-def __getattr__(name: str):
-    deprecated = _DEPRECATED.get(name)
-    if deprecated is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from ..resource import warn_once
-
-    warn_once(f"{__name__}.{name}", deprecated[1])
-    return FileDownloader if deprecated[0] == "FileDownloader" else ConcatDownloader.apply
+#: deprecated names of the original datamaestro, by the name each stands for (a warning on first use)
+__getattr__ = lazy_getattr(
+    __name__,
+    {"SingleDownload": f"{__name__}:FileDownloader", "concatdownload": f"{__name__}:concatdownloader"},
+    deprecated={"SingleDownload": "SingleDownload is deprecated, use FileDownloader", "concatdownload": "concatdownload is deprecated, use ConcatDownloader"},
+)

@@ -1,4 +1,4 @@
-"""``datamaestro.download.sync``: the original datamaestro's Google Storage sync, retired.
+"""1.x face: ``datamaestro.download.sync``, the original datamaestro's Google Storage sync, retired.
 
 ``gsync`` stays importable (with a deprecation warning); using it says what
 replaces it. Its constructor did not work in datamaestro 1.16 either.
@@ -7,6 +7,7 @@ replaces it. Its constructor did not work in datamaestro 1.16 either.
 from __future__ import annotations
 
 from ..compat.legacy import Download
+from ..lazy import lazy_getattr
 from .multiple import _Retired
 
 
@@ -19,10 +20,6 @@ class _gsync(_Retired, Download):
 _gsync.__name__ = _gsync.__qualname__ = "gsync"
 
 
-def __getattr__(name: str):
-    if name != "gsync":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from ..resource import warn_once
-
-    warn_once(f"{__name__}.gsync", f"datamaestro.download.sync.gsync is deprecated: use {_gsync.replacement}")
-    return _gsync
+__getattr__ = lazy_getattr(
+    __name__, {"gsync": f"{__name__}:_gsync"}, deprecated={"gsync": f"datamaestro.download.sync.gsync is deprecated: use {_gsync.replacement}"}
+)

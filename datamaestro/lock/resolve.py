@@ -175,7 +175,7 @@ def lock_project(context: "Context", *, upgrade: bool | Iterable[str] = False) -
     report.written = write_lock(lock, path)
     report.lock = lock
     context.store.register_lock_root(path, lock.manifests())
-    _remember_check(context, path)
+    _remember_current(context, path)
     return report
 
 
@@ -196,31 +196,31 @@ def damaged_entries(context: "Context", lock: Lock) -> list[str]:
     return damaged
 
 
-def check_project(context: "Context", lock: Lock | None = None) -> list[str]:
-    """Why the project's lock is out of date (empty: up to date), without preparing anything.
+def stale_reasons(context: "Context", lock: Lock | None = None) -> list[str]:
+    """Why the project's lock is stale, i.e. out of date (empty: it is current), without preparing anything: ``lock --check``.
 
-    Checking imports every locked dataset's definition; a successful check
-    is remembered (in the data dir's cache) under a key made of the lock
+    Finding out imports every locked dataset's definition; a "current"
+    verdict is remembered (in the user's code cache) under a key made of the lock
     file's bytes, the project's dataset list and the installed plugins' own
     fingerprint (their files' sizes and dates, read without importing them),
-    so that the next check of an unchanged project costs a few ``stat`` calls.
+    so that asking again for an unchanged project costs a few ``stat`` calls.
 
     :param lock: the lock file's content, when already read
     """
     path = lock_file(context)
     if lock is None and path.exists():
         lock = read_lock(path)
-    key = _check_key(context, path)
-    if key is not None and lock is not None and read_entry(context, _check_note(path)) == key:
+    key = _current_key(context, path)
+    if key is not None and lock is not None and read_entry(context, _current_note(path)) == key:
         return []
     reasons = out_of_date(context, lock, requested_ids(context))
     if not reasons and key is not None:
-        write_entry(context, _check_note(path), key)
+        write_entry(context, _current_note(path), key)
     return reasons
 
 
-def _check_key(context: "Context", path: Path) -> str | None:
-    """What an up-to-date verdict depends on (None without a lock file)."""
+def _current_key(context: "Context", path: Path) -> str | None:
+    """What a "current" verdict depends on (None without a lock file)."""
     from .. import __version__
     from ..settings import project_table
 
@@ -233,13 +233,13 @@ def _check_key(context: "Context", path: Path) -> str | None:
     return digest_bytes(canonical_json(description))
 
 
-def _check_note(path: Path) -> str:
-    """The name in the code cache (see :mod:`datamaestro.codecache`) of a lock file's last successful check."""
+def _current_note(path: Path) -> str:
+    """The name in the code cache (see :mod:`datamaestro.codecache`) of a lock file's last "current" verdict."""
     return "lock-checks/" + digest_bytes(str(path.absolute()).encode())[7:39] + ".key"
 
 
-def _remember_check(context: "Context", path: Path) -> None:
+def _remember_current(context: "Context", path: Path) -> None:
     """Notes that the project's lock is up to date (best effort: a cache)."""
-    key = _check_key(context, path)
+    key = _current_key(context, path)
     if key is not None:
-        write_entry(context, _check_note(path), key)
+        write_entry(context, _current_note(path), key)

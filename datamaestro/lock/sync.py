@@ -33,10 +33,12 @@ from typing import TYPE_CHECKING, Iterable
 from ..errors import DatamaestroError, IntegrityError, LockFileError, StoreError
 from .fileformat import read_lock
 from .model import Lock, LockedDataset
-from ..remotes import PathPeer, Transfer, open_peers, pull_outputs, transfer
+from ..remotes import open_peers
+from ..remotes.folder import FolderRemote
+from ..remotes.pull import Transfer, pull_outputs, transfer
 from .project import lock_file
 from .fingerprint import DAMAGED_LOCK_HINT, entry_problem
-from .resolve import check_project, damaged_entries, lock_project
+from .resolve import damaged_entries, lock_project, stale_reasons
 from ..store.actions import Kind
 from ..store.layout import on_local_disk
 
@@ -54,7 +56,7 @@ def default_jobs(peers: Iterable = ()) -> int:
     which threads hide.
     """
     peers = list(peers)
-    if peers and all(isinstance(peer, PathPeer) and on_local_disk(peer.root) for peer in peers):
+    if peers and all(isinstance(peer, FolderRemote) and on_local_disk(peer.root) for peer in peers):
         return 1
     return min(32, 4 * (os.cpu_count() or 1))
 
@@ -181,7 +183,7 @@ def _load(context: "Context", *, locked: bool, frozen: bool, report: SyncReport)
         _check_frozen(context, path, lock)
         return lock
     lock = read_lock(path) if path.exists() else None
-    reasons = check_project(context, lock)
+    reasons = stale_reasons(context, lock)
     if reasons:
         if lock is not None:
             _refuse_damaged(path, damaged_entries(context, lock))
@@ -262,9 +264,9 @@ def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, j
     # then the remote caches of the settings, as a prepare asks them
     remotes = context.remotes()
     if copy:
-        remotes = [_copying(p) if isinstance(p, PathPeer) else p for p in remotes]
+        remotes = [_copying(p) if isinstance(p, FolderRemote) else p for p in remotes]
     opened = opened + remotes
-    opened = [p for p in opened if not (isinstance(p, PathPeer) and _same_folder(p.root, store.root))]
+    opened = [p for p in opened if not (isinstance(p, FolderRemote) and _same_folder(p.root, store.root))]
     verify_jobs = jobs  # None: verify chooses for the store's file system
     jobs = jobs or default_jobs(opened)
     entries = [lock.datasets[dataset_id] for dataset_id in sorted(lock.datasets)]
@@ -318,9 +320,9 @@ def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, j
     store.register_lock_root(report.lock, lock.manifests())
 
 
-def _copying(peer: PathPeer) -> PathPeer:
+def _copying(peer: FolderRemote) -> FolderRemote:
     """The same folder remote, copying its objects instead of linking them (the context's remote is left as it is)."""
-    copying = PathPeer(peer.root, link=False)
+    copying = FolderRemote(peer.root, link=False)
     copying.label = peer.label
     return copying
 
@@ -375,7 +377,7 @@ def export_lock(context: "Context", lock_path: Path, folder: Path, *, jobs: int 
             digests.extend(store.trees.iter_object_digests(output.digest))
     digests.extend(m for m in lock.manifests() if store.objects.has(m))
     digests = list(dict.fromkeys(digests))
-    moved = transfer(target, digests, [PathPeer(store.root, link=False)], jobs=jobs or default_jobs())
+    moved = transfer(target, digests, [FolderRemote(store.root, link=False)], jobs=jobs or default_jobs())
     if moved.refused or moved.missing:
         problem = (moved.refused or [f"{d} is missing" for d in moved.missing])[0]
         raise StoreError(f"cannot export {lock_path}: {problem}", hint="run `datamaestro store verify`, then `datamaestro sync`")

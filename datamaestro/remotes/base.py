@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 MAX_RECORD_BYTES = 4 << 20
 
 
-class PeerUnavailable(Exception):
+class RemoteUnavailable(Exception):
     """A remote cannot serve anything (down, refusing): it is not asked again in this session."""
 
 
@@ -32,7 +33,7 @@ def action_key(key: str) -> str:
     return f"actions/{hexdigest[:2]}/{hexdigest[2:]}.json"
 
 
-class Peer:
+class Remote:
     """A remote store: a source (and, when :attr:`writable`, a target) of objects and action records."""
 
     #: how the remote is shown in reports
@@ -48,7 +49,7 @@ class Peer:
 
         :param limit: the object's size when a document names it: more bytes are cut off and refused
         :raises IntegrityError: the remote's bytes do not hash to ``digest``, or exceed ``limit``
-        :raises PeerUnavailable: the remote cannot serve at all
+        :raises RemoteUnavailable: the remote cannot serve at all
         """
         raise NotImplementedError
 
@@ -57,7 +58,7 @@ class Peer:
 
         An outcome is the :class:`Staged` object, None (the remote lacks it),
         the :class:`IntegrityError` of wrong bytes, or the
-        :class:`PeerUnavailable` that stopped the batch (the remaining
+        :class:`RemoteUnavailable` that stopped the batch (the remaining
         digests get it too). A remote that can do better than one object at
         a time (a folder: no per-object set-up) overrides this.
         """
@@ -69,31 +70,58 @@ class Peer:
                 outcomes.append(self.stage(store, digest, (limits or {}).get(digest)))
             except IntegrityError as error:
                 outcomes.append(error)
-            except PeerUnavailable as error:
+            except RemoteUnavailable as error:
                 return outcomes + [error] * (len(digests) - index)
         return outcomes
 
     def get_action(self, key: str) -> bytes | None:
         """The JSON of the action record of a recipe key, or None when the remote has none.
 
-        :raises PeerUnavailable: the remote cannot serve at all
+        :raises RemoteUnavailable: the remote cannot serve at all
         """
         return None
 
     def missing(self, digests: list[str]) -> list[str]:
         """The objects among ``digests`` the remote lacks (what a push must send).
 
-        :raises PeerUnavailable: the remote cannot answer
+        :raises RemoteUnavailable: the remote cannot answer
         """
         raise NotImplementedError
 
     def put_object(self, digest: str, path: Path) -> None:
         """Uploads an object of the local store; the remote never shows it half-written.
 
-        :raises PeerUnavailable: the remote refuses or is down
+        :raises RemoteUnavailable: the remote refuses or is down
         """
-        raise PeerUnavailable(f"{self.label} is read-only")
+        raise RemoteUnavailable(f"{self.label} is read-only")
 
     def put_action(self, key: str, data: bytes) -> None:
         """Uploads an action record (after the objects it names)."""
-        raise PeerUnavailable(f"{self.label} is read-only")
+        raise RemoteUnavailable(f"{self.label} is read-only")
+
+
+_LEFT_OUT = threading.Lock()
+
+
+def reason_of(remote: Remote, error: RemoteUnavailable) -> str:
+    """What ``error`` says of ``remote``, without the remote's name when it starts with it (it is said once, by the caller)."""
+    reason = str(error)
+    return reason[len(remote.label) + 2 :] if reason.startswith(f"{remote.label}: ") else reason
+
+
+def leave_out(remote: Remote, error: RemoteUnavailable) -> str | None:
+    """Marks ``remote`` as left out for the rest of the run (``remote.left_out``); the line that says so, the first time only.
+
+    A remote that cannot serve is said once per run, however many
+    resources, datasets or pipelines then skip it.
+    """
+    with _LEFT_OUT:
+        if getattr(remote, "left_out", None) is not None:
+            return None
+        remote.left_out = reason_of(remote, error)
+    return f"remote cache {remote.label} left out: {remote.left_out}"
+
+
+def is_left_out(remote: Remote) -> bool:
+    """True once :func:`leave_out` marked ``remote`` for this run."""
+    return getattr(remote, "left_out", None) is not None

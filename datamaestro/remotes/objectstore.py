@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import IntegrityError, UsageError
-from .base import MAX_RECORD_BYTES, Peer, PeerUnavailable, action_key, object_key
+from .base import MAX_RECORD_BYTES, Remote, RemoteUnavailable, action_key, object_key
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -116,7 +116,7 @@ def _server_error(text: str) -> tuple[int, str] | None:
     return int(status.group(1)), said
 
 
-class ObjectStoreRemote(Peer):
+class ObjectStoreRemote(Remote):
     """A remote store on object storage (see the module documentation).
 
     :param url: ``s3://bucket/prefix`` (or ``gs://``, ``az://``)
@@ -186,7 +186,7 @@ class ObjectStoreRemote(Peer):
         return relative
 
     # -- errors
-    def _unavailable(self, exc: BaseException, doing: str) -> PeerUnavailable:
+    def _unavailable(self, exc: BaseException, doing: str) -> RemoteUnavailable:
         """One clear reason for a failure of the remote as a whole."""
         errors = _obstore().exceptions
 
@@ -218,7 +218,7 @@ class ObjectStoreRemote(Peer):
                 hint = "the server refused the request: check the remote's url and endpoint in the settings"
         else:
             reason = text[:300]
-        error = PeerUnavailable(f"{self.label}: {reason}")
+        error = RemoteUnavailable(f"{self.label}: {reason}")
         error.hint = hint  # read by those that turn it into an error of their own (push)
         return error
 
@@ -278,7 +278,7 @@ class ObjectStoreRemote(Peer):
             for fan in sorted({object_key(d).rsplit("/", 1)[0] for d in digests}):
                 for batch in obstore.list(self.store(), self._key(fan) + "/", chunk_size=1000):
                     present.update(meta["path"] for meta in batch)
-        except PeerUnavailable:
+        except RemoteUnavailable:
             raise
         except Exception as exc:
             if "NoSuchBucket" in str(exc):

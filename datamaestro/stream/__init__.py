@@ -1,4 +1,4 @@
-"""Stream transforms of the 1.x API (see :mod:`datamaestro.compat.stream`)."""
+"""1.x face: ``datamaestro.stream``, stream transforms of the 1.x API (see :mod:`datamaestro.compat.stream`)."""
 
 from datamaestro.compat.stream.base import (  # noqa: F401
     Transform,

@@ -1,4 +1,4 @@
-"""Decompression transforms of the 1.x API (see :mod:`datamaestro.compat.stream.compress`)."""
+"""1.x face: ``datamaestro.stream.compress``, decompression transforms (see :mod:`datamaestro.compat.stream.compress`)."""
 
 from datamaestro.compat.stream.compress import (  # noqa: F401
     Gunzip,

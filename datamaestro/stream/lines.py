@@ -1,4 +1,4 @@
-"""Line transforms of the 1.x API (see :mod:`datamaestro.compat.stream.lines`)."""
+"""1.x face: ``datamaestro.stream.lines``, line transforms (see :mod:`datamaestro.compat.stream.lines`)."""
 
 from datamaestro.compat.stream.lines import (  # noqa: F401
     _LineState,

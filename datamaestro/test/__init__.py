@@ -1,4 +1,4 @@
-"""Test helpers for plugins (the original datamaestro's ``datamaestro.test``).
+"""1.x face: ``datamaestro.test``, test helpers for plugins.
 
 A plugin's test module declares::
 

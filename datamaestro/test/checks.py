@@ -1,4 +1,4 @@
-"""Test helpers for plugins (the 1.x module; see :mod:`datamaestro.compat.testing`)."""
+"""1.x face: ``datamaestro.test.checks``, test helpers for plugins (see :mod:`datamaestro.compat.testing`)."""
 
 from datamaestro.compat.testing import DatamaestroAnalyzer, DatasetTests
 

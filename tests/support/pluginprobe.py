@@ -40,7 +40,7 @@ def survey() -> dict:
     """Counts and failures per repository."""
     refuse_network()
     from datamaestro.api import describe_dataset
-    from datamaestro.check import first_variant
+    from datamaestro.commands.audit import first_variant
     from datamaestro.context import Context
 
     context = Context(progress=False)

@@ -1,6 +1,10 @@
-"""Checking a repository: its modules import, its ids are unique, its configs build.
+"""Auditing a repository: its modules import, its ids are unique, its configs build.
 
-What ``datamaestro check`` and :class:`datamaestro.test.DatasetTests` run.
+What ``datamaestro check`` (the command keeps its name) and
+:class:`datamaestro.test.DatasetTests` run. "Audit" is this word alone in
+the code: the lock's ``--check`` is whether the lock is *current*
+(:func:`datamaestro.lock.resolve.stale_reasons`), the store's check on use
+compares *stamps*, and ``store verify`` rehashes.
 Nothing is downloaded: a config is built (paths need not exist) and
 validated by experimaestro. A variant family is checked on its first
 variant.
@@ -13,9 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..errors import UsageError
+
 if TYPE_CHECKING:
-    from .context import Context
-    from .repository import Repository
+    from ..context import Context
+    from ..repository import Repository
 
 
 @dataclass
@@ -27,8 +33,8 @@ class Failure:
 
 
 @dataclass
-class CheckReport:
-    """The result of checking one repository."""
+class AuditReport:
+    """The result of auditing one repository."""
 
     repository: str
     modules: int = 0
@@ -58,17 +64,17 @@ def first_variant(definition) -> dict:
     return next(iter(variants.enumerate()), {})
 
 
-def check_repository(repository: "Repository", context: "Context") -> CheckReport:
+def audit_repository(repository: "Repository", context: "Context") -> AuditReport:
     """Imports every module of a repository and builds every dataset's config.
 
     :param repository: the repository (from ``context.registry.repositories()``)
     :param context: the context the configs are built in
     """
-    from .context import Context
-    from .registry import index_entry
+    from ..context import Context
+    from ..registry import index_entry
 
     Context.set_instance(context)
-    report = CheckReport(repository.id)
+    report = AuditReport(repository.id)
     start = time.monotonic()
     for name in repository.module_names():
         report.modules += 1
@@ -96,3 +102,15 @@ def check_repository(repository: "Repository", context: "Context") -> CheckRepor
     report.duplicate_ids = sorted(key for key, count in seen.items() if count > 1)
     report.seconds = time.monotonic() - start
     return report
+
+
+def audit_repositories(namespaces: list[str], context: "Context") -> list[AuditReport]:
+    """Audits the named repositories (all when none is named): what ``datamaestro check`` runs.
+
+    :raises UsageError: an unknown namespace
+    """
+    repositories = context.registry.repositories()
+    unknown = [name for name in namespaces if name not in repositories]
+    if unknown:
+        raise UsageError(f"no repository {', '.join(unknown)}", hint=f"installed repositories: {', '.join(sorted(repositories))}")
+    return [audit_repository(repositories[name], context) for name in (namespaces or sorted(repositories))]

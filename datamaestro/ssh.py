@@ -14,7 +14,7 @@ import subprocess
 from .errors import DatamaestroError
 
 
-def remote_arguments(argv: list[str]) -> list[str]:
+def arguments_for_host(argv: list[str]) -> list[str]:
     """The command line without ``--host`` and ``--pythonpath`` (and their values)."""
     result, skip = [], False
     for argument in argv:
@@ -38,5 +38,5 @@ def run_on_host(host: str, python: str, argv: list[str]) -> int:
     ssh = shutil.which("ssh")
     if ssh is None:
         raise DatamaestroError("--host needs ssh, which is not installed", hint="install an ssh client, or run the command on the host")
-    command = shlex.join([python, "-m", "datamaestro", *remote_arguments(argv)])
+    command = shlex.join([python, "-m", "datamaestro", *arguments_for_host(argv)])
     return subprocess.run([ssh, host, command]).returncode
