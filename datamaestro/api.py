@@ -370,7 +370,7 @@ def _describe(definition, ctx: Context, states) -> dict:
         "tasks": definition.tasks,
         "aliases": [a for a in definition.aliases if a != definition.id],
         "licence": definition.licence,
-        "datapath": str(definition.datapath_in(ctx)),
+        "datapath": str(ctx.locate(definition).path),
         "resources": resources,
     }
 

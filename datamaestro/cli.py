@@ -24,6 +24,14 @@ def _options_of(command) -> dict:
     return {name: param for param in command.params if param.param_type_name == "option" for name in (*param.opts, *param.secondary_opts)}
 
 
+def _option_width(arg: str, options: dict) -> int:
+    """How many arguments an option of ``options`` occupies (1, or 2 with its value); 0 for anything else."""
+    param = options.get(arg.split("=", 1)[0])
+    if param is None:
+        return 0
+    return 1 if param.is_flag or param.count or "=" in arg else 2
+
+
 def hoist_global_options(group: TyperGroup, ctx, args: list[str]) -> list[str]:
     """Moves global options typed after the command before it (``prepare ID --offline``).
 
@@ -34,14 +42,7 @@ def hoist_global_options(group: TyperGroup, ctx, args: list[str]) -> list[str]:
     click then reports them.
     """
     global_options = _options_of(group)
-
-    def width(arg: str, options: dict) -> int:
-        """How many arguments an option occupies (1, or 2 with its value); 0 for a non-option."""
-        param = options.get(arg.split("=", 1)[0])
-        if param is None:
-            return 0
-        return 1 if param.is_flag or param.count or "=" in arg else 2
-
+    width = _option_width
     start = 0
     while start < len(args) and args[start].startswith("-") and args[start] != "--":
         step = width(args[start], global_options)
@@ -108,10 +109,11 @@ class State:
     def context(self):
         """The Context built from the global options (made current)."""
         if self._context is None:
+            from . import session
             from .context import Context
 
             self._context = Context(overrides=self.overrides, progress=False if self.quiet else None)
-            Context.set_instance(self._context)
+            session.set_default(self._context)
         return self._context
 
 
@@ -159,27 +161,61 @@ def global_options(
         raise typer.Exit(run_on_host(host, pythonpath, sys.argv[1:]))
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(message)s", stream=sys.stderr)
-    state.overrides = {
-        "data_dir": data,
-        "store_dir": store,
-        "offline": True if offline else None,
-        "keep_downloads": True if keep_downloads else None,
-        "timeout": timeout,
-    }
+    state.overrides = global_overrides(data=data, store=store, offline=offline, keep_downloads=keep_downloads, timeout=timeout)
     state.quiet = quiet
     state.json = as_json
     state._context = None  # one per invocation (an in-process runner invokes the app many times)
     state.traceback = traceback or debug
     miss = state.warm_miss
     if miss is not None:
-        if (miss.overrides, miss.quiet) == ({k: v for k, v in state.overrides.items() if v is not None}, quiet):
+        if (miss.overrides, miss.quiet) == (state.overrides, quiet):
             # the warm path's Context, built from these same options: one Context per command
-            from .context import Context
+            from . import session
 
             state._context = miss.context
-            Context.set_instance(miss.context)
+            session.set_default(miss.context)
         else:
             state.warm_miss = None
+
+
+def global_overrides(*, data: Path | None, store: Path | None, offline: bool, keep_downloads: bool, timeout: float | None, **others) -> dict[str, Any]:
+    """The ``Settings`` overrides the global options give (what both the warm path and :func:`global_options` hand the Context).
+
+    :param others: the other global options, which set no setting
+    """
+    overrides = {"data_dir": data, "store_dir": store, "offline": True if offline else None, "keep_downloads": True if keep_downloads else None, "timeout": timeout}
+    return {name: value for name, value in overrides.items() if value is not None}
+
+
+def parse_global_options(argv: list[str]) -> tuple[dict[str, Any], list[str]] | None:
+    """The global options of a command line, wherever they stand, parsed by click from their one definition (:func:`global_options`' signature, what typer parses too), and the other arguments; None when click refuses them.
+
+    No option callback runs (``--version`` prints nothing here); the values
+    are those :func:`global_options` receives.
+    """
+    from typer.core import TyperCommand
+    from typer.main import get_params_convertors_ctx_param_name_from_function
+
+    params, convertors, _ = get_params_convertors_ctx_param_name_from_function(global_options)
+    for param in params:
+        param.callback = None  # made for this parse only: `--version` is read, not acted on
+    options = {name: param for param in params for name in (*param.opts, *param.secondary_opts)}
+    given: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(argv):
+        if argv[index] == "--":
+            rest.extend(argv[index:])
+            break
+        # as hoist_global_options reads them: a global option and its value, or another argument
+        step = _option_width(argv[index], options)
+        (given if step else rest).extend(argv[index : index + (step or 1)])
+        index += step or 1
+    try:
+        context = TyperCommand("datamaestro", params=params, add_help_option=False).make_context("datamaestro", given)
+    except Exception:  # click's refusal (typer's own copy of click since 0.2x, click before): the full command says it
+        return None
+    return {name: convertors[name](value) if name in convertors and value is not None else value for name, value in context.params.items()}, rest
 
 
 @app.command()
@@ -808,42 +844,27 @@ def _terminate(signum, frame) -> None:
     raise Terminated(143)
 
 
-#: global options the warm ``prepare`` path understands: flag -> (override, takes a value)
-_WARM_OPTIONS = {"--data": ("data_dir", True), "--store": ("store_dir", True), "--offline": ("offline", False), "--quiet": (None, False), "-q": (None, False)}
+#: global options that do more than set the Context (another host, the version, logging): the full command line runs then
+_NOT_WARM = ("host", "show_version", "debug", "traceback")
 
 
 def _warm_prepare(argv: list[str]) -> bool:
-    """Answers ``datamaestro [--data D] [--store S] [--offline] [-q] prepare ID`` (those options before or after the command) from a warm record; False otherwise.
+    """Answers ``datamaestro [global options] prepare ID`` (the options before or after the command) from a warm record; False otherwise.
 
     Running a typer command loads its parameter machinery (pydantic), which
     costs more than the whole warm answer: so this one command line is read
-    here first. Anything else (another option, no valid warm record, any
-    error) returns False, and the full command line runs as usual.
+    here first, its global options by :func:`parse_global_options` (click,
+    from the one definition typer reads). Anything else (an option of
+    ``prepare``, one of :data:`_NOT_WARM`, no valid warm record, any error)
+    returns False, and the full command line runs as usual.
     """
-    overrides: dict[str, Any] = {}
-    quiet = False
-    index = 0
-    rest: list[str] = []
-    # the options may come before or after the command, as the full command line allows
-    while index < len(argv):
-        if argv[index] not in _WARM_OPTIONS:
-            rest.append(argv[index])
-            index += 1
-            continue
-        name, takes_value = _WARM_OPTIONS[argv[index]]
-        if takes_value:
-            if index + 1 >= len(argv):
-                return False
-            overrides[name] = Path(argv[index + 1])
-            index += 2
-            continue
-        if name is None:
-            quiet = True
-        else:
-            overrides[name] = True
-        index += 1
-    if len(rest) != 2 or rest[0] != "prepare" or rest[1].startswith("-"):
+    parsed = parse_global_options(argv)
+    if parsed is None:
         return False
+    values, rest = parsed
+    if any(values[name] for name in _NOT_WARM) or len(rest) != 2 or rest[0] != "prepare" or rest[1].startswith("-"):
+        return False
+    overrides, quiet = global_overrides(**values), values["quiet"]
     try:
         from .api import warm_prepare
         from .context import Context

@@ -16,27 +16,22 @@ import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .context import Context
-
 logger = logging.getLogger(__name__)
 
 #: entries kept per folder of fingerprint-named files (one per set of installed plugins)
 KEEP = 16
 
 
-def locations(context: "Context", relative: str) -> list[Path]:
+def locations(data_dir: Path, relative: str) -> list[Path]:
     """Where a cached entry may be, in the order it is looked for: the user's cache, then the data dir's."""
     from .settings import user_cache_dir
 
-    return [user_cache_dir() / relative, context.data_dir / "cache" / relative]
+    return [user_cache_dir() / relative, data_dir / "cache" / relative]
 
 
-def read_entry(context: "Context", relative: str) -> str | None:
-    """The first readable copy of an entry, or None."""
-    for path in locations(context, relative):
+def read_entry(data_dir: Path, relative: str) -> str | None:
+    """The first readable copy of an entry, or None (``data_dir``: the data dir, whose ``cache/`` is the second place looked in)."""
+    for path in locations(data_dir, relative):
         try:
             return path.read_text()
         except (OSError, ValueError):
@@ -44,13 +39,13 @@ def read_entry(context: "Context", relative: str) -> str | None:
     return None
 
 
-def write_entry(context: "Context", relative: str, text: str, *, prune: bool = False) -> Path | None:
+def write_entry(data_dir: Path, relative: str, text: str, *, prune: bool = False) -> Path | None:
     """Writes an entry (atomically) in the first location that accepts it; None when none does (the cache is optional).
 
     :param prune: the entry's folder holds one file per set of plugins (or interpreter and path): keep
         the :data:`KEEP` most recently written
     """
-    for path in locations(context, relative):
+    for path in locations(data_dir, relative):
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
@@ -24,7 +23,7 @@ from .lazy import lazy_getattr
 from .settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from .definition import DatasetDefinition, Location
+    from .definition import DatasetDefinition, Location, Request
     from .fetch import Fetcher
     from .lock.model import Lock, LockedDataset
     from .pipeline import Pipeline, PipelineResult
@@ -34,63 +33,39 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Request:
-    """One resolved request for a dataset, built once by :meth:`Context.request`: what a prepare starts from.
-
-    Nothing downstream derives any of these again (the pipeline, the
-    config, the warm record all read them from here).
-
-    :ivar definition: the dataset's definition
-    :ivar variant: a family's axis values, defaults filled in (empty without variants)
-    :ivar entry_id: the id a project's lock knows it by: the canonical id,
-        plus a family's canonical selector (``org.family[a=1,b=2]``)
-    :ivar locked: the lock entry that pins it (the variant's own entry, else
-        the family's), checked against the definition; None when no lock pins it
-    :ivar location: its readable folder, and the view the entry pins
-    """
-
-    definition: "DatasetDefinition"
-    variant: Mapping[str, Any]
-    entry_id: str
-    locked: "LockedDataset | None"
-    location: "Location"
-
-    @property
-    def pins(self) -> dict:
-        """The expected outputs by resource name (empty when no lock pins it)."""
-        return dict(self.locked.pins()) if self.locked is not None else {}
-
-    def config(self):
-        """The dataset's config, its paths at :attr:`location` (downloads nothing)."""
-        return self.definition.config(location=self.location, **self.variant)
-
-
 #: ``Context.request_of(..., locked=READ_LOCK)``: the lock in scope gives the entry
 READ_LOCK: Any = object()
 
 
-class _ClassProperty:
-    """A read-only attribute computed on the class (``Context.INSTANCE``, ``Context.MAINDIR``)."""
-
-    def __init__(self, getter):
-        self.getter = getter
-        self.__doc__ = getter.__doc__
-
-    def __get__(self, obj, owner=None):
-        return self.getter(owner if owner is not None else type(obj))
+#: the original datamaestro's attributes of ``Context``, kept in :mod:`datamaestro.compat.context` and read there on first use
+_FACE_NAMES = frozenset(
+    {
+        "keep_downloads", "traceback", "INSTANCE", "MAINDIR", "frompath", "instance", "set_instance", "user_settings",
+        "datapath", "cachepath", "running_test", "repositorymap", "repositories", "repository", "datasets", "downloadURL", "ask",
+    }
+)
 
 
-class DownloadedFile:
-    """A file :meth:`Context.downloadURL` fetched: ``.path``; removed when the ``with`` block ends."""
+def _face_attribute(name: str, owner: type, obj) -> Any:
+    """A 1.x attribute of ``Context`` (see :data:`_FACE_NAMES`), bound to ``obj`` (None: to the class)."""
+    if name not in _FACE_NAMES:
+        raise AttributeError(f"{owner.__name__!r} object has no attribute {name!r}")
+    import importlib
 
-    def __init__(self, path: Path):
-        self.path = path
-        #: the original API's flag; the file lives in the store's tmp folder and never stays
-        self.keep = False
+    # a 1.x face: loaded by name on first use, so that the core never imports it
+    attribute = vars(importlib.import_module("datamaestro.compat.context").ContextFace)[name]
+    getter = getattr(attribute, "__get__", None)
+    return getter(obj, owner) if getter is not None else attribute
 
 
-class Context:
+class _WithFace(type):
+    """The metaclass of ``Context``: its 1.x class attributes (``Context.INSTANCE``, ``Context.instance()``) come from the face."""
+
+    def __getattr__(cls, name: str) -> Any:
+        return _face_attribute(name, cls, None)
+
+
+class Context(metaclass=_WithFace):
     """Where datamaestro reads its settings and keeps its data.
 
     :param settings: resolved settings (default: read from every source)
@@ -142,115 +117,13 @@ class Context:
         self._fitting: dict[int, "LockedDataset"] = {}
         self._rooted: set[tuple] = set()
 
-    # -- the original datamaestro's attributes
-    #: whether ``downloadURL`` keeps its files, and whether the CLI shows tracebacks (the original's flags)
-    keep_downloads = False
-    traceback = False
-
-    @_ClassProperty
-    def INSTANCE(cls) -> "Context":
-        """The session in scope (the original's class attribute)."""
-        return session.current()
-
-    @_ClassProperty
-    def MAINDIR(cls) -> Path:
-        """The data dir of the session in scope (the original's class attribute)."""
-        return session.current().data_dir
-
-    @staticmethod
-    @contextmanager
-    def frompath(path: Path | str) -> Iterator["Context"]:
-        """A context on another data dir, in scope for a ``with`` block (the original API)."""
-        with Context(overrides={"data_dir": Path(path)}) as context:
-            yield context
-
-    @property
-    def user_settings(self) -> Settings:
-        """The settings (the original kept user preferences apart)."""
-        return self.settings
-
-    @property
-    def datapath(self) -> Path:
-        """``<data dir>/data``, where the readable folders of datasets are."""
-        return self.data_dir / "data"
-
-    @property
-    def cachepath(self) -> Path:
-        """``<data dir>/cache`` (the dataset index)."""
-        return self.data_dir / "cache"
-
-    @property
-    def running_test(self) -> bool:
-        """Whether pytest runs this process (as the original said)."""
-        import os
-
-        return "PYTEST_CURRENT_TEST" in os.environ
-
-    @property
-    def repositorymap(self) -> dict:
-        """The repositories by their base module (``datamaestro_image``)."""
-        return {repository.basemodule(): repository for repository in self.repositories() if repository.basemodule() is not None}
-
-    def repositories(self) -> Iterator:
-        """The installed repositories."""
-        return iter(self.registry.repositories().values())
-
-    def repository(self, repository_id: str | None):
-        """The repository of a namespace (None for None).
-
-        :raises UsageError: no such repository
-        """
-        if repository_id is None:
-            return None
-        found = self.registry.repositories().get(repository_id)
-        if found is None:
-            from .errors import UsageError
-
-            known = ", ".join(sorted(self.registry.repositories()))
-            raise UsageError(f"No datasets repository named {repository_id}", hint=f"installed: {known}")
-        return found
-
-    def datasets(self) -> Iterator:
-        """Every dataset of every repository."""
-        for repository in self.repositories():
-            yield from repository
-
-    @contextmanager
-    def downloadURL(self, url: str, size: int | None = None) -> Iterator[DownloadedFile]:
-        """Downloads ``url`` into the store's tmp folder for a ``with`` block (the original API).
-
-        Goes through the fetcher: mirrors, retries, resume, offline mode.
-        """
-        from .download.checks import SizeCheck
-        from .download.single import FileSink
-
-        path = self.store.tmp_path(".download")
-        try:
-            with path.open("wb") as fp:
-                self.fetcher().fetch(url, FileSink(fp), checkers=[SizeCheck(size)] if size else [], description=url)
-            yield DownloadedFile(path)
-        finally:
-            path.unlink(missing_ok=True)
-
-    def ask(self, question: str, options: dict[str, str]) -> str:
-        """Asks a question on the terminal until one of ``options``' keys is answered; returns its value."""
-        print(question)  # noqa: T201
-        answer = None
-        while answer not in options:
-            answer = input().strip().lower()
-        return options[answer]
+    def __getattr__(self, name: str) -> Any:
+        # only for names not found otherwise: the original datamaestro's attributes (compat/context.py)
+        if name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return _face_attribute(name, type(self), self)
 
     # -- the session in scope
-    @classmethod
-    def instance(cls) -> "Context":
-        """The session in scope (the original API's name; see :mod:`datamaestro.session`)."""
-        return session.current()
-
-    @classmethod
-    def set_instance(cls, context: "Context | None") -> None:
-        """Replaces the default session, used outside any ``with Context()`` (None: a new one on next use)."""
-        session.set_default(context)
-
     def __enter__(self) -> "Context":
         self._tokens.append(session.enter(self))
         return self
@@ -305,7 +178,7 @@ class Context:
         if self._registry is None:
             from .registry import Registry
 
-            self._registry = Registry(self)
+            self._registry = Registry(self.data_dir, self)
         return self._registry
 
     def fetcher(self) -> "Fetcher":
@@ -379,7 +252,7 @@ class Context:
         """
         from .pipeline import Pipeline
 
-        return Pipeline(self.store, settings=self.settings, fetcher=self.fetcher, remotes=self.remotes() if use_remotes else [], requests=self.request_of, context=self)
+        return Pipeline(self.store, settings=self.settings, fetcher=self.fetcher, remotes=self.remotes() if use_remotes else [], requests=self.request_of, plugin_context=self)
 
     def remote(self, name_or_url: str):
         """The remote a setting names, or the one at a URL or folder (``store push`` takes either)."""
@@ -529,16 +402,18 @@ class Context:
             (None: not pinned; True: read the lock in scope)
         """
         if locked is True:
+            # the entry as the lock in scope has it, its fingerprint not checked: a stale entry still says where its view is
             lock = self.lockfile()
             key = lock_key(lock, definition, entry_id) if lock is not None else None
             locked = lock.datasets[key] if key is not None else None
-        return self._location(definition, locked)
+        return self.request_of(definition, entry_id=entry_id, locked=locked).location
 
     def _location(self, definition: "DatasetDefinition", locked: "LockedDataset | None") -> "Location":
         """A dataset's readable folder, and the view its lock entry pins (configs point there)."""
         from .definition import Location
 
-        readable = definition.readable_path_in(self)
+        repository = definition.repository_in(self.registry)
+        readable = self.readable_path(repository.id if repository is not None else "__custom__", definition.id)
         return Location(readable, self.store.views.path_of(locked.manifest) if locked else None)
 
     # -- requests: which definition, which variant, which lock entry, where it lives
@@ -567,6 +442,8 @@ class Context:
         :param locked: the lock entry when the caller has it (None: unpinned);
             by default the lock in scope's, checked against the definition
         """
+        from .definition import Request
+
         if entry_id is None:
             entry_id = definition.id + definition.variants.format_selector(variant) if variant is not None and definition.variants is not None else definition.id
         if locked is READ_LOCK:
@@ -746,6 +623,8 @@ class Context:
             from .errors import UsageError
 
             raise UsageError(f"verify must be 'trust' or 'full', not {verify!r}")
+        from .definition import Request
+
         if isinstance(definition, Request):
             request = definition
         else:
@@ -780,10 +659,11 @@ def _variant_entry(data_id: str) -> str | None:
 
 
 #: names the original datamaestro's ``datamaestro.context`` module exported, for the published plugins
-#: (resolved lazily: those modules import this one)
+#: (resolved lazily: those modules import this one; ``Request`` is defined beside ``Location``, below the pipeline that takes it, and the warm path needs no definition)
 __getattr__ = lazy_getattr(
     __name__,
     {
+        "Request": "datamaestro.definition:Request",
         "DatafolderPath": "datamaestro.datafolders:DatafolderPath",
         "ResolvablePath": "datamaestro.datafolders:ResolvablePath",
         "Repository": "datamaestro.repository:Repository",

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from . import session
 from .errors import DefinitionError
@@ -43,7 +43,8 @@ from .ids import dataset_id
 from .resource import Resource
 
 if TYPE_CHECKING:
-    from .repository import Repository
+    from .lock.model import LockedDataset
+
 
 @dataclass(frozen=True)
 class Location:
@@ -61,6 +62,38 @@ class Location:
     def path(self) -> Path:
         """The folder configs point at: the pinned view, else the readable folder."""
         return self.pinned_view if self.pinned_view is not None else self.readable
+
+
+@dataclass(frozen=True)
+class Request:
+    """One resolved request for a dataset, built once by :meth:`Context.request <datamaestro.context.Context.request>`: what a prepare starts from.
+
+    Nothing downstream derives any of these again (the pipeline, the
+    config, the warm record all read them from here).
+
+    :ivar definition: the dataset's definition
+    :ivar variant: a family's axis values, defaults filled in (empty without variants)
+    :ivar entry_id: the id a project's lock knows it by: the canonical id,
+        plus a family's canonical selector (``org.family[a=1,b=2]``)
+    :ivar locked: the lock entry that pins it (the variant's own entry, else
+        the family's), checked against the definition; None when no lock pins it
+    :ivar location: its readable folder, and the view the entry pins
+    """
+
+    definition: "DatasetDefinition"
+    variant: Mapping[str, Any]
+    entry_id: str
+    locked: "LockedDataset | None"
+    location: "Location"
+
+    @property
+    def pins(self) -> dict:
+        """The expected outputs by resource name (empty when no lock pins it)."""
+        return dict(self.locked.pins()) if self.locked is not None else {}
+
+    def config(self):
+        """The dataset's config, its paths at :attr:`location` (downloads nothing)."""
+        return self.definition.config(location=self.location, **self.variant)
 
 
 #: the folder a definition's resources resolve to while its config is built
@@ -142,21 +175,21 @@ class DatasetDefinition:
         return dataset_id(self.module, self.qualname, self._explicit_id)
 
     @property
-    def repository(self) -> "Repository | None":
+    def repository(self) -> Any:
         """The repository whose config package holds this definition, in the session in scope."""
-        return self.repository_in(session.current())
+        return self.repository_in(session.current().registry)
 
     @repository.setter
-    def repository(self, repository: "Repository | None") -> None:
+    def repository(self, repository: Any) -> None:
         # the original API let code (tests, in-memory repositories) say which repository holds a definition
         self.__dict__["_repository"] = repository
 
-    def repository_in(self, context) -> "Repository | None":
-        """The repository of this definition in a given context (None outside one); the one set on it, if any."""
+    def repository_in(self, registry) -> Any:
+        """The repository of this definition among a registry's (None outside one); the one set on it, if any."""
         repository = self.__dict__.get("_repository")
         if repository is not None:
             return repository
-        return context.registry.repository_for_module(self.module)
+        return registry.repository_for_module(self.module)
 
     @property
     def data_id(self) -> str:
@@ -166,15 +199,15 @@ class DatasetDefinition:
 
     @property
     def datapath(self) -> Path:
-        """The folder configs point at, in the session in scope (see :class:`Location`)."""
+        """The folder configs point at: the location in scope (a :class:`Request`'s, see :meth:`located_at`).
+
+        Outside one (the original API's ``dataset.datapath`` read by user
+        code), the location the session in scope gives (see :class:`Location`).
+        """
         located = _located.get().get(id(self))
         if located is not None:
             return located
         return session.current().locate(self).path
-
-    def datapath_in(self, context) -> Path:
-        """The folder configs point at in a given context: the pinned view when a lock in scope pins this dataset, else the readable folder."""
-        return context.locate(self).path
 
     @contextmanager
     def located_at(self, folder: Path):
@@ -188,11 +221,6 @@ class DatasetDefinition:
             yield folder
         finally:
             _located.reset(token)
-
-    def readable_path_in(self, context) -> Path:
-        """The readable folder: ``<data dir>/data/<repository>/<id as path>``."""
-        repository = self.repository_in(context)
-        return context.readable_path(repository.id if repository is not None else "__custom__", self.id)
 
     # -- metadata
     def _metadata_sources(self) -> list:

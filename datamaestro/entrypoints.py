@@ -17,10 +17,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .context import Context
+from pathlib import Path
 
 FORMAT = 1
 
@@ -80,7 +77,7 @@ def _files_key(files: list[str]) -> list:
     return key
 
 
-def installed_entry_points(context: "Context", group: str) -> list:
+def installed_entry_points(data_dir: Path, group: str) -> list:
     """The entry points of ``group``, sorted by name: from the code cache when nothing installed changed, else scanned (and cached)."""
     from .codecache import read_entry, write_entry
     from .store.digests import digest_bytes
@@ -88,7 +85,7 @@ def installed_entry_points(context: "Context", group: str) -> list:
     path_key = _path_key(group)
     # one entry per interpreter and path (a PYTHONPATH of its own keeps its own)
     name = f"entry-points/{digest_bytes(json.dumps([path_key[:4], sys.path]).encode())[7:39]}.json"
-    text = read_entry(context, name)
+    text = read_entry(data_dir, name)
     if text is not None:
         try:
             cached = json.loads(text)
@@ -115,5 +112,5 @@ def installed_entry_points(context: "Context", group: str) -> list:
                 "dist": [distribution.metadata["Name"] or "", distribution.version] if distribution is not None else None,
             }
         )
-    write_entry(context, name, json.dumps({"key": path_key, "files": files, "files_key": _files_key(files), "entry_points": records}), prune=True)
+    write_entry(data_dir, name, json.dumps({"key": path_key, "files": files, "files_key": _files_key(files), "entry_points": records}), prune=True)
     return found

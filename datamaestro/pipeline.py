@@ -38,7 +38,7 @@ from contextlib import contextmanager
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .errors import DatamaestroError, IntegrityError, LockTimeoutError, OfflineError, StoreError, UntrustedInputError
 from .store import ActionRecord, Output, recipe_key
@@ -50,9 +50,8 @@ from .store.actions import Kind
 from .store.testpoints import pause
 
 if TYPE_CHECKING:
-    from .context import Context, Request
-    from .definition import DatasetDefinition, Location
-    from .download import Resource
+    from .definition import DatasetDefinition, Location, Request
+    from .resource import Resource
     from .fetch import Fetcher, FetchResult
     from .settings import Settings
     from .store import Store
@@ -64,7 +63,7 @@ NONE, PARTIAL, COMPLETE, REMOTE = "none", "partial", "complete", "remote"
 
 
 class Job:
-    """What :meth:`Resource.produce` is given: the store, its inputs, the transport.
+    """What :meth:`Resource.produce` is given: the store, its inputs, the transport (implements :class:`datamaestro.resource.Job`).
 
     :ivar store: the :class:`~datamaestro.store.Store`
     :ivar expected: the pinned output (from a lock) or None
@@ -72,9 +71,10 @@ class Job:
 
     def __init__(self, pipeline: "Pipeline", definition: "DatasetDefinition", resource: "Resource", expected: Output | None):
         self.pipeline = pipeline
-        #: the session's context, for plugin code (a 1.x resource, a custom download); the job's own calls go through the pipeline
-        self.context = pipeline.context
+        #: the session's context, for plugin code only (a 1.x resource, a custom download); the job's own calls go through the pipeline
+        self.context = pipeline.plugin_context
         self.store = pipeline.store
+        self.settings = pipeline.settings
         self.definition = definition
         self.resource = resource
         self.expected = expected
@@ -223,7 +223,7 @@ class Pipeline:
         fetcher: "Callable[[], Fetcher]",
         remotes: list,
         requests: "Callable[[DatasetDefinition], Request]",
-        context: "Context",
+        plugin_context: Any,
     ):
         """Built by :meth:`Context.pipeline`, which hands it the session's services.
 
@@ -233,14 +233,15 @@ class Pipeline:
             with nothing to download makes none)
         :param remotes: the remote caches asked before the original sources
         :param requests: the :class:`Request` of a referenced dataset (:meth:`Context.request_of`)
-        :param context: handed to plugin code only (``job.context``, a
-            definition's production checks); the pipeline asks it nothing
+        :param plugin_context: handed to plugin code only (``job.context``, a
+            definition's production checks); the pipeline and its jobs call
+            none of its methods (docs/architecture.md, "Who calls whom")
         """
         self.store = store
         self.settings = settings
         self.fetcher = fetcher
         self.requests = requests
-        self.context = context
+        self.plugin_context = plugin_context
         #: remote caches asked before the original sources (the settings' ``[remotes]``)
         self.remotes = remotes
         self._dead_remotes: set[str] = set()
@@ -256,9 +257,17 @@ class Pipeline:
         self._working = contextlib.ExitStack()
         self._working_lease = None
 
-    def again(self) -> "Pipeline":
-        """A new pipeline on the same services (another dataset's run: a reference's)."""
-        return Pipeline(self.store, settings=self.settings, fetcher=self.fetcher, remotes=self.remotes, requests=self.requests, context=self.context)
+    def again(self, *, use_remotes: bool = True) -> "Pipeline":
+        """A new pipeline on the same services (another dataset's run: a reference's).
+
+        :param use_remotes: keep the remote caches (False: what this store knows, nothing else)
+        """
+        remotes = self.remotes if use_remotes else []
+        return Pipeline(self.store, settings=self.settings, fetcher=self.fetcher, remotes=remotes, requests=self.requests, plugin_context=self.plugin_context)
+
+    def referenced_manifest(self, definition: "DatasetDefinition") -> str | None:
+        """The manifest of another dataset (a reference's) when it is prepared, else None: :meth:`prepared_manifest` of its request, read-only, no remote asked."""
+        return self.again(use_remotes=False).prepared_manifest(self.requests(definition))
 
     # -- keys and lookups
     def _inputs(self, resource: "Resource") -> dict[str, Output] | None:
@@ -402,8 +411,8 @@ class Pipeline:
         Read-only and cheap: action records and ``stat`` calls, no rehash, no
         lock taken, nothing written, no remote asked (build the pipeline with
         ``use_remotes=False``). A volatile resource (a reference, a generated
-        dataset's download) answers through its ``present_output(pipeline)``
-        hook; without one, it is taken as not prepared. The dataset's folder
+        dataset's download) answers through its ``present_output(manifest_of)``
+        hook (given :meth:`referenced_manifest`); without one, it is taken as not prepared. The dataset's folder
         (pinned view, or readable folder) must show that manifest, since
         configs point there.
         """
@@ -413,7 +422,7 @@ class Pipeline:
         for resource in definition.ordered_resources():
             if getattr(resource, "volatile", False) and id(resource) not in self._known:
                 hook = getattr(resource, "present_output", None)
-                output = hook(self) if hook is not None else None
+                output = hook(self.referenced_manifest) if hook is not None else None
                 if output is None:
                     return None
                 self._known[id(resource)] = Lookup(None, None, output)
@@ -489,7 +498,7 @@ class Pipeline:
             check_data_dir(self.settings.data_dir, location.readable)
             # what must hold before anything of the dataset is fetched (a licence to accept)
             for check in definition.production_checks:
-                check(definition, self.context)
+                check(definition, self.plugin_context)
         # leftovers of killed writers (downloads, views): one scandir of tmp/
         self.store.reap_tmp()
         done = self._download_concurrently(definition, to_produce, legacy)
@@ -513,7 +522,7 @@ class Pipeline:
             )
         pause("before-publish")
         try:
-            manifest, view = publish_dataset(self.context, location.readable, entries)
+            manifest, view = publish_dataset(self.store, self.settings, location.readable, entries)
             missing = not all(self.store.output_present(o) for o in outputs.values())
         except StoreError:
             if all(self.store.output_present(o) for o in outputs.values()):
@@ -804,7 +813,7 @@ _HELD: "contextvars.ContextVar[_HeldPublications | None]" = contextvars.ContextV
 
 
 @contextmanager
-def publications_held(context: "Context", *, jobs: int = 1) -> Iterator[None]:
+def publications_held(*, jobs: int = 1) -> Iterator[None]:
     """Holds back the views and readable links of the datasets prepared in a block until the whole block succeeds.
 
     A command that fails (a pin or manifest mismatch, a 404 on its last
@@ -813,7 +822,8 @@ def publications_held(context: "Context", *, jobs: int = 1) -> Iterator[None]:
     by the next run), and so does each held dataset's manifest object.
     Inside an outer block, the outer one publishes. A dataset prepared
     because another references it is shown at once (see
-    :meth:`Job.prepare_dataset`).
+    :meth:`Job.prepare_dataset`). Each held publication is made with the
+    store and settings it was asked with.
 
     :param jobs: datasets published at once when the block succeeds
     """
@@ -830,41 +840,41 @@ def publications_held(context: "Context", *, jobs: int = 1) -> Iterator[None]:
         finally:
             _HELD.reset(token)
         # reached only when the block succeeded
-        unique = list({(str(readable), manifest_digest(entries)): (readable, entries) for readable, entries in held.entries}.values())
+        unique = list({(str(readable), manifest_digest(entries)): (store, settings, readable, entries) for store, settings, readable, entries in held.entries}.values())
         if jobs > 1 and len(unique) > 1:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=min(jobs, len(unique))) as pool:
-                list(pool.map(lambda item: publish_dataset(context, *item), unique))
+                list(pool.map(lambda item: publish_dataset(*item), unique))
         else:
-            for readable, entries in unique:
-                publish_dataset(context, readable, entries)
+            for item in unique:
+                publish_dataset(*item)
 
 
-def publish_dataset(context: "Context", readable: Path, entries: dict[str, tuple[str, str]]) -> tuple[str, Path]:
+def publish_dataset(store: "Store", settings: "Settings", readable: Path, entries: dict[str, tuple[str, str]]) -> tuple[str, Path]:
     """Publishes a manifest's view and swings a readable folder onto it; returns (manifest, view).
 
-    The data dir is registered as a gc root first, so that a concurrent
+    The data dir (``settings.data_dir``) is registered as a gc root first, so that a concurrent
     ``store gc`` sees the link made here; the rest (every output checked to
     be in the store, the view, the root's marker, the link) holds the gc
-    lock (:func:`_gc_held_off`). Inside a :func:`publications_held` block,
+    lock (:func:`_gc_held_off`, waiting at most ``settings.lock_timeout``). Inside a :func:`publications_held` block,
     only the manifest object is stored: the view and the link are made when
     the block succeeds.
 
     :raises StoreError: an output left the store before its publication
     """
-    store = context.store
+    data_dir = settings.data_dir
     held = _HELD.get()
     if held is not None:
         manifest = store.views.store_manifest(entries)
-        held.entries.append((readable, dict(entries)))
+        held.entries.append((store, settings, readable, dict(entries)))
         return manifest, store.views.path_of(manifest)
     try:
-        root = store.register_root("data", context.data_dir)
+        root = store.register_root("data", data_dir)
     except StoreError as error:
-        _unregistered(error, context)
+        _unregistered(error, data_dir)
         root = None
-    with _gc_held_off(context, readable, entries, root):
+    with _gc_held_off(store, settings.lock_timeout, readable, entries, root):
         # under the gc lock, what is checked here stays until the link below is made
         # (a gc that marked before this publication deletes nothing before it is done)
         missing = [digest for kind, digest in entries.values() if not (store.trees.has(digest) if kind == Kind.TREE else store.objects.has(digest))]
@@ -879,11 +889,11 @@ def publish_dataset(context: "Context", readable: Path, entries: dict[str, tuple
                 # gc on another machine cannot read this data dir: the marker tells it what to keep
                 store.mark_published(root, manifest)
             except StoreError as error:
-                _unregistered(error, context)
+                _unregistered(error, data_dir)
         try:
-            point_readable_path(readable, view, context.data_dir, list(entries))
+            point_readable_path(readable, view, data_dir, list(entries))
         except StoreError:
-            check_data_dir(context.data_dir, readable)  # the data dir, not the store, refused it: say so
+            check_data_dir(data_dir, readable)  # the data dir, not the store, refused it: say so
             raise
     return manifest, view
 
@@ -914,7 +924,7 @@ def check_data_dir(data_dir: Path, readable: Path, *, doing: str = "") -> None:
     )
 
 
-def _gc_held_off(context: "Context", readable: Path, entries: dict[str, tuple[str, str]], root) -> contextlib.AbstractContextManager:
+def _gc_held_off(store: "Store", lock_timeout: float, readable: Path, entries: dict[str, tuple[str, str]], root) -> contextlib.AbstractContextManager:
     """The store's ``gc`` lock, held while a publication makes its outputs reachable (nothing when it changes nothing).
 
     ``store gc`` (of any machine) marks what the roots reach, then deletes the
@@ -926,17 +936,16 @@ def _gc_held_off(context: "Context", readable: Path, entries: dict[str, tuple[st
     prepare). A store this process may not write to has no gc of its own
     to hold off.
     """
-    from .store.maintenance import GC_LOCK
+    from .store.gc import GC_LOCK
     from .store.digests import hex_of
 
-    store = context.store
     manifest = manifest_digest(entries)
     shown = current_view(readable) == manifest
     if shown and (root is None or (root.markers / hex_of(manifest)).exists()):
         return contextlib.nullcontext()
     held = contextlib.ExitStack()
     try:
-        held.enter_context(store.lock(GC_LOCK, timeout=context.settings.lock_timeout, what=f"publishing {readable.name}"))
+        held.enter_context(store.lock(GC_LOCK, timeout=lock_timeout, what=f"publishing {readable.name}"))
     except LockTimeoutError:
         raise
     except StoreError:
@@ -944,10 +953,10 @@ def _gc_held_off(context: "Context", readable: Path, entries: dict[str, tuple[st
     return held
 
 
-def _unregistered(error: StoreError, context: "Context") -> None:
+def _unregistered(error: StoreError, data_dir: Path) -> None:
     # a store one may only read (another user's, a read-only mount): its
     # data is usable all the same, only its owner's gc cannot see this data dir
-    logger.warning("%s; `datamaestro store gc` on this store will not know that %s uses its data", error.message, context.data_dir)
+    logger.warning("%s; `datamaestro store gc` on this store will not know that %s uses its data", error.message, data_dir)
 
 
 def store_trouble(exc: OSError, store_root: Path) -> bool:

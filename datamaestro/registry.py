@@ -21,13 +21,12 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import DatamaestroError, DatasetNotFoundError, DefinitionError
 from .repository import Repository, package_folder
 
 if TYPE_CHECKING:
-    from .context import Context
     from .definition import DatasetDefinition
 
 ENTRY_POINT_GROUP = "datamaestro.repositories"
@@ -71,8 +70,13 @@ class RepositoryEntry:
 class Registry:
     """The installed repositories and their datasets, through a cached index."""
 
-    def __init__(self, context: "Context"):
-        self.context = context
+    def __init__(self, data_dir: Path, plugin_context: Any):
+        """:param data_dir: the data dir (its ``cache/`` keeps the index where the user's cache cannot)
+        :param plugin_context: what the plugins' repositories are created with (the original API's
+            ``Repository(context)``); the registry reads nothing of it
+        """
+        self.data_dir = data_dir
+        self.plugin_context = plugin_context
         self._repositories: dict[str, Repository] | None = None
         self._index: list[IndexEntry] | None = None
         self._problems: dict[str, str] = {}
@@ -85,7 +89,7 @@ class Registry:
         if self._entry_points is None:
             from .entrypoints import installed_entry_points
 
-            self._entry_points = installed_entry_points(self.context, ENTRY_POINT_GROUP)
+            self._entry_points = installed_entry_points(self.data_dir, ENTRY_POINT_GROUP)
         return self._entry_points
 
     def repositories(self) -> dict[str, Repository]:
@@ -103,7 +107,7 @@ class Registry:
             loaded = []
             for entry_point in self.entry_points():
                 try:
-                    repository = _instantiate(entry_point.load(), self.context, entry_point.name)
+                    repository = _instantiate(entry_point.load(), self.plugin_context, entry_point.name)
                 except Exception as exc:
                     logger.warning("cannot load repository %s (%s): %s", entry_point.name, entry_point.value, exc)
                     self._problems[entry_point.value] = f"cannot be loaded: {exc}"
@@ -208,7 +212,7 @@ class Registry:
     def _read_index(self, fingerprint: str):
         from .codecache import read_entry
 
-        text = read_entry(self.context, self.index_entry_name(fingerprint))
+        text = read_entry(self.data_dir, self.index_entry_name(fingerprint))
         if text is None:
             return None
         try:
@@ -233,7 +237,7 @@ class Registry:
             "datasets": [asdict(d) for d in datasets],
         }
         # nowhere to write (read-only home and data dir) only makes the next call slower
-        write_entry(self.context, self.index_entry_name(fingerprint), json.dumps(data), prune=True)
+        write_entry(self.data_dir, self.index_entry_name(fingerprint), json.dumps(data), prune=True)
 
     def _build_index(self):
         repositories: list[RepositoryEntry] = []
@@ -364,7 +368,7 @@ def _check_preferences(preferred: dict[str, str], entry_points, loaded: list[Rep
                 )
 
 
-def _instantiate(cls, context: "Context", name: str) -> Repository:
+def _instantiate(cls, context: Any, name: str) -> Repository:
     """Creates a repository; the original API's constructors take the context only."""
     import inspect
 

@@ -15,13 +15,13 @@ import importlib
 import importlib.util
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
-
-
-if TYPE_CHECKING:
-    from .context import Context
+from typing import Any, Iterator
 
 logger = logging.getLogger(__name__)
+
+
+#: the original datamaestro's attributes of ``Repository``, kept in :mod:`datamaestro.compat.repository` and read there on first use
+_FACE_NAMES = frozenset({"datapath"})
 
 
 class Repository:
@@ -36,7 +36,8 @@ class Repository:
     DESCRIPTION: str = ""
     AUTHOR: str = ""
 
-    def __init__(self, context: "Context", name: str | None = None):
+    def __init__(self, context: Any, name: str | None = None):
+        #: the session's context it was created with (the original API), for the plugin's own code
         self.context = context
         self.id = (self.NAMESPACE or name or type(self).__module__.split(".")[0]).strip()
         self.name = self.id
@@ -61,10 +62,12 @@ class Repository:
         """The folder of the plugin's top-level package (the original API)."""
         return package_folder(self.package)
 
-    @property
-    def datapath(self) -> Path:
-        """``<data dir>/data/<namespace>``."""
-        return self.context.data_dir / "data" / self.id
+    def __getattr__(self, name: str) -> Any:
+        # only for names not found otherwise: the original datamaestro's attributes (compat/repository.py)
+        if name not in _FACE_NAMES:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        # a 1.x face: loaded by name on first use, so that the core never imports it
+        return vars(importlib.import_module("datamaestro.compat.repository").RepositoryFace)[name].__get__(self, type(self))
 
     @property
     def version(self) -> str:

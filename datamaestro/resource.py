@@ -3,7 +3,8 @@
 A resource says what it needs (:meth:`Resource.dependencies`), what it does
 (:meth:`Resource.recipe`, a JSON description whose blake3 is the action-cache
 key) and how to do it (:meth:`Resource.produce`, which writes into the store
-through the :class:`~datamaestro.pipeline.Job` it is given and returns an
+through the :class:`Job` it is given (the pipeline's, which implements this
+protocol) and returns an
 :class:`~datamaestro.store.Output`). The pipeline does the rest: order,
 caching, locking, views. A custom derivation only implements ``produce``
 (or, simpler, subclasses :class:`datamaestro.download.custom.Derived`).
@@ -19,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
 from .errors import DefinitionError
 from .lazy import _warned, warn_once  # noqa: F401 (_warned: the warned-once set, which tests reset here)
@@ -27,8 +28,50 @@ from .store.actions import Kind
 
 if TYPE_CHECKING:
     from .definition import DatasetDefinition
-    from .pipeline import Job
-    from .store import Output
+    from .fetch import FetchResult
+    from .settings import Settings
+    from .store import Output, Store
+
+
+class Job(Protocol):
+    """What :meth:`Resource.produce` is given: all a resource may use (the pipeline makes it, :class:`datamaestro.pipeline.Job`).
+
+    A resource calls these and nothing else of the pipeline or the session:
+    the corridor runs down, never back up.
+
+    :ivar store: the :class:`~datamaestro.store.Store` it writes into
+    :ivar settings: the session's settings (limits, the data dir)
+    :ivar definition: the dataset being prepared
+    :ivar resource: the resource being produced
+    :ivar expected: the output a lock pins, or None
+    :ivar context: the session's context, for plugin code only (a 1.x resource, a custom download)
+    """
+
+    store: "Store"
+    settings: "Settings"
+    definition: Any
+    resource: "Resource"
+    expected: "Output | None"
+    context: Any
+
+    @property
+    def description(self) -> str:
+        """``<dataset id>/<resource name>``, for messages and progress bars."""
+
+    def input(self, resource: "Resource") -> "Output":
+        """The output of an input resource (present in the store)."""
+
+    def input_path(self, resource: "Resource") -> Path:
+        """The store path of an input: a file object or a tree folder."""
+
+    def download(self, url: str, sink, *, checkers: Iterable = (), description: str | None = None) -> "FetchResult":
+        """Streams ``url`` into ``sink`` through the session's transport (mirrors, retries, resume, the lock's pin checked)."""
+
+    def tmp_path(self, hint: str = "") -> Path:
+        """A unique path in the store's tmp folder (same file system as objects)."""
+
+    def prepare_dataset(self, definition: Any) -> Any:
+        """Prepares another dataset (a reference's), shown as soon as it is complete; its pipeline result."""
 
 
 class ResourceState(str, Enum):

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .context import Context, Request
+    from .context import Context
+    from .definition import Request
     from .pipeline import PipelineResult
 
 logger = logging.getLogger(__name__)
@@ -296,7 +297,7 @@ def hand_out(context: "Context", readable: Path, outputs: dict) -> str | None:
         return None
     entries = {name: (output.kind, output.digest) for name, output in outputs.items() if output.kind in ("file", "tree")}
     try:
-        manifest, _ = publish_dataset(context, readable, entries)
+        manifest, _ = publish_dataset(store, context.settings, readable, entries)
     except StoreError:
         return None
     return manifest

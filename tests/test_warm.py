@@ -77,6 +77,25 @@ def test_the_warm_path_reads_options_placed_after_the_command(mnist_server, tmp_
         assert json.loads(result.stdout) == first
 
 
+def test_the_warm_path_parses_the_global_options_as_the_full_command_does(mnist_server, tmp_path):
+    """One parser: every global option the full command accepts, in any of its forms, and nothing it refuses."""
+    data = tmp_path / "dm"
+    first, _ = prepare(data)
+    accepted = (
+        [f"--data={data}", "prepare", MNIST, "--timeout", "30"],
+        ["prepare", MNIST, "--keep-downloads", "--json", "-q", "--data", str(data), f"--store={data / 'store'}"],
+    )
+    for command in accepted:
+        result = subprocess.run([sys.executable, "-c", _FAST_ONLY, *command], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (command, result.stderr)
+        assert json.loads(result.stdout) == first
+    # refused by the full command's parser (a bound), or more than a Context's settings: the full command line runs
+    for command in (["--timeout", "0", "prepare", MNIST], ["--debug", "prepare", MNIST], ["--version", "prepare", MNIST], ["prepare", MNIST, "--data"]):
+        result = subprocess.run([sys.executable, "-c", _FAST_ONLY, "--data", str(data), *command], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 99 and "the full command line ran" in result.stderr, (command, result.stdout, result.stderr)
+        assert result.stdout == ""  # `--version` acted on once, by the full command only
+
+
 def test_a_changed_plugin_lock_or_action_makes_the_record_stale(mnist_server, dm_context, monkeypatch, tmp_path):
     config = api.prepare_dataset_json(MNIST, context=dm_context)
     assert warm.warm_config(dm_context, MNIST) == config

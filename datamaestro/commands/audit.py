@@ -70,10 +70,10 @@ def audit_repository(repository: "Repository", context: "Context") -> AuditRepor
     :param repository: the repository (from ``context.registry.repositories()``)
     :param context: the context the configs are built in
     """
-    from ..context import Context
+    from .. import session
     from ..registry import index_entry
 
-    Context.set_instance(context)
+    session.set_default(context)
     report = AuditReport(repository.id)
     start = time.monotonic()
     for name in repository.module_names():

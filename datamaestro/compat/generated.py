@@ -279,7 +279,7 @@ class GeneratedDownload(Resource):
             raise DownloadError(f"{self.dataset_object.id}: its download failed", hint="run with --debug for the dataset's messages")
         return Output(Kind.VALUE, value=None)
 
-    def present_output(self, pipeline) -> "Any":
+    def present_output(self, manifest_of) -> "Any":
         """The dataset's own ``is_prepared()`` answer, as an output (None: not prepared, or it cannot tell)."""
         from ..store import Output
 

@@ -40,7 +40,7 @@ from .single import _checkers, downloaded_file, expansion_budget
 from ..store.actions import Kind
 
 if TYPE_CHECKING:
-    from ..pipeline import Job
+    from ..resource import Job
 
 # Errors that mean "the disk", not "the archive": reported as store errors
 _DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)

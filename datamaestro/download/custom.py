@@ -22,7 +22,7 @@ from ..resource import Resource
 from ..store.actions import Kind
 
 if TYPE_CHECKING:
-    from ..pipeline import Job
+    from ..resource import Job
 
 
 class Derived(Resource):

@@ -9,7 +9,7 @@ from ..resource import FolderResource, Resource
 from ..store.actions import Kind
 
 if TYPE_CHECKING:
-    from ..pipeline import Job
+    from ..resource import Job
     from ..store import Output
 
 

@@ -35,7 +35,7 @@ from ..store import Output
 from ..store.actions import Kind
 
 if TYPE_CHECKING:
-    from ..pipeline import Job
+    from ..resource import Job
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from .single import FileSink, TransformingSink, _checkers, _transforms
 from ..store.actions import Kind
 
 if TYPE_CHECKING:
-    from ..pipeline import Job
+    from ..resource import Job
 
 
 class MultipleDownloader(FolderResource):

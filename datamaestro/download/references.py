@@ -10,7 +10,7 @@ from ..resource import FolderResource, Resource
 from ..store.actions import Kind
 
 if TYPE_CHECKING:
-    from ..pipeline import Job
+    from ..resource import Job
 
 
 def _definition_of(target):
@@ -88,9 +88,12 @@ class reference(Resource):
         result = job.prepare_dataset(self.target_definition)
         return Output(Kind.VALUE, value=result.manifest)
 
-    def present_output(self, pipeline) -> Output | None:
-        """What :meth:`produce` would give when the referenced dataset is prepared already; else None (read-only)."""
-        manifest = pipeline.context.prepared_manifest(self.target_definition)
+    def present_output(self, manifest_of) -> Output | None:
+        """What :meth:`produce` would give when the referenced dataset is prepared already; else None (read-only).
+
+        :param manifest_of: the manifest of a dataset's definition when it is prepared, else None (the pipeline's)
+        """
+        manifest = manifest_of(self.target_definition)
         return None if manifest is None else Output(Kind.VALUE, value=manifest)
 
     @property

@@ -15,7 +15,7 @@ from ..resource import FileResource
 from ..store.actions import Kind
 
 if TYPE_CHECKING:
-    from ..pipeline import Job
+    from ..resource import Job
 
 
 def _transforms(transforms, url: str) -> list:
@@ -98,7 +98,7 @@ def expansion_budget(job: "Job", what: str, download_size: int = 0):
     """The bound on what a download expands to, from the session's settings (``max_expanded_size``, ``max_expansion_ratio``)."""
     from ..store.expansion import ExpansionBudget
 
-    return ExpansionBudget.for_settings(job.context.settings, what, download_size, folder=job.store.layout.tmp)
+    return ExpansionBudget.for_settings(job.settings, what, download_size, folder=job.store.layout.tmp)
 
 
 @contextmanager

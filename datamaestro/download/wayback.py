@@ -20,7 +20,7 @@ from ..resource import FileResource
 from ..store.actions import Kind
 
 if TYPE_CHECKING:
-    from ..pipeline import Job
+    from ..resource import Job
 
 logger = logging.getLogger(__name__)
 

@@ -73,7 +73,7 @@ def resolve_dataset(context: "Context", definition: "DatasetDefinition", *, refr
                 transient=resource.transient,
             )
         )
-    repository = definition.repository_in(context)
+    repository = definition.repository_in(context.registry)
     return LockedDataset(
         id=entry_id or definition.id,
         repository=repository.id if repository is not None else "__custom__",
@@ -211,11 +211,11 @@ def stale_reasons(context: "Context", lock: Lock | None = None) -> list[str]:
     if lock is None and path.exists():
         lock = read_lock(path)
     key = _current_key(context, path)
-    if key is not None and lock is not None and read_entry(context, _current_note(path)) == key:
+    if key is not None and lock is not None and read_entry(context.data_dir, _current_note(path)) == key:
         return []
     reasons = out_of_date(context, lock, requested_ids(context))
     if not reasons and key is not None:
-        write_entry(context, _current_note(path), key)
+        write_entry(context.data_dir, _current_note(path), key)
     return reasons
 
 
@@ -242,4 +242,4 @@ def _remember_current(context: "Context", path: Path) -> None:
     """Notes that the project's lock is up to date (best effort: a cache)."""
     key = _current_key(context, path)
     if key is not None:
-        write_entry(context, _current_note(path), key)
+        write_entry(context.data_dir, _current_note(path), key)

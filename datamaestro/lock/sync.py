@@ -241,7 +241,7 @@ def sync_project(
     try:
         # every dataset is shown (view, readable folder) only once all are present and checked,
         # those locked again on the way too: a failed sync leaves the readable folders as they were
-        with publications_held(context, jobs=jobs or default_jobs(opened)):
+        with publications_held(jobs=jobs or default_jobs(opened)):
             lock = _load(context, locked=locked, frozen=frozen, report=report)
             _sync(context, lock, opened, report, jobs=jobs, copy=copy, verify=verify)
     except DatamaestroError as error:
@@ -291,7 +291,7 @@ def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, j
     errors: list[DatamaestroError] = []
     for entry in ready:
         # held back (see sync_project) until every dataset is present
-        publish_dataset(context, *_entries_to_publish(context, entry))
+        publish_dataset(store, context.settings, *_entries_to_publish(context, entry))
     pending = []
     for entry in entries:
         if entry.id not in complete:

@@ -112,7 +112,7 @@ def test_is_prepared_answers_from_the_store(mnist_server, dm_context):
     # no network, and no rehash: a damaged object is not noticed (that is `store verify`'s job)
     assert config.is_prepared() and len(mnist_server.requests) == requests
     # the readable folder no longer shows the data: not prepared
-    view_link = definition.datapath_in(dm_context) / ".view"
+    view_link = dm_context.locate(definition).path / ".view"
     view_link.unlink()
     assert definition.is_prepared() is False
     prepare_dataset(MNIST_ID)
