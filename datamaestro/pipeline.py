@@ -35,6 +35,7 @@ import shutil
 import threading
 import time
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -639,6 +640,7 @@ class Pipeline:
                 if output is None:
                     output, recipe, key = self._make(definition, resource, expected, legacy)
                 if expected is not None:
+                    output = as_pinned_tree(self.store, output, expected)
                     check_pin(definition, resource, output, expected)
                 if not volatile:
                     self.store.actions.put(ActionRecord(key=key, recipe=recipe, output=output))
@@ -985,6 +987,20 @@ def size_error(dataset_id: str, resource_name: str, url: str | None, got: int, w
         f"{dataset_id}/{resource_name} from {url or '(derived)'}: {got} bytes downloaded, the lock records size {want}",
         hint=f"the data changed since the lock was written (or the lock was edited): run `datamaestro lock --upgrade {dataset_id}` if the change is wanted",
     )
+
+
+def as_pinned_tree(store, output: Output, expected: Output) -> Output:
+    """A tree produced anew, under the digest its pin names when that is the same tree in the format of an earlier release.
+
+    Trees are written in format 2 (``datamaestro-tree/2``); a lock written
+    by an earlier release pins the digest of the format-1 document of the
+    same entries (see :meth:`~datamaestro.store.trees.TreeStore.as_pinned`).
+    Any other output is returned as it is (and :func:`check_pin` judges it).
+    """
+    if output.kind != Kind.TREE or expected.kind != Kind.TREE or not expected.digest or output.digest == expected.digest:
+        return output
+    pinned = store.trees.as_pinned(output.digest, expected.digest)
+    return output if pinned is None else dataclasses.replace(output, digest=pinned)
 
 
 def check_pin(definition, resource, output: Output, expected: Output) -> None:

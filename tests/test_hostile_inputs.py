@@ -102,7 +102,8 @@ def plant_tree(lab: Lab, entries: list[dict], put=None) -> str:
     put = put or (lambda key, data: put_file(lab.remote / key, data))
     planted = digest_bytes(PLANTED)
     put(str(object_path(Path(), planted)), PLANTED)
-    document = canonical_json({"format": "datamaestro-tree/1", "entries": sorted(entries, key=lambda e: e["path"])})
+    lines = [{"format": "datamaestro-tree/2"}, *sorted(entries, key=lambda e: e["path"]), {"entries": len(entries)}]
+    document = b"".join(canonical_json(line) + b"\n" for line in lines)
     digest = digest_bytes(document)
     put(str(object_path(Path(), digest)), document)
     record = json.loads(json.dumps(lab.tree_record))
@@ -117,8 +118,8 @@ def planted_file(path: str, size: int | None = None) -> dict:
 
 def honest_entries(lab: Lab) -> list[dict]:
     """The entries of the bundle's real tree."""
-    document = json.loads(object_path(lab.remote, lab.tree_record["output"]["digest"]).read_bytes())
-    return document["entries"]
+    lines = object_path(lab.remote, lab.tree_record["output"]["digest"]).read_bytes().splitlines()
+    return [json.loads(line) for line in lines[1:-1]]
 
 
 # The tree's work folder is <data>/store/tmp/<name>.tree: four levels below the test's folder

@@ -301,7 +301,7 @@ def test_a_store_of_the_first_layout_is_migrated_in_place(tmp_path):
     held = first_layout_store(root)
     before = snapshot(root)
     store = Store(root)
-    assert store.layout_versions == LAYOUT_PARTS == {"objects": 1, "actions": 1, "views": 1, "roots": 1}
+    assert store.layout_versions == LAYOUT_PARTS == {"objects": 1, "actions": 1, "views": 1, "roots": 1, "trees": 2}
     assert (root / "VERSION").read_text() == CURRENT
     # nothing else changed, and everything reads
     assert snapshot(root) == before
@@ -416,7 +416,7 @@ def test_a_part_is_migrated_once_and_its_version_recorded(tmp_path, actions_at_2
     objects = {k: v for k, v in snapshot(root).items() if k.startswith("objects")}
     store = Store(root)
     assert actions_at_2 == [root]
-    assert store.layout_versions == {"objects": 1, "actions": 2, "views": 1, "roots": 1}
+    assert store.layout_versions == {"objects": 1, "actions": 2, "views": 1, "roots": 1, "trees": 2}
     assert "actions = 2" in (root / "VERSION").read_text().splitlines()
     assert json.loads(store.actions.path_of(held["key"]).read_text())["migrated"] is True
     assert store.actions.get(held["key"]).output.digest == held["objects"][0]
@@ -460,7 +460,8 @@ def test_every_part_version_has_its_migration(monkeypatch):
     "text, message",
     [
         ("objects = 1\nactions = 2\nviews = 1\nroots = 1\n", r"newer layout than this datamaestro reads: actions at version 2 \(reads up to 1\)"),
-        ("objects = 3\nactions = 1\nviews = 1\nroots = 1\ntrees = 1\n", r"newer layout .*: trees \(a part it does not know\), objects at version 3"),
+        ("objects = 3\nactions = 1\nviews = 1\nroots = 1\nshelves = 1\n", r"newer layout .*: shelves \(a part it does not know\), objects at version 3"),
+        ("objects = 1\nactions = 1\nviews = 1\nroots = 1\ntrees = 3\n", r"newer layout than this datamaestro reads: trees at version 3 \(reads up to 2\)"),
         ("2\n", r"has layout version 2, this datamaestro reads version 1 and per-part versions up to objects 1"),
     ],
 )

@@ -83,7 +83,7 @@ def test_store_info_counts_what_the_store_holds(store, two_datasets):
     assert (info.objects, info.trees, info.views) == (8, 1, 2)
     assert info.object_bytes == sum(p.stat().st_size for p in (store.root / "objects").rglob("*") if p.is_file())
     assert info.roots == {"data": 2, "lock": 0}
-    assert (info.location, info.layout_version, info.shared, info.group) == (store.root, "objects 1, actions 1, views 1, roots 1", False, None)
+    assert (info.location, info.layout_version, info.shared, info.group) == (store.root, "objects 1, actions 1, views 1, roots 1, trees 2", False, None)
     assert (info.actions, info.tmp_entries, info.quarantined) == (0, 0, 0)
 
 

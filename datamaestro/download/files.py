@@ -52,7 +52,8 @@ class FilesCopy(FolderResource):
         source = job.input(self.source)
         if source.kind != Kind.TREE:
             raise DefinitionError(f"FilesCopy {self.name}: {self.source.name} is not a folder")
-        entries = {entry["path"]: entry for entry in job.store.trees.read(source.digest)["entries"]}
+        wanted = {origin.strip("/") for origin in self.files.values()}
+        entries = {entry["path"]: entry for entry in job.store.trees.iter_tree_entries(source.digest) if entry["path"] in wanted}
         selected = []
         for target, origin in sorted(self.files.items()):
             entry = entries.get(origin.strip("/"))

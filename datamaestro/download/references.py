@@ -177,6 +177,6 @@ class links(FolderResource):
                 if kind == Kind.FILE:
                     entries.append({"path": prefix, "kind": "file", "digest": digest, "size": store.path_of(digest).stat().st_size})
                     continue
-                for entry in store.trees.read(digest)["entries"]:
+                for entry in store.trees.iter_tree_entries(digest):
                     entries.append({**entry, "path": f"{prefix}/{entry['path']}"})
         return Output(Kind.TREE, store.trees.store_entries(entries))

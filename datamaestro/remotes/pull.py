@@ -205,16 +205,20 @@ def wanted_objects(store: "Store", outputs: Iterable["Output"], remotes: list[Re
         if store.objects.has(digest):
             note_tree(remotes, digest)  # its small objects may be in packs: their index is read with the first of them
             try:
-                listed = {}
-                for entry in store.trees.read(digest, source=report.sources.get(digest, ""))["entries"]:
+                # the whole document is checked (links included) before any of its objects is asked for
+                source = report.sources.get(digest, "")
+                store.trees.check(digest, source=source)
+                # then read again as a stream: no table of its entries besides the digests and their sizes
+                for entry in store.trees.iter_tree_entries(digest, source=source):
                     if entry["kind"] == "file":
-                        listed[entry["digest"]] = entry.get("size")
+                        files.append(entry["digest"])
+                        limits[entry["digest"]] = entry["size"]
             except (UntrustedInputError, StoreError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as error:
                 refuse_tree(store, report, digest, error)
                 continue
-            files.extend(listed)
-            limits.update({d: size for d, size in listed.items() if isinstance(size, int) and not isinstance(size, bool)})
-    return list(dict.fromkeys(files))
+    # unique by sorting in place (a tree of a million files: no second table of its digests)
+    files.sort()
+    return [digest for index, digest in enumerate(files) if index == 0 or digest != files[index - 1]]
 
 
 def refuse_tree(store: "Store", report: Transfer, digest: str, error: Exception) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from array import array
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -132,34 +133,60 @@ def objects_of(store: "Store", outputs) -> list[str]:
                 digests.extend(store.trees.iter_object_digests(output.digest))
         elif store.objects.has(output.digest):
             digests.append(output.digest)
-    return [digest for digest in dict.fromkeys(digests) if store.objects.has(digest)]
+    # unique by sorting in place: a tree of a million files holds no second table of its digests
+    digests.sort()
+    return [digest for index, digest in enumerate(digests) if (index == 0 or digest != digests[index - 1]) and store.objects.has(digest)]
+
+
+#: objects of at least this size are uploaded first, largest first (the small ones fill in beside them)
+_LARGE = 1 << 20
 
 
 def upload_objects(store: "Store", remote: Remote, digests: list[str], report: PushReport, jobs: int, *, show_progress: bool = False, packing=None) -> None:
     """Uploads objects (and the packs of ``packing``, a :class:`~.packs.PackPush`) in parallel with a progress bar (bytes) when ``show_progress``, log lines otherwise."""
     from ..fetch.progress import ProgressBar
 
-    sizes = {digest: os.stat(store.objects.path_of(digest)).st_size for digest in digests}
+    # compact tables (a tree of a million files): sizes and the upload order as machine integers
+    sizes = array("q", (os.stat(store.objects.path_of(digest)).st_size for digest in digests))
     # largest first: the long uploads start at once, the small ones fill in beside them
-    digests = sorted(digests, key=lambda digest: -sizes[digest])
-    packs = range(len(packing.plans)) if packing is not None else range(0)
+    order = array("q", sorted((index for index, size in enumerate(sizes) if size >= _LARGE), key=lambda index: -sizes[index]))
+    order.extend(index for index, size in enumerate(sizes) if size < _LARGE)
+    plans = packing.plans if packing is not None else []
     total = len(digests) + (packing.objects if packing is not None else 0)
     show = show_progress
     lock = threading.Lock()
     step = max(1, total // 10)
+    # a bounded number of uploads in flight: one future per object of a million-file tree is gigabytes
+    window = max(1, jobs) * 16
     with ProgressBar(show and bool(total), f"push to {remote.label}") as bar, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        bar.set_total(sum(sizes.values()) + (packing.bytes if packing is not None else 0))
-        futures = {pool.submit(remote.put_object, digest, store.objects.path_of(digest)): (1, sizes[digest]) for digest in digests}
-        for number in packs:
-            futures[pool.submit(packing.send, remote, store, number)] = (len(packing.plans[number]), sum(size for _, size in packing.plans[number]))
-        for future in as_completed(futures):
-            future.result()
-            count, size = futures[future]
-            with lock:
-                before = report.objects_sent
-                report.objects_sent += count
-                report.bytes_sent += size
-                sent = report.objects_sent
-            bar.advance(size)
-            if not show and sent // step != before // step:
-                logger.info("push to %s: %d of %d objects sent", remote.label, sent, total)
+        bar.set_total(sum(sizes) + (packing.bytes if packing is not None else 0))
+        futures: dict = {}
+        position = 0  # objects first (largest first), then the packs
+        while position < len(order) + len(plans) or futures:
+            while position < len(order) + len(plans) and len(futures) < window:
+                if position < len(order):
+                    index = order[position]
+                    future = pool.submit(remote.put_object, digests[index], store.objects.path_of(digests[index]))
+                    futures[future] = (1, sizes[index])
+                else:
+                    number = position - len(order)
+                    future = pool.submit(packing.send, remote, store, number)
+                    futures[future] = (len(plans[number]), sum(size for _, size in plans[number]))
+                position += 1
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                count, size = futures.pop(future)
+                try:
+                    future.result()
+                except BaseException:
+                    for other in futures:
+                        other.cancel()
+                    raise
+                with lock:
+                    before = report.objects_sent
+                    report.objects_sent += count
+                    report.bytes_sent += size
+                    sent = report.objects_sent
+                bar.advance(size)
+                if not show and sent // step != before // step:
+                    logger.info("push to %s: %d of %d objects sent", remote.label, sent, total)

@@ -24,8 +24,11 @@ can change on its own (:data:`LAYOUT_PARTS`), ``#`` comments and blank lines
     actions = 1
     views = 1
     roots = 1
+    trees = 2
 
-Trees go with ``objects``: tree documents are objects, ``trees/`` folders are
+``trees`` is the format of tree documents (1: one JSON document; 2: one
+entry per line, read and written as a stream); a ``VERSION`` that does not
+name it (written before) stands for ``trees = 1``. ``trees/`` folders are
 named by object digests and hold hard links to objects, so whatever changes
 how objects are named or stored changes trees with them.
 

@@ -254,7 +254,7 @@ def _tree_difference(store: "Store", digest: str, tree: Path) -> str | None:
     try:
         if not stat.S_ISDIR(os.lstat(tree).st_mode):
             return "it is not a folder"
-        entries = store.trees.read(digest)["entries"]
+        entries = store.trees.iter_tree_entries(digest)
     except (OSError, StoreError, KeyError, TypeError) as exc:
         return f"unreadable ({exc})"
     root, objects = os.fspath(tree), os.fspath(store.layout.objects)
@@ -288,7 +288,7 @@ def _tree_difference(store: "Store", digest: str, tree: Path) -> str | None:
                 if not same:
                     return f"{entry['path']} is not its object"
         found = sum(len(files) + sum(1 for d in dirs if os.path.islink(os.path.join(top, d))) for top, dirs, files in os.walk(root))
-    except (OSError, KeyError, TypeError) as exc:
+    except (OSError, StoreError, KeyError, TypeError) as exc:
         return f"an entry is missing or unreadable ({exc})"
     return None if found == leaves else f"{found - leaves} entries that are not in the tree"
 

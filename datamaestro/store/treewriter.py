@@ -165,11 +165,18 @@ class TreeWriter:
     :param root: the folder to write into
     :param budget: counts the bytes written (``add(n)``), refusing past a bound
         (:class:`~datamaestro.store.expansion.ExpansionBudget`)
+    :param remember_leaves: record every file and link written (to refuse a
+        path given twice, and for :meth:`hardlink`). A caller whose entries
+        are already checked sorted and unique (a tree document) passes False:
+        only folders are then remembered, so memory grows with the number of
+        folders, not of files; the kernel still refuses to write over an
+        entry (``O_EXCL``, ``link``, ``symlink``)
     """
 
-    def __init__(self, root, *, budget=None):
+    def __init__(self, root, *, budget=None, remember_leaves: bool = True):
         self.root_fd = os.open(root, _DIR_FLAGS)
         self.budget = budget
+        self.remember_leaves = remember_leaves
         #: kind of every entry written ("dir", "file", "symlink"), by path
         self.kinds: dict[str, str] = {}
         self._folders: OrderedDict[str, int] = OrderedDict()
@@ -205,6 +212,9 @@ class TreeWriter:
             try:
                 os.mkdir(parts[-1], 0o755, dir_fd=parent)
             except FileExistsError:
+                if not self.remember_leaves:
+                    # only this writer writes in its folder: an earlier entry of the tree is there
+                    raise TreeRefusal(key, "is a file or a symbolic link of the tree, and another entry is below it") from None
                 raise TreeRefusal(key, "exists already (written by something else than this tree)") from None
             self.kinds[key] = "dir"
         elif kind != "dir":
@@ -230,7 +240,8 @@ class TreeWriter:
         if path in self.kinds:
             raise TreeRefusal(path, "appears twice in the tree")
         fd = self._folder_fd(parts[:-1])
-        self.kinds[path] = kind
+        if self.remember_leaves:
+            self.kinds[path] = kind
         return fd, parts[-1]
 
     def directory(self, path: str) -> None:
@@ -306,7 +317,7 @@ class TreeWriter:
         except OSError as exc:
             if exc.errno not in LINK_REFUSALS:
                 raise
-            del self.kinds[path]
+            self.kinds.pop(path, None)
             return None
         return os.stat(name, dir_fd=parent, follow_symlinks=False).st_size
 

@@ -22,13 +22,35 @@ SHARED_FILE = "SHARED"
 #: The parts of the layout, each with the version this datamaestro reads and
 #: writes. A change to one part (e.g. the format of action records) raises
 #: its version and adds one function to :data:`MIGRATIONS`.
-LAYOUT_PARTS: dict[str, int] = {"objects": 1, "actions": 1, "views": 1, "roots": 1}
+LAYOUT_PARTS: dict[str, int] = {"objects": 1, "actions": 1, "views": 1, "roots": 1, "trees": 2}
+#: Parts added after per-part versions, with the version a ``VERSION`` file
+#: that does not name them stands for (``trees``: tree documents went with
+#: ``objects`` until their format changed; version 1 is the JSON document).
+LATER_PARTS: dict[str, int] = {"trees": 1}
+#: Migration steps that change no file (only what this datamaestro may write
+#: from then on): a store one may only read is read as it is.
+NO_FILE_CHANGES: frozenset[tuple[str, int]] = frozenset({("trees", 1)})
 #: ``(part, version) -> function(layout)`` bringing ``part`` of a store from
 #: ``version`` to ``version + 1``. A function runs under the store lock
 #: ``layout`` and the new version is recorded right after it returns, so a
 #: function killed midway runs again on the next open: it must be idempotent
 #: (and safe to run twice at once, where locks are not shared: NFS ``nolock``).
 MIGRATIONS: dict[tuple[str, int], Callable[[Layout], None]] = {}
+
+
+def _trees_1_to_2(layout: Layout) -> None:
+    """``trees`` 1 -> 2 (tree documents read and written as a stream): no file changes.
+
+    Format-1 tree documents stay objects under their digests, which lock
+    files, action records (here and on remote caches), views and warm records
+    name; they are read as a stream like format-2 ones (``store/trees.py``).
+    The new version only stops releases that read format 1 alone from using
+    a store where format-2 documents are written (they would take them for
+    corrupt objects). See docs/store.md, "Tree documents".
+    """
+
+
+MIGRATIONS[("trees", 1)] = _trees_1_to_2
 #: What ``VERSION`` held before parts had their own version: every part at 1.
 LEGACY_LAYOUT = "1"
 #: The store lock held while the layout is migrated.
@@ -114,6 +136,8 @@ def parse_layout(root: Path, text: str) -> tuple[dict[str, int], bool]:
     ]
     if newer:
         raise StoreError(f"store {root} has a newer layout than this datamaestro reads: {', '.join(newer)}", hint=_NEWER_HINT)
+    for part, version in LATER_PARTS.items():
+        versions.setdefault(part, version)
     missing = [part for part in LAYOUT_PARTS if part not in versions]
     if missing:
         raise _garbled(root, f"no version for {', '.join(missing)}")
@@ -380,9 +404,11 @@ def migrate_layout(root: Path, *, timeout: float = 3600) -> dict[str, int]:
         except LockTimeoutError:
             raise
         except StoreError as exc:
-            if not behind:
-                return versions  # nothing to change but the file's format: read it as it is
-            steps = ", ".join(f"{part} {versions[part]} -> {LAYOUT_PARTS[part]}" for part in behind)
+            changing = [part for part in behind if any((part, v) not in NO_FILE_CHANGES for v in range(versions[part], LAYOUT_PARTS[part]))]
+            if not changing:
+                # nothing to change but VERSION: read it as it is (a reader writes nothing)
+                return {**versions, **{part: LAYOUT_PARTS[part] for part in behind}}
+            steps = ", ".join(f"{part} {versions[part]} -> {LAYOUT_PARTS[part]}" for part in changing)
             raise StoreError(
                 f"store {root} must be migrated to this datamaestro's layout ({steps}) and cannot be: {exc.message}",
                 hint="ask the store's owner to open it once with this datamaestro (e.g. `datamaestro store info`)",

@@ -149,7 +149,7 @@ class _Resolver:
         with contextlib.suppress(StoreError, UntrustedInputError):
             # the sizes the tree records (checked against each object when it was materialized): no stat per file
             sizes = reach.sizes
-            for entry in self.store.trees.read(digest)["entries"]:
+            for entry in self.store.trees.iter_tree_entries(digest):
                 if entry["kind"] == "file":
                     reach.objects.add(entry["digest"])
                     sizes[entry["digest"]] = entry["size"]

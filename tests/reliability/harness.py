@@ -269,11 +269,16 @@ def store_problems(store_dir: Path) -> list[str]:
     for digest, path in _fanned(store_dir / "trees"):
         document_path = objects / digest[7:9] / digest[9:]
         try:
-            document = json.loads(document_path.read_bytes())
+            data = document_path.read_bytes()
+            if data.startswith(b'{"format":"datamaestro-tree/2"}\n'):
+                # format 2: a header line, one line per entry, an end line
+                entries = [json.loads(line) for line in data.splitlines()[1:-1]]
+            else:
+                entries = json.loads(data)["entries"]
         except (OSError, ValueError) as exc:
             problems.append(f"tree {path}: its tree object is unreadable ({exc})")
             continue
-        wanted = {e["path"]: e for e in document["entries"] if e["kind"] != "dir"}
+        wanted = {e["path"]: e for e in entries if e["kind"] != "dir"}
         present = {str(p.relative_to(path)) for p in path.rglob("*") if p.is_symlink() or p.is_file()}
         if present != set(wanted):
             problems.append(f"tree {path} holds {sorted(present)}, its tree object lists {sorted(wanted)}")
