@@ -247,6 +247,24 @@ def take_refusals(remote: Remote) -> list[str]:
     return reader.take_refusals() if reader is not None else []
 
 
+def in_pack_order(remotes: Iterable[Remote], digests: list[str]) -> list[str]:
+    """``digests`` with the members of the first remote's packs grouped by pack and offset, the others after them.
+
+    Objects are asked for in tasks of a few hundred: neighbours of one pack in
+    one task make one ranged read, where objects taken in any other order
+    (the sorted listing of a tree) would make one read per few members.
+    """
+    for remote in remotes:
+        reader = reader_of(remote)
+        if reader is None:
+            continue
+        located, rest = reader.locate(digests)
+        if located:
+            return sorted(located, key=lambda digest: (located[digest].pack, located[digest].offset)) + rest
+        return digests
+    return digests
+
+
 def runs(located: dict[str, Location]) -> list[tuple[str, int, int, list[tuple[str, Location]]]]:
     """The ranged reads that take ``located``: (pack, start, end, members), neighbours closer than :data:`GAP` in one read of at most :data:`RUN_MAX` bytes."""
     by_pack: dict[str, list[tuple[str, Location]]] = {}

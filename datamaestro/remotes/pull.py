@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from ..errors import IntegrityError, StoreError, UntrustedInputError
 from ..store.trees import MAX_TREE_DOCUMENT
 from .base import Remote, RemoteUnavailable, is_left_out, leave_out
-from .packs import note_tree, stage_packed, take_refusals
+from .packs import in_pack_order, note_tree, stage_packed, take_refusals
 
 if TYPE_CHECKING:
     from ..store import Output, Store
@@ -112,6 +112,7 @@ def transfer(
     # (up to CHUNK objects; fewer when there are few, so that every thread gets work)
     # (one thread: a window is one task, so that a batch pays one flush of the file system)
     size = BATCH if jobs <= 1 else max(1, min(CHUNK, len(wanted) // (4 * jobs)))
+    wanted = in_pack_order(remotes, wanted)
     chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
     # staged by the pool one window at a time, then committed with no
     # thread running: the commit's many small system calls would otherwise
