@@ -49,9 +49,9 @@ def test_quick_offline_run_gives_rows_for_every_benchmark(name, tmp_path):
             assert "--offline" in row["skipped"], row
             assert "skipped" in runner.stderr
     if name == "scaling":
-        # the scaling curves: both series, every point measured
+        # the scaling curves: both series (warm prepare and verify each), the generated trees', every point measured
         curves = [c for c in results["curves"] if c["benchmark"] == "scaling"]
-        assert len(curves) == 4
+        assert len(curves) == 5
         for curve in curves:
             for points in curve["series"].values():
                 assert len(points) >= 2 and all(y > 0 for _, y in points), curve
