@@ -33,6 +33,10 @@ ACCESS, SECRET = "lab-member", "lab-member-secret"
 BUNDLE = "org.pinned.bundle"
 ARCHIVE = "pinned/files.tar.gz"
 FILES = 10_000
+#: enough for two packs (2,048 members each): what the tests of refusals and copies need
+SMALL_TREE = 2_500
+#: enough for three packs: the killed push holds the third
+KILLED_TREE = 5_000
 
 
 def tree_archive(root: Path, count: int = FILES) -> dict[str, bytes]:
@@ -147,9 +151,9 @@ def put_remote(server, url: str, key: str, data: bytes) -> None:
     obstore.put(bucket_store(server, url, ACCESS, SECRET), key, data)
 
 
-def prepared_and_pushed(served, s3, bucket: str, tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
-    """The 10,000-file bundle prepared on data dir ``a`` and pushed to the bucket; returns the project and the files."""
-    files = tree_archive(served.root)
+def prepared_and_pushed(served, s3, bucket: str, tmp_path: Path, count: int = SMALL_TREE) -> tuple[Path, dict[str, bytes]]:
+    """The bundle of ``count`` files prepared on data dir ``a`` and pushed to the bucket; returns the project and the files."""
+    files = tree_archive(served.root, count)
     project = make_project(tmp_path / "project")
     dm(project, "prepare", BUNDLE, data=tmp_path / "a")
     dm(project, "store", "push", "lab", BUNDLE, data=tmp_path / "a", env=remote_env(s3.s3_endpoint, bucket))
@@ -191,7 +195,7 @@ def test_a_10000_file_tree_goes_up_and_comes_down_in_hundreds_of_requests(served
 
 @pytest.mark.s3
 def test_a_push_killed_in_the_middle_of_a_pack_leaves_nothing_visible_and_a_second_push_completes(served, s3, bucket, tmp_path):
-    files = tree_archive(served.root)
+    files = tree_archive(served.root, KILLED_TREE)
     project = make_project(tmp_path / "project")
     dm(project, "prepare", BUNDLE, data=tmp_path / "a")
     with HttpProxy(int(s3.s3_endpoint.rsplit(":", 1)[1])) as proxy:
