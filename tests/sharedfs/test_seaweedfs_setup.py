@@ -17,6 +17,7 @@ atomic (both usually succeed: xfail with the counts); ``flock`` and
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import socket
@@ -514,3 +515,29 @@ def test_start_timeout_names_the_server_log(tmp_path):
     assert "not ready after 0.3 s" in message
     assert str(server.log_path) in message
     assert not weed_alive(server.pid)
+
+
+def test_a_port_taken_before_weed_binds_it_gives_new_ports(tmp_path, monkeypatch):
+    """Another worker's process takes the filer's port between its pick and weed's bind: the server starts on new ports."""
+    from support import seaweedfs
+
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    real_pick = seaweedfs.ServerPorts.pick
+    picks = []
+
+    def pick(s3: bool):
+        ports = real_pick(s3)
+        if not picks:  # the first pick: its filer port is taken by then
+            ports = dataclasses.replace(ports, filer=taken.getsockname()[1])
+        picks.append(ports)
+        return ports
+
+    monkeypatch.setattr(seaweedfs.ServerPorts, "pick", pick)
+    try:
+        with SeaweedServer(tmp_path / "server") as server:
+            assert len(picks) == 2 and server.ports is picks[1]
+            assert "address already in use" in server.log_path.read_text()
+    finally:
+        taken.close()

@@ -356,7 +356,24 @@ class SeaweedServer:
 
     # life cycle -------------------------------------------------------------
     def start(self) -> SeaweedServer:
-        """Start the server; return when the filer stores a file (and S3 answers)."""
+        """Start the server; return when the filer stores a file (and S3 answers).
+
+        A port picked free may be taken by another test's process before
+        weed binds it (the suite runs on several workers): weed then exits
+        with "address already in use", and the server starts again on ports
+        picked anew (up to three times).
+        """
+        for attempt in range(3):
+            logged = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                return self._start_once()
+            except SeaweedError:
+                if attempt == 2 or "address already in use" not in _log_since(self.log_path, logged):
+                    raise
+                self.process = None
+                self.ports = ServerPorts.pick(self.s3)
+
+    def _start_once(self) -> SeaweedServer:
         if self.process is not None:
             raise SeaweedError("this server was already started")
         if weed_binary() is None:
@@ -849,3 +866,13 @@ def bucket_store(server: "SeaweedServer", url: str, access: str, secret: str):
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     return S3Store(bucket, prefix=prefix, endpoint=server.s3_endpoint, access_key_id=access, secret_access_key=secret, region="us-east-1",
                    virtual_hosted_style_request=False, client_options={"allow_http": True})
+
+
+def _log_since(log: Path, offset: int) -> str:
+    """What a log file got after its first ``offset`` bytes, as text ('' when it cannot be read)."""
+    try:
+        with open(log, "rb") as fp:
+            fp.seek(offset)
+            return fp.read().decode(errors="replace")
+    except OSError:
+        return ""
