@@ -430,3 +430,26 @@ def test_stage_files_copies_what_it_may_not_link(tmp_path):
     assert [stat.S_IMODE(os.stat(s.tmp).st_mode) for s in staged] == [OBJECT_MODE, OBJECT_MODE]
     store.objects.commit_staged(staged)
     assert [store.path_of(d).read_bytes() for d in digests] == contents
+
+
+def test_reap_tmp_removes_an_empty_partial_download_nobody_holds(store):
+    """A process killed while a source never answered leaves an empty partial download: the next run removes it, not a held one."""
+    import fcntl
+
+    from datamaestro.store.layout import HOST
+    from datamaestro.store.tmpsweep import reap_tmp
+
+    partial = store.layout.tmp / "partial"
+    partial.mkdir(parents=True)
+    (partial / f"{HOST}.dead.data").write_bytes(b"")
+    (partial / f"{HOST}.dead.json").write_text("{}")
+    (partial / f"{HOST}.kept.data").write_bytes(b"some bytes")  # resumable: kept
+    held = partial / f"{HOST}.held.data"
+    held.write_bytes(b"")
+    with open(held, "rb") as fp:
+        fcntl.flock(fp, fcntl.LOCK_EX)  # a live download of this host
+        reap_tmp(store.layout)
+    assert sorted(p.name for p in partial.iterdir()) == [f"{HOST}.held.data", f"{HOST}.kept.data"]
+    (partial / f"{HOST}.kept.data").unlink()
+    reap_tmp(store.layout)
+    assert not partial.exists()  # the held one's process is gone (its lock free, nothing in it): the folder goes too

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -105,7 +106,13 @@ def _drop_own_tmp(layout: Layout) -> None:
 
 
 def _reap_partial(folder: Path, now: float) -> list[Path]:
-    """Removes the interrupted downloads nobody resumed for :data:`STALE_PARTIAL` seconds."""
+    """Removes the interrupted downloads nobody resumed for :data:`STALE_PARTIAL` seconds, and this host's that hold nothing.
+
+    A process killed while it tried a source that never answered (a mirror
+    down, say) leaves an empty partial download of that URL; the next run,
+    served by another source, would never resume it. One that no process of
+    this host holds (its ``flock`` is free) is removed with its record.
+    """
     removed = []
     try:
         entries = list(os.scandir(folder))
@@ -116,9 +123,36 @@ def _reap_partial(folder: Path, now: float) -> list[Path]:
             if now - entry.stat(follow_symlinks=False).st_mtime > STALE_PARTIAL:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
+            elif entry.name.startswith(HOST + ".") and entry.name.endswith(".data") and _empty_and_unheld(entry.path):
+                stem = entry.path[: -len(".data")]
+                for path in (entry.path, stem + ".json", stem + ".json.new"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                        removed.append(Path(path))
         except OSError:
             continue
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only when empty
     return removed
+
+
+def _empty_and_unheld(path: str) -> bool:
+    """Whether a partial download's data file holds no byte and no process of this host holds its lock."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if os.fstat(fd).st_size != 0:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # a live download of this host
+        return True
+    finally:
+        os.close(fd)
 
 
 def sweep_own_tmp_again() -> None:
