@@ -112,12 +112,8 @@ class TreeSlices:
         except OSError:
             return None
         try:
-            st = os.fstat(fd)
-            header = os.pread(fd, HEADER_SIZE, 0)
-            files = self._files_of(header, hexdigest)
-            if not stat.S_ISREG(st.st_mode) or files is None or -(-files // self.per_slice) != blocks:
-                return None
-            if st.st_size != HEADER_SIZE + files * DIGEST_SIZE + blocks * CHECK_SIZE:
+            files = self._sound_index_files(fd, hexdigest)
+            if files is None or -(-files // self.per_slice) != blocks:
                 return None
             count = min(self.per_slice, files - block * self.per_slice)
             offset = HEADER_SIZE + block * (self.per_slice * DIGEST_SIZE + CHECK_SIZE)
@@ -213,14 +209,19 @@ class TreeSlices:
         except OSError:
             return False
         try:
-            st = os.fstat(fd)
-            header = os.pread(fd, HEADER_SIZE, 0)
+            # the blocks' checks are read with each block; a damaged one sends that use to a whole check, which writes it anew
+            return self._sound_index_files(fd, hexdigest) == files
         finally:
             os.close(fd)
+
+    def _sound_index_files(self, fd: int, hexdigest: str) -> int | None:
+        """The number of files an open index says it holds, when it is a regular file whose header and size agree; else None."""
+        st = os.fstat(fd)
+        files = self._files_of(os.pread(fd, HEADER_SIZE, 0), hexdigest)
+        if not stat.S_ISREG(st.st_mode) or files is None:
+            return None
         blocks = -(-files // self.per_slice)
-        expected = HEADER_SIZE + files * DIGEST_SIZE + blocks * CHECK_SIZE
-        # the blocks' checks are read with each block; a damaged one sends that use to a whole check, which writes it anew
-        return stat.S_ISREG(st.st_mode) and st.st_size == expected and self._files_of(header, hexdigest) == files
+        return files if st.st_size == HEADER_SIZE + files * DIGEST_SIZE + blocks * CHECK_SIZE else None
 
     def _write_index(self, hexdigest: str, digests: list[str]) -> None:
         header = b"%s %s %d %d" % (INDEX_FORMAT, hexdigest.encode(), len(digests), self.per_slice)
