@@ -53,6 +53,13 @@ def stop_new_tmp_files(event: threading.Event):
 TMP_CREATION = threading.RLock()
 
 
+def refuse_new_tmp_when_stopping() -> None:
+    """Raises ``KeyboardInterrupt`` when this thread may create nothing more in ``tmp/`` (see :func:`stop_new_tmp_files`)."""
+    event = getattr(_stopping, "event", None)
+    if event is not None and event.is_set():
+        raise KeyboardInterrupt("stopping: nothing new in the store's tmp/")
+
+
 @contextlib.contextmanager
 def creating_in_tmp():
     """Within the block, this thread names and creates its ``tmp/`` entry, if it may still (see :func:`stop_new_tmp_files`).
@@ -60,9 +67,7 @@ def creating_in_tmp():
     :raises KeyboardInterrupt: this thread's process is stopping: nothing new in ``tmp/``
     """
     with TMP_CREATION:
-        event = getattr(_stopping, "event", None)
-        if event is not None and event.is_set():
-            raise KeyboardInterrupt("stopping: nothing new in the store's tmp/")
+        refuse_new_tmp_when_stopping()
         yield
 
 
@@ -273,9 +278,7 @@ class Layout:
 
     def tmp_path(self, hint: str = "") -> Path:
         """A unique name in ``tmp/`` that says which host and process writes it."""
-        event = getattr(_stopping, "event", None)
-        if event is not None and event.is_set():
-            raise KeyboardInterrupt("stopping: nothing new in the store's tmp/")
+        refuse_new_tmp_when_stopping()
         try:
             self.mkdir(self.tmp)
         except OSError as exc:
