@@ -54,7 +54,9 @@ def test_supervised_splits(tmp_path):
 
 
 def test_supervised_split_optionality():
-    arguments = Supervised.__xpmtype__.arguments
+    # __getxpmtype__ builds the type on first use; the bare __xpmtype__
+    # attribute is the parent's until then (experimaestro >= 2.7)
+    arguments = Supervised.__getxpmtype__().arguments
 
     assert arguments["train"].required
     assert not arguments["validation"].required
