@@ -8,7 +8,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from . import Store
 from .digests import format_digest, hex_of, is_digest
@@ -16,9 +16,6 @@ from .leases import filesystem_now, live_leases, reap_expired_working_leases
 from .roots import Root
 from .testpoints import pause
 from .walk import _Reach, _Resolver, _age, _fanout, _remove_folder, _tree_folders, _view_folders
-
-if TYPE_CHECKING:
-    from .release import ReleaseReport
 
 GC_LOCK = "gc"
 
@@ -183,8 +180,11 @@ def _prune_markers(root: Root, linked: set[str], grace: float, now: float) -> No
                 marker.unlink(missing_ok=True)
 
 
-def _mine(store: Store, path: Path, report: "GcReport | ReleaseReport") -> bool:
-    """True when this process may remove ``path``; else counts it in ``left_to_owner`` (a group store's member)."""
+def _mine(store: Store, path: Path, report: Any) -> bool:
+    """True when this process may remove ``path``; else counts it in ``left_to_owner`` (a group store's member).
+
+    :param report: a :class:`GcReport`, or a release's report (any report with a ``left_to_owner`` count)
+    """
     try:
         st = os.lstat(path)
     except FileNotFoundError:

@@ -13,7 +13,7 @@ import stat
 import threading
 import uuid
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from ..errors import StoreError
 from .digests import hex_of
@@ -376,3 +376,19 @@ def remove_tree(path: Path) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+class ObjectArea(Protocol):
+    """What the object writer and the peer linker use of the object store (:class:`~datamaestro.store.objects.ObjectStore` is one).
+
+    A protocol rather than an import: the object store is built over the
+    writer and the linker, which sit below it and never import it.
+    """
+
+    layout: Layout
+
+    def fan(self, prefix: str) -> str:
+        """The fan-out folder ``objects/<prefix>``, made when missing."""
+
+    def adopt(self, tmp: Path, digest: str, *, chmod: bool = True, folder_exists: bool = False) -> None:
+        """Renames a complete, hashed tmp file into place as ``digest``."""

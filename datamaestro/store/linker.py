@@ -7,12 +7,11 @@ import stat
 from typing import TYPE_CHECKING
 
 from .digests import format_digest, hex_of, read_small_fd
-from .layout import LINK_REFUSALS, sync_filesystem
+from .layout import LINK_REFUSALS, ObjectArea, sync_filesystem
 from .writer import SMALL_FILE, Staged, blake3_of, mismatch, not_a_file
 
 if TYPE_CHECKING:
     from ..errors import IntegrityError
-    from .objects import ObjectStore
 
 #: :meth:`_PeerLinker.take` may not link this peer's objects: copy them
 LINK_REFUSED = object()
@@ -29,7 +28,7 @@ class _PeerLinker:
     must name its own descriptors).
     """
 
-    def __init__(self, objects: "ObjectStore"):
+    def __init__(self, objects: "ObjectArea"):
         self.objects = objects
         self.euid = os.geteuid()
 

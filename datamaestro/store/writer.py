@@ -5,16 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from ..errors import IntegrityError, UntrustedInputError
 from . import expansion
 from .digests import format_digest, hasher
-from .layout import create_new, creating_in_tmp, disk_error
+from .layout import ObjectArea, create_new, creating_in_tmp, disk_error
 from .testpoints import pause
-
-if TYPE_CHECKING:
-    from .objects import ObjectStore
 
 # Files up to this size are imported with one read (hashed in memory)
 SMALL_FILE = 1 << 20
@@ -67,7 +64,7 @@ class ObjectWriter:
         names it): a source sending more is cut off there
     """
 
-    def __init__(self, objects: "ObjectStore", expect: str | None = None, limit: int | None = None):
+    def __init__(self, objects: "ObjectArea", expect: str | None = None, limit: int | None = None):
         self.objects = objects
         self.expect = expect
         self.limit = limit
