@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 
 from . import session
 from .lazy import lazy_dir, lazy_getattr
-
-__version__ = "2.0.0"
+from .version import __version__
 
 #: public name -> where it is defined (imported on first access)
 _LAZY = {

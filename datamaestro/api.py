@@ -11,8 +11,8 @@ from .context import Context
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .lock.resolve import LockReport
-    from .lock.sync import ExportReport, SyncReport
+    from .project.resolve import LockReport
+    from .project.sync import ExportReport, SyncReport
     from .remotes.push import PushReport
     from .pipeline import PipelineResult
     from .warm import WarmAnswer
@@ -204,7 +204,7 @@ def add_datasets(dataset_ids: list[str], *, context: Context | None = None) -> l
     :raises DatasetNotFoundError: an unknown id (with the closest ids)
     :raises UsageError: not in a project (no ``pyproject.toml`` upwards)
     """
-    from .lock.project import add_datasets as add
+    from .project.datasets import add_datasets as add
 
     return add(_context(context), dataset_ids)
 
@@ -212,15 +212,15 @@ def add_datasets(dataset_ids: list[str], *, context: Context | None = None) -> l
 @_scoped
 def remove_datasets(dataset_ids: list[str], *, context: Context | None = None) -> list[str]:
     """Removes datasets from the project's list; returns the entries removed."""
-    from .lock.project import remove_datasets as remove
+    from .project.datasets import remove_datasets as remove
 
     return remove(_context(context), dataset_ids)
 
 
 @_scoped
 def lock_project(*, upgrade: "bool | list[str]" = False, context: Context | None = None) -> "LockReport":
-    """Writes the project's ``datamaestro.lock`` (see :func:`datamaestro.lock.resolve.lock_project`)."""
-    from .lock.resolve import lock_project as lock
+    """Writes the project's ``datamaestro.lock`` (see :func:`datamaestro.project.resolve.lock_project`)."""
+    from .project.resolve import lock_project as lock
 
     return lock(_context(context), upgrade=upgrade)
 
@@ -228,7 +228,7 @@ def lock_project(*, upgrade: "bool | list[str]" = False, context: Context | None
 @_scoped
 def check_lock(*, context: Context | None = None) -> list[str]:
     """Why the project's lock is out of date; empty when it is up to date."""
-    from .lock.resolve import stale_reasons
+    from .project.resolve import stale_reasons
 
     return stale_reasons(_context(context))
 
@@ -244,11 +244,11 @@ def sync_project(
     verify: str = "trust",
     context: Context | None = None,
 ) -> "SyncReport":
-    """Makes the project's locked datasets present and verified (see :func:`datamaestro.lock.sync.sync_project`).
+    """Makes the project's locked datasets present and verified (see :func:`datamaestro.project.sync.sync_project`).
 
     :param copy: copy the objects of store folders rather than hard-link them
     """
-    from .lock.sync import sync_project as sync
+    from .project.sync import sync_project as sync
 
     return sync(_context(context), locked=locked, frozen=frozen, peers=peers, jobs=jobs, copy=copy, verify=verify)
 
@@ -258,7 +258,7 @@ def export_lock(lock_path: "Path | str", folder: "Path | str", *, jobs: int | No
     """Copies the objects a lock needs into a folder laid out as a store (for ``sync --from``)."""
     from pathlib import Path
 
-    from .lock.sync import export_lock as export
+    from .project.sync import export_lock as export
 
     return export(_context(context), Path(lock_path), Path(folder), jobs=jobs)
 

@@ -133,7 +133,7 @@ def echo_json(value: Any) -> None:
 def _print_version(value: bool) -> None:
     """`--version`: prints the version and stops (before any command)."""
     if value:
-        from . import __version__
+        from .version import __version__
 
         echo(__version__)
         raise typer.Exit()
@@ -334,7 +334,7 @@ def repositories():
 @app.command()
 def version():
     """Print datamaestro's version."""
-    from . import __version__
+    from .version import __version__
 
     echo(__version__)
 

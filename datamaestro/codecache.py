@@ -1,7 +1,7 @@
 """Facts about the installed code, cached once per user for every data dir.
 
 The dataset index (:mod:`datamaestro.registry`) and the verdict that a
-project's lock matches its definitions (:mod:`datamaestro.lock.resolve`)
+project's lock matches its definitions (:mod:`datamaestro.project.resolve`)
 depend on the installed plugins and the project's files, never on a data
 dir. They are kept in the user's cache dir (:func:`~datamaestro.settings.user_cache_dir`),
 so that a new data dir does not import every plugin to learn them again;

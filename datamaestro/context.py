@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 READ_LOCK: Any = object()
 
 
+#: the repository folder of the readable folders of definitions in no repository (a class prepared by the code defining it)
+NO_REPOSITORY = "__custom__"
+
 #: the original datamaestro's attributes of ``Context``, kept in :mod:`datamaestro.compat.context` and read there on first use
 _FACE_NAMES = frozenset(
     {
@@ -50,10 +53,10 @@ def _face_attribute(name: str, owner: type, obj) -> Any:
     """A 1.x attribute of ``Context`` (see :data:`_FACE_NAMES`), bound to ``obj`` (None: to the class)."""
     if name not in _FACE_NAMES:
         raise AttributeError(f"{owner.__name__!r} object has no attribute {name!r}")
-    import importlib
+    from .lazy import resolve
 
-    # a 1.x face: loaded by name on first use, so that the core never imports it
-    attribute = vars(importlib.import_module("datamaestro.compat.context").ContextFace)[name]
+    # a 1.x face: loaded through the lazy loader's table of strings on first use, so that the core never imports it
+    attribute = vars(resolve("datamaestro.compat.context:ContextFace"))[name]
     getter = getattr(attribute, "__get__", None)
     return getter(obj, owner) if getter is not None else attribute
 
@@ -213,8 +216,8 @@ class Context(metaclass=_WithFace):
             **options,
         )
 
-    def peer_fetcher(self) -> "Fetcher":
-        """A new transport for taking objects from a peer store over HTTP.
+    def new_remote_fetcher(self) -> "Fetcher":
+        """A new transport for taking objects from a remote (a peer store, a remote cache) over HTTP.
 
         No mirrors (a peer is already a copy), no progress bar (objects are
         many and small) and one retry: a peer that fails is left for the next
@@ -236,7 +239,7 @@ class Context(metaclass=_WithFace):
                 if self.settings.offline and is_network(spec["url"]):
                     logger.info("remote %s (%s) left out: offline", name, spec["url"])
                     continue
-                opened.append(open_remote(spec["url"], self.peer_fetcher, endpoint=spec.get("endpoint"), name=name, option=f"remote {name}:", timeouts=self._timeouts()))
+                opened.append(open_remote(spec["url"], self.new_remote_fetcher, endpoint=spec.get("endpoint"), name=name, option=f"remote {name}:", timeouts=self._timeouts()))
                 if spec.get("trusted_keys"):
                     # its records are used only when signed by one of these keys (remotes/signing.py)
                     from .remotes.signing import RecordTrust
@@ -260,13 +263,13 @@ class Context(metaclass=_WithFace):
 
         spec = self.settings.remotes.get(name_or_url)
         if spec is not None:
-            return open_remote(spec["url"], self.peer_fetcher, endpoint=spec.get("endpoint"), name=name_or_url, option=f"remote {name_or_url}:", timeouts=self._timeouts())
+            return open_remote(spec["url"], self.new_remote_fetcher, endpoint=spec.get("endpoint"), name=name_or_url, option=f"remote {name_or_url}:", timeouts=self._timeouts())
         if "://" not in name_or_url and not Path(name_or_url).expanduser().exists():
             from .errors import UsageError
 
             known = ", ".join(sorted(self.settings.remotes)) or "none"
             raise UsageError(f"no remote named {name_or_url!r} (remotes in the settings: {known})", hint="name a [remotes.NAME] of the settings, or give a URL (s3://bucket/prefix) or a folder")
-        return open_remote(name_or_url, self.peer_fetcher, option="store push", timeouts=self._timeouts())
+        return open_remote(name_or_url, self.new_remote_fetcher, option="store push", timeouts=self._timeouts())
 
     def _timeouts(self) -> tuple[float, float]:
         """(connect, read) seconds of the settings, for the remotes."""
@@ -275,6 +278,11 @@ class Context(metaclass=_WithFace):
     def readable_path(self, repository_id: str, dataset_id: str) -> Path:
         """A dataset's readable folder: ``<data dir>/data/<repository>/<id as path>``."""
         return self.data_dir / "data" / repository_id / Path(*dataset_id.split("."))
+
+    def readable_folder(self, definition: "DatasetDefinition") -> Path:
+        """A definition's readable folder; a definition in no repository goes under :data:`NO_REPOSITORY`."""
+        repository = definition.repository_in(self.registry)
+        return self.readable_path(repository.id if repository is not None else NO_REPOSITORY, definition.id)
 
     # -- the lock in scope
     def _lock_candidate(self) -> tuple[Path | None, bool]:
@@ -412,9 +420,7 @@ class Context(metaclass=_WithFace):
         """A dataset's readable folder, and the view its lock entry pins (configs point there)."""
         from .definition import Location
 
-        repository = definition.repository_in(self.registry)
-        readable = self.readable_path(repository.id if repository is not None else "__custom__", definition.id)
-        return Location(readable, self.store.views.path_of(locked.manifest) if locked else None)
+        return Location(self.readable_folder(definition), self.store.views.path_of(locked.manifest) if locked else None)
 
     # -- requests: which definition, which variant, which lock entry, where it lives
     def request(self, dataset, *, variant: dict | None = None) -> Request:

@@ -380,7 +380,7 @@ class DatasetDefinition:
 
     def hasfiles(self) -> bool:
         """Deprecated name of :meth:`has_files`."""
-        from .resource import warn_once
+        from .lazy import warn_once
 
         warn_once("DatasetDefinition.hasfiles", "hasfiles() is deprecated, use has_files()")
         return self.has_files()

@@ -7,7 +7,12 @@ its names as a table ``{name: "module:attribute"}`` and ends with::
     __getattr__ = lazy_getattr(__name__, {"Context": "datamaestro.context:Context"})
 
 A name kept only for old code gives the line its first use warns with
-(``deprecated={name: message}``; once per name and process). This module
+(``deprecated={name: message}``; once per name and process). A 1.x face
+(a module kept only for the import paths of the published plugins) is
+nothing but its table, by target module (:func:`face`)::
+
+    __getattr__, __dir__ = face(__name__, {"datamaestro.compat.links": ["linkfile", "linkfolder"]})
+ This module
 imports nothing of datamaestro: every layer may use it. Note that an import
 through this table is a string: the import contracts do not see it, and
 ``tests/test_layers.py`` checks instead that no core module loads
@@ -74,3 +79,18 @@ def lazy_dir(module_name: str, table: dict[str, str]) -> Callable[[], list[str]]
         return sorted({*vars(sys.modules[module_name]), *table})
 
     return __dir__
+
+
+def face(module_name: str, targets: dict[str, list[str]], *, deprecated: dict[str, str] | None = None) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """The ``__getattr__`` and ``__dir__`` of a face module: each name of ``targets`` is taken from its module on first use.
+
+    A face imports nothing it offers: the modules are named as strings, so a
+    face of a low package (``datamaestro.download.links``) may offer names of
+    a package above it (``datamaestro.compat``) without an import running up.
+
+    :param module_name: the face's ``__name__``
+    :param targets: target module -> the names the face offers from it
+    :param deprecated: name -> the warning its use gives (once per process)
+    """
+    table = {name: f"{target}:{name}" for target, names in targets.items() for name in names}
+    return lazy_getattr(module_name, table, deprecated=deprecated, cache=True), lazy_dir(module_name, table)

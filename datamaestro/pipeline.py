@@ -474,7 +474,7 @@ class Pipeline:
         resources = definition.ordered_resources()
         targets = [r for r in resources if not r.transient]
         legacy = self._legacy_folder(location.readable)
-        self._check_on_use(targets)
+        self._compare_stamps(targets)
         to_produce = self.needed(targets)
         if to_produce and self.settings.offline:
             missing = [r for r in to_produce if not (legacy and (legacy / r.name).exists()) and self.state(r) != REMOTE]
@@ -612,8 +612,8 @@ class Pipeline:
             raise errors[id(first)]
         return results
 
-    def _check_on_use(self, targets: list["Resource"]) -> None:
-        """Compares the objects of the present outputs with their stamps (``Store.check_on_use``).
+    def _compare_stamps(self, targets: list["Resource"]) -> None:
+        """Compares the objects of the present outputs with their stamps (``Store.compare_stamps``).
 
         A changed object is moved to quarantine: its resource is then
         missing, and produced again like any other.
@@ -623,7 +623,7 @@ class Pipeline:
             _, output = self.lookup(resource)
             if output is not None and output.kind.stored and self.store.output_present(output):
                 present.append(output)
-        if self.store.check_on_use(present):
+        if self.store.compare_stamps(present):
             self._known.clear()
 
     def _produce(self, definition, resource, expected, legacy: Path | None) -> bool:
@@ -685,7 +685,7 @@ class Pipeline:
         # object, altered with its mtime set back, must not feed a derivation)
         present = [o for o in (self.lookup(d)[1] for d in resource.dependencies()) if o is not None and o.kind.stored and self.store.output_present(o)]
         # whole: a derivation reads every file of its inputs anyway
-        if present and self.store.check_on_use(present, whole=True):
+        if present and self.store.compare_stamps(present, whole=True):
             self._known.clear()  # one was moved aside: it is produced again below
         for dependency in self.needed(resource.dependencies()):
             # inputs a remote cache was to spare us, which it could not serve after all

@@ -66,8 +66,10 @@ class Repository:
         # only for names not found otherwise: the original datamaestro's attributes (compat/repository.py)
         if name not in _FACE_NAMES:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        # a 1.x face: loaded by name on first use, so that the core never imports it
-        return vars(importlib.import_module("datamaestro.compat.repository").RepositoryFace)[name].__get__(self, type(self))
+        from .lazy import resolve
+
+        # a 1.x face: loaded through the lazy loader's table of strings on first use, so that the core never imports it
+        return vars(resolve("datamaestro.compat.repository:RepositoryFace"))[name].__get__(self, type(self))
 
     @property
     def version(self) -> str:

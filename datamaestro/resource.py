@@ -27,10 +27,22 @@ from .lazy import _warned, warn_once  # noqa: F401 (_warned: the warned-once set
 from .store.actions import Kind
 
 if TYPE_CHECKING:
-    from .definition import DatasetDefinition
     from .fetch import FetchResult
     from .settings import Settings
     from .store import Output, Store
+
+
+class OwningDataset(Protocol):
+    """The dataset a resource belongs to, as a resource sees it (:class:`datamaestro.definition.DatasetDefinition`).
+
+    A protocol rather than an import: definitions are built from resources,
+    so this module sits below them and never imports them.
+    """
+
+    datapath: Path
+
+    def add_resource(self, attribute: str, resource: "Resource") -> None:
+        """Binds ``resource`` to the dataset under ``attribute``."""
 
 
 class Job(Protocol):
@@ -149,7 +161,7 @@ class Resource:
         self.name = name
         self.varname = varname or (name.split("/")[-1].split(".")[0] if name else None)
         self.transient = transient
-        self.definition: DatasetDefinition | None = None
+        self.definition: OwningDataset | None = None
         self.attribute: str | None = None
         #: inputs, for subclasses written for the original API (``self._dependencies.append(r)``)
         self._dependencies: list[Resource] = []
@@ -179,7 +191,7 @@ class Resource:
         return target
 
     # -- binding, done by the dataset machinery
-    def bind(self, attribute: str, definition: "DatasetDefinition") -> None:
+    def bind(self, attribute: str, definition: "OwningDataset") -> None:
         """Attaches the resource to its dataset, under a class attribute name."""
         self.attribute = attribute
         if self.name is None:
@@ -230,7 +242,7 @@ class Resource:
         return self.value()
 
     @property
-    def dataset(self) -> "DatasetDefinition | None":
+    def dataset(self) -> "OwningDataset | None":
         """The dataset the resource belongs to (the original API's name of :attr:`definition`)."""
         return self.definition
 

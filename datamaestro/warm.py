@@ -51,7 +51,7 @@ def record_path(context: "Context", dataset_id: str) -> Path:
 
 def _own_fingerprint() -> list:
     """datamaestro's version and its own module files' sizes and dates (recipes and configs are made by them too)."""
-    from . import __version__
+    from .version import __version__
 
     folder = os.path.dirname(os.path.abspath(__file__))
     files = []
@@ -282,7 +282,7 @@ def hand_out(context: "Context", readable: Path, outputs: dict) -> str | None:
 
     The one place where a warm prepare without definitions gives objects
     and views to the user: each output through :meth:`Store.output_present`
-    and :meth:`Store.check_on_use` (a ``stat`` against the object's stamp),
+    and :meth:`Store.compare_stamps` (a ``stat`` against the object's stamp),
     and the view through :func:`~datamaestro.pipeline.publish_dataset`, as
     the pipeline does.
     """
@@ -293,7 +293,7 @@ def hand_out(context: "Context", readable: Path, outputs: dict) -> str | None:
     if not all(store.output_present(output) for output in outputs.values()):
         return None
     # an object changed since it was stored goes to quarantine: the full prepare fetches it again
-    if store.check_on_use([output for output in outputs.values() if output.kind.stored]):
+    if store.compare_stamps([output for output in outputs.values() if output.kind.stored]):
         return None
     entries = {name: (output.kind, output.digest) for name, output in outputs.items() if output.kind in ("file", "tree")}
     try:

@@ -275,3 +275,49 @@ def test_small_edges_a_new_user_meets(tmp_path):
     wrong = run(*data, "search", "mnist", env={"DATAMAESTRO_CONFIG": str(settings)}, status=2)
     assert "unknown setting 'read_timout'" in wrong.stderr and "did you mean read_timeout?" in wrong.stderr
     assert "known settings" not in wrong.stderr
+
+
+def _write_readme(context, root: Path, force: bool = False) -> None:
+    """A custom_download function: writes one file, nothing fetched."""
+    (root / "readme.txt").write_text("kept by hand\n")
+
+
+def _dataset_in_no_repository():
+    """A dataset defined outside every repository's package (its readable folder goes under ``__custom__``)."""
+    from datamaestro.data import Base
+    from datamaestro.definitions import Dataset, dataset
+    from datamaestro.download import custom_download
+
+    @dataset(id="test.usability.norepository")
+    class NoRepository(Dataset):
+        """A dataset in no repository"""
+
+        DATA = custom_download("data", downloader=_write_readme)
+
+        def config(self) -> Base:
+            return Base.C()
+
+    return NoRepository
+
+
+NoRepository = _dataset_in_no_repository()
+
+
+def test_rm_and_why_find_a_dataset_in_no_repository_where_prepare_put_it(dm_context, monkeypatch):
+    """The readable folder of a definition in no repository is ``data/__custom__/...`` for prepare, ``rm`` and ``store why`` alike."""
+    from datamaestro import api
+    from datamaestro.registry import IndexEntry
+
+    definition = NoRepository.__dataset__
+    assert definition.repository_in(dm_context.registry) is None
+    entry = IndexEntry(id=definition.id, repository="", module=__name__, qualname="NoRepository")
+    monkeypatch.setattr(dm_context.registry, "index", lambda: [entry])
+    api.prepare_dataset(definition.id, context=dm_context)
+    folder = dm_context.data_dir / "data" / "__custom__" / "test" / "usability" / "norepository"
+    assert (folder / "data" / "readme.txt").is_file()
+    assert dm_context.readable_folder(definition) == folder
+
+    digest, keepers = api.why_kept(definition.id, context=dm_context)
+    assert keepers, "the prepared folder keeps the dataset's manifest"
+    report = api.remove_dataset(definition.id, context=dm_context)
+    assert report.folder == folder and not (folder / "data").exists()

@@ -191,4 +191,52 @@ def test_importing_any_core_module_leaves_compat_unloaded():
 
 
 def test_the_probe_names_a_module_that_loads_compat():
-    assert first_module_loading_compat(["datamaestro.store", "datamaestro.download.sync", "datamaestro.resource"]) == "datamaestro.download.sync"
+    assert first_module_loading_compat(["datamaestro.store", "datamaestro.definitions", "datamaestro.resource"]) == "datamaestro.definitions"
+
+
+#: the 1.x faces that are nothing but a table of the lazy loader (``datamaestro.lazy.face``)
+TABLE_FACES = [
+    "datamaestro.download.links", "datamaestro.download.legacy", "datamaestro.download.manual", "datamaestro.download.sync",
+    "datamaestro.stream", "datamaestro.stream.lines", "datamaestro.stream.compress", "datamaestro.record", "datamaestro.utils",
+    "datamaestro.datafolders", "datamaestro.annotations.agreement", "datamaestro.helpers", "datamaestro.test", "datamaestro.test.checks",
+]
+
+
+def test_importing_a_face_loads_compat_only_when_a_name_is_used():
+    """A face names its targets as strings: importing it imports nothing of the 1.x layer (no import runs up from download/ to compat/)."""
+    assert first_module_loading_compat(TABLE_FACES) is None
+    from datamaestro.compat.links import linkpath
+    from datamaestro.download.links import linkpath as through_the_face
+
+    assert through_the_face is linkpath
+
+
+def rooms_graph(graph) -> dict[str, set[str]]:
+    """The imports between rooms: a room is a top-level module or a top-level package (all its modules together)."""
+
+    def room(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    edges: dict[str, set[str]] = {}
+    for module in graph.modules:
+        for imported in graph.find_modules_directly_imported_by(module):
+            if room(module) != room(imported):
+                edges.setdefault(room(module), set()).add(room(imported))
+    return edges
+
+
+class RoomGraph:
+    """A graph of rooms with the interface :func:`strongly_connected` reads."""
+
+    def __init__(self, edges: dict[str, set[str]]):
+        self.edges = edges
+        self.modules = set(edges) | {room for targets in edges.values() for room in targets}
+
+    def find_modules_directly_imported_by(self, module: str) -> set[str]:
+        return self.edges.get(module, set())
+
+
+def test_no_import_cycle_between_rooms_type_checking_imports_included():
+    """Rooms stand on floors: no room imports, even for a type checker, a room that imports it back (directly or not)."""
+    graph = grimp.build_graph("datamaestro", exclude_type_checking_imports=False)
+    assert strongly_connected(RoomGraph(rooms_graph(graph))) == []

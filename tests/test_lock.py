@@ -244,7 +244,7 @@ def test_prepare_with_an_explicit_lock_and_a_stale_definition(locked, tmp_path):
 
 def test_a_new_data_dir_reuses_the_check_of_an_unchanged_lock(locked, tmp_path, monkeypatch):
     """The verdict "lock up to date" depends on the code and the project only: another data dir does not import the definitions again."""
-    from datamaestro.lock import resolve
+    from datamaestro.project import resolve
 
     checked = []
     real = resolve.out_of_date

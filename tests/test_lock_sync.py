@@ -174,7 +174,7 @@ def test_two_projects_with_different_pins_on_one_store(served, tmp_path):
 
 
 def test_one_thread_takes_objects_from_store_folders_on_a_local_disk(tmp_path, monkeypatch):
-    from datamaestro.lock import sync as lock_sync
+    from datamaestro.project import sync as lock_sync
     from datamaestro.remotes.folder import FolderRemote
     from datamaestro.remotes.web import HttpRemote
     from datamaestro.store.layout import on_local_disk

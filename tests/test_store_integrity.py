@@ -32,7 +32,7 @@ def test_a_committed_object_is_stamped_and_passes_the_check(tmp_path):
     store = Store(tmp_path / "store")
     digest = store.ingest_stream([b"some bytes"])
     assert read_stamp(store.layout, digest) == stamp_text(os.stat(store.path_of(digest)), store.layout.precise_stat)
-    assert store.check_on_use([Output(Kind.FILE, digest)]) == []
+    assert store.compare_stamps([Output(Kind.FILE, digest)]) == []
     assert store.has(digest)
 
 
@@ -40,21 +40,21 @@ def test_an_object_changed_in_place_is_quarantined_on_use(tmp_path):
     store = Store(tmp_path / "store")
     digest = store.ingest_stream([b"some bytes"])
     change_in_place(store.path_of(digest))
-    changed = store.check_on_use([Output(Kind.FILE, digest)])
+    changed = store.compare_stamps([Output(Kind.FILE, digest)])
     assert [c.digest for c in changed] == [digest] and "size 10 -> 18" in changed[0].why
     assert not store.has(digest) and read_stamp(store.layout, digest) is None
     note = json.loads(changed[0].quarantined.with_name(changed[0].quarantined.name + ".json").read_text())
     assert note["digest"] == digest and "changed after it was stored" in note["why"]
     # a good copy stored again gets its own stamp
     assert store.ingest_stream([b"some bytes"]) == digest
-    assert store.check_on_use([Output(Kind.FILE, digest)]) == []
+    assert store.compare_stamps([Output(Kind.FILE, digest)]) == []
 
 
 def test_an_object_without_a_stamp_is_stamped_on_first_use(tmp_path):
     store = Store(tmp_path / "store")
     digest = store.ingest_stream([b"stored before stamps"])
     store.layout.stamp_path(digest).unlink()
-    assert store.check_on_use([Output(Kind.FILE, digest)]) == []
+    assert store.compare_stamps([Output(Kind.FILE, digest)]) == []
     assert read_stamp(store.layout, digest) is not None
 
 
@@ -67,7 +67,7 @@ def test_a_tree_holding_a_changed_file_is_removed_on_use(tmp_path):
     other = store.ingest_tree(tmp_path / "src")
     (file_digest,) = store.trees.iter_object_digests(tree)
     change_in_place(store.path_of(file_digest))
-    changed = store.check_on_use([Output(Kind.TREE, tree), Output(Kind.TREE, other)])
+    changed = store.compare_stamps([Output(Kind.TREE, tree), Output(Kind.TREE, other)])
     assert [c.digest for c in changed] == [file_digest, tree, other]
     # their folders held the same inode: gone, so that the outputs are missing and produced again
     assert not store.output_present(Output(Kind.TREE, tree)) and not store.output_present(Output(Kind.TREE, other))
@@ -91,7 +91,7 @@ def test_objects_taken_from_a_peer_store_are_stamped_when_committed(tmp_path):
     assert os.lstat(store.layout.stamp_path(linked)).st_ino == os.lstat(peer.layout.stamp_path(linked)).st_ino
     # stamped at commit: an edit right after the transfer is caught on the first use
     change_in_place(store.path_of(copied))
-    assert [c.digest for c in store.check_on_use([Output(Kind.FILE, copied)])] == [copied]
+    assert [c.digest for c in store.compare_stamps([Output(Kind.FILE, copied)])] == [copied]
 
 
 def test_verify_rehashes_and_stamps_again_an_object_whose_bytes_are_right(tmp_path):
@@ -100,7 +100,7 @@ def test_verify_rehashes_and_stamps_again_an_object_whose_bytes_are_right(tmp_pa
     digest = store.ingest_stream([b"some bytes"])
     os.utime(store.path_of(digest), ns=(1, 1))
     assert verify(store).ok
-    assert store.check_on_use([Output(Kind.FILE, digest)]) == []
+    assert store.compare_stamps([Output(Kind.FILE, digest)]) == []
 
 
 def test_gc_drops_the_stamps_of_collected_objects(tmp_path):
@@ -159,7 +159,7 @@ from pathlib import Path
 from datamaestro.errors import IntegrityError
 from datamaestro.store import Kind, Output, Store
 try:
-    Store(Path(sys.argv[1])).check_on_use([Output(Kind.FILE, sys.argv[2])])
+    Store(Path(sys.argv[1])).compare_stamps([Output(Kind.FILE, sys.argv[2])])
 except IntegrityError as exc:
     print(exc.message)
     sys.exit(1)

@@ -213,19 +213,19 @@ def test_a_hostile_or_corrupt_state_makes_the_next_use_check_the_whole_tree(tmp_
     def damage_and_use() -> list:
         content = store.path_of(far).read_bytes()
         change(store.path_of(far))
-        found = store.check_on_use([output])
+        found = store.compare_stamps([output])
         # repaired as a prepare would: the object stored again, the tree materialized again
         assert store.ingest_stream([content]) == far
         store.trees.materialize(tree)
         return found
 
-    assert store.check_on_use([output]) == []  # the first use: whole, writes the state
+    assert store.compare_stamps([output]) == []  # the first use: whole, writes the state
     assert cursor.read_bytes() == f"datamaestro-tree-cursor/1 {tree[7:]} 0 {BOUND}\n".encode()
     for name, text in HOSTILE_CURSORS.items():
-        assert store.check_on_use([output]) == []  # slice 0, then the cursor says 1
+        assert store.compare_stamps([output]) == []  # slice 0, then the cursor says 1
         cursor.write_bytes(text.replace(b"{hex}", tree[7:].encode()).replace(b"{blocks}", str(BOUND).encode()))
         assert [c.digest for c in damage_and_use()] == [far, tree], name
-        store.check_on_use([output])  # whole (the use after a find): a valid cursor again
+        store.compare_stamps([output])  # whole (the use after a find): a valid cursor again
         assert cursor.read_bytes().endswith(f" 0 {BOUND}\n".encode()), name
 
     # a cursor that is a link (to a valid cursor of its own), a folder: not read
@@ -236,7 +236,7 @@ def test_a_hostile_or_corrupt_state_makes_the_next_use_check_the_whole_tree(tmp_
         assert [c.digest for c in damage_and_use()] == [far, tree]
         if cursor.is_dir():
             cursor.rmdir()
-        store.check_on_use([output])
+        store.compare_stamps([output])
 
     # an index damaged in the slice the cursor points at: that use checks the whole tree
     slice_size = S * 32 + 32
@@ -245,7 +245,7 @@ def test_a_hostile_or_corrupt_state_makes_the_next_use_check_the_whole_tree(tmp_
     index.write_bytes(bytes(data))
     cursor.write_bytes(f"datamaestro-tree-cursor/1 {tree[7:]} 3 {BOUND}\n".encode())
     assert [c.digest for c in damage_and_use()] == [far, tree]
-    store.check_on_use([output])
+    store.compare_stamps([output])
     assert index.read_bytes() != bytes(data)  # written anew
 
     # a state folder that others may write says nothing
@@ -259,27 +259,27 @@ def test_a_sliced_use_checks_one_slice_and_moves_the_cursor_on(tmp_path):
     store, tree, files = _tree_store(tmp_path)
     output = Output(Kind.TREE, tree)
     slices = TreeSlices(store.layout)
-    assert store.check_on_use([output]) == []
+    assert store.compare_stamps([output]) == []
     # a damage in slice 2 is seen by the third sliced use, not before; every use before it moves the cursor by one
     content = store.path_of(files[2 * S]).read_bytes()
     change(store.path_of(files[2 * S]))
-    assert store.check_on_use([output]) == [] and slices.next_slice(tree).block == 1
-    assert store.check_on_use([output]) == [] and slices.next_slice(tree).block == 2
-    assert [c.digest for c in store.check_on_use([output])] == [files[2 * S], tree]
+    assert store.compare_stamps([output]) == [] and slices.next_slice(tree).block == 1
+    assert store.compare_stamps([output]) == [] and slices.next_slice(tree).block == 2
+    assert [c.digest for c in store.compare_stamps([output])] == [files[2 * S], tree]
     assert slices.next_slice(tree) is None  # forgotten: the next use checks the whole tree
     store.ingest_stream([content])
     store.trees.materialize(tree)
     # the last file: caught by the last use of a round, BOUND uses after a whole check, not one earlier
-    assert store.check_on_use([output]) == []  # whole (after the find): the cursor at slice 0
+    assert store.compare_stamps([output]) == []  # whole (after the find): the cursor at slice 0
     assert files.index(files[-1]) // S == BOUND - 1
     content = store.path_of(files[-1]).read_bytes()
     change(store.path_of(files[-1]))
     for use in range(BOUND - 1):
-        assert store.check_on_use([output]) == [], f"use {use + 1} checked slice {use}"
-    assert [c.digest for c in store.check_on_use([output])] == [files[-1], tree]
+        assert store.compare_stamps([output]) == [], f"use {use + 1} checked slice {use}"
+    assert [c.digest for c in store.compare_stamps([output])] == [files[-1], tree]
     store.ingest_stream([content])
     store.trees.materialize(tree)
     # asked to check the whole tree (a derivation's inputs): every file, whatever the cursor says
-    assert store.check_on_use([output]) == []
+    assert store.compare_stamps([output]) == []
     change(store.path_of(files[-1]))
-    assert [c.digest for c in store.check_on_use([output], whole=True)] == [files[-1], tree]
+    assert [c.digest for c in store.compare_stamps([output], whole=True)] == [files[-1], tree]

@@ -3,7 +3,7 @@
 What ``datamaestro check`` (the command keeps its name) and
 :class:`datamaestro.test.DatasetTests` run. "Audit" is this word alone in
 the code: the lock's ``--check`` is whether the lock is *current*
-(:func:`datamaestro.lock.resolve.stale_reasons`), the store's check on use
+(:func:`datamaestro.project.resolve.stale_reasons`), the store's check on use
 compares *stamps*, and ``store verify`` rehashes.
 Nothing is downloaded: a config is built (paths need not exist) and
 validated by experimaestro. A variant family is checked on its first

@@ -1,7 +1,8 @@
 """``datamaestro datafolders``: the folders a user provides by hand, where they are and who uses them.
 
-The folders are those the 1.x ``linkpath`` resources propose
-(:mod:`datamaestro.compat.links`), read lazily.
+The folders are those the resources propose: a resource that reads one
+(the 1.x ``linkpath``, :mod:`datamaestro.compat.links`) answers
+``datafolder_ids()``; the command asks, and imports nothing of the 1.x layer.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ def list_datafolders(context: "Context") -> list[dict]:
     Each: ``{"id", "path" (or None when not set), "datasets": [ids using it]}``.
     Imports every plugin module (to read the definitions).
     """
-    from ..compat.datafolders import DatafolderPath
-    from ..compat.links import linkpath
-
     used: dict[str, set[str]] = {}
     for repository in context.registry.repositories().values():
         try:
@@ -32,10 +30,9 @@ def list_datafolders(context: "Context") -> list[dict]:
             continue
         for definition in definitions:
             for resource in getattr(definition, "resources", {}).values():
-                if isinstance(resource, linkpath):
-                    for proposal in resource.proposals:
-                        if isinstance(proposal, DatafolderPath):
-                            used.setdefault(proposal.folderid, set()).add(definition.id)
+                datafolder_ids = getattr(resource, "datafolder_ids", None)
+                for folder_id in datafolder_ids() if callable(datafolder_ids) else ():
+                    used.setdefault(folder_id, set()).add(definition.id)
     folders = context.settings.datafolders
     return [
         {"id": folder_id, "path": str(folders[folder_id]) if folder_id in folders else None, "datasets": sorted(used.get(folder_id, ()))}

@@ -53,7 +53,7 @@ def push(
         pinned = [output for entry in lock.datasets.values() for output in entry.outputs()]
     if not ids:
         raise UsageError("nothing to push: name datasets, or give --lock")
-    from ..lock.resolve import closure
+    from ..project.resolve import closure
 
     records = _records(context, closure(context, ids).values(), report)
     show = context.progress if context.progress is not None else sys.stderr.isatty()

@@ -48,8 +48,7 @@ def remove_dataset(dataset_id: str, context: "Context", *, dry_run: bool = False
     from ..store.views import VIEW_LINK, current_view
 
     definition = context.dataset(dataset_id)
-    repository = definition.repository
-    folder = context.readable_path(repository.id if repository else "", definition.id)
+    folder = context.readable_folder(definition)
     manifest = current_view(folder)
     entries = [] if not folder.is_dir() else [e for e in sorted(folder.iterdir()) if e.is_symlink() and (e.name == VIEW_LINK or os.readlink(e).startswith(VIEW_LINK + "/"))]
     if manifest is None and not entries:
@@ -101,8 +100,7 @@ def why_kept(target: str, context: "Context") -> tuple[str, list]:
     digest = target if target.startswith("blake3:") else f"blake3:{target}"
     if not is_digest(digest):
         definition = context.dataset(target)
-        repository = definition.repository
-        digest = current_view(context.readable_path(repository.id if repository else "", definition.id))
+        digest = current_view(context.readable_folder(definition))
         if digest is None:
             lock = context.lockfile()
             entry = lock.datasets.get(definition.id) if lock is not None else None

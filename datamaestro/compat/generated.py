@@ -119,7 +119,9 @@ class AbstractDataset:
     @property
     def datapath(self) -> Path:
         """``<data dir>/data/<repository>/<id as path>``."""
-        repository = self.repository.id if self.repository is not None else "__custom__"
+        from ..context import NO_REPOSITORY
+
+        repository = self.repository.id if self.repository is not None else NO_REPOSITORY
         return self.context.data_dir / "data" / repository / Path(*self.id.split("."))
 
     def _prepare(self, download: bool = False):

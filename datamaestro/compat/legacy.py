@@ -36,6 +36,7 @@ from ..errors import DatamaestroError, DefinitionError, DownloadError
 from ..store import Output
 from ..store.objects import remove_tree
 from ..store.actions import Kind
+from ..download.multiple import _Retired
 
 if TYPE_CHECKING:
     from ..pipeline import Job
@@ -428,3 +429,9 @@ class LocalResourceMixin:
 from . import keep_public_module  # noqa: E402
 
 keep_public_module(globals(), 'datamaestro.download')
+
+
+class gsync(_Retired, Download):
+    """The original's ``gsutil rsync`` resource (``datamaestro.download.sync.gsync``), retired: using it says what replaces it."""
+
+    replacement = "a custom_download whose function runs `gsutil -m rsync gs://... <root>`"

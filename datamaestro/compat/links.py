@@ -138,6 +138,12 @@ class linkpath(Resource):
 
     kind_label = "path"
 
+    def datafolder_ids(self) -> list[str]:
+        """The ids of the data folders this resource proposes (``datamaestro datafolders list`` asks every resource)."""
+        from .datafolders import DatafolderPath
+
+        return [proposal.folderid for proposal in self.proposals if isinstance(proposal, DatafolderPath)]
+
     def recipe(self) -> dict:
         """The resolved path and a fingerprint of its files (sizes and dates), so that a change is seen."""
         from .. import session

@@ -61,7 +61,7 @@ class HuggingFaceDataset(Base):
         super().download()
         if self.streaming or self.local_path is not None:
             return
-        from ..download.huggingface import hf_download_and_prepare
+        from ..hf_datasets import hf_download_and_prepare
 
         hf_download_and_prepare(self.source, self.name, data_files=self.data_files, split=self.split, revision=self.revision)
 
@@ -73,7 +73,7 @@ class HuggingFaceDataset(Base):
         to one split lives in its own cache folder: a plain ``load_dataset``
         would miss it and fetch everything again).
         """
-        from ..download.huggingface import _datasets_library, hf_download_and_prepare
+        from ..hf_datasets import _datasets_library, hf_download_and_prepare
 
         datasets = _datasets_library()
         if self.local_path is not None:
@@ -116,7 +116,7 @@ class FlattenAndShuffleDataset(Task):
 
         if not self.samples:
             raise ValueError("FlattenAndShuffleDataset received an empty list of samples.")
-        from ..download.huggingface import _datasets_library
+        from ..hf_datasets import _datasets_library
 
         datasets = _datasets_library()
         logger = logging.getLogger(__name__)

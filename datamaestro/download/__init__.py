@@ -8,7 +8,9 @@ need this face. The base classes offered here add the original
 datamaestro's API (``download()``/``_download()``, ``self.context``) for the
 resources plugins write themselves (see :mod:`datamaestro.compat.legacy`).
 Every name is imported on first use, so that importing a core resource
-module (which runs this file first) loads nothing of ``datamaestro.compat``.
+module (which runs this file first) loads nothing of ``datamaestro.compat``;
+the 1.x base classes are named here as strings only (never imported, not
+even for type checkers), since the 1.x layer sits above the resources.
 """
 
 from typing import TYPE_CHECKING
@@ -45,8 +47,6 @@ __getattr__ = lazy_getattr(__name__, _NAMES)
 __dir__ = lazy_dir(__name__, _NAMES)
 
 if TYPE_CHECKING:
-    from ..compat.folder import ResourceStateFile  # noqa: F401
-    from ..compat.legacy import Download, FileResource, FolderResource, LocalResourceMixin, Resource, ResourceState, ValueResource  # noqa: F401
     from ..resource import CheckStatus, ResourceCheckResult  # noqa: F401
     from .custom import custom_download  # noqa: F401
     from .files import FilesCopy  # noqa: F401

@@ -9,7 +9,14 @@ ID PATH`` says where, and these resources read them into the store::
     DOCUMENTS = linkfolder("documents", [DatafolderPath("gov.nist.trec.tipster", "Disk1/WSJ")])
 """
 
-from ..compat.datafolders import DatafolderPath, ResolvablePath
-from ..compat.links import GlobChecker, linkfile, linkfolder, linkpath
+from ..lazy import face
 
 __all__ = ["DatafolderPath", "GlobChecker", "ResolvablePath", "linkfile", "linkfolder", "linkpath"]
+
+__getattr__, __dir__ = face(
+    __name__,
+    {
+        "datamaestro.compat.datafolders": ["DatafolderPath", "ResolvablePath"],
+        "datamaestro.compat.links": ["GlobChecker", "linkfile", "linkfolder", "linkpath"],
+    },
+)

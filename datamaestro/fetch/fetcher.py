@@ -12,7 +12,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Sequence
+from typing import Protocol, Sequence
 from urllib.parse import unquote, urlsplit
 
 from ..errors import DatamaestroError, DownloadError, IntegrityError, OfflineError
@@ -23,8 +23,27 @@ from .progress import ProgressBar
 from .retry import MAX_DELAY, PACE_BYTES, RETRY_STATUSES, _NoRanges, _Pace, _Retry, _SlowHead, _get_within
 from .sinks import CHUNK_SIZE, FetchResult, Sink
 
-if TYPE_CHECKING:
-    from ..download.checks import Checker
+
+
+class CheckState(Protocol):
+    """One check running over the raw bytes of one download."""
+
+    def update(self, data: bytes) -> None:
+        """Reads the next bytes."""
+
+    def verify(self, url: str) -> None:
+        """Raises an :class:`~datamaestro.errors.IntegrityError` when the bytes read do not pass."""
+
+
+class Checker(Protocol):
+    """A check on the raw bytes of a download, as the fetcher runs it (:class:`datamaestro.download.checks.Checker` is one).
+
+    A protocol rather than an import: the checks are resources' declarations,
+    above the fetcher that runs them.
+    """
+
+    def start(self) -> CheckState:
+        """A fresh state for one download."""
 
 logger = logging.getLogger(__name__)
 

@@ -2,12 +2,10 @@
 
 - :mod:`~datamaestro.lock.model`: the dataclasses (:class:`Lock`, :class:`LockedDataset`, :class:`LockedResource`)
 - :mod:`~datamaestro.lock.fileformat`: reading and writing the TOML file
-- :mod:`~datamaestro.lock.project`: the project's dataset list in ``pyproject.toml``
-- :mod:`~datamaestro.lock.resolve`: ``lock`` (definitions -> pins)
-- :mod:`~datamaestro.lock.sync`: ``sync`` (pins -> store and readable folders) and ``store export``
+- :mod:`~datamaestro.lock.fingerprint`: what a lock entry is valid for
 
-The package uses the store, the remotes (:mod:`datamaestro.remotes`: other
-stores objects are taken from), the pipeline and the context; it never
-speaks HTTP itself (remotes on the web go through the context's fetcher),
-and the store never imports it.
+The package is the lock file's format only: it imports the store's digests
+and paths and nothing above them, so the definitions, the context and the
+pipeline read locks freely. The operations on a project's lock (``lock``,
+``sync``, ``store export``: they need a context) are :mod:`datamaestro.project`.
 """

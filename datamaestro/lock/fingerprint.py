@@ -1,19 +1,32 @@
 """The fingerprint of a dataset definition: what a lock entry is valid for.
 
-Kept apart from :mod:`datamaestro.lock.resolve` so that the session (which
+Kept apart from :mod:`datamaestro.project.resolve` so that the session (which
 checks a lock entry against the definition on every prepare) needs nothing
 of the resolver. It reads a definition through its public attributes only.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
 from ..store.digests import canonical_json, digest_bytes
 
 if TYPE_CHECKING:
-    from ..definition import DatasetDefinition
     from .model import LockedDataset
+
+
+class DatasetDefinition(Protocol):
+    """What the fingerprint reads of a dataset definition (:class:`datamaestro.definition.DatasetDefinition` has it).
+
+    A protocol rather than an import: the lock sits below the definitions.
+    """
+
+    id: str
+    module: str
+    qualname: str
+
+    def ordered_resources(self) -> Iterable[Any]:
+        """The definition's resources, inputs first."""
 
 #: bump when the fingerprint's description changes (every lock becomes out of date)
 FINGERPRINT_FORMAT = 1

@@ -56,7 +56,7 @@ class LockedDataset:
     :param repository: the id of the repository (plugin) defining it
     :param plugin_version: the version of the plugin's distribution when locked
     :param fingerprint: digest of what the definition does (see
-        :func:`datamaestro.lock.resolve.fingerprint`): when it changes, the lock is out of date
+        :func:`datamaestro.project.resolve.fingerprint`): when it changes, the lock is out of date
     :param manifest: the digest of the dataset's manifest (its immutable view)
     :param resources: the pinned resources, sorted by name
     """

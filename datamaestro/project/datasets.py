@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import SettingsError, UsageError
-from .model import LOCK_NAME
+from ..lock.model import LOCK_NAME
 
 if TYPE_CHECKING:
     from ..context import Context

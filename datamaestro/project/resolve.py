@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Iterable
 from ..codecache import read_entry, write_entry
 from ..errors import LockFileError, UsageError
 from ..store.digests import canonical_json, digest_bytes
-from .fileformat import read_lock, write_lock
-from .fingerprint import FINGERPRINT_FORMAT, entry_problem, fingerprint  # noqa: F401 (part of this module's API)
-from .model import FORMAT_VERSION, Lock, LockedDataset, LockedResource
-from .project import lock_file, requested_ids
+from ..lock.fileformat import read_lock, write_lock
+from ..lock.fingerprint import FINGERPRINT_FORMAT, entry_problem, fingerprint  # noqa: F401 (part of this module's API)
+from ..lock.model import FORMAT_VERSION, Lock, LockedDataset, LockedResource
+from .datasets import lock_file, requested_ids
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -73,10 +73,12 @@ def resolve_dataset(context: "Context", definition: "DatasetDefinition", *, refr
                 transient=resource.transient,
             )
         )
+    from ..context import NO_REPOSITORY
+
     repository = definition.repository_in(context.registry)
     return LockedDataset(
         id=entry_id or definition.id,
-        repository=repository.id if repository is not None else "__custom__",
+        repository=repository.id if repository is not None else NO_REPOSITORY,
         plugin_version=repository.version if repository is not None else "",
         fingerprint=fingerprint(definition),
         manifest=result.manifest,
@@ -138,7 +140,7 @@ def lock_project(context: "Context", *, upgrade: bool | Iterable[str] = False) -
     :raises UsageError: not in a project, or an upgraded id that the project does not use
     :raises LockFileError: the existing lock is malformed (unless every dataset is upgraded)
     """
-    from .. import __version__
+    from ..version import __version__
 
     path = lock_file(context)
     requested = requested_ids(context)
@@ -221,7 +223,7 @@ def stale_reasons(context: "Context", lock: Lock | None = None) -> list[str]:
 
 def _current_key(context: "Context", path: Path) -> str | None:
     """What a "current" verdict depends on (None without a lock file)."""
-    from .. import __version__
+    from ..version import __version__
     from ..settings import project_table
 
     try:

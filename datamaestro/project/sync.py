@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from ..errors import DatamaestroError, IntegrityError, LockFileError, StoreError
-from .fileformat import read_lock
-from .model import Lock, LockedDataset
+from ..lock.fileformat import read_lock
+from ..lock.model import Lock, LockedDataset
 from ..remotes import open_peers
 from ..remotes.folder import FolderRemote
 from ..remotes.pull import Transfer, pull_outputs, transfer
-from .project import lock_file
-from .fingerprint import DAMAGED_LOCK_HINT, entry_problem
+from .datasets import lock_file
+from ..lock.fingerprint import DAMAGED_LOCK_HINT, entry_problem
 from .resolve import damaged_entries, lock_project, stale_reasons
 from ..store.actions import Kind
 from ..store.layout import on_local_disk
@@ -234,7 +234,7 @@ def sync_project(
     # before the lock is read (and maybe resolved again, downloading), so that a bad --from fails at once;
     # the notes say which peers are skipped, and why
     opened, report.notes = open_peers(
-        peers, context.peer_fetcher, offline=context.settings.offline, timeouts=(context.settings.connect_timeout, context.settings.read_timeout), link=not copy
+        peers, context.new_remote_fetcher, offline=context.settings.offline, timeouts=(context.settings.connect_timeout, context.settings.read_timeout), link=not copy
     )
     from ..pipeline import publications_held
 
@@ -271,7 +271,7 @@ def _sync(context: "Context", lock: Lock, opened: list, report: SyncReport, *, j
     jobs = jobs or default_jobs(opened)
     entries = [lock.datasets[dataset_id] for dataset_id in sorted(lock.datasets)]
     # objects changed since they were stored go to quarantine here, and are taken again below
-    changed = store.check_on_use([o for entry in entries for o in entry.outputs() if o.kind.stored and store.output_present(o)])
+    changed = store.compare_stamps([o for entry in entries for o in entry.outputs() if o.kind.stored and store.output_present(o)])
     if verify == "full":
         _verify_present(store, entries, verify_jobs, report)
         # the check on use found these damaged a moment before the rehash: counted with what it finds

@@ -169,20 +169,20 @@ class Store:
             return self.trees.materialize(digest, source=source)
         return self.objects.path_of(digest)
 
-    def check_on_use(self, outputs: Iterable[Output], *, whole: bool = False) -> list:
+    def compare_stamps(self, outputs: Iterable[Output], *, whole: bool = False) -> list:
         """The on-use check of what is about to be handed out: a ``stat`` per object against its stamp.
 
         Objects changed since they were stored are moved to ``quarantine/``
         (their outputs are then missing: fetch them again); a large tree has
         one slice of its files checked per use, unless ``whole``; see
-        :func:`datamaestro.store.integrity.check_on_use`.
+        :func:`datamaestro.store.integrity.compare_stamps`.
 
         :returns: the changed objects, quarantined (:class:`~datamaestro.store.integrity.Changed`)
         :raises IntegrityError: a changed object this user may not move (another member's)
         """
-        from .integrity import check_on_use, repair_warning
+        from .integrity import compare_stamps, repair_warning
 
-        changed = check_on_use(self, outputs, whole=whole)
+        changed = compare_stamps(self, outputs, whole=whole)
         if changed:
             # a repair the user did not ask for is said, once: a damaged store is worth knowing about
             logging.getLogger(__name__).warning("%s", repair_warning(self.root, changed))

@@ -3,7 +3,7 @@
 Every object gets a *stamp* when it is committed (its size, mtime and, where
 the file system keeps inode numbers stable, its inode: see
 :func:`~datamaestro.store.objects.record_stamp`). A warm ``prepare``,
-``prepare_dataset()`` and ``sync`` call :func:`check_on_use` on what they
+``prepare_dataset()`` and ``sync`` call :func:`compare_stamps` on what they
 hand out: one ``stat`` (and one ``readlink``) per object, no rehash; a
 large tree one slice of its files per use, round and round
 (:mod:`~datamaestro.store.treeslices`). An
@@ -312,7 +312,7 @@ _TREE_FILES: dict[tuple[str, str], tuple[str, ...]] = {}
 _TREE_FILES_KEPT = 64
 
 
-def check_on_use(store: "Store", outputs: Iterable[Output], *, whole: bool = False) -> list[Changed]:
+def compare_stamps(store: "Store", outputs: Iterable[Output], *, whole: bool = False) -> list[Changed]:
     """The on-use check: compares the objects the outputs hand out with their stamps; one ``stat`` each, no rehash.
 
     Called by a warm ``prepare``, ``prepare_dataset()`` and ``sync`` on the
@@ -397,7 +397,7 @@ def _files_of(store: "Store", digest: str) -> tuple[str, ...] | None:
 
 
 class _OnUseCheck:
-    """The objects one on-use check compared with their stamps, and what it found (see :func:`check_on_use`)."""
+    """The objects one on-use check compared with their stamps, and what it found (see :func:`compare_stamps`)."""
 
     def __init__(self, store: "Store"):
         self.store = store
@@ -510,7 +510,7 @@ def repair_warning(store_root: Path, changed: list[Changed]) -> str:
     """The one line that says a store was damaged and repaired: what changed, where it went, that it is fetched again.
 
     :param store_root: the store
-    :param changed: what :func:`check_on_use` moved aside or removed (not empty)
+    :param changed: what :func:`compare_stamps` moved aside or removed (not empty)
     """
     moved = [found for found in changed if found.quarantined is not None]
     folders = [found for found in changed if found.quarantined is None]

@@ -54,7 +54,7 @@ def record_stamp(layout: Layout, digest: str, st: os.stat_result, *, replace: bo
     A stamp is a symbolic link ``stamps/ab/cdef...`` whose target text is
     :func:`stamp_text`: made in one call, read in one call (no open, no
     fsync: a stamp lost in a crash is recorded again on the next use). It is
-    what :func:`datamaestro.store.integrity.check_on_use` compares with a
+    what :func:`datamaestro.store.integrity.compare_stamps` compares with a
     ``stat`` of the object, so that an object changed in place is never
     served silently.
 

@@ -1,12 +1,7 @@
 """1.x face: ``datamaestro.stream``, stream transforms of the 1.x API (see :mod:`datamaestro.compat.stream`)."""
 
-from datamaestro.compat.stream.base import (  # noqa: F401
-    Transform,
-    Identity,
-    TransformList,
-    describe,
-    _WholeStreamState,
-    FileObjectTransform,
-)
+from ..lazy import face
 
-__all__ = ['Transform', 'Identity', 'TransformList', 'describe', 'FileObjectTransform']
+__all__ = ["Transform", "Identity", "TransformList", "describe", "FileObjectTransform"]
+
+__getattr__, __dir__ = face(__name__, {"datamaestro.compat.stream.base": [*__all__, "_WholeStreamState"]})

@@ -12,6 +12,8 @@ and gets tests that import every config module, check that ids are unique
 and build every dataset's config (nothing is downloaded).
 """
 
-from .checks import DatasetTests
+from ..lazy import face
 
 __all__ = ["DatasetTests"]
+
+__getattr__, __dir__ = face(__name__, {"datamaestro.compat.testing": __all__})

@@ -771,7 +771,7 @@ from datamaestro.errors import IntegrityError
 from datamaestro.store import Store
 from datamaestro.store.actions import Kind, Output
 try:
-    Store(Path(sys.argv[1])).check_on_use([Output(Kind.TREE, sys.argv[2])])
+    Store(Path(sys.argv[1])).compare_stamps([Output(Kind.TREE, sys.argv[2])])
     print("served")
 except IntegrityError as exc:
     print(f"refused: {exc}")
