@@ -240,3 +240,17 @@ def test_no_import_cycle_between_rooms_type_checking_imports_included():
     """Rooms stand on floors: no room imports, even for a type checker, a room that imports it back (directly or not)."""
     graph = grimp.build_graph("datamaestro", exclude_type_checking_imports=False)
     assert strongly_connected(RoomGraph(rooms_graph(graph))) == []
+
+
+def test_a_cycle_between_rooms_is_found_though_no_module_cycle_exists():
+    """``a.low -> b`` and ``b -> a.high``: no module imports itself back, the rooms ``a`` and ``b`` do."""
+
+    class Graph:
+        modules = {"datamaestro.a.low", "datamaestro.a.high", "datamaestro.b", "datamaestro.c"}
+
+        @staticmethod
+        def find_modules_directly_imported_by(module):
+            return {"datamaestro.a.low": {"datamaestro.b"}, "datamaestro.b": {"datamaestro.a.high"}, "datamaestro.a.high": set(), "datamaestro.c": {"datamaestro.b"}}[module]
+
+    assert strongly_connected(Graph) == []
+    assert strongly_connected(RoomGraph(rooms_graph(Graph))) == [["datamaestro.a", "datamaestro.b"]]
