@@ -100,6 +100,30 @@ def test_verify_finds_nothing_wrong_in_a_good_store(store, two_datasets):
     assert calls[-1] == (8, 8) and len(calls) == 8
 
 
+def test_verify_lists_the_store_as_it_goes_and_stamps_again_every_object_without_a_stamp(store):
+    """More objects than verify keeps names or stamps to record at once: each is rehashed once, each missing stamp recorded, progress counts to the end."""
+    from datamaestro.store.stamps import read_stamp, stamp_matches
+
+    count = 4200  # more than a batch of stamps to record (4,096), in every fan-out folder
+    written = set()
+    for number in range(count):
+        data = b"object %d" % number
+        path = store.path_of(blake3_of(data))  # written straight into the store, as a restored backup: no stamp
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        written.add(blake3_of(data))
+    calls = []
+    report = verify(store, jobs=1, progress=lambda done, total: calls.append((done, total)))
+    assert report.ok and report.checked == count
+    assert calls == [(done, count) for done in range(1, count + 1)]
+    for digest in written:
+        recorded = read_stamp(store.layout, digest)
+        assert recorded is not None and stamp_matches(recorded, os.lstat(store.path_of(digest)), store.layout.precise_stat)[0], digest
+    # several threads, stamps all right: the same objects, once each
+    again = verify(store, jobs=3)
+    assert again.ok and again.checked == count and again.bytes == sum(len(b"object %d" % n) for n in range(count))
+
+
 def test_verify_quarantines_a_corrupt_object_and_drops_its_tree(store, two_datasets, tmp_path):
     a_dir, manifest = two_datasets["a"]
     tree = store.views.read_manifest(manifest)["folder"][1]

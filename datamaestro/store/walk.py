@@ -26,6 +26,26 @@ def _fanout(base: Path) -> Iterator[tuple[str, os.DirEntry]]:
                 yield fan.name + entry.name, entry
 
 
+def _object_batches(objects: str, size: int) -> Iterator[list[str]]:
+    """The hex names of every object below ``objects``, in lists of at most ``size``, one fan-out folder listed at a time.
+
+    Memory is one fan-out folder's names (1/256 of the store), never the
+    whole store's; names only, no ``stat`` per object.
+    """
+    try:
+        fans = [entry for entry in os.scandir(objects) if len(entry.name) == 2 and entry.is_dir()]
+    except FileNotFoundError:
+        return
+    for fan in fans:
+        try:
+            names = os.listdir(fan.path)
+        except FileNotFoundError:
+            continue  # removed meanwhile (gc): nothing to check
+        prefix = fan.name
+        for index in range(0, len(names), size):
+            yield [prefix + name for name in names[index : index + size]]
+
+
 def _view_folders(store: Store) -> list[tuple[str, Path]]:
     """``(manifest digest, folder)`` of every view."""
     views = store.layout.views
