@@ -272,7 +272,8 @@ NOTES = {
     "verify in process": "context: `datamaestro.store.maintenance.verify` called in this process (imports paid), as a long-lived tool would",
     "gc": "new processes, in turns; every object reachable from one data dir (one tree, one view), so nothing is deleted; objects of "
     f"{TINY} bytes written straight into the store (gc reads no content)",
-    "du": "new processes, in turns; the same store as gc",
+    "du": "new processes, in turns; the same store as gc; du reads the sizes the tree document records, from its text "
+    "(no stat per file, no entry-by-entry parse)",
 }
 
 

@@ -100,6 +100,30 @@ def test_verify_finds_nothing_wrong_in_a_good_store(store, two_datasets):
     assert calls[-1] == (8, 8) and len(calls) == 8
 
 
+def test_verify_lists_the_store_as_it_goes_and_stamps_again_every_object_without_a_stamp(store):
+    """More objects than verify keeps names or stamps to record at once: each is rehashed once, each missing stamp recorded, progress counts to the end."""
+    from datamaestro.store.stamps import read_stamp, stamp_matches
+
+    count = 4200  # more than a batch of stamps to record (4,096), in every fan-out folder
+    written = set()
+    for number in range(count):
+        data = b"object %d" % number
+        path = store.path_of(blake3_of(data))  # written straight into the store, as a restored backup: no stamp
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        written.add(blake3_of(data))
+    calls = []
+    report = verify(store, jobs=1, progress=lambda done, total: calls.append((done, total)))
+    assert report.ok and report.checked == count
+    assert calls == [(done, count) for done in range(1, count + 1)]
+    for digest in written:
+        recorded = read_stamp(store.layout, digest)
+        assert recorded is not None and stamp_matches(recorded, os.lstat(store.path_of(digest)), store.layout.precise_stat)[0], digest
+    # several threads, stamps all right: the same objects, once each
+    again = verify(store, jobs=3)
+    assert again.ok and again.checked == count and again.bytes == sum(len(b"object %d" % n) for n in range(count))
+
+
 def test_verify_quarantines_a_corrupt_object_and_drops_its_tree(store, two_datasets, tmp_path):
     a_dir, manifest = two_datasets["a"]
     tree = store.views.read_manifest(manifest)["folder"][1]
@@ -374,3 +398,32 @@ def test_du_counts_a_trees_files_at_the_sizes_it_records(store, tmp_path):
     documents = sum(os.path.getsize(store.path_of(d)) for d in (dataset.manifest, *[d for k, d in store.views.read_manifest(dataset.manifest).values() if k == "tree"]))
     assert dataset.bytes == 10 + 100 + 1000 + documents
     assert usage.total_bytes == dataset.bytes == dataset.unique_bytes
+
+
+def test_du_reads_the_sizes_from_a_trees_text_in_either_format_whatever_its_file_names(store, tmp_path):
+    """du finds each file's digest and size in a tree's text: file names that look like entries do not fool it, in format 2 or 1."""
+    fake = '{"digest":"' + blake3_of(b"not in the tree") + '","kind":"file","path":"x","size":999999}'
+    tree = {
+        'q","size":777}': b"q" * 3,  # what ends an entry, inside a name
+        fake: b"f" * 5,  # a whole entry, inside a name
+        "line\nbreak \\ back\\": b"n" * 7,
+        "same-a": b"s" * 11,  # the same object twice: counted once
+        "same-b": b"s" * 11,
+        "sub/deep.bin": b"d" * 300_000,
+    }
+    objects = 3 + 5 + 7 + 11 + 300_000
+    modern = add_dataset(store, tmp_path / "modern", "ds", {}, tree=tree)
+    digest = store.views.read_manifest(modern)["folder"][1]
+    legacy = store.trees.as_pinned(digest, store.trees.legacy_digest(digest))
+    assert store.objects.path_of(legacy).read_bytes().startswith(b'{"entries":[')
+    old, view = store.views.publish({"folder": ("tree", legacy)})
+    point_readable_path(tmp_path / "old" / "data" / "ds", view, tmp_path / "old", ["folder"])
+    store.register_root("data", tmp_path / "old")
+    usage = disk_usage(store)
+    by_dir = {d.data_dir.name: d for d in usage.datasets}
+    size = lambda d: os.path.getsize(store.path_of(d))  # noqa: E731
+    assert by_dir["modern"].bytes == objects + size(digest) + size(modern)
+    assert by_dir["old"].objects == 5 + 2  # five distinct files, the tree, the manifest
+    assert by_dir["old"].bytes == objects + size(legacy) + size(old)
+    assert by_dir["modern"].unique_bytes == size(digest) + size(modern)
+    assert usage.total_bytes == objects + size(digest) + size(modern) + size(legacy) + size(old)

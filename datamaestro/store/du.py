@@ -66,12 +66,13 @@ def disk_usage(store: Store, data_dirs: list[Path] | None = None) -> DiskUsage:
         ``.view`` link leads into this store's views is a dataset
 
     A tree's files count with the sizes the tree records (each checked
-    against its object when the tree was materialized): no ``stat`` per
-    file, which on a tree of a million files is most of the work; other
-    objects (manifests, tree documents, single files) are looked at.
+    against its object when the tree was materialized), found in the text
+    of its document without parsing it entry by entry: no ``stat`` per
+    file, no per-entry check, which on a tree of a million files were most
+    of the work; other objects (manifests, tree documents, single files)
+    are looked at.
     """
     resolver = _Resolver(store)
-    recorded: dict[str, int] = {}
     found = []
     for data_dir in _data_dirs(store, data_dirs):
         data = Path(data_dir) / "data"
@@ -80,28 +81,41 @@ def disk_usage(store: Store, data_dirs: list[Path] | None = None) -> DiskUsage:
             # entries and in-flight `.view.<random>` links are not datasets
             if kind != "view" or link.name != VIEW_LINK:
                 continue
-            reach = _Reach(sizes=recorded)
+            reach = _Reach(sizes={})
             resolver.mark(kind, manifest, reach)
-            found.append((Path(data_dir), link.parent.relative_to(data), manifest, reach.objects))
+            found.append((Path(data_dir), link.parent.relative_to(data), manifest, _sizes_of(store, reach)))
 
-    users: dict[str, int] = {}
-    for *_, objects in found:
-        for digest in objects:
-            users[digest] = users.get(digest, 0) + 1
-    # a tree's files have the sizes it records; only manifests, tree documents and loose files are looked at
-    sizes = {digest: recorded[digest] if digest in recorded else _size(store, digest) for digest in users}
-    datasets = [
-        DatasetUsage(
-            data_dir=data_dir,
-            path=path,
-            manifest=manifest,
-            objects=len(objects),
-            bytes=sum(sizes[d] for d in objects),
-            unique_bytes=sum(sizes[d] for d in objects if users[d] == 1),
+    # what more than one dataset uses, by operations on whole dicts and sets: on a
+    # million objects, a Python loop (or a lookup) per object costs more than listing the store
+    if len(found) == 1:
+        everything, shared = found[0][3], set()
+    else:
+        everything, shared = {}, set()
+        for *_, sizes in found:
+            shared |= everything.keys() & sizes.keys()
+            everything.update(sizes)
+    datasets = []
+    for data_dir, path, manifest, sizes in found:
+        used = sum(sizes.values())
+        datasets.append(
+            DatasetUsage(
+                data_dir=data_dir,
+                path=path,
+                manifest=manifest,
+                objects=len(sizes),
+                bytes=used,
+                unique_bytes=used - sum(map(sizes.__getitem__, shared & sizes.keys())) if shared else used,
+            )
         )
-        for data_dir, path, manifest, objects in found
-    ]
-    return DiskUsage(datasets=datasets, total_bytes=sum(sizes.values()), objects=len(sizes))
+    return DiskUsage(datasets=datasets, total_bytes=sum(everything.values()), objects=len(everything))
+
+
+def _sizes_of(store: Store, reach: _Reach) -> dict[str, int]:
+    """``{object: size}`` of everything a dataset uses: its trees' files at the sizes the trees record, the other objects (manifests, tree documents, single files) looked at."""
+    sizes = reach.sizes
+    for digest in reach.objects - sizes.keys():
+        sizes[digest] = _size(store, digest)
+    return sizes
 
 
 def _size(store: Store, digest: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -17,7 +18,12 @@ from .digests import digest_of_file, digest_of_mapped_file, format_digest, hex_o
 from .gc import GC_LOCK
 from .integrity import owner_name, quarantine_object
 from .stamps import read_stamp, record_stamp, stamp_matches
-from .walk import _remove_folder, _tree_folders, _view_folders
+from .walk import _object_batches, _remove_folder, _tree_folders, _view_folders
+
+#: objects per batch handed to a thread (a future per small object costs more than hashing it)
+_BATCH = 256
+#: right objects whose stamp is to be recorded again, kept before they are stamped (memory stays bounded)
+_RESTAMP_BATCH = 4096
 
 
 @dataclass
@@ -69,30 +75,37 @@ class VerifyReport:
         return not (self.corrupt or self.malformed or self.missing or self.errors)
 
 
-def _unordered_map(fn, items: list, workers: int, batch: int = 256) -> Iterator:
-    """``fn(chunk)`` over chunks of ``items`` on a thread pool, the chunks' results as they finish.
+def _unordered_map(fn, batches: Iterable[list], workers: int) -> Iterator:
+    """``fn(batch)`` over the batches on a thread pool, the batches' results as they finish.
 
     Items go to the pool in batches (a future per small object cost more
     than hashing it), and at most a few batches per worker are queued, so a
-    store of millions of objects does not hold millions of futures.
+    store of millions of objects does not hold millions of futures; the
+    batches are taken from their iterator only as the pool needs them.
     """
     if workers == 1:
         # no pool: a second thread would only take turns with this one
-        for index in range(0, len(items), batch):
-            yield from fn(items[index : index + batch])
+        for batch in batches:
+            yield from fn(batch)
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending = set()
-        for index in range(0, len(items), batch):
+        for batch in batches:
             if len(pending) >= 4 * workers:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield from future.result()
-            pending.add(pool.submit(fn, items[index : index + batch]))
+            pending.add(pool.submit(fn, batch))
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield from future.result()
+
+
+def _slices(items: list, size: int = _BATCH) -> Iterator[list]:
+    """``items`` in lists of at most ``size``."""
+    for index in range(0, len(items), size):
+        yield items[index : index + size]
 
 
 def _hash_small_objects(objects: str, stamps: str, precise: bool, hexdigests: list[str]) -> list[tuple]:
@@ -163,16 +176,21 @@ def verify(
     whose bytes are right but whose stamp (what the on-use check compares a
     ``stat`` with) says otherwise is stamped again.
 
+    The store is listed one fan-out folder at a time as the work goes, and
+    stamps are recorded again in batches: memory does not grow with the
+    number of objects (a million-object store is never held as a list).
     Small objects are read and hashed in batches by ``jobs`` threads; large
-    ones afterwards, one at a time, mapped into memory and hashed by blake3
-    on every core (as ``b3sum`` does).
+    ones (1 MiB or more: few) afterwards, one at a time, mapped into memory
+    and hashed by blake3 on every core (as ``b3sum`` does).
 
     :param jobs: threads reading small objects (default: one on a local file
         system, where threads only slow each other down on small files, as
         measured; four per CPU on a network file system, where each read
         waits on the server)
     :param progress: called as ``progress(objects_done, objects_total)``
-        after each object
+        after each object (of the whole store, the total is counted by a
+        listing before the work starts: objects added or removed meanwhile
+        make it approximate)
     :param digests: only these objects (``sync --verify full``: a project's
         data); absent ones are skipped, and only the trees holding a corrupt
         one are looked at
@@ -181,8 +199,15 @@ def verify(
     report = VerifyReport()
     objects = os.fspath(store.layout.objects)
     whole = digests is None
-    hexdigests = store.objects.hexdigests() if whole else [hex_of(d) for d in dict.fromkeys(digests)]
-    total = len(hexdigests)
+    if whole:
+        # listed one fan-out folder at a time, as the hashing goes: a store of a
+        # million objects is never held as a list of names
+        batches = _object_batches(objects, _BATCH)
+        # counted beforehand only for a progress report (one more listing, no name kept)
+        total = sum(map(len, _object_batches(objects, sys.maxsize))) if progress is not None else 0
+    else:
+        chosen = list(dict.fromkeys(map(hex_of, digests)))
+        batches, total = _slices(chosen), len(chosen)
 
     def check(digest: str):
         path = store.objects.path_of(digest)
@@ -228,11 +253,14 @@ def verify(
 
     workers = jobs or (1 if store.layout.local else 4 * (os.cpu_count() or 1))
     stamps, precise = os.fspath(store.layout.stamps), store.layout.precise_stat
-    for hexdigest, actual, size, error, restamp in _unordered_map(partial(_hash_small_objects, objects, stamps, precise), hexdigests, workers):
+    for hexdigest, actual, size, error, restamp in _unordered_map(partial(_hash_small_objects, objects, stamps, precise), batches, workers):
         if actual is _LARGE:
-            large.append(hexdigest)
+            large.append(hexdigest)  # 1 MiB or more each: few, whatever the store's size
         else:
             count(hexdigest, actual, size, error, restamp)
+            if len(stale) >= _RESTAMP_BATCH:
+                _restamp(store, stale)
+                stale.clear()
     for hexdigest in large:
         count(*check_large(hexdigest))
     _restamp(store, stale)

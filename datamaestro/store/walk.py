@@ -26,6 +26,26 @@ def _fanout(base: Path) -> Iterator[tuple[str, os.DirEntry]]:
                 yield fan.name + entry.name, entry
 
 
+def _object_batches(objects: str, size: int) -> Iterator[list[str]]:
+    """The hex names of every object below ``objects``, in lists of at most ``size``, one fan-out folder listed at a time.
+
+    Memory is one fan-out folder's names (1/256 of the store), never the
+    whole store's; names only, no ``stat`` per object.
+    """
+    try:
+        fans = [entry for entry in os.scandir(objects) if len(entry.name) == 2 and entry.is_dir()]
+    except FileNotFoundError:
+        return
+    for fan in fans:
+        try:
+            names = os.listdir(fan.path)
+        except FileNotFoundError:
+            continue  # removed meanwhile (gc): nothing to check
+        prefix = fan.name
+        for index in range(0, len(names), size):
+            yield [prefix + name for name in names[index : index + size]]
+
+
 def _view_folders(store: Store) -> list[tuple[str, Path]]:
     """``(manifest digest, folder)`` of every view."""
     views = store.layout.views
@@ -67,7 +87,7 @@ class _Reach:
     views: set[str] = field(default_factory=set)
     trees: set[str] = field(default_factory=set)
     objects: set[str] = field(default_factory=set)
-    #: the size each tree records for its files (filled when asked for: :class:`_Resolver` ``sizes``)
+    #: when given (``store du``), a tree's files go here, with the size the tree records, instead of into ``objects``
     sizes: dict[str, int] | None = None
 
 
@@ -146,18 +166,90 @@ class _Resolver:
             with contextlib.suppress(OSError):
                 reach.objects.update(_named_digests(self.store, digest))
             return
-        with contextlib.suppress(StoreError, UntrustedInputError):
-            # the sizes the tree records (checked against each object when it was materialized): no stat per file
-            sizes = reach.sizes
-            for entry in self.store.trees.iter_tree_entries(digest):
-                if entry["kind"] == "file":
-                    reach.objects.add(entry["digest"])
-                    sizes[entry["digest"]] = entry["size"]
+        try:
+            _record_sizes(self.store, digest, reach.sizes)
+        except OSError:
+            pass  # the document is gone: its files are not counted (verify reports it)
+        except _NotScannable:
+            # not the canonical text a stored tree has: read it entry by entry, each checked
+            with contextlib.suppress(StoreError, UntrustedInputError):
+                for entry in self.store.trees.iter_tree_entries(digest):
+                    if entry["kind"] == "file":
+                        reach.sizes[entry["digest"]] = entry["size"]
 
 
-_NAMED_DIGEST = re.compile(rb"blake3:([0-9a-f]{64})")
-#: bytes kept from one read to the next: a digest cut by a read is found whole in the next
+#: bytes read at a time from a stored document
+_SCAN_CHUNK = 1 << 20
+_NAMED_DIGEST = re.compile(r"blake3:[0-9a-f]{64}")
+#: characters kept from one read to the next: a digest cut by a read is found whole in the next
 _DIGEST_OVERLAP = len("blake3:") + 63
+#: the start of a file entry of a tree document, in the canonical text both formats write (sorted keys, no spaces);
+#: the digest's 64 characters are not checked as hex (twice as fast): the document was checked entry by entry when the
+#: tree was materialized, and du only counts what it names
+_FILE_ENTRY_DIGEST = re.compile(r'\{"digest":"(blake3:[^"]{64})","kind":"file","path":"')
+#: the end of a file entry (its last key): a JSON string never holds ``","`` (a quote in it is escaped), so only an entry's own keys match
+_FILE_ENTRY_SIZE = re.compile(r'","size":([0-9]+)\}')
+#: where a JSON object starts (a JSON string never holds ``{"``): a read is cut there, so entries are scanned whole
+_OBJECT_START = b'{"'
+#: the longest run of bytes without an object start a scan carries to the next read (a longer entry is not a stored tree's)
+_MAX_CARRY = 1 << 17
+
+
+def _decoded_chunks(path: str, overlap: int | None = None) -> Iterator[str]:
+    """The bytes of a stored document in pieces of about :data:`_SCAN_CHUNK`, as text (latin-1: every byte one character, ASCII as is).
+
+    Only ASCII is looked for (digests, sizes, keys), which latin-1 keeps as
+    it is, and a byte is never an error. With ``overlap``, each piece
+    repeats the last ``overlap`` characters of the previous one; without,
+    pieces are cut where a JSON object starts (:data:`_OBJECT_START`), so an
+    entry is never cut.
+
+    :raises OSError: the document cannot be read (it is gone)
+    :raises _NotScannable: no object starts in more than :data:`_MAX_CARRY` bytes
+    """
+    with open(path, "rb") as fp:
+        carry = b""
+        while chunk := fp.read(_SCAN_CHUNK):
+            data = carry + chunk
+            if overlap is not None:
+                cut = len(data)
+                carry = data[-overlap:]
+            else:
+                cut = max(data.rfind(_OBJECT_START), 0)
+                carry = data[cut:]
+                if len(carry) > _MAX_CARRY:
+                    raise _NotScannable(path)
+            yield data[:cut].decode("latin-1")
+        if overlap is None:
+            yield carry.decode("latin-1")
+
+
+class _NotScannable(Exception):
+    """A stored document is not the canonical text of a tree (:func:`_record_sizes`): it is read entry by entry instead."""
+
+
+def _record_sizes(store: Store, digest: str, sizes: dict[str, int]) -> None:
+    """Adds every file a stored tree document records, with its size, to ``sizes``, from the document's text.
+
+    What ``store du`` counts: the sizes a tree records (each checked against
+    its object when the tree was materialized; ``store verify`` checks the
+    document again). Parsing and checking a million entries one by one
+    costs several times listing the store; a tree in the store is canonical
+    JSON (both formats write each file as
+    ``{"digest":…,"kind":"file","path":…,"size":…}``), so two regular
+    expressions over its text find every file's digest and size, in order,
+    read in a stream.
+
+    :raises OSError: the document cannot be read (it is gone)
+    :raises _NotScannable: its text is not what a stored tree's is (a digest
+        without its size): the caller reads it through the checked reader
+    """
+    for text in _decoded_chunks(os.fspath(store.objects.path_of(digest))):
+        digests = _FILE_ENTRY_DIGEST.findall(text)
+        recorded = _FILE_ENTRY_SIZE.findall(text)
+        if len(digests) != len(recorded):
+            raise _NotScannable(digest)
+        sizes.update(zip(digests, map(int, recorded)))
 
 
 def _named_digests(store: Store, digest: str) -> Iterator[str]:
@@ -175,13 +267,9 @@ def _named_digests(store: Store, digest: str) -> Iterator[str]:
 
     :raises OSError: the document cannot be read (it is gone)
     """
-    with open(store.objects.path_of(digest), "rb") as fp:
-        tail = b""
-        while chunk := fp.read(1 << 20):
-            data = tail + chunk
-            # a digest in the overlap is found twice: the caller's set keeps one
-            yield from ("blake3:" + match.decode() for match in _NAMED_DIGEST.findall(data))
-            tail = data[-_DIGEST_OVERLAP:]
+    for text in _decoded_chunks(os.fspath(store.objects.path_of(digest)), overlap=_DIGEST_OVERLAP):
+        # a digest in the overlap is found twice: the caller's set keeps one
+        yield from _NAMED_DIGEST.findall(text)
 
 
 def _unreadable_folder(exc: OSError) -> None:
