@@ -189,6 +189,65 @@ def test_a_push_killed_halfway_is_resumed_and_leaves_nothing_half_written(http_s
     assert http_server.count(MNIST_FILES["train_images.idx"]) == 1
 
 
+def _big_mnist_on_the_remote(http_server, s3, bucket, tmp_path) -> tuple[Path, dict, Path]:
+    """MNIST with a train set of 47 MB (ranged GETs: see RANGED_MIN) prepared into ``a`` and pushed; the project, the remote's env and the train images' object."""
+    from support.mnistdata import mirror_settings
+
+    write_mnist(http_server.root, n_train=60_000, n_test=1_000)
+    mirror_settings(http_server.base_url)
+    env = remote_env(s3, bucket)
+    project = make_project(tmp_path / "project")
+    dm(project, "prepare", MNIST, data=tmp_path / "a")
+    push(project, tmp_path / "a", env, MNIST)
+    images = (tmp_path / "a" / "data" / "image" / "com" / "lecun" / "mnist" / "train_images.idx").resolve()
+    from datamaestro.remotes.objectstore import RANGED_MIN
+
+    assert images.stat().st_size >= RANGED_MIN, "the object must come down in ranged parts"
+    return project, env, images
+
+
+def test_a_pull_killed_during_a_ranged_download_leaves_nothing_visible_and_the_next_prepare_completes(http_server, s3, bucket, tmp_path):
+    project, env, images = _big_mnist_on_the_remote(http_server, s3, bucket, tmp_path)
+    digest = f"blake3:{images.parent.name}{images.name}"
+    log = tmp_path / "pauses.log"
+    pause = {"DATAMAESTRO_TEST_PAUSE": "ranged-part-written=60", "DATAMAESTRO_TEST_PAUSE_LOG": str(log)}
+    pulling = subprocess.Popen(
+        ["datamaestro", "--data", str(tmp_path / "b"), "prepare", MNIST], cwd=project, env={**os.environ, **env, **pause}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    # held after the first ranged part was written and hashed: kill it there
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and "ranged-part-written" in log.read_text()) and time.monotonic() < deadline and pulling.poll() is None:
+        time.sleep(0.05)
+    pulling.send_signal(signal.SIGKILL)
+    assert pulling.wait() == -signal.SIGKILL, f"the pull ended before it could be killed: {pulling.stderr.read()[-2000:]}"
+
+    store = Store(tmp_path / "b" / "store", create=False)
+    assert not store.objects.has(digest), "half an object is named in the store"
+    assert all(digest_bytes(store.path_of(d).read_bytes()) == d for d in store.objects.iter_digests())
+    before = http_server.count(MNIST_FILES["train_images.idx"])
+    dm(project, "prepare", MNIST, data=tmp_path / "b", env=env)
+    assert http_server.count(MNIST_FILES["train_images.idx"]) == before  # taken from the remote, whole
+    assert readable_files(tmp_path / "b", "image", MNIST) == readable_files(tmp_path / "a", "image", MNIST)
+    assert dm(project, "store", "verify", data=tmp_path / "b").returncode == 0
+
+
+def test_a_large_object_with_wrong_bytes_is_refused_after_its_ranged_download(http_server, s3, bucket, tmp_path):
+    project, env, images = _big_mnist_on_the_remote(http_server, s3, bucket, tmp_path)
+    size = images.stat().st_size
+    # the right size, one byte changed in the last part: every part comes down, the digest refuses it
+    wrong = bytearray(images.read_bytes())
+    wrong[size - 10] ^= 0xFF
+    put_remote(s3, bucket, f"objects/{images.parent.name}/{images.name}", bytes(wrong))
+    before = http_server.count(MNIST_FILES["train_images.idx"])
+
+    result = dm(project, "prepare", MNIST, data=tmp_path / "b", env=env)
+
+    assert "refused" in result.stderr
+    assert http_server.count(MNIST_FILES["train_images.idx"]) == before + 1  # the original server served it
+    assert readable_files(tmp_path / "b", "image", MNIST) == readable_files(tmp_path / "a", "image", MNIST)
+    assert dm(project, "store", "verify", data=tmp_path / "b").returncode == 0
+
+
 def test_wrong_credentials_are_one_message_and_prepare_falls_back(served, s3, bucket, tmp_path):
     project = make_project(tmp_path / "project")
     dm(project, "prepare", MNIST, data=tmp_path / "a")

@@ -15,11 +15,16 @@ _HEX = re.compile(r"^[0-9a-f]{64}$")
 CHUNK_SIZE = 1 << 20
 
 
-def hasher():
-    """A fresh blake3 hasher (imported lazily: the CLI's --help never pays for it)."""
+def hasher(threads: bool = False):
+    """A fresh blake3 hasher (imported lazily: the CLI's --help never pays for it).
+
+    :param threads: spread each large update over the machine's cores (for
+        bytes that come in large parts: a small update pays the threads'
+        hand-over)
+    """
     from blake3 import blake3
 
-    return blake3()
+    return blake3(max_threads=blake3.AUTO) if threads else blake3()
 
 
 def format_digest(hexdigest: str) -> str:

@@ -89,9 +89,9 @@ class ObjectStore:
         except FileNotFoundError:
             raise StoreError(f"object {digest} is not in the store") from None
 
-    def writer(self, expect: str | None = None, limit: int | None = None) -> ObjectWriter:
+    def writer(self, expect: str | None = None, limit: int | None = None, *, threads: bool = False) -> ObjectWriter:
         """A writer for a new object (see :class:`ObjectWriter`)."""
-        return ObjectWriter(self, expect, limit)
+        return ObjectWriter(self, expect, limit, threads=threads)
 
     def stage_file(self, digest: str, source: Path, *, link: bool = False) -> Staged:
         """Copies a file said to hold ``digest`` into ``tmp/`` and checks it.

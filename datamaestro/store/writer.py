@@ -62,14 +62,20 @@ class ObjectWriter:
         nothing enters the store
     :param limit: the most bytes the object has (its size, when a document
         names it): a source sending more is cut off there
+    :param threads: hash each large write on all cores (bytes that come in
+        parts of megabytes)
+
+    Parts of one object fetched at once (ranged GETs) are written where
+    they belong by :meth:`write_at`, from any thread, as they arrive, then
+    hashed in order by :meth:`hash_in_order`.
     """
 
-    def __init__(self, objects: "ObjectArea", expect: str | None = None, limit: int | None = None):
+    def __init__(self, objects: "ObjectArea", expect: str | None = None, limit: int | None = None, *, threads: bool = False):
         self.objects = objects
         self.expect = expect
         self.limit = limit
         self.size = 0
-        self._hasher = hasher()
+        self._hasher = hasher(threads)
         with creating_in_tmp():
             self.tmp = objects.layout.tmp_path(".part")
             pause("tmp-create")
@@ -114,6 +120,39 @@ class ObjectWriter:
             self._fp.write(data)
         except OSError as exc:
             raise disk_error(exc, "writing an object") from None
+        self.size += len(data)
+
+    def check_space(self, needed: int) -> None:
+        """Refuses the object now when ``needed`` more bytes would leave the disk less than its reserve (bytes of a known size, whose parts :meth:`write_at` does not check one by one), unless a document names its size.
+
+        :raises UntrustedInputError: the object is dropped
+        """
+        if self.limit is None and self.expect is not None:
+            self._check_space(needed)
+
+    def write_at(self, offset: int, data) -> None:
+        """Writes ``data`` at ``offset`` of the object's file, unhashed (any thread; a region :meth:`write` does not append to).
+
+        The bytes count only once given to :meth:`hash_in_order`. The caller
+        makes sure that no call is running when the writer is closed.
+
+        :raises UntrustedInputError: past ``limit`` bytes
+        """
+        view = memoryview(data)
+        if self.limit is not None and offset + len(view) > self.limit:
+            raise UntrustedInputError(f"refused {self.expect or 'an object'}: more than the {self.limit} bytes it has (cut off)")
+        fd = self._fp.fileno()
+        try:
+            while view:
+                written = os.pwrite(fd, view, offset)
+                view = view[written:]
+                offset += written
+        except OSError as exc:
+            raise disk_error(exc, "writing an object") from None
+
+    def hash_in_order(self, data) -> None:
+        """Hashes the next bytes of the object, which :meth:`write_at` wrote (parts given in order, each once)."""
+        self._hasher.update(data)
         self.size += len(data)
 
     def reset(self) -> None:
