@@ -49,6 +49,8 @@ class ObjectStore:
         self.layout = layout
         #: fan-out folders known to exist (made or seen by this process)
         self._fans: set[str] = set()
+        #: the process that flushed the file system before linking a peer's objects (see :class:`~.linker._PeerLinker`)
+        self.peers_flushed_by: int | None = None
 
     def path_of(self, digest: str) -> Path:
         """Where the object of ``digest`` is (whether or not it exists)."""
