@@ -15,6 +15,9 @@ run, the two sides in turns:
   (the peer is the last cold extraction's data dir, locked; same file system
   and owner: each object hashed, then its inode linked), against ``cp -r``
   of the peer's materialized tree;
+- **their floors** (context, no target): :mod:`benchmarks._per_file_floor`,
+  a minimal script making the system calls the store's design needs per
+  file and nothing else, in turns with the two sides above;
 - **store verify**: ``datamaestro --store PEER/store store verify`` (every
   object rehashed, stamps compared, trees parsed), against ``b3sum`` of the
   same object files (``xargs -0``), page cache warm; the in-process
@@ -135,11 +138,17 @@ def measure_files(work: Path, count: int, quick: bool) -> Point:
             return time_command(["sh", "-c", 'curl -s -o "$0/f.tar.gz" "$1" && mkdir "$0/x" && tar -xzf "$0/f.tar.gz" -C "$0/x" '
                                  '&& find "$0/x" -type f -print0 | xargs -0 b3sum > /dev/null', str(folder), url])
 
+        def extract_floor() -> float:
+            drop_dirty_pages()
+            return time_command([sys.executable, "-m", "benchmarks._per_file_floor", "extract", url, folders.new("floor")], env=env)
+
         if count < 100_000:
             cold(), tar_b3sum()  # bytecode, page cache of the archive, for both (a run at 10^5 files takes minutes: the first timed one does it)
         else:
             run_checked(["sh", "-c", 'cat "$0" > /dev/null', str(archive)])  # the archive in the page cache, for both
-        point.seconds["extract"] = _in_turns(runs, cold, tar_b3sum)
+        times = [(cold(), tar_b3sum(), extract_floor()) for _ in range(runs)]
+        point.seconds["extract"] = (median([t[0] for t in times]), median([t[1] for t in times]))
+        point.seconds["extract floor"] = (median([t[2] for t in times]), median([t[1] for t in times]))
         peer = [p for p in folders.made if p.name.startswith("prepare")][-1]
         run_checked(datamaestro("--data", peer, "lock"), env=env, cwd=project)
 
@@ -158,7 +167,15 @@ def measure_files(work: Path, count: int, quick: bool) -> Point:
         drop_dirty_pages()
         return time_command(["cp", "-r", str(tree), str(copy)])
 
-    point.seconds["sync"] = _in_turns(runs, sync, cp)
+    tree_digest = "blake3:" + "".join(tree.parts[-2:])
+
+    def sync_floor() -> float:
+        drop_dirty_pages()
+        return time_command([sys.executable, "-m", "benchmarks._per_file_floor", "sync", peer / "store", tree_digest, folders.new("floor")], env=env)
+
+    times = [(sync(), cp(), sync_floor()) for _ in range(runs)]
+    point.seconds["sync"] = (median([t[0] for t in times]), median([t[1] for t in times]))
+    point.seconds["sync floor"] = (median([t[2] for t in times]), median([t[1] for t in times]))
 
     store = Store(peer / "store", create=False)
     listing = home / "objects.list"
@@ -255,6 +272,10 @@ def measure_gc(work: Path, count: int, quick: bool) -> Point:
 PATHS = {
     "extract": ("cold `prepare` of a .tar.gz of {n} × 4 KiB vs `tar -xzf` + `b3sum`", "`curl` + `tar -xzf` + `b3sum` of the files", EXTRACT),
     "sync": ("cold `sync --offline --from <peer store>` vs `cp -r`, {n} × 4 KiB", "`cp -r` of the peer's tree", SYNC),
+    "extract floor": ("floor of cold extraction (`benchmarks._per_file_floor`: the same system calls per file, nothing else) vs `tar -xzf` + `b3sum`, {n} × 4 KiB",
+                      "`curl` + `tar -xzf` + `b3sum` of the files", None),
+    "sync floor": ("floor of `sync --from` (`benchmarks._per_file_floor`: the same system calls per file, nothing else) vs `cp -r`, {n} × 4 KiB",
+                   "`cp -r` of the peer's tree", None),
     "verify": ("`datamaestro store verify` (command line) vs `b3sum`, {n} × 4 KiB", "`b3sum` of the object files", VERIFY),
     "verify in process": ("`verify()` in a running process vs `b3sum`, {n} × 4 KiB", "`b3sum` of the object files", None),
     "gc": ("`store gc`, nothing to delete, {n} objects, vs `find objects -type f | wc -l`", "`find objects -type f | wc -l`", GC),
@@ -267,6 +288,10 @@ NOTES = {
     "reference: `curl -s -o` from the same server, `tar -xzf`, `find | xargs -0 b3sum` (no fsync)",
     "sync": "new processes, in turns, each into a new folder; the peer: the data dir of the last cold prepare (same file system and "
     "owner: each object hashed, then its inode linked); reference: `cp -r` of the peer's materialized tree",
+    "extract floor": "context: a minimal script (no datamaestro import, no checks, no locks) downloading, gunzipping, writing and hashing "
+    "each member, one syncfs, then per file a stat, a hard link into objects/ and a stamp; measured in turns with the two above",
+    "sync floor": "context: a minimal script: one syncfs, then per file open, fstat, read, hash, link of the open inode into objects/, "
+    "the peer's stamp read and linked, a link into the tree; measured in turns with the two above",
     "verify": "new processes, in turns, page cache warm; every object rehashed, its stamp compared, every tree parsed; "
     "reference: one `b3sum` per command line over the object files (`xargs -0`)",
     "verify in process": "context: `datamaestro.store.maintenance.verify` called in this process (imports paid), as a long-lived tool would",
@@ -292,7 +317,7 @@ def rows_and_curves(points: list[Point], paths: list[str], quick: bool, title: s
     series = {}
     for path in paths:
         series[f"datamaestro: {path}"] = [[p.count, p.seconds[path][0]] for p in points]
-        if path != "verify in process":
+        if path not in ("verify in process", "extract floor", "sync floor"):
             series[f"{PATHS[path][1]} ({path})"] = [[p.count, p.seconds[path][1]] for p in points]
     results.append(Curve(NAME, title, x_label, "files", "s", series,
                          f"each point: medians of its runs, datamaestro and the reference in turns, new processes; "
@@ -315,7 +340,7 @@ def run(work: Path, quick: bool, offline: bool = False) -> list[Row | Curve]:
         started = time.perf_counter()
         points.append(measure_files(work, count, quick))
         print(f"  per_file: {count:,} files: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    results += rows_and_curves(points, ["extract", "sync", "verify", "verify in process"], quick,
+    results += rows_and_curves(points, ["extract", "extract floor", "sync", "sync floor", "verify", "verify in process"], quick,
                                "per-file paths vs files (4 KiB each)", "files (4 KiB each)")
     gc_points = []
     for count in QUICK_GC_COUNTS if quick else GC_COUNTS:

@@ -402,3 +402,43 @@ def test_long_names_and_paths_are_refused(http_server, dm_context):
     url = serve(http_server, "long.tar", tar_bytes([("good.txt", b"g"), ("/".join(["d" * 200] * 11) + "/x", b"x")]))
     error = run_refused(dm_context, make_dataset("test.archives.long", TarDownloader("data", url)), "/".join(["d" * 200] * 11) + "/x", url)
     assert "longer than 2048 bytes" in str(error)
+
+
+def test_extracted_files_are_their_objects_and_the_folder_is_the_tree(http_server, dm_context):
+    """The extraction folder becomes the materialized tree: each file is its object's inode (duplicates and hard links included), nothing else is in it, and every stamp holds."""
+    from datamaestro.store.maintenance import verify
+
+    store = dm_context.store
+    first = make_dataset("test.archives.inplace1", TarDownloader("d", serve(http_server, "one.tar", tar_bytes({"x/shared.txt": b"shared\n"}))))
+    dm_context.pipeline().run(dm_context.request_of(first))  # the object of "shared" exists before the second archive
+    entries = [
+        ("x/a.txt", b"same\n"),
+        ("x/b.txt", b"same\n"),  # a second file of the same bytes: one object
+        ("x/old.txt", b"shared\n"),  # an object stored by another tree
+        tar_special("x/hard", tarfile.LNKTYPE, "x/a.txt"),
+        tar_special("x/link", tarfile.SYMTYPE, "a.txt"),
+        tar_special("x/empty", tarfile.DIRTYPE),
+        ("x/sub/c.txt", b"gamma\n"),
+    ]
+    second = make_dataset("test.archives.inplace2", TarDownloader("d", serve(http_server, "two.tar.gz", tar_bytes(entries, "w:gz"))))
+    dm_context.pipeline().run(dm_context.request_of(second))
+    tree = os.path.realpath(second.datapath / "d")
+    digest = "blake3:" + "".join(tree.split(os.sep)[-2:])
+    listed = {entry["path"]: entry for entry in store.trees.iter_tree_entries(digest)}
+    found = {}
+    for folder, dirs, files in os.walk(tree):
+        for name in dirs + files:
+            full = os.path.join(folder, name)
+            found[os.path.relpath(full, tree)] = full
+    assert set(found) == set(listed) | {"sub"}  # no other name left in the folder (a non-empty folder has no entry)
+    for path, entry in listed.items():
+        if entry["kind"] == "file":
+            assert os.path.samestat(os.lstat(found[path]), os.stat(store.objects.path_of(entry["digest"]))), path
+            assert stat.S_IMODE(os.lstat(found[path]).st_mode) == 0o444
+    assert listed["a.txt"]["digest"] == listed["b.txt"]["digest"] == listed["hard"]["digest"]
+    assert os.readlink(found["link"]) == "a.txt" and os.path.isdir(found["empty"])
+    assert stat.S_IMODE(os.stat(tree).st_mode) == 0o555 and stat.S_IMODE(os.stat(found["sub"]).st_mode) == 0o555
+    assert output_files(second.datapath / "d") == {"a.txt": b"same\n", "b.txt": b"same\n", "old.txt": b"shared\n", "hard": b"same\n", "link": b"same\n", "sub/c.txt": b"gamma\n"}
+    assert not store.layout.tmp.exists() or list(store.layout.tmp.iterdir()) == []
+    report = verify(store)
+    assert report.ok, report

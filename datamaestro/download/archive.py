@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Callable, Iterable
 from ..errors import ArchiveError, DefinitionError
 from ..store import Output
 from ..store.expansion import ExpansionBudget
+from ..store.digests import format_digest
 from ..store.layout import disk_error, remove_tree
+from ..store.objects import OBJECT_MODE
 from ..store.treewriter import MAX_ENTRIES, TreeRefusal, TreeWriter, resolve_link, split_tree_path
 from ..resource import FolderResource
 from .single import _checkers, downloaded_file, expansion_budget
@@ -247,14 +249,15 @@ class ArchiveDownloader(FolderResource):
             try:
                 os.mkdir(folder, 0o700)
                 try:
-                    self._extract(archive_path, folder, budget)
+                    hashed = self._extract(archive_path, folder, budget)
                 except TreeRefusal as refusal:
                     raise self._refuse(refusal.path, refusal.why) from None
                 except OSError as exc:
                     if exc.errno in _DISK_ERRNOS:
                         raise disk_error(exc, f"extracting {self.url}") from None
                     raise ArchiveError(f"{self.url}: cannot extract {exc.filename or ''}: {exc.strerror or exc}") from None
-                digest = job.store.ingest_tree(folder, move=True)
+                # the files become objects where they are, and the folder the tree's materialization
+                digest = job.store.ingest_tree(folder, move=True, hashed=hashed, install=True)
             finally:
                 remove_tree(folder)
         return Output(Kind.TREE, digest, source_digest=result.source_digest, url=result.url, size=result.size)
@@ -353,8 +356,8 @@ class ArchiveDownloader(FolderResource):
             hint="the server may have sent an error page or a truncated file; check the URL, or use the resource that matches the file's format",
         )
 
-    def _extract(self, archive_path: Path, folder: Path, budget: ExpansionBudget) -> None:
-        """Writes the selected members into ``folder`` through a :class:`TreeWriter`. Subclasses implement it."""
+    def _extract(self, archive_path: Path, folder: Path, budget: ExpansionBudget) -> dict[str, tuple[str, int]]:
+        """Writes the selected members into ``folder`` through a :class:`TreeWriter` (see :meth:`_write`, whose result it returns). Subclasses implement it."""
         raise NotImplementedError
 
     @staticmethod
@@ -362,12 +365,17 @@ class ArchiveDownloader(FolderResource):
         """Checks the sizes the archive announces for what will be written, before any byte is."""
         budget.declare(sum(m.size for m in planned if m.kind == "file") + sum(m.source.size for m in planned if m.kind == "hardlink"))
 
-    def _write(self, planned: list[_Member], folder: Path, budget: ExpansionBudget, open_member) -> None:
+    def _write(self, planned: list[_Member], folder: Path, budget: ExpansionBudget, open_member) -> dict[str, tuple[str, int]]:
         """Checks the announced sizes, then writes the planned members through a :class:`TreeWriter`.
 
+        Each file is hashed as it is written and made read-only (it becomes
+        a store object where it is: see :meth:`~datamaestro.store.Store.ingest_tree`).
+
         :param open_member: a member's raw archive entry -> a readable file of its content
+        :returns: path -> (digest, size) of every file written (a hard link's second name aside)
         """
         self._declare(planned, budget)
+        hashed: dict[str, tuple[str, int]] = {}
         with TreeWriter(folder, budget=budget) as writer:
             for member in planned:
                 if member.kind == "dir":
@@ -375,12 +383,15 @@ class ArchiveDownloader(FolderResource):
                 elif member.kind == "symlink":
                     writer.symlink(member.path, member.link)
                 elif member.kind == "file":
-                    writer.file(member.path, _chunks(open_member(member.raw)))
+                    hexdigest, size = writer.hashed_file(member.path, _chunks(open_member(member.raw)), OBJECT_MODE)
+                    hashed[member.path] = (format_digest(hexdigest), size)
                 elif member.source.path is not None:
                     # its file is written already (it comes earlier): a second name inside the tree
                     writer.hardlink(member.path, member.source.path)
                 else:
-                    writer.file(member.path, _chunks(open_member(member.source.raw)))
+                    hexdigest, size = writer.hashed_file(member.path, _chunks(open_member(member.source.raw)), OBJECT_MODE)
+                    hashed[member.path] = (format_digest(hexdigest), size)
+        return hashed
 
 
 class ZipDownloader(ArchiveDownloader):
@@ -436,11 +447,11 @@ class ZipDownloader(ArchiveDownloader):
             budget.declare(total)
         return members
 
-    def _extract(self, archive_path: Path, folder: Path, budget: ExpansionBudget) -> None:
+    def _extract(self, archive_path: Path, folder: Path, budget: ExpansionBudget) -> dict[str, tuple[str, int]]:
         """Writes the selected members ourselves: zipfile has no extraction filter."""
         try:
             with zipfile.ZipFile(archive_path) as archive:
-                self._write(self._plan(self._members(archive, budget)), folder, budget, archive.open)
+                return self._write(self._plan(self._members(archive, budget)), folder, budget, archive.open)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, UnicodeDecodeError) as exc:
             raise self._invalid(exc) from None
 
@@ -498,12 +509,12 @@ class TarDownloader(ArchiveDownloader):
                 members.append(_Member(name, kind, link, info, index, info.size))
         return members
 
-    def _extract(self, archive_path: Path, folder: Path, budget: ExpansionBudget) -> None:
+    def _extract(self, archive_path: Path, folder: Path, budget: ExpansionBudget) -> dict[str, tuple[str, int]]:
         """Checks every member, then writes the selected ones through a :class:`TreeWriter` (no ``tarfile`` extraction)."""
         plain = _gunzipped(archive_path, budget)
         try:
             with tarfile.open(plain or archive_path, "r:*", errorlevel=1) as archive:
-                self._write(self._plan(self._members(archive, budget)), folder, budget, archive.extractfile)
+                return self._write(self._plan(self._members(archive, budget)), folder, budget, archive.extractfile)
         except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
             raise self._invalid(exc) from None
         except OSError as exc:

@@ -206,14 +206,19 @@ def wanted_objects(store: "Store", outputs: Iterable["Output"], remotes: list[Re
         if store.objects.has(digest):
             note_tree(remotes, digest)  # its small objects may be in packs: their index is read with the first of them
             try:
-                # the whole document is checked (links included) before any of its objects is asked for
+                # read once as a stream (no table of its entries besides the digests and their sizes); they
+                # are kept only once the whole document is checked (links included, at its end): nothing
+                # of a refused tree is asked for
                 source = report.sources.get(digest, "")
-                store.trees.check(digest, source=source)
-                # then read again as a stream: no table of its entries besides the digests and their sizes
+                tree_files: list[str] = []
+                tree_sizes: list[int] = []
                 for entry in store.trees.iter_tree_entries(digest, source=source):
                     if entry["kind"] == "file":
-                        files.append(entry["digest"])
-                        limits[entry["digest"]] = entry["size"]
+                        tree_files.append(entry["digest"])
+                        tree_sizes.append(entry["size"])
+                files += tree_files
+                limits.update(zip(tree_files, tree_sizes))
+                del tree_files, tree_sizes
             except (UntrustedInputError, StoreError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as error:
                 refuse_tree(store, report, digest, error)
                 continue

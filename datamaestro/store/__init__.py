@@ -155,9 +155,9 @@ class Store:
         """Stores a file (copied, or moved with ``move=True``); returns the digest."""
         return self.objects.ingest_file(path, move=move)
 
-    def ingest_tree(self, folder: Path, *, move: bool = False) -> str:
-        """Stores a folder; returns its tree digest."""
-        return self.trees.ingest_tree(folder, move=move)
+    def ingest_tree(self, folder: Path, *, move: bool = False, hashed: dict[str, tuple[str, int]] | None = None, install: bool = False) -> str:
+        """Stores a folder; returns its tree digest (see :meth:`~datamaestro.store.trees.TreeStore.ingest_tree` for the options)."""
+        return self.trees.ingest_tree(folder, move=move, hashed=hashed, install=install)
 
     def materialize(self, kind: str, digest: str, *, source: str = "") -> Path:
         """The readable path of an output: an object's file, a tree's folder.

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 
 from ..errors import StoreError
 
 PREFIX = "blake3:"
 HEX_LENGTH = 64
-_HEX = re.compile(r"^[0-9a-f]{64}$")
 CHUNK_SIZE = 1 << 20
 
 
@@ -32,9 +30,14 @@ def format_digest(hexdigest: str) -> str:
     return PREFIX + hexdigest
 
 
+_DIGEST_LENGTH = len(PREFIX) + HEX_LENGTH
+_HEX_DIGITS = "0123456789abcdef"
+
+
 def is_digest(text: str) -> bool:
-    """True when ``text`` is a well-formed ``blake3:<hex>`` digest."""
-    return isinstance(text, str) and text.startswith(PREFIX) and bool(_HEX.match(text[len(PREFIX):]))
+    """True when ``text`` is a well-formed ``blake3:<hex>`` digest (64 lowercase hex digits, nothing after them)."""
+    # no regex: called for every entry of every tree read; strip() leaves nothing only when every character is a hex digit
+    return isinstance(text, str) and len(text) == _DIGEST_LENGTH and text.startswith(PREFIX) and not text[len(PREFIX):].strip(_HEX_DIGITS)
 
 
 def hex_of(digest: str) -> str:

@@ -22,10 +22,14 @@ LINK_LARGE = object()
 class _PeerLinker:
     """Links small objects of a peer store into ``objects/`` by their open descriptor (see :meth:`ObjectStore.stage_files`).
 
-    Entered once per batch: the file system is flushed (the peer's bytes
-    reach the disk before they become objects of this store) and
-    ``/proc/self/fd`` opened (per batch, not per process: a forked child
-    must name its own descriptors).
+    Entered once per batch: ``/proc/self/fd`` is opened (per batch, not per
+    process: a forked child must name its own descriptors), and the first
+    time in this process the file system is flushed, so that the peer's
+    bytes reach the disk before they become objects of this store (a copy
+    of a store may never have been flushed). Once is enough: a peer's
+    object named later was flushed by the datamaestro that named it
+    (objects are durable before they are named), and a flush per batch of
+    a 100,000-file sync cost seconds on a busy disk.
     """
 
     def __init__(self, objects: "ObjectArea"):
@@ -33,7 +37,9 @@ class _PeerLinker:
         self.euid = os.geteuid()
 
     def __enter__(self) -> "_PeerLinker":
-        sync_filesystem(self.objects.layout.tmp)
+        if self.objects.peers_flushed_by != os.getpid():
+            sync_filesystem(self.objects.layout.tmp)
+            self.objects.peers_flushed_by = os.getpid()
         self.device = os.stat(self.objects.layout.tmp).st_dev
         self.open_files = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
         return self

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from ..errors import IntegrityError, StoreError, UntrustedInputError
-from .digests import CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of, read_small_fd, read_small_file, small_file_buffer
-from .layout import HOST, Layout, disk_error, read_only_store_error, sync_filesystem
+from .digests import PREFIX, CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of, read_small_fd, read_small_file, small_file_buffer
+from .layout import HOST, LINK_REFUSALS, Layout, disk_error, read_only_store_error, sync_filesystem
 from .linker import LINK_LARGE, LINK_REFUSED, _PeerLinker
 from .stamps import record_stamp, record_stamps
 from .writer import SMALL_FILE, ObjectWriter, Staged, blake3_of, mismatch, not_a_file
@@ -32,6 +32,7 @@ from .layout import create_new, remove_tree, stop_new_tmp_files  # noqa: E402,F4
 from .tmpsweep import sweep_own_tmp_again  # noqa: E402,F401
 
 OBJECT_MODE = 0o444
+_PREFIX_LENGTH = len(PREFIX)
 #: files an :class:`Ingester` commits at once (one flush of the file system per batch)
 INGEST_BATCH = 16384
 #: or fewer, once their bytes add up to this much
@@ -48,6 +49,8 @@ class ObjectStore:
         self.layout = layout
         #: fan-out folders known to exist (made or seen by this process)
         self._fans: set[str] = set()
+        #: the process that flushed the file system before linking a peer's objects (see :class:`~.linker._PeerLinker`)
+        self.peers_flushed_by: int | None = None
 
     def path_of(self, digest: str) -> Path:
         """Where the object of ``digest`` is (whether or not it exists)."""
@@ -285,29 +288,59 @@ class ObjectStore:
                     size += len(chunk)
                 return format_digest(h.hexdigest()), size
 
-    def commit_staged(self, staged: Iterable["Staged"]) -> None:
-        """Makes staged objects durable (one flush of the file system), then visible, then stamps them."""
+    def commit_staged(self, staged: Iterable["Staged"]) -> bool:
+        """Makes staged objects durable (one flush of the file system), then visible, then stamps them.
+
+        An object staged with ``keep_name`` is hard-linked into place (its
+        tmp name stays a name of it); when the object is there already, its
+        tmp name is made a name of that object instead.
+
+        :returns: False when a ``keep_name`` tmp file could not be made a
+            name of its object (a hard link refused: it is left as it is)
+        """
         staged = list(staged)
         if not staged:
-            return
+            return True
         committed: list[tuple[str, os.stat_result, str | None]] = [(item.digest, item.in_place, item.stamp_source) for item in staged if item.in_place is not None]
         staged = [item for item in staged if item.in_place is None]
         if staged:
             sync_filesystem(self.layout.tmp)
-        # metadata calls dominate the import of many small objects: string paths
+        # metadata calls dominate the import of many small objects: string paths; a staged digest is
+        # the hash of its bytes (well formed), its hex part is not checked again
         sep = os.sep
+        lstat = os.lstat
+        kept = True
         for item in staged:
-            hexdigest = hex_of(item.digest)
+            hexdigest = item.digest[_PREFIX_LENGTH:] if item.digest.startswith(PREFIX) else hex_of(item.digest)
             fan = self.fan(hexdigest[:2])
             tmp = os.fspath(item.tmp)
             target = fan + sep + hexdigest[2:]
             try:
                 if not item.read_only:
                     os.chmod(tmp, OBJECT_MODE)
-                if os.path.lexists(target):
+                if item.keep_name:
+                    st = item.stat or lstat(tmp)  # a link changes neither size, mtime nor inode
+                    try:
+                        self._link_in(tmp, target, fan)
+                    except FileExistsError:
+                        # another writer was first, or another file of these bytes: this name becomes the object's
+                        kept = self._rename_to_object(target, tmp) and kept
+                        continue
+                    except OSError as exc:
+                        if exc.errno not in LINK_REFUSALS:
+                            raise
+                        kept = False  # no hard links here: renamed into place as any other
+                    else:
+                        committed.append((item.digest, st, item.stamp_source))
+                        continue
+                try:
+                    lstat(target)
+                except FileNotFoundError:
+                    pass
+                else:
                     os.unlink(tmp)  # another writer was first: same bytes by definition
                     continue
-                st = os.lstat(tmp)  # a rename changes neither size, mtime nor inode
+                st = item.stat or lstat(tmp)  # a rename changes neither size, mtime nor inode
                 try:
                     os.rename(tmp, target)
                 except FileNotFoundError:
@@ -321,6 +354,35 @@ class ObjectStore:
                 raise disk_error(exc, "adding an object") from None
             committed.append((item.digest, st, item.stamp_source))
         record_stamps(self.layout, committed)
+        return kept
+
+    def _link_in(self, tmp: str, target: str, fan: str) -> None:
+        """Hard-links a complete tmp file as the object ``target`` (its fan-out folder made again if it went away).
+
+        :raises FileExistsError: the object is there already
+        """
+        try:
+            os.link(tmp, target, follow_symlinks=False)
+        except FileNotFoundError:
+            if not os.path.exists(tmp):
+                raise
+            self.layout.mkdir(Path(fan))
+            os.link(tmp, target, follow_symlinks=False)
+
+    @staticmethod
+    def _rename_to_object(target: str, tmp: str) -> bool:
+        """Makes the tmp name ``tmp`` a name of the existing object ``target`` (a link beside it, renamed over it); False when the link is refused (``tmp`` left as it is)."""
+        if os.path.samestat(os.lstat(target), os.lstat(tmp)):
+            return True  # a second name of a file already linked (a hard link of the archive)
+        beside = f"{tmp}.{uuid.uuid4().hex[:8]}.link"
+        try:
+            os.link(target, beside, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in LINK_REFUSALS:
+                return False  # another member's object (protected hard links), or no links here
+            raise
+        os.replace(beside, tmp)
+        return True
 
     def ingest_stream(self, chunks: Iterable[bytes]) -> str:
         """Stores the bytes of an iterable of chunks; returns their digest."""
@@ -329,9 +391,9 @@ class ObjectStore:
                 out.write(chunk)
             return out.commit()
 
-    def ingester(self, *, move: bool = False) -> "Ingester":
+    def ingester(self, *, move: bool = False, in_place: bool = False) -> "Ingester":
         """Stores many files, committed in batches (see :class:`Ingester`); a context manager."""
-        return Ingester(self, move=move)
+        return Ingester(self, move=move, in_place=in_place)
 
     def ingest_file(self, path: Path, *, move: bool = False) -> str:
         """Stores a file; returns its digest.
@@ -419,12 +481,20 @@ class Ingester:
         path afterwards). A file already in the store's ``tmp/`` (what an
         extraction wrote there) is hashed where it is; another is first
         renamed into ``tmp/``, so that what is hashed is what is committed
+    :param in_place: (with ``move``, files in the store's ``tmp/``) each
+        file is hard-linked into ``objects/`` and keeps its name, which is
+        made a name of the object when the object was there already; the
+        folder holding them can then be a tree's materialization.
+        :attr:`in_place` turns False (for good) when a file could not be
+        kept so: its folder must not be used as one
     """
 
-    def __init__(self, objects: ObjectStore, *, move: bool = False):
+    def __init__(self, objects: ObjectStore, *, move: bool = False, in_place: bool = False):
         self.objects = objects
         self.move = move
         self._private = os.fspath(objects.layout.tmp) + os.sep
+        #: every file added so far stays at its path as a name of its object
+        self.in_place = in_place and move
         self._staged: list[Staged] = []
         self._bytes = 0
         self._buffer = small_file_buffer()
@@ -441,12 +511,21 @@ class Ingester:
                 _unlink_quietly(item.tmp)
             self._staged.clear()
 
-    def add(self, path) -> tuple[str, int]:
-        """Stores the regular file ``path`` (committed with its batch); returns its digest and size."""
+    def add(self, path, hashed: tuple[str, int] | None = None) -> tuple[str, int]:
+        """Stores the regular file ``path`` (committed with its batch); returns its digest and size.
+
+        :param hashed: the digest and size of a file this process wrote in
+            the store's ``tmp/``, hashing it as it wrote it, with the objects'
+            mode (see :meth:`~datamaestro.store.treewriter.TreeWriter.hashed_file`): not read again
+        """
         path = os.fspath(path)
-        staged = self._take(path) if self.move else self._copy(path)
+        if hashed is not None and self.move and path.startswith(self._private):
+            staged = Staged(path, hashed[0], hashed[1], read_only=True, keep_name=self.in_place)
+        else:
+            staged = self._take(path) if self.move else self._copy(path)
         if staged is None:
             # larger than a buffer, or on another file system: streamed into an object of its own (fsynced)
+            self.in_place = False
             digest = self.objects.ingest_file(Path(path), move=self.move)
             return digest, os.stat(self.objects.path_of(digest)).st_size
         self._staged.append(staged)
@@ -459,7 +538,8 @@ class Ingester:
         """Makes every file added so far durable, then an object of the store."""
         staged, self._staged, self._bytes = self._staged, [], 0
         try:
-            self.objects.commit_staged(staged)
+            if not self.objects.commit_staged(staged):
+                self.in_place = False
         except BaseException:
             for item in staged:
                 _unlink_quietly(item.tmp)
@@ -468,6 +548,7 @@ class Ingester:
     def _take(self, path: str) -> Staged | None:
         """Hashes a file to be moved in place (renamed into ``tmp/`` first when it is elsewhere) and makes it read-only; None: copy it instead."""
         if not path.startswith(self._private):
+            self.in_place = False  # its name is left for tmp/
             tmp = os.fspath(self.objects.layout.tmp_path(".in"))
             try:
                 os.rename(path, tmp)
@@ -492,7 +573,8 @@ class Ingester:
                 os.close(fd)
         except OSError as exc:
             raise disk_error(exc, f"storing {path}") from None
-        return Staged(path, digest, size, read_only=True)
+        # the fstat before the fchmod: a stamp records size, mtime and inode, which a chmod keeps
+        return Staged(path, digest, size, read_only=True, stat=st, keep_name=self.in_place)
 
     def _copy(self, path: str) -> Staged | None:
         """Copies a small file into ``tmp/``, hashing it; None when it is larger than a buffer."""

@@ -8,10 +8,12 @@ import os
 import uuid
 from pathlib import Path
 
-from .digests import hex_of
+from .digests import PREFIX, hex_of
 from .layout import Layout
 
 logger = logging.getLogger(__name__)
+
+_PREFIX_LENGTH = len(PREFIX)
 
 
 def stamp_text(st: os.stat_result, precise: bool) -> str:
@@ -102,23 +104,36 @@ def record_stamps(layout: Layout, committed: list[tuple[str, os.stat_result, str
     says, it is hard-linked as this object's stamp, which allocates no
     inode (a new symbolic link per object would double the inodes a sync
     makes). Otherwise, or when the link is refused, :func:`record_stamp`.
+    The digests are those of objects just hashed (well formed).
     """
     precise = layout.precise_stat
     stamps = os.fspath(layout.stamps)
     made: set[str] = set()
+    symlink = os.symlink
     for digest, st, source in committed:
-        if source is not None:
-            hexdigest = hex_of(digest)
-            fan = f"{stamps}/{hexdigest[:2]}"
-            try:
-                if os.readlink(source) == stamp_text(st, precise):
-                    if fan not in made:
-                        layout.mkdir(Path(fan))
-                        made.add(fan)
-                    os.link(source, f"{fan}/{hexdigest[2:]}", follow_symlinks=False)
+        # the digests are of objects just hashed (well formed): string paths, no Path per object
+        hexdigest = hex_of(digest) if not digest.startswith(PREFIX) else digest[_PREFIX_LENGTH:]
+        fan = f"{stamps}/{hexdigest[:2]}"
+        if source is None:
+            if fan in made:
+                try:
+                    # the common case, one call: a new stamp in a fan-out folder this call has seen
+                    symlink(stamp_text(st, precise), f"{fan}/{hexdigest[2:]}")
                     continue
-            except FileExistsError:
-                pass  # stamped by another process: record_stamp checks what it says
-            except OSError:
-                pass  # no stamp there, another file system, or linking refused: a new one
+                except OSError:
+                    pass  # there already (an object stored again), or refused: the careful way
+            if record_stamp(layout, digest, st, replace=True):
+                made.add(fan)  # the fan-out folder exists now
+            continue
+        try:
+            if os.readlink(source) == stamp_text(st, precise):
+                if fan not in made:
+                    layout.mkdir(Path(fan))
+                    made.add(fan)
+                os.link(source, f"{fan}/{hexdigest[2:]}", follow_symlinks=False)
+                continue
+        except FileExistsError:
+            pass  # stamped by another process: record_stamp checks what it says
+        except OSError:
+            pass  # no stamp there, another file system, or linking refused: a new one
         record_stamp(layout, digest, st, replace=True)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import re
 from json.encoder import encode_basestring as _quote  # what json.dumps(ensure_ascii=False) quotes strings with
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -65,6 +66,8 @@ _LEGACY_TAIL = '],"format":"datamaestro-tree/1"}'
 _READ_CHUNK = 1 << 20
 #: entries written per chunk of a document
 _WRITE_BATCH = 4096
+#: the canonical line of a file entry whose path holds nothing JSON escapes (what :func:`_entry_text` writes for it)
+_FILE_LINE = re.compile(r'\{"digest":"(blake3:[0-9a-f]{64})","kind":"file","path":"([^"\\\x00-\x1f]*)","size":(0|[1-9][0-9]*)\}')
 
 
 def _canonical(value) -> str:
@@ -281,6 +284,7 @@ def _read_lines(fp: BinaryIO, checker: TreeChecker) -> Iterator[dict]:
     """The entries of a format-2 document after its header."""
     number = 1
     loads = json.loads
+    file_line = _FILE_LINE.fullmatch
     while True:
         line = fp.readline(MAX_TREE_LINE + 1)
         number += 1
@@ -292,6 +296,14 @@ def _read_lines(fp: BinaryIO, checker: TreeChecker) -> Iterator[dict]:
             raise _DocumentRefusal(f"the document is truncated (line {number} has no end)")
         try:
             text = line[:-1].decode("utf-8")
+        except ValueError:
+            raise _DocumentRefusal(f"line {number} is not JSON") from None
+        fast = file_line(text)
+        if fast is not None:
+            # the common line, a file whose path needs no escape: canonical by construction, no JSON parse
+            yield checker.check({"digest": fast[1], "kind": "file", "path": fast[2], "size": int(fast[3])})
+            continue
+        try:
             value = loads(text)
         except (ValueError, RecursionError):
             raise _DocumentRefusal(f"line {number} is not JSON") from None
@@ -404,7 +416,7 @@ class TreeStore:
         """True when the tree is materialized (and so complete)."""
         return self.path_of(digest).is_dir()
 
-    def ingest_tree(self, folder: Path, *, move: bool = False) -> str:
+    def ingest_tree(self, folder: Path, *, move: bool = False, hashed: dict[str, tuple[str, int]] | None = None, install: bool = False) -> str:
         """Stores a folder; returns the digest of its tree.
 
         The folder is walked in the order of the tree's entries and the
@@ -413,13 +425,22 @@ class TreeStore:
 
         :param move: files may be renamed into the store (the folder is
             consumed); otherwise they are copied
+        :param hashed: relative path -> (digest, size) of files this process
+            wrote into the store's ``tmp/`` while hashing them, read-only
+            (an extraction): not read again; consumed
+        :param install: (with ``move``, a folder in the store's ``tmp/``)
+            each file stays where it is as a second name of its object, and
+            the folder itself becomes the tree's materialization (renamed
+            into ``trees/``), instead of a new folder of links made from the
+            document: per file, one name fewer to create and one to remove
         :raises StoreError: on a symlink leading outside the folder or a
             special file (device, fifo, socket)
         """
         folder = os.fspath(folder)
+        hashed = {} if hashed is None else hashed
         # files are hashed as they are met and committed in batches (one flush of the file system each);
         # what is left uncommitted on an error is in tmp/, swept with this process's other leftovers
-        ingester = self.objects.ingester(move=move)
+        ingester = self.objects.ingester(move=move, in_place=install and move)
 
         def entries() -> Iterator[dict]:
             for relative, full, kind in _sorted_walk(folder):
@@ -430,7 +451,7 @@ class TreeStore:
                         raise StoreError(f"{full}: symbolic link to {target} leads outside the folder")
                     yield {"path": relative, "kind": "symlink", "target": target}
                 elif kind == "file":
-                    digest, size = ingester.add(full)
+                    digest, size = ingester.add(full, hashed.pop(relative, None))
                     yield {"path": relative, "kind": "file", "digest": digest, "size": size}
                 elif kind == "dir":
                     yield {"path": relative, "kind": "dir"}
@@ -440,7 +461,18 @@ class TreeStore:
             ingester.commit()
 
         try:
-            return self._store_sorted(entries())
+            in_place = ingester.in_place
+            digest = self._store_sorted(entries(), materialize=not in_place)
+            if in_place:
+                # every file of the folder is a name of its object (unless the ingester had to give up), its
+                # entries are the document's (it was walked to write it, in this process's tmp/): it is the
+                # materialization
+                target = self.path_of(digest)
+                if not (ingester.in_place and not target.is_dir() and self.layout.install_folder(Path(folder), target)):
+                    self.materialize(digest)
+                else:
+                    _freeze(target)
+            return digest
         except PermissionError as exc:
             raise StoreError(f"cannot read {exc.filename}: {exc.strerror}", hint="fix its permissions, then run again") from None
 
@@ -457,8 +489,8 @@ class TreeStore:
         """
         return self._store_sorted(iter(validate_tree(entries)))
 
-    def _store_sorted(self, entries: Iterator[dict]) -> str:
-        """Writes the format-2 document of entries given in path order, then materializes it; returns its digest."""
+    def _store_sorted(self, entries: Iterator[dict], *, materialize: bool = True) -> str:
+        """Writes the format-2 document of entries given in path order, then materializes it (unless not ``materialize``); returns its digest."""
         try:
             with self.objects.writer() as out:
                 for chunk in document_chunks(entries):
@@ -466,7 +498,8 @@ class TreeStore:
                 digest = out.commit()
         except TreeRefusal as refusal:
             raise _refused("", "", str(refusal)) from None
-        self.materialize(digest)
+        if materialize:
+            self.materialize(digest)
         return digest
 
     # -- reading

@@ -255,6 +255,23 @@ class TreeWriter:
     # -- files and links
     def file(self, path: str, chunks: Iterable[bytes], mode: int = 0o644) -> int:
         """Creates the file ``path`` from ``chunks`` (refused if anything is there); returns its size."""
+        return self._write_file(path, chunks, mode, None)
+
+    def hashed_file(self, path: str, chunks: Iterable[bytes], mode: int) -> tuple[str, int]:
+        """:meth:`file`, hashing the bytes as they are written, and given exactly ``mode`` (whatever the umask); returns their blake3 (hex) and size.
+
+        For a file that becomes a store object where it is (an archive
+        member extracted into the store's ``tmp/``): what is hashed is what
+        was written, with no second read.
+        """
+        from blake3 import blake3
+
+        h = blake3()
+        size = self._write_file(path, chunks, mode, h)
+        return h.hexdigest(), size
+
+    def _write_file(self, path: str, chunks: Iterable[bytes], mode: int, hasher) -> int:
+        """Creates the file ``path`` from ``chunks``, feeding them to ``hasher`` (None: not hashed) and setting ``mode`` exactly when hashed."""
         parent, name = self._parent(path, "file")
         try:
             fd = os.open(name, _NEW_FILE_FLAGS, mode, dir_fd=parent)
@@ -267,11 +284,15 @@ class TreeWriter:
             for chunk in chunks:
                 if budget is not None:
                     budget.add(len(chunk))
+                if hasher is not None:
+                    hasher.update(chunk)
                 view = memoryview(chunk)
                 written = 0
                 while written < len(view):
                     written += os.write(fd, view[written:])
                 size += written
+            if hasher is not None:
+                os.fchmod(fd, mode)  # the umask may have taken bits the store's objects have
         finally:
             os.close(fd)
         return size

@@ -44,6 +44,10 @@ class Staged:
     stamp_source: str | None = None
     #: already in ``objects/`` (``tmp`` is None): linked there by :meth:`ObjectStore.stage_files`, this is its inode's stat
     in_place: os.stat_result | None = None
+    #: the stat of ``tmp`` once complete, when the stager took it (a rename changes neither size, mtime nor inode): saves a ``stat`` per object
+    stat: os.stat_result | None = None
+    #: ``tmp`` keeps its name: hard-linked into ``objects/`` (not renamed), or made a name of the object already there
+    keep_name: bool = False
 
 
 class ObjectWriter:
