@@ -381,13 +381,19 @@ def check_on_use(store: "Store", outputs: Iterable[Output], *, whole: bool = Fal
 
 
 def _files_of(store: "Store", digest: str) -> tuple[str, ...] | None:
-    """The digests of a tree's files, each once (None: its document cannot be read), read once per process."""
+    """The digests of a tree's files, in its order (None: its document cannot be read), read once per process.
+
+    One per file entry, as the materialization lists them for the rotation's
+    index (:meth:`TreeSlices.materialized`): a file whose bytes are another's
+    too is listed twice, and its object checked once per use (the check
+    remembers what it saw).
+    """
     key = (os.fspath(store.root), digest)
     files = _TREE_FILES.get(key)
     if files is None:
         try:
             # checked once here, not on every use
-            files = tuple(d for d in dict.fromkeys(store.trees.iter_object_digests(digest)) if is_digest(d))
+            files = tuple(d for d in store.trees.iter_object_digests(digest) if is_digest(d))
         except (StoreError, UntrustedInputError, OSError):
             return None
         if len(_TREE_FILES) >= _TREE_FILES_KEPT:

@@ -180,12 +180,32 @@ class TreeSlices:
         """After a use that checked every file of ``tree`` and found it as stored: its index (when large) and a cursor at its first block."""
         if len(digests) <= self.per_slice or not all(is_digest(d) for d in digests):
             return  # one block: checked whole on each use, no state
+        self._start_rotation(tree, b"".join(bytes.fromhex(d[7:]) for d in digests))
+
+    def materialized(self, tree: str, digests: bytes | bytearray) -> None:
+        """After this process materialized ``tree`` (linked each of its files): its index (when large) and a cursor at its first block.
+
+        The rotation starts there, so that the first use of a large tree is
+        one slice, not a whole check (minutes on a network file system): each
+        of its files is then checked within ``ceil(files / slice_files)``
+        uses of the materialization, as after a whole check.
+
+        :param digests: the raw digests (32 bytes each) of the tree's file
+            entries, in the tree's order (the order of the whole check)
+        """
+        if len(digests) % DIGEST_SIZE or len(digests) <= self.per_slice * DIGEST_SIZE:
+            return  # one block: checked whole on each use, no state
+        self._start_rotation(tree, digests)
+
+    def _start_rotation(self, tree: str, body: bytes | bytearray) -> None:
+        """Writes the index of ``tree`` (raw digests ``body``), unless a sound one of the same size is in place, and a cursor at its first block."""
         hexdigest = hex_of(tree)
-        blocks = -(-len(digests) // self.per_slice)
+        files = len(body) // DIGEST_SIZE
+        blocks = -(-files // self.per_slice)
         try:
             self._make_folder()
-            if not self._index_in_place(hexdigest, len(digests)):
-                self._write_index(hexdigest, digests)
+            if not self._index_in_place(hexdigest, files):
+                self._write_index(hexdigest, body)
         except OSError as exc:
             logger.debug("no index of tree %s in %s: %s", tree, self.folder, exc)
             return
@@ -223,12 +243,15 @@ class TreeSlices:
         blocks = -(-files // self.per_slice)
         return files if st.st_size == HEADER_SIZE + files * DIGEST_SIZE + blocks * CHECK_SIZE else None
 
-    def _write_index(self, hexdigest: str, digests: list[str]) -> None:
-        header = b"%s %s %d %d" % (INDEX_FORMAT, hexdigest.encode(), len(digests), self.per_slice)
+    def _write_index(self, hexdigest: str, body: bytes | bytearray) -> None:
+        files = len(body) // DIGEST_SIZE
+        header = b"%s %s %d %d" % (INDEX_FORMAT, hexdigest.encode(), files, self.per_slice)
         parts = [header.ljust(HEADER_SIZE - 1) + b"\n"]
-        for block, start in enumerate(range(0, len(digests), self.per_slice)):
-            body = b"".join(bytes.fromhex(d[7:]) for d in digests[start : start + self.per_slice])
-            parts += [body, _block_check(hexdigest, block, body)]
+        step = self.per_slice * DIGEST_SIZE
+        view = memoryview(body)
+        for block, start in enumerate(range(0, len(body), step)):
+            part = bytes(view[start : start + step])
+            parts += [part, _block_check(hexdigest, block, part)]
         write_aside(self.folder / f"{hexdigest}.index", b"".join(parts), 0o600)
 
     def _write_cursor(self, hexdigest: str, block: int, blocks: int) -> bool:
