@@ -322,8 +322,9 @@ def check_on_use(store: "Store", outputs: Iterable[Output], *, whole: bool = Fal
     has its own object and one slice of its files checked per use, the next
     slice on the next use (:class:`~datamaestro.store.treeslices.TreeSlices`):
     every file is checked within ``ceil(files / slice_files)`` uses; the
-    first use (per user) checks it whole, and so does the use after a
-    changed file was found in it.
+    rotation starts when the tree is materialized (or, for another user,
+    with a first use that checks it whole), and the use after a changed
+    file was found in it checks it whole.
 
     An object without a stamp (stored by an older datamaestro) gets one now.
     An object whose size, mtime or inode differs from its stamp, or a file of

@@ -14,9 +14,12 @@ seconds of parsing), is kept per user and per store in the user cache
 (``checked/<store>.trees/``, beside the records of
 :class:`~datamaestro.store.integrity.ReaderChecks`):
 
-- ``<tree hex>.index``: the tree's file digests (32 bytes each), in blocks,
-  each block followed by the blake3 of the tree's digest, the block's number
-  and its bytes; written once, after a use that checked the whole tree
+- ``<tree hex>.index``: the tree's file digests (32 bytes each, one per
+  file entry, in the tree's order), in blocks, each block followed by the
+  blake3 of the tree's digest, the block's number and its bytes; written
+  once, by the process that materialized the tree
+  (:meth:`TreeSlices.materialized`: the first use then checks one block,
+  not the whole tree) or else after a use that checked the whole tree
   found it as stored;
 - ``<tree hex>.cursor``: the next block to check, rewritten (a private name,
   then a rename) by every use.
