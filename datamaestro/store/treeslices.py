@@ -191,13 +191,18 @@ class TreeSlices:
         The rotation starts there, so that the first use of a large tree is
         one slice, not a whole check (minutes on a network file system): each
         of its files is then checked within ``ceil(files / slice_files)``
-        uses of the materialization, as after a whole check.
+        uses of the materialization, as after a whole check. A tree this
+        user already has an index of is left as it is: its rotation goes on,
+        and a tree materialized again after a use found a changed file in it
+        (which dropped its cursor) is still checked whole on its next use.
 
         :param digests: the raw digests (32 bytes each) of the tree's file
             entries, in the tree's order (the order of the whole check)
         """
         if len(digests) % DIGEST_SIZE or len(digests) <= self.per_slice * DIGEST_SIZE:
             return  # one block: checked whole on each use, no state
+        if self._folder_is_private() and self._index_in_place(hex_of(tree), len(digests) // DIGEST_SIZE):
+            return
         self._start_rotation(tree, digests)
 
     def _start_rotation(self, tree: str, body: bytes | bytearray) -> None:
