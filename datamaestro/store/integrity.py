@@ -376,6 +376,8 @@ def check_on_use(store: "Store", outputs: Iterable[Output], *, whole: bool = Fal
                 # another member's materialized folder: its owner may make it writable and
                 # swap a file (a new inode: the objects' check cannot see it)
                 damaged = _tree_difference(store, output.digest, tree) is not None
+            if damaged and files is not None and len(files) > slices.per_slice:
+                slices.forget(output.digest)  # the repair's materialization must not start a rotation: the next use is whole
         if damaged:
             check.remove_tree(output.digest, tree)
     return check.finish()

@@ -22,7 +22,9 @@ seconds of parsing), is kept per user and per store in the user cache
   not the whole tree) or else after a use that checked the whole tree
   found it as stored;
 - ``<tree hex>.cursor``: the next block to check, rewritten (a private name,
-  then a rename) by every use.
+  then a rename) by every use; or ``whole``, after a use found a changed
+  file in the tree: the next use checks it whole (a materialization that
+  repairs the tree leaves the mark).
 
 Both are outside input to the next process (another process, another
 machine sharing the home folder, a damaged disk may have written them):
@@ -166,6 +168,8 @@ class TreeSlices:
             return None
         finally:
             os.close(fd)
+        if data == _whole_mark(hexdigest):
+            return None  # a changed file was found in the tree: this use checks it whole
         match = _CURSOR.fullmatch(data.decode("ascii", "replace")) if len(data) <= CURSOR_LIMIT else None
         if match is None or match.group(1) != hexdigest:
             logger.debug("the cursor of tree %s is garbled: the whole tree is checked", hexdigest)
@@ -201,8 +205,9 @@ class TreeSlices:
         """
         if len(digests) % DIGEST_SIZE or len(digests) <= self.per_slice * DIGEST_SIZE:
             return  # one block: checked whole on each use, no state
-        if self._folder_is_private() and self._index_in_place(hex_of(tree), len(digests) // DIGEST_SIZE):
-            return
+        hexdigest = hex_of(tree)
+        if self._folder_is_private() and (os.path.lexists(self.folder / f"{hexdigest}.cursor") or self._index_in_place(hexdigest, len(digests) // DIGEST_SIZE)):
+            return  # a rotation under way, or a tree marked to be checked whole
         self._start_rotation(tree, digests)
 
     def _start_rotation(self, tree: str, body: bytes | bytearray) -> None:
@@ -220,9 +225,18 @@ class TreeSlices:
         self._write_cursor(hexdigest, 0, blocks)
 
     def forget(self, tree: str) -> None:
-        """Drops the tree's cursor: its next use checks it whole (after a changed file was found in it, or another user's object)."""
-        with contextlib.suppress(OSError):
-            os.unlink(self.folder / f"{hex_of(tree)}.cursor")
+        """Marks the tree's cursor *whole*: its next use checks it whole (after a changed file was found in it, or another user's object).
+
+        A mark, not a removed cursor: the tree materialized again to repair
+        it must not start its rotation anew (:meth:`materialized`).
+        """
+        hexdigest = hex_of(tree)
+        try:
+            self._make_folder()
+            write_aside(self.folder / f"{hexdigest}.cursor", _whole_mark(hexdigest), 0o600)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(self.folder / f"{hexdigest}.cursor")
 
     def _make_folder(self) -> None:
         self.folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -272,6 +286,11 @@ class TreeSlices:
             logger.debug("the cursor of tree %s was not written in %s: %s", hexdigest, self.folder, exc)
             return False
         return True
+
+
+def _whole_mark(hexdigest: str) -> bytes:
+    """The cursor of a tree whose next use checks it whole (see :meth:`TreeSlices.forget`)."""
+    return f"{CURSOR_FORMAT} {hexdigest} whole\n".encode()
 
 
 def _block_check(hexdigest: str, block: int, body: bytes) -> bytes:
