@@ -322,8 +322,9 @@ def compare_stamps(store: "Store", outputs: Iterable[Output], *, whole: bool = F
     has its own object and one slice of its files checked per use, the next
     slice on the next use (:class:`~datamaestro.store.treeslices.TreeSlices`):
     every file is checked within ``ceil(files / slice_files)`` uses; the
-    first use (per user) checks it whole, and so does the use after a
-    changed file was found in it.
+    rotation starts when the tree is materialized (or, for another user,
+    with a first use that checks it whole), and the use after a changed
+    file was found in it checks it whole.
 
     An object without a stamp (stored by an older datamaestro) gets one now.
     An object whose size, mtime or inode differs from its stamp, or a file of
@@ -375,19 +376,27 @@ def compare_stamps(store: "Store", outputs: Iterable[Output], *, whole: bool = F
                 # another member's materialized folder: its owner may make it writable and
                 # swap a file (a new inode: the objects' check cannot see it)
                 damaged = _tree_difference(store, output.digest, tree) is not None
+            if damaged and files is not None and len(files) > slices.per_slice:
+                slices.forget(output.digest)  # the repair's materialization must not start a rotation: the next use is whole
         if damaged:
             check.remove_tree(output.digest, tree)
     return check.finish()
 
 
 def _files_of(store: "Store", digest: str) -> tuple[str, ...] | None:
-    """The digests of a tree's files, each once (None: its document cannot be read), read once per process."""
+    """The digests of a tree's files, in its order (None: its document cannot be read), read once per process.
+
+    One per file entry, as the materialization lists them for the rotation's
+    index (:meth:`TreeSlices.materialized`): a file whose bytes are another's
+    too is listed twice, and its object checked once per use (the check
+    remembers what it saw).
+    """
     key = (os.fspath(store.root), digest)
     files = _TREE_FILES.get(key)
     if files is None:
         try:
             # checked once here, not on every use
-            files = tuple(d for d in dict.fromkeys(store.trees.iter_object_digests(digest)) if is_digest(d))
+            files = tuple(d for d in store.trees.iter_object_digests(digest) if is_digest(d))
         except (StoreError, UntrustedInputError, OSError):
             return None
         if len(_TREE_FILES) >= _TREE_FILES_KEPT:

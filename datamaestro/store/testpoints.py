@@ -16,6 +16,8 @@ tests), a pause costs one dictionary lookup. The points:
   while its process exits on a signal leaves its file to the sweeps);
 - ``tmp-swept``: a process stopping on a signal has swept its ``tmp/``
   entries for the last time and is about to exit.
+- ``tree-materialize``: a tree's document and objects are stored (and
+  stamped) and its folder is about to be materialized (linked).
 """
 
 from __future__ import annotations

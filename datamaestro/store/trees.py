@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import logging
 import os
 import re
 from json.encoder import encode_basestring as _quote  # what json.dumps(ensure_ascii=False) quotes strings with
@@ -38,7 +39,11 @@ from ..errors import StoreError, UntrustedInputError
 from .digests import hasher, format_digest, is_digest
 from .layout import Layout, disk_error, remove_tree
 from .objects import ObjectStore
+from .testpoints import pause
+from .treeslices import TreeSlices
 from .treewriter import MAX_ENTRIES, TreeRefusal, TreeWriter, check_link_target, resolve_link, split_tree_path
+
+logger = logging.getLogger(__name__)
 
 #: the format this release writes
 TREE_FORMAT = "datamaestro-tree/2"
@@ -440,7 +445,11 @@ class TreeStore:
         hashed = {} if hashed is None else hashed
         # files are hashed as they are met and committed in batches (one flush of the file system each);
         # what is left uncommitted on an error is in tmp/, swept with this process's other leftovers
-        ingester = self.objects.ingester(move=move, in_place=install and move)
+        # a file system whose link() moves the mtime (SeaweedFS) would make each in-place file's stamp stale:
+        # there the tree is materialized from the document, which puts the mtime back (see materialize)
+        ingester = self.objects.ingester(move=move, in_place=install and move and self.layout.precise_stat)
+        # the files' digests in the tree's order, for the rotation of the on-use check (see materialize)
+        files = bytearray()
 
         def entries() -> Iterator[dict]:
             for relative, full, kind in _sorted_walk(folder):
@@ -452,6 +461,7 @@ class TreeStore:
                     yield {"path": relative, "kind": "symlink", "target": target}
                 elif kind == "file":
                     digest, size = ingester.add(full, hashed.pop(relative, None))
+                    files.extend(bytes.fromhex(digest[7:]))
                     yield {"path": relative, "kind": "file", "digest": digest, "size": size}
                 elif kind == "dir":
                     yield {"path": relative, "kind": "dir"}
@@ -472,6 +482,7 @@ class TreeStore:
                     self.materialize(digest)
                 else:
                     _freeze(target)
+                    TreeSlices(self.layout).materialized(digest, files)
             return digest
         except PermissionError as exc:
             raise StoreError(f"cannot read {exc.filename}: {exc.strerror}", hint="fix its permissions, then run again") from None
@@ -612,6 +623,7 @@ class TreeStore:
         target = self.path_of(digest)
         if target.is_dir():
             return target
+        pause("tree-materialize")
         entries = self.iter_tree_entries(digest, source=source)
         work = self.layout.tmp_path(".tree")
         try:
@@ -621,6 +633,10 @@ class TreeStore:
             objects = os.fspath(self.layout.objects)
             final = os.fspath(target)
             sep = os.sep
+            # the files' digests in the tree's order (32 bytes each), for the rotation of the on-use check
+            files = bytearray()
+            # SeaweedFS's link() sets the linked file's modification time: put back after each link (see _link_object)
+            keep_mtime = not self.layout.precise_stat
             # entries are checked sorted and unique: the writer need not remember files
             with TreeWriter(work, remember_leaves=False) as writer:
                 for entry in entries:
@@ -632,9 +648,12 @@ class TreeStore:
                         writer.symlink(path, entry["target"])
                     else:
                         hexdigest = entry["digest"][7:]
-                        self._link_object(writer, objects + sep + hexdigest[:2] + sep + hexdigest[2:], entry, final, digest, source)
+                        self._link_object(writer, objects + sep + hexdigest[:2] + sep + hexdigest[2:], entry, final, digest, source, keep_mtime)
+                        files += bytes.fromhex(hexdigest)
             if self.layout.install_folder(work, target):
                 _freeze(target)
+                # the first use of a large tree checks one slice, not every file (see treeslices)
+                TreeSlices(self.layout).materialized(digest, files)
         except TreeRefusal as refusal:
             entries.close()
             remove_tree(work)
@@ -654,11 +673,22 @@ class TreeStore:
         return target
 
     @staticmethod
-    def _link_object(writer: TreeWriter, source: str, entry: dict, final: str, digest: str, origin: str) -> None:
-        """Links an object as a file of the tree (a relative symlink where hard links are refused); checks its size."""
+    def _link_object(writer: TreeWriter, source: str, entry: dict, final: str, digest: str, origin: str, keep_mtime: bool = False) -> None:
+        """Links an object as a file of the tree (a relative symlink where hard links are refused); checks its size.
+
+        :param keep_mtime: put the object's modification time back after
+            the link when the link changed it (SeaweedFS's ``link()`` sets it
+            to the time of the link: its stamp, recorded when it was
+            committed, would no longer match, and the next use would take
+            the object for changed). Only a change the link made is undone:
+            an object that differed from its stamp before stays so.
+        """
         path = entry["path"]
         try:
+            before = os.stat(source) if keep_mtime else None
             size = writer.link_object(path, source)
+            if before is not None and size is not None:
+                _put_back_mtime(source, before)
             if size is None:
                 size = os.stat(source).st_size
                 # relative to where the tree will be, not to its work folder
@@ -667,6 +697,18 @@ class TreeStore:
             raise StoreError(f"object {entry['digest']} of a tree is missing from the store", hint="run `datamaestro store verify`") from None
         if size != entry["size"]:
             raise _refused(digest, origin, f"entry {path!r} says {entry['size']} bytes, its object {entry['digest']} has {size}")
+
+
+def _put_back_mtime(source: str, before: os.stat_result) -> None:
+    """Sets the modification time of the object ``source`` back to ``before``'s when a link just changed it (and nothing else)."""
+    after = os.stat(source)
+    if after.st_mtime_ns == before.st_mtime_ns or (after.st_ino, after.st_size) != (before.st_ino, before.st_size):
+        return
+    try:
+        os.utime(source, ns=(after.st_atime_ns, before.st_mtime_ns), follow_symlinks=False)
+    except OSError as exc:
+        # another member's object (only its owner may set its times): its next use compares it whole
+        logger.debug("cannot put back the modification time of %s after linking it: %s", source, exc)
 
 
 def _freeze(folder: Path) -> None:

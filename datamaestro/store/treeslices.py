@@ -14,12 +14,17 @@ seconds of parsing), is kept per user and per store in the user cache
 (``checked/<store>.trees/``, beside the records of
 :class:`~datamaestro.store.integrity.ReaderChecks`):
 
-- ``<tree hex>.index``: the tree's file digests (32 bytes each), in blocks,
-  each block followed by the blake3 of the tree's digest, the block's number
-  and its bytes; written once, after a use that checked the whole tree
+- ``<tree hex>.index``: the tree's file digests (32 bytes each, one per
+  file entry, in the tree's order), in blocks, each block followed by the
+  blake3 of the tree's digest, the block's number and its bytes; written
+  once, by the process that materialized the tree
+  (:meth:`TreeSlices.materialized`: the first use then checks one block,
+  not the whole tree) or else after a use that checked the whole tree
   found it as stored;
 - ``<tree hex>.cursor``: the next block to check, rewritten (a private name,
-  then a rename) by every use.
+  then a rename) by every use; or ``whole``, after a use found a changed
+  file in the tree: the next use checks it whole (a materialization that
+  repairs the tree leaves the mark).
 
 Both are outside input to the next process (another process, another
 machine sharing the home folder, a damaged disk may have written them):
@@ -163,6 +168,8 @@ class TreeSlices:
             return None
         finally:
             os.close(fd)
+        if data == _whole_mark(hexdigest):
+            return None  # a changed file was found in the tree: this use checks it whole
         match = _CURSOR.fullmatch(data.decode("ascii", "replace")) if len(data) <= CURSOR_LIMIT else None
         if match is None or match.group(1) != hexdigest:
             logger.debug("the cursor of tree %s is garbled: the whole tree is checked", hexdigest)
@@ -180,21 +187,56 @@ class TreeSlices:
         """After a use that checked every file of ``tree`` and found it as stored: its index (when large) and a cursor at its first block."""
         if len(digests) <= self.per_slice or not all(is_digest(d) for d in digests):
             return  # one block: checked whole on each use, no state
+        self._start_rotation(tree, b"".join(bytes.fromhex(d[7:]) for d in digests))
+
+    def materialized(self, tree: str, digests: bytes | bytearray) -> None:
+        """After this process materialized ``tree`` (linked each of its files): its index (when large) and a cursor at its first block.
+
+        The rotation starts there, so that the first use of a large tree is
+        one slice, not a whole check (minutes on a network file system): each
+        of its files is then checked within ``ceil(files / slice_files)``
+        uses of the materialization, as after a whole check. A tree this
+        user already has an index of is left as it is: its rotation goes on,
+        and a tree materialized again after a use found a changed file in it
+        (which dropped its cursor) is still checked whole on its next use.
+
+        :param digests: the raw digests (32 bytes each) of the tree's file
+            entries, in the tree's order (the order of the whole check)
+        """
+        if len(digests) % DIGEST_SIZE or len(digests) <= self.per_slice * DIGEST_SIZE:
+            return  # one block: checked whole on each use, no state
         hexdigest = hex_of(tree)
-        blocks = -(-len(digests) // self.per_slice)
+        if self._folder_is_private() and (os.path.lexists(self.folder / f"{hexdigest}.cursor") or self._index_in_place(hexdigest, len(digests) // DIGEST_SIZE)):
+            return  # a rotation under way, or a tree marked to be checked whole
+        self._start_rotation(tree, digests)
+
+    def _start_rotation(self, tree: str, body: bytes | bytearray) -> None:
+        """Writes the index of ``tree`` (raw digests ``body``), unless a sound one of the same size is in place, and a cursor at its first block."""
+        hexdigest = hex_of(tree)
+        files = len(body) // DIGEST_SIZE
+        blocks = -(-files // self.per_slice)
         try:
             self._make_folder()
-            if not self._index_in_place(hexdigest, len(digests)):
-                self._write_index(hexdigest, digests)
+            if not self._index_in_place(hexdigest, files):
+                self._write_index(hexdigest, body)
         except OSError as exc:
             logger.debug("no index of tree %s in %s: %s", tree, self.folder, exc)
             return
         self._write_cursor(hexdigest, 0, blocks)
 
     def forget(self, tree: str) -> None:
-        """Drops the tree's cursor: its next use checks it whole (after a changed file was found in it, or another user's object)."""
-        with contextlib.suppress(OSError):
-            os.unlink(self.folder / f"{hex_of(tree)}.cursor")
+        """Marks the tree's cursor *whole*: its next use checks it whole (after a changed file was found in it, or another user's object).
+
+        A mark, not a removed cursor: the tree materialized again to repair
+        it must not start its rotation anew (:meth:`materialized`).
+        """
+        hexdigest = hex_of(tree)
+        try:
+            self._make_folder()
+            write_aside(self.folder / f"{hexdigest}.cursor", _whole_mark(hexdigest), 0o600)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(self.folder / f"{hexdigest}.cursor")
 
     def _make_folder(self) -> None:
         self.folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -223,13 +265,18 @@ class TreeSlices:
         blocks = -(-files // self.per_slice)
         return files if st.st_size == HEADER_SIZE + files * DIGEST_SIZE + blocks * CHECK_SIZE else None
 
-    def _write_index(self, hexdigest: str, digests: list[str]) -> None:
-        header = b"%s %s %d %d" % (INDEX_FORMAT, hexdigest.encode(), len(digests), self.per_slice)
-        parts = [header.ljust(HEADER_SIZE - 1) + b"\n"]
-        for block, start in enumerate(range(0, len(digests), self.per_slice)):
-            body = b"".join(bytes.fromhex(d[7:]) for d in digests[start : start + self.per_slice])
-            parts += [body, _block_check(hexdigest, block, body)]
-        write_aside(self.folder / f"{hexdigest}.index", b"".join(parts), 0o600)
+    def _write_index(self, hexdigest: str, body: bytes | bytearray) -> None:
+        files = len(body) // DIGEST_SIZE
+        header = b"%s %s %d %d" % (INDEX_FORMAT, hexdigest.encode(), files, self.per_slice)
+        # one buffer, no list of parts to join: a million files' index is 32 MB, held once beside the digests
+        out = bytearray(header.ljust(HEADER_SIZE - 1) + b"\n")
+        step = self.per_slice * DIGEST_SIZE
+        view = memoryview(body)
+        for block, start in enumerate(range(0, len(body), step)):
+            part = view[start : start + step]
+            out += part
+            out += _block_check(hexdigest, block, part)
+        write_aside(self.folder / f"{hexdigest}.index", out, 0o600)
 
     def _write_cursor(self, hexdigest: str, block: int, blocks: int) -> bool:
         try:
@@ -239,6 +286,11 @@ class TreeSlices:
             logger.debug("the cursor of tree %s was not written in %s: %s", hexdigest, self.folder, exc)
             return False
         return True
+
+
+def _whole_mark(hexdigest: str) -> bytes:
+    """The cursor of a tree whose next use checks it whole (see :meth:`TreeSlices.forget`)."""
+    return f"{CURSOR_FORMAT} {hexdigest} whole\n".encode()
 
 
 def _block_check(hexdigest: str, block: int, body: bytes) -> bytes:
