@@ -442,3 +442,22 @@ def test_extracted_files_are_their_objects_and_the_folder_is_the_tree(http_serve
     assert not store.layout.tmp.exists() or list(store.layout.tmp.iterdir()) == []
     report = verify(store)
     assert report.ok, report
+
+
+def test_an_extracted_large_tree_starts_the_rotation_of_the_on_use_check(http_server, dm_context):
+    """An archive's tree installed in place starts the rotation like a materialization (its first use is one slice, not every file), with the index of its files in the tree's order."""
+    from datamaestro.store.treeslices import TreeSlices
+
+    store = dm_context.store
+    slices = TreeSlices(store.layout)
+    count = 3 * slices.per_slice + 5
+    entries = [(f"x/f{i:05d}.txt", f"file {i}\n".encode()) for i in range(count)]
+    dataset = make_dataset("test.archives.rotation", TarDownloader("d", serve(http_server, "many.tar.gz", tar_bytes(entries, "w:gz"))))
+    dm_context.pipeline().run(dm_context.request_of(dataset))
+    tree = os.path.realpath(dataset.datapath / "d")
+    digest = "blake3:" + "".join(tree.split(os.sep)[-2:])
+    first = slices.next_slice(digest)
+    assert first is not None and first.block == 0
+    in_order = [entry["digest"] for entry in store.trees.iter_tree_entries(digest) if entry["kind"] == "file"]
+    assert len(in_order) == count
+    assert [d for d in first.digests] == in_order[: slices.per_slice]
