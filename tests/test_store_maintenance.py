@@ -230,6 +230,54 @@ def test_gc_removes_only_the_unique_data_of_a_deleted_dataset(store, two_dataset
     assert gc(store, grace_seconds=0, now=later()).objects_deleted == []
 
 
+def test_gc_sweeps_the_store_batch_by_batch_and_removes_exactly_the_unreachable_objects_and_orphan_stamps(store, two_datasets, tmp_path):
+    """More objects than a sweep batch (4,096), in every fan-out folder: only the unreachable ones go, with their stamps.
+
+    A stamp whose object is gone goes too; a name that is no digest and a
+    fan-out folder that is a symbolic link (to objects outside the store)
+    are left alone.
+    """
+    from datamaestro.store.stamps import record_stamp
+
+    kept = {digest for digest in [blake3_of(b"S" * 1000), blake3_of(b"B" * 200), two_datasets["b"][1]]}
+    unreachable = set()
+    for number in range(4200):
+        data = b"unreachable %d" % number
+        digest = blake3_of(data)
+        path = store.path_of(digest)  # written straight into the store (ingesting one by one would cost an fsync each)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        store.layout.mkdir(store.layout.stamp_path(digest).parent)
+        record_stamp(store.layout, digest, os.lstat(path))
+        unreachable.add(digest)
+    orphan_stamp = blake3_of(b"removed by hand")
+    store.layout.mkdir(store.layout.stamp_path(orphan_stamp).parent)
+    record_stamp(store.layout, orphan_stamp, os.lstat(store.path_of(blake3_of(b"S" * 1000))))
+    stranger = store.path_of(blake3_of(b"S" * 1000)).parent / "not-a-digest"
+    stranger.write_bytes(b"nothing gc understands")
+    # one fan-out folder of unreachable objects moved out of the store, a link left in its place
+    moved = sorted(unreachable)[0]
+    fan = store.path_of(moved).parent
+    outside = tmp_path / "outside"
+    os.rename(fan, outside)
+    fan.symlink_to(outside)
+    beyond = {digest for digest in unreachable if store.path_of(digest).parent == fan}
+
+    report = gc(store, grace_seconds=0, now=later())
+
+    deleted = set(report.objects_deleted)
+    assert deleted == unreachable - beyond
+    assert not deleted & kept
+    for digest in unreachable - beyond:
+        assert not store.has(digest) and not os.path.lexists(store.layout.stamp_path(digest))
+    for digest in kept:
+        assert store.has(digest)
+    assert not os.path.lexists(store.layout.stamp_path(orphan_stamp))
+    assert stranger.exists()
+    assert beyond and all((outside / store.path_of(digest).name).exists() for digest in beyond)
+    assert gc(store, grace_seconds=0, now=later()).objects_deleted == []
+
+
 def test_gc_dry_run_deletes_nothing(store, two_datasets):
     a_dir, _ = two_datasets["a"]
     shutil.rmtree(a_dir / "data" / "org" / "a")

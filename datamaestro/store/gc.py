@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import time
@@ -11,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from . import Store
-from .digests import format_digest, hex_of, is_digest
+from .digests import PREFIX, format_digest, hex_of, is_digest
 from .leases import filesystem_now, live_leases, reap_expired_working_leases
 from .roots import Root
 from .testpoints import pause
-from .walk import _Reach, _Resolver, _age, _fanout, _remove_folder, _tree_folders, _view_folders
+from .walk import _object_batches, _Reach, _Resolver, _age, _fanout, _remove_folder, _tree_folders, _view_folders
 
 GC_LOCK = "gc"
 
@@ -216,44 +217,43 @@ def _sweep_folders(store: Store, folders, live: set[str], deleted: list[str], no
             deleted.append(digest)
 
 
+#: object names listed and compared at a time (memory: one batch, and one fan-out folder's names)
+_SWEEP_BATCH = 4096
+
+
 def _sweep_objects(store: Store, reach: _Reach, now: float, grace: float, report: GcReport) -> None:
+    """Removes the unreachable, old enough objects, one fan-out folder listed at a time.
+
+    Each name is made a digest by the listing itself (``blake3:`` + fan-out
+    + name, the strings ``reach.objects`` holds) and the live ones are
+    dropped by a set lookup done in C: no ``stat``, no ``Path``, no call per
+    live object (most of a store), and never a list of the whole store.
+    """
     live = reach.objects
     objects = os.fspath(store.layout.objects)
-    for hexdigest, full in _fanout_names(objects):
-        # nothing but a name and a set lookup for a live object (most of a store): no stat, no Path
-        digest = format_digest(hexdigest)
-        if digest in live:
-            continue
-        path = Path(full)
-        if not is_digest(digest) or not _collectable(path, now, grace, report, store):
-            continue
-        try:
-            size = os.lstat(path).st_size
-            if not report.dry_run:
-                path.unlink()
-                with contextlib.suppress(OSError):
-                    store.layout.stamp_path(digest).unlink()
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            report.errors.append(f"{path}: {exc}")
-            continue
-        report.objects_deleted.append(digest)
-        report.bytes_deleted += size
-
-
-def _fanout_names(base: str) -> list[tuple[str, str]]:
-    """``(hex name, path)`` of every entry of a two-level fan-out folder, from listings alone (no ``DirEntry`` per object)."""
-    found = []
     sep = os.sep
-    try:
-        fans = [entry.name for entry in os.scandir(base) if len(entry.name) == 2 and entry.is_dir(follow_symlinks=False)]
-    except FileNotFoundError:
-        return found
-    for fan in fans:
-        folder = base + sep + fan + sep
-        found += [(fan + name, folder + name) for name in os.listdir(folder)]
-    return found
+    start = len(PREFIX)
+    for batch in _object_batches(objects, _SWEEP_BATCH, prefix=PREFIX, follow_symlinks=False):
+        for digest in itertools.filterfalse(live.__contains__, batch):
+            # a name that is no digest is nothing gc understands: leave it alone
+            if not is_digest(digest):
+                continue
+            path = Path(objects + sep + digest[start : start + 2] + sep + digest[start + 2 :])
+            if not _collectable(path, now, grace, report, store):
+                continue
+            try:
+                size = os.lstat(path).st_size
+                if not report.dry_run:
+                    path.unlink()
+                    with contextlib.suppress(OSError):
+                        store.layout.stamp_path(digest).unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                report.errors.append(f"{path}: {exc}")
+                continue
+            report.objects_deleted.append(digest)
+            report.bytes_deleted += size
 
 
 def _sweep_actions(store: Store, report: GcReport) -> None:
@@ -281,25 +281,32 @@ def _sweep_actions(store: Store, report: GcReport) -> None:
 
 
 def _sweep_stamps(store: Store, report: GcReport) -> None:
-    """Deletes the stamps of objects that are gone (an older datamaestro's gc, a removal by hand)."""
+    """Deletes the stamps of objects that are gone (an older datamaestro's gc, a removal by hand).
+
+    One fan-out folder at a time: its stamps' names less its objects' names
+    (two listings and a set difference, no ``stat`` per stamp, never a list
+    of the whole store); only an orphan stamp is looked at.
+    """
     if report.dry_run:
         return
     objects = os.fspath(store.layout.objects)
-    listed: dict[str, set[str]] = {}
-    for hexdigest, entry in list(_fanout(store.layout.stamps)):
-        if entry.name.startswith("."):
+    stamps = os.fspath(store.layout.stamps)
+    try:
+        fans = [entry.name for entry in os.scandir(stamps) if len(entry.name) == 2 and entry.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return
+    for fan in fans:
+        folder = stamps + os.sep + fan
+        try:
+            orphans = set(os.listdir(folder))
+        except FileNotFoundError:
             continue
-        # one listing of each fan-out folder of objects/, not a stat per stamp
-        fan = hexdigest[:2]
-        names = listed.get(fan)
-        if names is None:
-            listed.clear()  # the stamps come fan by fan: one listing held at a time
-            try:
-                names = listed[fan] = set(os.listdir(objects + os.sep + fan))
-            except FileNotFoundError:
-                names = listed[fan] = set()
-        if entry.name in names:
-            continue
-        with contextlib.suppress(OSError):
-            if store.layout.may_remove(entry.stat(follow_symlinks=False)):
-                os.unlink(entry.path)
+        with contextlib.suppress(FileNotFoundError):
+            orphans.difference_update(os.listdir(objects + os.sep + fan))
+        for name in orphans:
+            if name.startswith("."):
+                continue
+            path = folder + os.sep + name
+            with contextlib.suppress(OSError):
+                if store.layout.may_remove(os.lstat(path)):
+                    os.unlink(path)

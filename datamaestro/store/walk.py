@@ -26,14 +26,21 @@ def _fanout(base: Path) -> Iterator[tuple[str, os.DirEntry]]:
                 yield fan.name + entry.name, entry
 
 
-def _object_batches(objects: str, size: int) -> Iterator[list[str]]:
+def _object_batches(objects: str, size: int, prefix: str = "", follow_symlinks: bool = True) -> Iterator[list[str]]:
     """The hex names of every object below ``objects``, in lists of at most ``size``, one fan-out folder listed at a time.
 
     Memory is one fan-out folder's names (1/256 of the store), never the
-    whole store's; names only, no ``stat`` per object.
+    whole store's; names only, no ``stat`` per object. A fan-out folder is
+    listed whole before its first batch is yielded, so the caller may
+    remove what a batch names.
+
+    :param prefix: put before every name (``blake3:`` gives digests, compared
+        as they are against a set of digests: no conversion per object)
+    :param follow_symlinks: also list a fan-out folder that is a symlink
+        (``store gc`` does not: it never removes anything outside the store)
     """
     try:
-        fans = [entry for entry in os.scandir(objects) if len(entry.name) == 2 and entry.is_dir()]
+        fans = [entry for entry in os.scandir(objects) if len(entry.name) == 2 and entry.is_dir(follow_symlinks=follow_symlinks)]
     except FileNotFoundError:
         return
     for fan in fans:
@@ -41,9 +48,9 @@ def _object_batches(objects: str, size: int) -> Iterator[list[str]]:
             names = os.listdir(fan.path)
         except FileNotFoundError:
             continue  # removed meanwhile (gc): nothing to check
-        prefix = fan.name
+        start = prefix + fan.name
         for index in range(0, len(names), size):
-            yield [prefix + name for name in names[index : index + size]]
+            yield [start + name for name in names[index : index + size]]
 
 
 def _view_folders(store: Store) -> list[tuple[str, Path]]:
