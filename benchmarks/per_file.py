@@ -69,7 +69,7 @@ FILE_SIZE = 4 * KiB
 COUNTS = [10, 100, 1_000, 10_000, 100_000]
 QUICK_COUNTS = [10, 100]
 GC_COUNTS = [10_000, 100_000, 1_000_000]
-QUICK_GC_COUNTS = [1_000]
+QUICK_GC_COUNTS = [100]
 #: the targets of issue 27, as ratios to the reference
 EXTRACT, SYNC, VERIFY, GC = 1.5, 2.0, 1.2, 3.0
 #: bytes of each object of the gc/du store

@@ -29,6 +29,9 @@ from benchmarks._common import (
 
 NAME = "prepare_warm"
 CALLS = 20
+#: ``--quick`` (a smoke test: each row is computed, nothing it says counts): calls in this process, runs of each
+#: command in a new process, pairs of the script's prepare, size of the large dataset
+QUICK_CALLS, QUICK_RUNS, QUICK_PAIRS, QUICK_BIG_SIZE = 3, 1, 1, 8 * MiB
 #: "the same time": the large dataset may take this much longer than the small one
 SAME = 1.2
 LIMIT_MS = 50
@@ -64,7 +67,8 @@ def mnist_pairs(work: Path, runs: int) -> list[tuple[float, float]]:
 
 def run(work: Path, quick: bool) -> list[Row]:
     """Times warm prepares of both datasets, in this process and in new ones."""
-    big_size, small_size = (64 * MiB if quick else 2 * GiB), 2 * MiB
+    big_size, small_size = (QUICK_BIG_SIZE if quick else 2 * GiB), 2 * MiB
+    calls = QUICK_CALLS if quick else CALLS
     files = {
         "big.bin": random_file(work / "data" / f"random-{slug(big_size)}.bin", big_size),
         "small.bin": random_file(work / "data" / f"random-{slug(small_size)}.bin", small_size, seed=1),
@@ -81,12 +85,12 @@ def run(work: Path, quick: bool) -> list[Row]:
             for dataset in (big, small):
                 prepare_dataset(dataset, context=Context(progress=False))
         context = Context(progress=False)
-        for _ in range(CALLS):
+        for _ in range(calls):
             for dataset in (big, small):
                 fresh[dataset].append(time_call(lambda: prepare_dataset(dataset, context=Context(progress=False))))
                 shared[dataset].append(time_call(lambda: prepare_dataset(dataset, context=context)))
 
-    runs = 3 if quick else 10
+    runs = QUICK_RUNS if quick else 10
     imports = median([time_command([sys.executable, "-c", "import datamaestro.api"], env=env) for _ in range(runs)])
     bare = median([time_command([sys.executable, "-c", "pass"], env=env) for _ in range(runs)])
     process, experimaestro = [], []
@@ -98,12 +102,12 @@ def run(work: Path, quick: bool) -> list[Row]:
     process, experimaestro = median(process), median(experimaestro)
     fresh_dir(Path(env["DATAMAESTRO_DIR"]))
 
-    pairs = mnist_pairs(work, 5 if quick else 15)
+    pairs = mnist_pairs(work, QUICK_PAIRS if quick else 15)
     script_ratio = median([prepare / xpm for prepare, xpm in pairs])
 
     ms = {key: {d: median(v) * 1000 for d, v in values.items()} for key, values in (("fresh", fresh), ("shared", shared))}
     label = f"{size_label(big_size)} dataset"
-    how = f"median of {CALLS} calls in this process (imports done), after one cold prepare"
+    how = f"median of {calls} calls in this process (imports done), after one cold prepare"
     small_label = size_label(small_size)
     return [
         compare(NAME, f"warm `prepare_dataset`, {label} vs {small_label}, new `Context` per call", ms["fresh"][big], ms["fresh"][small], "ms",

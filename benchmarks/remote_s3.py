@@ -177,8 +177,8 @@ class Aws:
 
 def run(work: Path, quick: bool, offline: bool = False) -> list[Row]:
     """Starts the server, times both cases, stops it."""
-    count = 100 if quick else 10_000
-    big_size = (8 if quick else 256) * MiB
+    count = 20 if quick else 10_000
+    big_size = (2 if quick else 256) * MiB
     runs = 1 if quick else 3
     small_label = f"{count:,} objects of {SMALL_SIZE // KiB} KiB"
     big_label = f"{size_label(BIG_COUNT * big_size)} in {BIG_COUNT} objects of {size_label(big_size)}"

@@ -69,9 +69,9 @@ from benchmarks._common import (
 
 NAME = "scaling"
 SIZES = [MiB, 16 * MiB, 128 * MiB, GiB, 2 * GiB]
-QUICK_SIZES = [MiB, 16 * MiB]
+QUICK_SIZES = [MiB, 4 * MiB]
 COUNTS = [10, 100, 1_000, 10_000, 100_000]
-QUICK_COUNTS = [10, 100, 1_000]
+QUICK_COUNTS = [10, 100]
 FILE_SIZE = 4 * KiB
 #: warm prepare: the largest dataset may take this much longer than the smallest
 SAME = 1.2
@@ -79,7 +79,7 @@ SAME = 1.2
 VERIFY = 3.0
 #: warm prepare against the files of a generated tree (the reference is the first, 10 files)
 TREE_COUNTS = [10, 1_000, 10_000, 100_000, 1_000_000]
-QUICK_TREE_COUNTS = [10, 1_000, 10_000]
+QUICK_TREE_COUNTS = [10, 1_000]
 #: a warm prepare of the largest tree may take this much longer than of the 10-file one (issue 27)
 BOUNDED = 2.0
 
@@ -349,7 +349,7 @@ def tree_results(work: Path, points: list[TreePoint], calls: int, quick: bool) -
 
 def run(work: Path, quick: bool) -> list[Row | Curve]:
     """Measures both series, smallest point first."""
-    calls, runs = (5, 1) if quick else (20, 3)
+    calls, runs = (2, 1) if quick else (20, 3)
     results: list[Row | Curve] = []
     for series, xs in ((SIZE, QUICK_SIZES if quick else SIZES), (COUNT, QUICK_COUNTS if quick else COUNTS)):
         points = []

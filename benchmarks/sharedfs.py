@@ -50,7 +50,7 @@ def _unavailable() -> str | None:
 
 def run(work: Path, quick: bool) -> list[Row]:
     """Times 8 processes on 2 machines against 1 process, each on a new store; counts the GETs."""
-    size = 8 * MiB if quick else GiB
+    size = 2 * MiB if quick else GiB
     label = f"{size_label(size)} dataset"
     reason = _unavailable()
     if reason:
@@ -91,7 +91,7 @@ def run(work: Path, quick: bool) -> list[Row]:
 
 
 #: files of the large tree on the mount, and of the reference
-TREE_FILES, QUICK_TREE_FILES, REFERENCE_FILES = 100_000, 300, 10
+TREE_FILES, QUICK_TREE_FILES, REFERENCE_FILES = 100_000, 100, 10
 #: seconds between two warm calls: more than the mount's attribute cache (1 s)
 CALL_SPACING = 1.5
 
@@ -101,7 +101,7 @@ def warm_tree_on_mount(work: Path, quick: bool, calls: int | None = None, files:
     from benchmarks._common import in_environment, time_call
 
     files = files or (QUICK_TREE_FILES if quick else TREE_FILES)
-    calls = calls or (2 if quick else 9)
+    calls = calls or (1 if quick else 9)
     measure = f"warm `prepare_dataset`, {files:,}-file tree vs {REFERENCE_FILES} files, on a SeaweedFS mount"
     reason = _unavailable()
     if reason:

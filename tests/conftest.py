@@ -33,7 +33,7 @@ _SUMMARY = {SEED_PROPERTY: [], REPORT_PROPERTY: []}
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """The parallel run's scheduler: a module with a module-scoped fixture goes whole to one worker, other tests one by one.
+    """The parallel run's scheduler: a module with a module-scoped fixture goes whole to one worker, other tests one by one, the longest first.
 
     Each worker would otherwise start its own copy of such a fixture (a
     SeaweedFS server and two FUSE mounts, Unix users), which costs more than
@@ -45,11 +45,52 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     class ModuleFixtureScheduling(LoadScopeScheduling):
+        _ordered = False
+
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::")[0]
             return module if _has_module_fixture(config.rootpath / module) else nodeid
 
+        def _assign_work_unit(self, node) -> None:
+            if not self._ordered:  # the queue is whole at the first assignment: the longest work goes first
+                self._ordered = True
+                queue = sorted(self.workqueue.items(), key=lambda item: _start_rank(item[0]))
+                self.workqueue.clear()
+                self.workqueue.update(queue)
+            super()._assign_work_unit(node)
+
     return ModuleFixtureScheduling(config, log)
+
+
+#: The longest work of a parallel run, longest first (prefixes of node ids): it starts first, so
+#: that no worker begins a long group or test when the others are about to finish (the run ends
+#: when its most loaded worker does). The rest follows in xdist's order (groups by their number of
+#: tests, then the collection's order). From the durations of whole runs (``--durations=40``): the
+#: modules that share a SeaweedFS server (one worker each), then the longest single tests.
+LONGEST_FIRST = (
+    "tests/test_remote_packs.py",
+    "tests/sharedfs/test_shared_store.py",
+    "tests/test_remote_s3.py",
+    "tests/test_signed_records_s3.py",
+    "tests/test_hostile_inputs.py",
+    "tests/sharedfs/test_seaweedfs_setup.py",
+    "tests/reliability/test_group_store.py",
+    "tests/reliability/test_faults.py",
+    "tests/test_benchmarks.py::test_quick_offline_run_gives_rows_for_every_benchmark",
+    "tests/test_tree_slices.py",
+    "tests/test_concurrency.py::test_kill_9",
+    "tests/reliability/test_lock_kill.py",
+    "tests/test_tree_format.py",
+    "tests/test_remote_cache.py",
+    "tests/test_lock_entries.py",
+    "tests/reliability/test_load.py",
+    "tests/test_plugins.py",
+)
+
+
+def _start_rank(scope: str) -> int:
+    """Where a group or test of the parallel run starts: the index of the first prefix of :data:`LONGEST_FIRST` it has, else after them all."""
+    return next((rank for rank, prefix in enumerate(LONGEST_FIRST) if scope.startswith(prefix)), len(LONGEST_FIRST))
 
 
 _MODULE_FIXTURE = re.compile(r"""@pytest\.fixture\(\s*scope\s*=\s*["']module["']""")

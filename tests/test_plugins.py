@@ -13,6 +13,15 @@ the registry as a dependency of the plugins (they declare
 which datamaestro it imports: a cached one that does not import this one is
 built again.
 
+The plugins and what they require are installed by ``uv`` (of the test
+extra), told to leave out every distribution the test interpreter already
+has (``--excludes``): the virtualenv sees those through its ``.pth``, and
+holds only what the plugins add (9 distributions, about 5 s, where pip took
+about three minutes on a loaded machine). Then the virtualenv is asked
+whether every requirement of the plugins, all the way down, is met by what
+it sees; where one is not (the test environment holds a version a plugin
+does not accept), or where there is no ``uv``, pip builds it as before.
+
 The virtualenv is kept in ``~/.cache/datamaestro-tests/`` (or
 ``$DATAMAESTRO_TESTS_CACHE``) and reused by later runs; its name is a hash of
 how it is built (``RECIPE``, the interpreter, its site directories, the
@@ -43,6 +52,7 @@ from filelock import FileLock
 
 import datamaestro
 from support.mnistdata import write_mnist
+from support.users import uv_command
 
 pytestmark = pytest.mark.plugins
 
@@ -52,7 +62,7 @@ EXTRAS = ["ijson"]
 PROBE = Path(__file__).parent / "support" / "pluginprobe.py"
 #: How the plugin virtualenv is built: part of its cache key, to change with
 #: the way ``build_plugin_venv`` builds it (a virtualenv built otherwise is not reused)
-RECIPE = "2: no system site-packages; a .pth adds the test interpreter's site dirs; datamaestro pinned to the tested version"
+RECIPE = "3: no system site-packages; a .pth adds the test interpreter's site dirs; uv leaving out what they hold, else pip with datamaestro pinned"
 
 #: What the original datamaestro 1.16.1 lists (``datamaestro search``, with
 #: datamaestro-image 2025.9.21.1, datamaestro-text 2026.4.22 and
@@ -148,13 +158,38 @@ def venv_problem(found: dict | None, expected: dict[str, str]) -> str | None:
     missing = [name for name, version in found["distributions"].items() if version is None]
     if missing:
         return f"it lacks {', '.join(missing)}"
+    if found.get("unmet"):
+        return f"its requirements are not met: {'; '.join(found['unmet'][:5])}"
     return None
 
 
 def build_plugin_venv(folder: Path, site_dirs: list[str], expected: dict[str, str]) -> None:
-    """Creates the virtualenv in ``folder`` and installs the published plugins there."""
+    """Creates the virtualenv in ``folder`` and installs the published plugins there: with uv when it can, else with pip."""
+    uv = uv_command()
+    if uv is not None:
+        _make_plugin_venv(folder, site_dirs, uv)
+        excludes = folder / "installed-in-the-test-environment.txt"
+        names = sorted({dist.metadata["Name"] for dist in importlib.metadata.distributions(path=site_dirs) if dist.metadata["Name"]})
+        excludes.write_text("".join(f"{name}\n" for name in names))
+        install = subprocess.run(
+            [uv, "pip", "install", "--quiet", "--python", str(folder / "bin" / "python"), "--excludes", str(excludes), *PLUGINS, *EXTRAS],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        problem = venv_problem(probe_environment(folder / "bin" / "python"), expected) if install.returncode == 0 else install.stderr[-3000:]
+        if problem is None:
+            return
+        print(f"\nuv could not build the plugin virtualenv ({problem}): pip builds it")
+    _make_plugin_venv(folder, site_dirs, None)
+    _pip_install_plugins(folder, expected)
+
+
+def _make_plugin_venv(folder: Path, site_dirs: list[str], uv: str | None) -> None:
+    """A new virtualenv in ``folder`` (with pip unless ``uv`` makes it) whose ``.pth`` adds the test interpreter's site dirs."""
     shutil.rmtree(folder, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    make = [uv, "venv", "--quiet", "--python", sys.executable, str(folder)] if uv else [sys.executable, "-m", "venv", str(folder)]
+    subprocess.run(make, check=True)
     python = folder / "bin" / "python"
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], capture_output=True, text=True, check=True
@@ -162,6 +197,11 @@ def build_plugin_venv(folder: Path, site_dirs: list[str], expected: dict[str, st
     # one line, run at start-up: the test interpreter's site dirs, with their .pth files, after the
     # virtualenv's own (executed by `site` in a function's namespace: no comprehension, that would not see `site`)
     (Path(purelib) / "_datamaestro_tests_site.pth").write_text(f"import site; list(map(site.addsitedir, {site_dirs!r}))\n")
+
+
+def _pip_install_plugins(folder: Path, expected: dict[str, str]) -> None:
+    """Installs the plugins with the virtualenv's pip, which sees the test interpreter's distributions as installed."""
+    python = folder / "bin" / "python"
     # the datamaestro of the test environment is installed there (pip sees it through the .pth): it
     # satisfies the plugins' requirement; were it not seen, pip fails (no such version in the registry)
     # rather than install a datamaestro 1.x beside the plugins

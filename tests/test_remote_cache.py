@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from datamaestro.store import Store
-from support.lockproject import PINNED_FILES, dm, make_project, readable_files, served  # noqa: F401 (fixture)
+from support.lockproject import PINNED_FILES, dm, in_project, make_project, readable_files, served  # noqa: F401 (fixture)
 from support.mnistdata import MNIST_FILES
 
 MNIST = "com.lecun.mnist"
@@ -29,12 +29,19 @@ def remote_env(folder: Path) -> dict[str, str]:
 
 
 def pushed(served, tmp_path) -> tuple[Path, Path]:
-    """Prepares the bundle and MNIST on data dir ``a`` and pushes them to a remote folder; returns (project, remote)."""
+    """Prepares the bundle and MNIST on data dir ``a`` and pushes them to a remote folder; returns (project, remote).
+
+    The prepares run in this process (the set-up: a new process costs seconds on a loaded
+    machine); the push, what the tests check, is the console script's.
+    """
+    from datamaestro.api import prepare_dataset
+
     project = make_project(tmp_path / "project")
     remote = tmp_path / "remote"
     Store(remote)
-    dm(project, "prepare", BUNDLE, data=tmp_path / "a")
-    dm(project, "prepare", MNIST, data=tmp_path / "a")
+    with in_project(project, tmp_path / "a") as context:
+        for dataset in (BUNDLE, MNIST):
+            prepare_dataset(dataset, context=context)
     result = dm(project, "store", "push", str(remote), BUNDLE, MNIST, data=tmp_path / "a")
     assert "pushed" in result.stdout and "of 2 datasets" in result.stdout
     return project, remote

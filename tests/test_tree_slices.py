@@ -3,8 +3,10 @@
 A tree of more than ``slice_files`` files (128 on the local disk of the
 tests) has its files checked one slice per warm use, round and round: a
 file changed, removed or replaced by a link is caught when its slice comes,
-within ``ceil(files / 128)`` uses (79 for the 10,000 files here), and
-repaired as the on-use check does (moved to quarantine, fetched again). A
+within ``ceil(files / 128)`` uses (20 for the 2,500 files here), and
+repaired as the on-use check does (moved to quarantine, fetched again).
+The large tree has 2,500 files: enough slices for every case here (the
+farthest file damaged is in slice 17), a quarter of the work of 10,000. A
 small tree is checked whole on every use. The rotation's state (an index
 and a cursor per tree, in the user's cache dir) is outside input: bad state
 makes a use check the whole tree.
@@ -26,8 +28,10 @@ from datamaestro.store.treeslices import SLICE_FILES_LOCAL, TreeSlices
 
 DATASET = "org.samples.corpus"
 ARCHIVE = "samples/corpus.tar.gz"
-LARGE = 10_000
+LARGE = 2_500
 S = SLICE_FILES_LOCAL
+#: files per folder of the large tree (its files are spread over 100 folders)
+PER_FOLDER = LARGE // 100
 #: the most uses that may pass before a changed file of the large tree is caught (docs/store.md)
 BOUND = math.ceil(LARGE / S)
 
@@ -35,6 +39,12 @@ BOUND = math.ceil(LARGE / S)
 def file_name(index: int) -> str:
     """The path of the tree's ``index``-th file (100 folders, sorted like the tree's entries)."""
     return f"d{index % 100:02d}/f{index:05d}.txt"
+
+
+def file_in_slice(block: int) -> int:
+    """The index of a file in the middle of slice ``block`` of the large tree (its entries sorted by path: d00/f00000, d00/f00100, …, d01/f00001, …)."""
+    position = block * S + S // 2
+    return (position % PER_FOLDER) * 100 + position // PER_FOLDER
 
 
 def write_corpus(root: Path, count: int) -> None:
@@ -55,6 +65,14 @@ def prepare() -> subprocess.CompletedProcess:
     result = subprocess.run(["datamaestro", "prepare", DATASET], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return result
+
+
+def prepare_in_this_process() -> None:
+    """The same prepare, in the test's process: for the set-up (a new process costs seconds on a loaded machine; the uses checked are the console script's)."""
+    from datamaestro.api import prepare_dataset
+    from datamaestro.context import Context
+
+    prepare_dataset(DATASET, context=Context(progress=False))
 
 
 class Corpus:
@@ -93,9 +111,9 @@ class Corpus:
 
 @pytest.fixture
 def corpus(mnist_server, tmp_path_factory):
-    """The 10,000-file corpus, prepared (cold: its materialization writes the rotation's state, the next use checks the first slice)."""
+    """The large corpus, prepared (cold: its materialization writes the rotation's state, the next use checks the first slice)."""
     write_corpus(mnist_server.root, LARGE)
-    prepare()
+    prepare_in_this_process()
     found = Corpus(mnist_server, Path(os.environ["DATAMAESTRO_DIR"]))
     assert found.downloads() == 1
     return found
@@ -123,8 +141,8 @@ def replace_by_link(path: Path) -> None:
     os.symlink(copy, path)
 
 
-#: files in slices 5, 2 and 1 (the tree's order is by path: d00/f00000, d00/f00100, …, d01/f00001, …)
-@pytest.mark.parametrize(("damage", "index"), [(change, 5_006), (remove, 6_102), (replace_by_link, 3_801)])
+#: files in slices 5, 2 and 1
+@pytest.mark.parametrize(("damage", "index"), [(change, file_in_slice(5)), (remove, file_in_slice(2)), (replace_by_link, file_in_slice(1))])
 def test_a_damaged_file_of_a_large_tree_is_caught_when_its_slice_comes(corpus, damage, index):
     block = corpus.block_of(index)
     assert 0 < block < BOUND  # not in the first slice: the uses before it must not see it
@@ -145,8 +163,8 @@ def test_a_damaged_file_of_a_large_tree_is_caught_when_its_slice_comes(corpus, d
 
 def test_a_small_tree_is_checked_whole_on_its_next_use(mnist_server):
     write_corpus(mnist_server.root, S)  # the largest tree checked whole on every use
-    prepare()
-    prepare()
+    prepare_in_this_process()
+    prepare_in_this_process()
     corpus = Corpus(mnist_server, Path(os.environ["DATAMAESTRO_DIR"]))
     expected = corpus.read(S - 1)
     change(corpus.object_path(S - 1))
@@ -158,7 +176,7 @@ def test_a_small_tree_is_checked_whole_on_its_next_use(mnist_server):
 
 
 def test_concurrent_uses_never_skip_a_slice(corpus):
-    index = 3  # slice 2
+    index = file_in_slice(2)
     block = corpus.block_of(index)
     expected = corpus.read(index)
     change(corpus.object_path(index))
@@ -191,7 +209,7 @@ HOSTILE_CURSORS = {
 
 
 def _tree_store(tmp_path: Path) -> tuple[Store, str, list[str]]:
-    """A store holding one tree of 10,000 files (ingested directly: no server), and its files' digests in order."""
+    """A store holding the large tree (ingested directly: no server), and its files' digests in order."""
     source = tmp_path / "source"
     for index in range(LARGE):
         path = source / file_name(index)

@@ -14,8 +14,10 @@ shape of the training images.
 
 ``python pluginprobe.py environment DIST...``: which datamaestro this Python
 imports (file and version) and the installed version of each distribution
-(``null`` where it is missing); imports nothing else of datamaestro, so that it
-also answers in a virtualenv that holds a wrong datamaestro.
+(``null`` where it is missing), and the requirements of those distributions
+and of theirs, all the way down, that what this Python imports does not meet;
+imports nothing else of datamaestro, so that it also answers in a virtualenv
+that holds a wrong datamaestro.
 """
 
 from __future__ import annotations
@@ -121,8 +123,47 @@ def environment(distributions: list[str]) -> dict:
     return {
         "datamaestro": {**imported, "version": version("datamaestro")},
         "distributions": {name: version(name) for name in distributions},
+        "unmet": unmet_requirements(distributions),
         "prefix": sys.prefix,
     }
+
+
+def unmet_requirements(roots: list[str]) -> list[str]:
+    """The requirements of ``roots`` and of what they require, recursively, that the distributions this Python sees do not meet.
+
+    The plugin virtualenv is built without the distributions the test
+    interpreter already has (it sees them through its ``.pth``): this says
+    when one of them is not a version a plugin accepts.
+    """
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    unmet, seen = [], set()
+    pending = [(name, frozenset()) for name in roots]
+    while pending:
+        name, extras = pending.pop()
+        if (canonicalize_name(name), extras) in seen:
+            continue
+        seen.add((canonicalize_name(name), extras))
+        try:
+            requires = importlib.metadata.distribution(name).requires or []
+        except importlib.metadata.PackageNotFoundError:
+            continue  # a missing root is reported by its version; a missing requirement by the one that needs it
+        for text in requires:
+            requirement = Requirement(text)
+            if requirement.marker and not any(requirement.marker.evaluate({"extra": extra}) for extra in extras or {""}):
+                continue
+            try:
+                found = importlib.metadata.version(requirement.name)
+            except importlib.metadata.PackageNotFoundError:
+                unmet.append(f"{name} requires {requirement}, which is missing")
+                continue
+            if not requirement.specifier.contains(found, prereleases=True):
+                unmet.append(f"{name} requires {requirement}, not {found}")
+            pending.append((requirement.name, frozenset(requirement.extras)))
+    return sorted(set(unmet))
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ def _edit_accounts(command: list[str], attempts: int = 5) -> None:
         time.sleep(0.2 * (attempt + 1))
 
 
-def _uv() -> str | None:
+def uv_command() -> str | None:
     """The ``uv`` command (of the test extra) beside this interpreter or on the PATH, if any."""
     beside = Path(sys.executable).parent / "uv"
     return str(beside) if beside.exists() else shutil.which("uv")
@@ -177,7 +177,7 @@ def group_venv() -> Path:
     with FileLock(str(folder) + ".lock"):
         if not ready.is_file():
             shutil.rmtree(folder, ignore_errors=True)
-            uv = _uv()
+            uv = uv_command()
             make = [uv, "venv", "--quiet", "--python", str(python), str(folder)] if uv else [str(python), "-m", "venv", str(folder)]
             made = subprocess.run(make, capture_output=True, text=True)
             if made.returncode != 0:
