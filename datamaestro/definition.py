@@ -298,6 +298,41 @@ class DatasetDefinition:
             visit(resource, [])
         return ordered
 
+    def describe(self, datapath: Path, states=None) -> dict:
+        """What ``info`` shows of the dataset: its metadata and resources, its readable folder ``datapath``.
+
+        :param states: something whose ``state(resource)`` says each
+            resource's state in the store (a pipeline); None: no state shown
+        """
+        resources = []
+        for resource in self.ordered_resources():
+            entry = {
+                "name": resource.name,
+                "class": type(resource).__name__,
+                "kind": resource.kind,
+                "transient": resource.transient,
+                "urls": resource.urls(),
+                "depends_on": [d.name for d in resource.dependencies()],
+            }
+            if states is not None:
+                entry["state"] = states.state(resource)
+            resources.append(entry)
+        repository = self.repository
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "url": self.url,
+            "repository": repository.id if repository else None,
+            "type": self.type_name,
+            "tags": self.tags,
+            "tasks": self.tasks,
+            "aliases": [a for a in self.aliases if a != self.id],
+            "licence": self.licence,
+            "datapath": str(datapath),
+            "resources": resources,
+        }
+
     # -- configs
     def config(self, *, location: Location | None = None, **variant):
         """Builds the dataset's config; downloads nothing (paths may not exist yet).
