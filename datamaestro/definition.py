@@ -46,6 +46,15 @@ if TYPE_CHECKING:
     from .lock.model import LockedDataset
 
 
+#: the repository folder of the readable folders of definitions in no repository (a class prepared by the code defining it)
+NO_REPOSITORY = "__custom__"
+
+
+def readable_path(data_dir: Path, repository_id: str, dataset_id: str) -> Path:
+    """A dataset's readable folder: ``<data dir>/data/<repository>/<id as path>``."""
+    return data_dir / "data" / repository_id / Path(*dataset_id.split("."))
+
+
 @dataclass(frozen=True)
 class Location:
     """Where a dataset's files are read (what :meth:`Context.locate` answers).
@@ -190,6 +199,11 @@ class DatasetDefinition:
         if repository is not None:
             return repository
         return registry.repository_for_module(self.module)
+
+    def readable_folder(self, data_dir: Path, registry) -> Path:
+        """This definition's readable folder under a data dir; a definition in no repository goes under :data:`NO_REPOSITORY`."""
+        repository = self.repository_in(registry)
+        return readable_path(data_dir, repository.id if repository is not None else NO_REPOSITORY, self.id)
 
     @property
     def data_id(self) -> str:
