@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+#: the hint of a value that names no dataset
+_NAMING_HINT = 'e.g. prepare_dataset("com.lecun.mnist")'
+
 #: ``Context.request_of(..., locked=READ_LOCK)``: the lock in scope gives the entry
 READ_LOCK: Any = object()
 
@@ -406,7 +409,7 @@ class Context(metaclass=_WithFace):
 
         ``dataset`` is what the original datamaestro's ``prepare_dataset``
         accepted (see :meth:`resolve`). The id goes down once: resolved by
-        :func:`datamaestro.variants.select`, its entry checked by
+        :func:`datamaestro.variants.select_dataset`, its entry checked by
         :func:`datamaestro.lock.fingerprint.checked_entry`; nothing after
         this derives any of the request's fields again.
 
@@ -463,26 +466,38 @@ class Context(metaclass=_WithFace):
         return definition, values
 
     def _select(self, dataset, variant: dict | None) -> tuple["DatasetDefinition", dict, str]:
-        """(definition, axis values, lock entry id) of what a caller names (see :meth:`resolve`), by :func:`datamaestro.variants.select`."""
-        from .variants import select
+        """(definition, axis values, lock entry id) of what a caller names (see :meth:`resolve`), by :func:`datamaestro.variants.select_dataset`."""
+        from .variants import select_dataset
 
-        if isinstance(dataset, str):
-            return select(dataset, self.dataset, variant=variant)
-        definition = self._definition_of(dataset)
-        data_id = data_id_of(dataset)
-        if data_id is None:
+        name, find, of_data_config = dataset, self.dataset, False
+        if not isinstance(dataset, str):
+            definition = self._definition_of(dataset)
+            find = (lambda _: definition) if definition is not None else self._owner_finder(dataset)
+            data_id = data_id_of(dataset)
+            if data_id is not None:
+                # a data config names its dataset (and a family's variant) in its id: family.id[axis=value]@repo
+                name, of_data_config = data_id, True
+            elif definition is not None:
+                name = definition.id
+            else:
+                from .errors import UsageError
+
+                raise UsageError(f"{dataset!r} is not a dataset id, definition or data config", hint=_NAMING_HINT)
+        # the id goes down once, whatever named it
+        return select_dataset(name, find, variant=variant, of_data_config=of_data_config)
+
+    def _owner_finder(self, config):
+        """The finder of the dataset that owns a data config from its id (see :meth:`dataset_for_data_id`), raising UsageError when none does."""
+
+        def owner(data_id: str) -> "DatasetDefinition":
+            definition = self.dataset_for_data_id(data_id)
             if definition is None:
                 from .errors import UsageError
 
-                raise UsageError(f"{dataset!r} is not a dataset id, definition or data config", hint="e.g. prepare_dataset(\"com.lecun.mnist\")")
-            return select(definition.id, lambda _: definition, variant=variant)
-        # a family's data config names its variant in its id: family.id[axis=value]@repo
-        owner = definition if definition is not None else self.dataset_for_data_id(data_id)
-        if owner is None:
-            from .errors import UsageError
+                raise UsageError(f"{config!r} is not a dataset id, definition or data config", hint=_NAMING_HINT)
+            return definition
 
-            raise UsageError(f"{dataset!r} is not a dataset id, definition or data config", hint="e.g. prepare_dataset(\"com.lecun.mnist\")")
-        return select(data_id.partition("@")[0] if owner.variants is not None else owner.id, lambda _: owner, variant=variant, of_data_config=True)
+        return owner
 
     def _definition_of(self, dataset) -> "DatasetDefinition | None":
         """The definition behind a definition, a ``@dataset`` target or a generated dataset; None otherwise (a data config: see :meth:`_select`)."""

@@ -55,28 +55,29 @@ def split_id_selector(dataset_id: str) -> tuple[str, str]:
     return query[:index].strip(), query[index + 1 : -1]
 
 
-def select(name: str, find: Callable[[str], Any], *, variant: Mapping[str, Any] | None = None, of_data_config: bool = False) -> tuple[Any, dict[str, Any], str]:
+def select_dataset(name: str, find: Callable[[str], Any], *, variant: Mapping[str, Any] | None = None, of_data_config: bool = False) -> tuple[Any, dict[str, Any], str]:
     """What an id asks for, in one pass: the definition, the variant's axis values (defaults filled in), and the id its lock entry has.
 
     ``family[b=2, a=1]`` -> ``(family, {"a": 1, "b": 2}, "org.family[a=1,b=2]")``;
     a dataset without variants -> ``(definition, {}, definition.id)``.
 
     :param name: an id or alias, with an optional selector; or a data
-        config's id without its ``@repository`` (``of_data_config``)
+        config's id (``of_data_config``)
     :param find: the definition of an id without its selector (it has
-        ``id`` and ``variants``)
+        ``id`` and ``variants``); of a data config's id, called with that id
     :param variant: axis values given apart, instead of a selector
         (a data config's wins over its id's)
     :raises VariantError: a selector and ``variant`` both given, a variant
         for a dataset without variants, an unknown axis or value
     """
-    base_id, selector = split_id_selector(name)
-    definition = find(base_id)
-    shown = definition.id
     if of_data_config:
-        selector = selector.partition("]")[0]
+        definition = find(name)
+        shown = definition.id
+        # only a family's data config names its variant in its id: family.id[axis=value]@repo
+        selector = split_id_selector(name.partition("@")[0])[1].partition("]")[0] if definition.variants is not None else ""
     else:
-        shown = base_id
+        shown, selector = split_id_selector(name)
+        definition = find(shown)
         if selector and variant is not None:
             raise VariantError(f"dataset {shown!r} received both a selector {selector!r} and a `variant` kwarg; pass only one", hint=f"use {shown}[{selector}] alone")
     variants = definition.variants
