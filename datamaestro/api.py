@@ -144,32 +144,48 @@ def warm_prepare(dataset_id: str, *, context: Context | None = None) -> "WarmAns
 
 @_scoped
 def prepare_dataset_json(
-    dataset_id: str, *, context: Context | None = None, lock: "Path | str | None" = None, verify: str = "trust", warm: "WarmAnswer | None" = None
-) -> dict:
-    """:func:`prepare_dataset`, returning the JSON of the config (what ``datamaestro prepare`` prints).
+    dataset_id: str,
+    *,
+    context: Context | None = None,
+    lock: "Path | str | None" = None,
+    verify: str = "trust",
+    warm: "WarmAnswer | None" = None,
+    encoder: str = "json",
+):
+    """:func:`prepare_dataset`, returning the config in a printed form (what ``datamaestro prepare`` prints).
 
     A dataset prepared before is answered from its warm record (see
     :mod:`datamaestro.warm`) when nothing changed since: no definition,
     experimaestro nor numpy is imported. Otherwise the full prepare runs
-    and records what the next call needs.
+    from one :class:`~datamaestro.definition.Request` and records what the
+    next call needs.
 
     :param warm: the warm answer :func:`warm_prepare` gave for this id, in this
         context and with this lock (a miss: the record is not read again)
+    :param encoder: ``"json"`` (plain values: a dict) or ``"xpm"``
+        (experimaestro's serialized form: a list; no warm record)
+    :raises UsageError: an unknown encoder
     :raises DatamaestroError: as :func:`prepare_dataset`
     """
     from . import warm as warm_records
+    from .commands.xpm import ENCODERS
 
+    if encoder not in ENCODERS:
+        from .errors import UsageError
+
+        raise UsageError(f"unknown encoder {encoder!r}", hint="use --encoder json or --encoder xpm")
+    recorded = verify == "trust" and encoder == "json"
     ctx = _context(context)
     with ctx.using_lock(lock):
-        if verify == "trust" and warm is None:
+        if recorded and warm is None:
             warm = warm_records.answer(ctx, dataset_id)
-        if verify == "trust" and warm.config is not None:
+        if recorded and warm.config is not None:
             return warm.config
         request = ctx.request(dataset_id)
         result = ctx.prepare(request, verify=verify)
-        config = config_to_json(request.config())
-        if verify == "trust":
-            description = _describe(request.definition, ctx, states=None) if not request.variant else None
+        config = ENCODERS[encoder](request.config())
+        if recorded:
+            description = request.definition.describe(request.location.path) if not request.variant else None
             # valid for the stamps taken before the prepare: a plugin edited meanwhile leaves a stale record
             record = warm_records.WarmRecord.of(dataset_id, request, result, config, warm.stamps, description)
             if record is not None:
@@ -285,26 +301,8 @@ def push_datasets(
 
 
 def config_to_json(config) -> dict:
-    """A data config as plain JSON: every value (paths as strings), nested configs as objects.
-
-    Example: ``{"train": {"images": {"path": ".../train_images.idx", "id": ...}}, "id": "com.lecun.mnist@image"}``
-    """
-    from pathlib import Path
-
-    from experimaestro import Config
-
-    def encode(value):
-        if isinstance(value, Config):
-            return {key: encode(child) for key, child in value.__xpm__.values.items() if child is not None}
-        if isinstance(value, Path):
-            return str(value)
-        if isinstance(value, (list, tuple)):
-            return [encode(v) for v in value]
-        if isinstance(value, dict):
-            return {str(k): encode(v) for k, v in value.items()}
-        if value is None or isinstance(value, (str, int, float, bool)):
-            return value
-        return str(value)
+    """A data config as plain JSON (see :func:`datamaestro.commands.xpm.config_to_json`)."""
+    from .commands.xpm import config_to_json as encode
 
     return encode(config)
 
@@ -326,7 +324,7 @@ def describe_dataset(dataset_id: str, *, context: Context | None = None) -> dict
         # a family without a selector is described as a family (a required axis is not asked for)
         definition = ctx.resolve(dataset_id)[0] if split_id_selector(dataset_id)[1] else ctx.dataset(dataset_id)
         # the states of this store only: info never contacts a remote cache (it may be slow, or refuse)
-        described = _describe(definition, ctx, states=ctx.pipeline(use_remotes=False))
+        described = definition.describe(ctx.locate(definition).path, states=ctx.pipeline(use_remotes=False))
     fetcher = ctx.fetcher()
     for resource in described["resources"]:
         # what the [mirrors] setting makes of each URL, tried before it
@@ -341,38 +339,6 @@ def describe_remotes(context: Context | None = None) -> list[dict]:
 
     ctx = _context(context)
     return [{"name": name, "url": spec["url"], "records": describe_trust(spec)} for name, spec in ctx.settings.remotes.items()]
-
-
-def _describe(definition, ctx: Context, states) -> dict:
-    """A definition's description; its resources' states from a pipeline (``states``), none without one."""
-    resources = []
-    for resource in definition.ordered_resources():
-        entry = {
-            "name": resource.name,
-            "class": type(resource).__name__,
-            "kind": resource.kind,
-            "transient": resource.transient,
-            "urls": resource.urls(),
-            "depends_on": [d.name for d in resource.dependencies()],
-        }
-        if states is not None:
-            entry["state"] = states.state(resource)
-        resources.append(entry)
-    repository = definition.repository
-    return {
-        "id": definition.id,
-        "name": definition.name,
-        "description": definition.description,
-        "url": definition.url,
-        "repository": repository.id if repository else None,
-        "type": definition.type_name,
-        "tags": definition.tags,
-        "tasks": definition.tasks,
-        "aliases": [a for a in definition.aliases if a != definition.id],
-        "licence": definition.licence,
-        "datapath": str(ctx.locate(definition).path),
-        "resources": resources,
-    }
 
 
 @_scoped

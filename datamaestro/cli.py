@@ -290,21 +290,12 @@ def prepare(
     encoder: str = typer.Option("json", "--encoder", help="json: plain values; xpm: experimaestro's serialized form (types, identifiers)."),
 ):
     """Make a dataset present and print its config as JSON (paths and id)."""
-    from .errors import UsageError
+    from .api import prepare_dataset_json
 
-    if encoder not in ("json", "xpm"):
-        raise UsageError(f"unknown encoder {encoder!r}", hint="use --encoder json or --encoder xpm")
-    if encoder == "json":
-        from .api import prepare_dataset_json
-
-        # a warm dataset is answered from its warm record, without importing its definition
-        miss = state.warm_miss
-        warm = miss.answer if miss is not None and miss.dataset_id == dataset_id and lock is None and state._context is miss.context else None
-        echo_json(prepare_dataset_json(dataset_id, context=state.context(), lock=lock, verify=verify, warm=warm))
-        return
-    from .api import config_to_xpm, prepare_dataset
-
-    echo_json(config_to_xpm(prepare_dataset(dataset_id, context=state.context(), lock=lock, verify=verify)))
+    # a warm dataset is answered from its warm record, without importing its definition
+    miss = state.warm_miss
+    warm = miss.answer if miss is not None and miss.dataset_id == dataset_id and lock is None and state._context is miss.context else None
+    echo_json(prepare_dataset_json(dataset_id, context=state.context(), lock=lock, verify=verify, warm=warm, encoder=encoder))
 
 
 @app.command()

@@ -33,12 +33,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+#: the hint of a value that names no dataset
+_NAMING_HINT = 'e.g. prepare_dataset("com.lecun.mnist")'
+
 #: ``Context.request_of(..., locked=READ_LOCK)``: the lock in scope gives the entry
 READ_LOCK: Any = object()
-
-
-#: the repository folder of the readable folders of definitions in no repository (a class prepared by the code defining it)
-NO_REPOSITORY = "__custom__"
 
 #: the original datamaestro's attributes of ``Context``, kept in :mod:`datamaestro.compat.context` and read there on first use
 _FACE_NAMES = frozenset(
@@ -277,12 +276,13 @@ class Context(metaclass=_WithFace):
 
     def readable_path(self, repository_id: str, dataset_id: str) -> Path:
         """A dataset's readable folder: ``<data dir>/data/<repository>/<id as path>``."""
-        return self.data_dir / "data" / repository_id / Path(*dataset_id.split("."))
+        from .definition import readable_path
+
+        return readable_path(self.data_dir, repository_id, dataset_id)
 
     def readable_folder(self, definition: "DatasetDefinition") -> Path:
-        """A definition's readable folder; a definition in no repository goes under :data:`NO_REPOSITORY`."""
-        repository = definition.repository_in(self.registry)
-        return self.readable_path(repository.id if repository is not None else NO_REPOSITORY, definition.id)
+        """A definition's readable folder; a definition in no repository goes under ``NO_REPOSITORY``."""
+        return definition.readable_folder(self.data_dir, self.registry)
 
     # -- the lock in scope
     def _lock_candidate(self) -> tuple[Path | None, bool]:
@@ -346,14 +346,6 @@ class Context(metaclass=_WithFace):
         """No lock in scope for a ``with`` block (what ``lock`` resolves with)."""
         return self.using_lock(False)
 
-    def _fingerprint(self, definition: "DatasetDefinition") -> str:
-        key = id(definition)
-        if key not in self._fingerprints:
-            from .lock.fingerprint import fingerprint
-
-            self._fingerprints[key] = fingerprint(definition)
-        return self._fingerprints[key]
-
     def locked_dataset(self, definition: "DatasetDefinition", lock: "Lock | None | bool" = True, *, entry_id: str | None = None) -> "LockedDataset | None":
         """The entry of the lock in scope for a dataset (None when none pins it).
 
@@ -368,36 +360,23 @@ class Context(metaclass=_WithFace):
         :raises LockFileError: the lock is malformed, or was written for
             another version of the definition
         """
+        from .lock.fingerprint import checked_entry
+
         if lock is True:
             lock = self.lockfile()
         if lock is None or lock is False:
             return None
-        key = lock_key(lock, definition, entry_id)
-        if key is None:
-            return None
-        entry = lock.datasets[key]
-        if entry.fingerprint != self._fingerprint(definition):
-            from .errors import LockFileError
+        entry = checked_entry(lock, definition, entry_id, fingerprints=self._fingerprints, fitting=self._fitting)
+        if entry is not None:
+            self._root(lock)
+        return entry
 
-            raise LockFileError(
-                f"{lock.path}: {definition.id} is locked for another version of its definition",
-                hint=f"run `datamaestro lock` to lock the definition as it is now (`datamaestro lock --upgrade {definition.id}` also downloads its data again)",
-            )
-        if self._fitting.get(id(definition)) is not entry:
-            # a table lost, added or renamed leaves the fingerprint as it was
-            from .lock.fingerprint import DAMAGED_LOCK_HINT, entry_problem
-
-            problem = entry_problem(entry, definition)
-            if problem is not None:
-                from .errors import LockFileError
-
-                raise LockFileError(f"{lock.path}: {key}: {problem}", hint=DAMAGED_LOCK_HINT)
-            self._fitting[id(definition)] = entry
+    def _root(self, lock: "Lock") -> None:
+        """Makes a lock file (with its manifests) a gc root of the store, once per content."""
         stamp = (str(lock.path), tuple(lock.manifests()))
         if stamp not in self._rooted:
             self.store.register_lock_root(lock.path, lock.manifests())
             self._rooted.add(stamp)
-        return entry
 
     def locate(self, definition: "DatasetDefinition", locked: "LockedDataset | None | bool" = True, *, entry_id: str | None = None) -> "Location":
         """Where a dataset lives: its readable folder, and the pinned view when a lock pins it.
@@ -411,8 +390,10 @@ class Context(metaclass=_WithFace):
         """
         if locked is True:
             # the entry as the lock in scope has it, its fingerprint not checked: a stale entry still says where its view is
+            from .lock.fingerprint import entry_key
+
             lock = self.lockfile()
-            key = lock_key(lock, definition, entry_id) if lock is not None else None
+            key = entry_key(lock, definition.id, entry_id) if lock is not None else None
             locked = lock.datasets[key] if key is not None else None
         return self.request_of(definition, entry_id=entry_id, locked=locked).location
 
@@ -424,14 +405,28 @@ class Context(metaclass=_WithFace):
 
     # -- requests: which definition, which variant, which lock entry, where it lives
     def request(self, dataset, *, variant: dict | None = None) -> Request:
-        """The :class:`Request` a caller means, resolved once (see :meth:`resolve`), with its lock entry and location.
+        """The :class:`Request` a caller means, built in one pass: definition, variant, lock entry (checked), location.
+
+        ``dataset`` is what the original datamaestro's ``prepare_dataset``
+        accepted (see :meth:`resolve`). The id goes down once: resolved by
+        :func:`datamaestro.variants.select_dataset`, its entry checked by
+        :func:`datamaestro.lock.fingerprint.checked_entry`; nothing after
+        this derives any of the request's fields again.
 
         :raises VariantError: a bad selector or variant (see :meth:`resolve`)
         :raises LockFileError: the lock in scope is malformed, or its entry
             does not fit the definition
         """
-        definition, values = self.resolve(dataset, variant=variant)
-        return self.request_of(definition, variant=values if definition.variants is not None else None)
+        from .definition import Location, Request
+        from .lock.fingerprint import checked_entry
+
+        definition, values, entry_id = self._select(dataset, variant)
+        readable = definition.readable_folder(self.data_dir, self.registry)
+        lock = self.lockfile()
+        locked = checked_entry(lock, definition, entry_id, fingerprints=self._fingerprints, fitting=self._fitting) if lock is not None else None
+        if locked is not None:
+            self._root(lock)
+        return Request(definition, values, entry_id, locked, Location(readable, self.store.views.path_of(locked.manifest) if locked else None))
 
     def request_of(
         self,
@@ -467,39 +462,45 @@ class Context(metaclass=_WithFace):
         :raises VariantError: a selector and ``variant`` both given, a variant
             for a dataset without variants, an unknown axis or value
         """
-        from .variants import split_id_selector
+        definition, values, _ = self._select(dataset, variant)
+        return definition, values
 
-        selector = ""
-        if isinstance(dataset, str):
-            base_id, selector = split_id_selector(dataset)
-            definition = self.dataset(base_id)
-        else:
-            base_id = None
+    def _select(self, dataset, variant: dict | None) -> tuple["DatasetDefinition", dict, str]:
+        """(definition, axis values, lock entry id) of what a caller names (see :meth:`resolve`), by :func:`datamaestro.variants.select_dataset`."""
+        from .variants import select_dataset
+
+        name, find, of_data_config = dataset, self.dataset, False
+        if not isinstance(dataset, str):
             definition = self._definition_of(dataset)
+            find = (lambda _: definition) if definition is not None else self._owner_finder(dataset)
+            data_id = data_id_of(dataset)
+            if data_id is not None:
+                # a data config names its dataset (and a family's variant) in its id: family.id[axis=value]@repo
+                name, of_data_config = data_id, True
+            elif definition is not None:
+                name = definition.id
+            else:
+                from .errors import UsageError
+
+                raise UsageError(f"{dataset!r} is not a dataset id, definition or data config", hint=_NAMING_HINT)
+        # the id goes down once, whatever named it
+        return select_dataset(name, find, variant=variant, of_data_config=of_data_config)
+
+    def _owner_finder(self, config):
+        """The finder of the dataset that owns a data config from its id (see :meth:`dataset_for_data_id`), raising UsageError when none does."""
+
+        def owner(data_id: str) -> "DatasetDefinition":
+            definition = self.dataset_for_data_id(data_id)
             if definition is None:
                 from .errors import UsageError
 
-                raise UsageError(f"{dataset!r} is not a dataset id, definition or data config", hint="e.g. prepare_dataset(\"com.lecun.mnist\")")
-            data_id = data_id_of(dataset)
-            if data_id is not None and definition.variants is not None:
-                # a family's data config names its variant in its id: family.id[axis=value]@repo
-                selector = split_id_selector(data_id.partition("@")[0])[1].partition("]")[0]
-        name = base_id or definition.id
-        from .errors import VariantError
+                raise UsageError(f"{config!r} is not a dataset id, definition or data config", hint=_NAMING_HINT)
+            return definition
 
-        if selector and variant is not None and data_id_of(dataset) is None:
-            raise VariantError(f"dataset {name!r} received both a selector {selector!r} and a `variant` kwarg; pass only one", hint=f"use {name}[{selector}] alone")
-        if definition.variants is None:
-            if selector:
-                raise VariantError(f"dataset {name!r} does not declare variants but selector {selector!r} was supplied", hint=f"use {name}")
-            if variant:
-                raise VariantError(f"dataset {name!r} does not declare variants but `variant` kwarg {variant!r} was supplied", hint="drop variant=")
-            return definition, {}
-        values = dict(variant) if variant is not None else definition.variants.parse_selector(selector)
-        return definition, definition.variants.resolve(**values)
+        return owner
 
     def _definition_of(self, dataset) -> "DatasetDefinition | None":
-        """The definition behind a definition, a ``@dataset`` target, a generated dataset or a data config; None otherwise."""
+        """The definition behind a definition, a ``@dataset`` target or a generated dataset; None otherwise (a data config: see :meth:`_select`)."""
         from .definition import DatasetDefinition
 
         if isinstance(dataset, DatasetDefinition):
@@ -510,9 +511,6 @@ class Context(metaclass=_WithFace):
         as_definition = getattr(dataset, "as_definition", None)
         if callable(as_definition):
             return as_definition()
-        data_id = data_id_of(dataset)
-        if data_id is not None:
-            return self.dataset_for_data_id(data_id)
         return None
 
     # -- datasets
@@ -643,13 +641,6 @@ class Context(metaclass=_WithFace):
         return result
 
 
-def lock_key(lock: "Lock", definition: "DatasetDefinition", entry_id: str | None) -> str | None:
-    """The entry of a lock that pins a dataset: a variant's own (``entry_id``), else the definition's; None when neither is there."""
-    if entry_id is not None and entry_id in lock.datasets:
-        return entry_id
-    return definition.id if definition.id in lock.datasets else None
-
-
 def data_id_of(value) -> str | None:
     """The id of a data config (None for anything else, or a config without one)."""
     from .data import Base
@@ -670,6 +661,7 @@ __getattr__ = lazy_getattr(
     __name__,
     {
         "Request": "datamaestro.definition:Request",
+        "NO_REPOSITORY": "datamaestro.definition:NO_REPOSITORY",
         "DatafolderPath": "datamaestro.datafolders:DatafolderPath",
         "ResolvablePath": "datamaestro.datafolders:ResolvablePath",
         "Repository": "datamaestro.repository:Repository",

@@ -46,6 +46,15 @@ if TYPE_CHECKING:
     from .lock.model import LockedDataset
 
 
+#: the repository folder of the readable folders of definitions in no repository (a class prepared by the code defining it)
+NO_REPOSITORY = "__custom__"
+
+
+def readable_path(data_dir: Path, repository_id: str, dataset_id: str) -> Path:
+    """A dataset's readable folder: ``<data dir>/data/<repository>/<id as path>``."""
+    return data_dir / "data" / repository_id / Path(*dataset_id.split("."))
+
+
 @dataclass(frozen=True)
 class Location:
     """Where a dataset's files are read (what :meth:`Context.locate` answers).
@@ -191,6 +200,11 @@ class DatasetDefinition:
             return repository
         return registry.repository_for_module(self.module)
 
+    def readable_folder(self, data_dir: Path, registry) -> Path:
+        """This definition's readable folder under a data dir; a definition in no repository goes under :data:`NO_REPOSITORY`."""
+        repository = self.repository_in(registry)
+        return readable_path(data_dir, repository.id if repository is not None else NO_REPOSITORY, self.id)
+
     @property
     def data_id(self) -> str:
         """The id given to the config: ``<id>@<repository>`` as the original datamaestro does."""
@@ -297,6 +311,41 @@ class DatasetDefinition:
         for resource in list(self.resources.values()):
             visit(resource, [])
         return ordered
+
+    def describe(self, datapath: Path, states=None) -> dict:
+        """What ``info`` shows of the dataset: its metadata and resources, its readable folder ``datapath``.
+
+        :param states: something whose ``state(resource)`` says each
+            resource's state in the store (a pipeline); None: no state shown
+        """
+        resources = []
+        for resource in self.ordered_resources():
+            entry = {
+                "name": resource.name,
+                "class": type(resource).__name__,
+                "kind": resource.kind,
+                "transient": resource.transient,
+                "urls": resource.urls(),
+                "depends_on": [d.name for d in resource.dependencies()],
+            }
+            if states is not None:
+                entry["state"] = states.state(resource)
+            resources.append(entry)
+        repository = self.repository
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "url": self.url,
+            "repository": repository.id if repository else None,
+            "type": self.type_name,
+            "tags": self.tags,
+            "tasks": self.tasks,
+            "aliases": [a for a in self.aliases if a != self.id],
+            "licence": self.licence,
+            "datapath": str(datapath),
+            "resources": resources,
+        }
 
     # -- configs
     def config(self, *, location: Location | None = None, **variant):

@@ -24,7 +24,7 @@ import inspect
 import itertools
 import typing
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from .errors import VariantError
 
@@ -53,6 +53,42 @@ def split_id_selector(dataset_id: str) -> tuple[str, str]:
     if not query.endswith("]"):
         raise VariantError(f"malformed selector: {dataset_id!r} (a variant selector ends with ']')", hint="e.g. family.id[axis=value,other=value]")
     return query[:index].strip(), query[index + 1 : -1]
+
+
+def select_dataset(name: str, find: Callable[[str], Any], *, variant: Mapping[str, Any] | None = None, of_data_config: bool = False) -> tuple[Any, dict[str, Any], str]:
+    """What an id asks for, in one pass: the definition, the variant's axis values (defaults filled in), and the id its lock entry has.
+
+    ``family[b=2, a=1]`` -> ``(family, {"a": 1, "b": 2}, "org.family[a=1,b=2]")``;
+    a dataset without variants -> ``(definition, {}, definition.id)``.
+
+    :param name: an id or alias, with an optional selector; or a data
+        config's id (``of_data_config``)
+    :param find: the definition of an id without its selector (it has
+        ``id`` and ``variants``); of a data config's id, called with that id
+    :param variant: axis values given apart, instead of a selector
+        (a data config's wins over its id's)
+    :raises VariantError: a selector and ``variant`` both given, a variant
+        for a dataset without variants, an unknown axis or value
+    """
+    if of_data_config:
+        definition = find(name)
+        shown = definition.id
+        # only a family's data config names its variant in its id: family.id[axis=value]@repo
+        selector = split_id_selector(name.partition("@")[0])[1].partition("]")[0] if definition.variants is not None else ""
+    else:
+        shown, selector = split_id_selector(name)
+        definition = find(shown)
+        if selector and variant is not None:
+            raise VariantError(f"dataset {shown!r} received both a selector {selector!r} and a `variant` kwarg; pass only one", hint=f"use {shown}[{selector}] alone")
+    variants = definition.variants
+    if variants is None:
+        if selector:
+            raise VariantError(f"dataset {shown!r} does not declare variants but selector {selector!r} was supplied", hint=f"use {shown}")
+        if variant:
+            raise VariantError(f"dataset {shown!r} does not declare variants but `variant` kwarg {variant!r} was supplied", hint="drop variant=")
+        return definition, {}, definition.id
+    values = variants.resolve(**(dict(variant) if variant is not None else variants.parse_selector(selector)))
+    return definition, values, definition.id + variants.format_selector(values)
 
 
 class Axis:

@@ -9,5 +9,5 @@ takes the :class:`~datamaestro.context.Context` to work in:
 :mod:`~datamaestro.commands.scaffold` (``create-dataset``),
 :mod:`~datamaestro.commands.audit` (``check``: a repository's modules import, its ids are unique, its configs build),
 :mod:`~datamaestro.commands.push` (``store push``),
-:mod:`~datamaestro.commands.xpm` (``prepare --encoder xpm``).
+:mod:`~datamaestro.commands.xpm` (``prepare --encoder json|xpm``: a config's printed forms).
 """

@@ -106,3 +106,43 @@ def entry_problem(entry: "LockedDataset", definition: "DatasetDefinition | None"
     if made != entry.manifest:
         return f"its [[dataset.resource]] entries make the manifest {made}, not the {entry.manifest} it pins (an entry was removed, added or edited)"
     return None
+
+
+def entry_key(lock: Any, definition_id: str, entry_id: str | None) -> str | None:
+    """The entry of a lock that pins a dataset: a variant's own (``entry_id``), else the definition's; None when neither is there."""
+    if entry_id is not None and entry_id in lock.datasets:
+        return entry_id
+    return definition_id if definition_id in lock.datasets else None
+
+
+def checked_entry(lock: Any, definition: "DatasetDefinition", entry_id: str | None, *, fingerprints: dict, fitting: dict) -> "LockedDataset | None":
+    """The lock's entry for a dataset (see :func:`entry_key`), checked against the definition as it is now; None when none pins it.
+
+    :param fingerprints: the caller's cache of fingerprints, ``{id(definition): fingerprint}``
+    :param fitting: the caller's cache of entries already checked, ``{id(definition): entry}``
+    :raises LockFileError: the entry was written for another version of the
+        definition, or lost, added or renamed a table
+    """
+    key = entry_key(lock, definition.id, entry_id)
+    if key is None:
+        return None
+    entry = lock.datasets[key]
+    known = fingerprints.get(id(definition))
+    if known is None:
+        known = fingerprints[id(definition)] = fingerprint(definition)
+    if entry.fingerprint != known:
+        from ..errors import LockFileError
+
+        raise LockFileError(
+            f"{lock.path}: {definition.id} is locked for another version of its definition",
+            hint=f"run `datamaestro lock` to lock the definition as it is now (`datamaestro lock --upgrade {definition.id}` also downloads its data again)",
+        )
+    if fitting.get(id(definition)) is not entry:
+        # a table lost, added or renamed leaves the fingerprint as it was
+        problem = entry_problem(entry, definition)
+        if problem is not None:
+            from ..errors import LockFileError
+
+            raise LockFileError(f"{lock.path}: {key}: {problem}", hint=DAMAGED_LOCK_HINT)
+        fitting[id(definition)] = entry
+    return entry
