@@ -43,10 +43,15 @@ FORMAT = 3
 
 
 def record_path(context: "Context", dataset_id: str) -> Path:
-    """Where the warm record of a requested id (as the user typed it) lives."""
-    from .store.digests import digest_bytes
+    """Where the warm record of a requested id (as the user typed it) lives.
 
-    return context.data_dir / "cache" / "warm" / (digest_bytes(dataset_id.encode())[7:39] + ".json")
+    The name is a key, not a content address: the standard library's
+    blake2b names it, so that the requested id goes down to the store's
+    digests once, when the lock entry's fingerprint is checked.
+    """
+    import hashlib
+
+    return context.data_dir / "cache" / "warm" / (hashlib.blake2b(dataset_id.encode(), digest_size=16).hexdigest() + ".json")
 
 
 def _own_fingerprint() -> list:
