@@ -241,19 +241,28 @@ def _sweep_objects(store: Store, reach: _Reach, now: float, grace: float, report
             path = Path(objects + sep + digest[start : start + 2] + sep + digest[start + 2 :])
             if not _collectable(path, now, grace, report, store):
                 continue
-            try:
-                size = os.lstat(path).st_size
-                if not report.dry_run:
-                    path.unlink()
-                    with contextlib.suppress(OSError):
-                        store.layout.stamp_path(digest).unlink()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                report.errors.append(f"{path}: {exc}")
-                continue
-            report.objects_deleted.append(digest)
-            report.bytes_deleted += size
+            remove_object(store, digest, path, report, dry_run=report.dry_run)
+
+
+def remove_object(store: Store, digest: str, path: Path, report, *, dry_run: bool) -> None:
+    """Deletes an object nothing keeps (and its stamp), counting it in ``report`` (a gc or release report); with ``dry_run``, only counts it.
+
+    An object already gone is not counted; one that cannot be deleted is
+    named in ``report.errors``.
+    """
+    try:
+        size = os.lstat(path).st_size
+        if not dry_run:
+            path.unlink()
+            with contextlib.suppress(OSError):
+                store.layout.stamp_path(digest).unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        report.errors.append(f"{path}: {exc}")
+        return
+    report.objects_deleted.append(digest)
+    report.bytes_deleted += size
 
 
 def _sweep_actions(store: Store, report: GcReport) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import Store
 from .digests import hex_of
-from .gc import GC_LOCK, GcReport, _live, _mine
+from .gc import GC_LOCK, GcReport, _live, _mine, remove_object
 from .leases import filesystem_now, live_leases
 from .roots import Root
 from .views import VIEW_LINK
@@ -145,15 +145,5 @@ def release(
             path = store.objects.path_of(digest)
             if os.path.lexists(path) and not _mine(store, path, report):
                 continue
-            try:
-                size = os.lstat(path).st_size
-                if not dry_run:
-                    path.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                report.errors.append(f"{path}: {exc}")
-                continue
-            report.objects_deleted.append(digest)
-            report.bytes_deleted += size
+            remove_object(store, digest, path, report, dry_run=dry_run)
     return report
