@@ -269,7 +269,7 @@ class ObjectStoreRemote(Remote):
                 size = result.meta["size"]
                 if limit is not None and size > limit:
                     writer.abort()
-                    raise UntrustedInputError(f"refused {digest}: the remote says {size} bytes, more than the {limit} it has (not taken)")
+                    raise UntrustedInputError(f"refused {digest}: more than the {limit} bytes it has (the remote says {size}; not taken)")
                 stream = result.stream(min_chunk_size=STREAM_CHUNK)
                 del result
                 if size < RANGED_MIN:
