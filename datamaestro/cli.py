@@ -829,10 +829,60 @@ class Terminated(SystemExit):
     """SIGTERM (what a job scheduler sends before killing): unwind like Ctrl-C."""
 
 
+#: how long a signal that arrived inside the import machinery waits before it is delivered again
+SIGNAL_RETRY_SECONDS = 0.05
+
+
+def _in_import_machinery(frame) -> bool:
+    """Whether ``frame`` or a frame that called it is Python's import machinery (``importlib._bootstrap``)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _raise_outside_imports(signum: int, frame, exception: BaseException) -> None:
+    """Raises ``exception`` where the signal found the main thread, unless that is inside an import.
+
+    An exception raised inside the import machinery can leave it broken: in
+    the weak-reference callback that drops a module lock, between taking
+    the global import lock and the ``try`` that releases it, the exception
+    is swallowed ("Exception ignored in ... _get_module_lock") and the lock
+    stays held, so every other thread's next import waits forever (a
+    SIGINT during start-up hung a prepare in a busy run of the suite).
+    There, the signal is sent again a moment later, until it finds the
+    main thread outside any import.
+    """
+    if _in_import_machinery(frame):
+        import os
+        import threading
+
+        timer = threading.Timer(SIGNAL_RETRY_SECONDS, os.kill, (os.getpid(), signum))
+        timer.daemon = True
+        timer.start()
+        return
+    raise exception
+
+
+def _interrupt(signum, frame) -> None:
+    """Ctrl-C: ``KeyboardInterrupt``, as Python's own handler, but never inside an import."""
+    _raise_outside_imports(signum, frame, KeyboardInterrupt())
+
+
 def _terminate(signum, frame) -> None:
     # raising unwinds every `with` block: half-written objects leave tmp/ at
     # once instead of waiting for a later run on this host to reap them
-    raise Terminated(143)
+    _raise_outside_imports(signum, frame, Terminated(143))
+
+
+def install_signal_handlers() -> None:
+    """Ctrl-C and SIGTERM unwind the command (``KeyboardInterrupt``, :class:`Terminated`), outside the import machinery."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when Ctrl-C is ignored (nohup, a job's background)
+        signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 #: global options that do more than set the Context (another host, the version, logging): the full command line runs then
@@ -905,9 +955,7 @@ def _sweep_after_signal() -> None:
 
 def main() -> None:
     """The console script: runs the app, turning DatamaestroError into one message."""
-    import signal
-
-    signal.signal(signal.SIGTERM, _terminate)
+    install_signal_handlers()
     try:
         if _warm_prepare(sys.argv[1:]):
             return
