@@ -47,10 +47,15 @@ MODULE = textwrap.dedent(
 )
 
 
+def ctrl_c_live() -> None:
+    """In the child: Ctrl-C as on a terminal (a suite started in the background ignores SIGINT, and a child inherits that: Python then installs no Ctrl-C handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum, stopped_by", [(signal.SIGINT, "KeyboardInterrupt"), (signal.SIGTERM, "Terminated")])
 def test_a_signal_during_an_import_stops_the_process_after_the_import(tmp_path, signum, stopped_by):
     (tmp_path / "signalled_while_imported.py").write_text(MODULE.format(name=signal.Signals(signum).name))
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=120, preexec_fn=ctrl_c_live)
     # the import completed (no half-imported module), then the signal stopped the process as usual
     assert done.stdout.split("\n")[:2] == ["imported", f"stopped {stopped_by} True"], (done.stdout, done.stderr)
     assert "Exception ignored" not in done.stderr
