@@ -448,8 +448,10 @@ class TreeStore:
         # a file system whose link() moves the mtime (SeaweedFS) would make each in-place file's stamp stale:
         # there the tree is materialized from the document, which puts the mtime back (see materialize)
         ingester = self.objects.ingester(move=move, in_place=install and move and self.layout.precise_stat)
-        # the files' digests in the tree's order, for the rotation of the on-use check (see materialize)
+        # the files' digests in the tree's order, for the rotation of the on-use check (see materialize):
+        # needed only when the folder itself becomes the materialization
         files = bytearray()
+        gather = ingester.in_place
 
         def entries() -> Iterator[dict]:
             for relative, full, kind in _sorted_walk(folder):
@@ -461,7 +463,8 @@ class TreeStore:
                     yield {"path": relative, "kind": "symlink", "target": target}
                 elif kind == "file":
                     digest, size = ingester.add(full, hashed.pop(relative, None))
-                    files.extend(bytes.fromhex(digest[7:]))
+                    if gather:
+                        files.extend(bytes.fromhex(digest[7:]))
                     yield {"path": relative, "kind": "file", "digest": digest, "size": size}
                 elif kind == "dir":
                     yield {"path": relative, "kind": "dir"}
