@@ -161,6 +161,15 @@ class ArchiveError(DatamaestroError):
     """An archive is malformed or tries to write outside its folder."""
 
 
+class UnreadableArchiveError(ArchiveError):
+    """An archive's bytes cannot be read: not its format, cut short, or damaged inside.
+
+    Unlike a hostile member, this may come from the transfer: a download
+    resumed from bytes an earlier run kept is downloaded again whole when
+    its archive is unreadable (see :func:`datamaestro.download.single.using_downloaded_file`).
+    """
+
+
 class StoreError(DatamaestroError):
     """The store is unusable: wrong layout version, no permission, full disk."""
 

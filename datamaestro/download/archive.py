@@ -31,7 +31,7 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from ..errors import ArchiveError, DefinitionError
+from ..errors import ArchiveError, DefinitionError, UnreadableArchiveError
 from ..store import Output
 from ..store.expansion import ExpansionBudget
 from ..store.digests import format_digest
@@ -39,10 +39,11 @@ from ..store.layout import disk_error, remove_tree
 from ..store.objects import OBJECT_MODE
 from ..store.treewriter import MAX_ENTRIES, TreeRefusal, TreeWriter, resolve_link, split_tree_path
 from ..resource import FolderResource
-from .single import _checkers, downloaded_file, expansion_budget
+from .single import _checkers, expansion_budget, using_downloaded_file
 from ..store.actions import Kind
 
 if TYPE_CHECKING:
+    from ..fetch import FetchResult
     from ..resource import Job
 
 # Errors that mean "the disk", not "the archive": reported as store errors
@@ -243,9 +244,10 @@ class ArchiveDownloader(FolderResource):
     # -- production
     def produce(self, job: "Job") -> Output:
         """Downloads the archive into tmp, checks every member, writes the selected ones and stores the tree."""
-        folder = job.tmp_path(".extract")
-        with downloaded_file(job, self.url, self.checkers) as (archive_path, result):
+
+        def extract(archive_path: Path, result: "FetchResult") -> Output:
             budget = expansion_budget(job, self.url, os.stat(archive_path).st_size)
+            folder = job.tmp_path(".extract")
             try:
                 os.mkdir(folder, 0o700)
                 try:
@@ -260,7 +262,9 @@ class ArchiveDownloader(FolderResource):
                 digest = job.store.ingest_tree(folder, move=True, hashed=hashed, install=True)
             finally:
                 remove_tree(folder)
-        return Output(Kind.TREE, digest, source_digest=result.source_digest, url=result.url, size=result.size)
+            return Output(Kind.TREE, digest, source_digest=result.source_digest, url=result.url, size=result.size)
+
+        return using_downloaded_file(job, self.url, self.checkers, extract)
 
     def _plan(self, members: list[_Member]) -> list[_Member]:
         """The members to write, in archive order, each with its path in the output (``member.path``); checked as a whole.
@@ -350,8 +354,8 @@ class ArchiveDownloader(FolderResource):
             return repr(sorted(self.files))
         return self.files_key if self.files is not None else "all"
 
-    def _invalid(self, exc: Exception) -> ArchiveError:
-        return ArchiveError(
+    def _invalid(self, exc: Exception) -> UnreadableArchiveError:
+        return UnreadableArchiveError(
             f"{self.url}: not a valid {self.label} archive ({exc})",
             hint="the server may have sent an error page or a truncated file; check the URL, or use the resource that matches the file's format",
         )

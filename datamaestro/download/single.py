@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import lzma
 import zlib
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import ArchiveError, DefinitionError
+from ..errors import DefinitionError, UnreadableArchiveError
 from ..lazy import lazy_getattr
 from ..store import Output
 from ..resource import FileResource
 from ..store.actions import Kind
 
 if TYPE_CHECKING:
+    from ..fetch import FetchResult
     from ..resource import Job
+
+
+logger = logging.getLogger(__name__)
 
 
 def _transforms(transforms, url: str) -> list:
@@ -123,6 +129,32 @@ def downloaded_file(job: "Job", url: str, checkers: Sequence = ()):
         path.unlink(missing_ok=True)
 
 
+_Read = TypeVar("_Read")
+
+
+def using_downloaded_file(job: "Job", url: str, checkers: Sequence, read: "Callable[[Path, FetchResult], _Read]") -> _Read:
+    """Downloads ``url`` into a tmp file of the store and returns ``read(path, result)``; the file is removed after.
+
+    A download resumed from bytes an earlier run kept is one whole only the
+    reader can check when nothing pins its hash: the kept bytes may be
+    another answer of the server under the same validators (a proxy's
+    error page, a file replaced in place). When ``read`` finds such a file
+    unreadable (:class:`~datamaestro.errors.UnreadableArchiveError`), it is
+    downloaded once more from byte 0 and read again; a download that was
+    not resumed is not tried twice.
+    """
+    with downloaded_file(job, url, checkers) as (path, result):
+        try:
+            return read(path, result)
+        except UnreadableArchiveError as exc:
+            if not result.resumed:
+                raise
+            logger.warning("%s: the resumed download cannot be read (%s): downloading it again from the start", url, exc.message)
+    # the first download succeeded, so its kept bytes are gone: this one starts at byte 0
+    with downloaded_file(job, url, checkers) as (path, result):
+        return read(path, result)
+
+
 class FileDownloader(FileResource):
     """Downloads one file, decompressing it on the fly.
 
@@ -222,7 +254,7 @@ class ConcatDownloader(FileResource):
 
         from .transforms import infer_transforms
 
-        with downloaded_file(job, self.url) as (archive_path, result):
+        def concatenate(archive_path: Path, result: "FetchResult") -> Output:
             budget = expansion_budget(job, self.url, archive_path.stat().st_size)
             with job.store.writer() as writer:
                 try:
@@ -237,12 +269,14 @@ class ConcatDownloader(FileResource):
                                 sink.write(chunk)
                             sink.finish()
                 except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
-                    raise ArchiveError(
+                    raise UnreadableArchiveError(
                         f"{self.url}: not a valid tar archive ({exc})",
                         hint="the download may be corrupt or the URL may serve something else",
                     ) from None
                 digest = writer.commit()
-        return Output(Kind.FILE, digest, source_digest=result.source_digest, url=result.url, size=result.size)
+            return Output(Kind.FILE, digest, source_digest=result.source_digest, url=result.url, size=result.size)
+
+        return using_downloaded_file(job, self.url, (), concatenate)
 
 
 class FileSink:

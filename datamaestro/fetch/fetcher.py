@@ -91,6 +91,8 @@ class _Stream:
         self.total: int | None = None
         #: bytes kept by an earlier run, not yet confirmed by the server (If-Range)
         self.carried = 0
+        #: some of the bytes were kept by an earlier run (see FetchResult.resumed); a reset starts from byte 0
+        self.resumed = False
 
     def feed(self, chunk: bytes, *, keep: bool = True, show: bool = True) -> None:
         """One raw chunk: hashed, checked, written, counted (and kept for a later run unless ``keep`` is false).
@@ -373,6 +375,7 @@ class Fetcher:
                         size=stream.received,
                         source_digest=stream.digest,
                         served_by=served_by,
+                        resumed=stream.resumed,
                     )
                 finally:
                     if stream.partial is not None:
@@ -453,7 +456,8 @@ class Fetcher:
         from byte 0, once: the bytes kept by the earlier run may be stale.
         """
         stream.resume()
-        resumed = stream.carried or (stream.partial is not None and stream.partial.meta.get("parts"))
+        resumed = bool(stream.carried or (stream.partial is not None and stream.partial.meta.get("parts")))
+        stream.resumed = resumed
         label = f"{candidate} (mirror of {url})" if candidate != url else url
         try:
             served_by = self._transfer(candidate, stream)

@@ -19,12 +19,16 @@ class FetchResult:
     :param source_digest: ``blake3:<hex>`` of the raw bytes
     :param served_by: the URL that actually served the bytes (a mirror or
         the original, after redirects)
+    :param resumed: part of the bytes were kept by an earlier run (a
+        resume): a check of the whole that only the caller can make (an
+        archive that does not open) is worth one download from byte 0
     """
 
     url: str
     size: int
     source_digest: str
     served_by: str
+    resumed: bool = False
 
 
 class Sink(Protocol):
