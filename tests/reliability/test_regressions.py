@@ -112,24 +112,32 @@ def test_publishing_an_existing_view_restores_its_manifest(tmp_path):
     assert store.has(manifest)
 
 
-@pytest.mark.parametrize("first", ["wrong-bytes", "right-bytes"])
-def test_a_resumed_archive_that_does_not_open_is_downloaded_again_from_the_start(served, dm, first):
-    """A stopped download kept bytes that are not the archive's (the server sent other bytes with the same validators).
+@pytest.mark.parametrize(
+    "dataset, archive, first",
+    [
+        ("org.samples.corpus", "samples/corpus.tar.gz", "wrong-bytes"),
+        ("org.samples.corpus", "samples/corpus.tar.gz", "right-bytes"),
+        # a gzipped file is read as it comes: wrong first bytes stop the first run at once, wrong later ones the resumed run
+        ("com.lecun.mnist", "mnist/train-images-idx3-ubyte.gz", "right-bytes"),
+    ],
+)
+def test_a_resumed_download_that_cannot_be_read_is_downloaded_again_from_the_start(served, dm, first, dataset, archive):
+    """A stopped download kept bytes that are not the file's (the server sent other bytes with the same validators).
 
     Found by the random fault suite (a busy run, round 2 of seed
-    1049783323): the archive has no pinned hash, so only opening it can tell
-    that the resumed whole is wrong. Either half may be the wrong one.
+    1049783323): nothing pins the file's hash, so only reading it (a tar
+    archive, a gzipped file) can tell that the resumed whole is wrong.
+    Either half may be the wrong one.
     """
     import signal
     import time
 
-    archive = "samples/corpus.tar.gz"
     server = served.server
     if first == "wrong-bytes":
         server.set_fault(archive, "wrong-bytes", times=1)
     server.set_fault(archive, "throttle", chunk=16 * 1024, pause=0.1)
     partial = dm.store_dir / "tmp" / "partial"
-    process = dm.start("prepare", "org.samples.corpus")
+    process = dm.start("prepare", dataset)
     try:
         deadline = time.monotonic() + 120
         while sum(p.stat().st_size for p in partial.glob("*.data")) < 32 * 1024 and time.monotonic() < deadline and process.poll() is None:
@@ -143,6 +151,6 @@ def test_a_resumed_archive_that_does_not_open_is_downloaded_again_from_the_start
     if first == "right-bytes":
         server.set_fault(archive, "wrong-bytes", times=1)  # the rest of it is wrong
     before = server.count(archive)
-    assert_recovers(dm, served.expected, "org.samples.corpus")
+    assert_recovers(dm, served.expected, dataset)
     ranges = [headers.get("Range") for _, _, headers in server.requests_for(archive)[before:]]
     assert len(ranges) == 2 and ranges[0] is not None and ranges[1] is None, ranges
