@@ -190,3 +190,43 @@ def test_a_stamp_is_compared_at_the_precision_it_was_written_with(tmp_path):
         assert stamp_matches(stamp_text(st, written), st, read)[0]
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
     assert not stamp_matches(stamp_text(st, False), os.stat(path), True)[0]
+
+
+def test_on_a_network_file_system_the_objects_are_looked_up_at_once_and_judged_the_same(tmp_path, monkeypatch):
+    """A store that is not on a local disk looks its objects up by threads, a batch at a time; what is changed or missing is still found."""
+    import threading
+
+    from datamaestro.store import integrity
+
+    store = Store(tmp_path / "store")
+    source = tmp_path / "src"
+    count = integrity.LOOKUP_BATCH * 2 + 100  # three batches
+    for index in range(count):
+        (source / f"d{index % 7}").mkdir(parents=True, exist_ok=True)
+        (source / f"d{index % 7}" / f"f{index}").write_bytes(f"file {index}\n".encode())
+    tree = store.ingest_tree(source)
+    files = list(dict.fromkeys(store.trees.iter_object_digests(tree)))
+    changed, removed = files[integrity.LOOKUP_BATCH + 5], files[-3]
+    change_in_place(store.path_of(changed))
+    os.unlink(store.path_of(removed))
+
+    threads: set[str] = set()
+    look_up = integrity._OnUseCheck._look_up
+
+    def spy(self, digest):
+        threads.add(threading.current_thread().name)
+        return look_up(self, digest)
+
+    monkeypatch.setattr(integrity._OnUseCheck, "_look_up", spy)
+    store.layout._local = False  # as on NFS or a FUSE mount
+    found = store.compare_stamps([Output(Kind.TREE, tree), Output(Kind.FILE, files[0])], whole=True)
+    assert [c.digest for c in found] == [changed, tree]
+    assert "changed after it was stored" in json.loads(found[0].quarantined.with_name(found[0].quarantined.name + ".json").read_text())["why"]
+    assert not store.output_present(Output(Kind.TREE, tree))
+    assert threads and all(name.startswith("on-use-check") for name in threads)
+
+    # on a local disk: the same objects, looked up in turn by the caller
+    threads.clear()
+    store.layout._local = True
+    assert store.compare_stamps([Output(Kind.FILE, files[0]), Output(Kind.FILE, files[1])]) == []
+    assert threads == {threading.current_thread().name}
