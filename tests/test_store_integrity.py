@@ -225,6 +225,13 @@ def test_on_a_network_file_system_the_objects_are_looked_up_at_once_and_judged_t
     assert not store.output_present(Output(Kind.TREE, tree))
     assert threads and all(name.startswith("on-use-check") for name in threads)
 
+    # a dataset of several files (one check each): looked up at once too, and a changed one found
+    threads.clear()
+    change_in_place(store.path_of(files[2]))
+    found = store.compare_stamps([Output(Kind.FILE, digest) for digest in files[:4]])
+    assert [c.digest for c in found] == [files[2]]
+    assert threads and all(name.startswith("on-use-check") for name in threads)
+
     # on a local disk: the same objects, looked up in turn by the caller
     threads.clear()
     store.layout._local = True

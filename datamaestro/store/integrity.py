@@ -345,6 +345,9 @@ def compare_stamps(store: "Store", outputs: Iterable[Output], *, whole: bool = F
     from .treeslices import TreeSlices
 
     check = _OnUseCheck(store)
+    outputs = list(outputs)
+    # a dataset of many files (MNIST's four) on a network file system: their lookups at once, not in turn
+    check.look_up_ahead([o.digest for o in outputs if o is not None and o.kind == Kind.FILE and o.digest and is_digest(o.digest)])
     slices: TreeSlices | None = None
     for output in outputs:
         if output is None or not output.kind.stored or not output.digest:
@@ -424,18 +427,33 @@ class _OnUseCheck:
         self.seen: dict[str, bool] = {}
         self.uid = os.geteuid()
         self.readers: ReaderChecks | None = None
+        # digest -> its (stat, stamp), looked up ahead on a network file system, until compared
+        self.looked: dict[str, tuple[os.stat_result | None, str | None]] = {}
+
+    def look_up_ahead(self, digests: list[str]) -> None:
+        """On a network file system, looks up at once objects that :meth:`objects` will check (a dataset's files, one per call)."""
+        unique = [d for d in dict.fromkeys(digests) if d not in self.seen and d not in self.looked]
+        if self.layout.local or len(unique) < 2:
+            return
+        pool = _lookup_pool(len(unique))
+        try:
+            for start in range(0, len(unique), LOOKUP_BATCH):
+                batch = unique[start : start + LOOKUP_BATCH]
+                self.looked.update(zip(batch, pool.map(self._look_up, batch)))
+        finally:
+            pool.shutdown()
 
     def objects(self, digests: list[str], *, tree: bool = False) -> tuple[bool, bool]:
         """Checks objects (a tree's own first, then its files); returns (one is changed or missing, one is another user's)."""
         damaged = foreign = False
-        looked: dict[str, tuple[os.stat_result | None, str | None]] = {}
+        looked = self.looked
         pool = None if self.layout.local or len(digests) < 2 else _lookup_pool(len(digests))
         try:
             for index, digest in enumerate(digests):
                 if pool is not None and index % LOOKUP_BATCH == 0:
                     # a batch at a time: a whole check of a million files holds a batch of stats, not a million
-                    batch = list(dict.fromkeys(d for d in digests[index : index + LOOKUP_BATCH] if d not in self.seen))
-                    looked = dict(zip(batch, pool.map(self._look_up, batch)))
+                    batch = list(dict.fromkeys(d for d in digests[index : index + LOOKUP_BATCH] if d not in self.seen and d not in looked))
+                    looked.update(zip(batch, pool.map(self._look_up, batch)))
                 if digest in self.seen:
                     damaged = damaged or not self.seen[digest]
                     continue
