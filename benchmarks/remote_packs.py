@@ -197,15 +197,15 @@ def _small_case(work: Path, base: Path, env: dict[str, str], s5: list[str], far:
 
 
 def _big_case(work: Path, base: Path, env: dict[str, str], s5: list[str], endpoint: str, size: int) -> dict:
-    import numpy as np
+    import random
 
     big = work / "data" / f"big-{size}.bin"
     if not big.is_file() or big.stat().st_size != size:
         big.parent.mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(27)
+        rng = random.Random(27)  # incompressible bytes, no numpy needed
         with open(big, "wb") as out:
             for _ in range(size // (16 * MiB)):
-                out.write(rng.integers(0, 256, 16 * MiB, dtype=np.uint8).tobytes())
+                out.write(rng.randbytes(16 * MiB))
     source = fresh_dir(base / "big-source")
     with serving(work, NAME + "-big", {"big.bin": big}, env):
         run_checked(datamaestro("--data", source, "prepare", "bench.big"), env=env)

@@ -15,6 +15,8 @@ from .testpoints import pause
 
 # Files up to this size are imported with one read (hashed in memory)
 SMALL_FILE = 1 << 20
+#: bytes :meth:`ObjectWriter.hash_written` reads back at a time (one buffer, reused)
+HASH_BLOCK = 1 << 20
 
 
 def mismatch(source, actual: str, digest: str) -> IntegrityError:
@@ -48,6 +50,8 @@ class Staged:
     stat: os.stat_result | None = None
     #: ``tmp`` keeps its name: hard-linked into ``objects/`` (not renamed), or made a name of the object already there
     keep_name: bool = False
+    #: ``tmp``'s bytes are on disk already (fsynced by its writer): its commit needs no flush of the file system
+    synced: bool = False
 
 
 class ObjectWriter:
@@ -70,8 +74,9 @@ class ObjectWriter:
         parts of megabytes)
 
     Parts of one object fetched at once (ranged GETs) are written where
-    they belong by :meth:`write_at`, from any thread, as they arrive, then
-    hashed in order by :meth:`hash_in_order`.
+    they belong by :meth:`positional` writers, one per thread, as they
+    arrive, then hashed in order by :meth:`hash_written`, read back from the
+    file as soon as the bytes before them are there.
     """
 
     def __init__(self, objects: "ObjectArea", expect: str | None = None, limit: int | None = None, *, threads: bool = False):
@@ -84,12 +89,15 @@ class ObjectWriter:
             self.tmp = objects.layout.tmp_path(".part")
             pause("tmp-create")
             try:
-                self._fp: BinaryIO | None = create_new(self.tmp)
+                # readable: hash_written reads the bytes back from this very file
+                self._fp: BinaryIO | None = create_new(self.tmp, readable=True)
             except OSError as exc:
                 raise disk_error(exc, "writing an object") from None
         pause("tmp-created")
         self.digest: str | None = None
         self._next_space_check = 0
+        #: the block :meth:`hash_written` reads into (made on first use)
+        self._buffer: memoryview | None = None
 
     def _check_space(self, needed: int) -> None:
         """Refuses the object when the store's disk would keep less than its reserve free (:func:`~datamaestro.store.expansion.free_space_reserve`)."""
@@ -134,30 +142,42 @@ class ObjectWriter:
         if self.limit is None and self.expect is not None:
             self._check_space(needed)
 
-    def write_at(self, offset: int, data) -> None:
-        """Writes ``data`` at ``offset`` of the object's file, unhashed (any thread; a region :meth:`write` does not append to).
+    def positional(self) -> "PositionalWriter":
+        """A writer of this object's bytes at given offsets, unhashed, for one thread (parts of the object fetched at once, written as they arrive).
 
-        The bytes count only once given to :meth:`hash_in_order`. The caller
-        makes sure that no call is running when the writer is closed.
-
-        :raises UntrustedInputError: past ``limit`` bytes
+        It writes through a descriptor of its own (a duplicate): closing or
+        dropping this writer under it is harmless (its later writes go to
+        the dropped file). The bytes count only once :meth:`hash_written`
+        reads them back.
         """
-        view = memoryview(data)
-        if self.limit is not None and offset + len(view) > self.limit:
-            raise UntrustedInputError(f"refused {self.expect or 'an object'}: more than the {self.limit} bytes it has (cut off)")
-        fd = self._fp.fileno()
         try:
-            while view:
-                written = os.pwrite(fd, view, offset)
-                view = view[written:]
-                offset += written
+            return PositionalWriter(os.dup(self._fp.fileno()), self.limit, self.expect)
         except OSError as exc:
             raise disk_error(exc, "writing an object") from None
 
-    def hash_in_order(self, data) -> None:
-        """Hashes the next bytes of the object, which :meth:`write_at` wrote (parts given in order, each once)."""
-        self._hasher.update(data)
-        self.size += len(data)
+    def hash_written(self, end: int) -> None:
+        """Hashes the object's bytes from where the hash stands up to ``end``, read back from its file (written there by :meth:`positional` writers, all of them below ``end``).
+
+        The bytes hashed are those on the way to the disk, not a copy held
+        in memory; they were just written, so they are read from the page
+        cache. Once hashed, their writeback is started (Linux), so that the
+        final flush has little left to write.
+        """
+        fd = self._fp.fileno()
+        if self._buffer is None:
+            self._buffer = memoryview(bytearray(HASH_BLOCK))
+        start = self.size
+        while self.size < end:
+            block = self._buffer[: min(HASH_BLOCK, end - self.size)]
+            try:
+                count = os.preadv(fd, [block], self.size)
+            except OSError as exc:
+                raise disk_error(exc, "reading an object back") from None
+            if count == 0:
+                raise IntegrityError(f"{self.expect or 'an object'}: its file ends at byte {self.size}, before {end}")
+            self._hasher.update(block[:count])
+            self.size += count
+        start_writeback(fd, start, end - start)
 
     def reset(self) -> None:
         """Drops everything written so far (a transfer restarts from byte 0)."""
@@ -192,12 +212,15 @@ class ObjectWriter:
         self.objects.adopt(self.tmp, digest)
         return digest
 
-    def stage(self) -> "Staged":
+    def stage(self, *, fsync: bool = False) -> "Staged":
         """Closes and checks the object without making it visible (see :meth:`ObjectStore.commit_staged`).
 
+        :param fsync: flush the file to disk now (a large object, whose
+            writeback :meth:`hash_written` started): the commit then needs no
+            flush of the whole file system for it
         :raises IntegrityError: the bytes do not hash to ``expect`` (dropped)
         """
-        return Staged(self.tmp, self._close(fsync=False), self.size)
+        return Staged(self.tmp, self._close(fsync=fsync), self.size, synced=fsync)
 
     def abort(self) -> None:
         """Drops what was written."""
@@ -212,6 +235,75 @@ class ObjectWriter:
     def __exit__(self, *exc_info) -> None:
         if self.digest is None:
             self.abort()
+
+
+class PositionalWriter:
+    """Writes parts of one object at their offsets, through a descriptor of its own (see :meth:`ObjectWriter.positional`); for one thread.
+
+    :param fd: a duplicate of the object file's descriptor (closed by :meth:`close`)
+    :param limit: the most bytes the object has: a write past it is refused
+    :param expect: the object's digest, for messages
+    """
+
+    def __init__(self, fd: int, limit: int | None, expect: str | None):
+        self.fd = fd
+        self.limit = limit
+        self.expect = expect
+
+    def write_at(self, offset: int, data) -> None:
+        """Writes ``data`` at ``offset`` (all of it).
+
+        :raises UntrustedInputError: past ``limit`` bytes
+        """
+        view = memoryview(data)
+        if self.limit is not None and offset + len(view) > self.limit:
+            raise UntrustedInputError(f"refused {self.expect or 'an object'}: more than the {self.limit} bytes it has (cut off)")
+        try:
+            while view:
+                written = os.pwrite(self.fd, view, offset)
+                view = view[written:]
+                offset += written
+        except OSError as exc:
+            raise disk_error(exc, "writing an object") from None
+
+    def close(self) -> None:
+        """Closes its descriptor."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "PositionalWriter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+_sync_file_range = None
+#: ``SYNC_FILE_RANGE_WRITE`` of Linux's ``sync_file_range``: start the writeback of dirty pages, wait for nothing
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Starts writing bytes of a file to disk without waiting (Linux ``sync_file_range``; nothing elsewhere).
+
+    Only a head start for a later ``fsync``, which alone makes them durable:
+    the bytes of a large object go to disk while the rest still comes, and
+    the final flush waits for little. Failures are ignored (the ``fsync``
+    reports them).
+    """
+    global _sync_file_range
+    if _sync_file_range is None:
+        try:
+            import ctypes
+
+            function = ctypes.CDLL(None, use_errno=True).sync_file_range
+            function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+            _sync_file_range = function
+        except (OSError, AttributeError):
+            _sync_file_range = False
+    if _sync_file_range and length > 0:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def blake3_of(data) -> str:
