@@ -270,17 +270,22 @@ class ObjectStoreRemote(Remote):
         """
         obstore = _obstore()
 
-        synced = False
-        # hashed on all cores: the bytes come in parts of a megabyte or more
-        with store.objects.writer(expect=digest, limit=limit, threads=True) as writer:
+        key = self._key(object_key(digest))
+        try:
+            result = obstore.get(self.store(), key)
+        except Exception as exc:  # obstore raises its own classes, and built-in ones for not-found
+            if self._is_missing(exc):
+                return None
+            raise self._unavailable(exc, f"downloading {digest}") from None
+        size = result.meta["size"]
+        if limit is not None and size > limit:
+            raise UntrustedInputError(f"refused {digest}: more than the {limit} bytes it has (the remote says {size}; not taken)")
+        ranged = size >= RANGED_MIN
+        # a small object is hashed on all cores, in chunks of a megabyte; a large one on one core (its
+        # bytes read back a megabyte at a time, beside the parts' threads: more threads only cost switches)
+        with store.objects.writer(expect=digest, limit=limit, threads=not ranged) as writer:
             try:
-                key = self._key(object_key(digest))
-                result = obstore.get(self.store(), key)
-                size = result.meta["size"]
-                if limit is not None and size > limit:
-                    writer.abort()
-                    raise UntrustedInputError(f"refused {digest}: more than the {limit} bytes it has (the remote says {size}; not taken)")
-                if size < RANGED_MIN:
+                if not ranged:
                     for chunk in result.stream(min_chunk_size=STREAM_CHUNK):
                         writer.write(memoryview(chunk))  # hashed and written from obstore's buffer: no copy
                     del result
@@ -299,16 +304,15 @@ class ObjectStoreRemote(Remote):
                         parts.hash_in_order()
                     finally:
                         parts.stop()
-                    # its writeback started part by part: flushed now, the commit needs no flush of the file system
-                    synced = True
             except IntegrityError:
                 raise  # more bytes than the document names: refused, not a failure of the remote
-            except Exception as exc:  # obstore raises its own classes, and built-in ones for not-found
+            except Exception as exc:
                 writer.abort()
                 if self._is_missing(exc):
                     return None
                 raise self._unavailable(exc, f"downloading {digest}") from None
-            return writer.stage(fsync=synced)
+            # a large object's writeback started part by part: flushed now, its commit needs no flush of the file system
+            return writer.stage(fsync=ranged)
 
     def get_action(self, key: str) -> bytes | None:
         """The record's JSON, or None."""
