@@ -98,28 +98,25 @@ def test_an_aborted_writer_leaves_nothing(store):
 
 
 def _write_parts_out_of_order(writer, data: bytes, part: int) -> None:
-    """Writes ``data`` into ``writer`` in parts of ``part`` bytes, last part first, each from a thread of its own through its own positional writer."""
+    """Writes ``data`` into ``writer`` in parts of ``part`` bytes at their places, last part first, each from a thread of its own."""
     import threading
 
-    def write(start: int) -> None:
-        with writer.positional() as out:
-            out.write_at(start, data[start : start + part])
-
     for start in reversed(range(0, len(data), part)):
-        thread = threading.Thread(target=write, args=(start,))
+        thread = threading.Thread(target=writer.write_at, args=(start, data[start : start + part]))
         thread.start()
         thread.join()
 
 
-def test_parts_written_at_their_places_are_hashed_from_the_file_and_committed_without_a_flush_of_the_store(store, monkeypatch):
+def test_parts_written_at_their_places_then_hashed_in_order_commit_without_a_flush_of_the_store(store, monkeypatch):
     data = os.urandom(3 * 1024 * 1024 + 123)
     digest = blake3_of(data)
     flushes = []
     monkeypatch.setattr("datamaestro.store.objects.sync_filesystem", lambda path: flushes.append(path))
     with store.objects.writer(expect=digest, limit=len(data)) as writer:
         _write_parts_out_of_order(writer, data, 1024 * 1024)
-        writer.hash_written(1024 * 1024)  # the hash follows what is written, in order
-        writer.hash_written(len(data))
+        for start in range(0, len(data), 1024 * 1024):
+            writer.hash_in_order(data[start : start + 1024 * 1024])
+            writer.start_writeback(start, 1024 * 1024)
         staged = writer.stage(fsync=True)
     assert staged.synced and staged.size == len(data)
     store.objects.commit_staged([staged])
@@ -128,14 +125,13 @@ def test_parts_written_at_their_places_are_hashed_from_the_file_and_committed_wi
     assert list(store.layout.tmp.iterdir()) == []
 
 
-def test_parts_whose_bytes_in_the_file_are_wrong_are_refused_and_nothing_stays(store):
+def test_parts_whose_bytes_are_wrong_are_refused_and_nothing_stays(store):
     data = os.urandom(2 * 1024 * 1024)
+    wrong = data[:-10] + b"x" * 10
     with pytest.raises(IntegrityError):
         with store.objects.writer(expect=blake3_of(data), limit=len(data)) as writer:
-            _write_parts_out_of_order(writer, data, 1024 * 1024)
-            with writer.positional() as out:
-                out.write_at(len(data) - 10, b"x")  # what is on the way to the disk is what is hashed
-            writer.hash_written(len(data))
+            _write_parts_out_of_order(writer, wrong, 1024 * 1024)
+            writer.hash_in_order(wrong)
             writer.stage(fsync=True)
     assert list(store.layout.tmp.iterdir()) == []
     assert list(store.objects.iter_digests()) == []
@@ -143,18 +139,8 @@ def test_parts_whose_bytes_in_the_file_are_wrong_are_refused_and_nothing_stays(s
 
 def test_a_part_past_the_size_a_document_names_is_refused(store):
     with store.objects.writer(expect=blake3_of(b"abcd"), limit=4) as writer:
-        with writer.positional() as out, pytest.raises(IntegrityError, match="more than the 4 bytes"):
-            out.write_at(2, b"cde")
-
-
-def test_a_positional_write_after_the_writer_was_dropped_leaves_nothing(store):
-    with store.objects.writer() as writer:
-        late = writer.positional()
-        writer.abort()
-    late.write_at(0, b"late bytes")  # a part's thread that had not seen the stop yet
-    late.close()
-    assert list(store.layout.tmp.iterdir()) == []
-    assert list(store.objects.iter_digests()) == []
+        with pytest.raises(IntegrityError, match="more than the 4 bytes"):
+            writer.write_at(2, b"cde")
 
 
 def test_missing_object_is_a_store_error(store):

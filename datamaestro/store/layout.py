@@ -96,13 +96,9 @@ CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 READ_NOFOLLOW = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
-def create_new(path: Path | str, mode: int = 0o644, *, readable: bool = False) -> BinaryIO:
-    """Opens a new file for writing (``O_CREAT|O_EXCL|O_NOFOLLOW``): an entry of that name, even a dangling link, is ``FileExistsError``.
-
-    :param readable: its descriptor reads too (``O_RDWR``): the writer reads back what it wrote, from the very file
-    """
-    flags = (CREATE_NEW & ~os.O_WRONLY) | os.O_RDWR if readable else CREATE_NEW
-    return open(os.open(path, flags, mode), "wb")
+def create_new(path: Path | str, mode: int = 0o644) -> BinaryIO:
+    """Opens a new file for writing (``O_CREAT|O_EXCL|O_NOFOLLOW``): an entry of that name, even a dangling link, is ``FileExistsError``."""
+    return open(os.open(path, CREATE_NEW, mode), "wb")
 
 
 def write_new(path: Path | str, data: bytes, mode: int = 0o644, *, sync: bool = False) -> None:

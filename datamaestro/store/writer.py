@@ -15,8 +15,6 @@ from .testpoints import pause
 
 # Files up to this size are imported with one read (hashed in memory)
 SMALL_FILE = 1 << 20
-#: bytes :meth:`ObjectWriter.hash_written` reads back at a time (one buffer, reused)
-HASH_BLOCK = 1 << 20
 
 
 def mismatch(source, actual: str, digest: str) -> IntegrityError:
@@ -74,9 +72,10 @@ class ObjectWriter:
         parts of megabytes)
 
     Parts of one object fetched at once (ranged GETs) are written where
-    they belong by :meth:`positional` writers, one per thread, as they
-    arrive, then hashed in order by :meth:`hash_written`, read back from the
-    file as soon as the bytes before them are there.
+    they belong by :meth:`write_at`, from any thread, as they arrive, and
+    hashed in order by :meth:`hash_in_order` from the caller's copy (a file
+    system may not read back at once what was just written: a SeaweedFS
+    mount does not).
     """
 
     def __init__(self, objects: "ObjectArea", expect: str | None = None, limit: int | None = None, *, threads: bool = False):
@@ -89,15 +88,12 @@ class ObjectWriter:
             self.tmp = objects.layout.tmp_path(".part")
             pause("tmp-create")
             try:
-                # readable: hash_written reads the bytes back from this very file
-                self._fp: BinaryIO | None = create_new(self.tmp, readable=True)
+                self._fp: BinaryIO | None = create_new(self.tmp)
             except OSError as exc:
                 raise disk_error(exc, "writing an object") from None
         pause("tmp-created")
         self.digest: str | None = None
         self._next_space_check = 0
-        #: the block :meth:`hash_written` reads into (made on first use)
-        self._buffer: memoryview | None = None
 
     def _check_space(self, needed: int) -> None:
         """Refuses the object when the store's disk would keep less than its reserve free (:func:`~datamaestro.store.expansion.free_space_reserve`)."""
@@ -142,42 +138,36 @@ class ObjectWriter:
         if self.limit is None and self.expect is not None:
             self._check_space(needed)
 
-    def positional(self) -> "PositionalWriter":
-        """A writer of this object's bytes at given offsets, unhashed, for one thread (parts of the object fetched at once, written as they arrive).
+    def write_at(self, offset: int, data) -> None:
+        """Writes ``data`` at ``offset`` of the object's file, unhashed (any thread; a region :meth:`write` does not append to).
 
-        It writes through a descriptor of its own (a duplicate): closing or
-        dropping this writer under it is harmless (its later writes go to
-        the dropped file). The bytes count only once :meth:`hash_written`
-        reads them back.
+        The bytes count only once given to :meth:`hash_in_order`. The caller
+        makes sure that no call is running when the writer is closed. (One
+        descriptor for all: on a FUSE mount, closing a duplicate flushes the
+        whole file, which made a SeaweedFS mount twice as slow.)
+
+        :raises UntrustedInputError: past ``limit`` bytes
         """
+        view = memoryview(data)
+        if self.limit is not None and offset + len(view) > self.limit:
+            raise UntrustedInputError(f"refused {self.expect or 'an object'}: more than the {self.limit} bytes it has (cut off)")
+        fd = self._fp.fileno()
         try:
-            return PositionalWriter(os.dup(self._fp.fileno()), self.limit, self.expect)
+            while view:
+                written = os.pwrite(fd, view, offset)
+                view = view[written:]
+                offset += written
         except OSError as exc:
             raise disk_error(exc, "writing an object") from None
 
-    def hash_written(self, end: int) -> None:
-        """Hashes the object's bytes from where the hash stands up to ``end``, read back from its file (written there by :meth:`positional` writers, all of them below ``end``).
+    def hash_in_order(self, data) -> None:
+        """Hashes the next bytes of the object, which :meth:`write_at` wrote (given in order, each once)."""
+        self._hasher.update(data)
+        self.size += len(data)
 
-        The bytes hashed are those on the way to the disk, not a copy held
-        in memory; they were just written, so they are read from the page
-        cache. Once hashed, their writeback is started (Linux), so that the
-        final flush has little left to write.
-        """
-        fd = self._fp.fileno()
-        if self._buffer is None:
-            self._buffer = memoryview(bytearray(HASH_BLOCK))
-        start = self.size
-        while self.size < end:
-            block = self._buffer[: min(HASH_BLOCK, end - self.size)]
-            try:
-                count = os.preadv(fd, [block], self.size)
-            except OSError as exc:
-                raise disk_error(exc, "reading an object back") from None
-            if count == 0:
-                raise IntegrityError(f"{self.expect or 'an object'}: its file ends at byte {self.size}, before {end}")
-            self._hasher.update(block[:count])
-            self.size += count
-        start_writeback(fd, start, end - start)
+    def start_writeback(self, offset: int, length: int) -> None:
+        """Starts writing bytes of the file to disk without waiting (see :func:`start_writeback`): the final fsync of a large object then waits for little."""
+        start_writeback(self._fp.fileno(), offset, length)
 
     def reset(self) -> None:
         """Drops everything written so far (a transfer restarts from byte 0)."""
@@ -216,7 +206,7 @@ class ObjectWriter:
         """Closes and checks the object without making it visible (see :meth:`ObjectStore.commit_staged`).
 
         :param fsync: flush the file to disk now (a large object, whose
-            writeback :meth:`hash_written` started): the commit then needs no
+            writeback was started part by part): the commit then needs no
             flush of the whole file system for it
         :raises IntegrityError: the bytes do not hash to ``expect`` (dropped)
         """
@@ -235,48 +225,6 @@ class ObjectWriter:
     def __exit__(self, *exc_info) -> None:
         if self.digest is None:
             self.abort()
-
-
-class PositionalWriter:
-    """Writes parts of one object at their offsets, through a descriptor of its own (see :meth:`ObjectWriter.positional`); for one thread.
-
-    :param fd: a duplicate of the object file's descriptor (closed by :meth:`close`)
-    :param limit: the most bytes the object has: a write past it is refused
-    :param expect: the object's digest, for messages
-    """
-
-    def __init__(self, fd: int, limit: int | None, expect: str | None):
-        self.fd = fd
-        self.limit = limit
-        self.expect = expect
-
-    def write_at(self, offset: int, data) -> None:
-        """Writes ``data`` at ``offset`` (all of it).
-
-        :raises UntrustedInputError: past ``limit`` bytes
-        """
-        view = memoryview(data)
-        if self.limit is not None and offset + len(view) > self.limit:
-            raise UntrustedInputError(f"refused {self.expect or 'an object'}: more than the {self.limit} bytes it has (cut off)")
-        try:
-            while view:
-                written = os.pwrite(self.fd, view, offset)
-                view = view[written:]
-                offset += written
-        except OSError as exc:
-            raise disk_error(exc, "writing an object") from None
-
-    def close(self) -> None:
-        """Closes its descriptor."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> "PositionalWriter":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
 
 _sync_file_range = None
