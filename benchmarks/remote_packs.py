@@ -249,7 +249,7 @@ def _big_note(big: dict, s5_version: str) -> str:
     floor = f"; floor (s5cmd cp, then b3sum of the file, then sync of it): {big['floor']:.3g} s, datamaestro / floor {big['dm'] / big['floor']:.2f}" if "floor" in big else "; floor not timed (no b3sum)"
     return (
         f"median of {BIG_RUNS} runs each, in turns, new processes, SeaweedFS S3 on 127.0.0.1 (no proxy); datamaestro: `prepare bench.big` into an empty data dir, "
-        f"remote only (ranged GETs streamed into the file, hashed in order read back from it, writeback per part, fsync of the file; start-up and imports included); s5cmd ({s5_version}, --numworkers {JOBS}): `cp` of the object "
+        f"remote only (ranged GETs streamed into reused buffers and written 1 MiB at a time, hashed in order from the buffers, writeback per part, fsync of the file; start-up and imports included); s5cmd ({s5_version}, --numworkers {JOBS}): `cp` of the object "
         f"into an empty folder (neither hashed nor synced){floor}; runs (s): datamaestro {', '.join(f'{v:.3g}' for v in runs['dm'])}, "
         f"s5cmd {', '.join(f'{v:.3g}' for v in runs['s5'])}; load average {', '.join(f'{load[0]:.1f}' for load in big['loads'])} (1 min, before and after each turn)"
     )
