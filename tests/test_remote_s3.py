@@ -425,3 +425,28 @@ def test_a_server_error_says_the_s3_code_and_message_with_a_hint_that_fits(serve
     assert "the server answered 500: InternalError: We encountered an internal error" in error, result.stderr
     assert "<?xml" not in result.stderr and error.count(f"lab ({bucket})") == 1, result.stderr
     assert "failed on its side" in result.stderr and "run the push again to send the rest" not in result.stderr
+
+
+def test_a_large_object_pulled_into_a_store_on_a_seaweedfs_mount_is_whole(bucket, tmp_path, monkeypatch):
+    """Ranged parts written at their places on a FUSE mount (a shared store) hash right: the hash is of the bytes the remote sent (a SeaweedFS mount reads back other bytes than those just written)."""
+    from support.seaweedfs import SeaweedMount, unavailable_reason
+
+    from datamaestro.remotes.objectstore import RANGED_MIN, ObjectStoreRemote
+
+    if unavailable_reason() is not None:
+        pytest.skip(unavailable_reason())
+    data = os.urandom(8 * RANGED_MIN + 5 * 1024 * 1024 + 7)  # more parts than a mount keeps in memory, the last one short
+    digest = digest_bytes(data)
+    hexdigest = digest.split(":", 1)[1]
+    for name, value in {"AWS_ACCESS_KEY_ID": ACCESS, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    # a server of its own, with room for the object twice (in the bucket, and in the store on the mount)
+    identities = s3_identities(tmp_path / "identities.json", ACCESS, SECRET)
+    with SeaweedServer(tmp_path / "server", s3_config=identities, volume_max=32, volume_size_limit_mb=64) as server:
+        put_remote(server, bucket, f"objects/{hexdigest[:2]}/{hexdigest[2:]}", data)
+        with SeaweedMount(server, tmp_path / "mnt", filer_path="/shared-store") as mount:
+            store = Store(mount.path / "store")
+            staged = ObjectStoreRemote(bucket, endpoint=server.s3_endpoint).stage(store, digest)
+            assert staged is not None and staged.synced
+            store.objects.commit_staged([staged])
+            assert digest_bytes(store.path_of(digest).read_bytes()) == digest

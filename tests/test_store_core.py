@@ -15,7 +15,7 @@ import pytest
 from blake3 import blake3
 
 import datamaestro
-from datamaestro.errors import LockTimeoutError, StoreError
+from datamaestro.errors import IntegrityError, LockTimeoutError, StoreError
 from datamaestro.store import ActionRecord, Output, Store, current_view, manifest_digest, point_readable_path, recipe_key
 from datamaestro.store.objects import OBJECT_MODE
 from datamaestro.store.tmpsweep import reap_tmp
@@ -95,6 +95,52 @@ def test_an_aborted_writer_leaves_nothing(store):
             raise RuntimeError("transfer failed")
     assert list(store.layout.tmp.iterdir()) == []
     assert list(store.objects.iter_digests()) == []
+
+
+def _write_parts_out_of_order(writer, data: bytes, part: int) -> None:
+    """Writes ``data`` into ``writer`` in parts of ``part`` bytes at their places, last part first, each from a thread of its own."""
+    import threading
+
+    for start in reversed(range(0, len(data), part)):
+        thread = threading.Thread(target=writer.write_at, args=(start, data[start : start + part]))
+        thread.start()
+        thread.join()
+
+
+def test_parts_written_at_their_places_then_hashed_in_order_commit_without_a_flush_of_the_store(store, monkeypatch):
+    data = os.urandom(3 * 1024 * 1024 + 123)
+    digest = blake3_of(data)
+    flushes = []
+    monkeypatch.setattr("datamaestro.store.objects.sync_filesystem", lambda path: flushes.append(path))
+    with store.objects.writer(expect=digest, limit=len(data)) as writer:
+        _write_parts_out_of_order(writer, data, 1024 * 1024)
+        for start in range(0, len(data), 1024 * 1024):
+            writer.hash_in_order(data[start : start + 1024 * 1024])
+            writer.start_writeback(start, 1024 * 1024)
+        staged = writer.stage(fsync=True)
+    assert staged.synced and staged.size == len(data)
+    store.objects.commit_staged([staged])
+    assert flushes == []  # the object's own fsync made it durable
+    assert store.path_of(digest).read_bytes() == data
+    assert list(store.layout.tmp.iterdir()) == []
+
+
+def test_parts_whose_bytes_are_wrong_are_refused_and_nothing_stays(store):
+    data = os.urandom(2 * 1024 * 1024)
+    wrong = data[:-10] + b"x" * 10
+    with pytest.raises(IntegrityError):
+        with store.objects.writer(expect=blake3_of(data), limit=len(data)) as writer:
+            _write_parts_out_of_order(writer, wrong, 1024 * 1024)
+            writer.hash_in_order(wrong)
+            writer.stage(fsync=True)
+    assert list(store.layout.tmp.iterdir()) == []
+    assert list(store.objects.iter_digests()) == []
+
+
+def test_a_part_past_the_size_a_document_names_is_refused(store):
+    with store.objects.writer(expect=blake3_of(b"abcd"), limit=4) as writer:
+        with pytest.raises(IntegrityError, match="more than the 4 bytes"):
+            writer.write_at(2, b"cde")
 
 
 def test_missing_object_is_a_store_error(store):

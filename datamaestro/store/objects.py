@@ -289,7 +289,7 @@ class ObjectStore:
                 return format_digest(h.hexdigest()), size
 
     def commit_staged(self, staged: Iterable["Staged"]) -> bool:
-        """Makes staged objects durable (one flush of the file system), then visible, then stamps them.
+        """Makes staged objects durable (one flush of the file system, unless their writers flushed each), then visible, then stamps them.
 
         An object staged with ``keep_name`` is hard-linked into place (its
         tmp name stays a name of it); when the object is there already, its
@@ -303,7 +303,7 @@ class ObjectStore:
             return True
         committed: list[tuple[str, os.stat_result, str | None]] = [(item.digest, item.in_place, item.stamp_source) for item in staged if item.in_place is not None]
         staged = [item for item in staged if item.in_place is None]
-        if staged:
+        if not all(item.synced for item in staged):
             sync_filesystem(self.layout.tmp)
         # metadata calls dominate the import of many small objects: string paths; a staged digest is
         # the hash of its bytes (well formed), its hex part is not checked again

@@ -48,6 +48,8 @@ class Staged:
     stat: os.stat_result | None = None
     #: ``tmp`` keeps its name: hard-linked into ``objects/`` (not renamed), or made a name of the object already there
     keep_name: bool = False
+    #: ``tmp``'s bytes are on disk already (fsynced by its writer): its commit needs no flush of the file system
+    synced: bool = False
 
 
 class ObjectWriter:
@@ -70,8 +72,10 @@ class ObjectWriter:
         parts of megabytes)
 
     Parts of one object fetched at once (ranged GETs) are written where
-    they belong by :meth:`write_at`, from any thread, as they arrive, then
-    hashed in order by :meth:`hash_in_order`.
+    they belong by :meth:`write_at`, from any thread, as they arrive, and
+    hashed in order by :meth:`hash_in_order` from the caller's copy (a file
+    system may not read back at once what was just written: a SeaweedFS
+    mount does not).
     """
 
     def __init__(self, objects: "ObjectArea", expect: str | None = None, limit: int | None = None, *, threads: bool = False):
@@ -138,7 +142,9 @@ class ObjectWriter:
         """Writes ``data`` at ``offset`` of the object's file, unhashed (any thread; a region :meth:`write` does not append to).
 
         The bytes count only once given to :meth:`hash_in_order`. The caller
-        makes sure that no call is running when the writer is closed.
+        makes sure that no call is running when the writer is closed. (One
+        descriptor for all: on a FUSE mount, closing a duplicate flushes the
+        whole file, which made a SeaweedFS mount twice as slow.)
 
         :raises UntrustedInputError: past ``limit`` bytes
         """
@@ -155,9 +161,13 @@ class ObjectWriter:
             raise disk_error(exc, "writing an object") from None
 
     def hash_in_order(self, data) -> None:
-        """Hashes the next bytes of the object, which :meth:`write_at` wrote (parts given in order, each once)."""
+        """Hashes the next bytes of the object, which :meth:`write_at` wrote (given in order, each once)."""
         self._hasher.update(data)
         self.size += len(data)
+
+    def start_writeback(self, offset: int, length: int) -> None:
+        """Starts writing bytes of the file to disk without waiting (see :func:`start_writeback`): the final fsync of a large object then waits for little."""
+        start_writeback(self._fp.fileno(), offset, length)
 
     def reset(self) -> None:
         """Drops everything written so far (a transfer restarts from byte 0)."""
@@ -192,12 +202,15 @@ class ObjectWriter:
         self.objects.adopt(self.tmp, digest)
         return digest
 
-    def stage(self) -> "Staged":
+    def stage(self, *, fsync: bool = False) -> "Staged":
         """Closes and checks the object without making it visible (see :meth:`ObjectStore.commit_staged`).
 
+        :param fsync: flush the file to disk now (a large object, whose
+            writeback was started part by part): the commit then needs no
+            flush of the whole file system for it
         :raises IntegrityError: the bytes do not hash to ``expect`` (dropped)
         """
-        return Staged(self.tmp, self._close(fsync=False), self.size)
+        return Staged(self.tmp, self._close(fsync=fsync), self.size, synced=fsync)
 
     def abort(self) -> None:
         """Drops what was written."""
@@ -212,6 +225,33 @@ class ObjectWriter:
     def __exit__(self, *exc_info) -> None:
         if self.digest is None:
             self.abort()
+
+
+_sync_file_range = None
+#: ``SYNC_FILE_RANGE_WRITE`` of Linux's ``sync_file_range``: start the writeback of dirty pages, wait for nothing
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Starts writing bytes of a file to disk without waiting (Linux ``sync_file_range``; nothing elsewhere).
+
+    Only a head start for a later ``fsync``, which alone makes them durable:
+    the bytes of a large object go to disk while the rest still comes, and
+    the final flush waits for little. Failures are ignored (the ``fsync``
+    reports them).
+    """
+    global _sync_file_range
+    if _sync_file_range is None:
+        try:
+            import ctypes
+
+            function = ctypes.CDLL(None, use_errno=True).sync_file_range
+            function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+            _sync_file_range = function
+        except (OSError, AttributeError):
+            _sync_file_range = False
+    if _sync_file_range and length > 0:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def blake3_of(data) -> str:
