@@ -499,3 +499,31 @@ def test_reap_tmp_removes_an_empty_partial_download_nobody_holds(store):
     (partial / f"{HOST}.kept.data").unlink()
     reap_tmp(store.layout)
     assert not partial.exists()  # the held one's process is gone (its lock free, nothing in it): the folder goes too
+
+
+def test_a_write_the_disk_refuses_is_reported_once_the_writer_is_dropped(tmp_path):
+    """EFBIG (the file-size limit) in the middle of an object: the error says it, and dropping the writer does not raise again.
+
+    The object's file is buffered: the bytes the disk refused are still in
+    the buffer when the writer is dropped, and closing the file flushes them.
+    """
+    script = (
+        "import resource, signal, sys\n"
+        "from datamaestro.store import Store\n"
+        "from datamaestro.errors import StoreError\n"
+        "store = Store(sys.argv[1])\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))\n"
+        "try:\n"
+        "    with store.writer() as writer:\n"
+        "        writer.write(b'a' * 4000)\n"
+        "        writer.write(b'b' * 3000)\n"
+        "        writer.write(b'c' * 9000)\n"
+        "        writer.commit()\n"
+        "except StoreError as error:\n"
+        "    print(error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "store")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "file too large while writing an object" in done.stdout
+    assert [entry for entry in (tmp_path / "store" / "tmp").iterdir() if entry.name != "partial"] == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,8 +217,11 @@ class ObjectWriter:
     def abort(self) -> None:
         """Drops what was written."""
         if self._fp is not None:
-            self._fp.close()
-            self._fp = None
+            fp, self._fp = self._fp, None
+            # closing flushes what is buffered: after a write the disk refused (EFBIG,
+            # ENOSPC) it fails again, and would replace the error that says why
+            with contextlib.suppress(OSError):
+                fp.close()
         self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "ObjectWriter":
