@@ -438,10 +438,14 @@ class _OnUseCheck:
         pool = _lookup_pool(len(unique))
         try:
             for start in range(0, len(unique), LOOKUP_BATCH):
-                batch = unique[start : start + LOOKUP_BATCH]
-                self.looked.update(zip(batch, pool.map(self._look_up, batch)))
+                self._look_up_by(pool, unique[start : start + LOOKUP_BATCH])
         finally:
             pool.shutdown()
+
+    def _look_up_by(self, pool, digests: list[str]) -> None:
+        """Looks up on ``pool``'s threads the objects of ``digests`` not compared nor looked up yet (into :attr:`looked`)."""
+        batch = [d for d in dict.fromkeys(digests) if d not in self.seen and d not in self.looked]
+        self.looked.update(zip(batch, pool.map(self._look_up, batch)))
 
     def objects(self, digests: list[str], *, tree: bool = False) -> tuple[bool, bool]:
         """Checks objects (a tree's own first, then its files); returns (one is changed or missing, one is another user's)."""
@@ -452,8 +456,7 @@ class _OnUseCheck:
             for index, digest in enumerate(digests):
                 if pool is not None and index % LOOKUP_BATCH == 0:
                     # a batch at a time: a whole check of a million files holds a batch of stats, not a million
-                    batch = list(dict.fromkeys(d for d in digests[index : index + LOOKUP_BATCH] if d not in self.seen and d not in looked))
-                    looked.update(zip(batch, pool.map(self._look_up, batch)))
+                    self._look_up_by(pool, digests[index : index + LOOKUP_BATCH])
                 if digest in self.seen:
                     damaged = damaged or not self.seen[digest]
                     continue
