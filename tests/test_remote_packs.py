@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from datamaestro.errors import UntrustedInputError
-from datamaestro.remotes.packs import MEMBER_ENTRY, HEADER, PACK_ENTRY, decode_index, encode_index
+from datamaestro.remotes.packs import MEMBER_ENTRY, HEADER, PACK_ENTRY, PACK_TARGET, PACKED_MAX, decode_index, encode_index
 from datamaestro.store.digests import digest_bytes
 from support.httpproxy import HttpProxy
 from support.lockproject import dm, make_project, readable_files, served  # noqa: F401 (fixture)
@@ -34,16 +34,22 @@ BUNDLE = "org.pinned.bundle"
 ARCHIVE = "pinned/files.tar.gz"
 #: three packs (2,048 members each); one request per object would be 5,000 each way
 FILES = 5_000
-#: enough for two packs (2,048 members each): what the tests of refusals and copies need
-SMALL_TREE = 2_500
-#: enough for three packs: the killed push holds the third
-KILLED_TREE = 5_000
+#: small files (bytes): a pack closes at 2,048 of them
+SMALL_FILES = (512, 3072)
+#: files still packed (at most PACKED_MAX) but large: a pack closes at its 4 MiB, after 5–7 of them, so
+#: the tests of refusals, copies and kills get several packs from a few dozen files, not thousands
+LARGE_MEMBERS = (256 << 10, 900 << 10)
+#: enough for two packs of large members: what the tests of refusals and copies need
+SMALL_TREE = 12
+#: enough for three packs of large members (about four): the killed push holds the third
+KILLED_TREE = 24
+assert LARGE_MEMBERS[1] <= PACKED_MAX and 4 * LARGE_MEMBERS[1] < PACK_TARGET
 
 
-def tree_archive(root: Path, count: int = FILES) -> dict[str, bytes]:
-    """Replaces the bundle's archive with one of ``count`` small distinct files (0.5–3 KiB) in 100 folders; returns them."""
+def tree_archive(root: Path, count: int = FILES, sizes: tuple[int, int] = SMALL_FILES) -> dict[str, bytes]:
+    """Replaces the bundle's archive with one of ``count`` distinct files of ``sizes`` bytes (bounds) in 100 folders; returns them."""
     rng = random.Random(27)
-    files = {f"d{index % 100:02d}/f{index:05d}.bin": rng.randbytes(rng.randint(512, 3072)) for index in range(count)}
+    files = {f"d{index % 100:02d}/f{index:05d}.bin": rng.randbytes(rng.randint(*sizes)) for index in range(count)}
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as archive:
         for name, data in files.items():
@@ -154,7 +160,7 @@ def put_remote(server, url: str, key: str, data: bytes) -> None:
 
 def prepared_and_pushed(served, s3, bucket: str, tmp_path: Path, count: int = SMALL_TREE) -> tuple[Path, dict[str, bytes]]:
     """The bundle of ``count`` files prepared on data dir ``a`` and pushed to the bucket; returns the project and the files."""
-    files = tree_archive(served.root, count)
+    files = tree_archive(served.root, count, LARGE_MEMBERS)
     project = make_project(tmp_path / "project")
     dm(project, "prepare", BUNDLE, data=tmp_path / "a")
     dm(project, "store", "push", "lab", BUNDLE, data=tmp_path / "a", env=remote_env(s3.s3_endpoint, bucket))
@@ -196,7 +202,7 @@ def test_a_5000_file_tree_goes_up_and_comes_down_in_hundreds_of_requests(served,
 
 @pytest.mark.s3
 def test_a_push_killed_in_the_middle_of_a_pack_leaves_nothing_visible_and_a_second_push_completes(served, s3, bucket, tmp_path):
-    files = tree_archive(served.root, KILLED_TREE)
+    files = tree_archive(served.root, KILLED_TREE, LARGE_MEMBERS)
     project = make_project(tmp_path / "project")
     dm(project, "prepare", BUNDLE, data=tmp_path / "a")
     with HttpProxy(int(s3.s3_endpoint.rsplit(":", 1)[1])) as proxy:
