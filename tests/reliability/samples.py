@@ -12,6 +12,7 @@ throttled transfer to be killed in its middle.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import random
@@ -85,6 +86,17 @@ def write_samples(root: Path, seed: int = 0) -> dict[str, Expected]:
     A copy of every file also goes under ``root/moved/`` (the target of
     redirect faults: a file that moved, same bytes).
     """
+    served, expected = _samples(seed)
+    for path, data in served.items():
+        for target in (root / path, root / "moved" / path):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    return {dataset_id: Expected(found.folder, dict(found.files)) for dataset_id, found in expected.items()}
+
+
+@functools.cache
+def _samples(seed: int) -> tuple[dict[str, bytes], dict[str, Expected]]:
+    """The served files by URL path and the expected folders, made once per process and seed (a tenth of a second each)."""
     rng = np.random.default_rng(seed)
     noise = random.Random(seed)
     raw: dict[str, bytes] = {
@@ -101,14 +113,10 @@ def write_samples(root: Path, seed: int = 0) -> dict[str, Expected]:
     served = {path: _gzip(data) for path, data in raw.items()}
     served["example/readme.txt"] = b"read me\n" * 1000
     served["samples/corpus.tar.gz"] = tar_gz(*corpus.items())
-    for path, data in served.items():
-        for target in (root / path, root / "moved" / path):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
 
     tokens = "".join(token.lower() + "\n" for token in text.split()).encode()
     mnist_names = ["train_images.idx", "train_labels.idx", "test_images.idx", "test_labels.idx"]
-    return {
+    return served, {
         "com.lecun.mnist": Expected(
             "data/image/com/lecun/mnist", {name: raw[path] for name, path in zip(mnist_names, SERVED["com.lecun.mnist"])}
         ),
