@@ -12,14 +12,16 @@ Example::
 from __future__ import annotations
 
 import csv
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-import numpy as np
 from experimaestro import Meta, Param, field
 
 from datamaestro.errors import DatamaestroError, IntegrityError
 
 from . import File
+
+if TYPE_CHECKING:
+    import numpy as np  # imported when data is read, not to build a config (a plugin's module, a CLI command)
 
 
 class Generic(File):
@@ -117,6 +119,8 @@ class Matrix(Generic):
         values = self._to_array(lines, rows)
         targets = None
         if target_column is not None:
+            import numpy as np
+
             targets = values[:, target_column]
             values = np.delete(values, target_column, axis=1)
 
@@ -156,6 +160,8 @@ class Matrix(Generic):
 
     def _to_array(self, lines: list[int], rows: list[list[str]]) -> np.ndarray:
         """Converts data rows to a 2-D float array, locating any bad value."""
+        import numpy as np
+
         if not rows:
             return np.empty((0, 0))
         width = len(rows[0])
