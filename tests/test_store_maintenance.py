@@ -188,6 +188,45 @@ def test_verify_reports_a_tree_object_that_does_not_parse(store):
     assert store.has(digest)
 
 
+def test_verify_in_worker_processes_finds_what_one_process_finds(store):
+    """The whole store rehashed by worker processes (a share of the fan-out folders each): corrupt objects, stamps and large objects alike."""
+    from datamaestro.store.digests import SMALL_FILE
+    from datamaestro.store.stamps import read_stamp, stamp_matches
+
+    digests = [store.ingest_stream([b"object %d" % n]) for n in range(600)]
+    large = store.ingest_stream([b"L" * (SMALL_FILE + 5)])
+    small_victim, no_stamp, wrong_stamp = digests[:3]
+    for victim, content in ((small_victim, b"rot"), (large, b"R" * (SMALL_FILE + 5))):
+        os.chmod(store.path_of(victim), 0o644)
+        store.path_of(victim).write_bytes(content)
+    os.unlink(store.layout.stamp_path(no_stamp))
+    os.unlink(store.layout.stamp_path(wrong_stamp))
+    os.symlink("size=1,mtime_s=1", store.layout.stamp_path(wrong_stamp))
+
+    report = verify(store, jobs=3)
+    assert sorted((c.digest, c.actual) for c in report.corrupt) == sorted([(small_victim, blake3_of(b"rot")), (large, blake3_of(b"R" * (SMALL_FILE + 5)))])
+    assert all(c.quarantined.is_file() for c in report.corrupt)
+    assert report.checked == len(digests) + 1
+    assert report.bytes == sum(len(b"object %d" % n) for n in range(600)) - len(b"object 0") + 3 + SMALL_FILE + 5
+    for digest in (no_stamp, wrong_stamp):
+        assert stamp_matches(read_stamp(store.layout, digest), os.lstat(store.path_of(digest)), store.layout.precise_stat)[0]
+    again = verify(store, jobs=2)
+    assert again.ok and again.checked == len(digests) - 1
+
+
+def test_verify_says_so_when_a_worker_process_ends_early_and_quarantines_nothing(store, monkeypatch):
+    """A worker that dies (killed, out of memory) leaves its share unchecked: an error, not a report saying the store is good."""
+    import datamaestro.store.verify as verify_module
+
+    digest = store.ingest_stream([b"good bytes"])
+    os.chmod(store.path_of(digest), 0o644)
+    store.path_of(digest).write_bytes(b"rot")
+    monkeypatch.setattr(verify_module, "worker_command", lambda *args: [sys.executable, "-c", "import sys; print('worker lost', file=sys.stderr); sys.exit(3)"])
+    with pytest.raises(StoreError, match=r"exit status 3.*worker lost"):
+        verify(store, jobs=2)
+    assert store.has(digest) and not (store.root / "quarantine").exists()
+
+
 # -- gc
 
 
