@@ -144,7 +144,7 @@ class _Workers:
 
     def __init__(self, objects: str, stamps: str, precise: bool, processes: int):
         try:
-            fans = sorted(name for name in os.listdir(objects) if len(name) == 2 and os.path.isdir(objects + os.sep + name))
+            fans = sorted(entry.name for entry in os.scandir(objects) if len(entry.name) == 2 and entry.is_dir())
         except FileNotFoundError:
             fans = []
         shares = [fans[index::processes] for index in range(processes)]
