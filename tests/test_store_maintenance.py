@@ -214,17 +214,30 @@ def test_verify_in_worker_processes_finds_what_one_process_finds(store):
     assert again.ok and again.checked == len(digests) - 1
 
 
-def test_verify_says_so_when_a_worker_process_ends_early_and_quarantines_nothing(store, monkeypatch):
-    """A worker that dies (killed, out of memory) leaves its share unchecked: an error, not a report saying the store is good."""
+def test_verify_rehashes_itself_the_folders_of_a_worker_process_that_ended_early(store, monkeypatch, caplog):
+    """A worker that dies (killed, out of memory, an interpreter that cannot run it) leaves its share to the command: every object is still rehashed."""
     import datamaestro.store.verify as verify_module
 
-    digest = store.ingest_stream([b"good bytes"])
-    os.chmod(store.path_of(digest), 0o644)
-    store.path_of(digest).write_bytes(b"rot")
-    monkeypatch.setattr(verify_module, "worker_command", lambda *args: [sys.executable, "-c", "import sys; print('worker lost', file=sys.stderr); sys.exit(3)"])
-    with pytest.raises(StoreError, match=r"exit status 3.*worker lost"):
-        verify(store, jobs=2)
-    assert store.has(digest) and not (store.root / "quarantine").exists()
+    digests = [store.ingest_stream([b"object %d" % n]) for n in range(300)]
+    victim = digests[0]
+    os.chmod(store.path_of(victim), 0o644)
+    store.path_of(victim).write_bytes(b"rot")
+    # the first worker rehashes half its folders and ends; the second dies at once
+    script = (
+        "import os, runpy, sys\n"
+        "try:\n    open(os.environ['FIRST'], 'x').close()\n"
+        "except FileExistsError:\n    sys.exit(3)\n"
+        "sys.argv = sys.argv[:5] + sys.argv[5:][: len(sys.argv[5:]) // 2]\n"
+        "runpy.run_path(os.environ['REHASH'], run_name='__main__')\n"
+    )
+    monkeypatch.setenv("FIRST", str(store.root.parent / "first-worker"))
+    real = verify_module.worker_command
+    monkeypatch.setenv("REHASH", real("", "", False, 0, [])[2])
+    monkeypatch.setattr(verify_module, "worker_command", lambda *args: [sys.executable, "-c", script, *real(*args)[3:]])
+    report = verify(store, jobs=2)
+    assert [c.digest for c in report.corrupt] == [victim]
+    assert report.checked == len(digests) and not store.has(victim)
+    assert "ended (exit status 3) after 0 of its" in caplog.text and "ended (exit status 0) after" in caplog.text
 
 
 # -- gc

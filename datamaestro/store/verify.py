@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from . import rehash
 from .rehash import ERROR, LARGE, MISMATCH, STALE, check_objects, parse_line, worker_command
 from .stamps import read_stamp, record_stamp, stamp_matches
 from .walk import _object_batches, _remove_folder, _tree_folders, _view_folders
+
+logger = logging.getLogger(__name__)
 
 #: objects per batch handed to a thread (a future per small object costs more than hashing it)
 _BATCH = 256
@@ -148,14 +151,15 @@ class _Workers:
         except FileNotFoundError:
             fans = []
         shares = [fans[index::processes] for index in range(processes)]
-        self.expected = {}
+        self.objects, self.stamps, self.precise = objects, stamps, precise
+        self.shares: dict[int, list[str]] = {}
         self.procs = []
         try:
             for share in shares:
                 if share:
                     proc = subprocess.Popen(worker_command(objects, stamps, precise, SMALL_FILE + 1, share), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                     self.procs.append(proc)
-                    self.expected[proc.pid] = len(share)
+                    self.shares[proc.pid] = share
         except BaseException:
             self.stop()
             raise
@@ -163,7 +167,9 @@ class _Workers:
     def results(self) -> Iterator[tuple[int, int, int, list[tuple[str, str, str]]]]:
         """Each fan-out folder's ``(names, checked, bytes, events)`` as a worker finishes it (see :func:`~.rehash.check_objects`).
 
-        :raises StoreError: a worker ended before all its folders were done
+        The folders of a worker that ended before it was done are rehashed
+        by this process afterwards (with a warning): every object is still
+        rehashed once.
         """
         import selectors
 
@@ -197,13 +203,24 @@ class _Workers:
         selector.close()
         for proc in self.procs:
             code = proc.wait()
-            if code != 0 or done[proc.pid] != self.expected[proc.pid]:
+            if code != 0 or done[proc.pid] != len(self.shares[proc.pid]):
+                # killed, out of memory, an interpreter that cannot run it: its folders not done are rehashed here
                 message = errors[proc.pid].decode(errors="replace").strip().splitlines()
-                raise StoreError(
-                    f"a process rehashing objects ended (exit status {code}) after {done[proc.pid]} of its {self.expected[proc.pid]} folders"
-                    + (f": {message[-1]}" if message else ""),
-                    hint="nothing was quarantined; run `datamaestro store verify` again (`--jobs 1` rehashes in one process)",
+                logger.warning(
+                    "a process rehashing objects ended (exit status %s) after %d of its %d folders%s: this process rehashes the others",
+                    code, done[proc.pid], len(self.shares[proc.pid]), f" ({message[-1]})" if message else "",
                 )
+                yield from self._rehash_here(self.shares[proc.pid][done[proc.pid] :])
+
+    def _rehash_here(self, fans: list[str]) -> Iterator[tuple[int, int, int, list[tuple[str, str, str]]]]:
+        """What a worker would have found in ``fans``, rehashed in this process."""
+        buffer = small_file_buffer()
+        for fan in fans:
+            try:
+                names = os.listdir(self.objects + os.sep + fan)
+            except FileNotFoundError:
+                continue  # removed meanwhile: nothing to check
+            yield check_objects(self.objects, self.stamps, self.precise, [fan + name for name in names], buffer)
 
     def stop(self) -> None:
         """Ends the workers still running (an error or Ctrl-C in this process) and reaps them."""
