@@ -22,7 +22,7 @@ run, the two sides in turns:
   object rehashed, stamps compared, trees parsed), against ``b3sum`` of the
   same object files (``xargs -0``), page cache warm; the in-process
   :func:`~datamaestro.store.maintenance.verify` as context (a long-lived
-  tool: imports paid);
+  tool: imports paid), and its floor, :mod:`benchmarks._verify_floor`;
 - **store gc / store du** with nothing to delete, on a store of N objects
   all reachable from a data dir (one tree, one view, one dataset folder),
   against ``find objects -type f | wc -l`` (listing the objects once). This
@@ -194,9 +194,11 @@ def measure_files(work: Path, count: int, quick: bool) -> Point:
 
         return time_call(check)
 
-    times = [(time_command(command, env=env), time_command(b3sum), in_process()) for _ in range(runs + 2)]
+    verify_floor = [sys.executable, "-m", "benchmarks._verify_floor", peer / "store"]
+    times = [(time_command(command, env=env), time_command(b3sum), in_process(), time_command(verify_floor, env=env)) for _ in range(runs + 2)]
     point.seconds["verify"] = (median([t[0] for t in times]), median([t[1] for t in times]))
     point.seconds["verify in process"] = (median([t[2] for t in times]), median([t[1] for t in times]))
+    point.seconds["verify floor"] = (median([t[3] for t in times]), median([t[1] for t in times]))
     folders.discard()
     return point
 
@@ -278,6 +280,8 @@ PATHS = {
                    "`cp -r` of the peer's tree", None),
     "verify": ("`datamaestro store verify` (command line) vs `b3sum`, {n} × 4 KiB", "`b3sum` of the object files", VERIFY),
     "verify in process": ("`verify()` in a running process vs `b3sum`, {n} × 4 KiB", "`b3sum` of the object files", None),
+    "verify floor": ("floor of `store verify` (`benchmarks._verify_floor`: the same system calls and hashing per object, nothing else) vs `b3sum`, {n} × 4 KiB",
+                     "`b3sum` of the object files", None),
     "gc": ("`store gc`, nothing to delete, {n} objects, vs `find objects -type f | wc -l`", "`find objects -type f | wc -l`", GC),
     "du": ("`store du`, {n} objects, vs `find objects -type f | wc -l`", "`find objects -type f | wc -l`", GC),
 }
@@ -295,6 +299,9 @@ NOTES = {
     "verify": "new processes, in turns, page cache warm; every object rehashed, its stamp compared, every tree parsed; "
     "reference: one `b3sum` per command line over the object files (`xargs -0`)",
     "verify in process": "context: `datamaestro.store.maintenance.verify` called in this process (imports paid), as a long-lived tool would",
+    "verify floor": "context: a minimal script, one forked process per core (as verify's workers on a local disk), each listing its "
+    "share of the fan-out folders and per object an lstat, open, read, close, blake3 and readlink of its stamp; no tree parsed, no command "
+    "line start-up; measured in turns with the two above",
     "gc": "new processes, in turns; every object reachable from one data dir (one tree, one view), so nothing is deleted; objects of "
     f"{TINY} bytes written straight into the store (gc reads no content)",
     "du": "new processes, in turns; the same store as gc; du reads the sizes the tree document records, from its text "
@@ -317,7 +324,7 @@ def rows_and_curves(points: list[Point], paths: list[str], quick: bool, title: s
     series = {}
     for path in paths:
         series[f"datamaestro: {path}"] = [[p.count, p.seconds[path][0]] for p in points]
-        if path not in ("verify in process", "extract floor", "sync floor"):
+        if path not in ("verify in process", "verify floor", "extract floor", "sync floor"):
             series[f"{PATHS[path][1]} ({path})"] = [[p.count, p.seconds[path][1]] for p in points]
     results.append(Curve(NAME, title, x_label, "files", "s", series,
                          f"each point: medians of its runs, datamaestro and the reference in turns, new processes; "
@@ -340,7 +347,7 @@ def run(work: Path, quick: bool, offline: bool = False) -> list[Row | Curve]:
         started = time.perf_counter()
         points.append(measure_files(work, count, quick))
         print(f"  per_file: {count:,} files: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-    results += rows_and_curves(points, ["extract", "extract floor", "sync", "sync floor", "verify", "verify in process"], quick,
+    results += rows_and_curves(points, ["extract", "extract floor", "sync", "sync floor", "verify", "verify in process", "verify floor"], quick,
                                "per-file paths vs files (4 KiB each)", "files (4 KiB each)")
     gc_points = []
     for count in QUICK_GC_COUNTS if quick else GC_COUNTS:

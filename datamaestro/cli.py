@@ -516,9 +516,9 @@ def store_info():
 
 
 @store_app.command("verify")
-def store_verify(jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Small files hashed at once (default: 1 on a local disk, 4 per core on a network file system).")):
+def store_verify(jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Small files hashed at once: processes on a local disk (default: one per core), threads on a network file system (default: 4 per core).")):
     """Rehash every object; quarantine (never delete) those whose content changed."""
-    from .store.maintenance import verify
+    from .store.verify import verify  # not .store.maintenance: gc's, du's, info's modules are not needed here
 
     report = verify(state.context().store, jobs=jobs)
     if state.json:

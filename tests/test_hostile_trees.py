@@ -232,6 +232,9 @@ def test_without_validation_the_writer_still_never_follows_a_planted_link(store,
             self.count += 1
             return entry
 
+        def check_file(self, digest, path, size):
+            return self.check({"digest": digest, "kind": "file", "path": path, "size": size})
+
         def finish(self):
             pass
 

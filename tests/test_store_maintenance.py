@@ -188,6 +188,58 @@ def test_verify_reports_a_tree_object_that_does_not_parse(store):
     assert store.has(digest)
 
 
+def test_verify_in_worker_processes_finds_what_one_process_finds(store):
+    """The whole store rehashed by worker processes (a share of the fan-out folders each): corrupt objects, stamps and large objects alike."""
+    from datamaestro.store.digests import SMALL_FILE
+    from datamaestro.store.stamps import read_stamp, stamp_matches
+
+    digests = [store.ingest_stream([b"object %d" % n]) for n in range(600)]
+    large = store.ingest_stream([b"L" * (SMALL_FILE + 5)])
+    small_victim, no_stamp, wrong_stamp = digests[:3]
+    for victim, content in ((small_victim, b"rot"), (large, b"R" * (SMALL_FILE + 5))):
+        os.chmod(store.path_of(victim), 0o644)
+        store.path_of(victim).write_bytes(content)
+    os.unlink(store.layout.stamp_path(no_stamp))
+    os.unlink(store.layout.stamp_path(wrong_stamp))
+    os.symlink("size=1,mtime_s=1", store.layout.stamp_path(wrong_stamp))
+
+    report = verify(store, jobs=3)
+    assert sorted((c.digest, c.actual) for c in report.corrupt) == sorted([(small_victim, blake3_of(b"rot")), (large, blake3_of(b"R" * (SMALL_FILE + 5)))])
+    assert all(c.quarantined.is_file() for c in report.corrupt)
+    assert report.checked == len(digests) + 1
+    assert report.bytes == sum(len(b"object %d" % n) for n in range(600)) - len(b"object 0") + 3 + SMALL_FILE + 5
+    for digest in (no_stamp, wrong_stamp):
+        assert stamp_matches(read_stamp(store.layout, digest), os.lstat(store.path_of(digest)), store.layout.precise_stat)[0]
+    again = verify(store, jobs=2)
+    assert again.ok and again.checked == len(digests) - 1
+
+
+def test_verify_rehashes_itself_the_folders_of_a_worker_process_that_ended_early(store, monkeypatch, caplog):
+    """A worker that dies (killed, out of memory, an interpreter that cannot run it) leaves its share to the command: every object is still rehashed."""
+    import datamaestro.store.verify as verify_module
+
+    digests = [store.ingest_stream([b"object %d" % n]) for n in range(300)]
+    victim = digests[0]
+    os.chmod(store.path_of(victim), 0o644)
+    store.path_of(victim).write_bytes(b"rot")
+    # the first worker rehashes half its folders and ends; the second dies at once
+    script = (
+        "import os, runpy, sys\n"
+        "try:\n    open(os.environ['FIRST'], 'x').close()\n"
+        "except FileExistsError:\n    sys.exit(3)\n"
+        "sys.argv = sys.argv[:5] + sys.argv[5:][: len(sys.argv[5:]) // 2]\n"
+        "runpy.run_path(os.environ['REHASH'], run_name='__main__')\n"
+    )
+    monkeypatch.setenv("FIRST", str(store.root.parent / "first-worker"))
+    real = verify_module.worker_command
+    monkeypatch.setenv("REHASH", real("", "", False, 0, [])[2])
+    monkeypatch.setattr(verify_module, "worker_command", lambda *args: [sys.executable, "-c", script, *real(*args)[3:]])
+    report = verify(store, jobs=2)
+    assert [c.digest for c in report.corrupt] == [victim]
+    assert report.checked == len(digests) and not store.has(victim)
+    assert "ended (exit status 3) after 0 of its" in caplog.text and "ended (exit status 0) after" in caplog.text
+
+
 # -- gc
 
 

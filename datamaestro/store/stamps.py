@@ -10,17 +10,11 @@ from pathlib import Path
 
 from .digests import PREFIX, hex_of
 from .layout import Layout
+from .rehash import stamp_text  # defined beside the rehash, which runs without datamaestro in worker processes
 
 logger = logging.getLogger(__name__)
 
 _PREFIX_LENGTH = len(PREFIX)
-
-
-def stamp_text(st: os.stat_result, precise: bool) -> str:
-    """What a stamp records of an object: size, mtime and inode (``precise``), else size and mtime in seconds."""
-    if precise:
-        return f"size={st.st_size},mtime={st.st_mtime_ns},ino={st.st_ino}"
-    return f"size={st.st_size},mtime_s={st.st_mtime_ns // 1_000_000_000}"
 
 
 def stamp_matches(recorded: str, st: os.stat_result, precise: bool) -> tuple[bool, str]:

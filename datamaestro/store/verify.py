@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -14,11 +16,15 @@ from typing import Callable, Iterable, Iterator
 
 from ..errors import StoreError, UntrustedInputError
 from . import Store
-from .digests import digest_of_file, digest_of_mapped_file, format_digest, hex_of, is_digest, read_small_file, small_file_buffer
+from .digests import SMALL_FILE, digest_of_file, digest_of_mapped_file, format_digest, hex_of, is_digest, small_file_buffer
 from .gc import GC_LOCK
 from .integrity import owner_name, quarantine_object
+from . import rehash
+from .rehash import ERROR, LARGE, MISMATCH, STALE, check_objects, parse_line, worker_command
 from .stamps import read_stamp, record_stamp, stamp_matches
 from .walk import _object_batches, _remove_folder, _tree_folders, _view_folders
+
+logger = logging.getLogger(__name__)
 
 #: objects per batch handed to a thread (a future per small object costs more than hashing it)
 _BATCH = 256
@@ -76,7 +82,7 @@ class VerifyReport:
 
 
 def _unordered_map(fn, batches: Iterable[list], workers: int) -> Iterator:
-    """``fn(batch)`` over the batches on a thread pool, the batches' results as they finish.
+    """``fn(batch)`` over the batches on a thread pool, each batch's result as it finishes.
 
     Items go to the pool in batches (a future per small object cost more
     than hashing it), and at most a few batches per worker are queued, so a
@@ -85,8 +91,7 @@ def _unordered_map(fn, batches: Iterable[list], workers: int) -> Iterator:
     """
     if workers == 1:
         # no pool: a second thread would only take turns with this one
-        for batch in batches:
-            yield from fn(batch)
+        yield from map(fn, batches)
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending = set()
@@ -94,12 +99,12 @@ def _unordered_map(fn, batches: Iterable[list], workers: int) -> Iterator:
             if len(pending) >= 4 * workers:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield from future.result()
+                    yield future.result()
             pending.add(pool.submit(fn, batch))
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                yield from future.result()
+                yield future.result()
 
 
 def _slices(items: list, size: int = _BATCH) -> Iterator[list]:
@@ -108,41 +113,9 @@ def _slices(items: list, size: int = _BATCH) -> Iterator[list]:
         yield items[index : index + size]
 
 
-def _hash_small_objects(objects: str, stamps: str, precise: bool, hexdigests: list[str]) -> list[tuple]:
-    """Rehashes a batch of objects that fit in one read; larger ones come back with digest ``LARGE``.
-
-    One ``os.open``/``os.read`` per object and no ``Path`` nor file object:
-    on many small objects the per-file Python work, not hashing, is what
-    bounds verify. A right object's stamp is compared here too, by the same
-    thread (one ``stat``, one ``readlink``). Result per object: ``(hex,
-    actual hex or None or LARGE, size, error, stamp to record again)``.
-    """
-    from blake3 import blake3
-
-    results = []
-    append = results.append
-    sep = os.sep
-    buffer = small_file_buffer()
-    view = memoryview(buffer)
-    limit = len(buffer)
-    for hexdigest in hexdigests:
-        name = hexdigest[:2] + sep + hexdigest[2:]
-        path = objects + sep + name
-        try:
-            st = os.lstat(path)  # for the stamp, and the size to read
-            size = read_small_file(path, buffer, st.st_size) if st.st_size < limit else None
-        except FileNotFoundError:
-            append((hexdigest, None, 0, None, False))  # removed meanwhile (gc): nothing to check
-            continue
-        except OSError as exc:
-            append((hexdigest, None, 0, exc, False))
-            continue
-        if size is None:
-            append((hexdigest, _LARGE, 0, None, False))
-            continue
-        actual = blake3(view[:size]).hexdigest()
-        append((hexdigest, actual, size, None, actual == hexdigest and _stamp_is_stale(st, stamps + sep + name, precise)))
-    return results
+def _hash_small_objects(objects: str, stamps: str, precise: bool, hexdigests: list[str]) -> tuple[int, int, int, list[tuple[str, str, str]]]:
+    """:func:`~.rehash.check_objects` of a batch in this thread, into this thread's buffer."""
+    return check_objects(objects, stamps, precise, hexdigests, small_file_buffer())
 
 
 def _stamp_is_stale(st: os.stat_result, stamp: str, precise: bool) -> bool:
@@ -154,7 +127,119 @@ def _stamp_is_stale(st: os.stat_result, stamp: str, precise: bool) -> bool:
     return not stamp_matches(recorded, st, precise)[0]
 
 
-_LARGE = "large"
+def worker_processes(jobs: int | None) -> int:
+    """Processes rehashing a whole store on a local disk: ``jobs``, else one per core this process may run on."""
+    if jobs is not None:
+        return jobs
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return min(cores, _MAX_PROCESSES)
+
+
+#: worker processes at most by default (each lists and reads its share of 256 fan-out folders)
+_MAX_PROCESSES = 16
+
+
+class _Workers:
+    """Worker processes rehashing a store's fan-out folders (:func:`~.rehash.worker_main`), read as they go."""
+
+    def __init__(self, objects: str, stamps: str, precise: bool, processes: int):
+        try:
+            fans = sorted(entry.name for entry in os.scandir(objects) if len(entry.name) == 2 and entry.is_dir())
+        except FileNotFoundError:
+            fans = []
+        shares = [fans[index::processes] for index in range(processes)]
+        self.objects, self.stamps, self.precise = objects, stamps, precise
+        self.shares: dict[int, list[str]] = {}
+        self.procs = []
+        try:
+            for share in shares:
+                if share:
+                    proc = subprocess.Popen(worker_command(objects, stamps, precise, SMALL_FILE + 1, share), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                    self.procs.append(proc)
+                    self.shares[proc.pid] = share
+        except BaseException:
+            self.stop()
+            raise
+
+    def results(self) -> Iterator[tuple[int, int, int, list[tuple[str, str, str]]]]:
+        """Each fan-out folder's ``(names, checked, bytes, events)`` as a worker finishes it (see :func:`~.rehash.check_objects`).
+
+        The folders of a worker that ended before it was done are rehashed
+        by this process afterwards (with a warning): every object is still
+        rehashed once.
+        """
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        pending, errors, done = {}, {}, {}
+        for proc in self.procs:
+            for stream in (proc.stdout, proc.stderr):
+                selector.register(stream, selectors.EVENT_READ, proc)
+                pending[stream.fileno()] = b""
+            errors[proc.pid], done[proc.pid] = b"", 0
+        events: dict[int, list] = {proc.pid: [] for proc in self.procs}
+        while selector.get_map():
+            for key, _ in selector.select():
+                proc, fd = key.data, key.fd
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    continue
+                if key.fileobj is proc.stderr:
+                    errors[proc.pid] = (errors[proc.pid] + chunk)[-4000:]
+                    continue
+                *lines, pending[fd] = (pending[fd] + chunk).split(b"\n")
+                for line in lines:
+                    fields = parse_line(line.decode())
+                    if fields[0] == "D":
+                        done[proc.pid] += 1
+                        yield int(fields[1]), int(fields[2]), int(fields[3]), events[proc.pid]
+                        events[proc.pid] = []
+                    else:
+                        events[proc.pid].append(fields)
+        selector.close()
+        for proc in self.procs:
+            code = proc.wait()
+            if code != 0 or done[proc.pid] != len(self.shares[proc.pid]):
+                # killed, out of memory, an interpreter that cannot run it: its folders not done are rehashed here
+                message = errors[proc.pid].decode(errors="replace").strip().splitlines()
+                logger.warning(
+                    "a process rehashing objects ended (exit status %s) after %d of its %d folders%s: this process rehashes the others",
+                    code, done[proc.pid], len(self.shares[proc.pid]), f" ({message[-1]})" if message else "",
+                )
+                yield from self._rehash_here(self.shares[proc.pid][done[proc.pid] :])
+
+    def _rehash_here(self, fans: list[str]) -> Iterator[tuple[int, int, int, list[tuple[str, str, str]]]]:
+        """What a worker would have found in ``fans``, rehashed in this process."""
+        buffer = small_file_buffer()
+        for fan in fans:
+            try:
+                names = os.listdir(self.objects + os.sep + fan)
+            except FileNotFoundError:
+                continue  # removed meanwhile: nothing to check
+            yield check_objects(self.objects, self.stamps, self.precise, [fan + name for name in names], buffer)
+
+    def stop(self) -> None:
+        """Ends the workers still running (an error or Ctrl-C in this process) and reaps them."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            for stream in (proc.stdout, proc.stderr):
+                stream.close()
+
+
+def _start_workers(store: Store, objects: str, stamps: str, precise: bool, processes: int) -> _Workers | None:
+    """Worker processes for a whole local store, or None when they cannot be started (rehashed in this process then)."""
+    if processes < 2 or not sys.executable or not os.path.isfile(rehash.__file__):  # not in a zip or a frozen build
+        return None
+    try:
+        return _Workers(objects, stamps, precise, processes)
+    except OSError:
+        return None
 
 
 def verify(
@@ -179,14 +264,20 @@ def verify(
     The store is listed one fan-out folder at a time as the work goes, and
     stamps are recorded again in batches: memory does not grow with the
     number of objects (a million-object store is never held as a list).
-    Small objects are read and hashed in batches by ``jobs`` threads; large
-    ones (1 MiB or more: few) afterwards, one at a time, mapped into memory
-    and hashed by blake3 on every core (as ``b3sum`` does).
+    On a local disk, the whole store's small objects are rehashed by
+    ``jobs`` worker processes (one per core by default), each taking its
+    share of the fan-out folders, while this process parses the trees;
+    elsewhere (a network file system, ``digests`` given, a ``progress``
+    callback) by ``jobs`` threads of this process. Large objects (1 MiB or
+    more: few) come afterwards, one at a time, mapped into memory and hashed
+    by blake3 on every core (as ``b3sum`` does).
 
-    :param jobs: threads reading small objects (default: one on a local file
-        system, where threads only slow each other down on small files, as
-        measured; four per CPU on a network file system, where each read
-        waits on the server)
+    :param jobs: on a local disk, processes rehashing the whole store
+        (default: one per core; 1: this process alone), or threads reading
+        small objects when ``digests`` or ``progress`` are given (default
+        one: threads only slow each other down on small files, as
+        measured); on a network file system, threads (default four per
+        CPU, as each read waits on the server)
     :param progress: called as ``progress(objects_done, objects_total)``
         after each object (of the whole store, the total is counted by a
         listing before the work starts: objects added or removed meanwhile
@@ -198,16 +289,65 @@ def verify(
     start = time.monotonic()
     report = VerifyReport()
     objects = os.fspath(store.layout.objects)
+    stamps, precise = os.fspath(store.layout.stamps), store.layout.precise_stat
     whole = digests is None
-    if whole:
-        # listed one fan-out folder at a time, as the hashing goes: a store of a
-        # million objects is never held as a list of names
-        batches = _object_batches(objects, _BATCH)
-        # counted beforehand only for a progress report (one more listing, no name kept)
-        total = sum(map(len, _object_batches(objects, sys.maxsize))) if progress is not None else 0
+    local = store.layout.local
+    mismatched = []
+    stale = []  # right objects whose stamp is missing or says otherwise
+    large = []
+    done = 0
+    total = 0
+
+    def tally(result: tuple[int, int, int, list[tuple[str, str, str]]]) -> None:
+        """Adds a batch's result (:func:`~.rehash.check_objects`) to the report."""
+        nonlocal done
+        names, checked, size, events = result
+        report.checked += checked
+        report.bytes += size
+        deferred = 0
+        for kind, hexdigest, detail in events:
+            if kind == MISMATCH:
+                mismatched.append(format_digest(hexdigest))
+            elif kind == STALE:
+                stale.append(format_digest(hexdigest))
+                if len(stale) >= _RESTAMP_BATCH:
+                    _restamp(store, stale)
+                    stale.clear()
+            elif kind == LARGE:
+                large.append(hexdigest)  # 1 MiB or more each: few, whatever the store's size
+                deferred += 1
+            else:
+                report.errors.append(f"{format_digest(hexdigest)}: {detail}")
+        if progress is None:
+            done += names - deferred
+            return
+        for _ in range(names - deferred):
+            done += 1
+            progress(done, total)
+
+    workers = _start_workers(store, objects, stamps, precise, worker_processes(jobs)) if whole and local and progress is None else None
+    parsed: dict[str, bool] | None = None
+    if workers is not None:
+        try:
+            # this process parses the trees while the workers rehash (on another core)
+            parsed = _parse_trees(store)
+            for result in workers.results():
+                tally(result)
+        finally:
+            workers.stop()
     else:
-        chosen = list(dict.fromkeys(map(hex_of, digests)))
-        batches, total = _slices(chosen), len(chosen)
+        if whole:
+            # listed one fan-out folder at a time, as the hashing goes: a store of a
+            # million objects is never held as a list of names
+            batches = _object_batches(objects, _BATCH)
+            # counted beforehand only for a progress report (one more listing, no name kept)
+            total = sum(map(len, _object_batches(objects, sys.maxsize))) if progress is not None else 0
+        else:
+            chosen = list(dict.fromkeys(map(hex_of, digests)))
+            batches, total = _slices(chosen), len(chosen)
+        threads = jobs or (1 if local else 4 * (os.cpu_count() or 1))
+        for result in _unordered_map(partial(_hash_small_objects, objects, stamps, precise), batches, threads):
+            tally(result)
 
     def check(digest: str):
         path = store.objects.path_of(digest)
@@ -219,50 +359,22 @@ def verify(
         except OSError as exc:
             return digest, None, 0, exc
 
-    def check_large(hexdigest: str):
-        """Like a small object's result in :func:`_hash_small_objects`, hashed from a mapping on every core."""
+    def check_large(hexdigest: str) -> tuple[int, int, int, list[tuple[str, str, str]]]:
+        """Like a batch's result in :func:`~.rehash.check_objects`, for one large object hashed from a mapping on every core."""
         name = hexdigest[:2] + os.sep + hexdigest[2:]
         try:
             st = os.stat(objects + os.sep + name)
             actual = hex_of(digest_of_mapped_file(objects + os.sep + name))
         except FileNotFoundError:
-            return hexdigest, None, 0, None, False
+            return 1, 0, 0, []
         except OSError as exc:
-            return hexdigest, None, 0, exc, False
-        return hexdigest, actual, st.st_size, None, actual == hexdigest and _stamp_is_stale(st, stamps + os.sep + name, precise)
+            return 1, 0, 0, [(ERROR, hexdigest, str(exc))]
+        if actual != hexdigest:
+            return 1, 1, st.st_size, [(MISMATCH, hexdigest, actual)]
+        return 1, 1, st.st_size, [(STALE, hexdigest, "")] if _stamp_is_stale(st, stamps + os.sep + name, precise) else []
 
-    mismatched = []
-    stale = []  # right objects whose stamp is missing or says otherwise
-    large = []
-    done = 0
-
-    def count(hexdigest: str, actual: str | None, size: int, error: OSError | None, restamp: bool) -> None:
-        nonlocal done
-        done += 1
-        if error is not None:
-            report.errors.append(f"{format_digest(hexdigest)}: {error}")
-        elif actual is not None:
-            report.checked += 1
-            report.bytes += size
-            if actual != hexdigest:
-                mismatched.append(format_digest(hexdigest))
-            elif restamp:
-                stale.append(format_digest(hexdigest))
-        if progress is not None:
-            progress(done, total)
-
-    workers = jobs or (1 if store.layout.local else 4 * (os.cpu_count() or 1))
-    stamps, precise = os.fspath(store.layout.stamps), store.layout.precise_stat
-    for hexdigest, actual, size, error, restamp in _unordered_map(partial(_hash_small_objects, objects, stamps, precise), batches, workers):
-        if actual is _LARGE:
-            large.append(hexdigest)  # 1 MiB or more each: few, whatever the store's size
-        else:
-            count(hexdigest, actual, size, error, restamp)
-            if len(stale) >= _RESTAMP_BATCH:
-                _restamp(store, stale)
-                stale.clear()
     for hexdigest in large:
-        count(*check_large(hexdigest))
+        tally(check_large(hexdigest))
     _restamp(store, stale)
 
     if mismatched:
@@ -286,7 +398,7 @@ def verify(
                     report.corrupt.append(CorruptObject(digest, actual, target))
     corrupt = {c.digest for c in report.corrupt}
     if whole or corrupt:
-        _check_trees(store, corrupt, report)
+        _check_trees(store, corrupt, report, parsed)
     if whole:
         _check_manifests(store, corrupt, report)
     report.seconds = time.monotonic() - start
@@ -310,20 +422,44 @@ def _report_unreadable(store: Store, digest: str, report: VerifyReport) -> None:
     (report.malformed if store.objects.has(digest) else report.missing).append(digest)
 
 
-def _check_trees(store: Store, corrupt: set[str], report: VerifyReport) -> None:
-    """Removes materialized trees that hold a corrupt object; checks the others parse."""
+def _parse_trees(store: Store) -> dict[str, bool]:
+    """Whether each materialized tree's object parses, by digest (read while workers rehash the objects, see :func:`verify`)."""
+    parsed = {}
+    for digest, _ in _tree_folders(store):
+        if is_digest(digest):
+            try:
+                for _ in store.trees.iter_object_digests(digest):
+                    pass
+                parsed[digest] = True
+            except (StoreError, UntrustedInputError):
+                parsed[digest] = False
+    return parsed
+
+
+def _check_trees(store: Store, corrupt: set[str], report: VerifyReport, parsed: dict[str, bool] | None = None) -> None:
+    """Removes materialized trees that hold a corrupt object; checks the others parse.
+
+    :param parsed: what :func:`_parse_trees` found, earlier in this run: a
+        tree that parsed then is read again only when some object is
+        corrupt (to look for it); one made since is read now
+    """
+    parsed = parsed or {}
     for digest, path in _tree_folders(store):
         if not is_digest(digest):
             continue
         # a tree whose own object is corrupt cannot be trusted either
         damaged = digest in corrupt
         if not damaged:
-            try:
-                # isdisjoint reads the whole document when nothing is corrupt (which checks that it parses), without a set of it
-                damaged = not corrupt.isdisjoint(store.trees.iter_object_digests(digest))
-            except (StoreError, UntrustedInputError):
+            if parsed.get(digest) is False:
                 _report_unreadable(store, digest, report)
                 continue
+            if corrupt or digest not in parsed:
+                try:
+                    # isdisjoint reads the whole document when nothing is corrupt (which checks that it parses), without a set of it
+                    damaged = not corrupt.isdisjoint(store.trees.iter_object_digests(digest))
+                except (StoreError, UntrustedInputError):
+                    _report_unreadable(store, digest, report)
+                    continue
         if damaged:
             with store.lock(GC_LOCK, what="removing damaged trees"):
                 if _remove_folder(path, report.errors):
