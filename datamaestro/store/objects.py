@@ -38,6 +38,10 @@ INGEST_BATCH = 16384
 #: or fewer, once their bytes add up to this much
 INGEST_BATCH_BYTES = 256 << 20
 
+#: threads linking a peer's small objects (:func:`_take_linked`): one per core, at most
+LINK_WORKERS = int(os.environ.get("DM_LINK_WORKERS", "2"))
+#: objects per batch handed to one of them (a task per object costs more than linking it)
+LINK_BATCH = 256
 #: a file open in this process can be linked by its descriptor (``linkat`` of ``/proc/self/fd/N``): the inode hashed is the inode linked
 PROC_FD = os.path.isdir("/proc/self/fd")
 
@@ -128,7 +132,9 @@ class ObjectStore:
         # a copy is created read-only, a link shares an object's inode (read-only too)
         return Staged(tmp, digest, size, read_only=True)
 
-    def stage_files(self, pairs: list[tuple[str, str]], *, link: bool = False, limits: dict[str, int] | None = None) -> list["Staged | IntegrityError | None"]:
+    def stage_files(
+        self, pairs: list[tuple[str, str]], *, link: bool = False, limits: dict[str, int] | None = None, stamps: str | None = None
+    ) -> list["Staged | IntegrityError | None"]:
         """:meth:`stage_file` for many objects at once: ``(digest, source path)`` pairs.
 
         The per-object work is what a copy of many small files costs: one
@@ -148,6 +154,9 @@ class ObjectStore:
         :param limits: digest -> the size a document names for it: a larger
             file is refused before it is copied; a source that is not a
             regular file (a device, a fifo) is refused too
+        :param stamps: the peer store's ``stamps/`` folder: each object staged
+            names its stamp there (:attr:`Staged.stamp_source`), linked as its
+            own when it describes the same inode (see :func:`record_stamps`)
         """
         tmp_dir = os.fspath(self.layout.tmp)
         self.layout.tmp_path()  # makes tmp/ when missing
@@ -156,8 +165,12 @@ class ObjectStore:
         buffer = small_file_buffer()
         view = memoryview(buffer)
         outcomes: list = []
-        with _PeerLinker(self) if link and PROC_FD else contextlib.nullcontext() as linker:
+        with _PeerLinker(self, stamps) if link and PROC_FD else contextlib.nullcontext() as linker:
+            linked = _take_linked(linker, pairs) if linker is not None else {}
             for index, (digest, source) in enumerate(pairs):
+                if index in linked:
+                    outcomes.append(linked[index])
+                    continue
                 tmp = f"{prefix}{index}.import"
                 try:
                     if linker is not None:
@@ -190,7 +203,7 @@ class ObjectStore:
                     _unlink_quietly(tmp)
                     outcomes.append(mismatch(source, actual, digest))
                     continue
-                outcomes.append(Staged(Path(tmp), digest, size, read_only=True))
+                outcomes.append(Staged(Path(tmp), digest, size, read_only=True, stamp_source=_stamp_of(stamps, digest)))
         return outcomes
 
     def fan(self, prefix: str) -> str:
@@ -590,6 +603,46 @@ class Ingester:
             return None
         digest, size = copied
         return Staged(tmp, digest, size, read_only=True)
+
+
+def _take_linked(linker: _PeerLinker, pairs: list[tuple[str, str]]) -> dict[int, "Staged | IntegrityError | None"]:
+    """The peer objects :meth:`_PeerLinker.take` links, taken by a few threads in batches: index in ``pairs`` -> outcome.
+
+    Per object the work is system calls (open, fstat, read, link) and a
+    hash, which all release the interpreter: two threads overlap them. What
+    the linker does not settle (a large object, a refused link, an error) is
+    left out, for :meth:`ObjectStore.stage_files` to take one by one as it
+    would without threads (the same checks again, the same messages).
+    """
+    workers = min(LINK_WORKERS, os.cpu_count() or 1)
+    if workers <= 1 or len(pairs) < 2 * LINK_BATCH:
+        return {}
+    from .verify import _unordered_map  # not at the top: verify imports the store
+
+    def take_batch(batch: list[tuple[int, str, str]]) -> list[tuple[int, object]]:
+        buffer = small_file_buffer()  # this thread's
+        view = memoryview(buffer)
+        settled = []
+        for index, digest, source in batch:
+            try:
+                outcome = linker.take(digest, source, buffer, view)
+            except OSError:
+                continue  # taken again one by one, which says what went wrong
+            if outcome is not LINK_REFUSED and outcome is not LINK_LARGE:
+                settled.append((index, outcome))
+        return settled
+
+    items = [(index, digest, source) for index, (digest, source) in enumerate(pairs)]
+    batches = (items[start : start + LINK_BATCH] for start in range(0, len(items), LINK_BATCH))
+    return dict(_unordered_map(take_batch, batches, workers))
+
+
+def _stamp_of(stamps: str | None, digest: str) -> str | None:
+    """The path of ``digest``'s stamp in a peer's ``stamps/`` folder (None without one); ``digest`` is one just hashed (well formed)."""
+    if stamps is None:
+        return None
+    hexdigest = digest[_PREFIX_LENGTH:]
+    return f"{stamps}{os.sep}{hexdigest[:2]}{os.sep}{hexdigest[2:]}"
 
 
 def _unlink_quietly(path: str) -> None:
