@@ -39,7 +39,7 @@ INGEST_BATCH = 16384
 INGEST_BATCH_BYTES = 256 << 20
 
 #: threads linking a peer's small objects (:func:`_take_linked`): one per core, at most
-LINK_WORKERS = int(os.environ.get("DM_LINK_WORKERS", "2"))
+LINK_WORKERS = 2
 #: objects per batch handed to one of them (a task per object costs more than linking it)
 LINK_BATCH = 256
 #: a file open in this process can be linked by its descriptor (``linkat`` of ``/proc/self/fd/N``): the inode hashed is the inode linked
@@ -53,6 +53,8 @@ class ObjectStore:
         self.layout = layout
         #: fan-out folders known to exist (made or seen by this process)
         self._fans: set[str] = set()
+        #: ``objects/`` as a string (:meth:`fan` builds a path per object)
+        self._objects = os.fspath(layout.objects)
         #: the process that flushed the file system before linking a peer's objects (see :class:`~.linker._PeerLinker`)
         self.peers_flushed_by: int | None = None
 
@@ -208,7 +210,7 @@ class ObjectStore:
 
     def fan(self, prefix: str) -> str:
         """The fan-out folder ``objects/<prefix>``, made when this process has not seen it yet (they are never removed)."""
-        fan = f"{os.fspath(self.layout.objects)}{os.sep}{prefix}"
+        fan = f"{self._objects}{os.sep}{prefix}"
         if fan not in self._fans:
             self.layout.mkdir(Path(fan))
             self._fans.add(fan)
@@ -609,7 +611,8 @@ def _take_linked(linker: _PeerLinker, pairs: list[tuple[str, str]]) -> dict[int,
     """The peer objects :meth:`_PeerLinker.take` links, taken by a few threads in batches: index in ``pairs`` -> outcome.
 
     Per object the work is system calls (open, fstat, read, link) and a
-    hash, which all release the interpreter: two threads overlap them. What
+    hash, which all release the interpreter: two threads overlap them
+    (when the machine has a core free: under load they only take turns). What
     the linker does not settle (a large object, a refused link, an error) is
     left out, for :meth:`ObjectStore.stage_files` to take one by one as it
     would without threads (the same checks again, the same messages).
@@ -617,7 +620,7 @@ def _take_linked(linker: _PeerLinker, pairs: list[tuple[str, str]]) -> dict[int,
     workers = min(LINK_WORKERS, os.cpu_count() or 1)
     if workers <= 1 or len(pairs) < 2 * LINK_BATCH:
         return {}
-    from .verify import _unordered_map  # not at the top: verify imports the store
+    from concurrent.futures import ThreadPoolExecutor
 
     def take_batch(batch: list[tuple[int, str, str]]) -> list[tuple[int, object]]:
         buffer = small_file_buffer()  # this thread's
@@ -633,8 +636,11 @@ def _take_linked(linker: _PeerLinker, pairs: list[tuple[str, str]]) -> dict[int,
         return settled
 
     items = [(index, digest, source) for index, (digest, source) in enumerate(pairs)]
-    batches = (items[start : start + LINK_BATCH] for start in range(0, len(items), LINK_BATCH))
-    return dict(_unordered_map(take_batch, batches, workers))
+    batches = [items[start : start + LINK_BATCH] for start in range(0, len(items), LINK_BATCH)]
+    # the pairs of one call are a window of a transfer (a few thousand): every batch submitted at once
+    # (store.verify's bounded map is for a whole store; importing it here would make an import cycle)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return {index: outcome for settled in pool.map(take_batch, batches) for index, outcome in settled}
 
 
 def _stamp_of(stamps: str | None, digest: str) -> str | None:
