@@ -38,10 +38,6 @@ INGEST_BATCH = 16384
 #: or fewer, once their bytes add up to this much
 INGEST_BATCH_BYTES = 256 << 20
 
-#: threads linking a peer's small objects (:func:`_take_linked`): one per core, at most
-LINK_WORKERS = 2
-#: objects per batch handed to one of them (a task per object costs more than linking it)
-LINK_BATCH = 256
 #: a file open in this process can be linked by its descriptor (``linkat`` of ``/proc/self/fd/N``): the inode hashed is the inode linked
 PROC_FD = os.path.isdir("/proc/self/fd")
 
@@ -168,11 +164,7 @@ class ObjectStore:
         view = memoryview(buffer)
         outcomes: list = []
         with _PeerLinker(self, stamps) if link and PROC_FD else contextlib.nullcontext() as linker:
-            linked = _take_linked(linker, pairs) if linker is not None else {}
             for index, (digest, source) in enumerate(pairs):
-                if index in linked:
-                    outcomes.append(linked[index])
-                    continue
                 tmp = f"{prefix}{index}.import"
                 try:
                     if linker is not None:
@@ -605,42 +597,6 @@ class Ingester:
             return None
         digest, size = copied
         return Staged(tmp, digest, size, read_only=True)
-
-
-def _take_linked(linker: _PeerLinker, pairs: list[tuple[str, str]]) -> dict[int, "Staged | IntegrityError | None"]:
-    """The peer objects :meth:`_PeerLinker.take` links, taken by a few threads in batches: index in ``pairs`` -> outcome.
-
-    Per object the work is system calls (open, fstat, read, link) and a
-    hash, which all release the interpreter: two threads overlap them
-    (when the machine has a core free: under load they only take turns). What
-    the linker does not settle (a large object, a refused link, an error) is
-    left out, for :meth:`ObjectStore.stage_files` to take one by one as it
-    would without threads (the same checks again, the same messages).
-    """
-    workers = min(LINK_WORKERS, os.cpu_count() or 1)
-    if workers <= 1 or len(pairs) < 2 * LINK_BATCH:
-        return {}
-    from concurrent.futures import ThreadPoolExecutor
-
-    def take_batch(batch: list[tuple[int, str, str]]) -> list[tuple[int, object]]:
-        buffer = small_file_buffer()  # this thread's
-        view = memoryview(buffer)
-        settled = []
-        for index, digest, source in batch:
-            try:
-                outcome = linker.take(digest, source, buffer, view)
-            except OSError:
-                continue  # taken again one by one, which says what went wrong
-            if outcome is not LINK_REFUSED and outcome is not LINK_LARGE:
-                settled.append((index, outcome))
-        return settled
-
-    items = [(index, digest, source) for index, (digest, source) in enumerate(pairs)]
-    batches = [items[start : start + LINK_BATCH] for start in range(0, len(items), LINK_BATCH)]
-    # the pairs of one call are a window of a transfer (a few thousand): every batch submitted at once
-    # (store.verify's bounded map is for a whole store; importing it here would make an import cycle)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return {index: outcome for settled in pool.map(take_batch, batches) for index, outcome in settled}
 
 
 def _stamp_of(stamps: str | None, digest: str) -> str | None:
