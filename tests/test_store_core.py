@@ -478,6 +478,48 @@ def test_stage_files_copies_what_it_may_not_link(tmp_path):
     assert [store.path_of(d).read_bytes() for d in digests] == contents
 
 
+def test_stage_files_of_many_objects_links_each_inode_hashed_and_refuses_the_odd_ones(tmp_path):
+    """A window of a sync (a thousand objects) with odd files among them: outcomes in order, each linked inode the one hashed, each stamp named."""
+    step = 256  # the odd files at four places
+
+    peer, store = Store(tmp_path / "peer"), Store(tmp_path / "store")
+    contents = [f"file {i}".encode() for i in range(4 * step)]
+    digests = [peer.ingest_stream([data]) for data in contents]
+    pairs = [(d, str(peer.path_of(d))) for d in digests]
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    os.mkfifo(odd / "fifo")  # must not block, must not be linked
+    (odd / "writable").write_bytes(b"writable")  # not an object: copied
+    (odd / "wrong").write_bytes(b"not what its name says")
+    os.chmod(odd / "wrong", 0o444)
+    writable = "blake3:" + blake3(b"writable").hexdigest()
+    pairs[step + 3] = (digests[step + 3], str(odd / "fifo"))
+    pairs[2 * step + 5] = (writable, str(odd / "writable"))
+    pairs[3 * step + 7] = (digests[3 * step + 7], str(odd / "wrong"))
+    pairs[3 * step + 9] = (digests[3 * step + 9], str(odd / "absent"))
+    odd_ones = {step + 3, 2 * step + 5, 3 * step + 7, 3 * step + 9}
+    outcomes = store.objects.stage_files(pairs, link=True, stamps=str(tmp_path / "peer" / "stamps"))
+    assert len(outcomes) == len(pairs)
+    assert isinstance(outcomes[step + 3], IntegrityError) and "not a regular file" in outcomes[step + 3].message
+    assert isinstance(outcomes[3 * step + 7], IntegrityError) and outcomes[3 * step + 9] is None
+    copied = outcomes[2 * step + 5]
+    assert copied.digest == writable and os.stat(copied.tmp).st_ino != os.stat(odd / "writable").st_ino
+    for index, (digest, source) in enumerate(pairs):
+        if index in odd_ones:
+            continue
+        staged = outcomes[index]
+        assert staged.digest == digest
+        if index < 2 * step + 5:  # linked in place: the inode hashed
+            assert staged.tmp is None and os.stat(store.path_of(digest)).st_ino == os.stat(source).st_ino
+        else:  # once a link is refused, the rest of the window is copied (as today)
+            assert staged.tmp is not None and os.stat(staged.tmp).st_ino != os.stat(source).st_ino
+        assert staged.stamp_source == str(peer.layout.stamp_path(digest))
+    assert not store.objects.has(digests[3 * step + 7])  # wrong bytes: nothing kept
+    store.objects.commit_staged([o for o in outcomes if not isinstance(o, IntegrityError) and o is not None])
+    assert [store.path_of(d).read_bytes() for i, d in enumerate(digests) if i not in odd_ones] == [c for i, c in enumerate(contents) if i not in odd_ones]
+    assert store.path_of(writable).read_bytes() == b"writable"
+
+
 def test_reap_tmp_removes_an_empty_partial_download_nobody_holds(store):
     """A process killed while a source never answered leaves an empty partial download: the next run removes it, not a held one."""
     import fcntl

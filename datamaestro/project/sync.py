@@ -52,8 +52,10 @@ def default_jobs(peers: Iterable = ()) -> int:
     Taking a small object from a local folder is a handful of system calls
     of a few microseconds each: threads only take turns holding the
     interpreter there (10,000 objects of 4 KiB: 3.1-3.7 s with one thread,
-    4.1-4.4 s with eight). A network peer or file system waits on each call,
-    which threads hide.
+    4.1-4.4 s with eight; 100,000 objects linked by two threads within each
+    window of a transfer: 15.0 s of CPU and 13.7 s against 11.9 s and 12.0 s
+    with one, at load 1.3-2.6). A network peer or file system waits on each
+    call, which threads hide.
     """
     peers = list(peers)
     if peers and all(isinstance(peer, FolderRemote) and on_local_disk(peer.root) for peer in peers):

@@ -47,18 +47,8 @@ class FolderRemote(Remote):
         """Links (or copies) many objects from the folder at once, each checked (see :meth:`ObjectStore.stage_files`)."""
         root = os.fspath(self.root)
         pairs = [(digest, f"{root}/{object_key(digest)}") for digest in digests]
-        outcomes = store.objects.stage_files(pairs, link=self.link, limits=limits)
-        if not self.link:
-            return outcomes
-        from dataclasses import replace
-
-        from ..store.objects import Staged
-
         # a linked object is the remote's inode: its stamp can be linked too (see record_stamps)
-        return [
-            replace(outcome, stamp_source=f"{root}/stamps/{object_key(digest).partition('/')[2]}") if isinstance(outcome, Staged) else outcome
-            for digest, outcome in zip(digests, outcomes)
-        ]
+        return store.objects.stage_files(pairs, link=self.link, limits=limits, stamps=f"{root}/stamps" if self.link else None)
 
     def get_action(self, key: str) -> bytes | None:
         """Reads the record from the folder's ``actions/``."""

@@ -6,13 +6,14 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
-from .digests import format_digest, hex_of, read_small_fd
+from .digests import PREFIX, format_digest, read_small_fd
 from .layout import LINK_REFUSALS, ObjectArea, sync_filesystem
 from .writer import SMALL_FILE, Staged, blake3_of, mismatch, not_a_file
 
 if TYPE_CHECKING:
     from ..errors import IntegrityError
 
+_PREFIX_LENGTH = len(PREFIX)
 #: :meth:`_PeerLinker.take` may not link this peer's objects: copy them
 LINK_REFUSED = object()
 #: :meth:`_PeerLinker.take` leaves a large object to be linked through ``tmp/`` and hashed by threads
@@ -32,9 +33,11 @@ class _PeerLinker:
     a 100,000-file sync cost seconds on a busy disk.
     """
 
-    def __init__(self, objects: "ObjectArea"):
+    def __init__(self, objects: "ObjectArea", stamps: str | None = None):
         self.objects = objects
         self.euid = os.geteuid()
+        #: the peer's ``stamps/`` folder, named as each linked object's stamp source (see :func:`~.stamps.record_stamps`)
+        self.stamps = stamps
 
     def __enter__(self) -> "_PeerLinker":
         if self.objects.peers_flushed_by != os.getpid():
@@ -68,7 +71,7 @@ class _PeerLinker:
             actual = format_digest(blake3_of(view[:size]))
             if actual != digest:
                 return mismatch(source, actual, digest)
-            hexdigest = hex_of(digest)
+            hexdigest = actual[_PREFIX_LENGTH:]  # the hash just computed: well formed
             fan = self.objects.fan(hexdigest[:2])
             try:
                 # linkat(AT_SYMLINK_FOLLOW) of the descriptor's entry: the inode itself (plain link() would link the magic link)
@@ -79,6 +82,7 @@ class _PeerLinker:
                 if exc.errno in LINK_REFUSALS:
                     return LINK_REFUSED
                 raise
-            return Staged(None, digest, size, read_only=True, in_place=st)
+            stamp = f"{self.stamps}{os.sep}{hexdigest[:2]}{os.sep}{hexdigest[2:]}" if self.stamps is not None else None
+            return Staged(None, digest, size, read_only=True, in_place=st, stamp_source=stamp)
         finally:
             os.close(fd)

@@ -49,6 +49,8 @@ class ObjectStore:
         self.layout = layout
         #: fan-out folders known to exist (made or seen by this process)
         self._fans: set[str] = set()
+        #: ``objects/`` as a string (:meth:`fan` builds a path per object)
+        self._objects = os.fspath(layout.objects)
         #: the process that flushed the file system before linking a peer's objects (see :class:`~.linker._PeerLinker`)
         self.peers_flushed_by: int | None = None
 
@@ -128,7 +130,9 @@ class ObjectStore:
         # a copy is created read-only, a link shares an object's inode (read-only too)
         return Staged(tmp, digest, size, read_only=True)
 
-    def stage_files(self, pairs: list[tuple[str, str]], *, link: bool = False, limits: dict[str, int] | None = None) -> list["Staged | IntegrityError | None"]:
+    def stage_files(
+        self, pairs: list[tuple[str, str]], *, link: bool = False, limits: dict[str, int] | None = None, stamps: str | None = None
+    ) -> list["Staged | IntegrityError | None"]:
         """:meth:`stage_file` for many objects at once: ``(digest, source path)`` pairs.
 
         The per-object work is what a copy of many small files costs: one
@@ -148,6 +152,9 @@ class ObjectStore:
         :param limits: digest -> the size a document names for it: a larger
             file is refused before it is copied; a source that is not a
             regular file (a device, a fifo) is refused too
+        :param stamps: the peer store's ``stamps/`` folder: each object staged
+            names its stamp there (:attr:`Staged.stamp_source`), linked as its
+            own when it describes the same inode (see :func:`record_stamps`)
         """
         tmp_dir = os.fspath(self.layout.tmp)
         self.layout.tmp_path()  # makes tmp/ when missing
@@ -156,7 +163,7 @@ class ObjectStore:
         buffer = small_file_buffer()
         view = memoryview(buffer)
         outcomes: list = []
-        with _PeerLinker(self) if link and PROC_FD else contextlib.nullcontext() as linker:
+        with _PeerLinker(self, stamps) if link and PROC_FD else contextlib.nullcontext() as linker:
             for index, (digest, source) in enumerate(pairs):
                 tmp = f"{prefix}{index}.import"
                 try:
@@ -190,12 +197,12 @@ class ObjectStore:
                     _unlink_quietly(tmp)
                     outcomes.append(mismatch(source, actual, digest))
                     continue
-                outcomes.append(Staged(Path(tmp), digest, size, read_only=True))
+                outcomes.append(Staged(Path(tmp), digest, size, read_only=True, stamp_source=_stamp_of(stamps, digest)))
         return outcomes
 
     def fan(self, prefix: str) -> str:
         """The fan-out folder ``objects/<prefix>``, made when this process has not seen it yet (they are never removed)."""
-        fan = f"{os.fspath(self.layout.objects)}{os.sep}{prefix}"
+        fan = f"{self._objects}{os.sep}{prefix}"
         if fan not in self._fans:
             self.layout.mkdir(Path(fan))
             self._fans.add(fan)
@@ -590,6 +597,14 @@ class Ingester:
             return None
         digest, size = copied
         return Staged(tmp, digest, size, read_only=True)
+
+
+def _stamp_of(stamps: str | None, digest: str) -> str | None:
+    """The path of ``digest``'s stamp in a peer's ``stamps/`` folder (None without one); ``digest`` is one just hashed (well formed)."""
+    if stamps is None:
+        return None
+    hexdigest = digest[_PREFIX_LENGTH:]
+    return f"{stamps}{os.sep}{hexdigest[:2]}{os.sep}{hexdigest[2:]}"
 
 
 def _unlink_quietly(path: str) -> None:
