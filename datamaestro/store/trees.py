@@ -208,18 +208,6 @@ class TreeChecker:
             resolve_link(path, target, self.links)
 
 
-class _Counter(TreeChecker):
-    """The checker of a document this process has checked whole already: it counts the entries (the end line says how many), nothing more."""
-
-    def check(self, entry) -> dict:
-        """Counts the entry; returns it."""
-        self.count += 1
-        return entry
-
-    def finish(self) -> None:
-        """Nothing left to check."""
-
-
 def validate_tree(entries, *, digest: str = "", source: str = "") -> list[dict]:
     """Checks a list of tree entries that came from outside, before anything of it is used.
 
@@ -439,9 +427,6 @@ class TreeStore:
     def __init__(self, layout: Layout, objects: ObjectStore):
         self.layout = layout
         self.objects = objects
-        #: tree documents this process has read whole, every entry checked (objects are immutable: the same
-        #: bytes read again need not be checked again; a sync reads a tree for its files, then materializes it)
-        self._checked: set[str] = set()
 
     def path_of(self, digest: str) -> Path:
         """Where the materialized tree of ``digest`` is."""
@@ -568,20 +553,16 @@ class TreeStore:
         Entries are dicts as :meth:`store_entries` takes them. The links are
         resolved once the last entry is read: an iteration that stops early
         has not seen them checked (:meth:`check` reads the whole document
-        first, for a tree from outside). A document this process has read
-        whole before, every entry checked, is not checked again (an object
-        is immutable): a sync reads a tree for its files, then materializes it.
+        first, for a tree from outside).
 
         :param source: who served the object (a remote, a peer), for messages
         :raises StoreError: the object is not in the store
         :raises UntrustedInputError: the object is not a valid tree document
             (raised when the bad entry, or the end, is reached)
         """
-        checked = digest in self._checked
         with self._open_document(digest, source) as fp:
             try:
-                yield from _read_document(fp, _Counter() if checked else TreeChecker())
-                self._checked.add(digest)
+                yield from _read_document(fp, TreeChecker())
             except TreeRefusal as refusal:
                 raise _refused(digest, source, str(refusal)) from None
             except _DocumentRefusal as refusal:
