@@ -598,14 +598,16 @@ class Pipeline:
                     worker.join(0.1)  # wakes up for Ctrl-C and SIGTERM
         except BaseException:
             # Ctrl-C or SIGTERM: the downloads stop at their next chunk, keeping what they received;
-            # one still waiting for a server leaves its tmp files, removed here before the process exits
+            # one still waiting for a server leaves its tmp files, and one that stopped keeps its partial
+            # download even when it holds nothing yet: this process's tmp entries and empty partial
+            # downloads are removed here, whether or not a thread is still alive (seen in a busy run:
+            # every thread had stopped, and an empty partial download and a .part stayed in tmp/)
             stop.set()
             deadline = time.monotonic() + 2
             for worker in workers:
                 if worker.is_alive():  # not those the signal kept from starting
                     worker.join(max(0.0, deadline - time.monotonic()))
-            if any(worker.is_alive() for worker in workers):
-                self.store.drop_own_tmp()
+            self.store.drop_own_tmp()
             raise
         if errors:
             first = next(r for r in batch if id(r) in errors)
