@@ -98,6 +98,15 @@ def check_objects(objects: str, stamps: str, precise: bool, hexdigests, buffer: 
     return names, checked, total, events
 
 
+def check_folder(objects: str, stamps: str, precise: bool, fan: str, buffer: bytearray) -> tuple[int, int, int, list[tuple[str, str, str]]]:
+    """:func:`check_objects` of every object of the fan-out folder ``fan`` (nothing when it was removed meanwhile)."""
+    try:
+        names = os.listdir(objects + os.sep + fan)
+    except FileNotFoundError:
+        names = []  # removed meanwhile: nothing to check
+    return check_objects(objects, stamps, precise, [fan + name for name in names], buffer)
+
+
 def worker_command(objects: str, stamps: str, precise: bool, limit: int, fans: list[str]) -> list[str]:
     """The command line of a worker process rehashing the objects of the fan-out folders ``fans`` (see :func:`worker_main`)."""
     # -P: this file's folder is not put on sys.path (its modules would shadow the standard library's)
@@ -126,11 +135,7 @@ def worker_main(argv: list[str]) -> int:
     out = sys.stdout
     try:
         for fan in fans:
-            try:
-                names = os.listdir(objects + os.sep + fan)
-            except FileNotFoundError:
-                names = []  # removed meanwhile: nothing to check
-            count, checked, total, events = check_objects(objects, stamps, precise, [fan + name for name in names], buffer)
+            count, checked, total, events = check_folder(objects, stamps, precise, fan, buffer)
             lines = [f"{kind} {hexdigest} {' '.join(detail.splitlines())}\n" for kind, hexdigest, detail in events]
             lines.append(f"D {count} {checked} {total}\n")
             out.write("".join(lines))

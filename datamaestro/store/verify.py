@@ -20,9 +20,9 @@ from .digests import SMALL_FILE, digest_of_file, digest_of_mapped_file, format_d
 from .gc import GC_LOCK
 from .integrity import owner_name, quarantine_object
 from . import rehash
-from .rehash import ERROR, LARGE, MISMATCH, STALE, check_objects, parse_line, worker_command
+from .rehash import ERROR, LARGE, MISMATCH, STALE, check_folder, check_objects, parse_line, worker_command
 from .stamps import read_stamp, record_stamp, stamp_matches
-from .walk import _object_batches, _remove_folder, _tree_folders, _view_folders
+from .walk import _fan_folders, _object_batches, _remove_folder, _tree_folders, _view_folders
 
 logger = logging.getLogger(__name__)
 
@@ -146,10 +146,7 @@ class _Workers:
     """Worker processes rehashing a store's fan-out folders (:func:`~.rehash.worker_main`), read as they go."""
 
     def __init__(self, objects: str, stamps: str, precise: bool, processes: int):
-        try:
-            fans = sorted(entry.name for entry in os.scandir(objects) if len(entry.name) == 2 and entry.is_dir())
-        except FileNotFoundError:
-            fans = []
+        fans = sorted(entry.name for entry in _fan_folders(objects))
         shares = [fans[index::processes] for index in range(processes)]
         self.objects, self.stamps, self.precise = objects, stamps, precise
         self.shares: dict[int, list[str]] = {}
@@ -216,11 +213,7 @@ class _Workers:
         """What a worker would have found in ``fans``, rehashed in this process."""
         buffer = small_file_buffer()
         for fan in fans:
-            try:
-                names = os.listdir(self.objects + os.sep + fan)
-            except FileNotFoundError:
-                continue  # removed meanwhile: nothing to check
-            yield check_objects(self.objects, self.stamps, self.precise, [fan + name for name in names], buffer)
+            yield check_folder(self.objects, self.stamps, self.precise, fan, buffer)
 
     def stop(self) -> None:
         """Ends the workers still running (an error or Ctrl-C in this process) and reaps them."""

@@ -26,6 +26,14 @@ def _fanout(base: Path) -> Iterator[tuple[str, os.DirEntry]]:
                 yield fan.name + entry.name, entry
 
 
+def _fan_folders(objects: str, follow_symlinks: bool = True) -> list[os.DirEntry]:
+    """The fan-out folders of ``objects`` (two-character names; none when it does not exist)."""
+    try:
+        return [entry for entry in os.scandir(objects) if len(entry.name) == 2 and entry.is_dir(follow_symlinks=follow_symlinks)]
+    except FileNotFoundError:
+        return []
+
+
 def _object_batches(objects: str, size: int, prefix: str = "", follow_symlinks: bool = True) -> Iterator[list[str]]:
     """The hex names of every object below ``objects``, in lists of at most ``size``, one fan-out folder listed at a time.
 
@@ -39,11 +47,7 @@ def _object_batches(objects: str, size: int, prefix: str = "", follow_symlinks: 
     :param follow_symlinks: also list a fan-out folder that is a symlink
         (``store gc`` does not: it never removes anything outside the store)
     """
-    try:
-        fans = [entry for entry in os.scandir(objects) if len(entry.name) == 2 and entry.is_dir(follow_symlinks=follow_symlinks)]
-    except FileNotFoundError:
-        return
-    for fan in fans:
+    for fan in _fan_folders(objects, follow_symlinks):
         try:
             names = os.listdir(fan.path)
         except FileNotFoundError:
