@@ -82,7 +82,14 @@ class _PeerLinker:
                 if exc.errno in LINK_REFUSALS:
                     return LINK_REFUSED
                 raise
-            stamp = f"{self.stamps}{os.sep}{hexdigest[:2]}{os.sep}{hexdigest[2:]}" if self.stamps is not None else None
-            return Staged(None, digest, size, read_only=True, in_place=st, stamp_source=stamp)
+            return Staged(None, digest, size, read_only=True, in_place=st, stamp_source=peer_stamp(self.stamps, actual))
         finally:
             os.close(fd)
+
+
+def peer_stamp(stamps: str | None, digest: str) -> str | None:
+    """The path of ``digest``'s stamp in a peer's ``stamps/`` folder (None without one); ``digest`` is one just hashed (well formed)."""
+    if stamps is None:
+        return None
+    hexdigest = digest[_PREFIX_LENGTH:]
+    return f"{stamps}{os.sep}{hexdigest[:2]}{os.sep}{hexdigest[2:]}"

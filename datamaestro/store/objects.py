@@ -22,7 +22,7 @@ from typing import BinaryIO, Iterable
 from ..errors import IntegrityError, StoreError, UntrustedInputError
 from .digests import PREFIX, CHUNK_SIZE, digest_bytes, digest_of_file, format_digest, hasher, hex_of, read_small_fd, read_small_file, small_file_buffer
 from .layout import HOST, LINK_REFUSALS, Layout, disk_error, read_only_store_error, sync_filesystem
-from .linker import LINK_LARGE, LINK_REFUSED, _PeerLinker
+from .linker import LINK_LARGE, LINK_REFUSED, _PeerLinker, peer_stamp
 from .stamps import record_stamp, record_stamps
 from .writer import SMALL_FILE, ObjectWriter, Staged, blake3_of, mismatch, not_a_file
 
@@ -197,7 +197,7 @@ class ObjectStore:
                     _unlink_quietly(tmp)
                     outcomes.append(mismatch(source, actual, digest))
                     continue
-                outcomes.append(Staged(Path(tmp), digest, size, read_only=True, stamp_source=_stamp_of(stamps, digest)))
+                outcomes.append(Staged(Path(tmp), digest, size, read_only=True, stamp_source=peer_stamp(stamps, digest)))
         return outcomes
 
     def fan(self, prefix: str) -> str:
@@ -597,14 +597,6 @@ class Ingester:
             return None
         digest, size = copied
         return Staged(tmp, digest, size, read_only=True)
-
-
-def _stamp_of(stamps: str | None, digest: str) -> str | None:
-    """The path of ``digest``'s stamp in a peer's ``stamps/`` folder (None without one); ``digest`` is one just hashed (well formed)."""
-    if stamps is None:
-        return None
-    hexdigest = digest[_PREFIX_LENGTH:]
-    return f"{stamps}{os.sep}{hexdigest[:2]}{os.sep}{hexdigest[2:]}"
 
 
 def _unlink_quietly(path: str) -> None:
