@@ -16,6 +16,7 @@ attention comes back (see :func:`check_objects`).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -113,12 +114,22 @@ def worker_command(objects: str, stamps: str, precise: bool, limit: int, fans: l
     return [sys.executable, "-P", os.path.abspath(__file__), objects, stamps, "1" if precise else "0", str(limit), *fans]
 
 
+def event_line(kind: str, hexdigest: str, detail: str) -> str:
+    """An event of :func:`check_objects` as one line of a worker's output: a JSON array.
+
+    The name comes from a listing of the store, where a member of a group
+    store may plant any name (a space, a line break, bytes that are not
+    UTF-8): JSON with ASCII escapes carries it whole on one line, so that
+    it can neither split its line nor forge another.
+    """
+    return json.dumps([kind, hexdigest, detail]) + "\n"
+
+
 def parse_line(line: str) -> tuple[str, ...]:
-    """A line of a worker's output as its fields: ``("D", names, checked, bytes)`` per fan-out folder done, or an event ``(kind, hex, detail)``."""
-    kind, _, rest = line.rstrip("\n").partition(" ")
-    if kind == "D":
-        return (kind, *rest.split(" "))
-    hexdigest, _, detail = rest.partition(" ")
+    """A line of a worker's output as its fields: ``("D", names, checked, bytes)`` per fan-out folder done, or an event ``(kind, hex, detail)`` (see :func:`event_line`)."""
+    if line.startswith("D "):
+        return tuple(line.rstrip("\n").split(" "))
+    kind, hexdigest, detail = json.loads(line)
     return kind, hexdigest, detail
 
 
@@ -126,8 +137,8 @@ def worker_main(argv: list[str]) -> int:
     """A worker: lists and rehashes the objects of the fan-out folders given, writes what it found on stdout.
 
     Arguments: ``OBJECTS STAMPS PRECISE LIMIT FAN...``. Output, one line
-    each: ``KIND HEX DETAIL`` per event of :func:`check_objects` (detail
-    without line breaks), then ``D NAMES CHECKED BYTES`` per fan-out folder
+    each: an event of :func:`check_objects` (:func:`event_line`), then
+    ``D NAMES CHECKED BYTES`` per fan-out folder
     done (after its events). Exits 0 when every folder was done.
     """
     objects, stamps, precise, limit, fans = argv[0], argv[1], argv[2] == "1", int(argv[3]), argv[4:]
@@ -136,7 +147,7 @@ def worker_main(argv: list[str]) -> int:
     try:
         for fan in fans:
             count, checked, total, events = check_folder(objects, stamps, precise, fan, buffer)
-            lines = [f"{kind} {hexdigest} {' '.join(detail.splitlines())}\n" for kind, hexdigest, detail in events]
+            lines = [event_line(kind, hexdigest, detail) for kind, hexdigest, detail in events]
             lines.append(f"D {count} {checked} {total}\n")
             out.write("".join(lines))
         out.flush()
