@@ -48,6 +48,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from benchmarks._common import KiB, MiB, REPO_ROOT, Row, bench_env, compare, drop_dirty_pages, fresh_dir, link_files, median, run_checked, run_timed, serving, size_label, skipped, tar_of_files
 from benchmarks._peers import S5CMD_VERSION, program, s5cmd_binary, version
@@ -226,7 +227,7 @@ def run(work: Path, quick: bool, offline: bool = False) -> list[Row]:
         (
             f"{how}; datamaestro: a `python -c` child (imports included) running datamaestro.remotes.pull.transfer() into an empty store "
             f"(hashed on the way, each object fsynced); s5cmd: {cp_line} 's3://BUCKET/{PREFIX}/*' DIR/` of the same kind of bucket into an empty folder "
-            f"(neither hashed nor synced); {_floor_note(big, floor_how, '`b3sum FILE...`, `sync FILE...`')}"
+            f"(neither hashed nor synced); {_floor_note(big, floor_how, '`find DIR -type f -print0 | xargs -0 b3sum`, `sync FILE...`')}"
         ),
     ]
     rows = []
@@ -247,11 +248,31 @@ def _floor_note(case: dict, how: str, commands: str) -> str:
     return f"{how}, here {commands}: {median(floors):.3g} s, datamaestro / floor {dm / median(floors):.2f}, runs (s) {', '.join(f'{t:.3g}' for t in floors)}"
 
 
-def _timed_floor(b3sum: str | None, hash_command: str, sync_command: list[str]) -> float | None:
-    """Seconds of the floor's checks after an s5cmd pull: hashing every file (a shell line), then the sync; None without b3sum."""
-    if b3sum is None:
-        return None
-    return run_timed(["sh", "-c", hash_command.replace("B3SUM", shlex.quote(b3sum))])[0] + run_timed(sync_command)[0]
+def _s5_push(s5: S5cmd, folder: Path, bucket: str) -> float:
+    """Seconds of ``s5cmd cp`` of the files below ``folder`` (their relative paths kept) into the bucket's prefix."""
+    return run_timed(s5.cp(f"{folder}/*", f"s3://{bucket}/{PREFIX}/"), env=s5.env)[0]
+
+
+def _s5_pull(s5: S5cmd, bucket: str, target: Path, expect: Callable[[list[str]], str], b3sum: str | None, floors: list[float], *, sync: list[str] | None) -> float:
+    """Seconds of ``s5cmd cp`` of the bucket's prefix into an empty folder; then its floor, appended to ``floors``.
+
+    :param expect: the files pulled -> what is wrong with them ('' when nothing)
+    :param b3sum: the program (None: no floor)
+    :param sync: the arguments of ``sync`` in the folder (``-f .``: one flush of its file system); None: ``sync`` of each file pulled
+    """
+    fresh_dir(target)
+    _settle(s5)
+    seconds = run_timed(s5.cp(f"s3://{bucket}/{PREFIX}/*", f"{target}/"), env=s5.env)[0]
+    files = sorted(os.path.join(folder, name) for folder, _, names in os.walk(target) for name in names)
+    wrong = expect(files)
+    if wrong:
+        raise RuntimeError(f"s5cmd cp into {target}: {wrong}")
+    if b3sum is not None:
+        # what a user runs for a checked, durable copy: every file hashed, then synced
+        hashing = run_timed(["sh", "-c", f"find . -type f -print0 | xargs -0 {shlex.quote(b3sum)} > /dev/null"], cwd=target)[0]
+        syncing = run_timed(["sync", *(sync if sync is not None else files)], cwd=target)[0]
+        floors.append(seconds + hashing + syncing)
+    return seconds
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -336,21 +357,13 @@ def _small_case(work: Path, base: Path, env: dict[str, str], s5: S5cmd, b3sum: s
             raise RuntimeError(f"prepare did not take the dataset from the remote: {done.stderr.strip()[-300:]}")
         return seconds
 
-    def s5_push(bucket: str) -> float:
-        return run_timed(s5.cp(f"{folder}/*", f"s3://{bucket}/{PREFIX}/"), env=env)[0]
-
     def s5_pull(bucket: str) -> float:
-        target = fresh_dir(base / "pull-s5")
-        _settle(s5)
-        seconds = run_timed(s5.cp(f"s3://{bucket}/{PREFIX}/*", f"{target}/"), env=env)[0]
-        if count_files(target / "objects") != len(objects):
-            raise RuntimeError(f"s5cmd cp pulled {count_files(target / 'objects')} objects, not {len(objects)}")
-        checks = _timed_floor(b3sum, f"find {shlex.quote(str(target))} -type f -print0 | xargs -0 B3SUM > /dev/null", ["sync", "-f", str(target)])
-        if checks is not None:
-            floors.append(seconds + checks)
-        return seconds
+        def expect(files: list[str]) -> str:
+            return "" if len(files) == len(objects) else f"{len(files)} objects pulled, not {len(objects)}"
 
-    times = _alternate(s5, "small", runs, {"dm": dm_push, "s5": s5_push}, {"dm": dm_pull, "s5": s5_pull})
+        return _s5_pull(s5, bucket, base / "pull-s5", expect, b3sum, floors, sync=["-f", "."])
+
+    times = _alternate(s5, "small", runs, {"dm": dm_push, "s5": lambda bucket: _s5_push(s5, folder, bucket)}, {"dm": dm_pull, "s5": s5_pull})
     fresh_dir(source).rmdir()
     return {**times, "objects": len(objects), "floor": floors}
 
@@ -409,20 +422,12 @@ def _big_case(base: Path, env: dict[str, str], s5: S5cmd, b3sum: str | None, siz
             raise RuntimeError(f"the pull took {result}, not {len(digests)} objects")
         return seconds
 
-    def s5_push(bucket: str) -> float:
-        return run_timed(s5.cp(f"{folder}/*", f"{url(bucket)}/"), env=env)[0]
-
     def s5_pull(bucket: str) -> float:
-        target = fresh_dir(base / "pull-s5")
-        _settle(s5)
-        seconds = run_timed(s5.cp(f"{url(bucket)}/*", f"{target}/"), env=env)[0]
-        files = sorted(str(p) for p in target.rglob("*") if p.is_file())
-        if sum(os.path.getsize(p) for p in files) != total:
-            raise RuntimeError("s5cmd cp did not pull every byte")
-        checks = _timed_floor(b3sum, "B3SUM " + " ".join(map(shlex.quote, files)) + " > /dev/null", ["sync", *files])
-        if checks is not None:
-            floors.append(seconds + checks)
-        return seconds
+        def expect(files: list[str]) -> str:
+            pulled = sum(os.path.getsize(path) for path in files)
+            return "" if pulled == total else f"{pulled:,} bytes pulled, not {total:,}"
 
-    times = _alternate(s5, "big", runs, {"dm": dm_push, "s5": s5_push}, {"dm": dm_pull, "s5": s5_pull})
+        return _s5_pull(s5, bucket, base / "pull-s5", expect, b3sum, floors, sync=None)
+
+    times = _alternate(s5, "big", runs, {"dm": dm_push, "s5": lambda bucket: _s5_push(s5, folder, bucket)}, {"dm": dm_pull, "s5": s5_pull})
     return {**times, "floor": floors}
