@@ -476,3 +476,13 @@ def peak_rss(command: Sequence[str], *, env: dict[str, str] | None = None, cwd: 
 def drop_dirty_pages() -> None:
     """Flushes written data to disk, so that one run's writeback does not slow the next."""
     os.sync()
+
+
+def datamaestro(*args: str | Path) -> list[str]:
+    """The command line of ``datamaestro ARGS``: the console script's module, run by this interpreter."""
+    return [sys.executable, "-m", "datamaestro", *map(str, args)]
+
+
+def count_files(folder: Path) -> int:
+    """Files below a folder, links followed."""
+    return sum(len(files) for _, _, files in os.walk(folder, followlinks=True))

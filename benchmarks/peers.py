@@ -29,12 +29,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 import tarfile
 import zlib
 from pathlib import Path
 
 from benchmarks._common import (
+    datamaestro,
     KiB,
     MiB,
     Row,
@@ -66,11 +66,6 @@ for name, sha in zip(sys.argv[3::2], sys.argv[4::2]):
     pooch.retrieve(base + name, known_hash="sha256:" + sha, path=folder, fname=name,
                    processor=pooch.Decompress(name=name[:-3]), progressbar=False)
 """
-
-
-def datamaestro(*args: str | Path) -> list[str]:
-    """The command line of ``datamaestro ARGS``."""
-    return [sys.executable, "-m", "datamaestro", *map(str, args)]
 
 
 #: the four files as MNIST's site serves them: gzipped size (bytes)

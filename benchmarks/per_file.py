@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks._common import (
+    datamaestro,
+    count_files,
     KiB,
     Curve,
     Row,
@@ -74,16 +76,6 @@ QUICK_GC_COUNTS = [100]
 EXTRACT, SYNC, VERIFY, GC = 1.5, 2.0, 1.2, 3.0
 #: bytes of each object of the gc/du store
 TINY = 64
-
-
-def datamaestro(*args: str | Path) -> list[str]:
-    """The command line of ``datamaestro ARGS`` (the console script's module, this interpreter)."""
-    return [sys.executable, "-m", "datamaestro", *map(str, args)]
-
-
-def count_files(folder: Path) -> int:
-    """Files below a folder, links followed."""
-    return sum(len(files) for _, _, files in os.walk(folder, followlinks=True))
 
 
 def runs_for(count: int, quick: bool) -> int:

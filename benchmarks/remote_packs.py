@@ -40,7 +40,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from benchmarks._common import KiB, MiB, REPO_ROOT, Row, bench_env, compare, drop_dirty_pages, fresh_dir, link_files, median, run_checked, run_timed, serving, size_label, skipped, tar_of_files
+from benchmarks._common import KiB, MiB, REPO_ROOT, Row, bench_env, compare, drop_dirty_pages, fresh_dir, link_files, median, run_checked, run_timed, serving, size_label, skipped, tar_of_files, datamaestro, count_files
 from benchmarks._peers import program, s5cmd_binary, version
 from benchmarks._delay_proxy import DelayProxy
 
@@ -61,19 +61,10 @@ ACCESS, SECRET = "bench", "bench-secret-key"
 PREFIX = "datamaestro"
 
 
-def datamaestro(*args: str | Path) -> list[str]:
-    """The command line of ``datamaestro ARGS`` (the console script's module)."""
-    return [sys.executable, "-m", "datamaestro", *map(str, args)]
-
-
 def requests_of(metrics_url: str, bucket: str) -> int:
     """The S3 requests the server answered for ``bucket`` (its own count)."""
     text = urllib.request.urlopen(metrics_url, timeout=30).read().decode()
     return sum(int(float(value)) for value in re.findall(rf'^SeaweedFS_s3_request_total{{bucket="{re.escape(bucket)}"[^}}]*}} (\S+)$', text, re.M))
-
-
-def count_files(folder: Path) -> int:
-    return sum(len(files) for _, _, files in os.walk(folder, followlinks=True))
 
 
 def run(work: Path, quick: bool, offline: bool = False, files: int | None = None) -> list[Row]:

@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from benchmarks._common import KiB, MiB, REPO_ROOT, Row, bench_env, compare, drop_dirty_pages, fresh_dir, link_files, median, run_checked, run_timed, serving, size_label, skipped, tar_of_files
+from benchmarks._common import KiB, MiB, REPO_ROOT, Row, bench_env, compare, drop_dirty_pages, fresh_dir, link_files, median, run_checked, run_timed, serving, size_label, skipped, tar_of_files, datamaestro, count_files
 from benchmarks._peers import S5CMD_VERSION, program, s5cmd_binary, version
 
 NAME = "remote_s3"
@@ -109,16 +109,6 @@ def _unavailable(work: Path, offline: bool) -> tuple[str | None, str]:
     if importlib.util.find_spec("obstore") is None:
         return None, "obstore is not installed (pip install 'datamaestro[s3]')"
     return s5cmd_binary(work, offline)
-
-
-def datamaestro(*args: str | Path) -> list[str]:
-    """The command line of ``datamaestro ARGS`` (the console script's module)."""
-    return [sys.executable, "-m", "datamaestro", *map(str, args)]
-
-
-def count_files(folder: Path) -> int:
-    """Files below a folder, links followed."""
-    return sum(len(files) for _, _, files in os.walk(folder, followlinks=True))
 
 
 class S5cmd:

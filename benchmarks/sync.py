@@ -27,10 +27,9 @@ does not slow the next.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-from benchmarks._common import KiB, Row, RunFolders, bench_env, compare, drop_dirty_pages, fresh_dir, median, run_checked, serving, tar_of_files, time_command
+from benchmarks._common import KiB, Row, RunFolders, bench_env, compare, drop_dirty_pages, fresh_dir, median, run_checked, serving, tar_of_files, time_command, datamaestro, count_files
 
 NAME = "sync"
 DATASET = "sync.files"
@@ -38,16 +37,6 @@ FILE_SIZE = 4 * KiB
 #: the cold sync may take this much longer than `cp -r`
 COLD = 2.0
 WARM_S = 0.5
-
-
-def datamaestro(*args: str | Path) -> list[str]:
-    """The command line of ``datamaestro ARGS`` (the console script's module)."""
-    return [sys.executable, "-m", "datamaestro", *map(str, args)]
-
-
-def count_files(folder: Path) -> int:
-    """Files below a folder, links followed."""
-    return sum(len(files) for _, _, files in os.walk(folder, followlinks=True))
 
 
 def run(work: Path, quick: bool) -> list[Row]:
