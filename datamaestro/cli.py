@@ -540,6 +540,8 @@ def store_verify(jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1,
             echo(f"malformed tree or manifest object {digest}")
         for message in report.errors:
             echo(f"error: {message}")
+        for message in report.not_objects:
+            echo(message)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -573,6 +575,8 @@ def store_gc(
         )
     for message in report.errors:
         echo(f"error: {message}")
+    for message in report.not_objects:
+        echo(message)
 
 
 @store_app.command("du")
