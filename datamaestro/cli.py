@@ -513,6 +513,8 @@ def store_info():
     echo(f"trees: {info.trees}, views: {info.views}, actions: {info.actions}")
     echo(f"roots: {', '.join(f'{n} {k}' for k, n in info.roots.items())}")
     echo(f"in-flight (tmp): {info.tmp_entries}, quarantined: {info.quarantined}")
+    if info.not_objects:
+        echo(f"not objects: {info.not_objects} entries of objects/ (`datamaestro store verify` names them)")
 
 
 @store_app.command("verify")
