@@ -163,3 +163,49 @@ def test_store_info_counts_a_planted_entry_apart_and_du_does_not_see_it(lab_stor
     assert "not objects: 1 entries of objects/" in dm(store.root, "store", "info").stdout
     du = dm(store.root, "store", "du")
     assert du.returncode == 0 and du.stdout == du_before
+
+
+# -- sync --from a peer store holding planted entries
+
+from support.lockproject import PINNED_FILES, dm as dm_project, lock_project, make_project, readable_files, served  # noqa: E402,F401
+
+BUNDLE = "org.pinned.bundle"
+
+
+def peer_object(peer: Path, data: bytes) -> Path:
+    """Where the object of ``data`` is in a store folder."""
+    hexdigest = blake3(data).hexdigest()
+    return peer / "objects" / hexdigest[:2] / hexdigest[2:]
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["link", "copy"])
+def test_sync_from_a_peer_with_planted_entries_refuses_them_and_takes_the_rest(served, tmp_path, copy):
+    """A peer store whose objects/ holds planted names, and a symbolic link, a fifo and a directory at the paths of three objects the lock needs: nothing is followed, the three are refused, taken from the next peer, and the rest from the planted peer."""
+    locked = lock_project(make_project(tmp_path / "project"), tmp_path / "a", BUNDLE)
+    peer = tmp_path / "peer"
+    shutil.copytree(locked.data / "store", peer, symlinks=True)
+    planted = {}
+    for (name, data), kind in zip(sorted(PINNED_FILES.items()), ["symlink", "fifo", "directory"]):
+        path = peer_object(peer, data)
+        path.chmod(0o644)
+        path.unlink()
+        {"symlink": lambda: os.symlink("/etc/passwd", path), "fifo": lambda: os.mkfifo(path), "directory": lambda: path.mkdir()}[kind]()
+        planted["blake3:" + blake3(data).hexdigest()] = kind
+        for other in ("space", "newline", "not-utf8", "short-hex", "top-file"):
+            plant(peer / "objects", path.parent.name, other)
+    served.stop()
+    args = ["sync", "--frozen", "--offline", *(["--copy"] if copy else []), "--from", str(peer), "--from", str(locked.data / "store")]
+    result = dm_project(locked, *args, data=tmp_path / "b")
+    refused = {match.group(1): match.group(2) for match in re.finditer(r"^refused (blake3:\w+) from .*: (.*)$", result.stderr, re.M)}
+    assert refused.keys() == planted.keys(), result.stderr
+    for digest, kind in planted.items():
+        # never followed: a link to /etc/passwd is refused as what it is, not for the bytes of /etc/passwd
+        if kind == "fifo" and copy:
+            assert refused[digest].endswith("content hashes to blake3:" + blake3(b"").hexdigest() + f", not {digest}")  # a fifo read without blocking: nothing
+        else:
+            assert refused[digest].endswith("not a regular file"), refused[digest]
+    # the three refused from the next peer, the rest (tree documents, the text) from the planted peer
+    assert re.search(r"^took 3 objects from .*/a/store$", result.stdout, re.M) and re.search(r"^took \d+ objects from .*/peer$", result.stdout, re.M), result.stdout
+    expected = readable_files(locked.data, "image", BUNDLE)
+    assert expected and readable_files(tmp_path / "b", "image", BUNDLE) == expected
+    assert dm(tmp_path / "b" / "store", "store", "verify").returncode == 0
