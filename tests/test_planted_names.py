@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,28 @@ def test_sync_from_a_peer_with_planted_entries_refuses_them_and_takes_the_rest(s
     expected = readable_files(locked.data, "image", BUNDLE)
     assert expected and readable_files(tmp_path / "b", "image", BUNDLE) == expected
     assert dm(tmp_path / "b" / "store", "store", "verify").returncode == 0
+
+
+
+VERIFY_DIGESTS = """
+import sys
+from datamaestro.store import Store
+from datamaestro.store.verify import verify
+report = verify(Store(sys.argv[1]), jobs=int(sys.argv[2]), digests=sys.argv[3:])
+print(report.checked, len(report.corrupt))
+print("\\n".join(report.not_objects))
+"""
+
+
+@pytest.mark.parametrize("jobs", ["1", "4"])
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "directory"])
+def test_verify_of_chosen_digests_names_a_planted_entry_at_their_path(lab_store, kind, jobs):
+    """What ``sync --verify full`` runs (the project's digests, on threads): an entry planted at the path of a chosen digest is named, never opened (a fifo hung it) nor followed; the others are checked."""
+    store: Store = lab_store["store"]
+    planted = "blake3:" + lab_store["fan"] + DIGEST_SHAPED
+    relative, why = plant(store.layout.objects, lab_store["fan"], kind)
+    chosen = [lab_store["good"], lab_store["bad"], planted]
+    result = subprocess.run([sys.executable, "-c", VERIFY_DIGESTS, str(store.root), jobs, *chosen], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["2 1", finding(relative, why)]
+    assert exists(os.fsencode(store.root / relative)) and store.path_of(lab_store["good"]).is_file() and not store.path_of(lab_store["bad"]).exists()
