@@ -18,7 +18,7 @@ from .leases import filesystem_now, live_leases, reap_expired_working_leases
 from .roots import Root
 from .testpoints import pause
 from .rehash import entry_kind
-from .walk import _object_batches, _Reach, _Resolver, _age, _fanout, _remove_folder, _stray_entries, _tree_folders, _view_folders, not_an_object
+from .walk import _object_batches, _Reach, _Resolver, _age, _age_of, _fanout, _remove_folder, _stray_entries, _tree_folders, _view_folders, not_an_object
 
 GC_LOCK = "gc"
 
@@ -190,13 +190,14 @@ def _prune_markers(root: Root, linked: set[str], grace: float, now: float) -> No
                 marker.unlink(missing_ok=True)
 
 
-def _mine(store: Store, path: Path, report: Any) -> bool:
+def _mine(store: Store, path: Path, report: Any, st: os.stat_result | None = None) -> bool:
     """True when this process may remove ``path``; else counts it in ``left_to_owner`` (a group store's member).
 
     :param report: a :class:`GcReport`, or a release's report (any report with a ``left_to_owner`` count)
+    :param st: its ``lstat``, when the caller has just made it
     """
     try:
-        st = os.lstat(path)
+        st = st or os.lstat(path)
     except FileNotFoundError:
         return False
     if store.layout.may_remove(st):
@@ -213,21 +214,17 @@ def _collectable(path: Path, now: float, grace: float, report: GcReport, store: 
         where an object should be) is not an object: named in
         ``report.not_objects`` and left as it is
     """
-    if area:
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            return False
-        if not stat.S_ISREG(mode):
-            report.not_objects.append(not_an_object(area, path.parent.name + os.sep + path.name, entry_kind(mode)))
-            return False
-    age = _age(path, now)
-    if age is None:
+    try:
+        st = os.lstat(path)  # one for the kind, the age and the owner
+    except FileNotFoundError:
         return False
-    if age < grace:
+    if area and not stat.S_ISREG(st.st_mode):
+        report.not_objects.append(not_an_object(area, path.parent.name + os.sep + path.name, entry_kind(st.st_mode)))
+        return False
+    if _age_of(st, now) < grace:
         report.kept_young += 1
         return False
-    return store is None or _mine(store, path, report)
+    return store is None or _mine(store, path, report, st)
 
 
 def _sweep_folders(store: Store, folders, live: set[str], deleted: list[str], now: float, grace: float, report: GcReport) -> None:

@@ -102,6 +102,11 @@ def _age(path: Path, now: float) -> float | None:
         st = os.lstat(path)
     except FileNotFoundError:
         return None
+    return _age_of(st, now)
+
+
+def _age_of(st: os.stat_result, now: float) -> float:
+    """Seconds since the entry ``st`` describes was created or renamed into place."""
     # rename (how every entry arrives) updates ctime; mtime covers file systems that do not
     return now - max(st.st_ctime, st.st_mtime)
 
