@@ -513,6 +513,8 @@ def store_info():
     echo(f"trees: {info.trees}, views: {info.views}, actions: {info.actions}")
     echo(f"roots: {', '.join(f'{n} {k}' for k, n in info.roots.items())}")
     echo(f"in-flight (tmp): {info.tmp_entries}, quarantined: {info.quarantined}")
+    if info.not_objects:
+        echo(f"not objects: {info.not_objects} entries of objects/ (`datamaestro store verify` names them)")
 
 
 @store_app.command("verify")
@@ -540,6 +542,8 @@ def store_verify(jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1,
             echo(f"malformed tree or manifest object {digest}")
         for message in report.errors:
             echo(f"error: {message}")
+        for message in report.not_objects:
+            echo(message)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -573,6 +577,8 @@ def store_gc(
         )
     for message in report.errors:
         echo(f"error: {message}")
+    for message in report.not_objects:
+        echo(message)
 
 
 @store_app.command("du")

@@ -95,7 +95,7 @@ def digest_of_file(path, *, threads: bool = True) -> str:
     return format_digest(h.hexdigest())
 
 
-def read_small_file(path: str, buffer: bytearray, expected: int | None = None) -> int | None:
+def read_small_file(path: str, buffer: bytearray, expected: int | None = None, *, follow_symlinks: bool = True) -> int | None:
     """Reads a whole file into ``buffer``: its size, or None when it does not fit.
 
     Low-level reads (``os.open``/``os.readv`` into a reused buffer: no file
@@ -106,8 +106,12 @@ def read_small_file(path: str, buffer: bytearray, expected: int | None = None) -
     :param expected: the size a ``stat`` just gave: once that many bytes are
         read, no further read looks for the end of the file (a system call
         per file saved)
+    :param follow_symlinks: False: a symbolic link at ``path`` is not read
+        through (:class:`OSError` ``ELOOP``), for a file someone else may
+        have planted (a peer store's object)
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a fifo among the files read must not block
+    flags = os.O_RDONLY | os.O_NONBLOCK  # a fifo among the files read must not block
+    fd = os.open(path, flags if follow_symlinks else flags | os.O_NOFOLLOW)
     try:
         return read_small_fd(fd, buffer, expected)
     finally:

@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import os
 import shutil
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,8 @@ from .digests import PREFIX, format_digest, hex_of, is_digest
 from .leases import filesystem_now, live_leases, reap_expired_working_leases
 from .roots import Root
 from .testpoints import pause
-from .walk import _object_batches, _Reach, _Resolver, _age, _fanout, _remove_folder, _tree_folders, _view_folders
+from .rehash import entry_kind
+from .walk import _object_batches, _Reach, _Resolver, _age, _age_of, _fanout, _remove_folder, _stray_entries, _tree_folders, _view_folders, not_an_object
 
 GC_LOCK = "gc"
 
@@ -42,6 +44,12 @@ class GcReport:
     :param errors: entries that could not be deleted (``path: error``)
     :param left_to_owner: unreachable entries of other members, left alone:
         in a group store only the store's owner (or root) collects them
+    :param not_objects: entries of ``objects/`` and ``stamps/`` that are
+        not what the store writes there (a name that is not a digest, a
+        directory, a symbolic link or a fifo where an unreachable object or
+        a stamp should be, a file at the top of ``objects/``), one line each
+        naming it whole (see :func:`~.walk.not_an_object`): never deleted,
+        opened nor followed
     :param seconds: wall-clock duration
     """
 
@@ -59,6 +67,7 @@ class GcReport:
     tmp_reaped: list[Path] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     left_to_owner: int = 0
+    not_objects: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -181,13 +190,14 @@ def _prune_markers(root: Root, linked: set[str], grace: float, now: float) -> No
                 marker.unlink(missing_ok=True)
 
 
-def _mine(store: Store, path: Path, report: Any) -> bool:
+def _mine(store: Store, path: Path, report: Any, st: os.stat_result | None = None) -> bool:
     """True when this process may remove ``path``; else counts it in ``left_to_owner`` (a group store's member).
 
     :param report: a :class:`GcReport`, or a release's report (any report with a ``left_to_owner`` count)
+    :param st: its ``lstat``, when the caller has just made it
     """
     try:
-        st = os.lstat(path)
+        st = st or os.lstat(path)
     except FileNotFoundError:
         return False
     if store.layout.may_remove(st):
@@ -196,15 +206,25 @@ def _mine(store: Store, path: Path, report: Any) -> bool:
     return False
 
 
-def _collectable(path: Path, now: float, grace: float, report: GcReport, store: Store | None = None) -> bool:
-    """True when an unreachable entry is old enough to go (counts the young ones) and this process may remove it."""
-    age = _age(path, now)
-    if age is None:
+def _collectable(path: Path, now: float, grace: float, report: GcReport, store: Store | None = None, area: str = "") -> bool:
+    """True when an unreachable entry is old enough to go (counts the young ones) and this process may remove it.
+
+    :param area: ``objects`` when ``path`` is an object's: anything but a
+        regular file there (a directory, a symbolic link, a fifo planted
+        where an object should be) is not an object: named in
+        ``report.not_objects`` and left as it is
+    """
+    try:
+        st = os.lstat(path)  # one for the kind, the age and the owner
+    except FileNotFoundError:
         return False
-    if age < grace:
+    if area and not stat.S_ISREG(st.st_mode):
+        report.not_objects.append(not_an_object(area, path.parent.name + os.sep + path.name, entry_kind(st.st_mode)))
+        return False
+    if _age_of(st, now) < grace:
         report.kept_young += 1
         return False
-    return store is None or _mine(store, path, report)
+    return store is None or _mine(store, path, report, st)
 
 
 def _sweep_folders(store: Store, folders, live: set[str], deleted: list[str], now: float, grace: float, report: GcReport) -> None:
@@ -233,13 +253,16 @@ def _sweep_objects(store: Store, reach: _Reach, now: float, grace: float, report
     objects = os.fspath(store.layout.objects)
     sep = os.sep
     start = len(PREFIX)
+    report.not_objects += [not_an_object("objects", name, "not a fan-out folder") for name in _stray_entries(objects, follow_symlinks=False)]
     for batch in _object_batches(objects, _SWEEP_BATCH, prefix=PREFIX, follow_symlinks=False):
         for digest in itertools.filterfalse(live.__contains__, batch):
-            # a name that is no digest is nothing gc understands: leave it alone
+            name = digest[start : start + 2] + sep + digest[start + 2 :]
+            # a name that is no digest is nothing gc understands: named, left alone
             if not is_digest(digest):
+                report.not_objects.append(not_an_object("objects", name, "its name is not a digest"))
                 continue
-            path = Path(objects + sep + digest[start : start + 2] + sep + digest[start + 2 :])
-            if not _collectable(path, now, grace, report, store):
+            path = Path(objects + sep + name)
+            if not _collectable(path, now, grace, report, store, area="objects"):
                 continue
             remove_object(store, digest, path, report, dry_run=report.dry_run)
 
@@ -294,7 +317,9 @@ def _sweep_stamps(store: Store, report: GcReport) -> None:
 
     One fan-out folder at a time: its stamps' names less its objects' names
     (two listings and a set difference, no ``stat`` per stamp, never a list
-    of the whole store); only an orphan stamp is looked at.
+    of the whole store); only an orphan stamp is looked at. What is not a
+    stamp (a name that is not a digest, anything but a symbolic link) is
+    named in ``report.not_objects`` and left as it is.
     """
     if report.dry_run:
         return
@@ -314,8 +339,14 @@ def _sweep_stamps(store: Store, report: GcReport) -> None:
             orphans.difference_update(os.listdir(objects + os.sep + fan))
         for name in orphans:
             if name.startswith("."):
+                continue  # a stamp being replaced (record_stamp)
+            if not is_digest(PREFIX + fan + name):
+                report.not_objects.append(not_an_object("stamps", fan + os.sep + name, "its name is not a digest"))
                 continue
             path = folder + os.sep + name
             with contextlib.suppress(OSError):
-                if store.layout.may_remove(os.lstat(path)):
+                st = os.lstat(path)
+                if not stat.S_ISLNK(st.st_mode):
+                    report.not_objects.append(not_an_object("stamps", fan + os.sep + name, entry_kind(st.st_mode)))
+                elif store.layout.may_remove(st):
                     os.unlink(path)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import contextlib
 import grp
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from . import Store
+from .digests import PREFIX, is_digest
 from .integrity import QUARANTINE_NOTE
 from .roots import ROOT_KINDS
 from .versioning import SHARED_FILE
-from .walk import _fanout, _tree_folders, _view_folders
+from .walk import _fanout, _stray_entries, _tree_folders, _view_folders
 
 
 @dataclass
@@ -34,6 +36,10 @@ class StoreInfo:
     :param tmp_entries: entries in ``tmp/`` (in-flight writes or leftovers)
     :param quarantined: objects moved to ``quarantine/`` by :func:`verify`
     :param layout_versions: the version of each part of the layout
+    :param not_objects: entries of ``objects/`` that are not objects (a name
+        that is not a digest, anything but a regular file, a file at the top
+        of ``objects/``): counted here, not in ``objects`` (``store verify``
+        names them)
     """
 
     location: Path
@@ -49,6 +55,7 @@ class StoreInfo:
     tmp_entries: int
     quarantined: int
     layout_versions: dict[str, int] = field(default_factory=dict)
+    not_objects: int = 0
 
 
 def _count(folder: Path, keep: Callable[[str], bool] = lambda name: True) -> int:
@@ -59,9 +66,14 @@ def store_info(store: Store) -> StoreInfo:
     """Counts what a store holds (one pass over its folders, no hashing)."""
     layout = store.layout
     objects = object_bytes = 0
-    for _, entry in _fanout(layout.objects):
+    strays = len(_stray_entries(os.fspath(layout.objects), follow_symlinks=False))
+    for hexdigest, entry in _fanout(layout.objects):
         with contextlib.suppress(FileNotFoundError):
-            object_bytes += entry.stat(follow_symlinks=False).st_size
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or not is_digest(PREFIX + hexdigest):
+                strays += 1  # planted by someone else: not an object
+                continue
+            object_bytes += st.st_size
             objects += 1
     roots = dict.fromkeys(ROOT_KINDS, 0)
     for root in store.roots():
@@ -80,6 +92,7 @@ def store_info(store: Store) -> StoreInfo:
         tmp_entries=_count(layout.tmp),
         quarantined=_count(layout.quarantine, lambda name: not name.endswith(QUARANTINE_NOTE)),
         layout_versions=dict(store.layout_versions),
+        not_objects=strays,
     )
 
 

@@ -55,7 +55,8 @@ class _PeerLinker:
 
         None: another writer stored the object first (its stamp is its own).
         """
-        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)  # a fifo planted in a peer folder must not block
+        # a fifo planted in a peer folder must not block, a symbolic link planted there is not followed (ELOOP: refused by the caller)
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):

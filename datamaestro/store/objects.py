@@ -155,6 +155,9 @@ class ObjectStore:
         :param stamps: the peer store's ``stamps/`` folder: each object staged
             names its stamp there (:attr:`Staged.stamp_source`), linked as its
             own when it describes the same inode (see :func:`record_stamps`)
+
+        A source that is a symbolic link (planted where the peer's object
+        should be) is never read through: refused as not a regular file.
         """
         tmp_dir = os.fspath(self.layout.tmp)
         self.layout.tmp_path()  # makes tmp/ when missing
@@ -178,7 +181,9 @@ class ObjectStore:
                     if staged is None:
                         # a peer's objects share one owner and file system: once refused, copy the rest
                         link, linker = False, None
-                        staged = self._copy_small(source, tmp, buffer, view) or self._copy(Path(source), Path(tmp), digest, (limits or {}).get(digest))
+                        staged = self._copy_small(source, tmp, buffer, view, follow_symlinks=False) or self._copy(
+                            Path(source), Path(tmp), digest, (limits or {}).get(digest), follow_symlinks=False
+                        )
                 except IntegrityError as error:
                     _unlink_quietly(tmp)
                     outcomes.append(error)
@@ -191,6 +196,10 @@ class ObjectStore:
                     raise disk_error(exc, f"copying {source} into the store") from None
                 except OSError as exc:
                     _unlink_quietly(tmp)
+                    if exc.errno in (errno.ELOOP, errno.EISDIR):
+                        # a symbolic link (not followed) or a directory planted where the object should be
+                        outcomes.append(not_a_file(source))
+                        continue
                     raise disk_error(exc, f"copying {source} into the store") from None
                 actual, size = staged
                 if actual != digest:
@@ -209,9 +218,12 @@ class ObjectStore:
         return fan
 
     @staticmethod
-    def _copy_small(source: str, tmp: str, buffer: bytearray, view: memoryview) -> tuple[str, int] | None:
-        """Copies a file of at most :data:`SMALL_FILE` bytes with low-level calls, hashing it; None (nothing left) when larger."""
-        size = read_small_file(source, buffer)
+    def _copy_small(source: str, tmp: str, buffer: bytearray, view: memoryview, *, follow_symlinks: bool = True) -> tuple[str, int] | None:
+        """Copies a file of at most :data:`SMALL_FILE` bytes with low-level calls, hashing it; None (nothing left) when larger.
+
+        :param follow_symlinks: False: a symbolic link at ``source`` raises ``ELOOP`` (see :func:`read_small_file`)
+        """
+        size = read_small_file(source, buffer, follow_symlinks=follow_symlinks)
         if size is None:
             return None
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OBJECT_MODE)
@@ -227,13 +239,13 @@ class ObjectStore:
     def _link_and_hash(source: str, tmp: str, euid: int, buffer: bytearray, view: memoryview) -> tuple[str, int] | None:
         """Hard-links ``source`` at ``tmp`` and hashes the linked inode; None (nothing left) to copy instead."""
         try:
-            os.link(source, tmp)
+            os.link(source, tmp, follow_symlinks=False)  # a symbolic link planted at source is linked as it is, then refused below
         except FileNotFoundError:
             raise
         except OSError:
             return None  # another file system, or links refused: copy
         try:
-            fd = os.open(tmp, os.O_RDONLY | os.O_NONBLOCK)  # a fifo must not block
+            fd = os.open(tmp, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)  # a fifo must not block, a link is not followed (ELOOP)
         except OSError:
             _unlink_quietly(tmp)
             raise
@@ -268,12 +280,14 @@ class ObjectStore:
         return True
 
     @staticmethod
-    def _copy(source: Path, tmp: Path, digest: str, limit: int | None = None) -> tuple[str, int]:
+    def _copy(source: Path, tmp: Path, digest: str, limit: int | None = None, *, follow_symlinks: bool = True) -> tuple[str, int]:
         """Copies ``source`` to ``tmp`` hashing it on the way; returns (digest, size).
 
+        :param follow_symlinks: False: a symbolic link at ``source`` raises :class:`OSError` ``ELOOP``
         :raises IntegrityError: ``source`` is not a regular file, or larger than ``limit``
         """
-        with open(os.open(source, os.O_RDONLY | os.O_NONBLOCK), "rb") as src:
+        flags = os.O_RDONLY | os.O_NONBLOCK
+        with open(os.open(source, flags if follow_symlinks else flags | os.O_NOFOLLOW), "rb") as src:
             st = os.fstat(src.fileno())
             if not stat.S_ISREG(st.st_mode):
                 raise not_a_file(source)

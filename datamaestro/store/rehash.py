@@ -18,10 +18,21 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 
 #: what :func:`check_objects` reports, per object needing attention
 MISMATCH, STALE, LARGE, ERROR = "M", "S", "L", "E"
+#: what :func:`check_objects` reports for an entry that is not a regular file (never opened nor followed)
+NOT_A_FILE = "N"
+
+
+def entry_kind(mode: int) -> str:
+    """What an entry that is not a regular file is, in words (for the line naming it)."""
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a fifo"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
 
 
 def stamp_text(st: os.stat_result, precise: bool) -> str:
@@ -45,17 +56,23 @@ def check_objects(objects: str, stamps: str, precise: bool, hexdigests, buffer: 
         for each object that is :data:`MISMATCH` (detail: what it hashes
         to), :data:`STALE` (right bytes, a stamp missing or not exactly its
         ``lstat``: the caller compares again, at the stamp's precision),
-        :data:`LARGE` (not read: for the caller's mapped hashing) or
-        :data:`ERROR` (unreadable; detail: the error). An object removed
-        meanwhile (gc) is counted in ``names`` only.
+        :data:`LARGE` (not read: for the caller's mapped hashing),
+        :data:`NOT_A_FILE` (a directory, a symbolic link, a fifo... planted
+        where an object should be: neither opened nor followed; detail:
+        what it is, see :func:`entry_kind`) or :data:`ERROR` (unreadable;
+        detail: the error). An object removed meanwhile (gc) is counted in
+        ``names`` only. A name that is not a digest is read as any other
+        (a regular file's hash never matches it): the caller, which knows
+        what a digest is, names it.
     """
     from blake3 import blake3
 
     view = memoryview(buffer)
     limit = len(buffer)
     sep = os.sep
-    lstat, open_, readv, close, readlink = os.lstat, os.open, os.readv, os.close, os.readlink
-    flags = os.O_RDONLY | os.O_NONBLOCK  # a fifo among the objects must not block
+    lstat, open_, readv, close, readlink, is_file = os.lstat, os.open, os.readv, os.close, os.readlink, stat.S_ISREG
+    # a fifo among the objects must not block, a symbolic link swapped in after the lstat must not be followed
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW
     names = checked = total = 0
     events: list[tuple[str, str, str]] = []
     for hexdigest in hexdigests:
@@ -63,7 +80,10 @@ def check_objects(objects: str, stamps: str, precise: bool, hexdigests, buffer: 
         name = hexdigest[:2] + sep + hexdigest[2:]
         path = objects + sep + name
         try:
-            st = lstat(path)  # for the stamp, and the size to read
+            st = lstat(path)  # for the stamp, the size to read, and what it is
+            if not is_file(st.st_mode):
+                events.append((NOT_A_FILE, hexdigest, entry_kind(st.st_mode)))
+                continue
             if st.st_size >= limit:
                 events.append((LARGE, hexdigest, ""))
                 continue

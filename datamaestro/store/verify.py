@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -20,9 +21,9 @@ from .digests import SMALL_FILE, digest_of_file, digest_of_mapped_file, format_d
 from .gc import GC_LOCK
 from .integrity import owner_name, quarantine_object
 from . import rehash
-from .rehash import ERROR, LARGE, MISMATCH, STALE, check_folder, check_objects, parse_line, worker_command
+from .rehash import ERROR, LARGE, MISMATCH, NOT_A_FILE, STALE, check_folder, check_objects, entry_kind, parse_line, worker_command
 from .stamps import read_stamp, record_stamp, stamp_matches
-from .walk import _fan_folders, _object_batches, _remove_folder, _tree_folders, _view_folders
+from .walk import _fan_folders, _object_batches, _remove_folder, _stray_entries, _tree_folders, _view_folders, not_an_object
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,11 @@ class VerifyReport:
     :param missing: tree or manifest objects named by ``trees/`` or ``views/``
         that are not in the store
     :param errors: objects that could not be read (``digest: error``)
+    :param not_objects: entries of ``objects/`` that are not objects (a name
+        that is not a digest, a directory, a symbolic link, a fifo, a file at
+        the top of ``objects/``), one line each naming it whole (see
+        :func:`~.walk.not_an_object`); left as they are, never opened
+        through a link nor read from a fifo
     :param seconds: wall-clock duration
     """
 
@@ -73,12 +79,13 @@ class VerifyReport:
     malformed: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    not_objects: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         """True when nothing is wrong with the store."""
-        return not (self.corrupt or self.malformed or self.missing or self.errors)
+        return not (self.corrupt or self.malformed or self.missing or self.errors or self.not_objects)
 
 
 def _unordered_map(fn, batches: Iterable[list], workers: int) -> Iterator:
@@ -284,6 +291,8 @@ def verify(
     objects = os.fspath(store.layout.objects)
     stamps, precise = os.fspath(store.layout.stamps), store.layout.precise_stat
     whole = digests is None
+    if whole:
+        report.not_objects += [not_an_object("objects", name, "not a fan-out folder") for name in _stray_entries(objects)]
     local = store.layout.local
     mismatched = []
     stale = []  # right objects whose stamp is missing or says otherwise
@@ -299,7 +308,11 @@ def verify(
         report.bytes += size
         deferred = 0
         for kind, hexdigest, detail in events:
-            if kind == MISMATCH:
+            if kind == NOT_A_FILE or not is_digest(format_digest(hexdigest)):
+                # planted by someone else (a group member, a copy of a store): named, never taken for an object
+                why = detail if kind == NOT_A_FILE else "its name is not a digest"
+                report.not_objects.append(not_an_object("objects", hexdigest[:2] + os.sep + hexdigest[2:], why))
+            elif kind == MISMATCH:
                 mismatched.append(format_digest(hexdigest))
             elif kind == STALE:
                 stale.append(format_digest(hexdigest))
@@ -345,8 +358,12 @@ def verify(
     def check(digest: str):
         path = store.objects.path_of(digest)
         try:
-            size = os.lstat(path).st_size
-            return digest, digest_of_file(path), size, None
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode):
+                # swapped for a fifo or a link since it was read: never opened (a fifo would block), named instead
+                report.not_objects.append(not_an_object("objects", digest[7:9] + os.sep + digest[9:], entry_kind(st.st_mode)))
+                return digest, None, 0, None
+            return digest, digest_of_file(path), st.st_size, None
         except FileNotFoundError:
             return digest, None, 0, None  # removed meanwhile (gc): nothing to check
         except OSError as exc:
@@ -356,7 +373,9 @@ def verify(
         """Like a batch's result in :func:`~.rehash.check_objects`, for one large object hashed from a mapping on every core."""
         name = hexdigest[:2] + os.sep + hexdigest[2:]
         try:
-            st = os.stat(objects + os.sep + name)
+            st = os.lstat(objects + os.sep + name)
+            if not stat.S_ISREG(st.st_mode):
+                return 1, 0, 0, [(NOT_A_FILE, hexdigest, entry_kind(st.st_mode))]  # swapped since it was listed: never mapped
             actual = hex_of(digest_of_mapped_file(objects + os.sep + name))
         except FileNotFoundError:
             return 1, 0, 0, []

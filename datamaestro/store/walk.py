@@ -34,6 +34,34 @@ def _fan_folders(objects: str, follow_symlinks: bool = True) -> list[os.DirEntry
         return []
 
 
+def _stray_entries(objects: str, follow_symlinks: bool = True) -> list[str]:
+    """The names at the top of ``objects`` that are not fan-out folders (a file, a fifo, a link planted there; none when it does not exist).
+
+    Nothing of datamaestro writes there: the maintenance commands name
+    them (see :func:`not_an_object`) and leave them as they are.
+
+    :param follow_symlinks: as for :func:`_fan_folders`: whether a symbolic
+        link to a folder, with a two-character name, is a fan-out folder
+    """
+    try:
+        return sorted(entry.name for entry in os.scandir(objects) if len(entry.name) != 2 or not entry.is_dir(follow_symlinks=follow_symlinks))
+    except FileNotFoundError:
+        return []
+
+
+def not_an_object(area: str, name: str, why: str) -> str:
+    """The one line naming an entry of ``objects/`` or ``stamps/`` that is not what the store writes there, left as it is.
+
+    :param area: ``objects`` or ``stamps``
+    :param name: its path below ``area`` (fan-out folder, separator, name);
+        any bytes a member of a group store or a peer put there (a space, a
+        line break, bytes that are not UTF-8): shown by ``repr``, whole, on
+        one line
+    :param why: what it is (``a fifo``, ``its name is not a digest``)
+    """
+    return f"{area + '/' + name!r}: not an object ({why}), left as it is"
+
+
 def _object_batches(objects: str, size: int, prefix: str = "", follow_symlinks: bool = True) -> Iterator[list[str]]:
     """The hex names of every object below ``objects``, in lists of at most ``size``, one fan-out folder listed at a time.
 
@@ -74,6 +102,11 @@ def _age(path: Path, now: float) -> float | None:
         st = os.lstat(path)
     except FileNotFoundError:
         return None
+    return _age_of(st, now)
+
+
+def _age_of(st: os.stat_result, now: float) -> float:
+    """Seconds since the entry ``st`` describes was created or renamed into place."""
     # rename (how every entry arrives) updates ctime; mtime covers file systems that do not
     return now - max(st.st_ctime, st.st_mtime)
 
