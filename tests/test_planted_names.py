@@ -66,12 +66,37 @@ def plant(objects: Path, fan: str, kind: str) -> tuple[str, str]:
     elif kind == "fifo":
         name, why = DIGEST_SHAPED, "a fifo"
         os.mkfifo(folder / name)
+    elif kind == "fan-link":
+        # a fan-out folder that is a symbolic link to a folder outside the store, holding a file of an object's shape:
+        # followed, verify would quarantine (move) that file and gc delete it
+        outside = outside_folder(objects)
+        outside.mkdir(exist_ok=True)
+        (outside / DIGEST_SHAPED).write_bytes(b"junk")
+        for index in range(256):
+            link = f"{index:02x}"
+            if link != fan and (not (objects / link).exists() or not any((objects / link).iterdir())):
+                break
+        if (objects / link).exists():
+            (objects / link).rmdir()
+        os.symlink(outside, objects / link)
+        return f"{objects.name}/{link}", "not a fan-out folder"
     else:
         raise ValueError(kind)
     return f"{objects.name}/{fan}/{name}", why
 
 
-KINDS = ["space", "newline", "not-utf8", "short-hex", "top-file", "directory", "symlink", "fifo"]
+KINDS = ["space", "newline", "not-utf8", "short-hex", "top-file", "directory", "symlink", "fifo", "fan-link"]
+
+
+def outside_folder(objects: Path) -> Path:
+    """The folder outside the store that a planted fan-out link points to."""
+    return objects.parent.parent / "outside"
+
+
+def outside_untouched(objects: Path) -> bool:
+    """Whether the file outside the store that a fan-out link leads to is still there, as planted (nothing followed the link)."""
+    planted = outside_folder(objects) / DIGEST_SHAPED
+    return not outside_folder(objects).exists() or planted.read_bytes() == b"junk"
 
 
 def finding(relative: str, why: str) -> str:
@@ -121,6 +146,7 @@ def test_store_verify_names_a_planted_entry_and_checks_the_rest(lab_store, kind,
     assert store.path_of(lab_store["good"]).read_bytes() == b"good " * 10
     assert exists(os.fsencode(store.root / relative))
     assert not any((store.layout.quarantine / name).exists() for name in (DIGEST_SHAPED, lab_store["fan"] + DIGEST_SHAPED))
+    assert outside_untouched(store.layout.objects)
     # the same finding again (it is left for its owner to remove), and nothing else once the corrupt object is gone
     again = dm(store.root, "store", "verify", "-j", jobs)
     assert again.returncode == 1 and again.stdout.splitlines()[1:] == [finding(relative, why)], again.stdout
@@ -148,7 +174,7 @@ def test_store_gc_leaves_a_planted_entry_and_collects_the_rest(lab_store, kind):
     assert not store.path_of(unreachable).exists()
     assert store.path_of(lab_store["good"]).is_file() and store.path_of(lab_store["bad"]).is_file()
     assert exists(os.fsencode(store.root / relative))
-    assert Path("/etc/passwd").is_file()
+    assert Path("/etc/passwd").is_file() and outside_untouched(store.layout.objects)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -253,8 +253,8 @@ def _sweep_objects(store: Store, reach: _Reach, now: float, grace: float, report
     objects = os.fspath(store.layout.objects)
     sep = os.sep
     start = len(PREFIX)
-    report.not_objects += [not_an_object("objects", name, "not a fan-out folder") for name in _stray_entries(objects, follow_symlinks=False)]
-    for batch in _object_batches(objects, _SWEEP_BATCH, prefix=PREFIX, follow_symlinks=False):
+    report.not_objects += [not_an_object("objects", name, "not a fan-out folder") for name in _stray_entries(objects)]
+    for batch in _object_batches(objects, _SWEEP_BATCH, prefix=PREFIX):
         for digest in itertools.filterfalse(live.__contains__, batch):
             name = digest[start : start + 2] + sep + digest[start + 2 :]
             # a name that is no digest is nothing gc understands: named, left alone

@@ -66,7 +66,7 @@ def store_info(store: Store) -> StoreInfo:
     """Counts what a store holds (one pass over its folders, no hashing)."""
     layout = store.layout
     objects = object_bytes = 0
-    strays = len(_stray_entries(os.fspath(layout.objects), follow_symlinks=False))
+    strays = len(_stray_entries(os.fspath(layout.objects)))
     for hexdigest, entry in _fanout(layout.objects):
         with contextlib.suppress(FileNotFoundError):
             st = entry.stat(follow_symlinks=False)

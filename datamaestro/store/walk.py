@@ -26,25 +26,30 @@ def _fanout(base: Path) -> Iterator[tuple[str, os.DirEntry]]:
                 yield fan.name + entry.name, entry
 
 
-def _fan_folders(objects: str, follow_symlinks: bool = True) -> list[os.DirEntry]:
-    """The fan-out folders of ``objects`` (two-character names; none when it does not exist)."""
+def _fan_folders(objects: str) -> list[os.DirEntry]:
+    """The fan-out folders of ``objects`` (two-character names; none when it does not exist).
+
+    A symbolic link is never one, whatever it points to: a link planted at
+    the top of ``objects/`` (by a member of a group store, in a copy of a
+    store) would have verify read, and quarantine, files outside the store,
+    and gc delete them.
+    """
     try:
-        return [entry for entry in os.scandir(objects) if len(entry.name) == 2 and entry.is_dir(follow_symlinks=follow_symlinks)]
+        return [entry for entry in os.scandir(objects) if len(entry.name) == 2 and entry.is_dir(follow_symlinks=False)]
     except FileNotFoundError:
         return []
 
 
-def _stray_entries(objects: str, follow_symlinks: bool = True) -> list[str]:
+def _stray_entries(objects: str) -> list[str]:
     """The names at the top of ``objects`` that are not fan-out folders (a file, a fifo, a link planted there; none when it does not exist).
 
     Nothing of datamaestro writes there: the maintenance commands name
-    them (see :func:`not_an_object`) and leave them as they are.
-
-    :param follow_symlinks: as for :func:`_fan_folders`: whether a symbolic
-        link to a folder, with a two-character name, is a fan-out folder
+    them (see :func:`not_an_object`) and leave them as they are. A
+    symbolic link is one of them, whatever it points to (see
+    :func:`_fan_folders`).
     """
     try:
-        return sorted(entry.name for entry in os.scandir(objects) if len(entry.name) != 2 or not entry.is_dir(follow_symlinks=follow_symlinks))
+        return sorted(entry.name for entry in os.scandir(objects) if len(entry.name) != 2 or not entry.is_dir(follow_symlinks=False))
     except FileNotFoundError:
         return []
 
@@ -62,7 +67,7 @@ def not_an_object(area: str, name: str, why: str) -> str:
     return f"{area + '/' + name!r}: not an object ({why}), left as it is"
 
 
-def _object_batches(objects: str, size: int, prefix: str = "", follow_symlinks: bool = True) -> Iterator[list[str]]:
+def _object_batches(objects: str, size: int, prefix: str = "") -> Iterator[list[str]]:
     """The hex names of every object below ``objects``, in lists of at most ``size``, one fan-out folder listed at a time.
 
     Memory is one fan-out folder's names (1/256 of the store), never the
@@ -72,10 +77,8 @@ def _object_batches(objects: str, size: int, prefix: str = "", follow_symlinks: 
 
     :param prefix: put before every name (``blake3:`` gives digests, compared
         as they are against a set of digests: no conversion per object)
-    :param follow_symlinks: also list a fan-out folder that is a symlink
-        (``store gc`` does not: it never removes anything outside the store)
     """
-    for fan in _fan_folders(objects, follow_symlinks):
+    for fan in _fan_folders(objects):
         try:
             names = os.listdir(fan.path)
         except FileNotFoundError:
