@@ -261,3 +261,22 @@ def test_verify_of_chosen_digests_names_a_planted_entry_at_their_path(lab_store,
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["2 1", finding(relative, why)]
     assert exists(os.fsencode(store.root / relative)) and store.path_of(lab_store["good"]).is_file() and not store.path_of(lab_store["bad"]).exists()
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_files_planted_under_names_that_are_no_digests_are_never_read(lab_store, jobs):
+    """A member can plant files of any size at no cost (a sparse one by ``truncate -s``): under a name that is not a digest, verify names them without reading them (the bytes and objects it reports are the store's own), and still finds the corrupt object."""
+    import json
+
+    store: Store = lab_store["store"]
+    real = [entry.stat().st_size for entry in store.layout.objects.glob("*/*") if entry.is_file()]
+    fan = store.layout.objects / lab_store["fan"]
+    with open(fan / "y z", "wb") as out:
+        out.truncate(4 << 30)  # 4 GiB of holes
+    (fan / "w").write_bytes(b"junk" * 1024)  # small enough to be read in one go, as an object's would
+    result = dm(store.root, "--json", "store", "verify", "-j", jobs)
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert sorted(report["not_objects"]) == sorted(finding(f"objects/{lab_store['fan']}/{name}", NOT_A_DIGEST) for name in ("y z", "w")), report
+    assert (report["checked"], report["bytes"]) == (len(real), sum(real)), report
+    assert [c["digest"] for c in report["corrupt"]] == [lab_store["bad"]], report

@@ -25,6 +25,11 @@ import sys
 MISMATCH, STALE, LARGE, ERROR = "M", "S", "L", "E"
 #: what :func:`check_objects` reports for an entry that is not a regular file (never opened nor followed)
 NOT_A_FILE = "N"
+#: what :func:`check_objects` reports for an entry whose name is not an object's (never looked at: a planted
+#: sparse file of a terabyte would otherwise be read whole)
+NOT_A_DIGEST = "B"
+#: the characters of an object's name (the hex digits of its blake3 digest, lowercase)
+_HEX = "0123456789abcdef"
 
 
 def entry_kind(mode: int) -> str:
@@ -61,9 +66,9 @@ def check_objects(objects: str, stamps: str, precise: bool, hexdigests, buffer: 
         where an object should be: neither opened nor followed; detail:
         what it is, see :func:`entry_kind`) or :data:`ERROR` (unreadable;
         detail: the error). An object removed meanwhile (gc) is counted in
-        ``names`` only. A name that is not a digest is read as any other
-        (a regular file's hash never matches it): the caller, which knows
-        what a digest is, names it.
+        ``names`` only. A name that is not an object's (64 lowercase hex
+        digits, fan-out folder included) is :data:`NOT_A_DIGEST` (detail:
+        why), neither looked up nor read.
     """
     from blake3 import blake3
 
@@ -77,6 +82,9 @@ def check_objects(objects: str, stamps: str, precise: bool, hexdigests, buffer: 
     events: list[tuple[str, str, str]] = []
     for hexdigest in hexdigests:
         names += 1
+        if len(hexdigest) != 64 or hexdigest.strip(_HEX):
+            events.append((NOT_A_DIGEST, hexdigest, "its name is not a digest"))
+            continue
         name = hexdigest[:2] + sep + hexdigest[2:]
         path = objects + sep + name
         try:

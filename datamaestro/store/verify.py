@@ -21,7 +21,7 @@ from .digests import SMALL_FILE, digest_of_file, digest_of_mapped_file, format_d
 from .gc import GC_LOCK
 from .integrity import owner_name, quarantine_object
 from . import rehash
-from .rehash import ERROR, LARGE, MISMATCH, NOT_A_FILE, STALE, check_folder, check_objects, entry_kind, parse_line, worker_command
+from .rehash import ERROR, LARGE, MISMATCH, NOT_A_DIGEST, NOT_A_FILE, STALE, check_folder, check_objects, entry_kind, parse_line, worker_command
 from .stamps import read_stamp, record_stamp, stamp_matches
 from .walk import _fan_folders, _object_batches, _remove_folder, _stray_entries, _tree_folders, _view_folders, not_an_object
 
@@ -308,9 +308,9 @@ def verify(
         report.bytes += size
         deferred = 0
         for kind, hexdigest, detail in events:
-            if kind == NOT_A_FILE or not is_digest(format_digest(hexdigest)):
+            if kind in (NOT_A_FILE, NOT_A_DIGEST) or not is_digest(format_digest(hexdigest)):
                 # planted by someone else (a group member, a copy of a store): named, never taken for an object
-                why = detail if kind == NOT_A_FILE else "its name is not a digest"
+                why = detail if kind in (NOT_A_FILE, NOT_A_DIGEST) else "its name is not a digest"
                 report.not_objects.append(not_an_object("objects", hexdigest[:2] + os.sep + hexdigest[2:], why))
             elif kind == MISMATCH:
                 mismatched.append(format_digest(hexdigest))
