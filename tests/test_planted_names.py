@@ -131,25 +131,35 @@ def lab_store(tmp_path) -> dict:
     return {"store": store, "good": good, "bad": bad, "fan": good[7:9]}
 
 
+def plant_every_kind(objects: Path, fan: str) -> list[tuple[str, str]]:
+    """Plants one entry of each kind of :data:`KINDS` (those with an object's name in three fan-out folders: ``fan`` and the two after it); returns each one's path and what it is."""
+    others = {"symlink": f"{(int(fan, 16) + 1) % 256:02x}", "fifo": f"{(int(fan, 16) + 2) % 256:02x}"}
+    return [plant(objects, others.get(kind, fan), kind) for kind in KINDS]  # the fan-out link last: it takes a fan-out folder left empty
+
+
+def findings_of(output: str) -> list[str]:
+    """The lines of a command's output that name an entry as not an object, sorted."""
+    return sorted(line for line in output.splitlines() if ": not an object (" in line)
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"])
-@pytest.mark.parametrize("kind", KINDS)
-def test_store_verify_names_a_planted_entry_and_checks_the_rest(lab_store, kind, jobs):
-    """verify, in one process and in worker processes: the planted entry is one line, left where it is; the corrupt object is still found and quarantined, the good one untouched."""
+def test_store_verify_names_every_planted_entry_and_checks_the_rest(lab_store, jobs):
+    """verify, in one process and in worker processes: each planted entry is one line, left where it is; the corrupt object is still found and quarantined, the good one untouched."""
     store: Store = lab_store["store"]
-    relative, why = plant(store.layout.objects, lab_store["fan"], kind)
+    planted = plant_every_kind(store.layout.objects, lab_store["fan"])
+    expected = sorted(finding(relative, why) for relative, why in planted)
     result = dm(store.root, "store", "verify", "-j", jobs)
     assert result.returncode == 1, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines.count(finding(relative, why)) == 1, result.stdout
-    assert any(line.startswith(f"CORRUPT {lab_store['bad']}: ") for line in lines), result.stdout
+    assert findings_of(result.stdout) == expected, result.stdout
+    assert any(line.startswith(f"CORRUPT {lab_store['bad']}: ") for line in result.stdout.splitlines()), result.stdout
     assert not store.path_of(lab_store["bad"]).exists() and (store.layout.quarantine / lab_store["bad"][7:]).is_file()
     assert store.path_of(lab_store["good"]).read_bytes() == b"good " * 10
-    assert exists(os.fsencode(store.root / relative))
-    assert not any((store.layout.quarantine / name).exists() for name in (DIGEST_SHAPED, lab_store["fan"] + DIGEST_SHAPED))
+    assert all(exists(os.fsencode(store.root / relative)) for relative, _ in planted)
+    assert not any(DIGEST_SHAPED in name for name in os.listdir(store.layout.quarantine)), os.listdir(store.layout.quarantine)
     assert outside_untouched(store.layout.objects)
-    # the same finding again (it is left for its owner to remove), and nothing else once the corrupt object is gone
+    # the same findings again (left for their owners to remove), and nothing else once the corrupt object is gone
     again = dm(store.root, "store", "verify", "-j", jobs)
-    assert again.returncode == 1 and again.stdout.splitlines()[1:] == [finding(relative, why)], again.stdout
+    assert again.returncode == 1 and findings_of(again.stdout) == expected and len(again.stdout.splitlines()) == 1 + len(expected), again.stdout
 
 
 @pytest.mark.parametrize("kind", KINDS + ["stamps-name", "stamps-fifo"])
@@ -177,17 +187,16 @@ def test_store_gc_leaves_a_planted_entry_and_collects_the_rest(lab_store, kind):
     assert Path("/etc/passwd").is_file() and outside_untouched(store.layout.objects)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_store_info_counts_a_planted_entry_apart_and_du_does_not_see_it(lab_store, kind):
-    """info counts objects only (the planted entry apart); du's figures are those of the store without it."""
-    store: Store = lab_store["store"]
-    info_before, du_before = dm(store.root, "--json", "store", "info").stdout, dm(store.root, "store", "du").stdout
-    plant(store.layout.objects, lab_store["fan"], kind)
+def test_store_info_counts_planted_entries_apart_and_du_does_not_see_them(lab_store):
+    """info counts objects only (every planted entry apart); du's figures are those of the store without them."""
     import json
 
+    store: Store = lab_store["store"]
+    info_before, du_before = dm(store.root, "--json", "store", "info").stdout, dm(store.root, "store", "du").stdout
+    plant_every_kind(store.layout.objects, lab_store["fan"])
     before, after = json.loads(info_before), json.loads(dm(store.root, "--json", "store", "info").stdout)
-    assert (after["objects"], after["object_bytes"], after["not_objects"]) == (before["objects"], before["object_bytes"], 1)
-    assert "not objects: 1 entries of objects/" in dm(store.root, "store", "info").stdout
+    assert (after["objects"], after["object_bytes"], after["not_objects"]) == (before["objects"], before["object_bytes"], len(KINDS))
+    assert f"not objects: {len(KINDS)} entries of objects/" in dm(store.root, "store", "info").stdout
     du = dm(store.root, "store", "du")
     assert du.returncode == 0 and du.stdout == du_before
 
