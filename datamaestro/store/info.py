@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import Store
-from .digests import PREFIX, is_digest
 from .integrity import QUARANTINE_NOTE
+from .rehash import is_object_name
 from .roots import ROOT_KINDS
 from .versioning import SHARED_FILE
 from .walk import _fanout, _stray_entries, _tree_folders, _view_folders
@@ -70,7 +70,7 @@ def store_info(store: Store) -> StoreInfo:
     for hexdigest, entry in _fanout(layout.objects):
         with contextlib.suppress(FileNotFoundError):
             st = entry.stat(follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode) or not is_digest(PREFIX + hexdigest):
+            if not stat.S_ISREG(st.st_mode) or not is_object_name(hexdigest):
                 strays += 1  # planted by someone else: not an object
                 continue
             object_bytes += st.st_size

@@ -32,6 +32,15 @@ NOT_A_DIGEST = "B"
 _HEX = "0123456789abcdef"
 
 
+def is_object_name(hexdigest: str) -> bool:
+    """True when ``hexdigest`` (fan-out folder and name, as listed) is an object's name: 64 lowercase hex digits.
+
+    :func:`~datamaestro.store.digests.is_digest` without the prefix, here
+    because a worker imports nothing of datamaestro.
+    """
+    return len(hexdigest) == 64 and not hexdigest.strip(_HEX)
+
+
 def entry_kind(mode: int) -> str:
     """What an entry that is not a regular file is, in words (for the line naming it)."""
     for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a fifo"), (stat.S_ISSOCK, "a socket")):
@@ -82,7 +91,7 @@ def check_objects(objects: str, stamps: str, precise: bool, hexdigests, buffer: 
     events: list[tuple[str, str, str]] = []
     for hexdigest in hexdigests:
         names += 1
-        if len(hexdigest) != 64 or hexdigest.strip(_HEX):
+        if not is_object_name(hexdigest):
             events.append((NOT_A_DIGEST, hexdigest, "its name is not a digest"))
             continue
         name = hexdigest[:2] + sep + hexdigest[2:]

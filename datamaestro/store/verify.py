@@ -308,10 +308,10 @@ def verify(
         report.bytes += size
         deferred = 0
         for kind, hexdigest, detail in events:
-            if kind in (NOT_A_FILE, NOT_A_DIGEST) or not is_digest(format_digest(hexdigest)):
+            if kind in (NOT_A_FILE, NOT_A_DIGEST):
                 # planted by someone else (a group member, a copy of a store): named, never taken for an object
-                why = detail if kind in (NOT_A_FILE, NOT_A_DIGEST) else "its name is not a digest"
-                report.not_objects.append(not_an_object("objects", hexdigest[:2] + os.sep + hexdigest[2:], why))
+                # (check_objects names every entry whose name is not an object's before anything else)
+                report.not_objects.append(not_an_object("objects", hexdigest[:2] + os.sep + hexdigest[2:], detail))
             elif kind == MISMATCH:
                 mismatched.append(format_digest(hexdigest))
             elif kind == STALE:
