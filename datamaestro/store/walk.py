@@ -26,16 +26,21 @@ def _fanout(base: Path) -> Iterator[tuple[str, os.DirEntry]]:
                 yield fan.name + entry.name, entry
 
 
-def _fan_folders(objects: str) -> list[os.DirEntry]:
-    """The fan-out folders of ``objects`` (two-character names; none when it does not exist).
+def _is_fan_folder(entry: os.DirEntry) -> bool:
+    """Whether an entry at the top of ``objects/`` is a fan-out folder: a directory with a two-character name.
 
     A symbolic link is never one, whatever it points to: a link planted at
     the top of ``objects/`` (by a member of a group store, in a copy of a
     store) would have verify read, and quarantine, files outside the store,
     and gc delete them.
     """
+    return len(entry.name) == 2 and entry.is_dir(follow_symlinks=False)
+
+
+def _fan_folders(objects: str) -> list[os.DirEntry]:
+    """The fan-out folders of ``objects`` (see :func:`_is_fan_folder`; none when it does not exist)."""
     try:
-        return [entry for entry in os.scandir(objects) if len(entry.name) == 2 and entry.is_dir(follow_symlinks=False)]
+        return [entry for entry in os.scandir(objects) if _is_fan_folder(entry)]
     except FileNotFoundError:
         return []
 
@@ -46,10 +51,10 @@ def _stray_entries(objects: str) -> list[str]:
     Nothing of datamaestro writes there: the maintenance commands name
     them (see :func:`not_an_object`) and leave them as they are. A
     symbolic link is one of them, whatever it points to (see
-    :func:`_fan_folders`).
+    :func:`_is_fan_folder`).
     """
     try:
-        return sorted(entry.name for entry in os.scandir(objects) if len(entry.name) != 2 or not entry.is_dir(follow_symlinks=False))
+        return sorted(entry.name for entry in os.scandir(objects) if not _is_fan_folder(entry))
     except FileNotFoundError:
         return []
 
