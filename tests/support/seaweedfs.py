@@ -206,11 +206,13 @@ class ServerPorts:
     filer_grpc: int
     s3: int | None = None
     s3_grpc: int | None = None
+    #: Prometheus metrics (``-metricsPort``), when asked for
+    metrics: int | None = None
 
     @classmethod
-    def pick(cls, s3: bool) -> ServerPorts:
-        ports = free_ports(8 if s3 else 6)
-        return cls(*ports)
+    def pick(cls, s3: bool, metrics: bool = False) -> ServerPorts:
+        ports = free_ports(6 + (2 if s3 else 0) + (1 if metrics else 0))
+        return cls(*ports[:6], *(ports[6:8] if s3 else (None, None)), *ports[8 if s3 else 6 :])
 
     def grpc_ports(self) -> list[int]:
         return [p for p in (self.master_grpc, self.volume_grpc, self.filer_grpc, self.s3_grpc) if p]
@@ -261,18 +263,20 @@ class SeaweedServer:
         volume_size_limit_mb: int = 64,
         start_timeout: float = 60.0,
         extra_args: Sequence[str] = (),
+        metrics: bool = False,
     ):
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
         self.config_dir = self.workdir / "config"
         self.log_path = self.workdir / "server.log"
+        self.metrics = metrics
         self.s3 = s3 or s3_config is not None
         self.s3_config = Path(s3_config) if s3_config is not None else None
         self.volume_max = volume_max
         self.volume_size_limit_mb = volume_size_limit_mb
         self.start_timeout = start_timeout
         self.extra_args = list(extra_args)
-        self.ports = ServerPorts.pick(self.s3)
+        self.ports = ServerPorts.pick(self.s3, metrics)
         self.process: subprocess.Popen | None = None
         #: seconds from the start of the process to ready (filer, then S3)
         self.startup_seconds: float | None = None
@@ -297,6 +301,13 @@ class SeaweedServer:
         if not self.s3:
             raise SeaweedError("this server runs without -s3")
         return f"http://127.0.0.1:{self.ports.s3}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The Prometheus metrics of the server (the S3 requests it answered, per bucket)."""
+        if self.ports.metrics is None:
+            raise SeaweedError("this server runs without metrics (SeaweedServer(metrics=True))")
+        return f"http://127.0.0.1:{self.ports.metrics}/metrics"
 
     @property
     def pid(self) -> int | None:
@@ -352,6 +363,8 @@ class SeaweedServer:
                 args.append(f"-s3.localSocket={s3_socket}")
             if self.s3_config is not None:
                 args.append(f"-s3.config={self.s3_config}")
+        if p.metrics is not None:
+            args.append(f"-metricsPort={p.metrics}")
         return args + self.extra_args
 
     # life cycle -------------------------------------------------------------
@@ -371,7 +384,7 @@ class SeaweedServer:
                 if attempt == 2 or "address already in use" not in _log_since(self.log_path, logged):
                     raise
                 self.process = None
-                self.ports = ServerPorts.pick(self.s3)
+                self.ports = ServerPorts.pick(self.s3, self.metrics)
 
     def _start_once(self) -> SeaweedServer:
         if self.process is not None:
